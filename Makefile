@@ -1,0 +1,39 @@
+# The two commands of the README. Each sets itself up on a fresh machine:
+# a virtual environment, the package with its test extras, and a broker.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: test demo unit lint broker bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## make test: lint, types, then the whole suite on a real broker (provisioned if needed)
+test: $(STAMP)
+	$(BIN)/ruff check streams processors tests benchmarks examples
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+## make unit: the fast pure tests only (no broker)
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+## make demo: the seed's money transfer and saga, end to end, with a worker killed mid-way
+demo: $(STAMP)
+	$(BIN)/python -m examples.demo
+
+## make broker: start a local broker in the foreground (Ctrl-C stops it)
+broker: $(STAMP)
+	$(BIN)/everflow dev broker
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.copy_loop
+	$(BIN)/python -m benchmarks.money_transfer
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""The stateful processors that run Everflow: workflow processor, activity runner, timers."""

@@ -1,0 +1,128 @@
+"""Catches non-deterministic calls in workflow code without an import sandbox.
+
+While a run's code executes, a profile hook watches C calls and Python calls made *from user
+code* (not from the standard library or Everflow) and stops the well-known sources of
+non-determinism with an error naming the deterministic replacement. It costs nothing outside
+workflow steps, and far less than re-importing modules per run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import random
+import socket
+import sys
+import sysconfig
+import time
+import uuid
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from streams.errors import EverflowError
+
+
+class NondeterministicCallError(EverflowError):
+    """Workflow code called something that differs between replays (clock, random, I/O)."""
+
+
+_STDLIB = str(Path(sysconfig.get_paths()["stdlib"]).resolve())
+_OURS = tuple(
+    str(Path(p).resolve())
+    for p in (
+        Path(__file__).parent,
+        Path(__file__).parent.parent / "streams",
+    )
+)
+
+# (object a C function is bound to, function name) -> what to use instead
+_C_CALLS: dict[tuple[int, str], str] = {
+    (id(time), "time"): "workflow.now()",
+    (id(time), "time_ns"): "workflow.now()",
+    (id(time), "monotonic"): "workflow.now()",
+    (id(time), "perf_counter"): "workflow.now()",
+    (id(time), "sleep"): "await workflow.sleep(...)",
+    (id(datetime.datetime), "now"): "workflow.now()",
+    (id(datetime.datetime), "utcnow"): "workflow.now()",
+    (id(datetime.datetime), "today"): "workflow.now()",
+    (id(datetime.date), "today"): "workflow.now().date()",
+    (id(os), "urandom"): "workflow.random() / workflow.uuid4()",
+}
+_RANDOM_INST = random._inst  # type: ignore[attr-defined]
+_PY_CALLS: dict[Any, str] = {
+    uuid.uuid4.__code__: "workflow.uuid4()",
+    uuid.uuid1.__code__: "workflow.uuid4()",
+    socket.socket.__init__.__code__: "an activity (workflow code must not do I/O)",
+}
+_OPEN_NAMES = {"open"}
+
+
+def _is_user_frame(frame: FrameType | None) -> bool:
+    if frame is None:
+        return False
+    filename = frame.f_code.co_filename
+    if filename.startswith("<"):
+        return not filename.startswith("<frozen")
+    if filename.startswith(_OURS):
+        return False
+    return not (filename.startswith(_STDLIB) and "site-packages" not in filename)
+
+
+class DeterminismGuard:
+    """Installed around each step of workflow code; records the first violation it stops."""
+
+    def __init__(self) -> None:
+        self.violation: NondeterministicCallError | None = None
+
+    def __enter__(self) -> DeterminismGuard:
+        self.violation = None
+        self._previous = sys.getprofile()
+        sys.setprofile(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.setprofile(self._previous)
+
+    def _hook(self, frame: FrameType, event: str, arg: Any) -> None:
+        if event == "c_call":
+            owner = getattr(arg, "__self__", None)
+            name = getattr(arg, "__name__", "")
+            replacement = _C_CALLS.get((id(owner), name))
+            if replacement is None and owner is _RANDOM_INST:
+                replacement = "workflow.random()"
+            if (
+                replacement is None
+                and name in _OPEN_NAMES
+                and owner is not None
+                and (getattr(owner, "__name__", "") in ("builtins", "io"))
+            ):
+                replacement = "an activity (workflow code must not do I/O)"
+            if replacement is not None and _is_user_frame(frame):
+                self._stop(
+                    f"{getattr(owner, '__name__', type(owner).__name__)}.{name}()",
+                    replacement,
+                    frame,
+                )
+        elif event == "call":
+            replacement = _PY_CALLS.get(frame.f_code)
+            if (
+                replacement is None
+                and frame.f_locals.get("self") is _RANDOM_INST
+                and (frame.f_code.co_filename.endswith("random.py"))
+            ):
+                replacement = "workflow.random()"
+            if replacement is not None and _is_user_frame(frame.f_back):
+                self._stop(f"{frame.f_code.co_qualname}()", replacement, frame.f_back)
+
+    def _stop(self, call: str, replacement: str, frame: FrameType | None) -> None:
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "?"
+        error = NondeterministicCallError(
+            f"workflow code called {call} at {where}; it gives another answer on replay — "
+            f"use {replacement} instead"
+        )
+        if self.violation is None:
+            self.violation = error
+        # a profile hook that raises is removed by the interpreter; the instance checks
+        # `violation` after the step, so swallowing the error in user code does not help
+        raise error

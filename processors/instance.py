@@ -1,0 +1,291 @@
+"""A live workflow run: user code on a deterministic loop, driven by history events.
+
+The instance turns each event that resolves something the code waits on (start, activity
+result, timer fired) into the code's next commands (schedule an activity, start a timer,
+complete, fail). First execution and replay go through the same path: replay is just the
+recorded events fed again, and `processors.run` checks the commands match the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from processors.determinism import DeterminismGuard, _is_user_frame
+from processors.loop import WorkflowEventLoop
+from streams._runtime import ActivityOptions, WorkflowInfo, WorkflowRuntime
+from streams.events import (
+    ActivityCompleted,
+    ActivityFailed,
+    HistoryEvent,
+    TimerFired,
+    WorkflowStarted,
+)
+from streams.failures import ActivityError, FailureError, from_failure, to_failure
+from streams.payload import DataConverter, Payload
+from streams.records import Failure
+from streams.workflow import WorkflowDefinition
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleActivity:
+    activity_id: int
+    options: ActivityOptions
+    args: list[Payload]
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    timer_id: int
+    delay: timedelta
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteRun:
+    result: Payload
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FailRun:
+    failure: Failure
+    location: str = ""
+
+
+RunCommand = ScheduleActivity | StartTimer | CompleteRun | FailRun
+
+
+@dataclass(slots=True)
+class Step:
+    """What one event made the code do: its commands, or why it cannot go on."""
+
+    commands: list[RunCommand] = field(default_factory=list)
+    blocked: Failure | None = None
+
+
+class WorkflowInstance(WorkflowRuntime):
+    """One run's code and everything it waits on."""
+
+    def __init__(
+        self,
+        definition: WorkflowDefinition,
+        workflow_id: str,
+        run_id: str,
+        started: WorkflowStarted,
+        start_time_ms: int,
+        converter: DataConverter,
+        guard: bool = True,
+    ) -> None:
+        self.definition = definition
+        self.converter = converter
+        self._info = WorkflowInfo(
+            workflow_id=workflow_id,
+            run_id=run_id,
+            workflow_type=started.workflow_type,
+            task_queue=started.task_queue,
+            start_time=_dt(start_time_ms),
+            history_length=1,
+        )
+        self._started = started
+        self._time_ms = start_time_ms
+        self._random = random.Random(run_id)
+        self._activities: dict[int, tuple[asyncio.Future[Any], ActivityOptions]] = {}
+        self._timers: dict[int, asyncio.Future[None]] = {}
+        self._conditions: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self._next_activity = 1
+        self._next_timer = 1
+        self._commands: list[RunCommand] = []
+        self._replaying = False
+        self._guard = DeterminismGuard() if guard else None
+        self._logger = logging.LoggerAdapter(logging.getLogger("everflow.workflow"), {})
+        self.loop = WorkflowEventLoop(self, self)
+        self._main: asyncio.Task[Any] | None = None
+        self.closed = False
+
+    # ---- driving --------------------------------------------------------------------------
+    def activate(self, event: HistoryEvent, replaying: bool = False) -> Step:
+        """Delivers one resolving event to the code and runs it until it waits again."""
+        self._time_ms = event.time
+        self._replaying = replaying
+        self._commands = []
+        attrs = event.attributes
+        step = Step()
+        try:
+            with self._guarded() as guard:
+                if isinstance(attrs, WorkflowStarted):
+                    self._start_main()
+                elif isinstance(attrs, ActivityCompleted):
+                    self._resolve_activity(attrs.activity_id, attrs.result, None)
+                elif isinstance(attrs, ActivityFailed):
+                    self._resolve_activity(attrs.activity_id, None, attrs.failure)
+                elif isinstance(attrs, TimerFired):
+                    self._fire_timer(attrs.timer_id)
+                else:
+                    raise TypeError(f"{type(attrs).__name__} does not resolve anything")
+                self._run_until_idle()
+            if guard is not None and guard.violation is not None:
+                raise guard.violation
+        except Exception as e:  # the code's bug or misuse: the run blocks, the engine goes on
+            step.blocked = to_failure(e, self.converter, kind="workflow")
+            return step
+        step.commands = self._commands
+        blocked = self._main_outcome_blocked()
+        if blocked is not None:
+            step.blocked = blocked
+        return step
+
+    def _guarded(self) -> Any:
+        if self._guard is None:
+            import contextlib
+
+            return contextlib.nullcontext(None)
+        return self._guard
+
+    def _run_until_idle(self) -> None:
+        while True:
+            self.loop.run_until_idle()
+            if not self._check_conditions():
+                return
+
+    def _check_conditions(self) -> bool:
+        woke = False
+        for predicate, fut in list(self._conditions):
+            if fut.done():
+                self._conditions.remove((predicate, fut))
+            elif predicate():
+                fut.set_result(None)
+                self._conditions.remove((predicate, fut))
+                woke = True
+        return woke
+
+    def _start_main(self) -> None:
+        args = self.converter.from_payloads(self._started.args, self.definition.arg_types)
+        obj = self.definition.cls()
+        method = getattr(obj, self.definition.run_method)
+        self._main = self.loop.create_task(method(*args), name="workflow-main")
+        self._main.add_done_callback(self._on_main_done)
+
+    def _on_main_done(self, task: asyncio.Task[Any]) -> None:
+        self.closed = True
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            self._commands.append(CompleteRun(self.converter.to_payload(task.result())))
+        elif isinstance(error, FailureError):
+            self._commands.append(FailRun(to_failure(error, self.converter)))
+
+    def _main_outcome_blocked(self) -> Failure | None:
+        main = self._main
+        if main is None or not main.done() or main.cancelled():
+            return None
+        error = main.exception()
+        if error is None or isinstance(error, FailureError):
+            return None
+        return to_failure(error, self.converter, kind="workflow")
+
+    def _resolve_activity(
+        self, activity_id: int, result: Payload | None, failure: Failure | None
+    ) -> None:
+        entry = self._activities.pop(activity_id, None)
+        if entry is None:
+            raise KeyError(
+                f"history resolves activity {activity_id}, which the code never scheduled"
+            )
+        fut, options = entry
+        if fut.done():
+            return
+        if failure is None:
+            assert result is not None
+            fut.set_result(self.converter.from_payload(result, options.result_type))
+        else:
+            cause = from_failure(failure, self.converter)
+            fut.set_exception(
+                ActivityError(
+                    f"activity {options.activity_type!r} (id {activity_id}) failed: "
+                    f"{failure.message}",
+                    activity_type=options.activity_type,
+                    activity_id=activity_id,
+                    attempt=0,
+                    cause=cause,
+                )
+            )
+
+    def _fire_timer(self, timer_id: int) -> None:
+        fut = self._timers.pop(timer_id, None)
+        if fut is None:
+            raise KeyError(f"history fires timer {timer_id}, which the code never started")
+        if not fut.done():
+            fut.set_result(None)
+
+    # ---- WorkflowRuntime ------------------------------------------------------------------
+    def info(self) -> WorkflowInfo:
+        return self._info
+
+    def now(self) -> datetime:
+        return _dt(self._time_ms)
+
+    def loop_time(self) -> float:
+        return self._time_ms / 1000.0
+
+    def random(self) -> random.Random:
+        return self._random
+
+    def is_replaying(self) -> bool:
+        return self._replaying
+
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        return self._logger
+
+    def schedule_activity(self, options: ActivityOptions) -> asyncio.Future[Any]:
+        activity_id = self._next_activity
+        self._next_activity += 1
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self._activities[activity_id] = (fut, options)
+        args = self.converter.to_payloads(list(options.args))
+        self._commands.append(ScheduleActivity(activity_id, options, args, _user_location()))
+        return fut
+
+    def start_timer(self, delay: timedelta) -> asyncio.Future[None]:
+        timer_id = self._next_timer
+        self._next_timer += 1
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._timers[timer_id] = fut
+        self._commands.append(StartTimer(timer_id, delay, _user_location()))
+        return fut
+
+    async def wait_condition(
+        self, predicate: Callable[[], bool], timeout: timedelta | None
+    ) -> None:
+        if predicate():
+            return
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._conditions.append((predicate, fut))
+        if timeout is None:
+            await fut
+        else:
+            await asyncio.wait_for(fut, timeout.total_seconds())
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000.0, tz=UTC)
+
+
+def _user_location() -> str:
+    """file:line of the workflow code that issued the current command."""
+    frame = sys._getframe(1)
+    while frame is not None and not _is_user_frame(frame):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return "?"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"

@@ -1,0 +1,365 @@
+"""The workflow processor: the Kafka shell around the pure run state machine.
+
+One consumer-group member on `commands` (read_committed). Per batch, one Kafka transaction
+carries the history events, activity tasks, timers, completions, replies, snapshots and the
+consumed offsets; a crash anywhere leaves all of a batch or none of it. Every output for a
+workflow goes to the same partition number as the command that caused it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+
+from processors.registry import Registry
+from processors.restore import restore_partitions
+from processors.run import Effects, Run
+from streams import kafka
+from streams.commands import (
+    Command,
+    CompleteActivity,
+    DescribeWorkflow,
+    FailActivity,
+    StartWorkflow,
+)
+from streams.config import KafkaConfig
+from streams.errors import PayloadDecodeError
+from streams.events import WorkflowStarted
+from streams.records import (
+    NotFound,
+    Reply,
+    ReplyBody,
+    Snapshot,
+    StartAccepted,
+    StartRejected,
+    Timer,
+)
+from streams.topics import Topics, ensure_topics, partition_count, topic_specs
+from streams.wire import Wire, wire
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ProcessorConfig:
+    """Tuning of one workflow processor."""
+
+    instance_id: str
+    batch_size: int = 1000
+    max_wait: float = 0.05
+    timer_budget: int = 2000
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one transaction accumulates."""
+
+    fx: dict[int, Effects] = field(default_factory=dict)
+    replies: list[Reply] = field(default_factory=list)
+    dirty: dict[int, dict[str, Run]] = field(default_factory=dict)
+    offsets: dict[int, int] = field(default_factory=dict)
+    dead: list[tuple[Message, str]] = field(default_factory=list)
+
+    def effects(self, run: Run) -> Effects:
+        self.dirty.setdefault(run.partition, {})[run.workflow_id] = run
+        return self.fx.setdefault(run.partition, Effects())
+
+
+class WorkflowProcessor:
+    """Consumes commands, runs workflow code, and writes results transactionally."""
+
+    def __init__(self, config: KafkaConfig, registry: Registry, settings: ProcessorConfig) -> None:
+        self.config = config
+        self.registry = registry
+        self.settings = settings
+        self.topics = Topics(config.topic_prefix)
+        self.wire: Wire = wire()
+        self.partitions: dict[int, dict[str, Run]] = {}
+        self._timers: list[tuple[int, int, int, Timer]] = []
+        self._seq = itertools.count()
+        self._task_topics: set[str] = set()
+        self._restore_needed: set[int] = set()
+        self._admin = kafka.admin(config)
+        self._replies_partitions = partition_count(self._admin, self.topics.replies)
+        self.stats = {"transactions": 0, "commands": 0, "events": 0, "timers_fired": 0}
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Processes until `stop` is set; raises on fatal Kafka errors (restart the process)."""
+        self.producer = kafka.transactional_producer(
+            self.config, f"{self.config.topic_prefix}wp-{self.settings.instance_id}"
+        )
+        self.producer.init_transactions(60)
+        self.consumer = kafka.consumer(
+            self.config,
+            f"{self.config.topic_prefix}workflow-processor",
+            **{"fetch.wait.max.ms": 5, "session.timeout.ms": 10000, "max.poll.interval.ms": 300000},
+        )
+        self.consumer.subscribe(
+            [self.topics.commands],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        try:
+            while not stop.is_set():
+                self.process_once()
+        finally:
+            self.consumer.close()
+            self.producer.flush(5)
+
+    def _on_assign(self, consumer: object, partitions: list[TopicPartition]) -> None:
+        ids = [tp.partition for tp in partitions]
+        log.info("assigned partitions=%s instance=%s", ids, self.settings.instance_id)
+        self._restore(ids)
+
+    def _on_revoke(self, consumer: object, partitions: list[TopicPartition]) -> None:
+        ids = {tp.partition for tp in partitions}
+        log.info("revoked partitions=%s instance=%s", sorted(ids), self.settings.instance_id)
+        for p in ids:
+            self.partitions.pop(p, None)
+        self._timers = [t for t in self._timers if t[2] not in ids]
+        heapq.heapify(self._timers)
+
+    def _restore(self, ids: list[int]) -> None:
+        restored = restore_partitions(self.config, self.wire, ids)
+        for p, part in restored.items():
+            self.partitions[p] = part.runs
+            self._timers = [t for t in self._timers if t[2] != p]
+            for timer in part.timers.values():
+                self._push_timer(p, timer)
+            for run in part.runs.values():
+                if run.blocked is not None:
+                    self._restore_needed.add(p)
+        heapq.heapify(self._timers)
+
+    def _push_timer(self, partition: int, timer: Timer) -> None:
+        heapq.heappush(self._timers, (timer.fire_at, next(self._seq), partition, timer))
+
+    # ---- one batch ------------------------------------------------------------------------
+    def process_once(self) -> None:
+        wait = self.settings.max_wait
+        if self._timers:
+            wait = min(wait, max(0.0, self._timers[0][0] / 1000.0 - time.time()))
+        messages = self.consumer.consume(self.settings.batch_size, wait)
+        now = int(time.time() * 1000)
+        due = self._due_timers(now)
+        if not messages and not due and not self._restore_needed:
+            return
+        batch = _Batch()
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("consumer error: %s", err.str())
+                continue
+            batch.offsets[msg.partition()] = msg.offset() + 1
+            self._handle_message(msg, now, batch)
+        for partition, timer in due:
+            self._fire(partition, timer, now, batch)
+        self._try_unblock(now, batch)
+        self._commit(batch, due)
+
+    def _due_timers(self, now: int) -> list[tuple[int, Timer]]:
+        due = []
+        while self._timers and self._timers[0][0] <= now and len(due) < self.settings.timer_budget:
+            _, _, partition, timer = heapq.heappop(self._timers)
+            if partition in self.partitions:
+                due.append((partition, timer))
+        return due
+
+    def _handle_message(self, msg: Message, now: int, batch: _Batch) -> None:
+        try:
+            command = self.wire.command.decode(msg.value())
+        except PayloadDecodeError as e:
+            reason = str(e.at(msg.topic(), msg.partition(), msg.offset()))
+            log.error("dead-lettering command: %s", reason)
+            batch.dead.append((msg, reason))
+            return
+        self.stats["commands"] += 1
+        runs = self.partitions.setdefault(msg.partition(), {})
+        run = runs.get(command.workflow_id)
+        body = command.body
+        match body:
+            case StartWorkflow():
+                self._start(command, body, runs, run, msg.partition(), now, batch)
+            case CompleteActivity():
+                if run is not None and run.run_id == body.run_id:
+                    fx = batch.effects(run)
+                    run.complete_activity(
+                        body.activity_id, body.attempt, body.result, now, self.registry, fx
+                    )
+            case FailActivity():
+                if run is not None and run.run_id == body.run_id:
+                    fx = batch.effects(run)
+                    run.fail_activity(
+                        body.activity_id, body.attempt, body.failure, now, self.registry, fx
+                    )
+            case DescribeWorkflow():
+                self._describe(command, body, run, batch)
+
+    def _start(
+        self,
+        command: Command,
+        body: StartWorkflow,
+        runs: dict[str, Run],
+        run: Run | None,
+        partition: int,
+        now: int,
+        batch: _Batch,
+    ) -> None:
+        reply: ReplyBody
+        if run is not None and run.start_command_id == command.command_id:
+            reply = StartAccepted(run.run_id)  # a retried start: same answer, no second run
+        elif run is not None and not run.closed:
+            reply = StartRejected(
+                "already_started",
+                f"workflow {command.workflow_id!r} is already running (run {run.run_id})",
+                run.run_id,
+            )
+        else:
+            run = Run(command.workflow_id, body.run_id, partition)
+            runs[command.workflow_id] = run
+            started = WorkflowStarted(
+                body.workflow_type, body.task_queue, body.args, command.command_id
+            )
+            run.start(started, now, self.registry, batch.effects(run))
+            reply = StartAccepted(run.run_id)
+        if body.reply_to:
+            batch.replies.append(Reply(body.reply_to, command.command_id, reply))
+
+    def _describe(
+        self, command: Command, body: DescribeWorkflow, run: Run | None, batch: _Batch
+    ) -> None:
+        reply: ReplyBody
+        if run is None or (body.run_id is not None and body.run_id != run.run_id):
+            reply = NotFound(f"no run of workflow {command.workflow_id!r} is known")
+        else:
+            reply = run.describe(run.encoded if body.include_history else None)
+        batch.replies.append(Reply(body.reply_to, command.command_id, reply))
+
+    def _fire(self, partition: int, timer: Timer, now: int, batch: _Batch) -> None:
+        run = self.partitions.get(partition, {}).get(timer.workflow_id)
+        if run is None:
+            batch.fx.setdefault(partition, Effects()).cleared_timers.append(timer.key)
+            return
+        fx = batch.effects(run)
+        if run.fire_timer(timer, now, self.registry, fx):
+            self.stats["timers_fired"] += 1
+        elif timer.key not in fx.cleared_timers:
+            fx.cleared_timers.append(timer.key)
+
+    def _try_unblock(self, now: int, batch: _Batch) -> None:
+        for p in list(self._restore_needed):
+            for run in self.partitions.get(p, {}).values():
+                if run.blocked is not None and not run.closed:
+                    run.try_unblock(self.registry, now, batch.effects(run))
+        self._restore_needed.clear()
+
+    # ---- the transaction ----------------------------------------------------------------------
+    def _commit(self, batch: _Batch, due: list[tuple[int, Timer]]) -> None:
+        try:
+            self.producer.begin_transaction()
+            new_timers = self._produce(batch)
+            if batch.offsets:
+                offsets = [
+                    TopicPartition(self.topics.commands, p, o) for p, o in batch.offsets.items()
+                ]
+                self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), 30
+                )
+            self.producer.commit_transaction(60)
+        except KafkaException as e:
+            self._recover(e)
+            return
+        self.stats["transactions"] += 1
+        for partition, timer in new_timers:
+            self._push_timer(partition, timer)
+
+    def _produce(self, batch: _Batch) -> list[tuple[int, Timer]]:
+        produce = self.producer.produce
+        t = self.topics
+        new_timers: list[tuple[int, Timer]] = []
+        for p, fx in batch.fx.items():
+            for event in fx.events:
+                raw = self.wire.event.encode(event)
+                key = event.workflow_id.encode()
+                produce(t.history, raw, key, partition=p)
+                run = self.partitions[p][event.workflow_id]
+                run.encoded.append(raw)
+                self.stats["events"] += 1
+            for queue, task in fx.tasks:
+                topic = self._task_topic(queue)
+                produce(topic, self.wire.task.encode(task), task.workflow_id.encode(), partition=p)
+            for timer in fx.timers:
+                produce(t.timers, self.wire.timer.encode(timer), timer.key.encode(), partition=p)
+                new_timers.append((p, timer))
+            for key in fx.cleared_timers:
+                produce(t.timers, None, key.encode(), partition=p)
+            for completion in fx.completions:
+                produce(
+                    t.completions,
+                    self.wire.completion.encode(completion),
+                    completion.workflow_id.encode(),
+                    partition=p,
+                )
+        for p, runs in batch.dirty.items():
+            for run in runs.values():
+                snap = Snapshot(run.workflow_id, run.run_id, run.closed, run.encoded)
+                produce(
+                    t.snapshots,
+                    self.wire.snapshot.encode(snap),
+                    run.workflow_id.encode(),
+                    partition=p,
+                )
+        for reply in batch.replies:
+            rp = kafka.partition_for(reply.client_id, self._replies_partitions)
+            produce(
+                t.replies, self.wire.reply.encode(reply), reply.client_id.encode(), partition=rp
+            )
+        for msg, reason in batch.dead:
+            headers = [
+                ("everflow.reason", reason.encode()),
+                ("everflow.source", f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()),
+            ]
+            produce(
+                t.dead_letters,
+                msg.value(),
+                msg.key(),
+                partition=msg.partition(),
+                headers=headers + list(msg.headers() or []),
+            )
+        return new_timers
+
+    def _task_topic(self, queue: str) -> str:
+        topic = self.topics.tasks(queue)
+        if topic not in self._task_topics:
+            ensure_topics(
+                self._admin, [s for s in topic_specs(self.config, [queue]) if s.name == topic]
+            )
+            self._task_topics.add(topic)
+        return topic
+
+    def _recover(self, error: KafkaException) -> None:
+        """An aborted transaction: drop in-memory state, restore it, rewind the input."""
+        err: KafkaError = error.args[0]
+        if err.fatal() or (not err.txn_requires_abort() and not err.retriable()):
+            log.error("fatal transaction error, stopping: %s", err.str())
+            raise error
+        log.warning("transaction aborted, restoring owned partitions: %s", err.str())
+        self.producer.abort_transaction(60)
+        owned = sorted(self.partitions)
+        self._restore(owned)
+        committed = self.consumer.committed(
+            [TopicPartition(self.topics.commands, p) for p in owned], 30
+        )
+        for tp in committed:
+            if tp.offset >= 0:
+                self.consumer.seek(tp)

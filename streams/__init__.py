@@ -1,0 +1,41 @@
+"""Everflow: durable workflows on Apache Kafka.
+
+from streams import workflow, activity, Client, Worker, RetryPolicy
+"""
+
+from streams import activity, workflow
+from streams.errors import (
+    EverflowError,
+    PayloadDecodeError,
+    PayloadTooLargeError,
+    RPCTimeoutError,
+    WorkflowAlreadyStartedError,
+    WorkflowFailureError,
+    WorkflowNotFoundError,
+)
+from streams.failures import ActivityError, ApplicationError
+from streams.payload import DataConverter, Payload, ZlibCodec
+from streams.retry import RetryPolicy
+
+__all__ = [
+    "ActivityError",
+    "ApplicationError",
+    "DataConverter",
+    "EverflowError",
+    "Payload",
+    "PayloadDecodeError",
+    "PayloadTooLargeError",
+    "RPCTimeoutError",
+    "RetryPolicy",
+    "WorkflowAlreadyStartedError",
+    "WorkflowFailureError",
+    "WorkflowNotFoundError",
+    "ZlibCodec",
+    "activity",
+    "workflow",
+]
+
+from streams.client import Client, WorkflowHandle
+from streams.worker import Worker
+
+__all__ += ["Client", "Worker", "WorkflowHandle"]

@@ -1,0 +1,102 @@
+"""The seam between the workflow API users call and the engine that runs workflow code.
+
+`streams.workflow` functions delegate to the current run's `WorkflowRuntime`, which the
+engine (processors/) implements; the user API never imports the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from streams.retry import RetryPolicy
+
+
+class NotInWorkflowError(RuntimeError):
+    """A workflow-only function was called outside workflow code."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    """What a run knows about itself."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    start_time: datetime
+    history_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityOptions:
+    """How one activity call is scheduled."""
+
+    activity_type: str
+    args: Sequence[Any]
+    task_queue: str | None
+    start_to_close_timeout: timedelta | None
+    schedule_to_close_timeout: timedelta | None
+    retry_policy: RetryPolicy | None
+    result_type: Any
+
+
+class WorkflowRuntime(ABC):
+    """What workflow code can ask of the engine running it."""
+
+    @abstractmethod
+    def info(self) -> WorkflowInfo: ...
+
+    @abstractmethod
+    def now(self) -> datetime: ...
+
+    @abstractmethod
+    def random(self) -> random.Random: ...
+
+    @abstractmethod
+    def is_replaying(self) -> bool: ...
+
+    @abstractmethod
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]: ...
+
+    @abstractmethod
+    def schedule_activity(self, options: ActivityOptions) -> asyncio.Future[Any]: ...
+
+    @abstractmethod
+    def start_timer(self, delay: timedelta) -> asyncio.Future[None]: ...
+
+    @abstractmethod
+    async def wait_condition(
+        self, predicate: Callable[[], bool], timeout: timedelta | None
+    ) -> None: ...
+
+
+_RUNTIME_ATTR = "_everflow_runtime"
+
+
+def current() -> WorkflowRuntime:
+    """The runtime of the run whose code is executing; NotInWorkflowError elsewhere."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    runtime = getattr(loop, _RUNTIME_ATTR, None)
+    if runtime is None:
+        raise NotInWorkflowError(
+            "this function works only inside workflow code (a @workflow.run method or a "
+            "handler), while a worker runs the workflow"
+        )
+    return runtime  # type: ignore[no-any-return]
+
+
+def in_workflow() -> bool:
+    try:
+        return hasattr(asyncio.get_running_loop(), _RUNTIME_ATTR)
+    except RuntimeError:
+        return False

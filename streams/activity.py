@@ -1,0 +1,79 @@
+"""The activity API: define activities and learn, inside one, which attempt this is.
+
+Activities do the real-world side effects. They run at least once per attempt; pass
+`activity.info().idempotency_key` to external APIs to make their effects exactly once.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+__all__ = ["ActivityDefinition", "ActivityInfo", "defn", "info"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityDefinition:
+    """An activity function as the engine sees it."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    arg_types: tuple[Any, ...]
+    result_type: Any
+
+    @staticmethod
+    def of(fn: Callable[..., Any]) -> ActivityDefinition:
+        definition = getattr(fn, "__everflow_activity__", None)
+        if not isinstance(definition, ActivityDefinition):
+            raise TypeError(f"{fn!r} is not an @activity.defn function")
+        return definition
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityInfo:
+    """Which activity, attempt and run this is."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    activity_id: int
+    activity_type: str
+    attempt: int
+    task_queue: str
+    idempotency_key: str
+
+
+def defn(fn: F | None = None, *, name: str | None = None) -> Any:
+    """Marks a function (async, or plain: run in a thread pool) as an activity."""
+
+    def wrap(f: F) -> F:
+        hints = typing.get_type_hints(f)
+        params = list(inspect.signature(f).parameters.values())
+        f.__everflow_activity__ = ActivityDefinition(  # type: ignore[attr-defined]
+            name or f.__name__,
+            f,
+            inspect.iscoroutinefunction(f),
+            tuple(hints.get(p.name) for p in params),
+            hints.get("return"),
+        )
+        return f
+
+    return wrap(fn) if fn is not None else wrap
+
+
+_current: contextvars.ContextVar[ActivityInfo] = contextvars.ContextVar("everflow_activity")
+
+
+def info() -> ActivityInfo:
+    """The running activity's info; RuntimeError outside an activity."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError("activity.info() works only inside a running activity") from None

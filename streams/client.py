@@ -1,0 +1,278 @@
+"""The client: start workflows, wait for results, describe runs, read their history.
+
+Requests are commands on the `commands` topic; answers come back on `replies` (keyed by this
+client's ID) and closed runs on `completions`. One background thread reads both and resolves
+the waiting coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from confluent_kafka import OFFSET_END, TopicPartition
+
+from streams import kafka
+from streams.commands import Command, CommandBody, DescribeWorkflow, StartWorkflow
+from streams.config import KafkaConfig
+from streams.errors import (
+    RPCTimeoutError,
+    WorkflowAlreadyStartedError,
+    WorkflowFailureError,
+    WorkflowNotFoundError,
+)
+from streams.events import HistoryEvent
+from streams.failures import from_failure
+from streams.payload import DataConverter, check_size
+from streams.records import (
+    Completion,
+    NotFound,
+    Reply,
+    ReplyBody,
+    RunDescription,
+    RunStatus,
+    StartAccepted,
+    StartRejected,
+)
+from streams.topics import Topics, partition_count
+from streams.wire import wire
+from streams.workflow import WorkflowDefinition
+
+log = logging.getLogger(__name__)
+
+
+class Client:
+    """A connection to an Everflow deployment (a Kafka cluster and a topic prefix)."""
+
+    def __init__(self, config: KafkaConfig, converter: DataConverter | None = None) -> None:
+        self.config = config
+        self.converter = converter or DataConverter()
+        self.topics = Topics(config.topic_prefix)
+        self.client_id = f"client-{uuid.uuid4().hex[:12]}"
+        self.wire = wire()
+        self._producer = kafka.producer(config, **{"linger.ms": 0})
+        admin = kafka.admin(config)
+        self._partitions = partition_count(admin, self.topics.commands)
+        reply_partitions = partition_count(admin, self.topics.replies)
+        self._lock = threading.Lock()
+        self._replies: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[ReplyBody]]] = {}
+        self._completions: dict[
+            str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Completion]]]
+        ] = {}
+        self._closed: dict[str, Completion] = {}
+        self._stop = threading.Event()
+        self._consumer = kafka.consumer(config, **{"fetch.wait.max.ms": 5})
+        self._consumer.assign(
+            [
+                TopicPartition(
+                    self.topics.replies,
+                    kafka.partition_for(self.client_id, reply_partitions),
+                    OFFSET_END,
+                )
+            ]
+            + [
+                TopicPartition(self.topics.completions, p, OFFSET_END)
+                for p in range(self._partitions)
+            ]
+        )
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="everflow-client", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+
+    @classmethod
+    async def connect(
+        cls,
+        bootstrap: str | None = None,
+        *,
+        topic_prefix: str | None = None,
+        converter: DataConverter | None = None,
+        **kafka_settings: Any,
+    ) -> Client:
+        """Connects to the cluster (settings from arguments, then `EVERFLOW_*` variables)."""
+        config = KafkaConfig.from_env(
+            bootstrap=bootstrap, topic_prefix=topic_prefix, kafka=kafka_settings
+        )
+        return await asyncio.to_thread(cls, config, converter)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._producer.flush(10)
+
+    # ---- workflows ----------------------------------------------------------------------------
+    async def start_workflow(
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str,
+        task_queue: str,
+        request_timeout: timedelta = timedelta(seconds=30),
+    ) -> WorkflowHandle:
+        """Starts a run; WorkflowAlreadyStartedError if one with this ID is running."""
+        name = workflow if isinstance(workflow, str) else WorkflowDefinition.of(workflow).name
+        payloads = self.converter.to_payloads(list(args))
+        check_size(payloads, self.config.max_payload_bytes, f"the arguments of workflow {id!r}")
+        run_id = str(uuid.uuid4())
+        waiter = self._watch_completion(id)
+        body = StartWorkflow(run_id, name, task_queue, payloads, self.client_id)
+        reply = await self._request(id, body, request_timeout)
+        if isinstance(reply, StartRejected):
+            self._unwatch(id, waiter)
+            raise WorkflowAlreadyStartedError(id, reply.existing_run_id)
+        assert isinstance(reply, StartAccepted)
+        return WorkflowHandle(self, id, reply.run_id, waiter)
+
+    async def execute_workflow(
+        self, workflow: Any, *args: Any, id: str, task_queue: str, timeout: timedelta | None = None
+    ) -> Any:
+        """Starts a run and waits for its result."""
+        handle = await self.start_workflow(workflow, *args, id=id, task_queue=task_queue)
+        return await handle.result(timeout=timeout)
+
+    def get_workflow_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
+        """A handle to an existing run (the latest run of the ID if run_id is None)."""
+        return WorkflowHandle(self, workflow_id, run_id, None)
+
+    # ---- plumbing -----------------------------------------------------------------------------
+    def _send(self, workflow_id: str, body: CommandBody, command_id: str | None = None) -> str:
+        command_id = command_id or uuid.uuid4().hex
+        command = Command(command_id, workflow_id, int(time.time() * 1000), body)
+        self._producer.produce(
+            self.topics.commands, self.wire.command.encode(command), workflow_id.encode()
+        )
+        self._producer.poll(0)
+        return command_id
+
+    async def _request(self, workflow_id: str, body: CommandBody, timeout: timedelta) -> ReplyBody:
+        loop = asyncio.get_running_loop()
+        command_id = uuid.uuid4().hex
+        fut: asyncio.Future[ReplyBody] = loop.create_future()
+        with self._lock:
+            self._replies[command_id] = (loop, fut)
+        self._send(workflow_id, body, command_id)
+        try:
+            return await asyncio.wait_for(fut, timeout.total_seconds())
+        except TimeoutError:
+            raise RPCTimeoutError(
+                f"no answer about workflow {workflow_id!r} within {timeout}; is a worker "
+                f"running on topic prefix {self.config.topic_prefix!r}?"
+            ) from None
+        finally:
+            with self._lock:
+                self._replies.pop(command_id, None)
+
+    def _watch_completion(self, workflow_id: str) -> asyncio.Future[Completion]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Completion] = loop.create_future()
+        with self._lock:
+            self._completions.setdefault(workflow_id, []).append((loop, fut))
+        return fut
+
+    def _unwatch(self, workflow_id: str, fut: asyncio.Future[Completion]) -> None:
+        with self._lock:
+            waiters = self._completions.get(workflow_id, [])
+            self._completions[workflow_id] = [w for w in waiters if w[1] is not fut]
+
+    def _read(self) -> None:
+        first = True
+        while not self._stop.is_set():
+            messages = self._consumer.consume(500, 0.05)
+            if first:
+                self._ready.set()
+                first = False
+            for msg in messages:
+                if msg.error() is not None:
+                    continue
+                try:
+                    if msg.topic() == self.topics.replies:
+                        self._on_reply(self.wire.reply.decode(msg.value()))
+                    else:
+                        self._on_completion(self.wire.completion.decode(msg.value()))
+                except Exception:  # one bad record must not stop the client's reader
+                    log.exception(
+                        "cannot read %s[%d]@%d", msg.topic(), msg.partition(), msg.offset()
+                    )
+        self._consumer.close()
+
+    def _on_reply(self, reply: Reply) -> None:
+        if reply.client_id != self.client_id:
+            return
+        with self._lock:
+            waiter = self._replies.pop(reply.request_id, None)
+        if waiter is not None:
+            loop, fut = waiter
+            loop.call_soon_threadsafe(_resolve, fut, reply.body)
+
+    def _on_completion(self, completion: Completion) -> None:
+        with self._lock:
+            waiters = self._completions.pop(completion.workflow_id, [])
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(_resolve, fut, completion)
+
+
+def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+class WorkflowHandle:
+    """A run you can wait on, describe and read the history of."""
+
+    def __init__(
+        self,
+        client: Client,
+        workflow_id: str,
+        run_id: str | None,
+        completion: asyncio.Future[Completion] | None,
+    ) -> None:
+        self.client = client
+        self.id = workflow_id
+        self.run_id = run_id
+        self._completion = completion
+
+    async def result(self, timeout: timedelta | None = None, result_type: Any = None) -> Any:
+        """The run's result; WorkflowFailureError if it closed without one."""
+        deadline = None if timeout is None else time.monotonic() + timeout.total_seconds()
+        if self._completion is None:
+            self._completion = self.client._watch_completion(self.id)
+            # the run may have closed before we watched: ask the processor once
+            desc = await self.describe()
+            if desc.status is not RunStatus.RUNNING:
+                self.client._unwatch(self.id, self._completion)
+                return self._outcome(desc.status, desc.result, desc.failure, result_type)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            completion = await asyncio.wait_for(asyncio.shield(self._completion), remaining)
+        except TimeoutError:
+            raise TimeoutError(f"workflow {self.id!r} did not close within {timeout}") from None
+        return self._outcome(completion.status, completion.result, completion.failure, result_type)
+
+    def _outcome(self, status: RunStatus, result: Any, failure: Any, result_type: Any) -> Any:
+        conv = self.client.converter
+        if status is RunStatus.COMPLETED:
+            return conv.from_payload(result, result_type)
+        cause = from_failure(failure, conv) if failure is not None else None
+        raise WorkflowFailureError(self.id, status.value, cause)
+
+    async def describe(self, timeout: timedelta = timedelta(seconds=30)) -> RunDescription:
+        """The run's status, times, result or failure, and why it is blocked if it is."""
+        return await self._describe(False, timeout)
+
+    async def fetch_history(self, timeout: timedelta = timedelta(seconds=30)) -> list[HistoryEvent]:
+        """The run's history events, in order."""
+        desc = await self._describe(True, timeout)
+        return [self.client.wire.event.decode(raw) for raw in desc.history]
+
+    async def _describe(self, history: bool, timeout: timedelta) -> RunDescription:
+        body = DescribeWorkflow(self.client.client_id, self.run_id, history)
+        reply = await self.client._request(self.id, body, timeout)
+        if isinstance(reply, NotFound):
+            raise WorkflowNotFoundError(reply.message)
+        assert isinstance(reply, RunDescription)
+        return reply

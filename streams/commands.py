@@ -1,0 +1,59 @@
+"""Commands: requests on the `commands` topic, keyed by workflow ID (imperative names)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streams.codec import avro
+from streams.payload import Payload
+from streams.records import Failure
+
+
+@avro("everflow.command.StartWorkflow")
+@dataclass(frozen=True, slots=True)
+class StartWorkflow:
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    args: list[Payload] = field(default_factory=list)
+    reply_to: str | None = None
+
+
+@avro("everflow.command.DescribeWorkflow")
+@dataclass(frozen=True, slots=True)
+class DescribeWorkflow:
+    reply_to: str
+    run_id: str | None = None
+    include_history: bool = False
+
+
+@avro("everflow.command.ActivityCompleted")
+@dataclass(frozen=True, slots=True)
+class CompleteActivity:
+    run_id: str
+    activity_id: int
+    attempt: int
+    result: Payload
+
+
+@avro("everflow.command.ActivityFailed")
+@dataclass(frozen=True, slots=True)
+class FailActivity:
+    run_id: str
+    activity_id: int
+    attempt: int
+    failure: Failure
+
+
+CommandBody = StartWorkflow | DescribeWorkflow | CompleteActivity | FailActivity
+
+
+@avro("everflow.Command")
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A request to the workflow processors; `command_id` de-duplicates retries."""
+
+    command_id: str
+    workflow_id: str
+    sent_at: int
+    body: CommandBody

@@ -1,0 +1,96 @@
+"""Connection settings: built from keyword arguments or `EVERFLOW_*` environment variables.
+
+Any librdkafka setting passes through: as `kafka={"security.protocol": "SASL_SSL", ...}` or
+as environment variables `EVERFLOW_KAFKA_<NAME>` where `_` stands for `.`
+(`EVERFLOW_KAFKA_SASL_MECHANISM=PLAIN` → `sasl.mechanism=PLAIN`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from streams.errors import ConfigError
+
+DEFAULT_PREFIX = "everflow."
+DEFAULT_PARTITIONS = 8
+# Kafka's default broker limit (message.max.bytes) is about 1 MiB; stay under it with headroom
+# for the Avro envelope and headers.
+DEFAULT_MAX_PAYLOAD_BYTES = 900 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    """Where the cluster is and how Everflow's topics are laid out on it."""
+
+    bootstrap: str
+    topic_prefix: str = DEFAULT_PREFIX
+    partitions: int = DEFAULT_PARTITIONS
+    replication_factor: int = 1
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    kafka: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap:
+            raise ConfigError("bootstrap is empty: set EVERFLOW_BOOTSTRAP or pass bootstrap=")
+        if self.partitions < 1:
+            raise ConfigError(
+                f"partitions must be >= 1 (EVERFLOW_PARTITIONS), got {self.partitions}"
+            )
+        if self.replication_factor < 1:
+            raise ConfigError(
+                "replication_factor must be >= 1 (EVERFLOW_REPLICATION_FACTOR), "
+                f"got {self.replication_factor}"
+            )
+        if self.max_payload_bytes < 1024:
+            raise ConfigError(
+                "max_payload_bytes must be >= 1024 (EVERFLOW_MAX_PAYLOAD_BYTES), "
+                f"got {self.max_payload_bytes}"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> KafkaConfig:
+        """Settings from `EVERFLOW_*` variables, then keyword overrides on top."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if "EVERFLOW_BOOTSTRAP" in env:
+            values["bootstrap"] = env["EVERFLOW_BOOTSTRAP"]
+        if "EVERFLOW_TOPIC_PREFIX" in env:
+            values["topic_prefix"] = env["EVERFLOW_TOPIC_PREFIX"]
+        for key, name in (
+            ("partitions", "EVERFLOW_PARTITIONS"),
+            ("replication_factor", "EVERFLOW_REPLICATION_FACTOR"),
+            ("max_payload_bytes", "EVERFLOW_MAX_PAYLOAD_BYTES"),
+        ):
+            if name in env:
+                values[key] = _int_setting(name, env[name])
+        kafka = {
+            name[len("EVERFLOW_KAFKA_") :].lower().replace("_", "."): value
+            for name, value in env.items()
+            if name.startswith("EVERFLOW_KAFKA_") and name != "EVERFLOW_KAFKA_CACHE"
+        }
+        kafka.update(overrides.pop("kafka", None) or {})
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "bootstrap" not in values:
+            raise ConfigError("no Kafka cluster given: set EVERFLOW_BOOTSTRAP or pass bootstrap=")
+        return cls(kafka=kafka, **values)
+
+    def with_prefix(self, prefix: str) -> KafkaConfig:
+        """The same cluster with another topic prefix (tests give each test its own)."""
+        return replace(self, topic_prefix=prefix)
+
+    def client_settings(self, **settings: Any) -> dict[str, Any]:
+        """librdkafka settings: ours, then the user's pass-through ones on top."""
+        merged: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
+        merged.update(settings)
+        merged.update(self.kafka)
+        return merged
+
+
+def _int_setting(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None

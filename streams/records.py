@@ -1,0 +1,197 @@
+"""Wire records other than commands and history events: failures, tasks, timers,
+snapshots, completions and replies. Each mirrors a schema in `schemas/`."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from streams.codec import avro
+from streams.payload import Payload
+from streams.retry import RetryPolicy
+
+avro("everflow.Payload")(Payload)
+
+
+def _retry_to_avro(p: RetryPolicy) -> dict[str, Any]:
+    return {
+        "initial_interval_ms": _ms(p.initial_interval),
+        "backoff_coefficient": p.backoff_coefficient,
+        "maximum_interval_ms": None if p.maximum_interval is None else _ms(p.maximum_interval),
+        "maximum_attempts": p.maximum_attempts,
+        "non_retryable_error_types": list(p.non_retryable_error_types),
+    }
+
+
+def _retry_from_avro(r: dict[str, Any]) -> RetryPolicy:
+    maximum = r["maximum_interval_ms"]
+    return RetryPolicy(
+        initial_interval=timedelta(milliseconds=r["initial_interval_ms"]),
+        backoff_coefficient=r["backoff_coefficient"],
+        maximum_interval=None if maximum is None else timedelta(milliseconds=maximum),
+        maximum_attempts=r["maximum_attempts"],
+        non_retryable_error_types=tuple(r["non_retryable_error_types"]),
+    )
+
+
+def _ms(d: timedelta) -> int:
+    return int(d / timedelta(milliseconds=1))
+
+
+avro("everflow.RetryPolicy")(RetryPolicy)
+RetryPolicy.to_avro = staticmethod(_retry_to_avro)  # type: ignore[attr-defined]
+RetryPolicy.from_avro = staticmethod(_retry_from_avro)  # type: ignore[attr-defined]
+
+
+class RunStatus(enum.Enum):
+    """Where a run is in its life; every status but RUNNING is a close."""
+
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    TERMINATED = "TERMINATED"
+    TIMED_OUT = "TIMED_OUT"
+    CONTINUED_AS_NEW = "CONTINUED_AS_NEW"
+
+
+@avro("everflow.Failure")
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why something failed, as it travels: message, type name, stack, cause."""
+
+    message: str
+    type: str
+    kind: str = "application"
+    stack: str = ""
+    non_retryable: bool = False
+    timeout_type: str | None = None
+    details: list[Payload] = field(default_factory=list)
+    cause: Failure | None = None
+
+
+@avro("everflow.ActivityTask")
+@dataclass(frozen=True, slots=True)
+class ActivityTask:
+    """One attempt of an activity, for the runners of its task queue."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    activity_id: int
+    activity_type: str
+    attempt: int
+    args: list[Payload]
+    partition: int
+    scheduled_at: int
+    start_to_close_timeout_ms: int | None
+    idempotency_key: str
+
+
+class TimerKind(enum.Enum):
+    USER_TIMER = "USER_TIMER"
+    ACTIVITY_RETRY = "ACTIVITY_RETRY"
+
+
+@avro("everflow.Timer")
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A pending durable timer (compacted `timers` topic)."""
+
+    workflow_id: str
+    run_id: str
+    kind: TimerKind
+    seq: int
+    attempt: int
+    fire_at: int
+
+    @property
+    def key(self) -> str:
+        return timer_key(self.workflow_id, self.run_id, self.kind, self.seq)
+
+
+def timer_key(workflow_id: str, run_id: str, kind: TimerKind, seq: int) -> str:
+    """The compaction key of a timer: one live record per timer."""
+    tag = "t" if kind is TimerKind.USER_TIMER else "r"
+    return f"{workflow_id}\x00{run_id}\x00{tag}{seq}"
+
+
+@avro("everflow.Snapshot")
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A run's resumable state: its history events, each already encoded."""
+
+    workflow_id: str
+    run_id: str
+    closed: bool
+    events: list[bytes]
+
+
+@avro("everflow.Completion")
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One record per closed run, for downstream consumers."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    status: RunStatus
+    result: Payload | None
+    failure: Failure | None
+    start_time: int
+    close_time: int
+    history_length: int
+
+
+@avro("everflow.reply.StartAccepted")
+@dataclass(frozen=True, slots=True)
+class StartAccepted:
+    run_id: str
+
+
+@avro("everflow.reply.StartRejected")
+@dataclass(frozen=True, slots=True)
+class StartRejected:
+    code: str
+    message: str
+    existing_run_id: str | None = None
+
+
+@avro("everflow.reply.RunDescription")
+@dataclass(frozen=True, slots=True)
+class RunDescription:
+    """What a processor knows of a run, for describe/result/history."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    status: RunStatus
+    blocked: Failure | None
+    start_time: int
+    close_time: int | None
+    history_length: int
+    result: Payload | None
+    failure: Failure | None
+    history: list[bytes] = field(default_factory=list)
+
+
+@avro("everflow.reply.NotFound")
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    message: str
+
+
+ReplyBody = StartAccepted | StartRejected | RunDescription | NotFound
+
+
+@avro("everflow.Reply")
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer to a client request, keyed by the client's ID."""
+
+    client_id: str
+    request_id: str
+    body: ReplyBody

@@ -1,0 +1,111 @@
+"""The worker: one process runs a workflow processor and an activity runner.
+
+worker = Worker(client, task_queue="transfers", workflows=[...], activities=[...])
+await worker.run()          # until worker.shutdown() or SIGTERM/SIGINT (run_until_signal)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from streams import kafka
+from streams.client import Client
+from streams.topics import ensure_topics, topic_specs
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Runs workflows and/or activities of one task queue.
+
+    `instance_id` must be stable across restarts of the same worker (it names the Kafka
+    transactional ID, so a restarted worker fences its crashed predecessor at once) and
+    unique among running workers. Default: `EVERFLOW_INSTANCE_ID`, else the host name.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str,
+        workflows: Sequence[type] = (),
+        activities: Sequence[Callable[..., Any]] = (),
+        instance_id: str | None = None,
+        max_concurrent_activities: int = 64,
+        run_workflows: bool = True,
+        run_activities: bool = True,
+        determinism_guard: bool = True,
+    ) -> None:
+        from processors.registry import Registry
+
+        self.client = client
+        self.task_queue = task_queue
+        self.registry = Registry(workflows, activities, client.converter, determinism_guard)
+        self.instance_id = (
+            instance_id or os.environ.get("EVERFLOW_INSTANCE_ID") or (socket.gethostname())
+        )
+        self.max_concurrent_activities = max_concurrent_activities
+        self.run_workflows = run_workflows and bool(workflows)
+        self.run_activities = run_activities and bool(activities)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+
+    async def run(self) -> None:
+        """Runs until shutdown(); raises if a component failed for good."""
+        from processors.activity_runner import ActivityRunner, RunnerConfig
+        from processors.workflow_processor import ProcessorConfig, WorkflowProcessor
+
+        config = self.client.config
+        admin = kafka.admin(config)
+        await asyncio.to_thread(ensure_topics, admin, topic_specs(config, [self.task_queue]))
+        if self.run_workflows:
+            processor = WorkflowProcessor(
+                config, self.registry, ProcessorConfig(instance_id=self.instance_id)
+            )
+            self._spawn("workflow-processor", processor.run)
+        if self.run_activities:
+            runner = ActivityRunner(
+                config,
+                self.registry,
+                RunnerConfig(self.task_queue, max_concurrent=self.max_concurrent_activities),
+            )
+            self._spawn("activity-runner", runner.run)
+        while not self._stop.is_set() and all(t.is_alive() for t in self._threads):
+            await asyncio.sleep(0.1)
+        self._stop.set()
+        for t in self._threads:
+            await asyncio.to_thread(t.join, 60)
+        if self._errors:
+            raise self._errors[0]
+
+    def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        def main() -> None:
+            try:
+                target(self._stop)
+            except BaseException as e:
+                log.exception("%s stopped with an error", name)
+                self._errors.append(e)
+                self._stop.set()
+
+        thread = threading.Thread(target=main, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def shutdown(self) -> None:
+        """Asks the worker to stop: running activities finish, open transactions end."""
+        self._stop.set()
+
+    async def run_until_signal(self) -> None:
+        """run(), stopping gracefully on SIGTERM or SIGINT."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.shutdown)
+        await self.run()
