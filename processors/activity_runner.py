@@ -100,7 +100,7 @@ class ActivityRunner:
                 if paused:
                     self.consumer.resume(self.consumer.assignment())
                     paused = False
-                for msg in self.consumer.consume(free, 0.02):
+                for msg in kafka.consume_batch(self.consumer, free, 0.02):
                     if msg.error() is not None:
                         log.warning("task consumer error: %s", msg.error().str())
                         continue

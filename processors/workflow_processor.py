@@ -147,7 +147,7 @@ class WorkflowProcessor:
         wait = self.settings.max_wait
         if self._timers:
             wait = min(wait, max(0.0, self._timers[0][0] / 1000.0 - time.time()))
-        messages = self.consumer.consume(self.settings.batch_size, wait)
+        messages = kafka.consume_batch(self.consumer, self.settings.batch_size, wait)
         now = int(time.time() * 1000)
         due = self._due_timers(now)
         if not messages and not due and not self._restore_needed:

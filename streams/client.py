@@ -182,7 +182,7 @@ class Client:
     def _read(self) -> None:
         first = True
         while not self._stop.is_set():
-            messages = self._consumer.consume(500, 0.05)
+            messages = kafka.consume_batch(self._consumer, 500, 0.05)
             if first:
                 self._ready.set()
                 first = False

@@ -93,3 +93,18 @@ def murmur2(data: bytes) -> int:
 def partition_for(key: str, partitions: int) -> int:
     """The partition a key lands on with the murmur2 partitioner."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def consume_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[Any]:
+    """Up to `max_messages`, returning as soon as at least one is there (or at timeout).
+
+    librdkafka's `consume(n, timeout)` waits for all n or the whole timeout; here the wait
+    ends at the first message, and what else is already fetched comes with it.
+    """
+    messages = consumer.consume(max_messages, 0)
+    if messages or timeout <= 0:
+        return messages
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]

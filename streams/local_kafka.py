@@ -441,7 +441,7 @@ def _wait_until_ready(nodes: Iterable[_KafkaNode], bootstrap: str, brokers: int,
         if waiting and time.monotonic() > deadline:
             node = waiting[0]
             raise BrokerError(f"Kafka {node.name} did not log 'Kafka Server started' within "
-                              f"{timeout:.0f} s; last lines of {node.log_path}:\n{node.log_tail()}")
+                              f"{timeout:g} s; last lines of {node.log_path}:\n{node.log_tail()}")
         time.sleep(0.05 if waiting else 0)
     config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": log}
     admin = AdminClient(config)
@@ -457,7 +457,7 @@ def _wait_until_ready(nodes: Iterable[_KafkaNode], bootstrap: str, brokers: int,
         if seen >= brokers:
             return
         if time.monotonic() > deadline:
-            raise BrokerError(f"Kafka at {bootstrap} did not answer within {timeout:.0f} s "
+            raise BrokerError(f"Kafka at {bootstrap} did not answer within {timeout:g} s "
                               f"({problem}); last lines of {nodes[0].log_path}:\n"
                               f"{nodes[0].log_tail()}")
         time.sleep(0.1)
@@ -578,15 +578,15 @@ def provision_broker() -> Iterator[str]:
     if bootstrap:
         log.info("using the Kafka cluster at %s (EVERFLOW_BOOTSTRAP)", bootstrap)
         yield bootstrap
-    elif os.environ.get("EVERFLOW_NO_DOCKER", "") not in ("", "0") or not _docker_answers():
-        with LocalKafka() as kafka:
-            log.info("using a local Kafka %s broker at %s (no Docker engine)",
-                     KAFKA_VERSION, kafka.bootstrap)
-            yield kafka.bootstrap
-    else:
+    elif os.environ.get("EVERFLOW_NO_DOCKER", "") in ("", "0") and _docker_answers():
         with _kafka_container() as bootstrap:
             log.info("using a Kafka container (%s) at %s", CP_KAFKA_IMAGE, bootstrap)
             yield bootstrap
+    else:
+        with LocalKafka() as kafka:
+            log.info("using a local Kafka %s broker at %s (Docker skipped or not answering)",
+                     KAFKA_VERSION, kafka.bootstrap)
+            yield kafka.bootstrap
 
 
 def _docker_answers() -> bool:

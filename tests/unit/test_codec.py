@@ -1,0 +1,203 @@
+"""The Avro wire format: every message type round-trips, old writers stay readable,
+garbage gets one clear error."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from streams.codec import SchemaRegistry
+from streams.commands import (
+    Command,
+    CompleteActivity,
+    DescribeWorkflow,
+    FailActivity,
+    StartWorkflow,
+)
+from streams.errors import PayloadDecodeError
+from streams.events import (
+    ActivityAttemptFailed,
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityRetried,
+    ActivityScheduled,
+    HistoryEvent,
+    TimerFired,
+    TimerStarted,
+    WorkflowBlocked,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowStarted,
+    WorkflowUnblocked,
+)
+from streams.payload import Payload, to_payload
+from streams.records import (
+    ActivityTask,
+    Completion,
+    Failure,
+    NotFound,
+    Reply,
+    RunDescription,
+    RunStatus,
+    Snapshot,
+    StartAccepted,
+    StartRejected,
+    Timer,
+    TimerKind,
+)
+from streams.retry import RetryPolicy
+from streams.wire import Wire
+
+P = to_payload({"amount": 10, "to": "bob"})
+F = Failure("boom", "ValueError", stack="tb", details=[P], cause=Failure("inner", "KeyError"))
+
+EVENTS = [
+    WorkflowStarted("Transfer", "q", [P, to_payload(None)], "cmd-1"),
+    ActivityScheduled(1, "withdraw", "q", [P], 1000, None, RetryPolicy(maximum_attempts=3)),
+    ActivityAttemptFailed(1, 1, F, 12345),
+    ActivityRetried(1, 2),
+    ActivityCompleted(1, 2, P),
+    ActivityFailed(2, 5, F),
+    TimerStarted(1, 99999),
+    TimerFired(1),
+    WorkflowCompleted(P),
+    WorkflowFailed(F),
+    WorkflowBlocked("non_determinism", F),
+    WorkflowUnblocked("fixed"),
+]
+COMMANDS = [
+    StartWorkflow("run-1", "Transfer", "q", [P], "client-1"),
+    DescribeWorkflow("client-1", None, True),
+    CompleteActivity("run-1", 1, 1, P),
+    FailActivity("run-1", 1, 1, F),
+]
+REPLIES = [
+    StartAccepted("run-1"),
+    StartRejected("already_started", "running", "run-0"),
+    RunDescription("wf", "run", "T", "q", RunStatus.FAILED, F, 1, 2, 7, None, F, [b"x"]),
+    NotFound("nope"),
+]
+
+
+@pytest.fixture(scope="module")
+def wire() -> Wire:
+    return Wire()
+
+
+@pytest.mark.parametrize("attrs", EVENTS, ids=lambda a: type(a).__name__)
+def test_every_history_event_round_trips(wire: Wire, attrs: object) -> None:
+    event = HistoryEvent("wf-1", "run-1", 3, 1700000000000, attrs)  # type: ignore[arg-type]
+    assert wire.event.decode(wire.event.encode(event)) == event
+
+
+@pytest.mark.parametrize("body", COMMANDS, ids=lambda b: type(b).__name__)
+def test_every_command_round_trips(wire: Wire, body: object) -> None:
+    command = Command("cmd-1", "wf-1", 1, body)  # type: ignore[arg-type]
+    assert wire.command.decode(wire.command.encode(command)) == command
+
+
+@pytest.mark.parametrize("body", REPLIES, ids=lambda b: type(b).__name__)
+def test_every_reply_round_trips(wire: Wire, body: object) -> None:
+    reply = Reply("client-1", "req-1", body)  # type: ignore[arg-type]
+    assert wire.reply.decode(wire.reply.encode(reply)) == reply
+
+
+def test_tasks_timers_snapshots_completions_round_trip(wire: Wire) -> None:
+    task = ActivityTask("wf", "run", "T", 1, "withdraw", 2, [P], 3, 5, None, "wf/run/1")
+    timer = Timer("wf", "run", TimerKind.ACTIVITY_RETRY, 1, 2, 777)
+    snap = Snapshot("wf", "run", False, [b"\x00\x01", b""])
+    done = Completion("wf", "run", "T", RunStatus.COMPLETED, P, None, 1, 2, 6)
+    assert wire.task.decode(wire.task.encode(task)) == task
+    assert wire.timer.decode(wire.timer.encode(timer)) == timer
+    assert wire.snapshot.decode(wire.snapshot.encode(snap)) == snap
+    assert wire.completion.decode(wire.completion.encode(done)) == done
+
+
+def test_encoding_is_single_object_with_the_schema_fingerprint(wire: Wire) -> None:
+    raw = wire.timer.encode(Timer("wf", "run", TimerKind.USER_TIMER, 1, 0, 5))
+    assert raw[:2] == b"\xc3\x01"
+    assert int.from_bytes(raw[2:10], "little") == wire.timer.fingerprint
+
+
+def test_message_written_with_an_older_schema_is_read_by_the_current_one() -> None:
+    registry = SchemaRegistry()
+    wire = Wire(registry)
+    # the "v0" Completion had no history_length; readers fill in the new field's default...
+    old = copy.deepcopy(_raw_schema(registry, "everflow.Completion"))
+    old["fields"] = [f for f in old["fields"] if f["name"] != "history_length"]
+    old_id = registry.register("everflow.Completion", old)
+    # ...as long as the current schema gives it one; pretend it does for this test
+    current = _raw_schema(registry, "everflow.Completion")
+    for f in current["fields"]:
+        if f["name"] == "history_length":
+            f["default"] = 0
+    registry.current["everflow.Completion"] = registry.writers[
+        registry.register("everflow.Completion", current)
+    ][1]
+    wire = Wire(registry)
+    raw = wire.completion.encode_with(
+        old_id,
+        {
+            "workflow_id": "wf",
+            "run_id": "r",
+            "workflow_type": "T",
+            "status": "COMPLETED",
+            "result": None,
+            "failure": None,
+            "start_time": 1,
+            "close_time": 2,
+        },
+    )
+    decoded = wire.completion.decode(raw)
+    assert decoded.workflow_id == "wf" and decoded.history_length == 0
+    assert decoded.status is RunStatus.COMPLETED
+
+
+def _raw_schema(registry: SchemaRegistry, name: str) -> dict:  # type: ignore[type-arg]
+    import json
+
+    from fastavro.schema import load_schema
+
+    path = registry.schema_dir / f"{name}.avsc"
+    expanded = load_schema(str(path), _write_hint=False)
+    return json.loads(json.dumps(expanded))
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "too short"),
+        (b"garbage bytes here", "not Avro single-object encoding"),
+        (b"\xc3\x01" + b"\x00" * 8 + b"xx", "unknown writer schema fingerprint"),
+        (None, "tombstone"),
+    ],
+)
+def test_undecodable_bytes_raise_one_clear_error(
+    wire: Wire, data: bytes | None, reason: str
+) -> None:
+    with pytest.raises(PayloadDecodeError, match=reason):
+        wire.command.decode(data)
+
+
+def test_a_message_of_another_type_is_refused_by_name(wire: Wire) -> None:
+    raw = wire.timer.encode(Timer("wf", "run", TimerKind.USER_TIMER, 1, 0, 5))
+    with pytest.raises(
+        PayloadDecodeError, match="expected a everflow.Command, got a everflow.Timer"
+    ):
+        wire.command.decode(raw)
+
+
+def test_corrupt_body_error_names_where_it_was_read(wire: Wire) -> None:
+    raw = wire.command.encode(Command("c", "wf", 1, CompleteActivity("r", 1, 1, P)))
+    with pytest.raises(PayloadDecodeError) as caught:
+        wire.command.decode(raw[:14])
+    located = caught.value.at("everflow.commands", 3, 42)
+    assert "everflow.commands[3]@42" in str(located)
+    assert located.partition == 3 and located.offset == 42
+
+
+def test_payload_metadata_survives(wire: Wire) -> None:
+    p = Payload(b"\x00\xff", {"encoding": b"binary/plain", "x": b"y"})
+    event = HistoryEvent("wf", "r", 1, 1, ActivityCompleted(1, 1, p))
+    assert wire.event.decode(wire.event.encode(event)).attributes.result == p

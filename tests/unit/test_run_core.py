@@ -1,0 +1,312 @@
+"""The pure core: commands and timers in, history events and outbound messages out."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from processors.registry import Registry
+from processors.run import Effects, Run
+from streams import ActivityError, ApplicationError, RetryPolicy, activity, workflow
+from streams.events import (
+    ActivityAttemptFailed,
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityRetried,
+    ActivityScheduled,
+    TimerFired,
+    TimerStarted,
+    WorkflowBlocked,
+    WorkflowCompleted,
+    WorkflowFailed,
+    WorkflowStarted,
+    WorkflowUnblocked,
+)
+from streams.payload import DataConverter
+from streams.records import Failure, RunStatus, Timer, TimerKind
+
+conv = DataConverter()
+POLICY = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=3)
+
+
+@activity.defn
+def step(name: str) -> str:
+    return name
+
+
+@workflow.defn
+class TwoSteps:
+    @workflow.run
+    async def run(self, prefix: str) -> str:
+        a = await workflow.execute_activity(
+            step, f"{prefix}-a", start_to_close_timeout=timedelta(seconds=5), retry_policy=POLICY
+        )
+        b = await workflow.execute_activity(
+            step, f"{prefix}-b", start_to_close_timeout=timedelta(seconds=5), retry_policy=POLICY
+        )
+        return f"{a}+{b}"
+
+
+@workflow.defn
+class Compensating:
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await workflow.execute_activity(
+                step, "risky", start_to_close_timeout=timedelta(seconds=5), retry_policy=POLICY
+            )
+        except ActivityError as e:
+            await workflow.execute_activity(
+                step, "undo", start_to_close_timeout=timedelta(seconds=5)
+            )
+            raise ApplicationError(f"compensated: {e.cause}", type="Compensated") from None
+        return "ok"
+
+
+@workflow.defn
+class Sleeper:
+    @workflow.run
+    async def run(self) -> str:
+        before = workflow.now()
+        await workflow.sleep(timedelta(seconds=30))
+        return f"{(workflow.now() - before).total_seconds():.0f}"
+
+
+@workflow.defn
+class ReadsClock:
+    @workflow.run
+    async def run(self) -> float:
+        return time.time()
+
+
+@workflow.defn
+class Buggy:
+    @workflow.run
+    async def run(self) -> str:
+        raise KeyError("bug in workflow code")
+
+
+def new_run(
+    cls: type, *args: object, registry: Registry | None = None
+) -> tuple[Run, Effects, Registry]:
+    registry = registry or Registry([TwoSteps, Compensating, Sleeper, ReadsClock, Buggy], [step])
+    run, fx = Run("wf-1", "run-1", 2), Effects()
+    name = workflow.WorkflowDefinition.of(cls).name
+    run.start(WorkflowStarted(name, "q", conv.to_payloads(list(args)), "cmd-1"), 1000, registry, fx)
+    return run, fx, registry
+
+
+def kinds(fx: Effects) -> list[str]:
+    return [type(e.attributes).__name__ for e in fx.events]
+
+
+def test_start_records_the_start_and_schedules_the_first_activity_on_the_run_partition() -> None:
+    run, fx, _ = new_run(TwoSteps, "x")
+    assert kinds(fx) == ["WorkflowStarted", "ActivityScheduled"]
+    queue, task = fx.tasks[0]
+    assert (queue, task.activity_type, task.attempt, task.partition) == ("q", "step", 1, 2)
+    assert conv.from_payloads(task.args) == ["x-a"]
+    assert task.idempotency_key == "wf-1/run-1/1"
+    assert [e.event_id for e in run.events] == [1, 2]
+
+
+def test_results_drive_the_code_to_completion_with_a_completion_record() -> None:
+    run, _, reg = new_run(TwoSteps, "x")
+    fx = Effects()
+    assert run.complete_activity(1, 1, conv.to_payload("A"), 2000, reg, fx)
+    assert kinds(fx) == ["ActivityCompleted", "ActivityScheduled"]
+    fx = Effects()
+    assert run.complete_activity(2, 1, conv.to_payload("B"), 3000, reg, fx)
+    assert kinds(fx) == ["ActivityCompleted", "WorkflowCompleted"]
+    assert run.status is RunStatus.COMPLETED and conv.from_payload(run.result) == "A+B"
+    (done,) = fx.completions
+    assert done.status is RunStatus.COMPLETED and done.history_length == 6
+
+
+def test_duplicate_and_late_results_are_dropped() -> None:
+    run, _, reg = new_run(TwoSteps, "x")
+    assert run.complete_activity(1, 1, conv.to_payload("A"), 2000, reg, Effects())
+    fx = Effects()
+    assert not run.complete_activity(1, 1, conv.to_payload("A again"), 2100, reg, fx)
+    assert not run.complete_activity(2, 7, conv.to_payload("wrong attempt"), 2100, reg, fx)
+    assert not run.complete_activity(9, 1, conv.to_payload("unknown"), 2100, reg, fx)
+    assert fx.events == []
+
+
+def test_failed_attempt_waits_on_a_durable_backoff_timer_then_retries() -> None:
+    run, _, reg = new_run(TwoSteps, "x")
+    fx = Effects()
+    assert run.fail_activity(1, 1, Failure("down", "ConnectionError"), 2000, reg, fx)
+    assert kinds(fx) == ["ActivityAttemptFailed"]
+    (timer,) = fx.timers
+    assert (timer.kind, timer.attempt, timer.fire_at) == (TimerKind.ACTIVITY_RETRY, 2, 2100)
+    # a result for the failed attempt is late now
+    assert not run.complete_activity(1, 1, conv.to_payload("late"), 2050, reg, Effects())
+    fx = Effects()
+    assert run.fire_timer(timer, 2100, reg, fx)
+    assert kinds(fx) == ["ActivityRetried"]
+    assert fx.tasks[0][1].attempt == 2 and fx.cleared_timers == [timer.key]
+    assert not run.fire_timer(timer, 2200, reg, Effects())  # fires once
+    assert run.complete_activity(1, 2, conv.to_payload("A"), 2300, reg, Effects())
+
+
+def test_exhausted_attempts_raise_activity_error_which_the_workflow_can_catch() -> None:
+    run, _, reg = new_run(Compensating)
+    now = 2000
+    for attempt in (1, 2):
+        fx = Effects()
+        run.fail_activity(1, attempt, Failure("down", "ConnectionError"), now, reg, fx)
+        run.fire_timer(fx.timers[0], fx.timers[0].fire_at, reg, Effects())
+        now = fx.timers[0].fire_at
+    fx = Effects()
+    run.fail_activity(1, 3, Failure("down", "ConnectionError"), now, reg, fx)
+    assert kinds(fx) == ["ActivityFailed", "ActivityScheduled"]  # the compensation
+    fx = Effects()
+    run.complete_activity(2, 1, conv.to_payload("undone"), now + 1, reg, fx)
+    assert kinds(fx) == ["ActivityCompleted", "WorkflowFailed"]
+    assert run.failure is not None and run.failure.type == "Compensated"
+    assert "down" in run.failure.message
+    assert fx.completions[0].status is RunStatus.FAILED
+
+
+def test_non_retryable_failure_fails_the_activity_at_once() -> None:
+    run, _, reg = new_run(Compensating)
+    fx = Effects()
+    run.fail_activity(1, 1, Failure("closed", "AccountClosed", non_retryable=True), 2000, reg, fx)
+    assert kinds(fx) == ["ActivityFailed", "ActivityScheduled"]
+    assert fx.timers == []
+
+
+def test_durable_sleep_records_a_timer_and_resumes_with_recorded_time() -> None:
+    run, fx, reg = new_run(Sleeper)
+    assert kinds(fx) == ["WorkflowStarted", "TimerStarted"]
+    (timer,) = fx.timers
+    assert (timer.kind, timer.fire_at) == (TimerKind.USER_TIMER, 31000)
+    fx = Effects()
+    assert run.fire_timer(timer, 31000, reg, fx)
+    assert kinds(fx) == ["TimerFired", "WorkflowCompleted"]
+    assert conv.from_payload(run.result) == "30"
+
+
+def test_replay_of_recorded_history_issues_the_same_commands() -> None:
+    run, _, reg = new_run(TwoSteps, "x")
+    run.complete_activity(1, 1, conv.to_payload("A"), 2000, reg, Effects())
+    restored = Run("wf-1", "run-1", 2)
+    for e in run.events:
+        restored.apply(e)
+    fx = Effects()
+    restored.complete_activity(2, 1, conv.to_payload("B"), 3000, reg, fx)
+    assert kinds(fx) == ["ActivityCompleted", "WorkflowCompleted"]
+    assert conv.from_payload(restored.result) == "A+B"
+
+
+@workflow.defn(name="TwoSteps")
+class TwoStepsReordered:
+    @workflow.run
+    async def run(self, prefix: str) -> str:
+        await workflow.sleep(timedelta(seconds=1))  # changed code: a timer first
+        return "changed"
+
+
+def test_changed_code_is_detected_on_replay_and_blocks_the_run_without_failing_it() -> None:
+    run, _, _ = new_run(TwoSteps, "x")
+    changed = Registry([TwoStepsReordered], [step])
+    restored = Run("wf-1", "run-1", 2)
+    for e in run.events:
+        restored.apply(e)
+    fx = Effects()
+    restored.complete_activity(1, 1, conv.to_payload("A"), 2000, changed, fx)
+    assert kinds(fx) == ["WorkflowBlocked", "ActivityCompleted"]
+    blocked = fx.events[0].attributes
+    assert isinstance(blocked, WorkflowBlocked) and blocked.reason == "non_determinism"
+    msg = blocked.failure.message
+    assert "event 2" in msg and "ActivityScheduled('step')" in msg and "TimerStarted" in msg
+    assert "test_run_core.py:" in msg  # the file:line of the divergent command
+    assert restored.status is RunStatus.RUNNING and restored.blocked is not None
+    # the original code deployed again: the run replays cleanly and resumes
+    fx = Effects()
+    original = Registry([TwoSteps], [step])
+    assert restored.try_unblock(original, 3000, fx)
+    assert kinds(fx) == ["WorkflowUnblocked", "ActivityScheduled"]
+
+
+def test_clock_call_in_workflow_code_blocks_the_run_naming_the_replacement() -> None:
+    run, fx, _ = new_run(ReadsClock)
+    assert kinds(fx) == ["WorkflowStarted", "WorkflowBlocked"]
+    failure = run.blocked
+    assert failure is not None and "time.time()" in failure.message
+    assert "workflow.now()" in failure.message
+
+
+def test_a_bug_in_workflow_code_blocks_the_run_instead_of_failing_it() -> None:
+    run, fx, _ = new_run(Buggy)
+    assert kinds(fx)[-1] == "WorkflowBlocked"
+    assert run.status is RunStatus.RUNNING and "bug in workflow code" in run.blocked.message  # type: ignore[union-attr]
+
+
+def test_unknown_workflow_type_blocks_with_a_clear_message() -> None:
+    run, fx, _ = new_run(TwoSteps, "x", registry=Registry([Sleeper], [step]))
+    assert kinds(fx) == ["WorkflowStarted", "WorkflowBlocked"]
+    assert "not registered on this worker" in run.blocked.message  # type: ignore[union-attr]
+
+
+def test_stale_timer_of_a_closed_run_does_nothing() -> None:
+    run, fx, reg = new_run(Sleeper)
+    run.fire_timer(fx.timers[0], 31000, reg, Effects())
+    assert not run.fire_timer(fx.timers[0], 32000, reg, Effects())
+    other = Timer("wf-1", "another-run", TimerKind.USER_TIMER, 1, 0, 1)
+    assert not run.fire_timer(other, 32000, reg, Effects())
+
+
+def test_every_event_type_folds_into_state() -> None:
+    run = Run("wf", "r", 0)
+    from streams.events import HistoryEvent
+
+    seq = [
+        WorkflowStarted("T", "q", [], "c"),
+        ActivityScheduled(1, "a", "q", [], 1, None, POLICY),
+        ActivityAttemptFailed(1, 1, Failure("x", "E"), 5),
+        ActivityRetried(1, 2),
+        ActivityCompleted(1, 2, conv.to_payload(1)),
+        ActivityScheduled(2, "a", "q", [], 1, None, POLICY),
+        ActivityFailed(2, 1, Failure("x", "E")),
+        TimerStarted(1, 50),
+        TimerFired(1),
+        WorkflowBlocked("workflow_error", Failure("x", "E")),
+        WorkflowUnblocked(),
+        WorkflowFailed(Failure("bye", "E")),
+    ]
+    for i, attrs in enumerate(seq, 1):
+        run.apply(HistoryEvent("wf", "r", i, i, attrs))  # type: ignore[arg-type]
+        if isinstance(attrs, ActivityAttemptFailed):
+            assert run.activities[1].backoff
+        if isinstance(attrs, ActivityRetried):
+            assert run.activities[1].attempt == 2 and not run.activities[1].backoff
+        if isinstance(attrs, TimerStarted):
+            assert run.timers == {1: 50}
+        if isinstance(attrs, WorkflowBlocked):
+            assert run.blocked is not None
+    assert run.activities == {} and run.timers == {} and run.blocked is None
+    assert run.status is RunStatus.FAILED and run.close_time == 12
+    run2 = Run("wf", "r", 0)
+    run2.apply(HistoryEvent("wf", "r", 1, 1, WorkflowStarted("T", "q", [], "c")))
+    run2.apply(HistoryEvent("wf", "r", 2, 9, WorkflowCompleted(conv.to_payload("z"))))
+    assert run2.status is RunStatus.COMPLETED
+
+
+def test_execute_activity_needs_a_timeout() -> None:
+    @workflow.defn(name="NoTimeout")
+    class NoTimeout:
+        @workflow.run
+        async def run(self) -> None:
+            await workflow.execute_activity(step, "x")
+
+    run, fx, _ = new_run(NoTimeout, registry=Registry([NoTimeout], [step]))
+    assert "start_to_close_timeout or schedule_to_close_timeout" in run.blocked.message  # type: ignore[union-attr]
+
+
+def test_workflow_helpers_outside_a_workflow_raise_a_named_error() -> None:
+    with pytest.raises(workflow.NotInWorkflowError, match="only inside workflow code"):
+        workflow.now()
