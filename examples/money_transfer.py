@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -87,6 +88,8 @@ def withdraw(order: TransferOrder) -> str:
 @activity.defn
 def deposit(order: TransferOrder) -> str:
     _flaky("deposit")
+    # a slow bank (for demos and crash tests): time to kill a worker mid-transfer
+    time.sleep(float(os.environ.get("EVERFLOW_BANK_DEPOSIT_DELAY", "0")))
     if order.to_account.startswith("closed-"):
         raise ApplicationError(
             f"account {order.to_account} is closed", type="AccountClosed", non_retryable=True
@@ -99,6 +102,9 @@ def deposit(order: TransferOrder) -> str:
 @activity.defn
 def refund(order: TransferOrder) -> str:
     _flaky("refund")
+    # the compensation's own failures (EVERFLOW_BANK_REFUND_FAILURES first attempts) retry
+    if activity.info().attempt <= int(os.environ.get("EVERFLOW_BANK_REFUND_FAILURES", "0")):
+        raise ConnectionError(f"bank API down during refund (attempt {activity.info().attempt})")
     key = f"{activity.info().idempotency_key}:refund"
     Bank().apply(key, order.from_account, order.amount)
     return f"refunded {order.amount} to {order.from_account}"

@@ -28,8 +28,10 @@ T = TypeVar("T")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `everflow` command line; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     run: Command = args.run
     try:
         return run(args)
@@ -43,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser, with one subparser per command group."""
     parser = argparse.ArgumentParser(
-        prog="everflow", description="Durable workflows on Apache Kafka.")
+        prog="everflow", description="Durable workflows on Apache Kafka."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_dev_commands(commands)
@@ -51,23 +54,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_dev_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    dev = commands.add_parser("dev", help="run Kafka on this machine for development",
-                              description="Run Kafka on this machine (no Docker needed: the "
-                              "broker jars are fetched once from Maven Central).")
+    dev = commands.add_parser(
+        "dev",
+        help="run Kafka on this machine for development",
+        description="Run Kafka on this machine (no Docker needed: the "
+        "broker jars are fetched once from Maven Central).",
+    )
     dev_commands = dev.add_subparsers(title="dev commands", metavar="COMMAND", required=True)
 
     broker = dev_commands.add_parser("broker", help="a single-node Kafka broker, until Ctrl-C")
-    broker.add_argument("--data-dir", type=Path,
-                        help="keep the broker's data here (reused if it exists); "
-                             "default: a temporary dir deleted on exit")
-    broker.add_argument("--port", type=int, default=9092,
-                        help="client port on 127.0.0.1 (default: %(default)s)")
+    broker.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the broker's data here (reused if it exists); "
+        "default: a temporary dir deleted on exit",
+    )
+    broker.add_argument(
+        "--port", type=int, default=9092, help="client port on 127.0.0.1 (default: %(default)s)"
+    )
     broker.set_defaults(run=dev_broker)
 
     cluster = dev_commands.add_parser("cluster", help="a three-node Kafka cluster, until Ctrl-C")
-    cluster.add_argument("--data-dir", type=Path,
-                         help="keep the nodes' data here (reused if it exists); "
-                              "default: a temporary dir deleted on exit")
+    cluster.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the nodes' data here (reused if it exists); "
+        "default: a temporary dir deleted on exit",
+    )
     cluster.set_defaults(run=dev_cluster)
 
 
@@ -79,12 +92,15 @@ def dev_broker(args: argparse.Namespace) -> int:
     kafka = LocalKafka(args.data_dir, port=args.port)
     try:
         _, started_s = _timed(kafka.start)
-        print(f"Kafka {KAFKA_VERSION} broker ready\n"
-              f"  bootstrap  {kafka.bootstrap}   (export EVERFLOW_BOOTSTRAP={kafka.bootstrap})\n"
-              f"  libs       {libs}   (provisioned in {provisioned_s:.1f} s)\n"
-              f"  data       {kafka.data_dir}{_kept(args.data_dir)}\n"
-              f"  log        {kafka.log_path}\n"
-              f"  started in {started_s:.1f} s; Ctrl-C to stop", flush=True)
+        print(
+            f"Kafka {KAFKA_VERSION} broker ready\n"
+            f"  bootstrap  {kafka.bootstrap}   (export EVERFLOW_BOOTSTRAP={kafka.bootstrap})\n"
+            f"  libs       {libs}   (provisioned in {provisioned_s:.1f} s)\n"
+            f"  data       {kafka.data_dir}{_kept(args.data_dir)}\n"
+            f"  log        {kafka.log_path}\n"
+            f"  started in {started_s:.1f} s; Ctrl-C to stop",
+            flush=True,
+        )
         if not _wait_for_signal(alive=lambda: kafka.pid is not None):
             print(f"everflow: the broker exited; see {kafka.log_path}", file=sys.stderr)
             return 1
@@ -104,12 +120,15 @@ def dev_cluster(args: argparse.Namespace) -> int:
     try:
         _, started_s = _timed(cluster.start)
         pids = ", ".join(f"node {i} pid {cluster.pid(i)}" for i in range(NODES))
-        print(f"Kafka {KAFKA_VERSION} cluster of {NODES} nodes ready\n"
-              f"  bootstrap  {cluster.bootstrap}\n"
-              f"  libs       {libs}   (provisioned in {provisioned_s:.1f} s)\n"
-              f"  data       {cluster.base_dir}{_kept(args.data_dir)}\n"
-              f"  logs       {cluster.base_dir}/node<i>/kafka.log ({pids})\n"
-              f"  started in {started_s:.1f} s; Ctrl-C to stop", flush=True)
+        print(
+            f"Kafka {KAFKA_VERSION} cluster of {NODES} nodes ready\n"
+            f"  bootstrap  {cluster.bootstrap}\n"
+            f"  libs       {libs}   (provisioned in {provisioned_s:.1f} s)\n"
+            f"  data       {cluster.base_dir}{_kept(args.data_dir)}\n"
+            f"  logs       {cluster.base_dir}/node<i>/kafka.log ({pids})\n"
+            f"  started in {started_s:.1f} s; Ctrl-C to stop",
+            flush=True,
+        )
         if not _wait_for_signal(alive=lambda: any(cluster.pid(i) for i in range(NODES))):
             print("everflow: every node exited; see their logs", file=sys.stderr)
             return 1

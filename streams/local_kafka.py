@@ -5,18 +5,14 @@ work tree; the broker runs as one KRaft broker+controller JVM on loopback ports,
 data on disk so a restart keeps it. `provision_broker()` picks the broker to use: one named
 by `EVERFLOW_BOOTSTRAP`, else a Docker container, else a `LocalKafka`.
 
-Every JVM started here dies with the Python process that started it, even on SIGKILL
-(Linux `PR_SET_PDEATHSIG`). The kernel ties that to the *thread* that forked the JVM, so
-call `start()` from a thread that lives as long as the broker should (normally the main
-thread).
+The JVM dies with the Python process that started it, even on SIGKILL; call `start()` from
+a thread that lives as long as the broker should (normally the main thread): see
+`streams.local_cluster`, whose node machinery runs it.
 """
 
 from __future__ import annotations
 
-import atexit
-import base64
 import contextlib
-import ctypes
 import fcntl
 import functools
 import importlib
@@ -26,21 +22,28 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import threading
 import time
-import uuid
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from streams.errors import BrokerError
+from streams.local_cluster import (
+    _free_port,
+    _kafka_uuid,
+    _KafkaNode,
+    _node_properties,
+    _release,
+    _seconds,
+    _stop_nodes,
+    _tail,
+    _wait_until_ready,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,27 +56,7 @@ CP_KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
 
 _POM = Path(__file__).resolve().parent.parent / "docker" / "kafka" / "pom.xml"
 _MARKER = "libs.complete"
-_STARTED_LINE = b"Kafka Server started"
 _MVN_TIMEOUT_S = 900.0
-_TAIL_LINES = 40
-
-_LOG4J2_YAML = """\
-Configuration:
-  Appenders:
-    Console:
-      name: STDOUT
-      PatternLayout:
-        pattern: "[%d] %p %m (%c)%n"
-  Loggers:
-    Root:
-      level: WARN
-      AppenderRef:
-        - ref: STDOUT
-    Logger:
-      # logs "Kafka Server started", the readiness signal
-      - name: kafka.server.KafkaRaftServer
-        level: INFO
-"""
 
 
 def kafka_cache_dir(version: str = KAFKA_VERSION) -> Path:
@@ -147,16 +130,33 @@ def _fetch_libs(libs: Path, version: str) -> list[str]:
             "Everflow. Set EVERFLOW_BOOTSTRAP to a running Kafka cluster instead"
         )
     shutil.rmtree(libs, ignore_errors=True)  # no stale jars from a half-finished run
-    command = [mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(_POM),
-               "dependency:copy-dependencies", f"-Dlibs.dir={libs}", f"-Dkafka.version={version}"]
+    command = [
+        mvn,
+        "-q",
+        "-B",
+        "-Dstyle.color=never",
+        "-f",
+        str(_POM),
+        "dependency:copy-dependencies",
+        f"-Dlibs.dir={libs}",
+        f"-Dkafka.version={version}",
+    ]
     log.info("fetching the Kafka %s jars into %s with Maven", version, libs)
     started = time.monotonic()
     try:
-        result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, timeout=_MVN_TIMEOUT_S, check=False)
+        result = subprocess.run(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=_MVN_TIMEOUT_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired as e:
-        raise BrokerError(f"Maven did not finish fetching the Kafka {version} jars within "
-                          f"{_MVN_TIMEOUT_S:.0f} s: {' '.join(command)}") from e
+        raise BrokerError(
+            f"Maven did not finish fetching the Kafka {version} jars within "
+            f"{_MVN_TIMEOUT_S:.0f} s: {' '.join(command)}"
+        ) from e
     if result.returncode != 0:
         raise BrokerError(
             f"Maven failed (exit {result.returncode}) fetching the Kafka {version} jars: "
@@ -164,10 +164,17 @@ def _fetch_libs(libs: Path, version: str) -> list[str]:
         )
     jars = sorted(p.name for p in libs.glob("*.jar"))
     if f"kafka_2.13-{version}.jar" not in jars:
-        raise BrokerError(f"Maven finished but {libs} has no kafka_2.13-{version}.jar; "
-                          f"check {_POM}\n{_tail(result.stdout)}")
-    log.info("fetched %d Kafka %s jars into %s in %.1f s",
-             len(jars), version, libs, time.monotonic() - started)
+        raise BrokerError(
+            f"Maven finished but {libs} has no kafka_2.13-{version}.jar; "
+            f"check {_POM}\n{_tail(result.stdout)}"
+        )
+    log.info(
+        "fetched %d Kafka %s jars into %s in %.1f s",
+        len(jars),
+        version,
+        libs,
+        time.monotonic() - started,
+    )
     return jars
 
 
@@ -191,8 +198,10 @@ def find_java() -> str:
         )
     major = _java_major_version(java)
     if major < MIN_JAVA_VERSION:
-        raise BrokerError(f"{java} is Java {major}; Kafka {KAFKA_VERSION} needs Java "
-                          f"{MIN_JAVA_VERSION}+. Install OpenJDK 17 or set EVERFLOW_JAVA")
+        raise BrokerError(
+            f"{java} is Java {major}; Kafka {KAFKA_VERSION} needs Java "
+            f"{MIN_JAVA_VERSION}+. Install OpenJDK 17 or set EVERFLOW_JAVA"
+        )
     return java
 
 
@@ -207,276 +216,6 @@ def _java_major_version(java: str) -> int:
     return int(match.group(2) or 0) if major == 1 else major  # "1.8.0_392" is Java 8
 
 
-def _kafka_uuid() -> str:
-    """A random Kafka cluster id, as `kafka-storage random-uuid` prints it (no JVM needed)."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not text.startswith("-"):  # Kafka rejects ids that look like an option
-            return text
-
-
-def _free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _check_port_free(port: int, what: str) -> None:
-    with socket.socket() as s:
-        # SO_REUSEADDR as the JVM sets it: our own broker's TIME_WAIT sockets are no conflict
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError as e:
-            raise BrokerError(f"port {port} on 127.0.0.1 (the {what}) is already in use "
-                              f"({e.strerror}); pick another port or stop what holds it") from e
-
-
-def _tail(text: str, lines: int = _TAIL_LINES) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-def _seconds(value: float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A `preexec_fn` that makes the child get SIGKILL when the forking thread exits."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: the child only calls
-    pr_set_pdeathsig, sigkill, parent = 1, int(signal.SIGKILL), os.getpid()
-
-    def set_pdeathsig() -> None:
-        prctl(pr_set_pdeathsig, sigkill)  # survives exec, so it applies to the JVM
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    if threading.current_thread() is not threading.main_thread():
-        log.warning("starting a Kafka JVM from thread %s: it will be killed when that thread "
-                    "exits", threading.current_thread().name)
-    return set_pdeathsig
-
-
-def _node_properties(node_id: int, port: int, controller_port: int, data: Path,
-                    replication: int) -> dict[str, str]:
-    """The server.properties of one KRaft broker+controller, sized for tests and dev."""
-    rf, min_isr = str(replication), str(min(replication, 2))
-    listeners = f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}"
-    return {
-        "process.roles": "broker,controller",
-        "node.id": str(node_id),
-        "listeners": listeners,
-        "advertised.listeners": listeners,
-        "inter.broker.listener.name": "PLAINTEXT",
-        "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "log.dirs": str(data),
-        "num.partitions": "1",
-        "default.replication.factor": rf,
-        "min.insync.replicas": min_isr,
-        "auto.create.topics.enable": "false",
-        # internal topics sized to the cluster: transactions hang if these cannot be met
-        "offsets.topic.replication.factor": rf,
-        "offsets.topic.num.partitions": "1" if replication == 1 else "3",
-        "transaction.state.log.replication.factor": rf,
-        "transaction.state.log.min.isr": min_isr,
-        "transaction.state.log.num.partitions": "1" if replication == 1 else "3",
-        "share.coordinator.state.topic.replication.factor": rf,
-        "share.coordinator.state.topic.min.isr": min_isr,
-        "group.initial.rebalance.delay.ms": "0",
-        # small footprint; the cleaner's dedupe buffer (128 MiB by default) is on the heap
-        "num.network.threads": "2",
-        "num.io.threads": "2",
-        "background.threads": "2",
-        "log.cleaner.dedupe.buffer.size": "16777216",
-        "log.cleaner.backoff.ms": "500",
-        "log.segment.delete.delay.ms": "1000",
-    }
-
-
-class _KafkaNode:
-    """One KRaft broker+controller JVM: its directory, config, process and log."""
-
-    def __init__(self, directory: Path, properties: Mapping[str, str],
-                 jvm_options: Iterable[str], name: str) -> None:
-        self.directory = directory
-        self.properties = dict(properties)
-        self.jvm_options = list(jvm_options)
-        self.name = name
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log_offset = 0
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "kafka.log"
-
-    @property
-    def formatted(self) -> bool:
-        return (Path(self.properties["log.dirs"]) / "meta.properties").exists()
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def ports(self) -> dict[str, int]:
-        found = re.findall(r"(\w+)://[^:]+:(\d+)", self.properties["listeners"])
-        return {f"{listener.lower()} port of {self.name}": int(port) for listener, port in found}
-
-    def check_ports(self) -> None:
-        for what, port in self.ports().items():
-            _check_port_free(port, what)
-
-    def _write_config(self) -> tuple[Path, Path]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        config, log4j = self.directory / "server.properties", self.directory / "log4j2.yaml"
-        config.write_text("".join(f"{k}={v}\n" for k, v in self.properties.items()))
-        log4j.write_text(_LOG4J2_YAML)
-        return config, log4j
-
-    def _java_command(self, libs: Path, main: str, *args: str) -> list[str]:
-        _, log4j = self._write_config()
-        return [find_java(), *self.jvm_options, "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={self.directory}",
-                "-cp", str(libs / "*"), main, *args]
-
-    def format(self, libs: Path, cluster_id: str, *, standalone: bool) -> None:
-        """Format the data dir (once: an already formatted dir keeps its data)."""
-        if self.formatted:
-            log.debug("%s: %s already formatted, keeping its data", self.name, self.directory)
-            return
-        config = self.directory / "server.properties"
-        args = ["format", "-t", cluster_id, "-c", str(config)]
-        command = self._java_command(libs, "kafka.tools.StorageTool",
-                                     *args, *(["--standalone"] if standalone else []))
-        try:
-            result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, timeout=120, check=False,
-                                    preexec_fn=_die_with_parent())
-        except subprocess.TimeoutExpired as e:
-            raise BrokerError(f"formatting the Kafka data dir of {self.name} took over 120 s: "
-                              f"{' '.join(command)}") from e
-        if result.returncode != 0:
-            raise BrokerError(f"formatting the Kafka data dir of {self.name} failed "
-                              f"(exit {result.returncode}):\n{_tail(result.stdout)}")
-
-    def launch(self, libs: Path) -> None:
-        """Start the JVM (not waiting for it); its output goes to `log_path`."""
-        if self.running():
-            return
-        self.check_ports()
-        command = self._java_command(libs, "kafka.Kafka", str(self.directory / "server.properties"))
-        with open(self.log_path, "ab") as out:
-            self._log_offset = out.tell()
-            # own session: a terminal's Ctrl-C reaches Python, which then stops the JVM in order
-            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
-                                            stderr=subprocess.STDOUT, start_new_session=True,
-                                            preexec_fn=_die_with_parent())
-        _RUNNING.add(self)
-        log.debug("%s: JVM pid %d, log %s", self.name, self.process.pid, self.log_path)
-
-    def started(self) -> bool:
-        """Whether this run of the JVM logged "Kafka Server started"; raises if it exited."""
-        if self.process is None:
-            raise BrokerError(f"{self.name} was never started")
-        code = self.process.poll()
-        if code is not None:
-            _RUNNING.discard(self)
-            raise BrokerError(f"Kafka {self.name} exited with code {code} during startup; "
-                              f"last lines of {self.log_path}:\n{self.log_tail()}")
-        with open(self.log_path, "rb") as f:
-            f.seek(self._log_offset)
-            return _STARTED_LINE in f.read()
-
-    def log_tail(self) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(max(self._log_offset, f.seek(0, os.SEEK_END) - 16384))
-                return _tail(f.read().decode(errors="replace"))
-        except FileNotFoundError:
-            return "(no log written)"
-
-    def signal(self, signum: signal.Signals) -> None:
-        if self.running():
-            assert self.process is not None
-            self.process.send_signal(signum)
-
-    def reap(self, deadline: float) -> bool:
-        """Wait until the JVM exits or the deadline passes; whether it exited."""
-        if self.process is None:
-            return True
-        try:
-            self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            return False
-        _RUNNING.discard(self)
-        return True
-
-
-def _stop_nodes(nodes: Iterable[_KafkaNode], grace: float) -> None:
-    """SIGTERM all nodes at once (a quorum stays up while they shut down), SIGKILL stragglers."""
-    nodes = [n for n in nodes if n.running()]
-    for node in nodes:
-        node.signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for node in nodes:
-        if not node.reap(deadline):
-            log.warning("%s did not stop within %.0f s of SIGTERM; killing it", node.name, grace)
-            node.signal(signal.SIGKILL)
-            node.reap(time.monotonic() + 30)
-
-
-def _wait_until_ready(nodes: Iterable[_KafkaNode], bootstrap: str, brokers: int,
-                     timeout: float) -> None:
-    """Wait for each node's "Kafka Server started" line, then for `brokers` in the metadata."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
-
-    nodes = list(nodes)
-    deadline = time.monotonic() + timeout
-    waiting = list(nodes)
-    while waiting:
-        waiting = [n for n in waiting if not n.started()]
-        if waiting and time.monotonic() > deadline:
-            node = waiting[0]
-            raise BrokerError(f"Kafka {node.name} did not log 'Kafka Server started' within "
-                              f"{timeout:g} s; last lines of {node.log_path}:\n{node.log_tail()}")
-        time.sleep(0.05 if waiting else 0)
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": log}
-    admin = AdminClient(config)
-    while True:
-        for node in nodes:
-            node.started()  # raises if a JVM exited
-        try:
-            seen = len(admin.list_topics(timeout=1).brokers)
-        except KafkaException as e:
-            seen, problem = 0, str(e)
-        else:
-            problem = f"{seen} of {brokers} brokers in the metadata"
-        if seen >= brokers:
-            return
-        if time.monotonic() > deadline:
-            raise BrokerError(f"Kafka at {bootstrap} did not answer within {timeout:g} s "
-                              f"({problem}); last lines of {nodes[0].log_path}:\n"
-                              f"{nodes[0].log_tail()}")
-        time.sleep(0.1)
-
-
-_RUNNING: set[_KafkaNode] = set()
-
-
-@atexit.register
-def _stop_running_nodes() -> None:
-    _stop_nodes(list(_RUNNING), grace=10)
-
-
-def _release(nodes: list[_KafkaNode], owned_dir: Path | None) -> None:
-    _stop_nodes(nodes, grace=10)
-    if owned_dir is not None:
-        shutil.rmtree(owned_dir, ignore_errors=True)
-
-
 class LocalKafka:
     """A single-node KRaft Kafka (broker and controller in one JVM) on 127.0.0.1.
 
@@ -486,17 +225,28 @@ class LocalKafka:
     this process even on SIGKILL; `start()` it from a long-lived thread (see the module doc).
     """
 
-    def __init__(self, data_dir: str | Path | None = None, *, port: int | None = None,
-                 controller_port: int | None = None, heap: str = "-Xmx512m -Xms128m") -> None:
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        *,
+        port: int | None = None,
+        controller_port: int | None = None,
+        heap: str = "-Xmx512m -Xms128m",
+    ) -> None:
         owned = None if data_dir is not None else Path(tempfile.mkdtemp(prefix="everflow-kafka-"))
         self.data_dir: Path = owned or Path(data_dir or ".")
         self.port = port or _free_port()
         self.controller_port = controller_port or _free_port()
-        properties = _node_properties(1, self.port, self.controller_port,
-                                     self.data_dir / "data", replication=1)
+        properties = _node_properties(
+            1, self.port, self.controller_port, self.data_dir / "data", replication=1
+        )
         properties["controller.quorum.bootstrap.servers"] = f"127.0.0.1:{self.controller_port}"
-        options = [*heap.split(), "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                   "-XX:+ExitOnOutOfMemoryError"]
+        options = [
+            *heap.split(),
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+        ]
         self._node = _KafkaNode(self.data_dir, properties, options, name="broker")
         self._finalizer = weakref.finalize(self, _release, [self._node], owned)
 
@@ -526,16 +276,21 @@ class LocalKafka:
             return self
         started = time.monotonic()
         libs = ensure_kafka_libs()
+        java = find_java()
         self._node.check_ports()
-        self._node.format(libs, _kafka_uuid(), standalone=True)
-        self._node.launch(libs)
+        self._node.format(java, libs, _kafka_uuid(), standalone=True)
+        self._node.launch(java, libs)
         try:
             _wait_until_ready([self._node], self.bootstrap, brokers=1, timeout=_seconds(timeout))
         except BaseException:
             self.kill()
             raise
-        log.info("Kafka broker ready at %s in %.1f s (data %s)",
-                 self.bootstrap, time.monotonic() - started, self.data_dir)
+        log.info(
+            "Kafka broker ready at %s in %.1f s (data %s)",
+            self.bootstrap,
+            time.monotonic() - started,
+            self.data_dir,
+        )
         return self
 
     def stop(self, grace: float | timedelta = 20) -> None:
@@ -562,8 +317,12 @@ class LocalKafka:
     def __enter__(self) -> LocalKafka:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -584,8 +343,11 @@ def provision_broker() -> Iterator[str]:
             yield bootstrap
     else:
         with LocalKafka() as kafka:
-            log.info("using a local Kafka %s broker at %s (Docker skipped or not answering)",
-                     KAFKA_VERSION, kafka.bootstrap)
+            log.info(
+                "using a local Kafka %s broker at %s (Docker skipped or not answering)",
+                KAFKA_VERSION,
+                kafka.bootstrap,
+            )
             yield kafka.bootstrap
 
 
@@ -616,8 +378,11 @@ def _kafka_container() -> Iterator[str]:
         from testcontainers.community.kafka import KafkaContainer
     except ImportError:  # testcontainers < 4.15
         from testcontainers.kafka import KafkaContainer
-    container = (KafkaContainer(CP_KAFKA_IMAGE).with_kraft()
-                 .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
-                 .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1"))
+    container = (
+        KafkaContainer(CP_KAFKA_IMAGE)
+        .with_kraft()
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+    )
     with container as kafka:
         yield kafka.get_bootstrap_server()

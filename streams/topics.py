@@ -8,6 +8,7 @@ start, because a workflow's partition must never change.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,8 +109,23 @@ def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 3
                 if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise BrokerError(f"cannot create topic {name}: {e.args[0].str()}") from e
         log.info("created topics count=%d names=%s", len(created), ",".join(created))
+    _wait_for_metadata(admin, [s.name for s in specs], timeout)
     verify_topics(admin, specs, timeout)
     return created
+
+
+def _wait_for_metadata(admin: AdminClient, names: list[str], timeout: float) -> None:
+    # a created topic shows in metadata only once its leaders are known
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        ready = all(
+            n in topics and all(p.leader >= 0 for p in topics[n].partitions.values())
+            for n in names
+        )
+        if ready or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def verify_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0) -> None:

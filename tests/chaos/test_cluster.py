@@ -1,0 +1,89 @@
+"""The three-node local cluster: it forms, and survives losing a node."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.local_cluster import NODES, LocalCluster
+from tests.helpers import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.cluster]
+
+PARTITIONS = 3
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with LocalCluster() as cluster:
+        yield cluster
+
+
+def in_sync_replicas(admin: AdminClient, topic: str) -> list[int]:
+    """The ISR size of each partition (empty while the topic is not in the metadata)."""
+    partitions = admin.list_topics(topic, timeout=5).topics[topic].partitions
+    return [len(partitions[p].isrs) for p in sorted(partitions)]
+
+
+def test_three_nodes_form_one_cluster(cluster: LocalCluster) -> None:
+    metadata = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(timeout=10)
+
+    assert sorted(metadata.brokers) == [1, 2, 3]
+    assert all(cluster.pid(i) is not None for i in range(NODES))
+
+
+def test_acks_all_writes_succeed_with_one_node_killed(
+    cluster: LocalCluster, topic_prefix: str
+) -> None:
+    topic = f"{topic_prefix}replicated"
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    new_topic = NewTopic(topic, PARTITIONS, 3, config={"min.insync.replicas": "2"})
+    admin.create_topics([new_topic], operation_timeout=30)[topic].result(timeout=35)
+    wait_until(
+        lambda: in_sync_replicas(admin, topic) == [3] * PARTITIONS,
+        timeout=30,
+        message=f"{topic} fully replicated",
+    )
+    leader = admin.list_topics(topic, timeout=5).topics[topic].partitions[0].leader
+    victim = leader - 1  # node.id is index + 1: kill the leader of partition 0
+
+    cluster.kill_node(victim)
+    assert cluster.pid(victim) is None
+
+    errors: list[KafkaError] = []
+    producer = Producer(
+        {
+            "bootstrap.servers": cluster.bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "delivery.timeout.ms": 45000,
+        }
+    )
+    for n in range(30):
+        producer.produce(
+            topic,
+            f"m{n}".encode(),
+            partition=n % PARTITIONS,
+            on_delivery=lambda err, _msg: err and errors.append(err),
+        )
+    assert producer.flush(50) == 0, "acks=all writes did not complete with one node down"
+    assert errors == []
+
+    cluster.start_node(victim)
+    wait_until(
+        lambda: in_sync_replicas(admin, topic) == [3] * PARTITIONS,
+        timeout=45,
+        message=f"node {victim} back in the ISR of every partition of {topic}",
+    )
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"{topic}reader"})
+    try:
+        ends = [
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(PARTITIONS)
+        ]
+    finally:
+        consumer.close()
+    assert sum(ends) == 30
