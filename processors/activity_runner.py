@@ -79,7 +79,8 @@ class ActivityRunner:
         self.consumer = kafka.consumer(
             self.config,
             f"{self.config.topic_prefix}activities.{self.settings.task_queue}",
-            **{"fetch.wait.max.ms": 5},
+            # a killed runner's tasks move to another runner after this long
+            **{"fetch.wait.max.ms": 5, "session.timeout.ms": 10000},
         )
         self.consumer.subscribe(
             [self.topics.tasks(self.settings.task_queue)],

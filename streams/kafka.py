@@ -37,6 +37,10 @@ def transactional_producer(config: KafkaConfig, transactional_id: str, **setting
         "transactional.id": transactional_id,
         "transaction.timeout.ms": 60000,
         "message.timeout.ms": 55000,
+        # after a commit the coordinator answers CONCURRENT_TRANSACTIONS until its markers are
+        # written; the default 100 ms backoff would cap us at ~10 transactions per second
+        "retry.backoff.ms": 2,
+        "retry.backoff.max.ms": 20,
     }
     return Producer(config.client_settings(**{**base, **settings}))
 

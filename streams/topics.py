@@ -120,8 +120,7 @@ def _wait_for_metadata(admin: AdminClient, names: list[str], timeout: float) -> 
     while True:
         topics = admin.list_topics(timeout=timeout).topics
         ready = all(
-            n in topics and all(p.leader >= 0 for p in topics[n].partitions.values())
-            for n in names
+            n in topics and all(p.leader >= 0 for p in topics[n].partitions.values()) for n in names
         )
         if ready or time.monotonic() > deadline:
             return

@@ -63,8 +63,9 @@ def test_topics_are_created_with_their_settings_and_a_second_run_changes_nothing
     created = ensure_topics(admin, specs)
     assert sorted(created) == sorted(s.name for s in specs)
     t = Topics(config.topic_prefix)
-    described = admin.describe_configs([ConfigResource("topic", t.snapshots),
-                                        ConfigResource("topic", t.commands)])
+    described = admin.describe_configs(
+        [ConfigResource("topic", t.snapshots), ConfigResource("topic", t.commands)]
+    )
     configs = {r.name: f.result() for r, f in described.items()}
     assert configs[t.snapshots]["cleanup.policy"].value == "compact"
     assert configs[t.snapshots]["min.compaction.lag.ms"].value == "0"
@@ -80,7 +81,9 @@ def test_an_existing_topic_with_wrong_settings_is_reported(config: KafkaConfig) 
     admin.create_topics([NewTopic(t.snapshots, 3, 1, config={"cleanup.policy": "delete"})])[
         t.snapshots
     ].result(30)
-    with pytest.raises(TopicMismatchError, match=r"snapshots: cleanup.policy=delete, expected compact"):
+    with pytest.raises(
+        TopicMismatchError, match=r"snapshots: cleanup.policy=delete, expected compact"
+    ):
         ensure_topics(admin, topic_specs(config))
 
 
@@ -103,8 +106,11 @@ def test_our_partitioner_matches_the_producers_murmur2(config: KafkaConfig) -> N
     landed: dict[str, int] = {}
     keys = [f"workflow-{i}" for i in range(30)]
     for key in keys:
-        producer.produce(topic, b"x", key.encode(),
-                         on_delivery=lambda err, msg: landed.__setitem__(msg.key().decode(),
-                                                                          msg.partition()))
+        producer.produce(
+            topic,
+            b"x",
+            key.encode(),
+            on_delivery=lambda err, msg: landed.__setitem__(msg.key().decode(), msg.partition()),
+        )
     producer.flush(30)
     assert landed == {k: kafka.partition_for(k, config.partitions) for k in keys}

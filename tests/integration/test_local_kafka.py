@@ -257,30 +257,26 @@ time.sleep(300)
 
 @pytest.mark.chaos
 def test_no_jvm_outlives_its_python_parent_killed_with_sigkill(tmp_path: Path) -> None:
-    parent = subprocess.Popen(
-        [sys.executable, "-c", STARTS_A_BROKER_AND_WAITS, str(tmp_path / "kafka")],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    command = [sys.executable, "-c", STARTS_A_BROKER_AND_WAITS, str(tmp_path / "kafka")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     jvm_pid = None
-    try:
-        assert parent.stdout is not None
-        line = parent.stdout.readline()  # the broker is ready; bounded by the test timeout
-        assert line.strip().isdigit(), f"the parent did not start a broker: {line!r}"
-        jvm_pid = int(line)
-        assert jvm_alive(jvm_pid)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as parent:
+        try:
+            assert parent.stdout is not None
+            line = parent.stdout.readline()  # the broker is ready; bounded by the test timeout
+            assert line.strip().isdigit(), f"the parent did not start a broker: {line!r}"
+            jvm_pid = int(line)
+            assert jvm_alive(jvm_pid)
 
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=10)
+            parent.send_signal(signal.SIGKILL)
+            parent.wait(timeout=10)
 
-        wait_until(
-            lambda: not jvm_alive(jvm_pid),
-            timeout=15,
-            message=f"JVM {jvm_pid} outlived its SIGKILLed parent",
-        )
-    finally:
-        parent.kill()
-        parent.wait()
-        if jvm_pid is not None and jvm_alive(jvm_pid):
-            os.kill(jvm_pid, signal.SIGKILL)
+            wait_until(
+                lambda: not jvm_alive(jvm_pid),
+                timeout=15,
+                message=f"JVM {jvm_pid} outlived its SIGKILLed parent",
+            )
+        finally:
+            parent.kill()
+            if jvm_pid is not None and jvm_alive(jvm_pid):
+                os.kill(jvm_pid, signal.SIGKILL)

@@ -15,7 +15,7 @@ from streams.config import KafkaConfig
 from streams.topics import Topics, ensure_topics, topic_specs
 from streams.wire import wire
 from tests.helpers import wait_until
-from tests.integration.workers import WorkerProcesses, worker_env, workers  # noqa: F401
+from tests.integration.workers import WorkerProcesses
 
 pytestmark = pytest.mark.integration
 QUEUE = "transfers"
@@ -73,8 +73,9 @@ def test_saga_refunds_when_the_deposit_fails_for_good_and_retries_the_refund(
         client = await asyncio.to_thread(Client, config)
         try:
             with pytest.raises(WorkflowFailureError) as caught:
-                await transfer(client, TransferOrder("alice", "closed-bob", 25, "saga-1"),
-                               MoneyTransferSaga)
+                await transfer(
+                    client, TransferOrder("alice", "closed-bob", 25, "saga-1"), MoneyTransferSaga
+                )
             history = await client.get_workflow_handle("saga-1").fetch_history()
             kinds = [type(e.attributes).__name__ for e in history]
             # deposit failed for good (non-retryable), the refund failed twice then worked
@@ -103,8 +104,10 @@ def test_worker_killed_between_withdraw_and_deposit_finishes_on_a_new_worker(
         client = await asyncio.to_thread(Client, config)
         try:
             handle = await client.start_workflow(
-                MoneyTransferWorkflow, TransferOrder("alice", "bob", 7, "crash-1"),
-                id="crash-1", task_queue=QUEUE,
+                MoneyTransferWorkflow,
+                TransferOrder("alice", "bob", 7, "crash-1"),
+                id="crash-1",
+                task_queue=QUEUE,
             )
             await asyncio.to_thread(
                 wait_until, lambda: len(b.entries()) == 1, 30, message="withdraw never applied"
@@ -151,11 +154,13 @@ def test_starting_a_running_workflow_id_again_is_refused(
         client = await asyncio.to_thread(Client, config)
         try:
             order = TransferOrder("a", "b", 1, "dup-1")
-            handle = await client.start_workflow(MoneyTransferWorkflow, order, id="dup-1",
-                                                 task_queue=QUEUE)
+            handle = await client.start_workflow(
+                MoneyTransferWorkflow, order, id="dup-1", task_queue=QUEUE
+            )
             with pytest.raises(WorkflowAlreadyStartedError, match="dup-1"):
-                await client.start_workflow(MoneyTransferWorkflow, order, id="dup-1",
-                                            task_queue=QUEUE)
+                await client.start_workflow(
+                    MoneyTransferWorkflow, order, id="dup-1", task_queue=QUEUE
+                )
             await handle.result(timeout=_timeout())
             desc = await client.get_workflow_handle("dup-1").describe()
             assert desc.status.value == "COMPLETED" and desc.history_length == 6

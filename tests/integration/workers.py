@@ -24,14 +24,30 @@ class WorkerProcesses:
         self.procs: list[subprocess.Popen[bytes]] = []
         self._logs: list[Any] = []
 
-    def start(self, instance_id: str, *targets: str, task_queue: str = "transfers",
-              extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"worker-{instance_id}-{len(self.procs)}.log", "wb")  # noqa: SIM115
+    def start(
+        self,
+        instance_id: str,
+        *targets: str,
+        task_queue: str = "transfers",
+        extra_env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"worker-{instance_id}-{len(self.procs)}.log", "wb")
         self._logs.append(log)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.worker_cli", *(targets or ("examples.money_transfer",)),
-             "--task-queue", task_queue, "--instance-id", instance_id],
-            cwd=ROOT, env={**self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streams.worker_cli",
+                *(targets or ("examples.money_transfer",)),
+                "--task-queue",
+                task_queue,
+                "--instance-id",
+                instance_id,
+            ],
+            cwd=ROOT,
+            env={**self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.procs.append(proc)
         return proc

@@ -183,7 +183,7 @@ def test_undecodable_bytes_raise_one_clear_error(
 def test_a_message_of_another_type_is_refused_by_name(wire: Wire) -> None:
     raw = wire.timer.encode(Timer("wf", "run", TimerKind.USER_TIMER, 1, 0, 5))
     with pytest.raises(
-        PayloadDecodeError, match="expected a everflow.Command, got a everflow.Timer"
+        PayloadDecodeError, match=r"expected a everflow\.Command, got a everflow\.Timer"
     ):
         wire.command.decode(raw)
 

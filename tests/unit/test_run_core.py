@@ -303,7 +303,7 @@ def test_execute_activity_needs_a_timeout() -> None:
         async def run(self) -> None:
             await workflow.execute_activity(step, "x")
 
-    run, fx, _ = new_run(NoTimeout, registry=Registry([NoTimeout], [step]))
+    run, _fx, _ = new_run(NoTimeout, registry=Registry([NoTimeout], [step]))
     assert "start_to_close_timeout or schedule_to_close_timeout" in run.blocked.message  # type: ignore[union-attr]
 
 

@@ -1,0 +1,93 @@
+"""How long it takes to get a local Kafka: jar provisioning (cold, warm) and broker starts.
+
+Run from the repository root: `python -m benchmarks.broker_startup [--runs N]`.
+Cold provisioning uses an empty temporary cache (EVERFLOW_KAFKA_CACHE); Maven still uses
+its own local repository (~/.m2), so "cold" means "cold cache, Maven repo as it is".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from streams.local_cluster import NODES, LocalCluster
+from streams.local_kafka import KAFKA_VERSION, LocalKafka, ensure_kafka_libs, find_java
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
+
+
+def broker_first_start() -> float:
+    with tempfile.TemporaryDirectory(prefix="everflow-bench-") as data:
+        kafka = LocalKafka(Path(data) / "kafka")
+        try:
+            return timed(kafka.start)
+        finally:
+            kafka.stop()
+
+
+def broker_restart() -> float:
+    with tempfile.TemporaryDirectory(prefix="everflow-bench-") as data:
+        kafka = LocalKafka(Path(data) / "kafka").start()
+        try:
+            kafka.stop()
+            return timed(kafka.start)
+        finally:
+            kafka.stop()
+
+
+def cluster_start() -> float:
+    cluster = LocalCluster()
+    try:
+        return timed(cluster.start)
+    finally:
+        cluster.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3, help="runs of each start (default 3)")
+    runs = parser.parse_args().runs
+
+    m2 = Path.home() / ".m2" / "repository" / "org" / "apache" / "kafka" / "kafka_2.13"
+    m2_warm = (m2 / KAFKA_VERSION).is_dir()
+    rows: list[tuple[str, list[float]]] = []
+    with tempfile.TemporaryDirectory(prefix="everflow-bench-cache-") as cache:
+        os.environ["EVERFLOW_KAFKA_CACHE"] = cache
+        rows.append(("provision jars, cold cache (mvn)", [timed(ensure_kafka_libs)]))
+        rows.append(("provision jars, warm cache", [timed(ensure_kafka_libs)]))
+        rows.append(("broker start, new data dir (format + start)", []))
+        rows.append(("broker start, existing data dir", []))
+        rows.append((f"{NODES}-node cluster start (format + start)", []))
+        for _ in range(runs):
+            rows[2][1].append(broker_first_start())
+            rows[3][1].append(broker_restart())
+            rows[4][1].append(cluster_start())
+
+    java = find_java()
+    version = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    print(
+        f"Kafka {KAFKA_VERSION}; {version.stderr.splitlines()[0]}; {os.cpu_count()} CPUs; "
+        f"broker heap -Xmx512m, cluster nodes -Xmx384m; runs {runs}; "
+        f"~/.m2 already had kafka_2.13 {KAFKA_VERSION}: {m2_warm}; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(f"{'what':<46} {'runs':>4} {'median s':>9} {'min s':>7} {'max s':>7}")
+    for what, times in rows:
+        print(
+            f"{what:<46} {len(times):>4} {statistics.median(times):>9.2f} "
+            f"{min(times):>7.2f} {max(times):>7.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
