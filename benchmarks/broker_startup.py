@@ -53,10 +53,32 @@ def cluster_start() -> float:
         cluster.close()
 
 
+def download_time() -> float:
+    """Provisioning as on a fresh machine: empty cache and empty Maven repository."""
+    saved = {k: os.environ.get(k) for k in ("EVERFLOW_KAFKA_CACHE", "MAVEN_OPTS")}
+    with tempfile.TemporaryDirectory(prefix="everflow-bench-m2-") as scratch:
+        os.environ["EVERFLOW_KAFKA_CACHE"] = str(Path(scratch) / "cache")
+        os.environ["MAVEN_OPTS"] = f"-Dmaven.repo.local={Path(scratch) / 'm2'}"
+        try:
+            return timed(ensure_kafka_libs)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="runs of each start (default 3)")
-    runs = parser.parse_args().runs
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="also provision with an empty Maven repository (downloads ~46 jars from Central)",
+    )
+    args = parser.parse_args()
+    runs = args.runs
 
     m2 = Path.home() / ".m2" / "repository" / "org" / "apache" / "kafka" / "kafka_2.13"
     m2_warm = (m2 / KAFKA_VERSION).is_dir()
@@ -65,13 +87,18 @@ def main() -> None:
         os.environ["EVERFLOW_KAFKA_CACHE"] = cache
         rows.append(("provision jars, cold cache (mvn)", [timed(ensure_kafka_libs)]))
         rows.append(("provision jars, warm cache", [timed(ensure_kafka_libs)]))
-        rows.append(("broker start, new data dir (format + start)", []))
-        rows.append(("broker start, existing data dir", []))
-        rows.append((f"{NODES}-node cluster start (format + start)", []))
+        if args.download:
+            rows.append(("provision jars, cold cache + empty ~/.m2", [download_time()]))
+        first: list[float] = []
+        again: list[float] = []
+        cluster: list[float] = []
+        rows.append(("broker start, new data dir (format + start)", first))
+        rows.append(("broker start, existing data dir", again))
+        rows.append((f"{NODES}-node cluster start (format + start)", cluster))
         for _ in range(runs):
-            rows[2][1].append(broker_first_start())
-            rows[3][1].append(broker_restart())
-            rows[4][1].append(cluster_start())
+            first.append(broker_first_start())
+            again.append(broker_restart())
+            cluster.append(cluster_start())
 
     java = find_java()
     version = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)

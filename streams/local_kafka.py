@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import gc
 import importlib
 import json
 import logging
@@ -25,6 +26,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import warnings
 import weakref
 from collections.abc import Iterator
 from datetime import timedelta
@@ -357,6 +359,17 @@ def _docker_answers() -> bool:
     except ImportError:
         log.debug("the docker package is not installed; not using Docker")
         return False
+    # When no engine listens, docker-py drops its socket unclosed; collect it here, quietly,
+    # rather than let a ResourceWarning surface later in whatever code runs the GC.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            return _ping_docker(docker)
+        finally:
+            gc.collect()
+
+
+def _ping_docker(docker: Any) -> bool:
     DockerException = docker.errors.DockerException
     try:
         client = docker.from_env(timeout=3)

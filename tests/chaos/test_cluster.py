@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.local_cluster import NODES, LocalCluster
@@ -54,6 +54,11 @@ def test_acks_all_writes_succeed_with_one_node_killed(
     assert cluster.pid(victim) is None
 
     errors: list[KafkaError] = []
+
+    def on_delivery(error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            errors.append(error)
+
     producer = Producer(
         {
             "bootstrap.servers": cluster.bootstrap,
@@ -67,7 +72,7 @@ def test_acks_all_writes_succeed_with_one_node_killed(
             topic,
             f"m{n}".encode(),
             partition=n % PARTITIONS,
-            on_delivery=lambda err, _msg: err and errors.append(err),
+            on_delivery=on_delivery,
         )
     assert producer.flush(50) == 0, "acks=all writes did not complete with one node down"
     assert errors == []

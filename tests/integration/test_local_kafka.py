@@ -13,7 +13,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.errors import BrokerError
@@ -38,9 +45,14 @@ def create_topic(bootstrap: str, topic: str) -> None:
 
 def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     errors: list[KafkaError] = []
+
+    def on_delivery(error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            errors.append(error)
+
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
     for value in values:
-        producer.produce(topic, value, on_delivery=lambda err, _msg: err and errors.append(err))
+        producer.produce(topic, value, on_delivery=on_delivery)
     assert producer.flush(30) == 0, "messages still in flight after 30 s"
     assert errors == []
 
@@ -56,7 +68,7 @@ def read_all(bootstrap: str, topic: str, count: int) -> list[bytes]:
         message = consumer.poll(0.2)
         if message is not None:
             assert message.error() is None, message.error()
-            values.append(message.value())
+            values.append(message.value() or b"")
         return len(values) >= count
 
     try:
@@ -172,6 +184,14 @@ def test_broker_recovers_its_data_after_kill(tmp_path: Path, topic_prefix: str) 
     finally:
         kafka.stop()
     kafka.stop()  # idempotent
+
+
+def test_session_broker_serves_clients(kafka_bootstrap: str, topic_prefix: str) -> None:
+    topic = f"{topic_prefix}session"
+    create_topic(kafka_bootstrap, topic)
+    produce(kafka_bootstrap, topic, [b"hello"])
+
+    assert read_all(kafka_bootstrap, topic, 1) == [b"hello"]
 
 
 def test_bootstrap_from_environment_starts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:

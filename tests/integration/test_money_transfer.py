@@ -128,6 +128,20 @@ def test_two_workers_split_partitions_and_every_run_completes_exactly_once(
 ) -> None:
     workers.start("w1")
     workers.start("w2")
+    wait_until(
+        lambda: (
+            len(
+                [
+                    log
+                    for log in workers.log_dir.glob("worker-w*.log")
+                    if "assigned partitions=[" in log.read_text()
+                ]
+            )
+            == 2
+        ),
+        60,
+        message="both workers should own partitions",
+    )
 
     async def main() -> None:
         client = await asyncio.to_thread(Client, config)
@@ -141,8 +155,9 @@ def test_two_workers_split_partitions_and_every_run_completes_exactly_once(
     completions = read_all(config, Topics(config.topic_prefix).completions)
     ids = sorted(wire().completion.decode(v).workflow_id for v in completions)
     assert ids == sorted(f"pair-{i}" for i in range(24))
-    logs = workers.logs()
-    assert "assigned partitions" in logs
+    # both processors owned partitions (the log names each assignment)
+    for log in sorted(workers.log_dir.glob("worker-w*.log")):
+        assert "assigned partitions=[" in log.read_text(), log.name
 
 
 def test_starting_a_running_workflow_id_again_is_refused(
