@@ -70,7 +70,10 @@ def _add_dev_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "default: a temporary dir deleted on exit",
     )
     broker.add_argument(
-        "--port", type=int, default=9092, help="client port on 127.0.0.1 (default: %(default)s)"
+        "--port",
+        type=int,
+        default=9092,
+        help="client port on 127.0.0.1, 0 for any free one (default: %(default)s)",
     )
     broker.set_defaults(run=dev_broker)
 
@@ -97,7 +100,7 @@ def dev_broker(args: argparse.Namespace) -> int:
             f"  bootstrap  {kafka.bootstrap}   (export EVERFLOW_BOOTSTRAP={kafka.bootstrap})\n"
             f"  libs       {libs}   (provisioned in {provisioned_s:.1f} s)\n"
             f"  data       {kafka.data_dir}{_kept(args.data_dir)}\n"
-            f"  log        {kafka.log_path}\n"
+            f"  log        {kafka.log_path}   (JVM pid {kafka.pid})\n"
             f"  started in {started_s:.1f} s; Ctrl-C to stop",
             flush=True,
         )

@@ -202,6 +202,32 @@ def test_bootstrap_from_environment_starts_nothing(monkeypatch: pytest.MonkeyPat
         assert bootstrap == "kafka.example:9092"
 
 
+def test_dev_broker_command_serves_until_sigterm_then_cleans_up() -> None:
+    command = [sys.executable, "-m", "streams.cli", "dev", "broker", "--port", "0"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) as cli:
+        try:
+            assert cli.stdout is not None
+            printed = {}
+            for line in cli.stdout:  # bounded by the test timeout
+                key, _, value = line.strip().partition(" ")
+                printed[key] = value.strip()
+                if key == "started":
+                    break
+            bootstrap = printed["bootstrap"].split()[0]
+            data_dir = Path(printed["data"].split()[0])
+            jvm_pid = int(printed["log"].rsplit("pid ", 1)[1].rstrip(")"))
+            assert AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).brokers
+
+            cli.send_signal(signal.SIGTERM)
+
+            assert cli.wait(timeout=30) == 0
+            assert not jvm_alive(jvm_pid)
+            assert not data_dir.exists()  # a temporary data dir goes with the broker
+        finally:
+            cli.kill()
+
+
 # --- errors ---------------------------------------------------------------------------
 
 
