@@ -33,7 +33,8 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "streams.worker_cli",
+            "streams.cli",
+            "worker",
             "examples.money_transfer",
             "--task-queue",
             QUEUE,

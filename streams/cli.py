@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_dev_commands(commands)
+    from streams import cli_ops
+
+    cli_ops.add_commands(commands)
     return parser
 
 

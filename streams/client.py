@@ -15,7 +15,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from confluent_kafka import OFFSET_END, TopicPartition
+from confluent_kafka import TopicPartition
 
 from streams import kafka
 from streams.commands import Command, CommandBody, DescribeWorkflow, StartWorkflow
@@ -67,17 +67,18 @@ class Client:
         self._closed: dict[str, Completion] = {}
         self._stop = threading.Event()
         self._consumer = kafka.consumer(config, **{"fetch.wait.max.ms": 5})
+        # Start at today's end, resolved now: with OFFSET_END resolved lazily, a reply that
+        # arrives before the first fetch would be skipped. Anything we ask for later is
+        # written after these offsets.
+        wanted = [(self.topics.replies, kafka.partition_for(self.client_id, reply_partitions))] + [
+            (self.topics.completions, p) for p in range(self._partitions)
+        ]
         self._consumer.assign(
             [
                 TopicPartition(
-                    self.topics.replies,
-                    kafka.partition_for(self.client_id, reply_partitions),
-                    OFFSET_END,
+                    t, p, self._consumer.get_watermark_offsets(TopicPartition(t, p), timeout=30)[1]
                 )
-            ]
-            + [
-                TopicPartition(self.topics.completions, p, OFFSET_END)
-                for p in range(self._partitions)
+                for t, p in wanted
             ]
         )
         self._ready = threading.Event()

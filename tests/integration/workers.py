@@ -37,7 +37,8 @@ class WorkerProcesses:
             [
                 sys.executable,
                 "-m",
-                "streams.worker_cli",
+                "streams.cli",
+                "worker",
                 *(targets or ("examples.money_transfer",)),
                 "--task-queue",
                 task_queue,

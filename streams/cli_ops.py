@@ -1,0 +1,131 @@
+"""Operator commands of the `everflow` CLI: topics, worker, and looking at workflows."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from streams.config import KafkaConfig
+
+SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
+
+
+def add_commands(commands: SubParsers) -> None:
+    from streams import worker_cli
+
+    worker = commands.add_parser("worker", help="run a worker for workflows and activities")
+    worker_cli.add_arguments(worker)
+    worker.set_defaults(run=worker_cli.run_worker)
+
+    topics = commands.add_parser("topics", help="Everflow's topics")
+    topic_commands = topics.add_subparsers(metavar="COMMAND", required=True)
+    create = topic_commands.add_parser(
+        "create", help="create the topic set (idempotent); report topics with wrong settings"
+    )
+    _connection_arguments(create)
+    create.add_argument("--task-queue", action="append", default=[], help="also tasks.<queue>")
+    create.set_defaults(run=topics_create)
+
+    wf = commands.add_parser("workflow", help="look at workflow runs")
+    wf_commands = wf.add_subparsers(metavar="COMMAND", required=True)
+    for name, run, text in (
+        ("describe", workflow_describe, "status, times, result or failure of a run"),
+        ("result", workflow_result, "wait for a run's result"),
+        ("show", workflow_show, "a run's history events, as JSON lines"),
+    ):
+        parser = wf_commands.add_parser(name, help=text)
+        _connection_arguments(parser)
+        parser.add_argument("workflow_id")
+        parser.add_argument("--run-id")
+        parser.set_defaults(run=run)
+
+
+def _connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (EVERFLOW_BOOTSTRAP)")
+    parser.add_argument("--topic-prefix", help="topic prefix (EVERFLOW_TOPIC_PREFIX)")
+    parser.add_argument("--partitions", type=int, help="partitions (EVERFLOW_PARTITIONS)")
+    parser.add_argument(
+        "--replication-factor", type=int, help="replication (EVERFLOW_REPLICATION_FACTOR)"
+    )
+
+
+def _config(args: argparse.Namespace) -> KafkaConfig:
+    return KafkaConfig.from_env(
+        bootstrap=args.bootstrap,
+        topic_prefix=args.topic_prefix,
+        partitions=args.partitions,
+        replication_factor=getattr(args, "replication_factor", None),
+    )
+
+
+def topics_create(args: argparse.Namespace) -> int:
+    from streams import kafka
+    from streams.topics import ensure_topics, topic_specs
+
+    config = _config(args)
+    specs = topic_specs(config, args.task_queue)
+    created = set(ensure_topics(kafka.admin(config), specs))
+    for spec in specs:
+        state = "created" if spec.name in created else "exists, settings match"
+        print(f"{spec.name:<50} {spec.partitions:>3} partitions  {state}")
+    return 0
+
+
+def _with_handle(args: argparse.Namespace, action: Any) -> int:
+    from streams.client import Client
+
+    async def main() -> Any:
+        client = await asyncio.to_thread(Client, _config(args))
+        try:
+            return await action(client.get_workflow_handle(args.workflow_id, args.run_id))
+        finally:
+            client.close()
+
+    asyncio.run(main())
+    return 0
+
+
+def workflow_describe(args: argparse.Namespace) -> int:
+    async def action(handle: Any) -> None:
+        d = await handle.describe()
+        conv = handle.client.converter
+        print(
+            json.dumps(
+                {
+                    "workflow_id": d.workflow_id,
+                    "run_id": d.run_id,
+                    "type": d.workflow_type,
+                    "task_queue": d.task_queue,
+                    "status": d.status.value,
+                    "blocked": d.blocked.message if d.blocked else None,
+                    "start_time": d.start_time,
+                    "close_time": d.close_time,
+                    "history_length": d.history_length,
+                    "result": conv.from_payload(d.result) if d.result else None,
+                    "failure": d.failure.message if d.failure else None,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+
+    return _with_handle(args, action)
+
+
+def workflow_result(args: argparse.Namespace) -> int:
+    async def action(handle: Any) -> None:
+        print(json.dumps(await handle.result(), default=str))
+
+    return _with_handle(args, action)
+
+
+def workflow_show(args: argparse.Namespace) -> int:
+    from streams.history_json import event_to_json
+
+    async def action(handle: Any) -> None:
+        for event in await handle.fetch_history():
+            print(json.dumps(event_to_json(event, handle.client.converter), default=str))
+
+    return _with_handle(args, action)
