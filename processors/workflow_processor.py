@@ -88,6 +88,7 @@ class WorkflowProcessor:
         self._admin = kafka.admin(config)
         self._replies_partitions = partition_count(self._admin, self.topics.replies)
         self.stats = {"transactions": 0, "commands": 0, "events": 0, "timers_fired": 0}
+        self.timing = {"produce": 0.0, "commit": 0.0}
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -111,6 +112,8 @@ class WorkflowProcessor:
             while not stop.is_set():
                 self.process_once()
         finally:
+            log.info("processor stopped instance=%s stats=%s timing_s=%s", self.settings.instance_id,
+                     self.stats, {k: round(v, 3) for k, v in self.timing.items()})
             self.consumer.close()
             self.producer.flush(5)
 
@@ -265,6 +268,7 @@ class WorkflowProcessor:
 
     # ---- the transaction ----------------------------------------------------------------------
     def _commit(self, batch: _Batch, due: list[tuple[int, Timer]]) -> None:
+        started = time.perf_counter()
         try:
             self.producer.begin_transaction()
             new_timers = self._produce(batch)
@@ -275,11 +279,14 @@ class WorkflowProcessor:
                 self.producer.send_offsets_to_transaction(
                     offsets, self.consumer.consumer_group_metadata(), 30
                 )
+            produced = time.perf_counter()
             self.producer.commit_transaction(60)
         except KafkaException as e:
             self._recover(e)
             return
         self.stats["transactions"] += 1
+        self.timing["produce"] += produced - started
+        self.timing["commit"] += time.perf_counter() - produced
         for partition, timer in new_timers:
             self._push_timer(partition, timer)
 

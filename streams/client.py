@@ -15,7 +15,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from streams import kafka
 from streams.commands import Command, CommandBody, DescribeWorkflow, StartWorkflow
@@ -73,18 +73,34 @@ class Client:
         wanted = [(self.topics.replies, kafka.partition_for(self.client_id, reply_partitions))] + [
             (self.topics.completions, p) for p in range(self._partitions)
         ]
-        self._consumer.assign(
-            [
-                TopicPartition(
-                    t, p, self._consumer.get_watermark_offsets(TopicPartition(t, p), timeout=30)[1]
-                )
-                for t, p in wanted
-            ]
-        )
+        self._consumer.assign([TopicPartition(t, p, self._end_offset(t, p)) for t, p in wanted])
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._read, name="everflow-client", daemon=True)
+        self._reading = False
+
+    def _start_reading(self) -> None:
+        # the reader starts with the first request: a worker that only hosts processors
+        # never needs it, and an idle thread would still compete for the GIL
+        with self._lock:
+            if self._reading:
+                return
+            self._reading = True
         self._thread.start()
         self._ready.wait(30)
+
+    def _end_offset(self, topic: str, partition: int, timeout: float = 30.0) -> int:
+        # right after topics are created a broker may not yet know it leads them: retry
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=timeout
+                )
+                return int(high)
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     @classmethod
     async def connect(
@@ -103,7 +119,10 @@ class Client:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        if self._reading:
+            self._thread.join(10)
+        else:
+            self._consumer.close()
         self._producer.flush(10)
 
     # ---- workflows ----------------------------------------------------------------------------
@@ -151,6 +170,7 @@ class Client:
         return command_id
 
     async def _request(self, workflow_id: str, body: CommandBody, timeout: timedelta) -> ReplyBody:
+        self._start_reading()
         loop = asyncio.get_running_loop()
         command_id = uuid.uuid4().hex
         fut: asyncio.Future[ReplyBody] = loop.create_future()
@@ -169,6 +189,7 @@ class Client:
                 self._replies.pop(command_id, None)
 
     def _watch_completion(self, workflow_id: str) -> asyncio.Future[Completion]:
+        self._start_reading()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Completion] = loop.create_future()
         with self._lock:

@@ -13,6 +13,8 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +61,10 @@ def run_worker(args: argparse.Namespace) -> int:
         level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     workflows, activities = collect(args.targets)
+    # The processor thread blocks in librdkafka several times per transaction; each return
+    # must win the GIL back from the runner threads. Python's default 5 ms switch interval
+    # would add up to 5 ms per call; a short one keeps the transaction loop tight.
+    sys.setswitchinterval(float(os.environ.get("EVERFLOW_SWITCH_INTERVAL", "0.0005")))
     config = KafkaConfig.from_env(
         bootstrap=args.bootstrap, topic_prefix=args.topic_prefix, partitions=args.partitions
     )

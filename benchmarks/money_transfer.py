@@ -1,0 +1,150 @@
+"""Money transfer benchmark: throughput (N runs, K in flight) and latency (sequential runs).
+
+A worker process (workflow processor + activity runner) and this client process share the
+machine with the broker, as in the issue's setting. Prints a table; never asserts.
+
+    python -m benchmarks.money_transfer [--runs 2000] [--in-flight 64] [--sequential 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from benchmarks.transfer_app import BenchTransfer
+from streams import Client, kafka
+from streams.config import KafkaConfig
+from streams.local_kafka import provision_broker
+from streams.topics import Topics, ensure_topics, topic_specs
+
+ROOT = Path(__file__).resolve().parent.parent
+QUEUE = "bench"
+
+
+async def throughput(client: Client, runs: int, in_flight: int, tag: str) -> float:
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await client.execute_workflow(
+                BenchTransfer, "alice", "bob", 1, id=f"{tag}-{i}", task_queue=QUEUE
+            )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(runs)))
+    return runs / (time.perf_counter() - started)
+
+
+async def latency(client: Client, runs: int, tag: str) -> list[float]:
+    samples = []
+    for i in range(runs):
+        started = time.perf_counter()
+        await client.execute_workflow(
+            BenchTransfer, "alice", "bob", 1, id=f"{tag}-{i}", task_queue=QUEUE
+        )
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--sequential", type=int, default=300)
+    parser.add_argument("--partitions", type=int, default=8)
+    args = parser.parse_args()
+    with provision_broker() as bootstrap:
+        config = KafkaConfig(
+            bootstrap=bootstrap,
+            partitions=args.partitions,
+            topic_prefix=f"bench-{uuid.uuid4().hex[:6]}.",
+        )
+        ensure_topics(kafka.admin(config), topic_specs(config, [QUEUE]))
+        env = {
+            **os.environ,
+            "EVERFLOW_BOOTSTRAP": bootstrap,
+            "PYTHONPATH": str(ROOT),
+            "EVERFLOW_TOPIC_PREFIX": config.topic_prefix,
+            "EVERFLOW_PARTITIONS": str(args.partitions),
+        }
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "worker",
+                "benchmarks.transfer_app",
+                "--task-queue",
+                QUEUE,
+                "--instance-id",
+                "bench",
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        try:
+            asyncio.run(run(config, args))
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+
+
+async def run(config: KafkaConfig, args: argparse.Namespace) -> None:
+    client = await asyncio.to_thread(Client, config)
+    try:
+        await latency(client, 20, "warmup")
+        rate = await throughput(client, args.runs, args.in_flight, "tput")
+        samples = await latency(client, args.sequential, "lat")
+        history = Topics(config.topic_prefix).history
+        events = sum(
+            hi - lo
+            for lo, hi in (
+                client._consumer.get_watermark_offsets(
+                    kafka_tp(history, p), timeout=10
+                )
+                for p in range(config.partitions)
+            )
+        )
+    finally:
+        client.close()
+    total_runs = 20 + args.runs + args.sequential
+    print(
+        f"money transfer (2 activities), broker {config.bootstrap}, "
+        f"{config.partitions} partitions, 1 worker process"
+    )
+    print(f"{'throughput':<28} {rate:8.1f} runs/s  ({args.runs} runs, {args.in_flight} in flight)")
+    print(
+        f"{'latency p50':<28} {statistics.median(samples):8.1f} ms    "
+        f"({args.sequential} sequential)"
+    )
+    print(f"{'latency p99':<28} {pct(samples, 0.99):8.1f} ms")
+    print(
+        f"{'history offsets per run':<28} {events / total_runs:8.1f}       "
+        "(events + transaction markers)"
+    )
+    print(f"{'history events/s at peak':<28} {rate * 6:8.0f}       (6 events per run)")
+
+
+def kafka_tp(topic: str, partition: int):  # type: ignore[no-untyped-def]
+    from confluent_kafka import TopicPartition
+
+    return TopicPartition(topic, partition)
+
+
+if __name__ == "__main__":
+    main()
