@@ -11,6 +11,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -89,6 +91,7 @@ class WorkflowProcessor:
         self._replies_partitions = partition_count(self._admin, self.topics.replies)
         self.stats = {"transactions": 0, "commands": 0, "events": 0, "timers_fired": 0}
         self.timing = {"produce": 0.0, "commit": 0.0}
+        self._kill_before_commit = int(os.environ.get("EVERFLOW_FAULT_KILL_BEFORE_COMMIT", "0"))
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -112,8 +115,12 @@ class WorkflowProcessor:
             while not stop.is_set():
                 self.process_once()
         finally:
-            log.info("processor stopped instance=%s stats=%s timing_s=%s", self.settings.instance_id,
-                     self.stats, {k: round(v, 3) for k, v in self.timing.items()})
+            log.info(
+                "processor stopped instance=%s stats=%s timing_s=%s",
+                self.settings.instance_id,
+                self.stats,
+                {k: round(v, 3) for k, v in self.timing.items()},
+            )
             self.consumer.close()
             self.producer.flush(5)
 
@@ -280,6 +287,7 @@ class WorkflowProcessor:
                     offsets, self.consumer.consumer_group_metadata(), 30
                 )
             produced = time.perf_counter()
+            self._fault_point()
             self.producer.commit_transaction(60)
         except KafkaException as e:
             self._recover(e)
@@ -289,6 +297,16 @@ class WorkflowProcessor:
         self.timing["commit"] += time.perf_counter() - produced
         for partition, timer in new_timers:
             self._push_timer(partition, timer)
+
+    def _fault_point(self) -> None:
+        """Testing hook: EVERFLOW_FAULT_KILL_BEFORE_COMMIT=N SIGKILLs this process after the
+        N-th transaction produced its records and before it commits (crash tests)."""
+        if self._kill_before_commit and self.stats["transactions"] + 1 == self._kill_before_commit:
+            self.producer.flush(10)  # the records are on the broker, uncommitted
+            log.warning(
+                "fault injection: SIGKILL before commit of transaction %d", self._kill_before_commit
+            )
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def _produce(self, batch: _Batch) -> list[tuple[int, Timer]]:
         produce = self.producer.produce
