@@ -27,8 +27,9 @@ from streams import kafka
 from streams.activity import ActivityInfo
 from streams.commands import Command, CompleteActivity, FailActivity
 from streams.config import KafkaConfig
-from streams.errors import PayloadDecodeError
-from streams.failures import to_failure
+from streams.errors import PayloadDecodeError, PayloadTooLargeError
+from streams.failures import ApplicationError, to_failure
+from streams.payload import check_size
 from streams.records import ActivityTask
 from streams.topics import Topics
 from streams.wire import wire
@@ -193,11 +194,21 @@ class ActivityRunner:
     ) -> None:
         converter = self.registry.converter
         body: CompleteActivity | FailActivity
-        if error is None:
-            body = CompleteActivity(
-                task.run_id, task.activity_id, task.attempt, converter.to_payload(result)
-            )
+        payload = converter.to_payload(result) if error is None else None
+        if payload is not None:
+            try:
+                check_size(
+                    [payload],
+                    self.registry.max_payload_bytes,
+                    f"the result of activity {task.activity_type!r}",
+                )
+            except PayloadTooLargeError as e:
+                error = ApplicationError(str(e), type="PayloadTooLargeError", non_retryable=True)
+                payload = None
+        if payload is not None:
+            body = CompleteActivity(task.run_id, task.activity_id, task.attempt, payload)
         else:
+            assert error is not None
             log.info(
                 "activity failed workflow_id=%s activity=%s attempt=%d: %r",
                 task.workflow_id,

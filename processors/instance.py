@@ -20,6 +20,8 @@ from typing import Any
 from processors.determinism import DeterminismGuard, _is_user_frame
 from processors.loop import WorkflowEventLoop
 from streams._runtime import ActivityOptions, WorkflowInfo, WorkflowRuntime
+from streams.config import DEFAULT_MAX_PAYLOAD_BYTES
+from streams.errors import PayloadTooLargeError
 from streams.events import (
     ActivityCompleted,
     ActivityFailed,
@@ -28,7 +30,7 @@ from streams.events import (
     WorkflowStarted,
 )
 from streams.failures import ActivityError, FailureError, from_failure, to_failure
-from streams.payload import DataConverter, Payload
+from streams.payload import DataConverter, Payload, check_size
 from streams.records import Failure
 from streams.workflow import WorkflowDefinition
 
@@ -85,9 +87,11 @@ class WorkflowInstance(WorkflowRuntime):
         start_time_ms: int,
         converter: DataConverter,
         guard: bool = True,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.definition = definition
         self.converter = converter
+        self.max_payload_bytes = max_payload_bytes
         self._info = WorkflowInfo(
             workflow_id=workflow_id,
             run_id=run_id,
@@ -98,7 +102,7 @@ class WorkflowInstance(WorkflowRuntime):
         )
         self._started = started
         self._time_ms = start_time_ms
-        self._random = random.Random(run_id)
+        self._random: random.Random | None = None
         self._activities: dict[int, tuple[asyncio.Future[Any], ActivityOptions]] = {}
         self._timers: dict[int, asyncio.Future[None]] = {}
         self._conditions: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
@@ -181,7 +185,13 @@ class WorkflowInstance(WorkflowRuntime):
             return
         error = task.exception()
         if error is None:
-            self._commands.append(CompleteRun(self.converter.to_payload(task.result())))
+            result = self.converter.to_payload(task.result())
+            try:
+                check_size([result], self.max_payload_bytes, "the workflow's result")
+            except PayloadTooLargeError as e:
+                self._commands.append(FailRun(to_failure(e, self.converter)))
+                return
+            self._commands.append(CompleteRun(result))
         elif isinstance(error, FailureError):
             self._commands.append(FailRun(to_failure(error, self.converter)))
 
@@ -239,6 +249,8 @@ class WorkflowInstance(WorkflowRuntime):
         return self._time_ms / 1000.0
 
     def random(self) -> random.Random:
+        if self._random is None:  # seeded on first use: seeding hashes the run ID
+            self._random = random.Random(self._info.run_id)
         return self._random
 
     def is_replaying(self) -> bool:
@@ -253,6 +265,9 @@ class WorkflowInstance(WorkflowRuntime):
         fut: asyncio.Future[Any] = self.loop.create_future()
         self._activities[activity_id] = (fut, options)
         args = self.converter.to_payloads(list(options.args))
+        check_size(
+            args, self.max_payload_bytes, f"the arguments of activity {options.activity_type!r}"
+        )
         self._commands.append(ScheduleActivity(activity_id, options, args, _user_location()))
         return fut
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from streams.activity import ActivityDefinition
+from streams.config import DEFAULT_MAX_PAYLOAD_BYTES
 from streams.errors import EverflowError
 from streams.payload import DataConverter
 from streams.workflow import WorkflowDefinition
@@ -24,11 +25,13 @@ class Registry:
         activities: Iterable[Callable[..., Any]] = (),
         converter: DataConverter | None = None,
         determinism_guard: bool = True,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.workflows = {d.name: d for d in (WorkflowDefinition.of(w) for w in workflows)}
         self.activities = {d.name: d for d in (ActivityDefinition.of(a) for a in activities)}
         self.converter = converter or DataConverter()
         self.determinism_guard = determinism_guard
+        self.max_payload_bytes = max_payload_bytes
 
     def workflow(self, name: str) -> WorkflowDefinition:
         try:

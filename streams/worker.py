@@ -47,7 +47,13 @@ class Worker:
 
         self.client = client
         self.task_queue = task_queue
-        self.registry = Registry(workflows, activities, client.converter, determinism_guard)
+        self.registry = Registry(
+            workflows,
+            activities,
+            client.converter,
+            determinism_guard,
+            client.config.max_payload_bytes,
+        )
         self.instance_id = (
             instance_id or os.environ.get("EVERFLOW_INSTANCE_ID") or (socket.gethostname())
         )

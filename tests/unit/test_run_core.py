@@ -9,7 +9,14 @@ import pytest
 
 from processors.registry import Registry
 from processors.run import Effects, Run
-from streams import ActivityError, ApplicationError, RetryPolicy, activity, workflow
+from streams import (
+    ActivityError,
+    ApplicationError,
+    PayloadTooLargeError,
+    RetryPolicy,
+    activity,
+    workflow,
+)
 from streams.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
@@ -310,3 +317,35 @@ def test_execute_activity_needs_a_timeout() -> None:
 def test_workflow_helpers_outside_a_workflow_raise_a_named_error() -> None:
     with pytest.raises(workflow.NotInWorkflowError, match="only inside workflow code"):
         workflow.now()
+
+
+@workflow.defn(name="BigArgs")
+class BigArgs:
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await workflow.execute_activity(step, "z" * 5000, start_to_close_timeout=timedelta(1))
+        except PayloadTooLargeError as e:
+            return f"caught: {e}"
+        return "sent"
+
+
+def test_activity_arguments_over_the_limit_raise_in_workflow_code() -> None:
+    registry = Registry([BigArgs], [step], max_payload_bytes=1024)
+    run, fx, _ = new_run(BigArgs, registry=registry)
+    assert kinds(fx) == ["WorkflowStarted", "WorkflowCompleted"]  # nothing was scheduled
+    assert "over the limit of 1024 bytes" in conv.from_payload(run.result)
+
+
+def test_workflow_result_over_the_limit_fails_the_run_clearly() -> None:
+    @workflow.defn(name="BigResultWf")
+    class BigResultWf:
+        @workflow.run
+        async def run(self) -> str:
+            return "r" * 5000
+
+    run, fx, _ = new_run(
+        BigResultWf, registry=Registry([BigResultWf], [step], max_payload_bytes=1024)
+    )
+    assert kinds(fx) == ["WorkflowStarted", "WorkflowFailed"]
+    assert run.failure is not None and "the workflow's result is" in run.failure.message
