@@ -391,6 +391,7 @@ class Run:
             started.time,
             registry.converter,
             guard=registry.determinism_guard,
+            max_payload_bytes=registry.max_payload_bytes,
         )
 
     def _replay(self, registry: Registry) -> Step:
