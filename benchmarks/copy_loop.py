@@ -22,7 +22,9 @@ from streams.topics import TopicSpec, ensure_topics
 
 
 def copy_loop(config: KafkaConfig, source: str, sink: str, total: int, batch: int) -> float:
-    consumer = kafka.consumer(config, f"copy-{uuid.uuid4().hex[:6]}", **{"fetch.wait.max.ms": 5})
+    consumer = kafka.consumer(
+        config, f"copy-{uuid.uuid4().hex[:6]}", settings={"fetch.wait.max.ms": 5}
+    )
     consumer.subscribe([source])
     producer = kafka.transactional_producer(config, f"copy-{uuid.uuid4().hex[:6]}")
     producer.init_transactions(30)

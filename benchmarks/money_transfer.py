@@ -114,9 +114,7 @@ async def run(config: KafkaConfig, args: argparse.Namespace) -> None:
         events = sum(
             hi - lo
             for lo, hi in (
-                client._consumer.get_watermark_offsets(
-                    kafka_tp(history, p), timeout=10
-                )
+                client._consumer.get_watermark_offsets(kafka_tp(history, p), timeout=10)
                 for p in range(config.partitions)
             )
         )

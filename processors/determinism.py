@@ -49,7 +49,7 @@ _C_CALLS: dict[tuple[int, str], str] = {
     (id(datetime.date), "today"): "workflow.now().date()",
     (id(os), "urandom"): "workflow.random() / workflow.uuid4()",
 }
-_RANDOM_INST = random._inst  # type: ignore[attr-defined]
+_RANDOM_INST = random._inst
 _PY_CALLS: dict[Any, str] = {
     uuid.uuid4.__code__: "workflow.uuid4()",
     uuid.uuid1.__code__: "workflow.uuid4()",

@@ -112,7 +112,7 @@ class WorkflowInstance(WorkflowRuntime):
         self._replaying = False
         self._guard = DeterminismGuard() if guard else None
         self._logger = logging.LoggerAdapter(logging.getLogger("everflow.workflow"), {})
-        self.loop = WorkflowEventLoop(self, self)
+        self.loop = WorkflowEventLoop(self, self)  # type: ignore[abstract]
         self._main: asyncio.Task[Any] | None = None
         self.closed = False
 

@@ -57,7 +57,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._exceptions: list[dict[str, Any]] = []
 
     # ---- what asyncio's futures and tasks call ------------------------------------------
-    def call_soon(
+    def call_soon(  # type: ignore[override]
         self,
         callback: Callable[..., Any],
         *args: Any,
@@ -67,7 +67,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._ready.append(handle)
         return handle
 
-    def call_later(
+    def call_later(  # type: ignore[override]
         self,
         delay: float,
         callback: Callable[..., Any],
@@ -77,7 +77,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         timer = self._timers.start_timer(timedelta(seconds=max(delay, 0.0)))
         return _DurableTimerHandle(self.time() + delay, callback, args, self, timer, context)
 
-    def call_at(
+    def call_at(  # type: ignore[override]
         self,
         when: float,
         callback: Callable[..., Any],
@@ -92,7 +92,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
     def create_future(self) -> asyncio.Future[Any]:
         return asyncio.Future(loop=self)
 
-    def create_task(  # type: ignore[override]
+    def create_task(
         self,
         coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
         *,

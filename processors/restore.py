@@ -43,7 +43,7 @@ def restore_partitions(
     out = {p: RestoredPartition(p) for p in partitions}
     if not partitions:
         return out
-    consumer = kafka.consumer(config, **{"enable.partition.eof": True})
+    consumer = kafka.consumer(config, settings={"enable.partition.eof": True})
     try:
         assignment = [
             TopicPartition(t, p, OFFSET_BEGINNING)
@@ -66,14 +66,16 @@ def restore_partitions(
                         pending.discard((msg.topic(), msg.partition()))
                         continue
                     raise BrokerError(f"restore failed reading {msg.topic()}: {err.str()}")
-                part = out[msg.partition()]
+                topic, partition, offset = kafka.where(msg)
+                part = out[partition]
                 value = msg.value()
                 part.records_read += 1
                 part.bytes_read += len(value or b"")
-                key = msg.key().decode() if msg.key() else ""
+                raw_key = msg.key()
+                key = raw_key.decode() if isinstance(raw_key, bytes) else (raw_key or "")
                 try:
-                    if msg.topic() == topics.snapshots:
-                        snapshots[msg.partition()][key] = (
+                    if topic == topics.snapshots:
+                        snapshots[partition][key] = (
                             None if value is None else wire.snapshot.decode(value)
                         )
                     elif value is None:
@@ -85,7 +87,7 @@ def restore_partitions(
                     # data; keep going and say so loudly rather than lose the partition
                     log.error(
                         "skipping unreadable record %s",
-                        e.at(msg.topic(), msg.partition(), msg.offset()),
+                        e.at(topic, partition, offset),
                     )
         for p, by_key in snapshots.items():
             for workflow_id, snap in by_key.items():

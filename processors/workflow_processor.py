@@ -103,7 +103,11 @@ class WorkflowProcessor:
         self.consumer = kafka.consumer(
             self.config,
             f"{self.config.topic_prefix}workflow-processor",
-            **{"fetch.wait.max.ms": 5, "session.timeout.ms": 10000, "max.poll.interval.ms": 300000},
+            settings={
+                "fetch.wait.max.ms": 5,
+                "session.timeout.ms": 10000,
+                "max.poll.interval.ms": 300000,
+            },
         )
         self.consumer.subscribe(
             [self.topics.commands],
@@ -178,7 +182,7 @@ class WorkflowProcessor:
         self._commit(batch, due)
 
     def _due_timers(self, now: int) -> list[tuple[int, Timer]]:
-        due = []
+        due: list[tuple[int, Timer]] = []
         while self._timers and self._timers[0][0] <= now and len(due) < self.settings.timer_budget:
             _, _, partition, timer = heapq.heappop(self._timers)
             if partition in self.partitions:
@@ -186,20 +190,21 @@ class WorkflowProcessor:
         return due
 
     def _handle_message(self, msg: Message, now: int, batch: _Batch) -> None:
+        topic, partition, offset = kafka.where(msg)
         try:
             command = self.wire.command.decode(msg.value())
         except PayloadDecodeError as e:
-            reason = str(e.at(msg.topic(), msg.partition(), msg.offset()))
+            reason = str(e.at(topic, partition, offset))
             log.error("dead-lettering command: %s", reason)
             batch.dead.append((msg, reason))
             return
         self.stats["commands"] += 1
-        runs = self.partitions.setdefault(msg.partition(), {})
+        runs = self.partitions.setdefault(partition, {})
         run = runs.get(command.workflow_id)
         body = command.body
         match body:
             case StartWorkflow():
-                self._start(command, body, runs, run, msg.partition(), now, batch)
+                self._start(command, body, runs, run, partition, now, batch)
             case CompleteActivity():
                 if run is not None and run.run_id == body.run_id:
                     fx = batch.effects(run)
@@ -326,8 +331,8 @@ class WorkflowProcessor:
             for timer in fx.timers:
                 produce(t.timers, self.wire.timer.encode(timer), timer.key.encode(), partition=p)
                 new_timers.append((p, timer))
-            for key in fx.cleared_timers:
-                produce(t.timers, None, key.encode(), partition=p)
+            for cleared in fx.cleared_timers:
+                produce(t.timers, None, cleared.encode(), partition=p)
             for completion in fx.completions:
                 produce(
                     t.completions,
@@ -350,17 +355,14 @@ class WorkflowProcessor:
                 t.replies, self.wire.reply.encode(reply), reply.client_id.encode(), partition=rp
             )
         for msg, reason in batch.dead:
-            headers = [
+            topic, partition, offset = kafka.where(msg)
+            original = msg.headers() or []
+            headers: list[tuple[str, str | bytes | None]] = [
                 ("everflow.reason", reason.encode()),
-                ("everflow.source", f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()),
+                ("everflow.source", f"{topic}/{partition}/{offset}".encode()),
+                *(original.items() if isinstance(original, dict) else original),
             ]
-            produce(
-                t.dead_letters,
-                msg.value(),
-                msg.key(),
-                partition=msg.partition(),
-                headers=headers + list(msg.headers() or []),
-            )
+            produce(t.dead_letters, msg.value(), msg.key(), partition=partition, headers=headers)
         return new_timers
 
     def _task_topic(self, queue: str) -> str:

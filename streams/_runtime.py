@@ -92,7 +92,7 @@ def current() -> WorkflowRuntime:
             "this function works only inside workflow code (a @workflow.run method or a "
             "handler), while a worker runs the workflow"
         )
-    return runtime  # type: ignore[no-any-return]
+    return runtime
 
 
 def in_workflow() -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from streams.config import KafkaConfig
 
-SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
+SubParsers = argparse._SubParsersAction
 
 
 def add_commands(commands: SubParsers) -> None:

@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from streams.config import KafkaConfig
@@ -45,7 +46,9 @@ def transactional_producer(config: KafkaConfig, transactional_id: str, **setting
     return Producer(config.client_settings(**{**base, **settings}))
 
 
-def consumer(config: KafkaConfig, group_id: str | None = None, **settings: Any) -> Consumer:
+def consumer(
+    config: KafkaConfig, group_id: str | None = None, settings: Mapping[str, Any] | None = None
+) -> Consumer:
     """A read_committed consumer that never commits on its own.
 
     Without `group_id` it is for `assign()` only (a throwaway group ID is set because
@@ -60,7 +63,7 @@ def consumer(config: KafkaConfig, group_id: str | None = None, **settings: Any) 
         "enable.partition.eof": False,
         "fetch.wait.max.ms": 10,
     }
-    return Consumer(config.client_settings(**{**base, **settings}))
+    return Consumer(config.client_settings(**{**base, **(settings or {})}))
 
 
 def admin(config: KafkaConfig, **settings: Any) -> AdminClient:
@@ -97,6 +100,13 @@ def murmur2(data: bytes) -> int:
 def partition_for(key: str, partitions: int) -> int:
     """The partition a key lands on with the murmur2 partitioner."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def where(msg: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed message (never None for a fetched one)."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset
 
 
 def consume_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[Any]:

@@ -176,7 +176,7 @@ async def wait_condition(
     await _runtime.current().wait_condition(predicate, timeout)
 
 
-class _WorkflowLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _WorkflowLogger(logging.LoggerAdapter):
     """Logs with the run's IDs, and stays silent while the run replays history."""
 
     def isEnabledFor(self, level: int) -> bool:

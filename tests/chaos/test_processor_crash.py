@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 def history_of(config: KafkaConfig, workflow_id: str, isolation: str) -> list[int]:
     """event_ids of a run's events on the history topic, as a reader with `isolation` sees."""
     consumer = kafka.consumer(
-        config, **{"enable.partition.eof": True, "isolation.level": isolation}
+        config, settings={"enable.partition.eof": True, "isolation.level": isolation}
     )
     p = kafka.partition_for(workflow_id, config.partitions)
     consumer.assign([TopicPartition(Topics(config.topic_prefix).history, p, 0)])

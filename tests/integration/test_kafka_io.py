@@ -23,7 +23,7 @@ def config(kafka_bootstrap: str, topic_prefix: str) -> KafkaConfig:
 
 
 def drain(config: KafkaConfig, topic: str, partitions: int) -> list[bytes]:
-    consumer = kafka.consumer(config, **{"enable.partition.eof": True})
+    consumer = kafka.consumer(config, settings={"enable.partition.eof": True})
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     values, eof, deadline = [], set(), time.monotonic() + 30
     while len(eof) < partitions and time.monotonic() < deadline:

@@ -213,7 +213,7 @@ def test_poison_command_is_dead_lettered_and_the_partition_keeps_going(
 
 
 def read_all(config: KafkaConfig, topic: str, with_headers: bool = False) -> list:  # type: ignore[type-arg]
-    consumer = kafka.consumer(config, **{"enable.partition.eof": True})
+    consumer = kafka.consumer(config, settings={"enable.partition.eof": True})
     parts = [TopicPartition(topic, p, 0) for p in range(config.partitions)]
     consumer.assign(parts)
     out: list = []  # type: ignore[type-arg]
