@@ -19,6 +19,8 @@ import time
 import uuid
 from pathlib import Path
 
+from confluent_kafka import TopicPartition
+
 from benchmarks.transfer_app import BenchTransfer
 from streams import Client, kafka
 from streams.config import KafkaConfig
@@ -67,7 +69,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=8)
     args = parser.parse_args()
     with provision_broker() as bootstrap:
-        config = KafkaConfig(
+        config = KafkaConfig.from_env(
             bootstrap=bootstrap,
             partitions=args.partitions,
             topic_prefix=f"bench-{uuid.uuid4().hex[:6]}.",
@@ -110,16 +112,9 @@ async def run(config: KafkaConfig, args: argparse.Namespace) -> None:
         await latency(client, 20, "warmup")
         rate = await throughput(client, args.runs, args.in_flight, "tput")
         samples = await latency(client, args.sequential, "lat")
-        history = Topics(config.topic_prefix).history
-        events = sum(
-            hi - lo
-            for lo, hi in (
-                client._consumer.get_watermark_offsets(kafka_tp(history, p), timeout=10)
-                for p in range(config.partitions)
-            )
-        )
     finally:
         client.close()
+    events = history_offsets(config)
     total_runs = 20 + args.runs + args.sequential
     print(
         f"money transfer (2 activities), broker {config.bootstrap}, "
@@ -138,10 +133,20 @@ async def run(config: KafkaConfig, args: argparse.Namespace) -> None:
     print(f"{'history events/s at peak':<28} {rate * 6:8.0f}       (6 events per run)")
 
 
-def kafka_tp(topic: str, partition: int):  # type: ignore[no-untyped-def]
-    from confluent_kafka import TopicPartition
-
-    return TopicPartition(topic, partition)
+def history_offsets(config: KafkaConfig) -> int:
+    """Offsets written to the history topic (events plus transaction markers)."""
+    consumer = kafka.consumer(config)
+    history = Topics(config.topic_prefix).history
+    try:
+        return sum(
+            hi - lo
+            for lo, hi in (
+                consumer.get_watermark_offsets(TopicPartition(history, p), timeout=10)
+                for p in range(config.partitions)
+            )
+        )
+    finally:
+        consumer.close()
 
 
 if __name__ == "__main__":
