@@ -81,7 +81,7 @@ class ActivityRunner:
             self.config,
             f"{self.config.topic_prefix}activities.{self.settings.task_queue}",
             # a killed runner's tasks move to another runner after this long
-            settings={"fetch.wait.max.ms": 5, "session.timeout.ms": 10000},
+            settings={"session.timeout.ms": 10000},
         )
         self.consumer.subscribe(
             [self.topics.tasks(self.settings.task_queue)],

@@ -104,7 +104,6 @@ class WorkflowProcessor:
             self.config,
             f"{self.config.topic_prefix}workflow-processor",
             settings={
-                "fetch.wait.max.ms": 5,
                 "session.timeout.ms": 10000,
                 "max.poll.interval.ms": 300000,
             },

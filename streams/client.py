@@ -66,7 +66,7 @@ class Client:
         ] = {}
         self._closed: dict[str, Completion] = {}
         self._stop = threading.Event()
-        self._consumer = kafka.consumer(config, settings={"fetch.wait.max.ms": 5})
+        self._consumer = kafka.consumer(config)
         # Start at today's end, resolved now: with OFFSET_END resolved lazily, a reply that
         # arrives before the first fetch would be skipped. Anything we ask for later is
         # written after these offsets.
