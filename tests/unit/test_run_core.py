@@ -349,3 +349,53 @@ def test_workflow_result_over_the_limit_fails_the_run_clearly() -> None:
     )
     assert kinds(fx) == ["WorkflowStarted", "WorkflowFailed"]
     assert run.failure is not None and "the workflow's result is" in run.failure.message
+
+
+def _calls_datetime_now() -> object:
+    import datetime
+
+    return datetime.datetime.now()
+
+
+def _calls_random() -> object:
+    import random
+
+    return random.randint(1, 6)
+
+
+def _calls_uuid4() -> object:
+    import uuid
+
+    return uuid.uuid4()
+
+
+def _calls_open() -> object:
+    with open(__file__) as f:
+        return f.read(1)
+
+
+@pytest.mark.parametrize(
+    ("call", "named", "replacement"),
+    [
+        (_calls_datetime_now, "now()", "workflow.now()"),
+        (_calls_random, "random", "workflow.random()"),
+        (_calls_uuid4, "uuid4()", "workflow.uuid4()"),
+        (_calls_open, "open()", "an activity"),
+    ],
+)
+def test_non_deterministic_calls_are_stopped_naming_the_replacement(
+    call: object, named: str, replacement: str
+) -> None:
+    @workflow.defn(name="Misuse")
+    class Misuse:
+        @workflow.run
+        async def run(self) -> object:
+            try:
+                return call()  # type: ignore[operator]
+            except Exception:  # swallowing it does not help: the step is still refused
+                return "swallowed"
+
+    run, fx, _ = new_run(Misuse, registry=Registry([Misuse], [step]))
+    assert kinds(fx) == ["WorkflowStarted", "WorkflowBlocked"]
+    message = run.blocked.message  # type: ignore[union-attr]
+    assert named in message and replacement in message and "test_run_core.py:" in message
