@@ -16,22 +16,32 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from processors.registry import Registry, UnknownWorkflowError
+from processors.running import RunningActivity
 from streams import activity as activity_api
 from streams import kafka
 from streams.activity import ActivityInfo
-from streams.commands import Command, CompleteActivity, FailActivity
+from streams.commands import (
+    Command,
+    CommandBody,
+    CompleteActivity,
+    FailActivity,
+    HeartbeatActivity,
+    StartActivity,
+)
 from streams.config import KafkaConfig
 from streams.errors import PayloadDecodeError, PayloadTooLargeError
 from streams.failures import ApplicationError, to_failure
 from streams.payload import check_size
-from streams.records import ActivityTask
-from streams.topics import Topics
+from streams.records import ActivityCancelRequest, ActivityTask
+from streams.topics import Topics, partition_count
 from streams.wire import wire
 
 log = logging.getLogger(__name__)
@@ -65,6 +75,8 @@ class ActivityRunner:
         self._running = 0
         self._last_commit = 0.0
         self.completed = 0
+        self.runner_id = f"runner-{uuid.uuid4().hex[:12]}"
+        self._active: dict[tuple[str, str, int, int], RunningActivity] = {}
 
     def run(self, stop: threading.Event) -> None:
         """Runs tasks until `stop` is set, then waits for the running ones to finish."""
@@ -83,6 +95,7 @@ class ActivityRunner:
             # a killed runner's tasks move to another runner after this long
             settings={"session.timeout.ms": 10000},
         )
+        self._cancels = self._reply_consumer()
         self.consumer.subscribe(
             [self.topics.tasks(self.settings.task_queue)],
             on_revoke=self._on_revoke,
@@ -92,6 +105,7 @@ class ActivityRunner:
         try:
             while not stop.is_set():
                 self._collect_done()
+                self._heartbeat_upkeep()
                 free = self.settings.max_concurrent - self._running
                 if free <= 0:
                     if not paused:
@@ -117,8 +131,62 @@ class ActivityRunner:
         finally:
             self.producer.flush(10)
             self.consumer.close()
+            self._cancels.close()
             pool.shutdown(wait=False, cancel_futures=True)
             loop.call_soon_threadsafe(loop.stop)
+
+    def _reply_consumer(self) -> Consumer:
+        # cancellation requests come back on the replies topic, keyed by this runner's ID
+        consumer = kafka.consumer(self.config)
+        topic = self.topics.replies
+        partition = kafka.partition_for(
+            self.runner_id, partition_count(kafka.admin(self.config), topic)
+        )
+        consumer.assign(
+            [TopicPartition(topic, partition, kafka.end_offset(consumer, topic, partition))]
+        )
+        return consumer
+
+    def _heartbeat_upkeep(self) -> None:
+        for msg in self._cancels.consume(100, 0):
+            if msg.error() is not None:
+                continue
+            reply = self.wire.reply.decode(msg.value())
+            body = reply.body
+            if reply.client_id == self.runner_id and isinstance(body, ActivityCancelRequest):
+                running = self._active.get(
+                    (body.workflow_id, body.run_id, body.activity_id, body.attempt)
+                )
+                if running is not None:
+                    log.info(
+                        "cancelling activity workflow_id=%s activity_id=%d",
+                        body.workflow_id,
+                        body.activity_id,
+                    )
+                    running.cancel()
+        for running in list(self._active.values()):
+            running.flush_due()
+
+    def _send_heartbeat(self, running: RunningActivity, details: tuple[Any, ...]) -> None:
+        t = running.task
+        body = HeartbeatActivity(
+            t.run_id,
+            t.activity_id,
+            t.attempt,
+            self.registry.converter.to_payloads(list(details)),
+            self.runner_id,
+        )
+        self._send(t, body, f"hb-{uuid.uuid4().hex}")
+
+    def _send(self, task: ActivityTask, body: CommandBody, command_id: str) -> None:
+        command = Command(command_id, task.workflow_id, int(time.time() * 1000), body)
+        self.producer.produce(
+            self.topics.commands,
+            self.wire.command.encode(command),
+            task.workflow_id.encode(),
+            partition=task.partition,
+        )
+        self.producer.poll(0)
 
     def _on_revoke(self, consumer: object, partitions: list[TopicPartition]) -> None:
         self._collect_done()
@@ -150,7 +218,12 @@ class ActivityRunner:
             task.attempt,
             self.settings.task_queue,
             task.idempotency_key,
+            None
+            if task.heartbeat_timeout_ms is None
+            else timedelta(milliseconds=task.heartbeat_timeout_ms),
+            tuple(self.registry.converter.from_payloads(task.heartbeat_details)),
         )
+        running = RunningActivity(task, info, self._send_heartbeat)
         try:
             definition = self.registry.activity(task.activity_type)
         except UnknownWorkflowError as e:
@@ -158,15 +231,23 @@ class ActivityRunner:
             self._done.put((partition, offset))
             return
         args = self.registry.converter.from_payloads(task.args, definition.arg_types)
+        if task.report_start:
+            self._send(
+                task,
+                StartActivity(task.run_id, task.activity_id, task.attempt),
+                f"{task.idempotency_key}/{task.attempt}/started",
+            )
+        self._active[running.key] = running
 
         def finish(result: Any = None, error: BaseException | None = None) -> None:
+            self._active.pop(running.key, None)
             self._report(task, result, error)
             self._done.put((partition, offset))
 
         if definition.is_async:
 
             async def call() -> None:
-                activity_api._current.set(info)
+                activity_api._current.set(running)
                 try:
                     result = await definition.fn(*args)
                 except BaseException as e:
@@ -174,10 +255,12 @@ class ActivityRunner:
                 else:
                     finish(result)
 
-            asyncio.run_coroutine_threadsafe(call(), loop)
+            future = asyncio.run_coroutine_threadsafe(call(), loop)
+            future._everflow_async = True  # type: ignore[attr-defined]
+            running.future = future
         else:
             ctx = contextvars.copy_context()
-            ctx.run(activity_api._current.set, info)
+            ctx.run(activity_api._current.set, running)
 
             def call_sync() -> None:
                 try:
@@ -219,19 +302,7 @@ class ActivityRunner:
             body = FailActivity(
                 task.run_id, task.activity_id, task.attempt, to_failure(error, converter)
             )
-        command = Command(
-            command_id=f"{task.idempotency_key}/{task.attempt}",
-            workflow_id=task.workflow_id,
-            sent_at=int(time.time() * 1000),
-            body=body,
-        )
-        self.producer.produce(
-            self.topics.commands,
-            self.wire.command.encode(command),
-            task.workflow_id.encode(),
-            partition=task.partition,
-        )
-        self.producer.poll(0)
+        self._send(task, body, f"{task.idempotency_key}/{task.attempt}")
 
     def _collect_done(self) -> None:
         while True:

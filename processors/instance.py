@@ -23,13 +23,21 @@ from streams._runtime import ActivityOptions, WorkflowInfo, WorkflowRuntime
 from streams.config import DEFAULT_MAX_PAYLOAD_BYTES
 from streams.errors import PayloadTooLargeError
 from streams.events import (
+    ActivityCanceled,
     ActivityCompleted,
     ActivityFailed,
     HistoryEvent,
     TimerFired,
+    WorkflowCancelRequested,
     WorkflowStarted,
 )
-from streams.failures import ActivityError, FailureError, from_failure, to_failure
+from streams.failures import (
+    ActivityCancelledError,
+    ActivityError,
+    FailureError,
+    from_failure,
+    to_failure,
+)
 from streams.payload import DataConverter, Payload, check_size
 from streams.records import Failure
 from streams.workflow import WorkflowDefinition
@@ -53,6 +61,23 @@ class StartTimer:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelTimer:
+    timer_id: int
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCancelActivity:
+    activity_id: int
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRun:
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CompleteRun:
     result: Payload
     location: str = ""
@@ -64,7 +89,15 @@ class FailRun:
     location: str = ""
 
 
-RunCommand = ScheduleActivity | StartTimer | CompleteRun | FailRun
+RunCommand = (
+    ScheduleActivity
+    | StartTimer
+    | CancelTimer
+    | RequestCancelActivity
+    | CompleteRun
+    | FailRun
+    | CancelRun
+)
 
 
 @dataclass(slots=True)
@@ -108,6 +141,8 @@ class WorkflowInstance(WorkflowRuntime):
         self._conditions: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._next_activity = 1
         self._next_timer = 1
+        self._cancelled_timers: set[int] = set()
+        self._given_up: set[int] = set()
         self._commands: list[RunCommand] = []
         self._replaying = False
         self._guard = DeterminismGuard() if guard else None
@@ -134,6 +169,11 @@ class WorkflowInstance(WorkflowRuntime):
                     self._resolve_activity(attrs.activity_id, None, attrs.failure)
                 elif isinstance(attrs, TimerFired):
                     self._fire_timer(attrs.timer_id)
+                elif isinstance(attrs, ActivityCanceled):
+                    self._resolve_activity(attrs.activity_id, None, None, cancelled=True)
+                elif isinstance(attrs, WorkflowCancelRequested):
+                    if self._main is not None and not self._main.done():
+                        self._main.cancel(attrs.reason or "cancel requested")
                 else:
                     raise TypeError(f"{type(attrs).__name__} does not resolve anything")
                 self._run_until_idle()
@@ -182,6 +222,7 @@ class WorkflowInstance(WorkflowRuntime):
     def _on_main_done(self, task: asyncio.Task[Any]) -> None:
         self.closed = True
         if task.cancelled():
+            self._commands.append(CancelRun())
             return
         error = task.exception()
         if error is None:
@@ -205,17 +246,33 @@ class WorkflowInstance(WorkflowRuntime):
         return to_failure(error, self.converter, kind="workflow")
 
     def _resolve_activity(
-        self, activity_id: int, result: Payload | None, failure: Failure | None
+        self,
+        activity_id: int,
+        result: Payload | None,
+        failure: Failure | None,
+        cancelled: bool = False,
     ) -> None:
         entry = self._activities.pop(activity_id, None)
         if entry is None:
+            if activity_id in self._given_up:
+                return  # the code stopped waiting for it (cancelled, abandoned)
             raise KeyError(
                 f"history resolves activity {activity_id}, which the code never scheduled"
             )
         fut, options = entry
         if fut.done():
             return
-        if failure is None:
+        if cancelled:
+            fut.set_exception(
+                ActivityError(
+                    f"activity {options.activity_type!r} (id {activity_id}) was cancelled",
+                    activity_type=options.activity_type,
+                    activity_id=activity_id,
+                    attempt=0,
+                    cause=ActivityCancelledError("cancelled on request"),
+                )
+            )
+        elif failure is None:
             assert result is not None
             fut.set_result(self.converter.from_payload(result, options.result_type))
         else:
@@ -233,6 +290,8 @@ class WorkflowInstance(WorkflowRuntime):
 
     def _fire_timer(self, timer_id: int) -> None:
         fut = self._timers.pop(timer_id, None)
+        if fut is None and timer_id in self._cancelled_timers:
+            return
         if fut is None:
             raise KeyError(f"history fires timer {timer_id}, which the code never started")
         if not fut.done():
@@ -264,6 +323,7 @@ class WorkflowInstance(WorkflowRuntime):
         self._next_activity += 1
         fut: asyncio.Future[Any] = self.loop.create_future()
         self._activities[activity_id] = (fut, options)
+        fut.add_done_callback(lambda f: self._on_activity_done(activity_id, f))
         args = self.converter.to_payloads(list(options.args))
         check_size(
             args, self.max_payload_bytes, f"the arguments of activity {options.activity_type!r}"
@@ -277,7 +337,29 @@ class WorkflowInstance(WorkflowRuntime):
         fut: asyncio.Future[None] = self.loop.create_future()
         self._timers[timer_id] = fut
         self._commands.append(StartTimer(timer_id, delay, _user_location()))
+        fut.add_done_callback(lambda f: self._on_timer_done(timer_id, f))
         return fut
+
+    def _on_timer_done(self, timer_id: int, fut: asyncio.Future[None]) -> None:
+        # cancelled by the code (wait_for finished first, the run was cancelled...)
+        if fut.cancelled() and self._timers.pop(timer_id, None) is not None:
+            self._cancelled_timers.add(timer_id)
+            self._commands.append(CancelTimer(timer_id))
+
+    def _on_activity_done(self, activity_id: int, fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() or activity_id not in self._activities:
+            return
+        _, options = self._activities.pop(activity_id)
+        self._given_up.add(activity_id)
+        if options.cancellation_type != "abandon":
+            self._commands.append(RequestCancelActivity(activity_id))
+
+    def cancel_activity(self, fut: asyncio.Future[Any]) -> None:
+        for activity_id, (candidate, options) in self._activities.items():
+            if candidate is fut:
+                if options.cancellation_type != "abandon":
+                    self._commands.append(RequestCancelActivity(activity_id))
+                return
 
     async def wait_condition(
         self, predicate: Callable[[], bool], timeout: timedelta | None

@@ -3,7 +3,7 @@ outbound messages out; it never touches a socket.
 
 A run's state is a fold of its history events (`apply`). Handling a command appends new
 events (each applied at once) and collects what must leave the processor in the same
-transaction: activity tasks, timer records, the completion, replies.
+transaction: activity tasks, timer records, the completion.
 """
 
 from __future__ import annotations
@@ -13,9 +13,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import assert_never
 
+from processors.activities import ActivityLifecycle, ActivityState
 from processors.instance import (
+    CancelRun,
+    CancelTimer,
     CompleteRun,
     FailRun,
+    RequestCancelActivity,
     RunCommand,
     ScheduleActivity,
     StartTimer,
@@ -23,20 +27,23 @@ from processors.instance import (
     WorkflowInstance,
 )
 from processors.registry import Registry, UnknownWorkflowError
+from processors.replay import CHANGED, NonDeterminismError, describe_command, replay
+from processors.replay import location as command_location
 from streams.events import (
-    ActivityAttemptFailed,
-    ActivityCompleted,
-    ActivityFailed,
-    ActivityRetried,
     ActivityScheduled,
     EventAttributes,
     HistoryEvent,
+    TimerCanceled,
     TimerFired,
     TimerStarted,
     WorkflowBlocked,
+    WorkflowCanceled,
+    WorkflowCancelRequested,
     WorkflowCompleted,
     WorkflowFailed,
     WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
     WorkflowUnblocked,
 )
 from streams.payload import Payload
@@ -54,8 +61,7 @@ from streams.retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY = RetryPolicy()
-_RESOLVING = (WorkflowStarted, ActivityCompleted, ActivityFailed, TimerFired)
-_COMMAND_EVENTS = (ActivityScheduled, TimerStarted, WorkflowCompleted, WorkflowFailed)
+__all__ = ["ActivityState", "Effects", "NonDeterminismError", "Run"]
 
 
 @dataclass(slots=True)
@@ -64,24 +70,22 @@ class Effects:
 
     events: list[HistoryEvent] = field(default_factory=list)
     tasks: list[tuple[str, ActivityTask]] = field(default_factory=list)
-    timers: list[Timer] = field(default_factory=list)
-    cleared_timers: list[str] = field(default_factory=list)
+    timer_ops: list[tuple[str, Timer | None]] = field(default_factory=list)
+    derived_timers: list[Timer] = field(default_factory=list)
     completions: list[Completion] = field(default_factory=list)
 
+    @property
+    def timers(self) -> list[Timer]:
+        """Timers set, in order."""
+        return [t for _, t in self.timer_ops if t is not None]
 
-@dataclass(slots=True)
-class ActivityState:
-    scheduled: ActivityScheduled
-    scheduled_at: int
-    attempt: int = 1
-    backoff: bool = False
-
-
-class NonDeterminismError(Exception):
-    """Replayed code issued other commands than the history records."""
+    @property
+    def cleared_timers(self) -> list[str]:
+        """Keys of timers tombstoned, in order."""
+        return [k for k, t in self.timer_ops if t is None]
 
 
-class Run:
+class Run(ActivityLifecycle):
     """One run: its history, the state folded from it, and (when loaded) its live code."""
 
     def __init__(self, workflow_id: str, run_id: str, partition: int) -> None:
@@ -99,9 +103,11 @@ class Run:
         self.result: Payload | None = None
         self.failure: Failure | None = None
         self.blocked: Failure | None = None
+        self.cancel_requested = False
         self.activities: dict[int, ActivityState] = {}
         self.timers: dict[int, int] = {}
         self.instance: WorkflowInstance | None = None
+        self._registry: Registry | None = None
 
     @property
     def closed(self) -> bool:
@@ -112,37 +118,51 @@ class Run:
         """Folds one event into the state (no side effects; used live and on restore)."""
         self.events.append(event)
         a = event.attributes
+        if self.fold_activity(a, event.time):
+            return
         match a:
             case WorkflowStarted():
                 self.workflow_type, self.task_queue = a.workflow_type, a.task_queue
                 self.start_command_id, self.start_time = a.start_command_id, event.time
-            case ActivityScheduled():
-                self.activities[a.activity_id] = ActivityState(a, event.time)
-            case ActivityAttemptFailed():
-                self.activities[a.activity_id].backoff = True
-            case ActivityRetried():
-                state = self.activities[a.activity_id]
-                state.attempt, state.backoff = a.attempt, False
-            case ActivityCompleted() | ActivityFailed():
-                self.activities.pop(a.activity_id, None)
             case TimerStarted():
                 self.timers[a.timer_id] = a.fire_at
-            case TimerFired():
+            case TimerFired() | TimerCanceled():
                 self.timers.pop(a.timer_id, None)
             case WorkflowCompleted():
-                self.status, self.result, self.close_time = (
-                    RunStatus.COMPLETED,
-                    a.result,
-                    event.time,
-                )
+                self._set_closed(RunStatus.COMPLETED, event.time, result=a.result)
             case WorkflowFailed():
-                self.status, self.failure, self.close_time = RunStatus.FAILED, a.failure, event.time
+                self._set_closed(RunStatus.FAILED, event.time, failure=a.failure)
+            case WorkflowCanceled():
+                failure = Failure("the run was cancelled", "CancelledError", "cancelled")
+                self._set_closed(RunStatus.CANCELED, event.time, failure=failure)
+            case WorkflowTerminated():
+                failure = Failure(a.reason or "terminated", "Terminated", "terminated")
+                self._set_closed(RunStatus.TERMINATED, event.time, failure=failure)
+            case WorkflowTimedOut():
+                failure = Failure(
+                    f"the run timed out ({a.timeout_type} timeout)",
+                    "WorkflowTimedOut",
+                    "timeout",
+                    timeout_type=a.timeout_type,
+                )
+                self._set_closed(RunStatus.TIMED_OUT, event.time, failure=failure)
+            case WorkflowCancelRequested():
+                self.cancel_requested = True
             case WorkflowBlocked():
                 self.blocked = a.failure
             case WorkflowUnblocked():
                 self.blocked = None
             case _:
-                assert_never(a)
+                raise TypeError(f"no fold for history event {type(a).__name__}")
+
+    def _set_closed(
+        self,
+        status: RunStatus,
+        time: int,
+        result: Payload | None = None,
+        failure: Failure | None = None,
+    ) -> None:
+        self.status, self.close_time, self.result, self.failure = status, time, result, failure
 
     def _append(self, attrs: EventAttributes, now: int, fx: Effects) -> HistoryEvent:
         event = HistoryEvent(self.workflow_id, self.run_id, len(self.events) + 1, now, attrs)
@@ -150,17 +170,31 @@ class Run:
         fx.events.append(event)
         return event
 
+    def _resolve(self, attrs: EventAttributes, now: int, fx: Effects) -> None:
+        """Appends an event the code waits on, and lets the code go on."""
+        assert self._registry is not None
+        self._ensure_instance(self._registry, now, fx)
+        event = self._append(attrs, now, fx)
+        self._advance(event, fx)
+
     # ---- commands -----------------------------------------------------------------------------
     def start(self, started: WorkflowStarted, now: int, registry: Registry, fx: Effects) -> None:
+        self._registry = registry
         event = self._append(started, now, fx)
+        for kind, ms in (
+            (TimerKind.WORKFLOW_RUN_TIMEOUT, started.run_timeout_ms),
+            (TimerKind.WORKFLOW_EXECUTION_TIMEOUT, started.execution_timeout_ms),
+        ):
+            if ms is not None:
+                self._set_timer(Timer(self.workflow_id, self.run_id, kind, 0, 0, now + ms), fx)
         try:
-            self._load_instance(registry, replay=False)
+            self._load_instance(registry)
         except UnknownWorkflowError as e:
             self._block(
                 "workflow_error", Failure(str(e), "UnknownWorkflowError", "workflow"), now, fx
             )
             return
-        self._advance(event, registry, fx)
+        self._advance(event, fx)
 
     def complete_activity(
         self,
@@ -172,13 +206,8 @@ class Run:
         fx: Effects,
     ) -> bool:
         """Records an attempt's result; False if it is late, duplicate or unknown (dropped)."""
-        state = self.activities.get(activity_id)
-        if state is None or state.backoff or state.attempt != attempt or self.closed:
-            return False
-        self._ensure_instance(registry, now, fx)
-        event = self._append(ActivityCompleted(activity_id, attempt, result), now, fx)
-        self._advance(event, registry, fx)
-        return True
+        self._registry = registry
+        return self.finish_activity(activity_id, attempt, result, None, now, fx)
 
     def fail_activity(
         self,
@@ -190,61 +219,62 @@ class Run:
         fx: Effects,
     ) -> bool:
         """Records a failed attempt: retried per policy, or the activity fails for good."""
-        state = self.activities.get(activity_id)
-        if state is None or state.backoff or state.attempt != attempt or self.closed:
+        self._registry = registry
+        return self.finish_activity(activity_id, attempt, None, failure, now, fx)
+
+    def cancel(self, reason: str, now: int, registry: Registry, fx: Effects) -> bool:
+        """Asks the code to stop: asyncio cancellation of the run's main task."""
+        if self.closed:
             return False
-        policy = state.scheduled.retry_policy
-        deadline = state.scheduled.schedule_to_close_timeout_ms
-        retry_at = now + int(policy.backoff(attempt) / timedelta(milliseconds=1))
-        in_time = deadline is None or retry_at < state.scheduled_at + deadline
-        if in_time and policy.allows_retry(attempt, failure.type, failure.non_retryable):
-            self._append(ActivityAttemptFailed(activity_id, attempt, failure, retry_at), now, fx)
-            fx.timers.append(
-                Timer(
-                    self.workflow_id,
-                    self.run_id,
-                    TimerKind.ACTIVITY_RETRY,
-                    activity_id,
-                    attempt + 1,
-                    retry_at,
-                )
-            )
-            return True
-        self._ensure_instance(registry, now, fx)
-        event = self._append(ActivityFailed(activity_id, attempt, failure), now, fx)
-        self._advance(event, registry, fx)
+        self._registry = registry
+        self._resolve(WorkflowCancelRequested(reason), now, fx)
+        return True
+
+    def terminate(self, reason: str, now: int, fx: Effects) -> bool:
+        """Ends the run at once; no workflow code runs."""
+        if self.closed:
+            return False
+        self._append(WorkflowTerminated(reason), now, fx)
+        self._close(now, fx)
         return True
 
     def fire_timer(self, timer: Timer, now: int, registry: Registry, fx: Effects) -> bool:
         """Fires a due timer if the run still waits on it; False if it is stale."""
         if self.closed or timer.run_id != self.run_id:
             return False
+        self._registry = registry
         if timer.kind is TimerKind.USER_TIMER:
             if timer.seq not in self.timers:
                 return False
-            self._ensure_instance(registry, now, fx)
-            event = self._append(TimerFired(timer.seq), now, fx)
-            fx.cleared_timers.append(timer.key)
-            self._advance(event, registry, fx)
+            fx.timer_ops.append((timer.key, None))
+            self._resolve(TimerFired(timer.seq), now, fx)
             return True
-        state = self.activities.get(timer.seq)
-        if state is None or not state.backoff or state.attempt + 1 != timer.attempt:
-            return False
-        self._append(ActivityRetried(timer.seq, timer.attempt), now, fx)
-        fx.cleared_timers.append(timer.key)
-        fx.tasks.append(self._task(state.scheduled, timer.attempt, now))
-        return True
+        if timer.kind in (TimerKind.WORKFLOW_RUN_TIMEOUT, TimerKind.WORKFLOW_EXECUTION_TIMEOUT):
+            kind = "run" if timer.kind is TimerKind.WORKFLOW_RUN_TIMEOUT else "execution"
+            self._append(WorkflowTimedOut(kind), now, fx)
+            self._close(now, fx)
+            return True
+        return self.fire_activity_timer(timer, now, fx)
 
     # ---- running the code ---------------------------------------------------------------------
-    def _advance(self, event: HistoryEvent, registry: Registry, fx: Effects) -> None:
+    def _advance(self, event: HistoryEvent, fx: Effects) -> None:
         if self.instance is None:  # blocked: the event is recorded, the code waits for a fix
             return
         step = self.instance.activate(event)
         self._apply_step(step, event.time, fx)
 
     def _apply_step(self, step: Step, now: int, fx: Effects) -> None:
+        cancels = []
         for command in step.commands:
-            self._record_command(command, now, fx)
+            if isinstance(command, RequestCancelActivity):
+                cancels.append(command)  # after the step's other commands: see below
+            else:
+                self._record_command(command, now, fx)
+        # a cancel may resolve the activity at once; its event must follow every command of
+        # this step, as replay expects
+        for command in cancels:
+            if not self.closed:
+                self.request_cancel_activity(command.activity_id, now, fx)
         if step.blocked is not None and not self.closed:
             self._block("workflow_error", step.blocked, now, fx)
 
@@ -262,13 +292,16 @@ class Run:
                     start_to_close_timeout_ms=_ms(o.start_to_close_timeout),
                     schedule_to_close_timeout_ms=_ms(o.schedule_to_close_timeout),
                     retry_policy=o.retry_policy or DEFAULT_RETRY,
+                    schedule_to_start_timeout_ms=_ms(o.schedule_to_start_timeout),
+                    heartbeat_timeout_ms=_ms(o.heartbeat_timeout),
+                    cancellation_type=o.cancellation_type,
                 )
                 self._append(scheduled, now, fx)
-                fx.tasks.append(self._task(scheduled, 1, now))
+                self.dispatch(self.activities[command.activity_id], now, fx, first=True)
             case StartTimer():
-                fire_at = now + int(command.delay / timedelta(milliseconds=1))
+                fire_at = now + (_ms(command.delay) or 0)
                 self._append(TimerStarted(command.timer_id, fire_at), now, fx)
-                fx.timers.append(
+                self._set_timer(
                     Timer(
                         self.workflow_id,
                         self.run_id,
@@ -276,22 +309,55 @@ class Run:
                         command.timer_id,
                         0,
                         fire_at,
-                    )
+                    ),
+                    fx,
                 )
+            case CancelTimer():
+                self._append(TimerCanceled(command.timer_id), now, fx)
+                fx.timer_ops.append((self._user_timer_key(command.timer_id), None))
             case CompleteRun():
                 self._append(WorkflowCompleted(command.result), now, fx)
                 self._close(now, fx)
             case FailRun():
                 self._append(WorkflowFailed(command.failure), now, fx)
                 self._close(now, fx)
+            case CancelRun():
+                self._append(WorkflowCanceled(), now, fx)
+                self._close(now, fx)
+            case RequestCancelActivity():
+                self.request_cancel_activity(command.activity_id, now, fx)
             case _:
                 assert_never(command)
 
+    def _workflow_deadlines(self) -> list[Timer]:
+        started = self.events[0].attributes
+        assert isinstance(started, WorkflowStarted)
+        timers = []
+        for kind, ms in (
+            (TimerKind.WORKFLOW_RUN_TIMEOUT, started.run_timeout_ms),
+            (TimerKind.WORKFLOW_EXECUTION_TIMEOUT, started.execution_timeout_ms),
+        ):
+            if ms is not None:
+                fire_at = self.start_time + ms
+                timers.append(Timer(self.workflow_id, self.run_id, kind, 0, 0, fire_at))
+        return timers
+
+    def derived_timers(self) -> list[Timer]:
+        """Timers that follow from the state (timeouts), recomputed after a restore."""
+        if self.closed or not self.events:
+            return []
+        return self._workflow_deadlines() + self.activity_deadlines()
+
+    def _set_timer(self, timer: Timer, fx: Effects) -> None:
+        fx.timer_ops.append((timer.key, timer))
+
+    def _user_timer_key(self, timer_id: int) -> str:
+        return Timer(self.workflow_id, self.run_id, TimerKind.USER_TIMER, timer_id, 0, 0).key
+
     def _close(self, now: int, fx: Effects) -> None:
         for timer_id in list(self.timers):
-            fx.cleared_timers.append(
-                Timer(self.workflow_id, self.run_id, TimerKind.USER_TIMER, timer_id, 0, 0).key
-            )
+            fx.timer_ops.append((self._user_timer_key(timer_id), None))
+        self.clear_all_activity_timers(fx)
         fx.completions.append(
             Completion(
                 workflow_id=self.workflow_id,
@@ -318,21 +384,6 @@ class Run:
         self.instance = None
         self._append(WorkflowBlocked(reason, failure), now, fx)
 
-    def _task(self, s: ActivityScheduled, attempt: int, now: int) -> tuple[str, ActivityTask]:
-        return s.task_queue, ActivityTask(
-            workflow_id=self.workflow_id,
-            run_id=self.run_id,
-            workflow_type=self.workflow_type,
-            activity_id=s.activity_id,
-            activity_type=s.activity_type,
-            attempt=attempt,
-            args=s.args,
-            partition=self.partition,
-            scheduled_at=now,
-            start_to_close_timeout_ms=s.start_to_close_timeout_ms,
-            idempotency_key=f"{self.workflow_id}/{self.run_id}/{s.activity_id}",
-        )
-
     # ---- replay -------------------------------------------------------------------------------
     def _ensure_instance(self, registry: Registry, now: int, fx: Effects) -> None:
         """Rebuilds the live code by replay if it is not in memory (after restore)."""
@@ -341,8 +392,9 @@ class Run:
         try:
             pending = self._replay(registry)
         except NonDeterminismError as e:
-            failure = Failure(str(e), "NonDeterminismError", kind="workflow")
-            self._block("non_determinism", failure, now, fx)
+            self._block(
+                "non_determinism", Failure(str(e), "NonDeterminismError", "workflow"), now, fx
+            )
             return
         except UnknownWorkflowError as e:
             self._block(
@@ -350,14 +402,15 @@ class Run:
             )
             return
         if pending.commands or pending.blocked is not None:
-            # history ends with a step whose commands are not recorded: code changed
-            self.instance = None
+            # history ends with a step whose commands are not recorded: the code changed
             first = pending.commands[0] if pending.commands else None
-            detail = f"{_describe_command(first)} at {_location(first)}" if first else "an error"
+            detail = (
+                f"{describe_command(first)} at {command_location(first)}" if first else "an error"
+            )
             failure = Failure(
                 f"workflow {self.workflow_id!r} replayed to the end of its history "
                 f"(event {len(self.events)}) and then issued {detail} that history does not "
-                "have; the workflow code changed — guard the change with workflow.patched()",
+                f"have; {CHANGED}",
                 "NonDeterminismError",
                 kind="workflow",
             )
@@ -367,6 +420,7 @@ class Run:
         """For a blocked run: replays with the code deployed now, and resumes if it fits."""
         if self.blocked is None or self.closed:
             return False
+        self._registry = registry
         try:
             pending = self._replay(registry)
         except (NonDeterminismError, UnknownWorkflowError):
@@ -379,7 +433,7 @@ class Run:
         self._apply_step(pending, now, fx)
         return True
 
-    def _load_instance(self, registry: Registry, replay: bool) -> None:
+    def _load_instance(self, registry: Registry) -> None:
         started = self.events[0]
         assert isinstance(started.attributes, WorkflowStarted)
         definition = registry.workflow(started.attributes.workflow_type)
@@ -395,62 +449,14 @@ class Run:
         )
 
     def _replay(self, registry: Registry) -> Step:
-        """Feeds the recorded history to fresh code; returns commands not yet recorded.
-
-        Raises NonDeterminismError naming the first event where code and history differ.
-        """
-        self._load_instance(registry, replay=True)
-        instance = self.instance
-        assert instance is not None
-        queue: list[RunCommand] = []
-        blocked_tail: Failure | None = None
-        in_block = False
-        for event in self.events:
-            a = event.attributes
-            if isinstance(a, _RESOLVING):
-                if queue and not in_block:
-                    raise NonDeterminismError(self._mismatch(event, queue[0], None))
-                step = instance.activate(event, replaying=True)
-                queue.extend(step.commands)
-                blocked_tail = step.blocked
-                if step.blocked is not None and not in_block:
-                    # the code fails where history shows it went on
-                    nxt = self._next_recorded(event)
-                    if nxt is not None and not isinstance(nxt.attributes, WorkflowBlocked):
-                        raise NonDeterminismError(
-                            f"workflow {self.workflow_id!r} replayed event {event.event_id} and "
-                            f"the code raised: {step.blocked.message}"
-                        )
-            elif isinstance(a, _COMMAND_EVENTS):
-                if not queue:
-                    raise NonDeterminismError(self._mismatch(event, None, a))
-                got = queue.pop(0)
-                if not _matches(got, a):
-                    raise NonDeterminismError(self._mismatch(event, got, a))
-            elif isinstance(a, WorkflowBlocked):
-                in_block = True
-            elif isinstance(a, WorkflowUnblocked):
-                in_block = False
-        return Step(commands=queue, blocked=blocked_tail)
-
-    def _next_recorded(self, event: HistoryEvent) -> HistoryEvent | None:
-        i = event.event_id  # event_id is 1-based: the next event sits at index event_id
-        return self.events[i] if i < len(self.events) else None
-
-    def _mismatch(
-        self, event: HistoryEvent, got: RunCommand | None, expected: EventAttributes | None
-    ) -> str:
-        exp = _describe_event(expected) if expected is not None else "no command"
-        gotten = (
-            f"{_describe_command(got)} (issued at {_location(got)})"
-            if got is not None
-            else "no command"
-        )
-        return (
-            f"workflow {self.workflow_id!r} replayed event {event.event_id}: history has {exp} "
-            f"but the code issued {gotten}; the workflow code changed — guard the change "
-            "with workflow.patched()"
-        )
+        self.instance = None
+        self._load_instance(registry)
+        assert self.instance is not None
+        try:
+            return replay(self.workflow_id, self.events, self.instance)
+        except NonDeterminismError:
+            self.instance = None
+            raise
 
     # ---- views ----------------------------------------------------------------------------------
     def describe(self, with_history: list[bytes] | None = None) -> RunDescription:
@@ -472,47 +478,3 @@ class Run:
 
 def _ms(d: timedelta | None) -> int | None:
     return None if d is None else int(d / timedelta(milliseconds=1))
-
-
-def _matches(command: RunCommand, recorded: EventAttributes) -> bool:
-    match command:
-        case ScheduleActivity():
-            return (
-                isinstance(recorded, ActivityScheduled)
-                and recorded.activity_id == command.activity_id
-                and recorded.activity_type == command.options.activity_type
-            )
-        case StartTimer():
-            return isinstance(recorded, TimerStarted) and recorded.timer_id == command.timer_id
-        case CompleteRun():
-            return isinstance(recorded, WorkflowCompleted)
-        case FailRun():
-            return isinstance(recorded, WorkflowFailed)
-        case _:
-            assert_never(command)
-
-
-def _describe_command(c: RunCommand | None) -> str:
-    match c:
-        case ScheduleActivity():
-            return f"ActivityScheduled({c.options.activity_type!r})"
-        case StartTimer():
-            return f"TimerStarted({c.delay})"
-        case CompleteRun():
-            return "WorkflowCompleted"
-        case FailRun():
-            return "WorkflowFailed"
-        case None:
-            return "nothing"
-        case _:
-            assert_never(c)
-
-
-def _location(c: RunCommand | None) -> str:
-    return getattr(c, "location", "") or "?"
-
-
-def _describe_event(a: EventAttributes) -> str:
-    if isinstance(a, ActivityScheduled):
-        return f"ActivityScheduled({a.activity_type!r})"
-    return type(a).__name__

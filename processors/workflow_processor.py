@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
@@ -24,28 +25,38 @@ from processors.restore import restore_partitions
 from processors.run import Effects, Run
 from streams import kafka
 from streams.commands import (
+    CancelWorkflow,
     Command,
     CompleteActivity,
     DescribeWorkflow,
     FailActivity,
+    HeartbeatActivity,
+    StartActivity,
     StartWorkflow,
+    TerminateWorkflow,
 )
 from streams.config import KafkaConfig
 from streams.errors import PayloadDecodeError
 from streams.events import WorkflowStarted
 from streams.records import (
+    ActivityCancelRequest,
     NotFound,
+    Rejected,
     Reply,
     ReplyBody,
     Snapshot,
     StartAccepted,
     StartRejected,
     Timer,
+    TimerKind,
 )
 from streams.topics import Topics, ensure_topics, partition_count, topic_specs
 from streams.wire import Wire, wire
 
 log = logging.getLogger(__name__)
+
+# timers with a record on the timers topic; the others are derived from run state
+PERSISTED_TIMERS = (TimerKind.USER_TIMER, TimerKind.ACTIVITY_RETRY)
 
 
 @dataclass(slots=True)
@@ -148,6 +159,8 @@ class WorkflowProcessor:
             for timer in part.timers.values():
                 self._push_timer(p, timer)
             for run in part.runs.values():
+                for timer in run.derived_timers():
+                    self._push_timer(p, timer)
                 if run.blocked is not None:
                     self._restore_needed.add(p)
         heapq.heapify(self._timers)
@@ -218,6 +231,51 @@ class WorkflowProcessor:
                     )
             case DescribeWorkflow():
                 self._describe(command, body, run, batch)
+            case CancelWorkflow() | TerminateWorkflow():
+                self._cancel(command, body, run, now, batch)
+            case StartActivity():
+                if run is not None and run.run_id == body.run_id:
+                    run.start_activity(body.activity_id, body.attempt, now, batch.effects(run))
+            case HeartbeatActivity():
+                if run is not None and run.run_id == body.run_id:
+                    stop = run.heartbeat_activity(
+                        body.activity_id, body.attempt, body.details, now, batch.effects(run)
+                    )
+                    if stop and body.reply_to:
+                        request = ActivityCancelRequest(
+                            run.workflow_id, run.run_id, body.activity_id, body.attempt
+                        )
+                        batch.replies.append(Reply(body.reply_to, command.command_id, request))
+            case _:
+                assert_never(body)
+
+    def _cancel(
+        self,
+        command: Command,
+        body: CancelWorkflow | TerminateWorkflow,
+        run: Run | None,
+        now: int,
+        batch: _Batch,
+    ) -> None:
+        reply: ReplyBody
+        if run is None:
+            reply = NotFound(f"no run of workflow {command.workflow_id!r} is known")
+        elif run.closed:
+            verb = "cancel" if isinstance(body, CancelWorkflow) else "terminate"
+            reply = Rejected(
+                "not_running",
+                f"cannot {verb} workflow {run.workflow_id!r}: its "
+                f"run {run.run_id} already closed ({run.status.value})",
+            )
+        else:
+            fx = batch.effects(run)
+            if isinstance(body, CancelWorkflow):
+                run.cancel(body.reason, now, self.registry, fx)
+            else:
+                run.terminate(body.reason, now, fx)
+            reply = run.describe()
+        if body.reply_to:
+            batch.replies.append(Reply(body.reply_to, command.command_id, reply))
 
     def _start(
         self,
@@ -261,14 +319,14 @@ class WorkflowProcessor:
 
     def _fire(self, partition: int, timer: Timer, now: int, batch: _Batch) -> None:
         run = self.partitions.get(partition, {}).get(timer.workflow_id)
-        if run is None:
-            batch.fx.setdefault(partition, Effects()).cleared_timers.append(timer.key)
+        if run is None or run.run_id != timer.run_id:
+            if timer.kind in PERSISTED_TIMERS:  # its run is gone: drop the record too
+                batch.fx.setdefault(partition, Effects()).timer_ops.append((timer.key, None))
             return
-        fx = batch.effects(run)
-        if run.fire_timer(timer, now, self.registry, fx):
+        # a stale timer (already fired, cancelled, superseded) is simply not acted on; its
+        # record, if it had one, was tombstoned or replaced when the state moved on
+        if run.fire_timer(timer, now, self.registry, batch.effects(run)):
             self.stats["timers_fired"] += 1
-        elif timer.key not in fx.cleared_timers:
-            fx.cleared_timers.append(timer.key)
 
     def _try_unblock(self, now: int, batch: _Batch) -> None:
         for p in list(self._restore_needed):
@@ -327,11 +385,12 @@ class WorkflowProcessor:
             for queue, task in fx.tasks:
                 topic = self._task_topic(queue)
                 produce(topic, self.wire.task.encode(task), task.workflow_id.encode(), partition=p)
-            for timer in fx.timers:
-                produce(t.timers, self.wire.timer.encode(timer), timer.key.encode(), partition=p)
-                new_timers.append((p, timer))
-            for cleared in fx.cleared_timers:
-                produce(t.timers, None, cleared.encode(), partition=p)
+            for timer_key, timer in fx.timer_ops:  # in order: cleared, then maybe set again
+                value = None if timer is None else self.wire.timer.encode(timer)
+                produce(t.timers, value, timer_key.encode(), partition=p)
+                if timer is not None:
+                    new_timers.append((p, timer))
+            new_timers.extend((p, timer) for timer in fx.derived_timers)
             for completion in fx.completions:
                 produce(
                     t.completions,

@@ -12,13 +12,21 @@ from streams.errors import (
     WorkflowAlreadyStartedError,
     WorkflowFailureError,
     WorkflowNotFoundError,
+    WorkflowNotRunningError,
 )
-from streams.failures import ActivityError, ApplicationError
+from streams.failures import (
+    ActivityCancelledError,
+    ActivityError,
+    ActivityTimeoutError,
+    ApplicationError,
+)
 from streams.payload import DataConverter, Payload, ZlibCodec
 from streams.retry import RetryPolicy
 
 __all__ = [
+    "ActivityCancelledError",
     "ActivityError",
+    "ActivityTimeoutError",
     "ApplicationError",
     "DataConverter",
     "EverflowError",
@@ -30,6 +38,7 @@ __all__ = [
     "WorkflowAlreadyStartedError",
     "WorkflowFailureError",
     "WorkflowNotFoundError",
+    "WorkflowNotRunningError",
     "ZlibCodec",
     "activity",
     "workflow",

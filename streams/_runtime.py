@@ -45,6 +45,9 @@ class ActivityOptions:
     schedule_to_close_timeout: timedelta | None
     retry_policy: RetryPolicy | None
     result_type: Any
+    schedule_to_start_timeout: timedelta | None = None
+    heartbeat_timeout: timedelta | None = None
+    cancellation_type: str = "try_cancel"
 
 
 class WorkflowRuntime(ABC):
@@ -67,6 +70,9 @@ class WorkflowRuntime(ABC):
 
     @abstractmethod
     def schedule_activity(self, options: ActivityOptions) -> asyncio.Future[Any]: ...
+
+    @abstractmethod
+    def cancel_activity(self, fut: asyncio.Future[Any]) -> None: ...
 
     @abstractmethod
     def start_timer(self, delay: timedelta) -> asyncio.Future[None]: ...

@@ -11,9 +11,10 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["ActivityDefinition", "ActivityInfo", "defn", "info"]
+__all__ = ["ActivityDefinition", "ActivityInfo", "defn", "heartbeat", "info", "is_cancelled"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,6 +49,19 @@ class ActivityInfo:
     attempt: int
     task_queue: str
     idempotency_key: str
+    heartbeat_timeout: timedelta | None = None
+    heartbeat_details: tuple[Any, ...] = ()
+    """what the previous attempt last passed to heartbeat(), to resume from"""
+
+
+class ActivityContext(Protocol):
+    """What the runner gives a running activity (the engine implements it)."""
+
+    info: ActivityInfo
+
+    def heartbeat(self, details: tuple[Any, ...]) -> None: ...
+
+    def is_cancelled(self) -> bool: ...
 
 
 def defn(fn: F | None = None, *, name: str | None = None) -> Any:
@@ -68,12 +82,33 @@ def defn(fn: F | None = None, *, name: str | None = None) -> Any:
     return wrap(fn) if fn is not None else wrap
 
 
-_current: contextvars.ContextVar[ActivityInfo] = contextvars.ContextVar("everflow_activity")
+_current: contextvars.ContextVar[ActivityContext] = contextvars.ContextVar("everflow_activity")
+
+
+def _context(what: str) -> ActivityContext:
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError(f"activity.{what}() works only inside a running activity") from None
 
 
 def info() -> ActivityInfo:
     """The running activity's info; RuntimeError outside an activity."""
-    try:
-        return _current.get()
-    except LookupError:
-        raise RuntimeError("activity.info() works only inside a running activity") from None
+    return _context("info").info
+
+
+def heartbeat(*details: Any) -> None:
+    """Reports progress: keeps a heartbeat timeout from firing, and leaves `details` for the
+    next attempt (`info().heartbeat_details`) should this one fail.
+
+    Heartbeats are throttled (sent at most every 80% of the heartbeat timeout, 30 s at most);
+    the latest details always win. They also deliver cancellation: once the workflow asked
+    this activity to stop, heartbeat() raises asyncio.CancelledError (an async activity is
+    also cancelled where it awaits).
+    """
+    _context("heartbeat").heartbeat(details)
+
+
+def is_cancelled() -> bool:
+    """Whether the workflow asked this activity to stop (learned through heartbeats)."""
+    return _context("is_cancelled").is_cancelled()

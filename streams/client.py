@@ -15,16 +15,24 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from streams import kafka
-from streams.commands import Command, CommandBody, DescribeWorkflow, StartWorkflow
+from streams.commands import (
+    CancelWorkflow,
+    Command,
+    CommandBody,
+    DescribeWorkflow,
+    StartWorkflow,
+    TerminateWorkflow,
+)
 from streams.config import KafkaConfig
 from streams.errors import (
     RPCTimeoutError,
     WorkflowAlreadyStartedError,
     WorkflowFailureError,
     WorkflowNotFoundError,
+    WorkflowNotRunningError,
 )
 from streams.events import HistoryEvent
 from streams.failures import from_failure
@@ -32,6 +40,7 @@ from streams.payload import DataConverter, check_size
 from streams.records import (
     Completion,
     NotFound,
+    Rejected,
     Reply,
     ReplyBody,
     RunDescription,
@@ -73,7 +82,9 @@ class Client:
         wanted = [(self.topics.replies, kafka.partition_for(self.client_id, reply_partitions))] + [
             (self.topics.completions, p) for p in range(self._partitions)
         ]
-        self._consumer.assign([TopicPartition(t, p, self._end_offset(t, p)) for t, p in wanted])
+        self._consumer.assign(
+            [TopicPartition(t, p, kafka.end_offset(self._consumer, t, p)) for t, p in wanted]
+        )
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._read, name="everflow-client", daemon=True)
         self._reading = False
@@ -87,20 +98,6 @@ class Client:
             self._reading = True
         self._thread.start()
         self._ready.wait(30)
-
-    def _end_offset(self, topic: str, partition: int, timeout: float = 30.0) -> int:
-        # right after topics are created a broker may not yet know it leads them: retry
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                _, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=timeout
-                )
-                return int(high)
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
 
     @classmethod
     async def connect(
@@ -132,15 +129,28 @@ class Client:
         *args: Any,
         id: str,
         task_queue: str,
+        execution_timeout: timedelta | None = None,
+        run_timeout: timedelta | None = None,
         request_timeout: timedelta = timedelta(seconds=30),
     ) -> WorkflowHandle:
-        """Starts a run; WorkflowAlreadyStartedError if one with this ID is running."""
+        """Starts a run; WorkflowAlreadyStartedError if one with this ID is running.
+
+        `execution_timeout` / `run_timeout` end the run as TIMED_OUT when they pass.
+        """
         name = workflow if isinstance(workflow, str) else WorkflowDefinition.of(workflow).name
         payloads = self.converter.to_payloads(list(args))
         check_size(payloads, self.config.max_payload_bytes, f"the arguments of workflow {id!r}")
         run_id = str(uuid.uuid4())
         waiter = self._watch_completion(id)
-        body = StartWorkflow(run_id, name, task_queue, payloads, self.client_id)
+        body = StartWorkflow(
+            run_id,
+            name,
+            task_queue,
+            payloads,
+            self.client_id,
+            _ms(execution_timeout),
+            _ms(run_timeout),
+        )
         reply = await self._request(id, body, request_timeout)
         if isinstance(reply, StartRejected):
             self._unwatch(id, waiter)
@@ -238,6 +248,10 @@ class Client:
             loop.call_soon_threadsafe(_resolve, fut, completion)
 
 
+def _ms(d: timedelta | None) -> int | None:
+    return None if d is None else int(d / timedelta(milliseconds=1))
+
+
 def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
     if not fut.done():
         fut.set_result(value)
@@ -281,6 +295,22 @@ class WorkflowHandle:
             return conv.from_payload(result, result_type)
         cause = from_failure(failure, conv) if failure is not None else None
         raise WorkflowFailureError(self.id, status.value, cause)
+
+    async def cancel(self, reason: str = "", timeout: timedelta = timedelta(seconds=30)) -> None:
+        """Asks the run to stop: asyncio.CancelledError is raised in its code, which may clean
+        up (run compensations) before it ends as CANCELED. WorkflowNotRunningError if closed."""
+        await self._control(CancelWorkflow(reason, self.client.client_id), timeout)
+
+    async def terminate(self, reason: str = "", timeout: timedelta = timedelta(seconds=30)) -> None:
+        """Ends the run at once as TERMINATED; none of its code runs."""
+        await self._control(TerminateWorkflow(reason, self.client.client_id), timeout)
+
+    async def _control(self, body: CancelWorkflow | TerminateWorkflow, timeout: timedelta) -> None:
+        reply = await self.client._request(self.id, body, timeout)
+        if isinstance(reply, NotFound):
+            raise WorkflowNotFoundError(reply.message)
+        if isinstance(reply, Rejected):
+            raise WorkflowNotRunningError(reply.message)
 
     async def describe(self, timeout: timedelta = timedelta(seconds=30)) -> RunDescription:
         """The run's status, times, result or failure, and why it is blocked if it is."""

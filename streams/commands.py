@@ -17,6 +17,8 @@ class StartWorkflow:
     task_queue: str
     args: list[Payload] = field(default_factory=list)
     reply_to: str | None = None
+    execution_timeout_ms: int | None = None
+    run_timeout_ms: int | None = None
 
 
 @avro("everflow.command.DescribeWorkflow")
@@ -45,7 +47,50 @@ class FailActivity:
     failure: Failure
 
 
-CommandBody = StartWorkflow | DescribeWorkflow | CompleteActivity | FailActivity
+@avro("everflow.command.CancelWorkflow")
+@dataclass(frozen=True, slots=True)
+class CancelWorkflow:
+    reason: str = ""
+    reply_to: str | None = None
+
+
+@avro("everflow.command.TerminateWorkflow")
+@dataclass(frozen=True, slots=True)
+class TerminateWorkflow:
+    reason: str = ""
+    reply_to: str | None = None
+
+
+@avro("everflow.command.ActivityStarted")
+@dataclass(frozen=True, slots=True)
+class StartActivity:
+    """A runner picked an attempt up (sent only when a schedule-to-start timeout is set)."""
+
+    run_id: str
+    activity_id: int
+    attempt: int
+
+
+@avro("everflow.command.ActivityHeartbeat")
+@dataclass(frozen=True, slots=True)
+class HeartbeatActivity:
+    run_id: str
+    activity_id: int
+    attempt: int
+    details: list[Payload] = field(default_factory=list)
+    reply_to: str | None = None
+
+
+CommandBody = (
+    StartWorkflow
+    | DescribeWorkflow
+    | CompleteActivity
+    | FailActivity
+    | CancelWorkflow
+    | TerminateWorkflow
+    | StartActivity
+    | HeartbeatActivity
+)
 
 
 @avro("everflow.Command")

@@ -67,6 +67,10 @@ class WorkflowNotFoundError(EverflowError):
     """No run with this workflow ID (and run ID, if given) is known."""
 
 
+class WorkflowNotRunningError(EverflowError):
+    """The request needs a running run, and the run has closed."""
+
+
 class RPCTimeoutError(EverflowError):
     """A request to the workflow processors got no reply in time (no worker running?)."""
 

@@ -17,6 +17,8 @@ class WorkflowStarted:
     task_queue: str
     args: list[Payload]
     start_command_id: str
+    execution_timeout_ms: int | None = None
+    run_timeout_ms: int | None = None
 
 
 @avro("everflow.history.ActivityScheduled")
@@ -29,6 +31,9 @@ class ActivityScheduled:
     start_to_close_timeout_ms: int | None
     schedule_to_close_timeout_ms: int | None
     retry_policy: RetryPolicy
+    schedule_to_start_timeout_ms: int | None = None
+    heartbeat_timeout_ms: int | None = None
+    cancellation_type: str = "try_cancel"
 
 
 @avro("everflow.history.ActivityAttemptFailed")
@@ -101,6 +106,64 @@ class WorkflowUnblocked:
     note: str = field(default="")
 
 
+@avro("everflow.history.TimerCanceled")
+@dataclass(frozen=True, slots=True)
+class TimerCanceled:
+    timer_id: int
+
+
+@avro("everflow.history.ActivityStarted")
+@dataclass(frozen=True, slots=True)
+class ActivityStarted:
+    activity_id: int
+    attempt: int
+
+
+@avro("everflow.history.ActivityHeartbeatRecorded")
+@dataclass(frozen=True, slots=True)
+class ActivityHeartbeatRecorded:
+    activity_id: int
+    attempt: int
+    details: list[Payload] = field(default_factory=list)
+
+
+@avro("everflow.history.ActivityCancelRequested")
+@dataclass(frozen=True, slots=True)
+class ActivityCancelRequested:
+    activity_id: int
+
+
+@avro("everflow.history.ActivityCanceled")
+@dataclass(frozen=True, slots=True)
+class ActivityCanceled:
+    activity_id: int
+    attempt: int
+
+
+@avro("everflow.history.WorkflowCancelRequested")
+@dataclass(frozen=True, slots=True)
+class WorkflowCancelRequested:
+    reason: str = ""
+
+
+@avro("everflow.history.WorkflowCanceled")
+@dataclass(frozen=True, slots=True)
+class WorkflowCanceled:
+    note: str = ""
+
+
+@avro("everflow.history.WorkflowTerminated")
+@dataclass(frozen=True, slots=True)
+class WorkflowTerminated:
+    reason: str = ""
+
+
+@avro("everflow.history.WorkflowTimedOut")
+@dataclass(frozen=True, slots=True)
+class WorkflowTimedOut:
+    timeout_type: str
+
+
 EventAttributes = (
     WorkflowStarted
     | ActivityScheduled
@@ -114,6 +177,15 @@ EventAttributes = (
     | WorkflowFailed
     | WorkflowBlocked
     | WorkflowUnblocked
+    | TimerCanceled
+    | ActivityStarted
+    | ActivityHeartbeatRecorded
+    | ActivityCancelRequested
+    | ActivityCanceled
+    | WorkflowCancelRequested
+    | WorkflowCanceled
+    | WorkflowTerminated
+    | WorkflowTimedOut
 )
 
 

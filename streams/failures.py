@@ -7,6 +7,7 @@ own error as `cause`.
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 from typing import Any
 
@@ -16,6 +17,9 @@ from streams.records import Failure
 
 class FailureError(Exception):
     """Base of failures that travel between activities, workflows and clients."""
+
+    remote_stack: str = ""
+    """where it was raised, when it came from another process"""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -68,6 +72,18 @@ class ActivityError(FailureError):
         return self.__cause__
 
 
+class ActivityTimeoutError(FailureError):
+    """An activity attempt timed out; `timeout_type` says which timeout."""
+
+    def __init__(self, message: str, timeout_type: str) -> None:
+        super().__init__(message)
+        self.timeout_type = timeout_type
+
+
+class ActivityCancelledError(FailureError):
+    """An activity stopped because the workflow asked it to."""
+
+
 def to_failure(
     error: BaseException, converter: DataConverter, kind: str = "application"
 ) -> Failure:
@@ -83,6 +99,24 @@ def to_failure(
             stack=stack,
             non_retryable=error.non_retryable,
             details=converter.to_payloads(list(error.details)),
+            cause=cause_failure,
+        )
+    if isinstance(error, ActivityTimeoutError):
+        return Failure(
+            message=error.message,
+            type="ActivityTimeoutError",
+            kind="timeout",
+            stack=stack,
+            timeout_type=error.timeout_type,
+            cause=cause_failure,
+        )
+    if isinstance(error, asyncio.CancelledError | ActivityCancelledError):
+        return Failure(
+            message=str(error) or "cancelled",
+            type="CancelledError",
+            kind="cancelled",
+            stack=stack,
+            non_retryable=True,
             cause=cause_failure,
         )
     if isinstance(error, ActivityError):
@@ -104,11 +138,15 @@ def from_failure(failure: Failure, converter: DataConverter) -> BaseException:
     error: FailureError
     if failure.kind == "activity" and failure.type == "ActivityError":
         error = ApplicationError(failure.message, type=failure.type)
+    elif failure.kind == "timeout":
+        error = ActivityTimeoutError(failure.message, failure.timeout_type or "start_to_close")
+    elif failure.kind == "cancelled":
+        error = ActivityCancelledError(failure.message)
     else:
         details = converter.from_payloads(failure.details)
         error = ApplicationError(
             failure.message, *details, type=failure.type, non_retryable=failure.non_retryable
         )
-    error.remote_stack = failure.stack  # type: ignore[attr-defined]
+    error.remote_stack = failure.stack
     error.__cause__ = cause
     return error

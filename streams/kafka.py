@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streams.config import KafkaConfig
@@ -126,3 +127,18 @@ def consume_batch(consumer: Consumer, max_messages: int, timeout: float) -> list
     if first is None:
         return []
     return [first, *consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
+
+
+def end_offset(consumer: Consumer, topic: str, partition: int, timeout: float = 30.0) -> int:
+    """The partition's current end, retrying while a new topic's leader is not yet known."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout
+            )
+            return int(high)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -88,11 +88,20 @@ class ActivityTask:
     scheduled_at: int
     start_to_close_timeout_ms: int | None
     idempotency_key: str
+    heartbeat_timeout_ms: int | None = None
+    report_start: bool = False
+    heartbeat_details: list[Payload] = field(default_factory=list)
 
 
 class TimerKind(enum.Enum):
     USER_TIMER = "USER_TIMER"
     ACTIVITY_RETRY = "ACTIVITY_RETRY"
+    ACTIVITY_START_TO_CLOSE = "ACTIVITY_START_TO_CLOSE"
+    ACTIVITY_SCHEDULE_TO_START = "ACTIVITY_SCHEDULE_TO_START"
+    ACTIVITY_SCHEDULE_TO_CLOSE = "ACTIVITY_SCHEDULE_TO_CLOSE"
+    ACTIVITY_HEARTBEAT = "ACTIVITY_HEARTBEAT"
+    WORKFLOW_RUN_TIMEOUT = "WORKFLOW_RUN_TIMEOUT"
+    WORKFLOW_EXECUTION_TIMEOUT = "WORKFLOW_EXECUTION_TIMEOUT"
 
 
 @avro("everflow.Timer")
@@ -112,10 +121,21 @@ class Timer:
         return timer_key(self.workflow_id, self.run_id, self.kind, self.seq)
 
 
+_TAGS = {
+    TimerKind.USER_TIMER: "t",
+    TimerKind.ACTIVITY_RETRY: "r",
+    TimerKind.ACTIVITY_START_TO_CLOSE: "a",
+    TimerKind.ACTIVITY_SCHEDULE_TO_START: "q",
+    TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE: "c",
+    TimerKind.ACTIVITY_HEARTBEAT: "h",
+    TimerKind.WORKFLOW_RUN_TIMEOUT: "w",
+    TimerKind.WORKFLOW_EXECUTION_TIMEOUT: "x",
+}
+
+
 def timer_key(workflow_id: str, run_id: str, kind: TimerKind, seq: int) -> str:
     """The compaction key of a timer: one live record per timer."""
-    tag = "t" if kind is TimerKind.USER_TIMER else "r"
-    return f"{workflow_id}\x00{run_id}\x00{tag}{seq}"
+    return f"{workflow_id}\x00{run_id}\x00{_TAGS[kind]}{seq}"
 
 
 @avro("everflow.Snapshot")
@@ -184,7 +204,29 @@ class NotFound:
     message: str
 
 
-ReplyBody = StartAccepted | StartRejected | RunDescription | NotFound
+@avro("everflow.reply.ActivityCancelRequested")
+@dataclass(frozen=True, slots=True)
+class ActivityCancelRequest:
+    """To a runner: the workflow asks the running attempt to stop."""
+
+    workflow_id: str
+    run_id: str
+    activity_id: int
+    attempt: int
+
+
+@avro("everflow.reply.Rejected")
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The request cannot be done in the run's state (e.g. the run is not running)."""
+
+    code: str
+    message: str
+
+
+ReplyBody = (
+    StartAccepted | StartRejected | RunDescription | NotFound | ActivityCancelRequest | Rejected
+)
 
 
 @avro("everflow.Reply")

@@ -14,6 +14,8 @@ the clock, `random`, `uuid` and `asyncio.sleep` — the latter are caught with a
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import inspect
 import logging
 import random as _random
@@ -29,6 +31,7 @@ from streams._runtime import ActivityOptions, NotInWorkflowError, WorkflowInfo
 from streams.retry import RetryPolicy
 
 __all__ = [
+    "ActivityCancellationType",
     "NotInWorkflowError",
     "WorkflowDefinition",
     "WorkflowInfo",
@@ -45,6 +48,19 @@ __all__ = [
 ]
 
 C = TypeVar("C", bound=type)
+
+
+class ActivityCancellationType(enum.Enum):
+    """What cancelling a workflow's wait on an activity does to the activity."""
+
+    TRY_CANCEL = "try_cancel"
+    """ask the activity to stop (delivered on its next heartbeat); stop waiting at once"""
+    WAIT_CANCELLATION_COMPLETED = "wait_cancellation_completed"
+    """ask it to stop, and wait until it stopped or finished"""
+    ABANDON = "abandon"
+    """stop waiting; let the activity run on"""
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -108,13 +124,18 @@ async def execute_activity(
     retry_policy: RetryPolicy | None = None,
     task_queue: str | None = None,
     result_type: Any = None,
+    schedule_to_start_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
+    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
 ) -> Any:
     """Schedules an activity and waits for its result.
 
     The activity runs at least once per attempt, on a worker of `task_queue` (default: the
     workflow's). Failed attempts are retried per `retry_policy` (default: unlimited, with
     exponential backoff from 1 s). When it fails for good, `ActivityError` is raised here with
-    the activity's error as its cause. At least one timeout is required.
+    the activity's error as its cause (`ActivityTimeoutError` for a timeout). At least one of
+    start_to_close_timeout / schedule_to_close_timeout is required. `heartbeat_timeout` fails
+    an attempt that stops heartbeating; `schedule_to_start_timeout` one that no runner picks up.
     """
     if start_to_close_timeout is None and schedule_to_close_timeout is None:
         raise ValueError(
@@ -129,8 +150,23 @@ async def execute_activity(
         schedule_to_close_timeout=schedule_to_close_timeout,
         retry_policy=retry_policy,
         result_type=result_type if result_type is not None else hint,
+        schedule_to_start_timeout=schedule_to_start_timeout,
+        heartbeat_timeout=heartbeat_timeout,
+        cancellation_type=cancellation_type.value,
     )
-    return await _runtime.current().schedule_activity(options)
+    runtime = _runtime.current()
+    fut = runtime.schedule_activity(options)
+    if cancellation_type is not ActivityCancellationType.WAIT_CANCELLATION_COMPLETED:
+        return await fut
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        runtime.cancel_activity(fut)
+        try:
+            await fut  # until the activity stopped or finished
+        except Exception:  # its outcome no longer matters: the caller was cancelled
+            pass
+        raise
 
 
 def _activity_name(activity: Callable[..., Any] | str) -> tuple[str, Any]:

@@ -125,7 +125,9 @@ def test_zlib_codec_round_trips_and_compresses_large_payloads() -> None:
 def test_public_api_is_pinned() -> None:
     assert sorted(public_names) == sorted(
         [
+            "ActivityCancelledError",
             "ActivityError",
+            "ActivityTimeoutError",
             "ApplicationError",
             "Client",
             "DataConverter",
@@ -140,6 +142,7 @@ def test_public_api_is_pinned() -> None:
             "WorkflowFailureError",
             "WorkflowHandle",
             "WorkflowNotFoundError",
+            "WorkflowNotRunningError",
             "ZlibCodec",
             "activity",
             "workflow",
