@@ -101,6 +101,9 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
     ) -> asyncio.Task[Any]:
         return asyncio.Task(coro, loop=self, name=name, context=context)
 
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        pass  # the durable timer behind the handle is cancelled by the handle itself
+
     def get_debug(self) -> bool:
         return False
 

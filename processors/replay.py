@@ -81,7 +81,7 @@ def replay(workflow_id: str, events: list[HistoryEvent], instance: WorkflowInsta
             if queue and not in_block:
                 raise NonDeterminismError(mismatch(workflow_id, event, queue[0], None))
             step = instance.activate(event, replaying=True)
-            queue.extend(step.commands)
+            queue.extend(in_record_order(step.commands))
             blocked_tail = step.blocked
             nxt = events[i + 1] if i + 1 < len(events) else None
             if step.blocked is not None and not in_block and nxt is not None:
@@ -101,6 +101,16 @@ def replay(workflow_id: str, events: list[HistoryEvent], instance: WorkflowInsta
         elif isinstance(a, WorkflowUnblocked):
             in_block = False
     return Step(commands=queue, blocked=blocked_tail)
+
+
+def in_record_order(commands: list[RunCommand]) -> list[RunCommand]:
+    """A step's commands in the order they are recorded: cancel requests last, since one
+    may resolve its activity at once and that event must follow the step's other commands."""
+    if not any(isinstance(c, RequestCancelActivity) for c in commands):
+        return commands
+    return [c for c in commands if not isinstance(c, RequestCancelActivity)] + [
+        c for c in commands if isinstance(c, RequestCancelActivity)
+    ]
 
 
 def mismatch(

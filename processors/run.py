@@ -27,7 +27,13 @@ from processors.instance import (
     WorkflowInstance,
 )
 from processors.registry import Registry, UnknownWorkflowError
-from processors.replay import CHANGED, NonDeterminismError, describe_command, replay
+from processors.replay import (
+    CHANGED,
+    NonDeterminismError,
+    describe_command,
+    in_record_order,
+    replay,
+)
 from processors.replay import location as command_location
 from streams.events import (
     ActivityScheduled,
@@ -181,12 +187,7 @@ class Run(ActivityLifecycle):
     def start(self, started: WorkflowStarted, now: int, registry: Registry, fx: Effects) -> None:
         self._registry = registry
         event = self._append(started, now, fx)
-        for kind, ms in (
-            (TimerKind.WORKFLOW_RUN_TIMEOUT, started.run_timeout_ms),
-            (TimerKind.WORKFLOW_EXECUTION_TIMEOUT, started.execution_timeout_ms),
-        ):
-            if ms is not None:
-                self._set_timer(Timer(self.workflow_id, self.run_id, kind, 0, 0, now + ms), fx)
+        fx.derived_timers.extend(self._workflow_deadlines())
         try:
             self._load_instance(registry)
         except UnknownWorkflowError as e:
@@ -264,17 +265,8 @@ class Run(ActivityLifecycle):
         self._apply_step(step, event.time, fx)
 
     def _apply_step(self, step: Step, now: int, fx: Effects) -> None:
-        cancels = []
-        for command in step.commands:
-            if isinstance(command, RequestCancelActivity):
-                cancels.append(command)  # after the step's other commands: see below
-            else:
-                self._record_command(command, now, fx)
-        # a cancel may resolve the activity at once; its event must follow every command of
-        # this step, as replay expects
-        for command in cancels:
-            if not self.closed:
-                self.request_cancel_activity(command.activity_id, now, fx)
+        for command in in_record_order(step.commands):
+            self._record_command(command, now, fx)
         if step.blocked is not None and not self.closed:
             self._block("workflow_error", step.blocked, now, fx)
 
