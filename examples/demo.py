@@ -115,6 +115,8 @@ def main() -> None:
             "EVERFLOW_TOPIC_PREFIX": config.topic_prefix,
             "EVERFLOW_PARTITIONS": "4",
             "EVERFLOW_BANK_LEDGER": str(ledger),
+            # an attempt lost with the killed worker is retried after 5 s
+            "EVERFLOW_BANK_STEP_TIMEOUT": "5",
             "PYTHONPATH": str(ROOT),
         }
         print(f"topics: {config.topic_prefix}* created")

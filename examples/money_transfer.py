@@ -113,7 +113,8 @@ def refund(order: TransferOrder) -> str:
 RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=50), maximum_interval=timedelta(seconds=1)
 )
-STEP = timedelta(seconds=10)
+# an attempt lost with a crashed worker is retried after this long
+STEP = timedelta(seconds=float(os.environ.get("EVERFLOW_BANK_STEP_TIMEOUT", "10")))
 
 
 @workflow.defn

@@ -3,8 +3,10 @@
 Async activities run on an event loop of the runner; plain functions in a thread pool. At
 most `max_concurrent` run at once: the consumer pauses instead of buffering more, and it
 keeps polling while activities run, so a long activity never trips `max.poll.interval.ms`.
-Offsets are committed only up to the oldest unfinished task of each partition, so a crashed
-runner's unfinished tasks run again (at least once); the processor drops duplicate results.
+A task's offset is committed when it is taken: each attempt is dispatched once. An attempt
+lost with a crashed runner is recovered by the processor's timeouts (start-to-close,
+heartbeat), which schedule the next attempt — with the last heartbeat details — instead of
+Kafka re-delivering the same attempt behind the engine's back.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import queue
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -54,15 +56,6 @@ class RunnerConfig:
     threads: int = 16
 
 
-@dataclass(slots=True)
-class _Partition:
-    """Offsets in flight for one partition, to commit only what is finished."""
-
-    in_flight: set[int] = field(default_factory=set)
-    highest_done: int = -1
-    dirty: bool = False
-
-
 class ActivityRunner:
     def __init__(self, config: KafkaConfig, registry: Registry, settings: RunnerConfig) -> None:
         self.config = config
@@ -71,7 +64,7 @@ class ActivityRunner:
         self.topics = Topics(config.topic_prefix)
         self.wire = wire()
         self._done: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
-        self._partitions: dict[int, _Partition] = {}
+        self._taken: dict[int, int] = {}  # partition -> offset to commit
         self._running = 0
         self._last_commit = 0.0
         self.completed = 0
@@ -189,16 +182,14 @@ class ActivityRunner:
         self.producer.poll(0)
 
     def _on_revoke(self, consumer: object, partitions: list[TopicPartition]) -> None:
+        # hand the partitions over with what this runner took marked as taken
         self._collect_done()
         self._commit_done()
-        for tp in partitions:
-            self._partitions.pop(tp.partition, None)
 
     def _start(
         self, partition: int, offset: int, value: bytes | None, loop: Any, pool: Any
     ) -> None:
-        state = self._partitions.setdefault(partition, _Partition())
-        state.in_flight.add(offset)
+        self._taken[partition] = offset + 1
         self._running += 1
         try:
             task = self.wire.task.decode(value)
@@ -307,34 +298,22 @@ class ActivityRunner:
     def _collect_done(self) -> None:
         while True:
             try:
-                partition, offset = self._done.get_nowait()
+                self._done.get_nowait()
             except queue.Empty:
                 break
             self._running -= 1
             self.completed += 1
-            state = self._partitions.get(partition)
-            if state is None:
-                continue
-            state.in_flight.discard(offset)
-            state.highest_done = max(state.highest_done, offset)
-            state.dirty = True
-        if time.monotonic() - self._last_commit > 0.2:
+        if self._taken and time.monotonic() - self._last_commit > 0.2:
             self._commit_done()
 
     def _commit_done(self) -> None:
         self._last_commit = time.monotonic()
-        topic = self.topics.tasks(self.settings.task_queue)
-        commits = []
-        for partition, state in self._partitions.items():
-            if state.dirty:
-                state.dirty = False
-                commit_to = min(state.in_flight) if state.in_flight else state.highest_done + 1
-                commits.append(TopicPartition(topic, partition, commit_to))
-        if not commits:
+        if not self._taken:
             return
-        # results must be durable before their tasks count as done
-        self.producer.flush(10)
+        topic = self.topics.tasks(self.settings.task_queue)
+        commits = [TopicPartition(topic, p, o) for p, o in self._taken.items()]
+        self._taken.clear()
         try:
             self.consumer.commit(offsets=commits, asynchronous=True)
         except KafkaException as e:
-            log.warning("task offset commit failed (tasks may run again): %s", e)
+            log.warning("task offset commit failed (tasks may be taken again): %s", e)

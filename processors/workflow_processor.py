@@ -98,6 +98,7 @@ class WorkflowProcessor:
         self._seq = itertools.count()
         self._task_topics: set[str] = set()
         self._restore_needed: set[int] = set()
+        self._catching_up: dict[int, int] = {}  # partition -> commands end at assignment
         self._admin = kafka.admin(config)
         self._replies_partitions = partition_count(self._admin, self.topics.replies)
         self.stats = {"transactions": 0, "commands": 0, "events": 0, "timers_fired": 0}
@@ -148,11 +149,21 @@ class WorkflowProcessor:
         log.info("revoked partitions=%s instance=%s", sorted(ids), self.settings.instance_id)
         for p in ids:
             self.partitions.pop(p, None)
+            self._catching_up.pop(p, None)
         self._timers = [t for t in self._timers if t[2] not in ids]
         heapq.heapify(self._timers)
 
     def _restore(self, ids: list[int]) -> None:
         restored = restore_partitions(self.config, self.wire, ids)
+        # commands that arrived while nobody owned a partition (an activity's result, say)
+        # come before its overdue timers: a timeout must not win against a waiting result.
+        # (commands is never written transactionally, so its end is a real record's offset)
+        commands = self.topics.commands
+        committed = self.consumer.committed([TopicPartition(commands, p) for p in ids], 30)
+        for tp in committed:
+            end = kafka.end_offset(self.consumer, commands, tp.partition)
+            if tp.offset < end:
+                self._catching_up[tp.partition] = end
         for p, part in restored.items():
             self.partitions[p] = part.runs
             self._timers = [t for t in self._timers if t[2] != p]
@@ -173,7 +184,10 @@ class WorkflowProcessor:
         wait = self.settings.max_wait
         if self._timers:
             wait = min(wait, max(0.0, self._timers[0][0] / 1000.0 - time.time()))
+        if self._catching_up:
+            wait = max(wait, 0.01)
         messages = kafka.consume_batch(self.consumer, self.settings.batch_size, wait)
+        self._update_catch_up(messages)
         now = int(time.time() * 1000)
         due = self._due_timers(now)
         if not messages and not due and not self._restore_needed:
@@ -193,12 +207,27 @@ class WorkflowProcessor:
         self._try_unblock(now, batch)
         self._commit(batch, due)
 
+    def _update_catch_up(self, messages: list[Message]) -> None:
+        if not self._catching_up:
+            return
+        for msg in messages:
+            partition, offset = msg.partition(), msg.offset()
+            if partition in self._catching_up and offset is not None:
+                if offset + 1 >= self._catching_up[partition]:
+                    del self._catching_up[partition]
+
     def _due_timers(self, now: int) -> list[tuple[int, Timer]]:
         due: list[tuple[int, Timer]] = []
+        held: list[tuple[int, int, int, Timer]] = []
         while self._timers and self._timers[0][0] <= now and len(due) < self.settings.timer_budget:
-            _, _, partition, timer = heapq.heappop(self._timers)
-            if partition in self.partitions:
+            entry = heapq.heappop(self._timers)
+            partition, timer = entry[2], entry[3]
+            if partition in self._catching_up:
+                held.append(entry)
+            elif partition in self.partitions:
                 due.append((partition, timer))
+        for entry in held:
+            heapq.heappush(self._timers, entry)
         return due
 
     def _handle_message(self, msg: Message, now: int, batch: _Batch) -> None:

@@ -91,5 +91,6 @@ def worker_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[
         "EVERFLOW_TOPIC_PREFIX": topic_prefix,
         "EVERFLOW_PARTITIONS": "4",
         "EVERFLOW_BANK_LEDGER": str(tmp_path / "bank.jsonl"),
+        "EVERFLOW_BANK_STEP_TIMEOUT": "5",
         "PYTHONPATH": str(ROOT),
     }
