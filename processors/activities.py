@@ -145,10 +145,11 @@ class ActivityLifecycle:
     def heartbeat_activity(
         self, activity_id: int, attempt: int, details: list[Payload], now: int, fx: Effects
     ) -> bool:
-        """Records a heartbeat; True if the workflow asked the activity to stop."""
+        """Records a heartbeat; True if the activity should stop: the workflow asked it to,
+        or nobody waits for this attempt any more (timed out, run closed)."""
         state = self._current(activity_id, attempt)
         if state is None:
-            return False
+            return True
         self._append(ActivityHeartbeatRecorded(activity_id, attempt, details), now, fx)
         self._arm(state, [TimerKind.ACTIVITY_HEARTBEAT], fx)
         return state.cancel_requested

@@ -266,15 +266,16 @@ class WorkflowProcessor:
                 if run is not None and run.run_id == body.run_id:
                     run.start_activity(body.activity_id, body.attempt, now, batch.effects(run))
             case HeartbeatActivity():
+                stop = True  # an attempt of a run nobody knows: nothing waits for it
                 if run is not None and run.run_id == body.run_id:
                     stop = run.heartbeat_activity(
                         body.activity_id, body.attempt, body.details, now, batch.effects(run)
                     )
-                    if stop and body.reply_to:
-                        request = ActivityCancelRequest(
-                            run.workflow_id, run.run_id, body.activity_id, body.attempt
-                        )
-                        batch.replies.append(Reply(body.reply_to, command.command_id, request))
+                if stop and body.reply_to:
+                    request = ActivityCancelRequest(
+                        command.workflow_id, body.run_id, body.activity_id, body.attempt
+                    )
+                    batch.replies.append(Reply(body.reply_to, command.command_id, request))
             case _:
                 assert_never(body)
 
@@ -329,7 +330,12 @@ class WorkflowProcessor:
             run = Run(command.workflow_id, body.run_id, partition)
             runs[command.workflow_id] = run
             started = WorkflowStarted(
-                body.workflow_type, body.task_queue, body.args, command.command_id
+                body.workflow_type,
+                body.task_queue,
+                body.args,
+                command.command_id,
+                body.execution_timeout_ms,
+                body.run_timeout_ms,
             )
             run.start(started, now, self.registry, batch.effects(run))
             reply = StartAccepted(run.run_id)
