@@ -104,13 +104,18 @@ def replay(workflow_id: str, events: list[HistoryEvent], instance: WorkflowInsta
 
 
 def in_record_order(commands: list[RunCommand]) -> list[RunCommand]:
-    """A step's commands in the order they are recorded: cancel requests last, since one
-    may resolve its activity at once and that event must follow the step's other commands."""
-    if not any(isinstance(c, RequestCancelActivity) for c in commands):
+    """A step's commands in the order they are recorded: cancel requests after the others,
+    since one may resolve its activity at once and that event must follow the step's other
+    commands; and a close (complete, fail, cancel) last, so nothing is lost after it."""
+    if len(commands) < 2:
         return commands
-    return [c for c in commands if not isinstance(c, RequestCancelActivity)] + [
-        c for c in commands if isinstance(c, RequestCancelActivity)
-    ]
+
+    def rank(c: RunCommand) -> int:
+        if isinstance(c, RequestCancelActivity):
+            return 1
+        return 2 if isinstance(c, CompleteRun | FailRun | CancelRun) else 0
+
+    return sorted(commands, key=rank)  # stable: same-rank commands keep their order
 
 
 def mismatch(

@@ -140,8 +140,8 @@ def test_wait_condition_timing_out_raises_timeout_error_in_the_workflow() -> Non
     timer = next(t for t in fx.timers if t.kind is TimerKind.USER_TIMER)
     fx = Effects()
     assert run.fire_timer(timer, 11000, REGISTRY, fx)
-    # the run closed in the same step: the abandoned activity is simply left to finish
-    assert kinds(fx) == ["TimerFired", "WorkflowCompleted"]
+    # the background job is cancelled in the step that closes the run: asked to stop first
+    assert kinds(fx) == ["TimerFired", "ActivityCancelRequested", "WorkflowCompleted"]
     assert conv.from_payload(run.result) == "timed out"
     replays_cleanly(run)
 
@@ -301,3 +301,60 @@ def test_a_timer_of_another_run_is_stale() -> None:
     run, _ = start(Sleepy)
     other = Timer("wf", "r0", TimerKind.USER_TIMER, 1, 0, 5)
     assert not run.fire_timer(other, 61000, REGISTRY, Effects())
+
+
+@workflow.defn
+class CancelTypes:
+    @workflow.run
+    async def run(self, how: str) -> str:
+        kind = workflow.ActivityCancellationType(how)
+        try:
+            await workflow.execute_activity(
+                work, "job", start_to_close_timeout=timedelta(seconds=9), cancellation_type=kind
+            )
+        except asyncio.CancelledError:
+            return f"stopped waiting ({how})"
+        return "finished"
+
+
+CANCEL_TYPES = Registry([CancelTypes], [work])
+
+
+def start_types(how: str) -> Run:
+    run, fx = Run("wf", "r1", 0), Effects()
+    started = WorkflowStarted("CancelTypes", "q", conv.to_payloads([how]), "c")
+    run.start(started, 1000, CANCEL_TYPES, fx)
+    return run
+
+
+def test_abandon_stops_waiting_without_asking_the_activity_to_stop() -> None:
+    run = start_types("abandon")
+    fx = Effects()
+    run.cancel("", 2000, CANCEL_TYPES, fx)
+    assert kinds(fx) == ["WorkflowCancelRequested", "WorkflowCompleted"]
+    assert conv.from_payload(run.result) == "stopped waiting (abandon)"
+
+
+def test_wait_cancellation_completed_waits_until_the_activity_stopped() -> None:
+    run = start_types("wait_cancellation_completed")
+    fx = Effects()
+    run.cancel("", 2000, CANCEL_TYPES, fx)
+    assert kinds(fx) == ["WorkflowCancelRequested", "ActivityCancelRequested"]
+    assert run.status is RunStatus.RUNNING  # still waiting for the activity
+    fx = Effects()
+    cancelled = Failure("stopped", "CancelledError", kind="cancelled", non_retryable=True)
+    assert run.fail_activity(1, 1, cancelled, 3000, CANCEL_TYPES, fx)
+    assert kinds(fx) == ["ActivityCanceled", "WorkflowCompleted"]
+    assert conv.from_payload(run.result) == "stopped waiting (wait_cancellation_completed)"
+    copy = Run("wf", "r1", 0)
+    for e in run.events:
+        copy.apply(e)
+    copy.status = RunStatus.RUNNING
+    copy._replay(CANCEL_TYPES)
+
+
+def test_try_cancel_stops_waiting_at_once_and_asks_the_activity_to_stop() -> None:
+    run = start_types("try_cancel")
+    fx = Effects()
+    run.cancel("", 2000, CANCEL_TYPES, fx)
+    assert kinds(fx) == ["WorkflowCancelRequested", "ActivityCancelRequested", "WorkflowCompleted"]
