@@ -45,9 +45,13 @@ def write_synthetic_timers(config: KafkaConfig, count: int, start_ms: int, sprea
         timer = Timer(
             f"ghost-{i}", "r", TimerKind.USER_TIMER, 1, 0, start_ms + (i * 7919) % spread_ms
         )
-        producer.produce(
-            topic, codec.encode(timer), timer.key.encode(), partition=i % config.partitions
-        )
+        value = codec.encode(timer)
+        while True:
+            try:
+                producer.produce(topic, value, timer.key.encode(), partition=i % config.partitions)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain
+                producer.poll(0.5)
         if i % 20000 == 0:
             producer.poll(0)
     producer.flush(120)
@@ -170,7 +174,7 @@ def main() -> None:
     with provision_broker() as bootstrap:
         print(f"timers — broker {bootstrap}, {args.partitions} partitions, 1 worker process")
         print(f"{'pending timers':>15} {'runs':>6} {'lag p50 ms':>11} {'lag p99 ms':>11}")
-        for pending in [int(x) for x in args.pending.split(",")]:
+        for pending in [int(x) for x in args.pending.split(",") if x]:
             config = KafkaConfig(
                 bootstrap=bootstrap,
                 partitions=args.partitions,
