@@ -9,6 +9,7 @@ recorded events fed again, and `processors.run` checks the commands match the re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import sys
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from processors.determinism import DeterminismGuard, _is_user_frame
+from processors.handlers import CompleteUpdate, MessageHandlers
 from processors.loop import WorkflowEventLoop
 from streams._runtime import ActivityOptions, WorkflowInfo, WorkflowRuntime
 from streams.config import DEFAULT_MAX_PAYLOAD_BYTES
@@ -27,7 +29,9 @@ from streams.events import (
     ActivityCompleted,
     ActivityFailed,
     HistoryEvent,
+    SignalReceived,
     TimerFired,
+    UpdateAccepted,
     WorkflowCancelRequested,
     WorkflowStarted,
 )
@@ -40,7 +44,7 @@ from streams.failures import (
 )
 from streams.payload import DataConverter, Payload, check_size
 from streams.records import Failure
-from streams.workflow import WorkflowDefinition
+from streams.workflow import ContinueAsNewError, WorkflowDefinition
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,12 @@ class CancelRun:
 
 
 @dataclass(frozen=True, slots=True)
+class ContinueAsNewRun:
+    args: list[Payload]
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CompleteRun:
     result: Payload
     location: str = ""
@@ -97,6 +107,8 @@ RunCommand = (
     | CompleteRun
     | FailRun
     | CancelRun
+    | CompleteUpdate
+    | ContinueAsNewRun
 )
 
 
@@ -108,7 +120,7 @@ class Step:
     blocked: Failure | None = None
 
 
-class WorkflowInstance(WorkflowRuntime):
+class WorkflowInstance(MessageHandlers, WorkflowRuntime):
     """One run's code and everything it waits on."""
 
     def __init__(
@@ -132,6 +144,7 @@ class WorkflowInstance(WorkflowRuntime):
             task_queue=started.task_queue,
             start_time=_dt(start_time_ms),
             history_length=1,
+            continued_from_run_id=started.continued_from_run_id,
         )
         self._started = started
         self._time_ms = start_time_ms
@@ -142,6 +155,10 @@ class WorkflowInstance(WorkflowRuntime):
         self._next_activity = 1
         self._next_timer = 1
         self._cancelled_timers: set[int] = set()
+        self._obj: Any = None
+        self._handler_failure: BaseException | None = None
+        self.history_length = 1
+        self.suggest_continue_as_new_after = 10_000
         self._given_up: set[int] = set()
         self._commands: list[RunCommand] = []
         self._replaying = False
@@ -155,6 +172,7 @@ class WorkflowInstance(WorkflowRuntime):
     def activate(self, event: HistoryEvent, replaying: bool = False) -> Step:
         """Delivers one resolving event to the code and runs it until it waits again."""
         self._time_ms = event.time
+        self.history_length = event.event_id
         self._replaying = replaying
         self._commands = []
         attrs = event.attributes
@@ -171,6 +189,10 @@ class WorkflowInstance(WorkflowRuntime):
                     self._fire_timer(attrs.timer_id)
                 elif isinstance(attrs, ActivityCanceled):
                     self._resolve_activity(attrs.activity_id, None, None, cancelled=True)
+                elif isinstance(attrs, SignalReceived):
+                    self._deliver_signal(attrs.signal_name, attrs.args)
+                elif isinstance(attrs, UpdateAccepted):
+                    self._accept_update(attrs.update_id, attrs.update_name, attrs.args)
                 elif isinstance(attrs, WorkflowCancelRequested):
                     if self._main is not None and not self._main.done():
                         self._main.cancel(attrs.reason or "cancel requested")
@@ -183,6 +205,14 @@ class WorkflowInstance(WorkflowRuntime):
             step.blocked = to_failure(e, self.converter, kind="workflow")
             return step
         step.commands = self._commands
+        if self._handler_failure is not None and not self.closed:
+            error, self._handler_failure = self._handler_failure, None
+            if isinstance(error, FailureError):  # a handler failing on purpose fails the run
+                step.commands.append(FailRun(to_failure(error, self.converter)))
+                self.closed = True
+            else:
+                step.blocked = to_failure(error, self.converter, kind="workflow")
+                return step
         blocked = self._main_outcome_blocked()
         if blocked is not None:
             step.blocked = blocked
@@ -214,7 +244,7 @@ class WorkflowInstance(WorkflowRuntime):
 
     def _start_main(self) -> None:
         args = self.converter.from_payloads(self._started.args, self.definition.arg_types)
-        obj = self.definition.cls()
+        obj = self._obj = self.definition.cls()
         method = getattr(obj, self.definition.run_method)
         self._main = self.loop.create_task(method(*args), name="workflow-main")
         self._main.add_done_callback(self._on_main_done)
@@ -225,6 +255,10 @@ class WorkflowInstance(WorkflowRuntime):
             self._commands.append(CancelRun())
             return
         error = task.exception()
+        if isinstance(error, ContinueAsNewError):
+            args = self.converter.to_payloads(list(error.run_args))
+            self._commands.append(ContinueAsNewRun(args))
+            return
         if error is None:
             result = self.converter.to_payload(task.result())
             try:
@@ -241,7 +275,7 @@ class WorkflowInstance(WorkflowRuntime):
         if main is None or not main.done() or main.cancelled():
             return None
         error = main.exception()
-        if error is None or isinstance(error, FailureError):
+        if error is None or isinstance(error, FailureError | ContinueAsNewError):
             return None
         return to_failure(error, self.converter, kind="workflow")
 
@@ -299,7 +333,11 @@ class WorkflowInstance(WorkflowRuntime):
 
     # ---- WorkflowRuntime ------------------------------------------------------------------
     def info(self) -> WorkflowInfo:
-        return self._info
+        return dataclasses.replace(
+            self._info,
+            history_length=self.history_length,
+            continue_as_new_suggested=self.history_length >= self.suggest_continue_as_new_after,
+        )
 
     def now(self) -> datetime:
         return _dt(self._time_ms)

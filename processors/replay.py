@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import assert_never
 
+from processors.handlers import CompleteUpdate
 from processors.instance import (
     CancelRun,
     CancelTimer,
     CompleteRun,
+    ContinueAsNewRun,
     FailRun,
     RequestCancelActivity,
     RunCommand,
@@ -27,13 +29,17 @@ from streams.events import (
     ActivityScheduled,
     EventAttributes,
     HistoryEvent,
+    SignalReceived,
     TimerCanceled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WorkflowBlocked,
     WorkflowCanceled,
     WorkflowCancelRequested,
     WorkflowCompleted,
+    WorkflowContinuedAsNew,
     WorkflowFailed,
     WorkflowStarted,
     WorkflowUnblocked,
@@ -48,6 +54,8 @@ RESOLVING = (
     ActivityCanceled,
     TimerFired,
     WorkflowCancelRequested,
+    SignalReceived,
+    UpdateAccepted,
 )
 COMMAND_EVENTS = (
     ActivityScheduled,
@@ -57,6 +65,8 @@ COMMAND_EVENTS = (
     WorkflowCompleted,
     WorkflowFailed,
     WorkflowCanceled,
+    UpdateCompleted,
+    WorkflowContinuedAsNew,
 )
 CHANGED = "the workflow code changed — guard the change with workflow.patched()"
 
@@ -113,7 +123,7 @@ def in_record_order(commands: list[RunCommand]) -> list[RunCommand]:
     def rank(c: RunCommand) -> int:
         if isinstance(c, RequestCancelActivity):
             return 1
-        return 2 if isinstance(c, CompleteRun | FailRun | CancelRun) else 0
+        return 2 if isinstance(c, CompleteRun | FailRun | CancelRun | ContinueAsNewRun) else 0
 
     return sorted(commands, key=rank)  # stable: same-rank commands keep their order
 
@@ -154,6 +164,10 @@ def matches(command: RunCommand, recorded: EventAttributes) -> bool:
             return isinstance(recorded, WorkflowFailed)
         case CancelRun():
             return isinstance(recorded, WorkflowCanceled)
+        case CompleteUpdate():
+            return isinstance(recorded, UpdateCompleted) and recorded.update_id == command.update_id
+        case ContinueAsNewRun():
+            return isinstance(recorded, WorkflowContinuedAsNew)
         case _:
             assert_never(command)
 
@@ -174,6 +188,10 @@ def describe_command(c: RunCommand | None) -> str:
             return "WorkflowFailed"
         case CancelRun():
             return "WorkflowCanceled"
+        case CompleteUpdate():
+            return f"UpdateCompleted({c.update_id!r})"
+        case ContinueAsNewRun():
+            return "WorkflowContinuedAsNew"
         case None:
             return "nothing"
         case _:

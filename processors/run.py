@@ -9,15 +9,18 @@ transaction: activity tasks, timer records, the completion.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import assert_never
 
 from processors.activities import ActivityLifecycle, ActivityState
+from processors.handlers import CompleteUpdate
 from processors.instance import (
     CancelRun,
     CancelTimer,
     CompleteRun,
+    ContinueAsNewRun,
     FailRun,
     RequestCancelActivity,
     RunCommand,
@@ -39,13 +42,17 @@ from streams.events import (
     ActivityScheduled,
     EventAttributes,
     HistoryEvent,
+    SignalReceived,
     TimerCanceled,
     TimerFired,
     TimerStarted,
+    UpdateAccepted,
+    UpdateCompleted,
     WorkflowBlocked,
     WorkflowCanceled,
     WorkflowCancelRequested,
     WorkflowCompleted,
+    WorkflowContinuedAsNew,
     WorkflowFailed,
     WorkflowStarted,
     WorkflowTerminated,
@@ -57,10 +64,12 @@ from streams.records import (
     ActivityTask,
     Completion,
     Failure,
+    Reply,
     RunDescription,
     RunStatus,
     Timer,
     TimerKind,
+    UpdateResult,
 )
 from streams.retry import RetryPolicy
 
@@ -79,6 +88,7 @@ class Effects:
     timer_ops: list[tuple[str, Timer | None]] = field(default_factory=list)
     derived_timers: list[Timer] = field(default_factory=list)
     completions: list[Completion] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
 
     @property
     def timers(self) -> list[Timer]:
@@ -110,6 +120,8 @@ class Run(ActivityLifecycle):
         self.failure: Failure | None = None
         self.blocked: Failure | None = None
         self.cancel_requested = False
+        self.updates: dict[str, tuple[str | None, str]] = {}  # id -> (reply_to, request id)
+        self.next_run: tuple[str, list[Payload]] | None = None
         self.activities: dict[int, ActivityState] = {}
         self.timers: dict[int, int] = {}
         self.instance: WorkflowInstance | None = None
@@ -154,6 +166,15 @@ class Run(ActivityLifecycle):
                 self._set_closed(RunStatus.TIMED_OUT, event.time, failure=failure)
             case WorkflowCancelRequested():
                 self.cancel_requested = True
+            case SignalReceived():
+                pass
+            case UpdateAccepted():
+                self.updates[a.update_id] = (a.reply_to, a.request_id)
+            case UpdateCompleted():
+                self.updates.pop(a.update_id, None)
+            case WorkflowContinuedAsNew():
+                self._set_closed(RunStatus.CONTINUED_AS_NEW, event.time)
+                self.next_run = (a.new_run_id, a.args)
             case WorkflowBlocked():
                 self.blocked = a.failure
             case WorkflowUnblocked():
@@ -172,6 +193,11 @@ class Run(ActivityLifecycle):
 
     def _append(self, attrs: EventAttributes, now: int, fx: Effects) -> HistoryEvent:
         event = HistoryEvent(self.workflow_id, self.run_id, len(self.events) + 1, now, attrs)
+        if isinstance(attrs, UpdateCompleted) and attrs.update_id in self.updates:
+            reply_to, request_id = self.updates[attrs.update_id]
+            if reply_to:
+                result = UpdateResult(attrs.update_id, attrs.result, attrs.failure)
+                fx.replies.append(Reply(reply_to, request_id, result))
         self.apply(event)
         fx.events.append(event)
         return event
@@ -230,6 +256,44 @@ class Run(ActivityLifecycle):
         self._registry = registry
         self._resolve(WorkflowCancelRequested(reason), now, fx)
         return True
+
+    def signal(
+        self, name: str, args: list[Payload], now: int, registry: Registry, fx: Effects
+    ) -> None:
+        """Records a signal and delivers it to its handler."""
+        self._registry = registry
+        self._resolve(SignalReceived(name, args), now, fx)
+
+    def accept_update(
+        self,
+        update_id: str,
+        name: str,
+        args: list[Payload],
+        reply_to: str,
+        request_id: str,
+        now: int,
+        registry: Registry,
+        fx: Effects,
+    ) -> None:
+        """Records a validated update and runs its handler; the outcome is replied when
+        the handler finishes (possibly in a later transaction)."""
+        self._registry = registry
+        self._resolve(UpdateAccepted(update_id, name, args, reply_to, request_id), now, fx)
+
+    def live_instance(self, registry: Registry) -> WorkflowInstance:
+        """The run's code with its current state, rebuilt by replay if it is not loaded
+        (also for a closed run: queries read its final state). Records nothing."""
+        if self.instance is not None:
+            return self.instance
+        self._load_instance(registry)
+        instance = self.instance
+        assert instance is not None
+        try:
+            replay(self.workflow_id, self.events, instance)
+        finally:
+            if self.closed or self.blocked is not None:
+                self.instance = None  # only running runs keep their code loaded
+        return instance
 
     def terminate(self, reason: str, now: int, fx: Effects) -> bool:
         """Ends the run at once; no workflow code runs."""
@@ -318,6 +382,14 @@ class Run(ActivityLifecycle):
                 self._close(now, fx)
             case RequestCancelActivity():
                 self.request_cancel_activity(command.activity_id, now, fx)
+            case CompleteUpdate():
+                self._append(
+                    UpdateCompleted(command.update_id, command.result, command.failure), now, fx
+                )
+            case ContinueAsNewRun():
+                new_run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"everflow:{self.run_id}:next"))
+                self._append(WorkflowContinuedAsNew(new_run_id, command.args), now, fx)
+                self._close(now, fx)
             case _:
                 assert_never(command)
 

@@ -15,12 +15,20 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import assert_never
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from processors.registry import Registry
+from processors.requests import (
+    Batch,
+    continue_runs,
+    query_run,
+    signal_run,
+    start_run,
+    update_run,
+)
 from processors.restore import restore_partitions
 from processors.run import Effects, Run
 from streams import kafka
@@ -31,13 +39,15 @@ from streams.commands import (
     DescribeWorkflow,
     FailActivity,
     HeartbeatActivity,
+    QueryWorkflow,
+    SignalWorkflow,
     StartActivity,
     StartWorkflow,
     TerminateWorkflow,
+    UpdateWorkflow,
 )
 from streams.config import KafkaConfig
 from streams.errors import PayloadDecodeError
-from streams.events import WorkflowStarted
 from streams.records import (
     ActivityCancelRequest,
     NotFound,
@@ -45,8 +55,6 @@ from streams.records import (
     Reply,
     ReplyBody,
     Snapshot,
-    StartAccepted,
-    StartRejected,
     Timer,
     TimerKind,
 )
@@ -67,21 +75,6 @@ class ProcessorConfig:
     batch_size: int = 1000
     max_wait: float = 0.05
     timer_budget: int = 2000
-
-
-@dataclass(slots=True)
-class _Batch:
-    """What one transaction accumulates."""
-
-    fx: dict[int, Effects] = field(default_factory=dict)
-    replies: list[Reply] = field(default_factory=list)
-    dirty: dict[int, dict[str, Run]] = field(default_factory=dict)
-    offsets: dict[int, int] = field(default_factory=dict)
-    dead: list[tuple[Message, str]] = field(default_factory=list)
-
-    def effects(self, run: Run) -> Effects:
-        self.dirty.setdefault(run.partition, {})[run.workflow_id] = run
-        return self.fx.setdefault(run.partition, Effects())
 
 
 class WorkflowProcessor:
@@ -192,7 +185,7 @@ class WorkflowProcessor:
         due = self._due_timers(now)
         if not messages and not due and not self._restore_needed:
             return
-        batch = _Batch()
+        batch = Batch()
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -230,7 +223,7 @@ class WorkflowProcessor:
             heapq.heappush(self._timers, entry)
         return due
 
-    def _handle_message(self, msg: Message, now: int, batch: _Batch) -> None:
+    def _handle_message(self, msg: Message, now: int, batch: Batch) -> None:
         topic, partition, offset = kafka.where(msg)
         try:
             command = self.wire.command.decode(msg.value())
@@ -245,7 +238,13 @@ class WorkflowProcessor:
         body = command.body
         match body:
             case StartWorkflow():
-                self._start(command, body, runs, run, partition, now, batch)
+                start_run(command, body, runs, partition, now, self.registry, batch)
+            case SignalWorkflow():
+                signal_run(command, body, run, now, self.registry, batch)
+            case QueryWorkflow():
+                query_run(command, body, run, self.registry, batch)
+            case UpdateWorkflow():
+                update_run(command, body, run, now, self.registry, batch)
             case CompleteActivity():
                 if run is not None and run.run_id == body.run_id:
                     fx = batch.effects(run)
@@ -278,6 +277,9 @@ class WorkflowProcessor:
                     batch.replies.append(Reply(body.reply_to, command.command_id, request))
             case _:
                 assert_never(body)
+        current = runs.get(command.workflow_id)
+        if current is not None and current.next_run is not None:
+            continue_runs(current, runs, now, self.registry, batch)
 
     def _cancel(
         self,
@@ -285,7 +287,7 @@ class WorkflowProcessor:
         body: CancelWorkflow | TerminateWorkflow,
         run: Run | None,
         now: int,
-        batch: _Batch,
+        batch: Batch,
     ) -> None:
         reply: ReplyBody
         if run is None:
@@ -307,43 +309,8 @@ class WorkflowProcessor:
         if body.reply_to:
             batch.replies.append(Reply(body.reply_to, command.command_id, reply))
 
-    def _start(
-        self,
-        command: Command,
-        body: StartWorkflow,
-        runs: dict[str, Run],
-        run: Run | None,
-        partition: int,
-        now: int,
-        batch: _Batch,
-    ) -> None:
-        reply: ReplyBody
-        if run is not None and run.start_command_id == command.command_id:
-            reply = StartAccepted(run.run_id)  # a retried start: same answer, no second run
-        elif run is not None and not run.closed:
-            reply = StartRejected(
-                "already_started",
-                f"workflow {command.workflow_id!r} is already running (run {run.run_id})",
-                run.run_id,
-            )
-        else:
-            run = Run(command.workflow_id, body.run_id, partition)
-            runs[command.workflow_id] = run
-            started = WorkflowStarted(
-                body.workflow_type,
-                body.task_queue,
-                body.args,
-                command.command_id,
-                body.execution_timeout_ms,
-                body.run_timeout_ms,
-            )
-            run.start(started, now, self.registry, batch.effects(run))
-            reply = StartAccepted(run.run_id)
-        if body.reply_to:
-            batch.replies.append(Reply(body.reply_to, command.command_id, reply))
-
     def _describe(
-        self, command: Command, body: DescribeWorkflow, run: Run | None, batch: _Batch
+        self, command: Command, body: DescribeWorkflow, run: Run | None, batch: Batch
     ) -> None:
         reply: ReplyBody
         if run is None or (body.run_id is not None and body.run_id != run.run_id):
@@ -352,7 +319,7 @@ class WorkflowProcessor:
             reply = run.describe(run.encoded if body.include_history else None)
         batch.replies.append(Reply(body.reply_to, command.command_id, reply))
 
-    def _fire(self, partition: int, timer: Timer, now: int, batch: _Batch) -> None:
+    def _fire(self, partition: int, timer: Timer, now: int, batch: Batch) -> None:
         run = self.partitions.get(partition, {}).get(timer.workflow_id)
         if run is None or run.run_id != timer.run_id:
             if timer.kind in PERSISTED_TIMERS:  # its run is gone: drop the record too
@@ -362,8 +329,10 @@ class WorkflowProcessor:
         # record, if it had one, was tombstoned or replaced when the state moved on
         if run.fire_timer(timer, now, self.registry, batch.effects(run)):
             self.stats["timers_fired"] += 1
+            if run.next_run is not None:
+                continue_runs(run, self.partitions[partition], now, self.registry, batch)
 
-    def _try_unblock(self, now: int, batch: _Batch) -> None:
+    def _try_unblock(self, now: int, batch: Batch) -> None:
         for p in list(self._restore_needed):
             for run in self.partitions.get(p, {}).values():
                 if run.blocked is not None and not run.closed:
@@ -371,7 +340,7 @@ class WorkflowProcessor:
         self._restore_needed.clear()
 
     # ---- the transaction ----------------------------------------------------------------------
-    def _commit(self, batch: _Batch, due: list[tuple[int, Timer]]) -> None:
+    def _commit(self, batch: Batch, due: list[tuple[int, Timer]]) -> None:
         started = time.perf_counter()
         try:
             self.producer.begin_transaction()
@@ -405,7 +374,7 @@ class WorkflowProcessor:
             )
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def _produce(self, batch: _Batch) -> list[tuple[int, Timer]]:
+    def _produce(self, batch: Batch) -> list[tuple[int, Timer]]:
         produce = self.producer.produce
         t = self.topics
         new_timers: list[tuple[int, Timer]] = []
@@ -414,8 +383,7 @@ class WorkflowProcessor:
                 raw = self.wire.event.encode(event)
                 key = event.workflow_id.encode()
                 produce(t.history, raw, key, partition=p)
-                run = self.partitions[p][event.workflow_id]
-                run.encoded.append(raw)
+                batch.dirty[p][(event.workflow_id, event.run_id)].encoded.append(raw)
                 self.stats["events"] += 1
             for queue, task in fx.tasks:
                 topic = self._task_topic(queue)
@@ -442,6 +410,8 @@ class WorkflowProcessor:
                     run.workflow_id.encode(),
                     partition=p,
                 )
+        for fx in batch.fx.values():
+            batch.replies.extend(fx.replies)
         for reply in batch.replies:
             rp = kafka.partition_for(reply.client_id, self._replies_partitions)
             produce(

@@ -32,6 +32,12 @@ class WorkflowInfo:
     task_queue: str
     start_time: datetime
     history_length: int
+    continue_as_new_suggested: bool = False
+    continued_from_run_id: str | None = None
+
+    def is_continue_as_new_suggested(self) -> bool:
+        """True once the history is long enough that the run should continue_as_new()."""
+        return self.continue_as_new_suggested
 
 
 @dataclass(frozen=True, slots=True)

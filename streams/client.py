@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -23,8 +24,11 @@ from streams.commands import (
     Command,
     CommandBody,
     DescribeWorkflow,
+    QueryWorkflow,
+    SignalWorkflow,
     StartWorkflow,
     TerminateWorkflow,
+    UpdateWorkflow,
 )
 from streams.config import KafkaConfig
 from streams.errors import (
@@ -40,6 +44,7 @@ from streams.payload import DataConverter, check_size
 from streams.records import (
     Completion,
     NotFound,
+    QueryResult,
     Rejected,
     Reply,
     ReplyBody,
@@ -47,6 +52,7 @@ from streams.records import (
     RunStatus,
     StartAccepted,
     StartRejected,
+    UpdateResult,
 )
 from streams.topics import Topics, partition_count
 from streams.wire import wire
@@ -131,12 +137,28 @@ class Client:
         task_queue: str,
         execution_timeout: timedelta | None = None,
         run_timeout: timedelta | None = None,
+        start_signal: Any = None,
+        start_signal_args: Sequence[Any] = (),
+        id_reuse_policy: str = "allow_duplicate",
+        id_conflict_policy: str = "fail",
         request_timeout: timedelta = timedelta(seconds=30),
     ) -> WorkflowHandle:
         """Starts a run; WorkflowAlreadyStartedError if one with this ID is running.
 
         `execution_timeout` / `run_timeout` end the run as TIMED_OUT when they pass.
+        `start_signal` (+ `start_signal_args`) delivers a signal right after the start
+        (signal-with-start). `id_reuse_policy` (allow_duplicate, allow_duplicate_failed_only,
+        reject_duplicate) governs an ID whose run closed; `id_conflict_policy` (fail,
+        use_existing) one that is running.
         """
+        if id_reuse_policy not in (
+            "allow_duplicate",
+            "allow_duplicate_failed_only",
+            "reject_duplicate",
+        ):
+            raise ValueError(f"unknown id_reuse_policy {id_reuse_policy!r}")
+        if id_conflict_policy not in ("fail", "use_existing"):
+            raise ValueError(f"unknown id_conflict_policy {id_conflict_policy!r}")
         name = workflow if isinstance(workflow, str) else WorkflowDefinition.of(workflow).name
         payloads = self.converter.to_payloads(list(args))
         check_size(payloads, self.config.max_payload_bytes, f"the arguments of workflow {id!r}")
@@ -150,6 +172,10 @@ class Client:
             self.client_id,
             _ms(execution_timeout),
             _ms(run_timeout),
+            _handler_name(start_signal) if start_signal else None,
+            self.converter.to_payloads(list(start_signal_args)),
+            id_reuse_policy,
+            id_conflict_policy,
         )
         reply = await self._request(id, body, request_timeout)
         if isinstance(reply, StartRejected):
@@ -242,10 +268,22 @@ class Client:
             loop.call_soon_threadsafe(_resolve, fut, reply.body)
 
     def _on_completion(self, completion: Completion) -> None:
+        if completion.status is RunStatus.CONTINUED_AS_NEW:
+            return  # the workflow goes on in a new run: waiters wait for that one
         with self._lock:
             waiters = self._completions.pop(completion.workflow_id, [])
         for loop, fut in waiters:
             loop.call_soon_threadsafe(_resolve, fut, completion)
+
+
+def _handler_name(handler: Any) -> str:
+    if isinstance(handler, str):
+        return handler
+    for marker in ("__everflow_signal__", "__everflow_query__", "__everflow_update__"):
+        name = getattr(handler, marker, None)
+        if name is not None:
+            return str(name)
+    raise TypeError(f"{handler!r} is not a signal, query or update handler (or its name)")
 
 
 def _ms(d: timedelta | None) -> int | None:
@@ -296,6 +334,59 @@ class WorkflowHandle:
         cause = from_failure(failure, conv) if failure is not None else None
         raise WorkflowFailureError(self.id, status.value, cause)
 
+    async def signal(
+        self, signal: Any, *args: Any, timeout: timedelta = timedelta(seconds=30)
+    ) -> None:
+        """Sends a signal and waits until it is recorded in the run's history.
+        WorkflowNotRunningError if the run closed; ValueError for an unknown signal."""
+        payloads = self.client.converter.to_payloads(list(args))
+        body = SignalWorkflow(_handler_name(signal), payloads, None, self.client.client_id)
+        self._check(await self.client._request(self.id, body, timeout))
+
+    async def query(
+        self,
+        query: Any,
+        *args: Any,
+        result_type: Any = None,
+        timeout: timedelta = timedelta(seconds=30),
+    ) -> Any:
+        """Asks the run's state (also of a closed run); never recorded in its history."""
+        payloads = self.client.converter.to_payloads(list(args))
+        body = QueryWorkflow(_handler_name(query), payloads, self.run_id, self.client.client_id)
+        reply = self._check(await self.client._request(self.id, body, timeout))
+        assert isinstance(reply, QueryResult)
+        return self.client.converter.from_payload(reply.result, result_type)
+
+    async def execute_update(
+        self,
+        update: Any,
+        *args: Any,
+        result_type: Any = None,
+        timeout: timedelta = timedelta(seconds=30),
+    ) -> Any:
+        """Runs an update handler and returns its result; its validator may reject it
+        (nothing is recorded then) — the rejection or the handler's failure is raised."""
+        payloads = self.client.converter.to_payloads(list(args))
+        update_id = uuid.uuid4().hex
+        body = UpdateWorkflow(_handler_name(update), payloads, update_id, self.client.client_id)
+        reply = self._check(await self.client._request(self.id, body, timeout))
+        assert isinstance(reply, UpdateResult)
+        conv = self.client.converter
+        if reply.failure is not None:
+            raise from_failure(reply.failure, conv)
+        return conv.from_payload(reply.result, result_type) if reply.result else None
+
+    def _check(self, reply: ReplyBody) -> ReplyBody:
+        if isinstance(reply, NotFound):
+            raise WorkflowNotFoundError(reply.message)
+        if isinstance(reply, Rejected):
+            if reply.code == "not_running":
+                raise WorkflowNotRunningError(reply.message)
+            if reply.code == "not_found":
+                raise WorkflowNotFoundError(reply.message)
+            raise ValueError(reply.message)
+        return reply
+
     async def cancel(self, reason: str = "", timeout: timedelta = timedelta(seconds=30)) -> None:
         """Asks the run to stop: asyncio.CancelledError is raised in its code, which may clean
         up (run compensations) before it ends as CANCELED. WorkflowNotRunningError if closed."""
@@ -306,11 +397,7 @@ class WorkflowHandle:
         await self._control(TerminateWorkflow(reason, self.client.client_id), timeout)
 
     async def _control(self, body: CancelWorkflow | TerminateWorkflow, timeout: timedelta) -> None:
-        reply = await self.client._request(self.id, body, timeout)
-        if isinstance(reply, NotFound):
-            raise WorkflowNotFoundError(reply.message)
-        if isinstance(reply, Rejected):
-            raise WorkflowNotRunningError(reply.message)
+        self._check(await self.client._request(self.id, body, timeout))
 
     async def describe(self, timeout: timedelta = timedelta(seconds=30)) -> RunDescription:
         """The run's status, times, result or failure, and why it is blocked if it is."""

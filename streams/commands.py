@@ -19,6 +19,10 @@ class StartWorkflow:
     reply_to: str | None = None
     execution_timeout_ms: int | None = None
     run_timeout_ms: int | None = None
+    start_signal: str | None = None
+    start_signal_args: list[Payload] = field(default_factory=list)
+    id_reuse_policy: str = "allow_duplicate"
+    id_conflict_policy: str = "fail"
 
 
 @avro("everflow.command.DescribeWorkflow")
@@ -81,6 +85,33 @@ class HeartbeatActivity:
     reply_to: str | None = None
 
 
+@avro("everflow.command.SignalWorkflow")
+@dataclass(frozen=True, slots=True)
+class SignalWorkflow:
+    signal_name: str
+    args: list[Payload] = field(default_factory=list)
+    run_id: str | None = None
+    reply_to: str | None = None
+
+
+@avro("everflow.command.QueryWorkflow")
+@dataclass(frozen=True, slots=True)
+class QueryWorkflow:
+    query_name: str
+    args: list[Payload]
+    run_id: str | None
+    reply_to: str
+
+
+@avro("everflow.command.UpdateWorkflow")
+@dataclass(frozen=True, slots=True)
+class UpdateWorkflow:
+    update_name: str
+    args: list[Payload]
+    update_id: str
+    reply_to: str
+
+
 CommandBody = (
     StartWorkflow
     | DescribeWorkflow
@@ -90,6 +121,9 @@ CommandBody = (
     | TerminateWorkflow
     | StartActivity
     | HeartbeatActivity
+    | SignalWorkflow
+    | QueryWorkflow
+    | UpdateWorkflow
 )
 
 

@@ -19,6 +19,7 @@ class WorkflowStarted:
     start_command_id: str
     execution_timeout_ms: int | None = None
     run_timeout_ms: int | None = None
+    continued_from_run_id: str | None = None
 
 
 @avro("everflow.history.ActivityScheduled")
@@ -164,6 +165,38 @@ class WorkflowTimedOut:
     timeout_type: str
 
 
+@avro("everflow.history.SignalReceived")
+@dataclass(frozen=True, slots=True)
+class SignalReceived:
+    signal_name: str
+    args: list[Payload] = field(default_factory=list)
+
+
+@avro("everflow.history.UpdateAccepted")
+@dataclass(frozen=True, slots=True)
+class UpdateAccepted:
+    update_id: str
+    update_name: str
+    args: list[Payload] = field(default_factory=list)
+    reply_to: str | None = None
+    request_id: str = ""
+
+
+@avro("everflow.history.UpdateCompleted")
+@dataclass(frozen=True, slots=True)
+class UpdateCompleted:
+    update_id: str
+    result: Payload | None = None
+    failure: Failure | None = None
+
+
+@avro("everflow.history.WorkflowContinuedAsNew")
+@dataclass(frozen=True, slots=True)
+class WorkflowContinuedAsNew:
+    new_run_id: str
+    args: list[Payload] = field(default_factory=list)
+
+
 EventAttributes = (
     WorkflowStarted
     | ActivityScheduled
@@ -186,6 +219,10 @@ EventAttributes = (
     | WorkflowCanceled
     | WorkflowTerminated
     | WorkflowTimedOut
+    | SignalReceived
+    | UpdateAccepted
+    | UpdateCompleted
+    | WorkflowContinuedAsNew
 )
 
 

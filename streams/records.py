@@ -224,8 +224,29 @@ class Rejected:
     message: str
 
 
+@avro("everflow.reply.QueryResult")
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    result: Payload
+
+
+@avro("everflow.reply.UpdateResult")
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    update_id: str
+    result: Payload | None = None
+    failure: Failure | None = None
+
+
 ReplyBody = (
-    StartAccepted | StartRejected | RunDescription | NotFound | ActivityCancelRequest | Rejected
+    StartAccepted
+    | StartRejected
+    | RunDescription
+    | NotFound
+    | ActivityCancelRequest
+    | Rejected
+    | QueryResult
+    | UpdateResult
 )
 
 

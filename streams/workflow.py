@@ -22,9 +22,9 @@ import random as _random
 import typing
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from streams import _runtime
 from streams._runtime import ActivityOptions, NotInWorkflowError, WorkflowInfo
@@ -32,17 +32,23 @@ from streams.retry import RetryPolicy
 
 __all__ = [
     "ActivityCancellationType",
+    "ContinueAsNewError",
+    "Handler",
     "NotInWorkflowError",
     "WorkflowDefinition",
     "WorkflowInfo",
+    "continue_as_new",
     "defn",
     "execute_activity",
     "info",
     "logger",
     "now",
+    "query",
     "random",
     "run",
+    "signal",
     "sleep",
+    "update",
     "uuid4",
     "wait_condition",
 ]
@@ -72,6 +78,9 @@ class WorkflowDefinition:
     cls: type
     run_method: str
     arg_types: tuple[Any, ...]
+    signals: dict[str, Handler] = field(default_factory=dict)
+    queries: dict[str, Handler] = field(default_factory=dict)
+    updates: dict[str, Handler] = field(default_factory=dict)
 
     @staticmethod
     def of(cls_or_method: Any) -> WorkflowDefinition:
@@ -85,6 +94,36 @@ class WorkflowDefinition:
         if not isinstance(definition, WorkflowDefinition):
             raise TypeError(f"{cls_or_method!r} is not a @workflow.defn class or its run method")
         return definition
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """A signal, query or update method of a workflow class."""
+
+    name: str
+    method: str
+    arg_types: tuple[Any, ...]
+    is_async: bool
+    validator: str | None = None
+
+
+def _handlers(c: type, marker: str) -> dict[str, Handler]:
+    found: dict[str, Handler] = {}
+    for attr, member in vars(c).items():
+        name = getattr(member, marker, None)
+        if name is None:
+            continue
+        hints = typing.get_type_hints(member)
+        params = list(inspect.signature(member).parameters.values())[1:]
+        validator = getattr(member, "__everflow_validator__", None)
+        found[name] = Handler(
+            name,
+            attr,
+            tuple(hints.get(p.name) for p in params),
+            inspect.iscoroutinefunction(member),
+            validator.__name__ if validator is not None else None,
+        )
+    return found
 
 
 def defn(cls: C | None = None, *, name: str | None = None) -> Any:
@@ -102,12 +141,81 @@ def defn(cls: C | None = None, *, name: str | None = None) -> Any:
         hints = typing.get_type_hints(method)
         params = list(inspect.signature(method).parameters.values())[1:]
         arg_types = tuple(hints.get(p.name) for p in params)
+        queries = _handlers(c, "__everflow_query__")
+        for q in queries.values():
+            if q.is_async:
+                raise TypeError(
+                    f"query {c.__name__}.{q.method} must be a plain `def`: "
+                    "a query reads state and never waits"
+                )
         c.__everflow_workflow__ = WorkflowDefinition(  # type: ignore[attr-defined]
-            name or c.__name__, c, runs[0], arg_types
+            name or c.__name__,
+            c,
+            runs[0],
+            arg_types,
+            _handlers(c, "__everflow_signal__"),
+            queries,
+            _handlers(c, "__everflow_update__"),
         )
         return c
 
     return wrap(cls) if cls is not None else wrap
+
+
+def signal(fn: F | None = None, *, name: str | None = None) -> Any:
+    """Marks a method (sync or async) as a signal handler: an asynchronous message into a
+    running run, recorded in its history and delivered once, in order."""
+
+    def wrap(f: F) -> F:
+        f.__everflow_signal__ = name or f.__name__  # type: ignore[attr-defined]
+        return f
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def query(fn: F | None = None, *, name: str | None = None) -> Any:
+    """Marks a plain method as a query handler: it reads the run's state; it is never
+    recorded and must not change anything."""
+
+    def wrap(f: F) -> F:
+        f.__everflow_query__ = name or f.__name__  # type: ignore[attr-defined]
+        return f
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def update(fn: F | None = None, *, name: str | None = None) -> Any:
+    """Marks a method as an update handler: a request that may change state and returns a
+    result to the caller. `@<handler>.validator` adds a read-only check that can reject the
+    update before anything is recorded."""
+
+    def wrap(f: F) -> F:
+        f.__everflow_update__ = name or f.__name__  # type: ignore[attr-defined]
+
+        def validator(v: Callable[..., Any]) -> Callable[..., Any]:
+            f.__everflow_validator__ = v  # type: ignore[attr-defined]
+            return v
+
+        f.validator = validator  # type: ignore[attr-defined]
+        return f
+
+    return wrap(fn) if fn is not None else wrap
+
+
+class ContinueAsNewError(BaseException):
+    """Raised by continue_as_new(); the engine closes the run and starts the next one.
+    (A BaseException, so `except Exception` in workflow code does not swallow it.)"""
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        super().__init__("continue as new")
+        self.run_args = args
+
+
+def continue_as_new(*args: Any) -> NoReturn:
+    """Closes this run and starts a new run of the same workflow ID with `args` and a fresh
+    history. Use it when `info().is_continue_as_new_suggested()`."""
+    _runtime.current()  # only inside workflow code
+    raise ContinueAsNewError(args)
 
 
 def run(fn: F) -> F:

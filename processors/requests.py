@@ -1,0 +1,225 @@
+"""Requests that reach a run through the commands topic: start (with its ID policies and
+signal-with-start), signals, queries and updates. Each answers on `replies` when asked to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka import Message
+
+from processors.handlers import QueryError, UnknownHandlerError, find_handler
+from processors.registry import Registry, UnknownWorkflowError
+from processors.replay import NonDeterminismError
+from processors.run import Effects, Run
+from streams.commands import Command, QueryWorkflow, SignalWorkflow, StartWorkflow, UpdateWorkflow
+from streams.events import WorkflowStarted
+from streams.failures import to_failure
+from streams.records import (
+    QueryResult,
+    Rejected,
+    Reply,
+    ReplyBody,
+    RunStatus,
+    StartAccepted,
+    StartRejected,
+    UpdateResult,
+)
+
+REUSE_POLICIES = ("allow_duplicate", "allow_duplicate_failed_only", "reject_duplicate")
+CONFLICT_POLICIES = ("fail", "use_existing")
+_FAILED = (RunStatus.FAILED, RunStatus.CANCELED, RunStatus.TERMINATED, RunStatus.TIMED_OUT)
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one transaction accumulates."""
+
+    fx: dict[int, Effects] = field(default_factory=dict)
+    replies: list[Reply] = field(default_factory=list)
+    dirty: dict[int, dict[tuple[str, str], Run]] = field(default_factory=dict)
+    offsets: dict[int, int] = field(default_factory=dict)
+    dead: list[tuple[Message, str]] = field(default_factory=list)
+
+    def effects(self, run: Run) -> Effects:
+        # keyed by run: a run that continues as new and its successor are both written
+        self.dirty.setdefault(run.partition, {})[(run.workflow_id, run.run_id)] = run
+        return self.fx.setdefault(run.partition, Effects())
+
+    def reply(self, to: str | None, request_id: str, body: ReplyBody) -> None:
+        if to:
+            self.replies.append(Reply(to, request_id, body))
+
+
+def start_run(
+    command: Command,
+    body: StartWorkflow,
+    runs: dict[str, Run],
+    partition: int,
+    now: int,
+    registry: Registry,
+    batch: Batch,
+) -> None:
+    """Starts a run, unless a run of the ID exists and the ID policies say otherwise."""
+    run = runs.get(command.workflow_id)
+    reply: ReplyBody
+    if run is not None and run.start_command_id == command.command_id:
+        reply = StartAccepted(run.run_id)  # a retried start: same answer, no second run
+    elif run is not None and not run.closed:
+        if body.id_conflict_policy == "use_existing":
+            reply = StartAccepted(run.run_id)
+            if body.start_signal:
+                run.signal(
+                    body.start_signal, body.start_signal_args, now, registry, batch.effects(run)
+                )
+        else:
+            reply = StartRejected(
+                "already_started",
+                f"workflow {command.workflow_id!r} is already running (run {run.run_id})",
+                run.run_id,
+            )
+    elif run is not None and (
+        body.id_reuse_policy == "reject_duplicate"
+        or (body.id_reuse_policy == "allow_duplicate_failed_only" and run.status not in _FAILED)
+    ):
+        reply = StartRejected(
+            "already_started",
+            f"workflow {command.workflow_id!r} already "
+            f"ran (run {run.run_id}, {run.status.value}) and its ID reuse "
+            f"policy is {body.id_reuse_policy}",
+            run.run_id,
+        )
+    else:
+        run = Run(command.workflow_id, body.run_id, partition)
+        runs[command.workflow_id] = run
+        started = WorkflowStarted(
+            body.workflow_type,
+            body.task_queue,
+            body.args,
+            command.command_id,
+            body.execution_timeout_ms,
+            body.run_timeout_ms,
+        )
+        fx = batch.effects(run)
+        run.start(started, now, registry, fx)
+        if body.start_signal and not run.closed:
+            run.signal(body.start_signal, body.start_signal_args, now, registry, fx)
+        reply = StartAccepted(run.run_id)
+    batch.reply(body.reply_to, command.command_id, reply)
+
+
+def continue_runs(
+    run: Run, runs: dict[str, Run], now: int, registry: Registry, batch: Batch
+) -> None:
+    """Starts the next run of a run that continued as new (and of that one, and so on)."""
+    while run.next_run is not None and runs.get(run.workflow_id) is run:
+        new_run_id, args = run.next_run
+        first = run.events[0].attributes
+        assert isinstance(first, WorkflowStarted)
+        remaining = None
+        if first.execution_timeout_ms is not None:  # the execution spans the whole chain
+            remaining = max(1, first.execution_timeout_ms - (now - run.start_time))
+        started = WorkflowStarted(
+            first.workflow_type,
+            first.task_queue,
+            args,
+            f"{run.run_id}/continued",
+            remaining,
+            first.run_timeout_ms,
+            continued_from_run_id=run.run_id,
+        )
+        nxt = Run(run.workflow_id, new_run_id, run.partition)
+        runs[run.workflow_id] = nxt
+        nxt.start(started, now, registry, batch.effects(nxt))
+        run = nxt
+
+
+def _not_running(run: Run | None, workflow_id: str, what: str) -> ReplyBody | None:
+    if run is None:
+        return Rejected("not_found", f"no run of workflow {workflow_id!r} is known")
+    if run.closed:
+        return Rejected(
+            "not_running",
+            f"cannot {what} workflow {workflow_id!r}: its run "
+            f"{run.run_id} already closed ({run.status.value})",
+        )
+    return None
+
+
+def signal_run(
+    command: Command,
+    body: SignalWorkflow,
+    run: Run | None,
+    now: int,
+    registry: Registry,
+    batch: Batch,
+) -> None:
+    refused = _not_running(run, command.workflow_id, f"signal {body.signal_name!r} to")
+    if refused is None and run is not None:
+        try:
+            find_handler(registry.workflow(run.workflow_type), "signal", body.signal_name)
+        except (UnknownHandlerError, UnknownWorkflowError) as e:
+            refused = Rejected("unknown_signal", str(e))
+        else:
+            run.signal(body.signal_name, body.args, now, registry, batch.effects(run))
+    batch.reply(body.reply_to, command.command_id, refused or run.describe())  # type: ignore[union-attr]
+
+
+def query_run(
+    command: Command, body: QueryWorkflow, run: Run | None, registry: Registry, batch: Batch
+) -> None:
+    """Answers a query from the run's current (or final) state; records nothing."""
+    reply: ReplyBody
+    if run is None or (body.run_id is not None and body.run_id != run.run_id):
+        reply = Rejected("not_found", f"no run of workflow {command.workflow_id!r} is known")
+    else:
+        try:
+            reply = QueryResult(run.live_instance(registry).query(body.query_name, body.args))
+        except (UnknownHandlerError, UnknownWorkflowError) as e:
+            reply = Rejected("unknown_query", str(e))
+        except (QueryError, NonDeterminismError) as e:
+            reply = Rejected("query_failed", str(e))
+        except Exception as e:  # the handler's own error goes back to the caller
+            reply = Rejected(
+                "query_failed", f"query {body.query_name!r} raised {type(e).__name__}: {e}"
+            )
+    batch.reply(body.reply_to, command.command_id, reply)
+
+
+def update_run(
+    command: Command,
+    body: UpdateWorkflow,
+    run: Run | None,
+    now: int,
+    registry: Registry,
+    batch: Batch,
+) -> None:
+    """Validates an update (rejection leaves no trace in history), then runs it."""
+    refused = _not_running(run, command.workflow_id, f"update {body.update_name!r} on")
+    if refused is not None or run is None:
+        batch.reply(body.reply_to, command.command_id, refused or Rejected("not_found", ""))
+        return
+    if body.update_id in run.updates:
+        return  # already accepted; its outcome will be replied
+    try:
+        run.live_instance(registry).validate_update(body.update_name, body.args)
+    except (UnknownHandlerError, UnknownWorkflowError) as e:
+        batch.reply(body.reply_to, command.command_id, Rejected("unknown_update", str(e)))
+        return
+    except (QueryError, NonDeterminismError) as e:
+        batch.reply(body.reply_to, command.command_id, Rejected("update_failed", str(e)))
+        return
+    except Exception as e:  # the validator said no
+        failure = to_failure(e, registry.converter)
+        batch.reply(body.reply_to, command.command_id, UpdateResult(body.update_id, None, failure))
+        return
+    run.accept_update(
+        body.update_id,
+        body.update_name,
+        body.args,
+        body.reply_to,
+        command.command_id,
+        now,
+        registry,
+        batch.effects(run),
+    )

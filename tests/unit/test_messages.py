@@ -1,0 +1,150 @@
+"""The pure core for signals, queries, updates and continue-as-new."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from processors.handlers import UnknownHandlerError
+from processors.registry import Registry
+from processors.requests import Batch, continue_runs
+from processors.run import Effects, Run
+from streams import ApplicationError, activity, workflow
+from streams.events import WorkflowStarted
+from streams.payload import DataConverter
+from streams.records import RunStatus
+
+conv = DataConverter()
+
+
+@activity.defn
+def charge(amount: int) -> str:
+    return f"charged {amount}"
+
+
+@workflow.defn
+class Subscription:
+    def __init__(self) -> None:
+        self.status = "active"
+        self.events: list[str] = []
+        self.cancelled = False
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        await workflow.wait_condition(lambda: self.cancelled)
+        await workflow.execute_activity(charge, 0, start_to_close_timeout=timedelta(seconds=5))
+        return self.events
+
+    @workflow.signal
+    def note(self, text: str) -> None:
+        self.events.append(text)
+
+    @workflow.signal(name="cancel_subscription")
+    async def cancel(self) -> None:
+        self.status = "cancelling"
+        self.cancelled = True
+
+    @workflow.query
+    def current_status(self) -> str:
+        return self.status
+
+    @workflow.update
+    def set_plan(self, plan: str) -> str:
+        self.events.append(f"plan={plan}")
+        return f"now on {plan}"
+
+    @set_plan.validator
+    def check_plan(self, plan: str) -> None:
+        if plan not in ("basic", "pro"):
+            raise ApplicationError(f"no such plan {plan!r}")
+
+
+@workflow.defn
+class Counter:
+    @workflow.run
+    async def run(self, n: int) -> int:
+        if n < 3:
+            workflow.continue_as_new(n + 1)
+        return n
+
+
+REG = Registry([Subscription, Counter], [charge])
+
+
+def start(cls: type, *args: object) -> Run:
+    run = Run("sub-1", "r1", 0)
+    name = workflow.WorkflowDefinition.of(cls).name
+    run.start(WorkflowStarted(name, "q", conv.to_payloads(list(args)), "c"), 1000, REG, Effects())
+    return run
+
+
+def kinds(fx: Effects) -> list[str]:
+    return [type(e.attributes).__name__ for e in fx.events]
+
+
+def test_signals_are_recorded_and_change_the_course_of_the_run() -> None:
+    run = start(Subscription)
+    fx = Effects()
+    run.signal("note", conv.to_payloads(["hello"]), 2000, REG, fx)
+    assert kinds(fx) == ["SignalReceived"]
+    fx = Effects()
+    run.signal("cancel_subscription", [], 3000, REG, fx)
+    assert kinds(fx) == ["SignalReceived", "ActivityScheduled"]
+    run.complete_activity(1, 1, conv.to_payload("ok"), 4000, REG, Effects())
+    assert conv.from_payload(run.result) == ["hello"]
+
+
+def test_queries_read_state_without_recording_and_work_after_a_restore() -> None:
+    run = start(Subscription)
+    run.signal("cancel_subscription", [], 3000, REG, Effects())
+    events_before = len(run.events)
+    assert conv.from_payload(run.live_instance(REG).query("current_status", [])) == "cancelling"
+    assert len(run.events) == events_before
+    restored = Run("sub-1", "r1", 0)
+    for e in run.events:
+        restored.apply(e)
+    assert conv.from_payload(restored.live_instance(REG).query("current_status", [])) == (
+        "cancelling"
+    )
+
+
+def test_unknown_query_lists_the_known_ones() -> None:
+    run = start(Subscription)
+    with pytest.raises(UnknownHandlerError, match=r"no query 'nope' \(known: current_status\)"):
+        run.live_instance(REG).query("nope", [])
+
+
+def test_update_validator_rejects_without_trace_and_accepted_update_replies() -> None:
+    run = start(Subscription)
+    with pytest.raises(ApplicationError, match="no such plan"):
+        run.live_instance(REG).validate_update("set_plan", conv.to_payloads(["gold"]))
+    fx = Effects()
+    run.accept_update(
+        "u1", "set_plan", conv.to_payloads(["pro"]), "client-1", "req-1", 2000, REG, fx
+    )
+    assert kinds(fx) == ["UpdateAccepted", "UpdateCompleted"]
+    (reply,) = fx.replies
+    assert (reply.client_id, reply.request_id) == ("client-1", "req-1")
+    assert conv.from_payload(reply.body.result) == "now on pro"  # type: ignore[union-attr]
+
+
+def test_continue_as_new_closes_the_run_and_starts_the_next_with_fresh_history() -> None:
+    runs: dict[str, Run] = {}
+    run = Run("counter", "r0", 0)
+    runs["counter"] = run
+    batch = Batch()
+    run.start(
+        WorkflowStarted("Counter", "q", conv.to_payloads([0]), "c"), 1000, REG, batch.effects(run)
+    )
+    assert run.status is RunStatus.CONTINUED_AS_NEW and run.next_run is not None
+    continue_runs(run, runs, 1000, REG, batch)
+    last = runs["counter"]
+    assert last.status is RunStatus.COMPLETED and conv.from_payload(last.result) == 3
+    chain = [r for by_run in batch.dirty.values() for r in by_run.values()]
+    assert len(chain) == 4 and all(len(r.events) <= 3 for r in chain)
+    assert [c.status for fx in batch.fx.values() for c in fx.completions] == [
+        RunStatus.CONTINUED_AS_NEW
+    ] * 3 + [RunStatus.COMPLETED]
+    started = last.events[0].attributes
+    assert isinstance(started, WorkflowStarted) and started.continued_from_run_id is not None
