@@ -180,7 +180,7 @@ class Client:
         reply = await self._request(id, body, request_timeout)
         if isinstance(reply, StartRejected):
             self._unwatch(id, waiter)
-            raise WorkflowAlreadyStartedError(id, reply.existing_run_id)
+            raise WorkflowAlreadyStartedError(id, reply.existing_run_id, reply.message)
         assert isinstance(reply, StartAccepted)
         return WorkflowHandle(self, id, reply.run_id, waiter)
 

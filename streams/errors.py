@@ -54,12 +54,14 @@ class PayloadTooLargeError(EverflowError):
 class WorkflowAlreadyStartedError(EverflowError):
     """A workflow ID is already running (or its reuse policy refuses a new run)."""
 
-    def __init__(self, workflow_id: str, run_id: str | None = None) -> None:
+    def __init__(
+        self, workflow_id: str, run_id: str | None = None, reason: str | None = None
+    ) -> None:
         self.workflow_id = workflow_id
         self.run_id = run_id
         super().__init__(
-            f"workflow {workflow_id!r} is already running (run {run_id}); "
-            "pick another ID or wait for that run to close"
+            (reason or f"workflow {workflow_id!r} is already running (run {run_id})")
+            + "; pick another ID, wait for that run to close, or change the ID policy"
         )
 
 

@@ -1,0 +1,103 @@
+"""Workflows that talk to their callers: signals, queries, updates, continue-as-new."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from streams import ApplicationError, activity, workflow
+
+
+@activity.defn
+async def provision(step: str) -> str:
+    await asyncio.sleep(0.3)
+    return step
+
+
+@activity.defn
+async def fail(_: str) -> str:
+    raise ApplicationError("it failed", non_retryable=True)
+
+
+@workflow.defn
+class Onboarding:
+    """The seed's multi-day onboarding, in seconds: steps, a status query, a cancel signal."""
+
+    def __init__(self) -> None:
+        self.status = "starting"
+        self.cancelled = False
+        self.plan = "basic"
+
+    @workflow.run
+    async def run(self, steps: int) -> str:
+        for i in range(steps):
+            if self.cancelled:
+                self.status = "cancelled by customer"
+                return f"stopped after {i} steps"
+            self.status = f"step {i + 1} of {steps}"
+            await workflow.execute_activity(
+                provision, f"step-{i}", start_to_close_timeout=timedelta(seconds=10)
+            )
+        self.status = "done"
+        return f"onboarded on {self.plan}"
+
+    @workflow.signal
+    def cancel_subscription(self) -> None:
+        self.cancelled = True
+
+    @workflow.query
+    def progress(self) -> str:
+        return self.status
+
+    @workflow.update
+    def change_plan(self, plan: str) -> str:
+        old, self.plan = self.plan, plan
+        return f"{old} -> {plan}"
+
+    @change_plan.validator
+    def valid_plan(self, plan: str) -> None:
+        if plan not in ("basic", "pro", "enterprise"):
+            raise ApplicationError(f"unknown plan {plan!r}", type="InvalidPlan")
+
+
+@workflow.defn
+class Collector:
+    def __init__(self) -> None:
+        self.items: list[int] = []
+        self.finished = False
+
+    @workflow.run
+    async def run(self) -> list[int]:
+        await workflow.wait_condition(lambda: self.finished)
+        return self.items
+
+    @workflow.signal
+    def add(self, item: int) -> None:
+        self.items.append(item)
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.finished = True
+
+    @workflow.update
+    def count(self) -> int:
+        return len(self.items)
+
+
+@workflow.defn
+class Generations:
+    @workflow.run
+    async def run(self, n: int, last: int) -> str:
+        await workflow.sleep(timedelta(milliseconds=1))
+        if n < last:
+            workflow.continue_as_new(n + 1, last)
+        return f"generation {n} from {workflow.info().continued_from_run_id}"
+
+
+@workflow.defn
+class Quick:
+    @workflow.run
+    async def run(self, should_fail: bool) -> str:
+        if should_fail:
+            await workflow.execute_activity(fail, "x", start_to_close_timeout=timedelta(seconds=5))
+        return "ok"
