@@ -21,13 +21,16 @@ from typing import Any
 from processors.determinism import DeterminismGuard, _is_user_frame
 from processors.handlers import CompleteUpdate, MessageHandlers
 from processors.loop import WorkflowEventLoop
-from streams._runtime import ActivityOptions, WorkflowInfo, WorkflowRuntime
+from streams._runtime import ActivityOptions, ChildOptions, WorkflowInfo, WorkflowRuntime
 from streams.config import DEFAULT_MAX_PAYLOAD_BYTES
 from streams.errors import PayloadTooLargeError
 from streams.events import (
     ActivityCanceled,
     ActivityCompleted,
     ActivityFailed,
+    ChildWorkflowClosed,
+    ChildWorkflowStarted,
+    ChildWorkflowStartFailed,
     HistoryEvent,
     SignalReceived,
     TimerFired,
@@ -38,6 +41,7 @@ from streams.events import (
 from streams.failures import (
     ActivityCancelledError,
     ActivityError,
+    ChildWorkflowError,
     FailureError,
     from_failure,
     to_failure,
@@ -82,6 +86,14 @@ class CancelRun:
 
 
 @dataclass(frozen=True, slots=True)
+class StartChild:
+    seq: int
+    options: ChildOptions
+    args: list[Payload]
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ContinueAsNewRun:
     args: list[Payload]
     location: str = ""
@@ -109,6 +121,7 @@ RunCommand = (
     | CancelRun
     | CompleteUpdate
     | ContinueAsNewRun
+    | StartChild
 )
 
 
@@ -156,6 +169,10 @@ class WorkflowInstance(MessageHandlers, WorkflowRuntime):
         self._next_timer = 1
         self._cancelled_timers: set[int] = set()
         self._obj: Any = None
+        self._children: dict[
+            int, tuple[asyncio.Future[str], asyncio.Future[Any], ChildOptions]
+        ] = {}
+        self._next_child = 1
         self._handler_failure: BaseException | None = None
         self.history_length = 1
         self.suggest_continue_as_new_after = 10_000
@@ -193,6 +210,13 @@ class WorkflowInstance(MessageHandlers, WorkflowRuntime):
                     self._deliver_signal(attrs.signal_name, attrs.args)
                 elif isinstance(attrs, UpdateAccepted):
                     self._accept_update(attrs.update_id, attrs.update_name, attrs.args)
+                elif isinstance(attrs, ChildWorkflowStarted):
+                    self._child_started(attrs.seq, attrs.run_id)
+                elif isinstance(attrs, ChildWorkflowStartFailed):
+                    failure = Failure(attrs.message, "ChildWorkflowError", "workflow")
+                    self._child_closed(attrs.seq, None, failure, "START_FAILED")
+                elif isinstance(attrs, ChildWorkflowClosed):
+                    self._child_closed(attrs.seq, attrs.result, attrs.failure, attrs.status)
                 elif isinstance(attrs, WorkflowCancelRequested):
                     if self._main is not None and not self._main.done():
                         self._main.cancel(attrs.reason or "cancel requested")
@@ -377,6 +401,50 @@ class WorkflowInstance(MessageHandlers, WorkflowRuntime):
         self._commands.append(StartTimer(timer_id, delay, _user_location()))
         fut.add_done_callback(lambda f: self._on_timer_done(timer_id, f))
         return fut
+
+    def start_child(self, options: ChildOptions) -> tuple[asyncio.Future[str], asyncio.Future[Any]]:
+        seq = self._next_child
+        self._next_child += 1
+        started: asyncio.Future[str] = self.loop.create_future()
+        result: asyncio.Future[Any] = self.loop.create_future()
+        self._children[seq] = (started, result, options)
+        args = self.converter.to_payloads(list(options.args))
+        check_size(
+            args, self.max_payload_bytes, f"the arguments of child workflow {options.workflow_id!r}"
+        )
+        self._commands.append(StartChild(seq, options, args, _user_location()))
+        return started, result
+
+    def _child_started(self, seq: int, run_id: str) -> None:
+        started, _, _ = self._children[seq]
+        if not started.done():
+            started.set_result(run_id)
+
+    def _child_closed(
+        self, seq: int, result: Payload | None, failure: Failure | None, status: str
+    ) -> None:
+        started, done, options = self._children.pop(seq)
+        if status == "COMPLETED":
+            if not done.done():
+                done.set_result(
+                    self.converter.from_payload(result, options.result_type)
+                    if result is not None
+                    else None
+                )
+            return
+        cause = from_failure(failure, self.converter) if failure is not None else None
+        error = ChildWorkflowError(
+            f"child workflow {options.workflow_id!r} "
+            + ("could not start" if status == "START_FAILED" else f"closed {status.lower()}")
+            + (f": {failure.message}" if failure is not None else "")
+        )
+        error.__cause__ = cause
+        if not started.done():
+            started.set_exception(error)
+        if not done.done():
+            done.set_exception(error)
+            if status == "START_FAILED":
+                done.exception()  # nobody will await it: mark its error as seen
 
     def _on_timer_done(self, timer_id: int, fut: asyncio.Future[None]) -> None:
         # cancelled by the code (wait_for finished first, the run was cancelled...)

@@ -17,6 +17,7 @@ from processors.instance import (
     RequestCancelActivity,
     RunCommand,
     ScheduleActivity,
+    StartChild,
     StartTimer,
     Step,
     WorkflowInstance,
@@ -27,6 +28,10 @@ from streams.events import (
     ActivityCompleted,
     ActivityFailed,
     ActivityScheduled,
+    ChildWorkflowClosed,
+    ChildWorkflowInitiated,
+    ChildWorkflowStarted,
+    ChildWorkflowStartFailed,
     EventAttributes,
     HistoryEvent,
     SignalReceived,
@@ -56,6 +61,9 @@ RESOLVING = (
     WorkflowCancelRequested,
     SignalReceived,
     UpdateAccepted,
+    ChildWorkflowStarted,
+    ChildWorkflowStartFailed,
+    ChildWorkflowClosed,
 )
 COMMAND_EVENTS = (
     ActivityScheduled,
@@ -67,6 +75,7 @@ COMMAND_EVENTS = (
     WorkflowCanceled,
     UpdateCompleted,
     WorkflowContinuedAsNew,
+    ChildWorkflowInitiated,
 )
 CHANGED = "the workflow code changed — guard the change with workflow.patched()"
 
@@ -168,6 +177,12 @@ def matches(command: RunCommand, recorded: EventAttributes) -> bool:
             return isinstance(recorded, UpdateCompleted) and recorded.update_id == command.update_id
         case ContinueAsNewRun():
             return isinstance(recorded, WorkflowContinuedAsNew)
+        case StartChild():
+            return (
+                isinstance(recorded, ChildWorkflowInitiated)
+                and recorded.seq == command.seq
+                and recorded.workflow_type == command.options.workflow_type
+            )
         case _:
             assert_never(command)
 
@@ -192,6 +207,8 @@ def describe_command(c: RunCommand | None) -> str:
             return f"UpdateCompleted({c.update_id!r})"
         case ContinueAsNewRun():
             return "WorkflowContinuedAsNew"
+        case StartChild():
+            return f"ChildWorkflowInitiated({c.options.workflow_type!r})"
         case None:
             return "nothing"
         case _:

@@ -12,8 +12,22 @@ from processors.handlers import QueryError, UnknownHandlerError, find_handler
 from processors.registry import Registry, UnknownWorkflowError
 from processors.replay import NonDeterminismError
 from processors.run import Effects, Run
-from streams.commands import Command, QueryWorkflow, SignalWorkflow, StartWorkflow, UpdateWorkflow
-from streams.events import WorkflowStarted
+from streams.commands import (
+    Command,
+    QueryWorkflow,
+    ReportChildClosed,
+    ReportChildStarted,
+    ReportChildStartFailed,
+    SignalWorkflow,
+    StartWorkflow,
+    UpdateWorkflow,
+)
+from streams.events import (
+    ChildWorkflowClosed,
+    ChildWorkflowStarted,
+    ChildWorkflowStartFailed,
+    WorkflowStarted,
+)
 from streams.failures import to_failure
 from streams.records import (
     QueryResult,
@@ -99,13 +113,59 @@ def start_run(
             command.command_id,
             body.execution_timeout_ms,
             body.run_timeout_ms,
+            parent_workflow_id=body.parent_workflow_id,
+            parent_run_id=body.parent_run_id,
+            parent_seq=body.parent_seq,
         )
         fx = batch.effects(run)
+        # the parent hears "started" before anything else of the child, even a close in
+        # this same transaction
+        _report_to_parent(command, body, StartAccepted(run.run_id), partition, now, batch)
         run.start(started, now, registry, fx)
         if body.start_signal and not run.closed:
             run.signal(body.start_signal, body.start_signal_args, now, registry, fx)
         reply = StartAccepted(run.run_id)
     batch.reply(body.reply_to, command.command_id, reply)
+    if not isinstance(reply, StartAccepted) or run is None or run.run_id != body.run_id:
+        _report_to_parent(command, body, reply, partition, now, batch)  # not a new run
+
+
+def _report_to_parent(
+    command: Command, body: StartWorkflow, reply: ReplyBody, partition: int, now: int, batch: Batch
+) -> None:
+    if body.parent_workflow_id is None or body.parent_run_id is None:
+        return
+    report: ReportChildStarted | ReportChildStartFailed
+    if isinstance(reply, StartAccepted):
+        report = ReportChildStarted(body.parent_run_id, body.parent_seq, reply.run_id)
+    else:
+        assert isinstance(reply, StartRejected)
+        report = ReportChildStartFailed(body.parent_run_id, body.parent_seq, reply.message)
+    out = batch.fx.setdefault(partition, Effects())
+    out.commands.append(
+        Command(f"{command.command_id}/reported", body.parent_workflow_id, now, report)
+    )
+
+
+def child_report(
+    command: Command,
+    body: ReportChildStarted | ReportChildStartFailed | ReportChildClosed,
+    run: Run | None,
+    now: int,
+    registry: Registry,
+    batch: Batch,
+) -> None:
+    """A child reports to its parent run (dropped if that run is gone or moved on)."""
+    if run is None or run.run_id != body.parent_run_id:
+        return
+    attrs: ChildWorkflowStarted | ChildWorkflowStartFailed | ChildWorkflowClosed
+    if isinstance(body, ReportChildStarted):
+        attrs = ChildWorkflowStarted(body.seq, body.child_run_id)
+    elif isinstance(body, ReportChildStartFailed):
+        attrs = ChildWorkflowStartFailed(body.seq, body.message)
+    else:
+        attrs = ChildWorkflowClosed(body.seq, body.status, body.result, body.failure)
+    run.child_event(attrs, now, registry, batch.effects(run))
 
 
 def continue_runs(
@@ -127,6 +187,9 @@ def continue_runs(
             remaining,
             first.run_timeout_ms,
             continued_from_run_id=run.run_id,
+            parent_workflow_id=first.parent_workflow_id,
+            parent_run_id=first.parent_run_id,
+            parent_seq=first.parent_seq,
         )
         nxt = Run(run.workflow_id, new_run_id, run.partition)
         runs[run.workflow_id] = nxt

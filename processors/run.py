@@ -25,6 +25,7 @@ from processors.instance import (
     RequestCancelActivity,
     RunCommand,
     ScheduleActivity,
+    StartChild,
     StartTimer,
     Step,
     WorkflowInstance,
@@ -38,8 +39,19 @@ from processors.replay import (
     replay,
 )
 from processors.replay import location as command_location
+from streams.commands import (
+    CancelWorkflow,
+    Command,
+    ReportChildClosed,
+    StartWorkflow,
+    TerminateWorkflow,
+)
 from streams.events import (
     ActivityScheduled,
+    ChildWorkflowClosed,
+    ChildWorkflowInitiated,
+    ChildWorkflowStarted,
+    ChildWorkflowStartFailed,
     EventAttributes,
     HistoryEvent,
     SignalReceived,
@@ -89,6 +101,7 @@ class Effects:
     derived_timers: list[Timer] = field(default_factory=list)
     completions: list[Completion] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)  # to other workflows' partitions
 
     @property
     def timers(self) -> list[Timer]:
@@ -122,6 +135,7 @@ class Run(ActivityLifecycle):
         self.cancel_requested = False
         self.updates: dict[str, tuple[str | None, str]] = {}  # id -> (reply_to, request id)
         self.next_run: tuple[str, list[Payload]] | None = None
+        self.children: dict[int, tuple[str, str]] = {}  # seq -> (workflow ID, close policy)
         self.activities: dict[int, ActivityState] = {}
         self.timers: dict[int, int] = {}
         self.instance: WorkflowInstance | None = None
@@ -172,6 +186,12 @@ class Run(ActivityLifecycle):
                 self.updates[a.update_id] = (a.reply_to, a.request_id)
             case UpdateCompleted():
                 self.updates.pop(a.update_id, None)
+            case ChildWorkflowInitiated():
+                self.children[a.seq] = (a.workflow_id, a.parent_close_policy)
+            case ChildWorkflowStarted():
+                pass
+            case ChildWorkflowStartFailed() | ChildWorkflowClosed():
+                self.children.pop(a.seq, None)
             case WorkflowContinuedAsNew():
                 self._set_closed(RunStatus.CONTINUED_AS_NEW, event.time)
                 self.next_run = (a.new_run_id, a.args)
@@ -386,6 +406,30 @@ class Run(ActivityLifecycle):
                 self._append(
                     UpdateCompleted(command.update_id, command.result, command.failure), now, fx
                 )
+            case StartChild():
+                child = command.options
+                queue = child.task_queue or self.task_queue
+                initiated = ChildWorkflowInitiated(
+                    command.seq,
+                    child.workflow_id,
+                    child.workflow_type,
+                    queue,
+                    command.args,
+                    child.parent_close_policy,
+                )
+                self._append(initiated, now, fx)
+                child_run = uuid.uuid5(uuid.NAMESPACE_URL, f"everflow:{self.run_id}:{command.seq}")
+                start = StartWorkflow(
+                    str(child_run),
+                    child.workflow_type,
+                    queue,
+                    command.args,
+                    parent_workflow_id=self.workflow_id,
+                    parent_run_id=self.run_id,
+                    parent_seq=command.seq,
+                )
+                command_id = f"{self.run_id}/child/{command.seq}"
+                fx.commands.append(Command(command_id, child.workflow_id, now, start))
             case ContinueAsNewRun():
                 new_run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"everflow:{self.run_id}:next"))
                 self._append(WorkflowContinuedAsNew(new_run_id, command.args), now, fx)
@@ -422,6 +466,8 @@ class Run(ActivityLifecycle):
         for timer_id in list(self.timers):
             fx.timer_ops.append((self._user_timer_key(timer_id), None))
         self.clear_all_activity_timers(fx)
+        self._close_children(now, fx)
+        self._notify_parent(now, fx)
         fx.completions.append(
             Completion(
                 workflow_id=self.workflow_id,
@@ -436,6 +482,46 @@ class Run(ActivityLifecycle):
             )
         )
         self.instance = None
+
+    def _close_children(self, now: int, fx: Effects) -> None:
+        for seq, (child_id, policy) in self.children.items():
+            body: CancelWorkflow | TerminateWorkflow
+            if policy == "terminate":
+                body = TerminateWorkflow(f"parent {self.workflow_id!r} closed")
+            elif policy == "request_cancel":
+                body = CancelWorkflow(f"parent {self.workflow_id!r} closed")
+            else:
+                continue
+            fx.commands.append(Command(f"{self.run_id}/close-child/{seq}", child_id, now, body))
+
+    def _notify_parent(self, now: int, fx: Effects) -> None:
+        started = self.events[0].attributes
+        assert isinstance(started, WorkflowStarted)
+        if started.parent_workflow_id is None or self.status is RunStatus.CONTINUED_AS_NEW:
+            return
+        assert started.parent_run_id is not None
+        report = ReportChildClosed(
+            started.parent_run_id,
+            started.parent_seq,
+            self.run_id,
+            self.status.value,
+            self.result,
+            self.failure,
+        )
+        fx.commands.append(
+            Command(f"{self.run_id}/closed", started.parent_workflow_id, now, report)
+        )
+
+    def child_event(
+        self, attrs: EventAttributes, now: int, registry: Registry, fx: Effects
+    ) -> bool:
+        """A child reported in (started, could not start, closed); False if stale."""
+        seq = getattr(attrs, "seq", None)
+        if self.closed or seq not in self.children:
+            return False
+        self._registry = registry
+        self._resolve(attrs, now, fx)
+        return True
 
     def _block(self, reason: str, failure: Failure, now: int, fx: Effects) -> None:
         log.warning(

@@ -23,6 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from processors.registry import Registry
 from processors.requests import (
     Batch,
+    child_report,
     continue_runs,
     query_run,
     signal_run,
@@ -40,6 +41,9 @@ from streams.commands import (
     FailActivity,
     HeartbeatActivity,
     QueryWorkflow,
+    ReportChildClosed,
+    ReportChildStarted,
+    ReportChildStartFailed,
     SignalWorkflow,
     StartActivity,
     StartWorkflow,
@@ -94,6 +98,7 @@ class WorkflowProcessor:
         self._catching_up: dict[int, int] = {}  # partition -> commands end at assignment
         self._admin = kafka.admin(config)
         self._replies_partitions = partition_count(self._admin, self.topics.replies)
+        self._commands_partitions = partition_count(self._admin, self.topics.commands)
         self.stats = {"transactions": 0, "commands": 0, "events": 0, "timers_fired": 0}
         self.timing = {"produce": 0.0, "commit": 0.0}
         self._kill_before_commit = int(os.environ.get("EVERFLOW_FAULT_KILL_BEFORE_COMMIT", "0"))
@@ -149,8 +154,7 @@ class WorkflowProcessor:
     def _restore(self, ids: list[int]) -> None:
         restored = restore_partitions(self.config, self.wire, ids)
         # commands that arrived while nobody owned a partition (an activity's result, say)
-        # come before its overdue timers: a timeout must not win against a waiting result.
-        # (commands is never written transactionally, so its end is a real record's offset)
+        # come before its overdue timers: a timeout must not win against a waiting result
         commands = self.topics.commands
         committed = self.consumer.committed([TopicPartition(commands, p) for p in ids], 30)
         for tp in committed:
@@ -203,11 +207,22 @@ class WorkflowProcessor:
     def _update_catch_up(self, messages: list[Message]) -> None:
         if not self._catching_up:
             return
+        seen = set()
         for msg in messages:
             partition, offset = msg.partition(), msg.offset()
+            seen.add(partition)
             if partition in self._catching_up and offset is not None:
                 if offset + 1 >= self._catching_up[partition]:
                     del self._catching_up[partition]
+        # the end may be a transaction marker (processors write child-workflow commands in
+        # their transactions), which no message ever reaches: one short of it, with nothing
+        # more to read, is caught up too
+        idle = [p for p in self._catching_up if p not in seen]
+        if idle:
+            topic = self.topics.commands
+            for tp in self.consumer.position([TopicPartition(topic, p) for p in idle]):
+                if tp.offset >= 0 and tp.offset >= self._catching_up[tp.partition] - 1:
+                    del self._catching_up[tp.partition]
 
     def _due_timers(self, now: int) -> list[tuple[int, Timer]]:
         due: list[tuple[int, Timer]] = []
@@ -245,6 +260,8 @@ class WorkflowProcessor:
                 query_run(command, body, run, self.registry, batch)
             case UpdateWorkflow():
                 update_run(command, body, run, now, self.registry, batch)
+            case ReportChildStarted() | ReportChildStartFailed() | ReportChildClosed():
+                child_report(command, body, run, now, self.registry, batch)
             case CompleteActivity():
                 if run is not None and run.run_id == body.run_id:
                     fx = batch.effects(run)
@@ -394,6 +411,14 @@ class WorkflowProcessor:
                 if timer is not None:
                     new_timers.append((p, timer))
             new_timers.extend((p, timer) for timer in fx.derived_timers)
+            for out in fx.commands:  # to other workflows: their partition, by murmur2
+                cp = kafka.partition_for(out.workflow_id, self._commands_partitions)
+                produce(
+                    t.commands,
+                    self.wire.command.encode(out),
+                    out.workflow_id.encode(),
+                    partition=cp,
+                )
             for completion in fx.completions:
                 produce(
                     t.completions,

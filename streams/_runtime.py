@@ -56,6 +56,18 @@ class ActivityOptions:
     cancellation_type: str = "try_cancel"
 
 
+@dataclass(frozen=True, slots=True)
+class ChildOptions:
+    """How one child workflow is started."""
+
+    workflow_type: str
+    args: Sequence[Any]
+    workflow_id: str
+    task_queue: str | None
+    parent_close_policy: str
+    result_type: Any
+
+
 class WorkflowRuntime(ABC):
     """What workflow code can ask of the engine running it."""
 
@@ -79,6 +91,11 @@ class WorkflowRuntime(ABC):
 
     @abstractmethod
     def cancel_activity(self, fut: asyncio.Future[Any]) -> None: ...
+
+    @abstractmethod
+    def start_child(
+        self, options: ChildOptions
+    ) -> tuple[asyncio.Future[str], asyncio.Future[Any]]: ...
 
     @abstractmethod
     def start_timer(self, delay: timedelta) -> asyncio.Future[None]: ...

@@ -23,6 +23,9 @@ class StartWorkflow:
     start_signal_args: list[Payload] = field(default_factory=list)
     id_reuse_policy: str = "allow_duplicate"
     id_conflict_policy: str = "fail"
+    parent_workflow_id: str | None = None
+    parent_run_id: str | None = None
+    parent_seq: int = 0
 
 
 @avro("everflow.command.DescribeWorkflow")
@@ -112,6 +115,33 @@ class UpdateWorkflow:
     reply_to: str
 
 
+@avro("everflow.command.ChildWorkflowStarted")
+@dataclass(frozen=True, slots=True)
+class ReportChildStarted:
+    parent_run_id: str
+    seq: int
+    child_run_id: str
+
+
+@avro("everflow.command.ChildWorkflowStartFailed")
+@dataclass(frozen=True, slots=True)
+class ReportChildStartFailed:
+    parent_run_id: str
+    seq: int
+    message: str
+
+
+@avro("everflow.command.ChildWorkflowClosed")
+@dataclass(frozen=True, slots=True)
+class ReportChildClosed:
+    parent_run_id: str
+    seq: int
+    child_run_id: str
+    status: str
+    result: Payload | None = None
+    failure: Failure | None = None
+
+
 CommandBody = (
     StartWorkflow
     | DescribeWorkflow
@@ -124,6 +154,9 @@ CommandBody = (
     | SignalWorkflow
     | QueryWorkflow
     | UpdateWorkflow
+    | ReportChildStarted
+    | ReportChildStartFailed
+    | ReportChildClosed
 )
 
 

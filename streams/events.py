@@ -20,6 +20,9 @@ class WorkflowStarted:
     execution_timeout_ms: int | None = None
     run_timeout_ms: int | None = None
     continued_from_run_id: str | None = None
+    parent_workflow_id: str | None = None
+    parent_run_id: str | None = None
+    parent_seq: int = 0
 
 
 @avro("everflow.history.ActivityScheduled")
@@ -197,6 +200,40 @@ class WorkflowContinuedAsNew:
     args: list[Payload] = field(default_factory=list)
 
 
+@avro("everflow.history.ChildWorkflowInitiated")
+@dataclass(frozen=True, slots=True)
+class ChildWorkflowInitiated:
+    seq: int
+    workflow_id: str
+    workflow_type: str
+    task_queue: str
+    args: list[Payload] = field(default_factory=list)
+    parent_close_policy: str = "terminate"
+
+
+@avro("everflow.history.ChildWorkflowStarted")
+@dataclass(frozen=True, slots=True)
+class ChildWorkflowStarted:
+    seq: int
+    run_id: str
+
+
+@avro("everflow.history.ChildWorkflowStartFailed")
+@dataclass(frozen=True, slots=True)
+class ChildWorkflowStartFailed:
+    seq: int
+    message: str
+
+
+@avro("everflow.history.ChildWorkflowClosed")
+@dataclass(frozen=True, slots=True)
+class ChildWorkflowClosed:
+    seq: int
+    status: str
+    result: Payload | None = None
+    failure: Failure | None = None
+
+
 EventAttributes = (
     WorkflowStarted
     | ActivityScheduled
@@ -223,6 +260,10 @@ EventAttributes = (
     | UpdateAccepted
     | UpdateCompleted
     | WorkflowContinuedAsNew
+    | ChildWorkflowInitiated
+    | ChildWorkflowStarted
+    | ChildWorkflowStartFailed
+    | ChildWorkflowClosed
 )
 
 

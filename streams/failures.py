@@ -25,6 +25,11 @@ class FailureError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def cause(self) -> BaseException | None:
+        """What caused this failure (the activity's or child's own error), if known."""
+        return self.__cause__
+
 
 class ApplicationError(FailureError):
     """A failure raised on purpose by user code.
@@ -67,9 +72,9 @@ class ActivityError(FailureError):
         self.attempt = attempt
         self.__cause__ = cause
 
-    @property
-    def cause(self) -> BaseException | None:
-        return self.__cause__
+
+class ChildWorkflowError(FailureError):
+    """A child workflow could not start, or closed without a result; see `cause`."""
 
 
 class ActivityTimeoutError(FailureError):

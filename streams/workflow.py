@@ -27,19 +27,22 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
 from streams import _runtime
-from streams._runtime import ActivityOptions, NotInWorkflowError, WorkflowInfo
+from streams._runtime import ActivityOptions, ChildOptions, NotInWorkflowError, WorkflowInfo
 from streams.retry import RetryPolicy
 
 __all__ = [
     "ActivityCancellationType",
+    "ChildWorkflowHandle",
     "ContinueAsNewError",
     "Handler",
     "NotInWorkflowError",
+    "ParentClosePolicy",
     "WorkflowDefinition",
     "WorkflowInfo",
     "continue_as_new",
     "defn",
     "execute_activity",
+    "execute_child_workflow",
     "info",
     "logger",
     "now",
@@ -48,6 +51,7 @@ __all__ = [
     "run",
     "signal",
     "sleep",
+    "start_child_workflow",
     "update",
     "uuid4",
     "wait_condition",
@@ -200,6 +204,71 @@ def update(fn: F | None = None, *, name: str | None = None) -> Any:
         return f
 
     return wrap(fn) if fn is not None else wrap
+
+
+class ParentClosePolicy(enum.Enum):
+    """What happens to a child still running when its parent closes."""
+
+    TERMINATE = "terminate"
+    REQUEST_CANCEL = "request_cancel"
+    ABANDON = "abandon"
+
+
+class ChildWorkflowHandle:
+    """A started child workflow: its IDs, and its result when awaited."""
+
+    def __init__(self, workflow_id: str, run_id: str, result: asyncio.Future[Any]) -> None:
+        self.id = workflow_id
+        self.run_id = run_id
+        self._result = result
+
+    def __await__(self) -> Any:
+        return self._result.__await__()
+
+    async def result(self) -> Any:
+        """The child's result; ChildWorkflowError if it failed, was cancelled or terminated."""
+        return await self._result
+
+
+async def start_child_workflow(
+    workflow: Any,
+    *args: Any,
+    id: str,
+    task_queue: str | None = None,
+    parent_close_policy: ParentClosePolicy = ParentClosePolicy.TERMINATE,
+    result_type: Any = None,
+) -> ChildWorkflowHandle:
+    """Starts a child workflow (any partition, any worker) and returns once it started.
+
+    Raises ChildWorkflowError if it cannot start (say its ID is running). When this run
+    closes, a child still running is terminated, asked to cancel, or left alone per
+    `parent_close_policy`.
+    """
+    name = workflow if isinstance(workflow, str) else WorkflowDefinition.of(workflow).name
+    options = ChildOptions(name, args, id, task_queue, parent_close_policy.value, result_type)
+    started, result = _runtime.current().start_child(options)
+    run_id = await started
+    return ChildWorkflowHandle(id, run_id, result)
+
+
+async def execute_child_workflow(
+    workflow: Any,
+    *args: Any,
+    id: str,
+    task_queue: str | None = None,
+    parent_close_policy: ParentClosePolicy = ParentClosePolicy.TERMINATE,
+    result_type: Any = None,
+) -> Any:
+    """Starts a child workflow and waits for its result."""
+    handle = await start_child_workflow(
+        workflow,
+        *args,
+        id=id,
+        task_queue=task_queue,
+        parent_close_policy=parent_close_policy,
+        result_type=result_type,
+    )
+    return await handle.result()
 
 
 class ContinueAsNewError(BaseException):

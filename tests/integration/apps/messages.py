@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 from streams import ApplicationError, activity, workflow
+from streams.failures import ChildWorkflowError
 
 
 @activity.defn
@@ -101,3 +102,36 @@ class Quick:
         if should_fail:
             await workflow.execute_activity(fail, "x", start_to_close_timeout=timedelta(seconds=5))
         return "ok"
+
+
+@workflow.defn
+class Child:
+    @workflow.run
+    async def run(self, mode: str) -> str:
+        if mode == "fail":
+            raise ApplicationError("the child gave up", type="ChildGaveUp")
+        if mode == "sleep":
+            await workflow.sleep(timedelta(minutes=10))
+        return f"child {workflow.info().workflow_id} done"
+
+
+@workflow.defn
+class Parent:
+    @workflow.run
+    async def run(self, mode: str, child_ids: list[str], policy: str) -> str:
+        if mode == "ok":
+            results = [
+                await workflow.execute_child_workflow(Child, "ok", id=cid) for cid in child_ids
+            ]
+            return "; ".join(results)
+        if mode == "fail":
+            try:
+                await workflow.execute_child_workflow(Child, "fail", id=child_ids[0])
+            except ChildWorkflowError as e:
+                return f"caught: {e.cause}"
+            return "no failure"
+        handle = await workflow.start_child_workflow(
+            Child, "sleep", id=child_ids[0], parent_close_policy=workflow.ParentClosePolicy(policy)
+        )
+        await workflow.sleep(timedelta(minutes=10))
+        return handle.run_id
