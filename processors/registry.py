@@ -26,12 +26,15 @@ class Registry:
         converter: DataConverter | None = None,
         determinism_guard: bool = True,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        suggest_continue_as_new_after: int = 10_000,
     ) -> None:
         self.workflows = {d.name: d for d in (WorkflowDefinition.of(w) for w in workflows)}
         self.activities = {d.name: d for d in (ActivityDefinition.of(a) for a in activities)}
         self.converter = converter or DataConverter()
         self.determinism_guard = determinism_guard
         self.max_payload_bytes = max_payload_bytes
+        # history length at which info().is_continue_as_new_suggested() turns true
+        self.suggest_continue_as_new_after = suggest_continue_as_new_after
 
     def workflow(self, name: str) -> WorkflowDefinition:
         try:

@@ -597,6 +597,7 @@ class Run(ActivityLifecycle):
             guard=registry.determinism_guard,
             max_payload_bytes=registry.max_payload_bytes,
         )
+        self.instance.suggest_continue_as_new_after = registry.suggest_continue_as_new_after
 
     def _replay(self, registry: Registry) -> Step:
         self.instance = None

@@ -42,6 +42,7 @@ class Worker:
         run_workflows: bool = True,
         run_activities: bool = True,
         determinism_guard: bool = True,
+        suggest_continue_as_new_after: int = 10_000,
     ) -> None:
         from processors.registry import Registry
 
@@ -53,6 +54,7 @@ class Worker:
             client.converter,
             determinism_guard,
             client.config.max_payload_bytes,
+            suggest_continue_as_new_after,
         )
         self.instance_id = (
             instance_id or os.environ.get("EVERFLOW_INSTANCE_ID") or (socket.gethostname())

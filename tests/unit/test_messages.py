@@ -148,3 +148,26 @@ def test_continue_as_new_closes_the_run_and_starts_the_next_with_fresh_history()
     ] * 3 + [RunStatus.COMPLETED]
     started = last.events[0].attributes
     assert isinstance(started, WorkflowStarted) and started.continued_from_run_id is not None
+
+
+@workflow.defn
+class LongLived:
+    @workflow.run
+    async def run(self, seen: int) -> str:
+        while not workflow.info().is_continue_as_new_suggested():
+            await workflow.sleep(timedelta(seconds=1))
+        return f"suggested at {workflow.info().history_length} events"
+
+
+def test_continue_as_new_is_suggested_after_a_configurable_history_length() -> None:
+    registry = Registry([LongLived], [], suggest_continue_as_new_after=7)
+    run = Run("ll", "r", 0)
+    fx = Effects()
+    run.start(WorkflowStarted("LongLived", "q", conv.to_payloads([0]), "c"), 1000, registry, fx)
+    now = 1000
+    while not run.closed:
+        timer = next(t for t in fx.timers)
+        now += 1000
+        fx = Effects()
+        run.fire_timer(timer, now, registry, fx)
+    assert conv.from_payload(run.result) == "suggested at 7 events"
