@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
 from streams import Client, WorkflowFailureError, kafka
 from streams.config import KafkaConfig
 from streams.records import RunStatus
-from streams.topics import ensure_topics, topic_specs
-from tests.integration.workers import WorkerProcesses
+from tests.integration.workers import WorkerProcesses, topics_for, with_client
 
 pytestmark = pytest.mark.integration
 APP = "tests.integration.apps.messages"
@@ -23,26 +21,13 @@ MINUTE = timedelta(seconds=60)
 
 @pytest.fixture
 def config(kafka_bootstrap: str, topic_prefix: str) -> KafkaConfig:
-    cfg = KafkaConfig(bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, partitions=4)
-    ensure_topics(kafka.admin(cfg), topic_specs(cfg, [Q]))
-    return cfg
+    return topics_for(kafka_bootstrap, topic_prefix, Q)
 
 
 def other_partition_ids(parent: str, n: int, partitions: int = 4) -> list[str]:
     home = kafka.partition_for(parent, partitions)
     ids = [f"{parent}-child-{i}" for i in range(50)]
     return [c for c in ids if kafka.partition_for(c, partitions) != home][:n]
-
-
-def run(config: KafkaConfig, body: Any) -> Any:
-    async def main() -> Any:
-        client = await asyncio.to_thread(Client, config)
-        try:
-            return await body(client)
-        finally:
-            client.close()
-
-    return asyncio.run(main())
 
 
 def test_children_on_other_partitions_return_results_and_failures_to_the_parent(
@@ -66,7 +51,7 @@ def test_children_on_other_partitions_return_results_and_failures_to_the_parent(
         )
         return ok, failed
 
-    ok, failed = run(config, body)
+    ok, failed = with_client(config, body)
     assert ok == f"child {kids[0]} done; child {kids[1]} done"
     assert failed == "caught: the child gave up"
 
@@ -108,4 +93,4 @@ def test_parent_terminated_applies_its_close_policy_to_the_child(
             await asyncio.sleep(0.1)
         return (await child.describe()).status
 
-    assert run(config, body) is child_status
+    assert with_client(config, body) is child_status

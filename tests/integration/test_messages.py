@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -21,9 +20,9 @@ from streams import (
 )
 from streams.config import KafkaConfig
 from streams.records import RunStatus
-from streams.topics import Topics, ensure_topics, topic_specs
+from streams.topics import Topics
 from streams.wire import wire
-from tests.integration.workers import WorkerProcesses
+from tests.integration.workers import WorkerProcesses, topics_for, with_client
 
 pytestmark = pytest.mark.integration
 APP = "tests.integration.apps.messages"
@@ -33,20 +32,7 @@ MINUTE = timedelta(seconds=60)
 
 @pytest.fixture
 def config(kafka_bootstrap: str, topic_prefix: str) -> KafkaConfig:
-    cfg = KafkaConfig(bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, partitions=4)
-    ensure_topics(kafka.admin(cfg), topic_specs(cfg, [Q]))
-    return cfg
-
-
-def with_client(config: KafkaConfig, body: Callable[[Client], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        client = await asyncio.to_thread(Client, config)
-        try:
-            return await body(client)
-        finally:
-            client.close()
-
-    return asyncio.run(main())
+    return topics_for(kafka_bootstrap, topic_prefix, Q)
 
 
 def names(history: list[Any]) -> list[str]:

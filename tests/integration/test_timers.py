@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streams import Client, WorkflowFailureError, WorkflowNotRunningError, kafka
+from streams import Client, WorkflowFailureError, WorkflowNotRunningError
 from streams.config import KafkaConfig
 from streams.events import HistoryEvent, TimerStarted
-from streams.topics import ensure_topics, topic_specs
-from tests.integration.workers import WorkerProcesses
+from tests.integration.workers import WorkerProcesses, topics_for, with_client
 
 pytestmark = pytest.mark.integration
 APP = "tests.integration.apps.timing"
@@ -26,20 +24,7 @@ MINUTE = timedelta(seconds=60)
 
 @pytest.fixture
 def config(kafka_bootstrap: str, topic_prefix: str) -> KafkaConfig:
-    cfg = KafkaConfig(bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, partitions=4)
-    ensure_topics(kafka.admin(cfg), topic_specs(cfg, [QUEUE]))
-    return cfg
-
-
-def with_client(config: KafkaConfig, body: Callable[[Client], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        client = await asyncio.to_thread(Client, config)
-        try:
-            return await body(client)
-        finally:
-            client.close()
-
-    return asyncio.run(main())
+    return topics_for(kafka_bootstrap, topic_prefix, QUEUE)
 
 
 def kinds(history: list[HistoryEvent]) -> list[str]:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from streams import Client, kafka
+from streams.config import KafkaConfig
+from streams.topics import ensure_topics, topic_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,3 +99,23 @@ def worker_env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[
         "EVERFLOW_BANK_STEP_TIMEOUT": "5",
         "PYTHONPATH": str(ROOT),
     }
+
+
+def topics_for(bootstrap: str, prefix: str, *queues: str, partitions: int = 4) -> KafkaConfig:
+    """A configuration with its topics (and the task queues' topics) created."""
+    config = KafkaConfig(bootstrap=bootstrap, topic_prefix=prefix, partitions=partitions)
+    ensure_topics(kafka.admin(config), topic_specs(config, list(queues)))
+    return config
+
+
+def with_client(config: KafkaConfig, body: Callable[[Client], Awaitable[Any]]) -> Any:
+    """Runs `body(client)` with a connected client, closed afterwards."""
+
+    async def main() -> Any:
+        client = await asyncio.to_thread(Client, config)
+        try:
+            return await body(client)
+        finally:
+            client.close()
+
+    return asyncio.run(main())
