@@ -33,7 +33,7 @@ from streams.payload import Payload
 from streams.records import ActivityTask, Failure, Timer, TimerKind
 
 if TYPE_CHECKING:
-    from processors.run import Effects
+    from processors.effects import Effects
 
 ATTEMPT_TIMERS = (
     TimerKind.ACTIVITY_START_TO_CLOSE,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.errors import EverflowError
-from streams.failures import FailureError, to_failure
+from streams.failures import to_failure
 from streams.payload import DataConverter, Payload
 from streams.records import Failure
 from streams.workflow import Handler, WorkflowDefinition
@@ -135,7 +135,3 @@ class MessageHandlers:
         handler = find_handler(self.definition, "update", name)
         if handler.validator is not None and self._obj is not None:
             self._read_only("validator", name, handler.validator, args, handler.arg_types)
-
-
-def is_failure(error: BaseException) -> bool:
-    return isinstance(error, FailureError)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import assert_never
 
 from processors.activities import ActivityLifecycle, ActivityState
+from processors.children import ChildLifecycle
+from processors.effects import Effects
 from processors.handlers import CompleteUpdate
 from processors.instance import (
     CancelRun,
@@ -40,11 +41,8 @@ from processors.replay import (
 )
 from processors.replay import location as command_location
 from streams.commands import (
-    CancelWorkflow,
     Command,
-    ReportChildClosed,
     StartWorkflow,
-    TerminateWorkflow,
 )
 from streams.events import (
     ActivityScheduled,
@@ -73,7 +71,6 @@ from streams.events import (
 )
 from streams.payload import Payload
 from streams.records import (
-    ActivityTask,
     Completion,
     Failure,
     Reply,
@@ -91,30 +88,7 @@ DEFAULT_RETRY = RetryPolicy()
 __all__ = ["ActivityState", "Effects", "NonDeterminismError", "Run"]
 
 
-@dataclass(slots=True)
-class Effects:
-    """Everything one transaction must write for the runs it touched."""
-
-    events: list[HistoryEvent] = field(default_factory=list)
-    tasks: list[tuple[str, ActivityTask]] = field(default_factory=list)
-    timer_ops: list[tuple[str, Timer | None]] = field(default_factory=list)
-    derived_timers: list[Timer] = field(default_factory=list)
-    completions: list[Completion] = field(default_factory=list)
-    replies: list[Reply] = field(default_factory=list)
-    commands: list[Command] = field(default_factory=list)  # to other workflows' partitions
-
-    @property
-    def timers(self) -> list[Timer]:
-        """Timers set, in order."""
-        return [t for _, t in self.timer_ops if t is not None]
-
-    @property
-    def cleared_timers(self) -> list[str]:
-        """Keys of timers tombstoned, in order."""
-        return [k for k, t in self.timer_ops if t is None]
-
-
-class Run(ActivityLifecycle):
+class Run(ChildLifecycle, ActivityLifecycle):
     """One run: its history, the state folded from it, and (when loaded) its live code."""
 
     def __init__(self, workflow_id: str, run_id: str, partition: int) -> None:
@@ -482,46 +456,6 @@ class Run(ActivityLifecycle):
             )
         )
         self.instance = None
-
-    def _close_children(self, now: int, fx: Effects) -> None:
-        for seq, (child_id, policy) in self.children.items():
-            body: CancelWorkflow | TerminateWorkflow
-            if policy == "terminate":
-                body = TerminateWorkflow(f"parent {self.workflow_id!r} closed")
-            elif policy == "request_cancel":
-                body = CancelWorkflow(f"parent {self.workflow_id!r} closed")
-            else:
-                continue
-            fx.commands.append(Command(f"{self.run_id}/close-child/{seq}", child_id, now, body))
-
-    def _notify_parent(self, now: int, fx: Effects) -> None:
-        started = self.events[0].attributes
-        assert isinstance(started, WorkflowStarted)
-        if started.parent_workflow_id is None or self.status is RunStatus.CONTINUED_AS_NEW:
-            return
-        assert started.parent_run_id is not None
-        report = ReportChildClosed(
-            started.parent_run_id,
-            started.parent_seq,
-            self.run_id,
-            self.status.value,
-            self.result,
-            self.failure,
-        )
-        fx.commands.append(
-            Command(f"{self.run_id}/closed", started.parent_workflow_id, now, report)
-        )
-
-    def child_event(
-        self, attrs: EventAttributes, now: int, registry: Registry, fx: Effects
-    ) -> bool:
-        """A child reported in (started, could not start, closed); False if stale."""
-        seq = getattr(attrs, "seq", None)
-        if self.closed or seq not in self.children:
-            return False
-        self._registry = registry
-        self._resolve(attrs, now, fx)
-        return True
 
     def _block(self, reason: str, failure: Failure, now: int, fx: Effects) -> None:
         log.warning(

@@ -66,7 +66,7 @@ class RunningActivity:
     def cancel(self) -> None:
         """The workflow asked to stop: the next heartbeat raises; async code is cancelled."""
         self._cancelled.set()
-        if self.future is not None and self.info and _is_async(self.future):
+        if self.future is not None and _is_async(self.future):
             self.future.cancel()
 
 
