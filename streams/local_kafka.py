@@ -7,7 +7,7 @@ by `EVERFLOW_BOOTSTRAP`, else a Docker container, else a `LocalKafka`.
 
 The JVM dies with the Python process that started it, even on SIGKILL; call `start()` from
 a thread that lives as long as the broker should (normally the main thread): see
-`streams.local_cluster`, whose node machinery runs it.
+`streams.kafka_node`, whose node machinery runs it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import Any
 
 from streams.errors import BrokerError
-from streams.local_cluster import (
+from streams.kafka_node import (
     _free_port,
     _kafka_uuid,
     _KafkaNode,
