@@ -15,6 +15,7 @@ from typing import assert_never
 
 from processors.activities import ActivityLifecycle, ActivityState
 from processors.children import ChildLifecycle
+from processors.code import CodeLifecycle
 from processors.effects import Effects
 from processors.handlers import CompleteUpdate
 from processors.instance import (
@@ -33,13 +34,9 @@ from processors.instance import (
 )
 from processors.registry import Registry, UnknownWorkflowError
 from processors.replay import (
-    CHANGED,
     NonDeterminismError,
-    describe_command,
     in_record_order,
-    replay,
 )
-from processors.replay import location as command_location
 from streams.commands import (
     Command,
     StartWorkflow,
@@ -88,7 +85,7 @@ DEFAULT_RETRY = RetryPolicy()
 __all__ = ["ActivityState", "Effects", "NonDeterminismError", "Run"]
 
 
-class Run(ChildLifecycle, ActivityLifecycle):
+class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle):
     """One run: its history, the state folded from it, and (when loaded) its live code."""
 
     def __init__(self, workflow_id: str, run_id: str, partition: int) -> None:
@@ -274,21 +271,6 @@ class Run(ChildLifecycle, ActivityLifecycle):
         self._registry = registry
         self._resolve(UpdateAccepted(update_id, name, args, reply_to, request_id), now, fx)
 
-    def live_instance(self, registry: Registry) -> WorkflowInstance:
-        """The run's code with its current state, rebuilt by replay if it is not loaded
-        (also for a closed run: queries read its final state). Records nothing."""
-        if self.instance is not None:
-            return self.instance
-        self._load_instance(registry)
-        instance = self.instance
-        assert instance is not None
-        try:
-            replay(self.workflow_id, self.events, instance)
-        finally:
-            if self.closed or self.blocked is not None:
-                self.instance = None  # only running runs keep their code loaded
-        return instance
-
     def terminate(self, reason: str, now: int, fx: Effects) -> bool:
         """Ends the run at once; no workflow code runs."""
         if self.closed:
@@ -467,81 +449,6 @@ class Run(ChildLifecycle, ActivityLifecycle):
         )
         self.instance = None
         self._append(WorkflowBlocked(reason, failure), now, fx)
-
-    # ---- replay -------------------------------------------------------------------------------
-    def _ensure_instance(self, registry: Registry, now: int, fx: Effects) -> None:
-        """Rebuilds the live code by replay if it is not in memory (after restore)."""
-        if self.instance is not None or self.closed or self.blocked is not None:
-            return
-        try:
-            pending = self._replay(registry)
-        except NonDeterminismError as e:
-            self._block(
-                "non_determinism", Failure(str(e), "NonDeterminismError", "workflow"), now, fx
-            )
-            return
-        except UnknownWorkflowError as e:
-            self._block(
-                "workflow_error", Failure(str(e), "UnknownWorkflowError", "workflow"), now, fx
-            )
-            return
-        if pending.commands or pending.blocked is not None:
-            # history ends with a step whose commands are not recorded: the code changed
-            first = pending.commands[0] if pending.commands else None
-            detail = (
-                f"{describe_command(first)} at {command_location(first)}" if first else "an error"
-            )
-            failure = Failure(
-                f"workflow {self.workflow_id!r} replayed to the end of its history "
-                f"(event {len(self.events)}) and then issued {detail} that history does not "
-                f"have; {CHANGED}",
-                "NonDeterminismError",
-                kind="workflow",
-            )
-            self._block("non_determinism", failure, now, fx)
-
-    def try_unblock(self, registry: Registry, now: int, fx: Effects) -> bool:
-        """For a blocked run: replays with the code deployed now, and resumes if it fits."""
-        if self.blocked is None or self.closed:
-            return False
-        self._registry = registry
-        try:
-            pending = self._replay(registry)
-        except (NonDeterminismError, UnknownWorkflowError):
-            self.instance = None
-            return False
-        if pending.blocked is not None:
-            self.instance = None
-            return False
-        self._append(WorkflowUnblocked("code replayed cleanly"), now, fx)
-        self._apply_step(pending, now, fx)
-        return True
-
-    def _load_instance(self, registry: Registry) -> None:
-        started = self.events[0]
-        assert isinstance(started.attributes, WorkflowStarted)
-        definition = registry.workflow(started.attributes.workflow_type)
-        self.instance = WorkflowInstance(
-            definition,
-            self.workflow_id,
-            self.run_id,
-            started.attributes,
-            started.time,
-            registry.converter,
-            guard=registry.determinism_guard,
-            max_payload_bytes=registry.max_payload_bytes,
-        )
-        self.instance.suggest_continue_as_new_after = registry.suggest_continue_as_new_after
-
-    def _replay(self, registry: Registry) -> Step:
-        self.instance = None
-        self._load_instance(registry)
-        assert self.instance is not None
-        try:
-            return replay(self.workflow_id, self.events, self.instance)
-        except NonDeterminismError:
-            self.instance = None
-            raise
 
     # ---- views ----------------------------------------------------------------------------------
     def describe(self, with_history: list[bytes] | None = None) -> RunDescription:
