@@ -27,6 +27,8 @@ class Registry:
         determinism_guard: bool = True,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         suggest_continue_as_new_after: int = 10_000,
+        max_history_events: int = 50_000,
+        max_history_bytes: int = 50 * 1024 * 1024,
     ) -> None:
         self.workflows = {d.name: d for d in (WorkflowDefinition.of(w) for w in workflows)}
         self.activities = {d.name: d for d in (ActivityDefinition.of(a) for a in activities)}
@@ -35,6 +37,9 @@ class Registry:
         self.max_payload_bytes = max_payload_bytes
         # history length at which info().is_continue_as_new_suggested() turns true
         self.suggest_continue_as_new_after = suggest_continue_as_new_after
+        # a run that reaches either limit fails (warned at 80%): continue_as_new before it
+        self.max_history_events = max_history_events
+        self.max_history_bytes = max_history_bytes
 
     def workflow(self, name: str) -> WorkflowDefinition:
         try:

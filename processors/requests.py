@@ -5,6 +5,7 @@ signal-with-start), signals, queries and updates. Each answers on `replies` when
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from confluent_kafka import Message
 
@@ -45,6 +46,14 @@ CONFLICT_POLICIES = ("fail", "use_existing")
 _FAILED = (RunStatus.FAILED, RunStatus.CANCELED, RunStatus.TERMINATED, RunStatus.TIMED_OUT)
 
 
+class Runs(Protocol):
+    """A partition's runs by workflow ID (a dict, or the processor's cache)."""
+
+    def get(self, workflow_id: str) -> Run | None: ...
+
+    def __setitem__(self, workflow_id: str, run: Run) -> None: ...
+
+
 @dataclass(slots=True)
 class Batch:
     """What one transaction accumulates."""
@@ -68,7 +77,7 @@ class Batch:
 def start_run(
     command: Command,
     body: StartWorkflow,
-    runs: dict[str, Run],
+    runs: Runs,
     partition: int,
     now: int,
     registry: Registry,
@@ -169,7 +178,7 @@ def child_report(
 
 
 def continue_runs(
-    run: Run, runs: dict[str, Run], now: int, registry: Registry, batch: Batch
+    run: Run, runs: Runs, now: int, registry: Registry, batch: Batch
 ) -> None:
     """Starts the next run of a run that continued as new (and of that one, and so on)."""
     while run.next_run is not None and runs.get(run.workflow_id) is run:

@@ -1,22 +1,33 @@
-"""Partition restore: rebuild a partition's runs and timers from the compacted topics.
+"""Partition restore: rebuild a partition's runs and timers from the compacted topics and
+the history tail.
 
-Reads the partition's `snapshots` (latest record per workflow wins, tombstones delete) and
-`timers` up to their committed end, with a consumer of its own, so the time it takes grows
-with the number of runs and pending timers, not with all history ever written.
+1. wait until no transaction of a previous owner is open on the partition (a paused or
+   crashed owner's last transaction is aborted by the coordinator, or committed);
+2. read the partition's `snapshots` (latest record per workflow wins, tombstones delete) and
+   `timers`, each to its committed end. Open runs are rebuilt from their snapshot; closed
+   runs are only indexed (offset of their snapshot) and read back when asked about;
+3. read `history` from the partition's checkpoint watermark to its end and fold the events
+   the snapshots do not have yet.
+
+The time it takes grows with the partition's runs (open, and closed within retention),
+pending timers and the tail since the last checkpoint, not with all history ever written.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from processors.partition import CHECKPOINT_KEY
 from processors.run import Run
 from streams import kafka
 from streams.config import KafkaConfig
 from streams.errors import BrokerError, PayloadDecodeError
+from streams.events import WorkflowStarted
 from streams.records import Snapshot, Timer
 from streams.topics import Topics
 from streams.wire import Wire
@@ -27,17 +38,40 @@ log = logging.getLogger(__name__)
 @dataclass(slots=True)
 class RestoredPartition:
     partition: int
-    runs: dict[str, Run] = field(default_factory=dict)
+    runs: dict[str, Run] = field(default_factory=dict)  # loaded: open runs, tail-touched ones
+    index: dict[str, tuple[int, str]] = field(default_factory=dict)  # snapshot offsets
+    closed: list[tuple[int, str, str]] = field(default_factory=list)  # (close time, wf, run)
+    dirty: set[str] = field(default_factory=set)  # runs with events the snapshots lack
     timers: dict[str, Timer] = field(default_factory=dict)
-    records_read: int = 0
-    bytes_read: int = 0
+    history_end: int = 0
+    checkpoint: int = -1
+    snapshot_records: int = 0
+    snapshot_bytes: int = 0
+    tail_records: int = 0
+    tail_bytes: int = 0
+    timer_records: int = 0
+    waited: float = 0.0
     seconds: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "partition": self.partition,
+            "runs_open": sum(1 for r in self.runs.values() if not r.closed),
+            "runs_indexed": len(self.index.keys() | self.runs.keys()),
+            "snapshot_records": self.snapshot_records,
+            "snapshot_bytes": self.snapshot_bytes,
+            "tail_records": self.tail_records,
+            "tail_bytes": self.tail_bytes,
+            "timers": len(self.timers),
+            "waited_s": round(self.waited, 3),
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def restore_partitions(
-    config: KafkaConfig, wire: Wire, partitions: list[int], timeout: float = 120.0
+    config: KafkaConfig, wire: Wire, partitions: list[int], timeout: float = 300.0
 ) -> dict[int, RestoredPartition]:
-    """Reads snapshots and timers of `partitions` to their end; returns the rebuilt state."""
+    """Rebuilds the state of `partitions` (see the module doc)."""
     started = time.monotonic()
     topics = Topics(config.topic_prefix)
     out = {p: RestoredPartition(p) for p in partitions}
@@ -45,69 +79,176 @@ def restore_partitions(
         return out
     consumer = kafka.consumer(config, settings={"enable.partition.eof": True})
     try:
-        assignment = [
-            TopicPartition(t, p, OFFSET_BEGINNING)
-            for p in partitions
-            for t in (topics.snapshots, topics.timers)
-        ]
-        consumer.assign(assignment)
-        pending = {(tp.topic, tp.partition) for tp in assignment}
-        snapshots: dict[int, dict[str, Snapshot | None]] = {p: {} for p in partitions}
-        deadline = time.monotonic() + timeout
-        while pending:
-            if time.monotonic() > deadline:
-                raise BrokerError(
-                    f"restore of partitions {partitions} did not finish in {timeout}s"
-                )
-            for msg in consumer.consume(1000, 0.5):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard((msg.topic(), msg.partition()))
-                        continue
-                    raise BrokerError(f"restore failed reading {msg.topic()}: {err.str()}")
-                topic, partition, offset = kafka.where(msg)
-                part = out[partition]
-                value = msg.value()
-                part.records_read += 1
-                part.bytes_read += len(value or b"")
-                raw_key = msg.key()
-                key = raw_key.decode() if isinstance(raw_key, bytes) else (raw_key or "")
-                try:
-                    if topic == topics.snapshots:
-                        snapshots[partition][key] = (
-                            None if value is None else wire.snapshot.decode(value)
-                        )
-                    elif value is None:
-                        part.timers.pop(key, None)
-                    else:
-                        part.timers[key] = wire.timer.decode(value)
-                except PayloadDecodeError as e:
-                    # our own compacted topics: a record we cannot read is a bug or foreign
-                    # data; keep going and say so loudly rather than lose the partition
-                    log.error(
-                        "skipping unreadable record %s",
-                        e.at(topic, partition, offset),
-                    )
-        for p, by_key in snapshots.items():
-            for workflow_id, snap in by_key.items():
-                if snap is not None:
-                    out[p].runs[workflow_id] = run_from_snapshot(snap, p, wire)
+        waited = await_settled(
+            config, consumer, [(t, p) for p in partitions for t in topics.workflow_state()]
+        )
+        reader = _Reader(consumer, started + timeout)
+        _read_compacted(reader, topics, wire, out)
+        _read_tail(reader, topics, wire, out)
     finally:
         consumer.close()
     elapsed = time.monotonic() - started
     for part in out.values():
-        part.seconds = elapsed
-        log.info(
-            "restored partition=%d runs=%d timers=%d records=%d bytes=%d seconds=%.3f",
-            part.partition,
-            len(part.runs),
-            len(part.timers),
-            part.records_read,
-            part.bytes_read,
-            elapsed,
-        )
+        part.seconds, part.waited = elapsed, waited
+        log.info("restored %s", part.metrics())
     return out
+
+
+def await_settled(
+    config: KafkaConfig, committed: Consumer, where: list[tuple[str, int]], limit: float = 60.0
+) -> float:
+    """Waits until no open transaction holds back the given partitions (their last stable
+    offset reaches their high watermark); returns the seconds waited."""
+    started = time.monotonic()
+    raw = kafka.consumer(config, settings={"isolation.level": "read_uncommitted"})
+    try:
+        pending = list(where)
+        while pending:
+            pending = [
+                (t, p)
+                for t, p in pending
+                if committed.get_watermark_offsets(TopicPartition(t, p), 10, False)[1]
+                < raw.get_watermark_offsets(TopicPartition(t, p), 10, False)[1]
+            ]
+            if not pending:
+                break
+            if time.monotonic() - started > limit:
+                log.warning("open transactions still hold back %s; restoring anyway", pending)
+                break
+            time.sleep(0.2)
+    finally:
+        raw.close()
+    waited = time.monotonic() - started
+    if waited > 1:
+        log.info("waited %.1fs for a previous owner's open transaction to end", waited)
+    return waited
+
+
+class _Reader:
+    """Reads assigned partitions to their end, one message at a time."""
+
+    def __init__(self, consumer: Consumer, deadline: float) -> None:
+        self.consumer = consumer
+        self.deadline = deadline
+
+    def read(self, assignment: list[TopicPartition]) -> Iterator[Message]:
+        self.consumer.assign(assignment)
+        pending = {(tp.topic, tp.partition) for tp in assignment}
+        while pending:
+            if time.monotonic() > self.deadline:
+                raise BrokerError(f"restore did not finish reading {sorted(pending)} in time")
+            batch = self.consumer.consume(5000, 0.5)
+            for msg in batch:
+                err = msg.error()
+                if err is None:
+                    yield msg
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    pending.discard((msg.topic(), msg.partition()))
+                else:
+                    raise BrokerError(f"restore failed reading {msg.topic()}: {err.str()}")
+
+    def position(self, topic: str, partition: int) -> int:
+        [tp] = self.consumer.position([TopicPartition(topic, partition)])
+        return max(0, tp.offset)
+
+
+def _read_compacted(
+    reader: _Reader, topics: Topics, wire: Wire, out: dict[int, RestoredPartition]
+) -> None:
+    assignment = [
+        TopicPartition(t, p, OFFSET_BEGINNING)
+        for p in out
+        for t in (topics.snapshots, topics.timers)
+    ]
+    latest: dict[int, dict[str, tuple[int, Snapshot | None]]] = {p: {} for p in out}
+    for msg in reader.read(assignment):
+        topic, partition, offset = kafka.where(msg)
+        part, value = out[partition], msg.value()
+        raw_key = msg.key()
+        key = raw_key.decode() if isinstance(raw_key, bytes) else (raw_key or "")
+        try:
+            if topic == topics.snapshots:
+                part.snapshot_records += 1
+                part.snapshot_bytes += len(value or b"")
+                snap = None if value is None else wire.snapshot.decode(value)
+                if key == CHECKPOINT_KEY:
+                    if snap is not None:
+                        part.checkpoint = max(part.checkpoint, snap.history_offset)
+                else:
+                    latest[partition][key] = (offset, snap)
+            else:
+                part.timer_records += 1
+                if value is None:
+                    part.timers.pop(key, None)
+                else:
+                    part.timers[key] = wire.timer.decode(value)
+        except PayloadDecodeError as e:
+            # our own compacted topics: a record we cannot read is a bug or foreign data;
+            # keep going and say so loudly rather than lose the partition
+            log.error("skipping unreadable record %s", e.at(topic, partition, offset))
+    for p, by_key in latest.items():
+        for workflow_id, (offset, snap) in by_key.items():
+            if snap is None:
+                continue
+            out[p].index[workflow_id] = (offset, snap.run_id)
+            if snap.closed:  # answered from its snapshot when asked; only its close time now
+                close_time = wire.event.decode(snap.events[-1]).time if snap.events else 0
+                out[p].closed.append((close_time, workflow_id, snap.run_id))
+                out[p].runs.pop(workflow_id, None)
+            else:
+                out[p].runs[workflow_id] = run_from_snapshot(snap, p, wire)
+    for part in out.values():
+        part.closed.sort()
+
+
+def _read_tail(
+    reader: _Reader, topics: Topics, wire: Wire, out: dict[int, RestoredPartition]
+) -> None:
+    assignment = [
+        TopicPartition(topics.history, p, part.checkpoint if part.checkpoint >= 0 else 0)
+        for p, part in out.items()
+    ]
+    closed = {p: {wf: run_id for _, wf, run_id in part.closed} for p, part in out.items()}
+    for msg in reader.read(assignment):
+        _, partition, offset = kafka.where(msg)
+        part, value = out[partition], msg.value() or b""
+        part.tail_records += 1
+        part.tail_bytes += len(value or b"")
+        try:
+            event = wire.event.decode(value)
+        except PayloadDecodeError as e:
+            where = e.at(topics.history, partition, offset)
+            log.error("skipping unreadable history record %s", where)
+            continue
+        run = part.runs.get(event.workflow_id)
+        if run is not None and run.run_id == event.run_id:
+            expected = len(run.events) + 1
+            if event.event_id == expected:
+                run.apply(event)
+                run.encoded.append(value)
+                part.dirty.add(run.workflow_id)
+            elif event.event_id > expected:
+                log.error(
+                    "history gap in run %s of %s: event %d follows %d (offset %d)",
+                    run.run_id,
+                    run.workflow_id,
+                    event.event_id,
+                    expected - 1,
+                    offset,
+                )
+        elif event.event_id == 1 and isinstance(event.attributes, WorkflowStarted):
+            if closed[partition].get(event.workflow_id) == event.run_id:
+                continue  # a closed run its snapshot already has
+            run = Run(event.workflow_id, event.run_id, partition)
+            run.apply(event)
+            run.encoded.append(value)
+            run.first_offset = offset
+            part.runs[event.workflow_id] = run
+            part.index.pop(event.workflow_id, None)
+            part.dirty.add(event.workflow_id)
+        # else: a run whose snapshot has it (closed) or that passed its retention
+    for p, part in out.items():
+        part.history_end = reader.position(topics.history, p)
 
 
 def run_from_snapshot(snapshot: Snapshot, partition: int, wire: Wire) -> Run:
@@ -115,4 +256,30 @@ def run_from_snapshot(snapshot: Snapshot, partition: int, wire: Wire) -> Run:
     for raw in snapshot.events:
         run.apply(wire.event.decode(raw))
     run.encoded = list(snapshot.events)
+    run.first_offset = snapshot.first_offset
+    run.history_bytes = sum(len(raw) for raw in snapshot.events)
     return run
+
+
+class SnapshotReader:
+    """Reads one snapshot back by its offset (a run evicted from the cache)."""
+
+    def __init__(self, config: KafkaConfig, wire: Wire) -> None:
+        self.topic = Topics(config.topic_prefix).snapshots
+        self.wire = wire
+        self.consumer = kafka.consumer(config)
+
+    def load(self, partition: int, offset: int, timeout: float = 30.0) -> Run | None:
+        self.consumer.assign([TopicPartition(self.topic, partition, offset)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.consumer.poll(0.2)
+            if msg is None or msg.error() is not None:
+                continue
+            if msg.offset() != offset or msg.value() is None:
+                return None  # compacted or deleted: the index was stale
+            return run_from_snapshot(self.wire.snapshot.decode(msg.value()), partition, self.wire)
+        raise BrokerError(f"reading the snapshot at {self.topic}/{partition}/{offset} timed out")
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -32,6 +32,7 @@ from processors.instance import (
     Step,
     WorkflowInstance,
 )
+from processors.limits import HistoryLimits
 from processors.registry import Registry, UnknownWorkflowError
 from processors.replay import (
     NonDeterminismError,
@@ -85,7 +86,7 @@ DEFAULT_RETRY = RetryPolicy()
 __all__ = ["ActivityState", "Effects", "NonDeterminismError", "Run"]
 
 
-class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle):
+class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits):
     """One run: its history, the state folded from it, and (when loaded) its live code."""
 
     def __init__(self, workflow_id: str, run_id: str, partition: int) -> None:
@@ -94,6 +95,10 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle):
         self.partition = partition
         self.events: list[HistoryEvent] = []
         self.encoded: list[bytes] = []
+        self.first_offset = -1  # of its first event in the history partition
+        self.history_bytes = 0  # of its encoded events
+        self.limit_warned = False
+        self.retention_queued = False  # its close is in the partition's retention queue
         self.workflow_type = ""
         self.task_queue = ""
         self.start_command_id = ""

@@ -15,11 +15,13 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import assert_never
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
+from processors.output import Output
+from processors.partition import CacheSettings, PartitionRuns
 from processors.registry import Registry
 from processors.requests import (
     Batch,
@@ -30,7 +32,7 @@ from processors.requests import (
     start_run,
     update_run,
 )
-from processors.restore import restore_partitions
+from processors.restore import SnapshotReader, restore_partitions
 from processors.run import Effects, Run
 from streams import kafka
 from streams.commands import (
@@ -58,7 +60,6 @@ from streams.records import (
     Rejected,
     Reply,
     ReplyBody,
-    Snapshot,
     Timer,
     TimerKind,
 )
@@ -79,6 +80,10 @@ class ProcessorConfig:
     batch_size: int = 1000
     max_wait: float = 0.05
     timer_budget: int = 2000
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    # a paused or crashed owner's open transaction is aborted this long after it began, so
+    # a new owner of its partitions waits at most this long (plus the coordinator's sweep)
+    transaction_timeout_ms: int = 10_000
 
 
 class WorkflowProcessor:
@@ -90,7 +95,7 @@ class WorkflowProcessor:
         self.settings = settings
         self.topics = Topics(config.topic_prefix)
         self.wire: Wire = wire()
-        self.partitions: dict[int, dict[str, Run]] = {}
+        self.partitions: dict[int, PartitionRuns] = {}
         self._timers: list[tuple[int, int, int, Timer]] = []
         self._seq = itertools.count()
         self._task_topics: set[str] = set()
@@ -99,7 +104,20 @@ class WorkflowProcessor:
         self._admin = kafka.admin(config)
         self._replies_partitions = partition_count(self._admin, self.topics.replies)
         self._commands_partitions = partition_count(self._admin, self.topics.commands)
-        self.stats = {"transactions": 0, "commands": 0, "events": 0, "timers_fired": 0}
+        self.stats = dict.fromkeys(
+            (
+                "transactions",
+                "commands",
+                "events",
+                "timers_fired",
+                "history_bytes",
+                "snapshot_bytes",
+                "checkpoints",
+                "runs_expired",
+            ),
+            0,
+        )
+        self.restore_metrics: dict[int, dict[str, float]] = {}
         self.timing = {"produce": 0.0, "commit": 0.0}
         self._kill_before_commit = int(os.environ.get("EVERFLOW_FAULT_KILL_BEFORE_COMMIT", "0"))
 
@@ -107,15 +125,31 @@ class WorkflowProcessor:
     def run(self, stop: threading.Event) -> None:
         """Processes until `stop` is set; raises on fatal Kafka errors (restart the process)."""
         self.producer = kafka.transactional_producer(
-            self.config, f"{self.config.topic_prefix}wp-{self.settings.instance_id}"
+            self.config,
+            f"{self.config.topic_prefix}wp-{self.settings.instance_id}",
+            **{
+                "transaction.timeout.ms": self.settings.transaction_timeout_ms,
+                "message.timeout.ms": self.settings.transaction_timeout_ms - 1000,
+            },
         )
         self.producer.init_transactions(60)
+        self.output = Output(
+            self.producer,
+            self.topics,
+            self.wire,
+            self._task_topic,
+            self._commands_partitions,
+            self._replies_partitions,
+            self.stats,
+        )
+        self.loader = SnapshotReader(self.config, self.wire)
         self.consumer = kafka.consumer(
             self.config,
             f"{self.config.topic_prefix}workflow-processor",
             settings={
                 "session.timeout.ms": 10000,
                 "max.poll.interval.ms": 300000,
+                "client.id": f"everflow-wp-{self.settings.instance_id}",
             },
         )
         self.consumer.subscribe(
@@ -135,6 +169,7 @@ class WorkflowProcessor:
                 {k: round(v, 3) for k, v in self.timing.items()},
             )
             self.consumer.close()
+            self.loader.close()
             self.producer.flush(5)
 
     def _on_assign(self, consumer: object, partitions: list[TopicPartition]) -> None:
@@ -148,8 +183,16 @@ class WorkflowProcessor:
         for p in ids:
             self.partitions.pop(p, None)
             self._catching_up.pop(p, None)
+            self.restore_metrics.pop(p, None)
         self._timers = [t for t in self._timers if t[2] not in ids]
         heapq.heapify(self._timers)
+        self._size_caches()
+
+    def _size_caches(self) -> None:
+        share = self.settings.cache.max_cached_runs // max(1, len(self.partitions))
+        for state in self.partitions.values():
+            state.capacity = max(1, share)
+            state.trim()
 
     def _restore(self, ids: list[int]) -> None:
         restored = restore_partitions(self.config, self.wire, ids)
@@ -162,16 +205,26 @@ class WorkflowProcessor:
             if tp.offset < end:
                 self._catching_up[tp.partition] = end
         for p, part in restored.items():
-            self.partitions[p] = part.runs
+            state = PartitionRuns(p, self.settings.cache, 1, self.loader.load)
+            state.index, state.history_end = part.index, part.history_end
+            state.closed.extend(part.closed)
+            self.partitions[p] = state
+            self.restore_metrics[p] = part.metrics()
             self._timers = [t for t in self._timers if t[2] != p]
             for timer in part.timers.values():
                 self._push_timer(p, timer)
             for run in part.runs.values():
+                state[run.workflow_id] = run
+                if run.workflow_id in part.dirty:
+                    state.mark_dirty(run)
+                if run.closed:
+                    run.retention_queued = run.workflow_id not in part.dirty
                 for timer in run.derived_timers():
                     self._push_timer(p, timer)
                 if run.blocked is not None:
                     self._restore_needed.add(p)
         heapq.heapify(self._timers)
+        self._size_caches()
 
     def _push_timer(self, partition: int, timer: Timer) -> None:
         heapq.heappush(self._timers, (timer.fire_at, next(self._seq), partition, timer))
@@ -187,7 +240,7 @@ class WorkflowProcessor:
         self._update_catch_up(messages)
         now = int(time.time() * 1000)
         due = self._due_timers(now)
-        if not messages and not due and not self._restore_needed:
+        if not messages and not due and not self._restore_needed and not self._checkpoint_due():
             return
         batch = Batch()
         for msg in messages:
@@ -197,12 +250,18 @@ class WorkflowProcessor:
                     raise KafkaException(err)
                 log.warning("consumer error: %s", err.str())
                 continue
+            if msg.partition() not in self.partitions:
+                continue  # revoked while this batch was read: its new owner handles it
             batch.offsets[msg.partition()] = msg.offset() + 1
             self._handle_message(msg, now, batch)
         for partition, timer in due:
             self._fire(partition, timer, now, batch)
         self._try_unblock(now, batch)
         self._commit(batch, due)
+
+    def _checkpoint_due(self) -> bool:
+        clock = time.monotonic()
+        return any(state.checkpoint_due(clock) for state in self.partitions.values())
 
     def _update_catch_up(self, messages: list[Message]) -> None:
         if not self._catching_up:
@@ -248,7 +307,7 @@ class WorkflowProcessor:
             batch.dead.append((msg, reason))
             return
         self.stats["commands"] += 1
-        runs = self.partitions.setdefault(partition, {})
+        runs = self.partitions[partition]
         run = runs.get(command.workflow_id)
         body = command.body
         match body:
@@ -295,8 +354,16 @@ class WorkflowProcessor:
             case _:
                 assert_never(body)
         current = runs.get(command.workflow_id)
-        if current is not None and current.next_run is not None:
-            continue_runs(current, runs, now, self.registry, batch)
+        if current is not None:
+            self._after(current, runs, now, batch)
+
+    def _after(self, run: Run, runs: PartitionRuns, now: int, batch: Batch) -> None:
+        """Starts a successor run, and holds a run to its history limits."""
+        if run.next_run is not None:
+            continue_runs(run, runs, now, self.registry, batch)
+            run = runs.get(run.workflow_id) or run
+        if not run.closed:
+            run.check_history_limits(self.registry, now, batch.effects)
 
     def _cancel(
         self,
@@ -337,8 +404,9 @@ class WorkflowProcessor:
         batch.replies.append(Reply(body.reply_to, command.command_id, reply))
 
     def _fire(self, partition: int, timer: Timer, now: int, batch: Batch) -> None:
-        run = self.partitions.get(partition, {}).get(timer.workflow_id)
-        if run is None or run.run_id != timer.run_id:
+        state = self.partitions.get(partition)
+        run = None if state is None else state.get(timer.workflow_id)
+        if state is None or run is None or run.run_id != timer.run_id:
             if timer.kind in PERSISTED_TIMERS:  # its run is gone: drop the record too
                 batch.fx.setdefault(partition, Effects()).timer_ops.append((timer.key, None))
             return
@@ -346,12 +414,12 @@ class WorkflowProcessor:
         # record, if it had one, was tombstoned or replaced when the state moved on
         if run.fire_timer(timer, now, self.registry, batch.effects(run)):
             self.stats["timers_fired"] += 1
-            if run.next_run is not None:
-                continue_runs(run, self.partitions[partition], now, self.registry, batch)
+            self._after(run, state, now, batch)
 
     def _try_unblock(self, now: int, batch: Batch) -> None:
         for p in list(self._restore_needed):
-            for run in self.partitions.get(p, {}).values():
+            state = self.partitions.get(p)
+            for run in state.loaded() if state is not None else ():
                 if run.blocked is not None and not run.closed:
                     run.try_unblock(self.registry, now, batch.effects(run))
         self._restore_needed.clear()
@@ -361,7 +429,10 @@ class WorkflowProcessor:
         started = time.perf_counter()
         try:
             self.producer.begin_transaction()
-            new_timers = self._produce(batch)
+            retention = self.settings.cache.closed_retention_ms
+            new_timers, checkpointed = self.output.produce(
+                batch, self.partitions, int(time.time() * 1000), retention
+            )
             if batch.offsets:
                 offsets = [
                     TopicPartition(self.topics.commands, p, o) for p, o in batch.offsets.items()
@@ -378,8 +449,13 @@ class WorkflowProcessor:
         self.stats["transactions"] += 1
         self.timing["produce"] += produced - started
         self.timing["commit"] += time.perf_counter() - produced
+        self.producer.poll(0)  # delivery reports: snapshot offsets, history watermarks
         for partition, timer in new_timers:
             self._push_timer(partition, timer)
+        for p in checkpointed:
+            self.partitions[p].checkpointed()
+        for state in self.partitions.values():
+            state.trim()
 
     def _fault_point(self) -> None:
         """Testing hook: EVERFLOW_FAULT_KILL_BEFORE_COMMIT=N SIGKILLs this process after the
@@ -390,68 +466,6 @@ class WorkflowProcessor:
                 "fault injection: SIGKILL before commit of transaction %d", self._kill_before_commit
             )
             os.kill(os.getpid(), signal.SIGKILL)
-
-    def _produce(self, batch: Batch) -> list[tuple[int, Timer]]:
-        produce = self.producer.produce
-        t = self.topics
-        new_timers: list[tuple[int, Timer]] = []
-        for p, fx in batch.fx.items():
-            for event in fx.events:
-                raw = self.wire.event.encode(event)
-                key = event.workflow_id.encode()
-                produce(t.history, raw, key, partition=p)
-                batch.dirty[p][(event.workflow_id, event.run_id)].encoded.append(raw)
-                self.stats["events"] += 1
-            for queue, task in fx.tasks:
-                topic = self._task_topic(queue)
-                produce(topic, self.wire.task.encode(task), task.workflow_id.encode(), partition=p)
-            for timer_key, timer in fx.timer_ops:  # in order: cleared, then maybe set again
-                value = None if timer is None else self.wire.timer.encode(timer)
-                produce(t.timers, value, timer_key.encode(), partition=p)
-                if timer is not None:
-                    new_timers.append((p, timer))
-            new_timers.extend((p, timer) for timer in fx.derived_timers)
-            for out in fx.commands:  # to other workflows: their partition, by murmur2
-                cp = kafka.partition_for(out.workflow_id, self._commands_partitions)
-                produce(
-                    t.commands,
-                    self.wire.command.encode(out),
-                    out.workflow_id.encode(),
-                    partition=cp,
-                )
-            for completion in fx.completions:
-                produce(
-                    t.completions,
-                    self.wire.completion.encode(completion),
-                    completion.workflow_id.encode(),
-                    partition=p,
-                )
-        for p, runs in batch.dirty.items():
-            for run in runs.values():
-                snap = Snapshot(run.workflow_id, run.run_id, run.closed, run.encoded)
-                produce(
-                    t.snapshots,
-                    self.wire.snapshot.encode(snap),
-                    run.workflow_id.encode(),
-                    partition=p,
-                )
-        for fx in batch.fx.values():
-            batch.replies.extend(fx.replies)
-        for reply in batch.replies:
-            rp = kafka.partition_for(reply.client_id, self._replies_partitions)
-            produce(
-                t.replies, self.wire.reply.encode(reply), reply.client_id.encode(), partition=rp
-            )
-        for msg, reason in batch.dead:
-            topic, partition, offset = kafka.where(msg)
-            original = msg.headers() or []
-            headers: list[tuple[str, str | bytes | None]] = [
-                ("everflow.reason", reason.encode()),
-                ("everflow.source", f"{topic}/{partition}/{offset}".encode()),
-                *(original.items() if isinstance(original, dict) else original),
-            ]
-            produce(t.dead_letters, msg.value(), msg.key(), partition=partition, headers=headers)
-        return new_timers
 
     def _task_topic(self, queue: str) -> str:
         topic = self.topics.tasks(queue)

@@ -141,12 +141,15 @@ def timer_key(workflow_id: str, run_id: str, kind: TimerKind, seq: int) -> str:
 @avro("everflow.Snapshot")
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A run's resumable state: its history events, each already encoded."""
+    """A run's resumable state (its history events, each already encoded), or a partition's
+    checkpoint (empty workflow ID; history before `history_offset` is in snapshots)."""
 
     workflow_id: str
     run_id: str
     closed: bool
     events: list[bytes]
+    first_offset: int = -1
+    history_offset: int = -1
 
 
 @avro("everflow.Completion")

@@ -59,6 +59,10 @@ class Topics:
     def tasks(self, task_queue: str) -> str:
         return f"{self.prefix}tasks.{task_queue}"
 
+    def workflow_state(self) -> tuple[str, str, str]:
+        """The topics only a partition's owner writes, from which a new owner restores."""
+        return (self.history, self.snapshots, self.timers)
+
 
 def topic_specs(
     config: KafkaConfig, task_queues: list[str] | tuple[str, ...] = ()

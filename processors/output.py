@@ -1,0 +1,197 @@
+"""What one transaction writes: a batch's effects, the checkpoints of the partitions whose
+turn it is, tombstones of expired closed runs, replies and dead letters."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Producer
+
+from processors.partition import CHECKPOINT_KEY, PartitionRuns
+from processors.requests import Batch
+from processors.run import Run
+from streams import kafka
+from streams.events import WorkflowStarted
+from streams.records import Snapshot, Timer
+from streams.topics import Topics
+from streams.wire import Wire
+
+log = logging.getLogger(__name__)
+
+Delivery = Callable[[Any, Any], None]
+
+
+class Output:
+    """Produces a batch into the open transaction; returns what changes in memory once the
+    transaction commits."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        topics: Topics,
+        wire: Wire,
+        task_topic: Callable[[str], str],
+        commands_partitions: int,
+        replies_partitions: int,
+        stats: dict[str, int],
+    ) -> None:
+        self.producer = producer
+        self.topics = topics
+        self.wire = wire
+        self.task_topic = task_topic
+        self.commands_partitions = commands_partitions
+        self.replies_partitions = replies_partitions
+        self.stats = stats
+
+    def produce(
+        self, batch: Batch, owned: dict[int, PartitionRuns], now_ms: int, retention_ms: int
+    ) -> tuple[list[tuple[int, Timer]], list[int]]:
+        """Writes the batch; returns the timers it set and the partitions checkpointed."""
+        new_timers: list[tuple[int, Timer]] = []
+        for p, fx in batch.fx.items():
+            state = owned.get(p)
+            dirty = batch.dirty.get(p, {})
+            self._events(p, fx.events, dirty, state)
+            self._effects(p, fx, new_timers)
+            if state is not None:
+                for run in dirty.values():
+                    state.mark_dirty(run)
+        checkpointed = []
+        clock = time.monotonic()
+        for p, state in owned.items():
+            if state.checkpoint_due(clock):
+                self._checkpoint(p, state, now_ms, retention_ms)
+                checkpointed.append(p)
+        for fx in batch.fx.values():
+            batch.replies.extend(fx.replies)
+        self._replies(batch)
+        self._dead_letters(batch)
+        return new_timers, checkpointed
+
+    def _events(
+        self,
+        p: int,
+        events: list[Any],
+        dirty: dict[tuple[str, str], Run],
+        state: PartitionRuns | None,
+    ) -> None:
+        produce, topic, encode = self.producer.produce, self.topics.history, self.wire.event.encode
+        last = len(events) - 1
+        for i, event in enumerate(events):
+            raw = encode(event)
+            run = dirty[(event.workflow_id, event.run_id)]
+            run.encoded.append(raw)
+            run.history_bytes += len(raw)
+            self.stats["history_bytes"] += len(raw)
+            callback: Delivery | None = None
+            if event.event_id == 1 and isinstance(event.attributes, WorkflowStarted):
+                callback = _first_offset(run, state if i == last else None)
+            elif i == last and state is not None:
+                callback = _history_end(state)
+            if callback is None:
+                produce(topic, raw, event.workflow_id.encode(), partition=p)
+            else:
+                produce(topic, raw, event.workflow_id.encode(), partition=p, on_delivery=callback)
+        self.stats["events"] += len(events)
+        if state is not None:
+            state.records_since_checkpoint += len(events)
+
+    def _effects(self, p: int, fx: Any, new_timers: list[tuple[int, Timer]]) -> None:
+        produce, t, w = self.producer.produce, self.topics, self.wire
+        for queue, task in fx.tasks:
+            topic = self.task_topic(queue)
+            produce(topic, w.task.encode(task), task.workflow_id.encode(), partition=p)
+        for timer_key, timer in fx.timer_ops:  # in order: cleared, then maybe set again
+            value = None if timer is None else w.timer.encode(timer)
+            produce(t.timers, value, timer_key.encode(), partition=p)
+            if timer is not None:
+                new_timers.append((p, timer))
+        new_timers.extend((p, timer) for timer in fx.derived_timers)
+        for out in fx.commands:  # to other workflows: their partition, by murmur2
+            cp = kafka.partition_for(out.workflow_id, self.commands_partitions)
+            produce(t.commands, w.command.encode(out), out.workflow_id.encode(), partition=cp)
+        for completion in fx.completions:
+            key = completion.workflow_id.encode()
+            produce(t.completions, w.completion.encode(completion), key, partition=p)
+
+    def _checkpoint(self, p: int, state: PartitionRuns, now_ms: int, retention_ms: int) -> None:
+        """Snapshots of the partition's dirty runs, tombstones of its expired closed runs,
+        then the watermark: history before it is in snapshots now."""
+        produce, topic, encode = self.producer.produce, self.topics.snapshots, self.wire.snapshot
+        for run in state.dirty.values():
+            if state.get_loaded(run.workflow_id) is not run:
+                continue  # superseded by a newer run of the workflow in this checkpoint
+            snap = Snapshot(
+                run.workflow_id, run.run_id, run.closed, run.encoded, first_offset=run.first_offset
+            )
+            raw = encode.encode(snap)
+            self.stats["snapshot_bytes"] += len(raw)
+            produce(
+                topic,
+                raw,
+                run.workflow_id.encode(),
+                partition=p,
+                on_delivery=_indexed(state, run.workflow_id, run.run_id),
+            )
+            if run.closed and not run.retention_queued:
+                run.retention_queued = True
+                state.closed.append((run.close_time or now_ms, run.workflow_id, run.run_id))
+        for workflow_id in state.expired(now_ms, retention_ms):
+            produce(topic, None, workflow_id.encode(), partition=p)
+            state.forget(workflow_id)
+            self.stats["runs_expired"] += 1
+        mark = Snapshot(CHECKPOINT_KEY, "", False, [], history_offset=state.history_end)
+        produce(topic, encode.encode(mark), CHECKPOINT_KEY.encode(), partition=p)
+        self.stats["checkpoints"] += 1
+
+    def _replies(self, batch: Batch) -> None:
+        produce, topic, encode = self.producer.produce, self.topics.replies, self.wire.reply.encode
+        for reply in batch.replies:
+            rp = kafka.partition_for(reply.client_id, self.replies_partitions)
+            produce(topic, encode(reply), reply.client_id.encode(), partition=rp)
+
+    def _dead_letters(self, batch: Batch) -> None:
+        for msg, reason in batch.dead:
+            topic, partition, offset = kafka.where(msg)
+            original = msg.headers() or []
+            headers: list[tuple[str, str | bytes | None]] = [
+                ("everflow.reason", reason.encode()),
+                ("everflow.source", f"{topic}/{partition}/{offset}".encode()),
+                *(original.items() if isinstance(original, dict) else original),
+            ]
+            self.producer.produce(
+                self.topics.dead_letters,
+                msg.value(),
+                msg.key(),
+                partition=partition,
+                headers=headers,
+            )
+
+
+def _first_offset(run: Run, state: PartitionRuns | None) -> Delivery:
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None:
+            run.first_offset = msg.offset()
+            if state is not None:
+                state.history_end = max(state.history_end, msg.offset() + 1)
+
+    return delivered
+
+
+def _history_end(state: PartitionRuns) -> Delivery:
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None:
+            state.history_end = max(state.history_end, msg.offset() + 1)
+
+    return delivered
+
+
+def _indexed(state: PartitionRuns, workflow_id: str, run_id: str) -> Delivery:
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None:
+            state.snapshot_written(workflow_id, run_id, msg.offset())
+
+    return delivered

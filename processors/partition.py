@@ -1,0 +1,161 @@
+"""The runs of one owned partition: a bounded cache of loaded runs over an index of every
+run the partition knows, plus the bookkeeping of its snapshot checkpoints.
+
+A run is loaded (state folded from its events, code possibly live) while it is in the
+cache. Runs with events not yet in a snapshot ("dirty") and blocked runs stay loaded; a
+clean run may be evicted, and is read back from its snapshot (by offset) on its next
+command or timer. Every `checkpoint`, the processor writes the snapshots of the dirty runs
+and the partition's history watermark in one transaction with the batch, so a restore
+reads the snapshots and only the history after the watermark.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from processors.run import Run
+
+# key of a partition's checkpoint record on the snapshots topic (no workflow ID is empty)
+CHECKPOINT_KEY = ""
+
+
+@dataclass(slots=True)
+class CacheSettings:
+    """Bounds of a processor's memory and of the history a restore replays."""
+
+    max_cached_runs: int = 10_000  # loaded runs per processor, split over its partitions
+    checkpoint_records: int = 5_000  # history records per partition between checkpoints
+    checkpoint_interval: float = 2.0  # seconds a dirty run waits at most for its snapshot
+    closed_retention_ms: int = 7 * 24 * 3600 * 1000  # closed runs answer this long
+
+
+Loader = Callable[[int, int], "Run | None"]  # (partition, snapshot offset) -> run
+
+
+class PartitionRuns:
+    """Runs of one partition by workflow ID: the loaded ones in LRU order, the rest by the
+    offset of their latest snapshot."""
+
+    def __init__(
+        self, partition: int, settings: CacheSettings, capacity: int, loader: Loader
+    ) -> None:
+        self.partition = partition
+        self.settings = settings
+        self.capacity = max(1, capacity)
+        self._loader = loader
+        self._cache: OrderedDict[str, Run] = OrderedDict()
+        self.index: dict[str, tuple[int, str]] = {}  # workflow ID -> (snapshot offset, run ID)
+        self.dirty: dict[tuple[str, str], Run] = {}  # events not yet in a snapshot
+        self.closed: deque[tuple[int, str, str]] = deque()  # (close time, workflow, run)
+        self.history_end = 0  # history records before this offset are committed
+        self.records_since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
+        self.loads = 0
+        self.evictions = 0
+
+    # ---- the mapping the request handlers use --------------------------------------------
+    def get(self, workflow_id: str) -> Run | None:
+        run = self._cache.get(workflow_id)
+        if run is not None:
+            self._cache.move_to_end(workflow_id)
+            return run
+        where = self.index.get(workflow_id)
+        if where is None:
+            return None
+        run = self._loader(self.partition, where[0])
+        if run is None or run.workflow_id != workflow_id:
+            raise LookupError(
+                f"snapshot of workflow {workflow_id!r} at offset {where[0]} of partition "
+                f"{self.partition} could not be read back"
+            )
+        self.loads += 1
+        self._cache[workflow_id] = run
+        return run
+
+    def get_loaded(self, workflow_id: str) -> Run | None:
+        """The run if it is in memory, without loading it or touching its recency."""
+        return self._cache.get(workflow_id)
+
+    def __setitem__(self, workflow_id: str, run: Run) -> None:
+        self._cache[workflow_id] = run
+        self._cache.move_to_end(workflow_id)
+
+    def __contains__(self, workflow_id: object) -> bool:
+        return workflow_id in self._cache or workflow_id in self.index
+
+    def __len__(self) -> int:
+        return len(self._cache.keys() | self.index.keys())
+
+    def loaded(self) -> Iterator[Run]:
+        """The runs in memory now (not the evicted ones)."""
+        return iter(list(self._cache.values()))
+
+    @property
+    def cached(self) -> int:
+        return len(self._cache)
+
+    def forget(self, workflow_id: str) -> None:
+        self._cache.pop(workflow_id, None)
+        self.index.pop(workflow_id, None)
+
+    # ---- checkpoints and eviction ---------------------------------------------------------
+    def mark_dirty(self, run: Run) -> None:
+        self.dirty[(run.workflow_id, run.run_id)] = run
+
+    def checkpoint_due(self, now: float) -> bool:
+        if not self.dirty:
+            return False
+        return (
+            self.records_since_checkpoint >= self.settings.checkpoint_records
+            or now - self.last_checkpoint >= self.settings.checkpoint_interval
+        )
+
+    def checkpointed(self) -> None:
+        self.dirty.clear()
+        self.records_since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
+
+    def snapshot_written(self, workflow_id: str, run_id: str, offset: int) -> None:
+        """A snapshot's delivery report: the run can now be read back from `offset`."""
+        self.index[workflow_id] = (offset, run_id)
+
+    def trim(self) -> None:
+        """Evicts least recently used clean runs until the cache fits its capacity."""
+        excess = len(self._cache) - self.capacity
+        if excess <= 0:
+            return
+        kept: list[tuple[str, Run]] = []
+        for workflow_id in list(self._cache):
+            if excess <= 0:
+                break
+            run = self._cache[workflow_id]
+            where = self.index.get(workflow_id)
+            pinned = (
+                (workflow_id, run.run_id) in self.dirty
+                or (run.blocked is not None and not run.closed)
+                or where is None
+                or where[1] != run.run_id
+            )
+            del self._cache[workflow_id]
+            if pinned:
+                kept.append((workflow_id, run))
+            else:
+                excess -= 1
+                self.evictions += 1
+        for workflow_id, run in reversed(kept):  # back at the cold end, in their order
+            self._cache[workflow_id] = run
+            self._cache.move_to_end(workflow_id, last=False)
+
+    def expired(self, now_ms: int, retention_ms: int) -> list[str]:
+        """Workflow IDs whose closed run passed its retention (and was not replaced)."""
+        out = []
+        while self.closed and self.closed[0][0] + retention_ms <= now_ms:
+            _, workflow_id, run_id = self.closed.popleft()
+            run = self._cache.get(workflow_id)
+            current = run.run_id if run is not None else self.index.get(workflow_id, (0, ""))[1]
+            if current == run_id and (run is None or run.closed):
+                out.append(workflow_id)
+        return out
