@@ -54,6 +54,7 @@ class RunnerConfig:
     task_queue: str
     max_concurrent: int = 64
     threads: int = 16
+    instance_id: str = ""
 
 
 class ActivityRunner:
@@ -86,7 +87,10 @@ class ActivityRunner:
             self.config,
             f"{self.config.topic_prefix}activities.{self.settings.task_queue}",
             # a killed runner's tasks move to another runner after this long
-            settings={"session.timeout.ms": 10000},
+            settings={
+                "session.timeout.ms": 10000,
+                "client.id": f"everflow-ar-{self.settings.instance_id or self.runner_id}",
+            },
         )
         self._cancels = self._reply_consumer()
         self.consumer.subscribe(

@@ -11,9 +11,10 @@ reads the snapshots and only the history after the watermark.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from processors.run import Run
@@ -30,6 +31,22 @@ class CacheSettings:
     checkpoint_records: int = 5_000  # history records per partition between checkpoints
     checkpoint_interval: float = 2.0  # seconds a dirty run waits at most for its snapshot
     closed_retention_ms: int = 7 * 24 * 3600 * 1000  # closed runs answer this long
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CacheSettings:
+        """Defaults, overridden by EVERFLOW_RUN_CACHE_SIZE, EVERFLOW_CHECKPOINT_RECORDS,
+        EVERFLOW_CHECKPOINT_INTERVAL (seconds) and EVERFLOW_CLOSED_RUN_RETENTION (seconds)."""
+        env = os.environ if env is None else env
+        out = cls()
+        if "EVERFLOW_RUN_CACHE_SIZE" in env:
+            out.max_cached_runs = int(env["EVERFLOW_RUN_CACHE_SIZE"])
+        if "EVERFLOW_CHECKPOINT_RECORDS" in env:
+            out.checkpoint_records = int(env["EVERFLOW_CHECKPOINT_RECORDS"])
+        if "EVERFLOW_CHECKPOINT_INTERVAL" in env:
+            out.checkpoint_interval = float(env["EVERFLOW_CHECKPOINT_INTERVAL"])
+        if "EVERFLOW_CLOSED_RUN_RETENTION" in env:
+            out.closed_retention_ms = int(float(env["EVERFLOW_CLOSED_RUN_RETENTION"]) * 1000)
+        return out
 
 
 Loader = Callable[[int, int], "Run | None"]  # (partition, snapshot offset) -> run

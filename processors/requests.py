@@ -14,13 +14,16 @@ from processors.registry import Registry, UnknownWorkflowError
 from processors.replay import NonDeterminismError
 from processors.run import Effects, Run
 from streams.commands import (
+    CancelWorkflow,
     Command,
+    DescribeWorkflow,
     QueryWorkflow,
     ReportChildClosed,
     ReportChildStarted,
     ReportChildStartFailed,
     SignalWorkflow,
     StartWorkflow,
+    TerminateWorkflow,
     UpdateWorkflow,
 )
 from streams.events import (
@@ -31,6 +34,7 @@ from streams.events import (
 )
 from streams.failures import to_failure
 from streams.records import (
+    NotFound,
     QueryResult,
     Rejected,
     Reply,
@@ -177,9 +181,7 @@ def child_report(
     run.child_event(attrs, now, registry, batch.effects(run))
 
 
-def continue_runs(
-    run: Run, runs: Runs, now: int, registry: Registry, batch: Batch
-) -> None:
+def continue_runs(run: Run, runs: Runs, now: int, registry: Registry, batch: Batch) -> None:
     """Starts the next run of a run that continued as new (and of that one, and so on)."""
     while run.next_run is not None and runs.get(run.workflow_id) is run:
         new_run_id, args = run.next_run
@@ -295,3 +297,41 @@ def update_run(
         registry,
         batch.effects(run),
     )
+
+
+def cancel_run(
+    command: Command,
+    body: CancelWorkflow | TerminateWorkflow,
+    run: Run | None,
+    now: int,
+    registry: Registry,
+    batch: Batch,
+) -> None:
+    reply: ReplyBody
+    if run is None:
+        reply = NotFound(f"no run of workflow {command.workflow_id!r} is known")
+    elif run.closed:
+        verb = "cancel" if isinstance(body, CancelWorkflow) else "terminate"
+        reply = Rejected(
+            "not_running",
+            f"cannot {verb} workflow {run.workflow_id!r}: its "
+            f"run {run.run_id} already closed ({run.status.value})",
+        )
+    else:
+        fx = batch.effects(run)
+        if isinstance(body, CancelWorkflow):
+            run.cancel(body.reason, now, registry, fx)
+        else:
+            run.terminate(body.reason, now, fx)
+        reply = run.describe()
+    if body.reply_to:
+        batch.replies.append(Reply(body.reply_to, command.command_id, reply))
+
+
+def describe_run(command: Command, body: DescribeWorkflow, run: Run | None, batch: Batch) -> None:
+    reply: ReplyBody
+    if run is None or (body.run_id is not None and body.run_id != run.run_id):
+        reply = NotFound(f"no run of workflow {command.workflow_id!r} is known")
+    else:
+        reply = run.describe(run.encoded if body.include_history else None)
+    batch.replies.append(Reply(body.reply_to, command.command_id, reply))

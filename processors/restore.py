@@ -137,7 +137,7 @@ class _Reader:
         while pending:
             if time.monotonic() > self.deadline:
                 raise BrokerError(f"restore did not finish reading {sorted(pending)} in time")
-            batch = self.consumer.consume(5000, 0.5)
+            batch = self.consumer.consume(5000, 0.05)
             for msg in batch:
                 err = msg.error()
                 if err is None:

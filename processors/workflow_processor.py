@@ -25,8 +25,10 @@ from processors.partition import CacheSettings, PartitionRuns
 from processors.registry import Registry
 from processors.requests import (
     Batch,
+    cancel_run,
     child_report,
     continue_runs,
+    describe_run,
     query_run,
     signal_run,
     start_run,
@@ -34,10 +36,10 @@ from processors.requests import (
 )
 from processors.restore import SnapshotReader, restore_partitions
 from processors.run import Effects, Run
+from processors.status import StatusReporter
 from streams import kafka
 from streams.commands import (
     CancelWorkflow,
-    Command,
     CompleteActivity,
     DescribeWorkflow,
     FailActivity,
@@ -56,10 +58,7 @@ from streams.config import KafkaConfig
 from streams.errors import PayloadDecodeError
 from streams.records import (
     ActivityCancelRequest,
-    NotFound,
-    Rejected,
     Reply,
-    ReplyBody,
     Timer,
     TimerKind,
 )
@@ -120,6 +119,7 @@ class WorkflowProcessor:
         self.restore_metrics: dict[int, dict[str, float]] = {}
         self.timing = {"produce": 0.0, "commit": 0.0}
         self._kill_before_commit = int(os.environ.get("EVERFLOW_FAULT_KILL_BEFORE_COMMIT", "0"))
+        self._stop_before_commit = int(os.environ.get("EVERFLOW_FAULT_STOP_BEFORE_COMMIT", "0"))
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -143,6 +143,10 @@ class WorkflowProcessor:
             self.stats,
         )
         self.loader = SnapshotReader(self.config, self.wire)
+        self._status_producer = kafka.producer(self.config, **{"linger.ms": 50})
+        self.status = StatusReporter(
+            self._status_producer, self.topics, self.wire, self.settings.instance_id
+        )
         self.consumer = kafka.consumer(
             self.config,
             f"{self.config.topic_prefix}workflow-processor",
@@ -171,6 +175,9 @@ class WorkflowProcessor:
             self.consumer.close()
             self.loader.close()
             self.producer.flush(5)
+            self.partitions.clear()
+            self.status.report(self.partitions, self.stats, {}, force=True)
+            self._status_producer.flush(5)
 
     def _on_assign(self, consumer: object, partitions: list[TopicPartition]) -> None:
         ids = [tp.partition for tp in partitions]
@@ -225,12 +232,14 @@ class WorkflowProcessor:
                     self._restore_needed.add(p)
         heapq.heapify(self._timers)
         self._size_caches()
+        self.status.report(self.partitions, self.stats, self.restore_metrics, force=True)
 
     def _push_timer(self, partition: int, timer: Timer) -> None:
         heapq.heappush(self._timers, (timer.fire_at, next(self._seq), partition, timer))
 
     # ---- one batch ------------------------------------------------------------------------
     def process_once(self) -> None:
+        self.status.report(self.partitions, self.stats, self.restore_metrics)
         wait = self.settings.max_wait
         if self._timers:
             wait = min(wait, max(0.0, self._timers[0][0] / 1000.0 - time.time()))
@@ -334,9 +343,9 @@ class WorkflowProcessor:
                         body.activity_id, body.attempt, body.failure, now, self.registry, fx
                     )
             case DescribeWorkflow():
-                self._describe(command, body, run, batch)
+                describe_run(command, body, run, batch)
             case CancelWorkflow() | TerminateWorkflow():
-                self._cancel(command, body, run, now, batch)
+                cancel_run(command, body, run, now, self.registry, batch)
             case StartActivity():
                 if run is not None and run.run_id == body.run_id:
                     run.start_activity(body.activity_id, body.attempt, now, batch.effects(run))
@@ -364,44 +373,6 @@ class WorkflowProcessor:
             run = runs.get(run.workflow_id) or run
         if not run.closed:
             run.check_history_limits(self.registry, now, batch.effects)
-
-    def _cancel(
-        self,
-        command: Command,
-        body: CancelWorkflow | TerminateWorkflow,
-        run: Run | None,
-        now: int,
-        batch: Batch,
-    ) -> None:
-        reply: ReplyBody
-        if run is None:
-            reply = NotFound(f"no run of workflow {command.workflow_id!r} is known")
-        elif run.closed:
-            verb = "cancel" if isinstance(body, CancelWorkflow) else "terminate"
-            reply = Rejected(
-                "not_running",
-                f"cannot {verb} workflow {run.workflow_id!r}: its "
-                f"run {run.run_id} already closed ({run.status.value})",
-            )
-        else:
-            fx = batch.effects(run)
-            if isinstance(body, CancelWorkflow):
-                run.cancel(body.reason, now, self.registry, fx)
-            else:
-                run.terminate(body.reason, now, fx)
-            reply = run.describe()
-        if body.reply_to:
-            batch.replies.append(Reply(body.reply_to, command.command_id, reply))
-
-    def _describe(
-        self, command: Command, body: DescribeWorkflow, run: Run | None, batch: Batch
-    ) -> None:
-        reply: ReplyBody
-        if run is None or (body.run_id is not None and body.run_id != run.run_id):
-            reply = NotFound(f"no run of workflow {command.workflow_id!r} is known")
-        else:
-            reply = run.describe(run.encoded if body.include_history else None)
-        batch.replies.append(Reply(body.reply_to, command.command_id, reply))
 
     def _fire(self, partition: int, timer: Timer, now: int, batch: Batch) -> None:
         state = self.partitions.get(partition)
@@ -458,14 +429,20 @@ class WorkflowProcessor:
             state.trim()
 
     def _fault_point(self) -> None:
-        """Testing hook: EVERFLOW_FAULT_KILL_BEFORE_COMMIT=N SIGKILLs this process after the
-        N-th transaction produced its records and before it commits (crash tests)."""
-        if self._kill_before_commit and self.stats["transactions"] + 1 == self._kill_before_commit:
-            self.producer.flush(10)  # the records are on the broker, uncommitted
-            log.warning(
-                "fault injection: SIGKILL before commit of transaction %d", self._kill_before_commit
-            )
-            os.kill(os.getpid(), signal.SIGKILL)
+        """Testing hooks, after the N-th transaction produced its records (they are on the
+        broker, uncommitted) and before it commits: EVERFLOW_FAULT_KILL_BEFORE_COMMIT=N
+        SIGKILLs this process; EVERFLOW_FAULT_STOP_BEFORE_COMMIT=N SIGSTOPs it (a zombie,
+        until someone sends SIGCONT)."""
+        n = self.stats["transactions"] + 1
+        for hook, sig in (
+            (self._kill_before_commit, signal.SIGKILL),
+            (self._stop_before_commit, signal.SIGSTOP),
+        ):
+            if hook and n == hook:
+                self.producer.flush(10)
+                log.warning("fault injection: %s before commit of transaction %d", sig.name, n)
+                os.kill(os.getpid(), sig)
+                log.warning("fault injection: resumed before commit of transaction %d", n)
 
     def _task_topic(self, queue: str) -> str:
         topic = self.topics.tasks(queue)

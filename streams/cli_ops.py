@@ -28,6 +28,13 @@ def add_commands(commands: SubParsers) -> None:
     create.add_argument("--task-queue", action="append", default=[], help="also tasks.<queue>")
     create.set_defaults(run=topics_create)
 
+    workers = commands.add_parser(
+        "workers", help="which worker owns which partitions, its lag, cache and restores"
+    )
+    _connection_arguments(workers)
+    workers.add_argument("--json", action="store_true", help="machine-readable output")
+    workers.set_defaults(run=workers_show)
+
     wf = commands.add_parser("workflow", help="look at workflow runs")
     wf_commands = wf.add_subparsers(metavar="COMMAND", required=True)
     for name, run, text in (
@@ -129,3 +136,12 @@ def workflow_show(args: argparse.Namespace) -> int:
             print(json.dumps(event_to_json(event, handle.client.converter), default=str))
 
     return _with_handle(args, action)
+
+
+def workers_show(args: argparse.Namespace) -> int:
+    """`everflow workers`: ownership and lag per consumer group, plus processor reports."""
+    from streams.workers_view import render, workers_view
+
+    view = workers_view(_config(args))
+    print(json.dumps(view.to_dict(), indent=1) if args.json else render(view))
+    return 0

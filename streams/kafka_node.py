@@ -152,6 +152,10 @@ def _node_properties(
         # dead node stays in every ISR, holding up acks=all writes, for that long too.
         "broker.session.timeout.ms": "3000",
         "broker.heartbeat.interval.ms": "500",
+        # the coordinator looks for timed-out transactions this often (10 s by default): a
+        # paused or crashed processor's open transaction is aborted soon after it times out,
+        # so the partitions' new owner waits less for it
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
     }
 
 

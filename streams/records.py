@@ -261,3 +261,19 @@ class Reply:
     client_id: str
     request_id: str
     body: ReplyBody
+
+
+@avro("everflow.WorkerStatus")
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """A workflow processor's periodic report about itself (the `workers` topic)."""
+
+    instance_id: str
+    host: str
+    pid: int
+    time: int
+    partitions: list[int]
+    runs_loaded: int
+    runs_known: int
+    stats: dict[str, int]
+    restores: list[dict[str, float]]

@@ -55,6 +55,7 @@ class Topics:
         self.completions = f"{prefix}completions"
         self.replies = f"{prefix}replies"
         self.dead_letters = f"{prefix}dead-letters"
+        self.workers = f"{prefix}workers"
 
     def tasks(self, task_queue: str) -> str:
         return f"{self.prefix}tasks.{task_queue}"
@@ -79,6 +80,7 @@ def topic_specs(
         TopicSpec(t.completions, n, rf, {**delete, "retention.ms": str(WEEK_MS)}),
         TopicSpec(t.replies, n, rf, {**delete, "retention.ms": str(3600 * 1000)}, False),
         TopicSpec(t.dead_letters, n, rf, {**delete, "retention.ms": str(4 * WEEK_MS)}, False),
+        TopicSpec(t.workers, 1, rf, dict(_COMPACTED), False),
     ]
     specs += [
         TopicSpec(t.tasks(q), n, rf, {**delete, "retention.ms": str(WEEK_MS)}, False)

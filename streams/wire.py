@@ -20,6 +20,7 @@ class Wire:
         self.snapshot = Codec("everflow.Snapshot", self.registry)
         self.completion = Codec("everflow.Completion", self.registry)
         self.reply = Codec("everflow.Reply", self.registry)
+        self.worker_status = Codec("everflow.WorkerStatus", self.registry)
 
 
 @cache

@@ -28,6 +28,12 @@ class Worker:
     `instance_id` must be stable across restarts of the same worker (it names the Kafka
     transactional ID, so a restarted worker fences its crashed predecessor at once) and
     unique among running workers. Default: `EVERFLOW_INSTANCE_ID`, else the host name.
+
+    A run fails when its history reaches `max_history_events` or `max_history_bytes`
+    (default 50,000 events / 50 MiB, or EVERFLOW_MAX_HISTORY_EVENTS / _BYTES). The
+    processor's run cache and snapshot cadence follow `processors.partition.CacheSettings`
+    (EVERFLOW_RUN_CACHE_SIZE, EVERFLOW_CHECKPOINT_RECORDS, EVERFLOW_CHECKPOINT_INTERVAL,
+    EVERFLOW_CLOSED_RUN_RETENTION).
     """
 
     def __init__(
@@ -43,6 +49,8 @@ class Worker:
         run_activities: bool = True,
         determinism_guard: bool = True,
         suggest_continue_as_new_after: int = 10_000,
+        max_history_events: int | None = None,
+        max_history_bytes: int | None = None,
     ) -> None:
         from processors.registry import Registry
 
@@ -55,6 +63,8 @@ class Worker:
             determinism_guard,
             client.config.max_payload_bytes,
             suggest_continue_as_new_after,
+            max_history_events or int(os.environ.get("EVERFLOW_MAX_HISTORY_EVENTS", 50_000)),
+            max_history_bytes or int(os.environ.get("EVERFLOW_MAX_HISTORY_BYTES", 50 << 20)),
         )
         self.instance_id = (
             instance_id or os.environ.get("EVERFLOW_INSTANCE_ID") or (socket.gethostname())
@@ -69,6 +79,7 @@ class Worker:
     async def run(self) -> None:
         """Runs until shutdown(); raises if a component failed for good."""
         from processors.activity_runner import ActivityRunner, RunnerConfig
+        from processors.partition import CacheSettings
         from processors.workflow_processor import ProcessorConfig, WorkflowProcessor
 
         config = self.client.config
@@ -76,14 +87,20 @@ class Worker:
         await asyncio.to_thread(ensure_topics, admin, topic_specs(config, [self.task_queue]))
         if self.run_workflows:
             processor = WorkflowProcessor(
-                config, self.registry, ProcessorConfig(instance_id=self.instance_id)
+                config,
+                self.registry,
+                ProcessorConfig(instance_id=self.instance_id, cache=CacheSettings.from_env()),
             )
             self._spawn("workflow-processor", processor.run)
         if self.run_activities:
             runner = ActivityRunner(
                 config,
                 self.registry,
-                RunnerConfig(self.task_queue, max_concurrent=self.max_concurrent_activities),
+                RunnerConfig(
+                    self.task_queue,
+                    max_concurrent=self.max_concurrent_activities,
+                    instance_id=self.instance_id,
+                ),
             )
             self._spawn("activity-runner", runner.run)
         while not self._stop.is_set() and all(t.is_alive() for t in self._threads):
