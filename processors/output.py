@@ -24,6 +24,22 @@ log = logging.getLogger(__name__)
 Delivery = Callable[[Any, Any], None]
 
 
+class _Patient:
+    """A producer whose produce() waits for room when its queue is full (a checkpoint after
+    a large restore writes many snapshots at once) instead of failing."""
+
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        while True:
+            try:
+                self._producer.produce(*args, **kwargs)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+
 class Output:
     """Produces a batch into the open transaction; returns what changes in memory once the
     transaction commits."""
@@ -38,7 +54,7 @@ class Output:
         replies_partitions: int,
         stats: dict[str, int],
     ) -> None:
-        self.producer = producer
+        self.producer = _Patient(producer)
         self.topics = topics
         self.wire = wire
         self.task_topic = task_topic
@@ -145,6 +161,7 @@ class Output:
             self.stats["runs_expired"] += 1
         mark = Snapshot(CHECKPOINT_KEY, "", False, [], history_offset=state.history_end)
         produce(topic, encode.encode(mark), CHECKPOINT_KEY.encode(), partition=p)
+        state.marked = state.history_end
         self.stats["checkpoints"] += 1
 
     def _replies(self, batch: Batch) -> None:

@@ -68,6 +68,7 @@ class PartitionRuns:
         self.dirty: dict[tuple[str, str], Run] = {}  # events not yet in a snapshot
         self.closed: deque[tuple[int, str, str]] = deque()  # (close time, workflow, run)
         self.history_end = 0  # history records before this offset are committed
+        self.marked = -1  # the watermark of the last checkpoint written
         self.records_since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         self.loads = 0
@@ -123,12 +124,13 @@ class PartitionRuns:
         self.dirty[(run.workflow_id, run.run_id)] = run
 
     def checkpoint_due(self, now: float) -> bool:
-        if not self.dirty:
+        """Dirty runs waited long enough (or wrote enough), or the watermark lags the
+        history (a checkpoint's watermark is where the history ended before it)."""
+        if self.dirty and self.records_since_checkpoint >= self.settings.checkpoint_records:
+            return True
+        if now - self.last_checkpoint < self.settings.checkpoint_interval:
             return False
-        return (
-            self.records_since_checkpoint >= self.settings.checkpoint_records
-            or now - self.last_checkpoint >= self.settings.checkpoint_interval
-        )
+        return bool(self.dirty) or self.history_end > self.marked
 
     def checkpointed(self) -> None:
         self.dirty.clear()

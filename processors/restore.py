@@ -267,7 +267,10 @@ class SnapshotReader:
     def __init__(self, config: KafkaConfig, wire: Wire) -> None:
         self.topic = Topics(config.topic_prefix).snapshots
         self.wire = wire
-        self.consumer = kafka.consumer(config)
+        # one record per read: no waiting on the broker for more, no large read-ahead
+        self.consumer = kafka.consumer(
+            config, settings={"fetch.wait.max.ms": 1, "max.partition.fetch.bytes": 65536}
+        )
 
     def load(self, partition: int, offset: int, timeout: float = 30.0) -> Run | None:
         self.consumer.assign([TopicPartition(self.topic, partition, offset)])

@@ -174,7 +174,10 @@ class WorkflowProcessor:
             )
             self.consumer.close()
             self.loader.close()
-            self.producer.flush(5)
+            try:
+                self.producer.flush(5)
+            except KafkaException as e:  # fenced: nothing of ours may be written any more
+                log.warning("producer not flushed: %s", e)
             self.partitions.clear()
             self.status.report(self.partitions, self.stats, {}, force=True)
             self._status_producer.flush(5)
