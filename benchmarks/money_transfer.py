@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=64)
     parser.add_argument("--sequential", type=int, default=300)
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--profile", help="directory for cProfile dumps of the workers")
     args = parser.parse_args()
     with provision_broker() as bootstrap:
         config = KafkaConfig.from_env(
@@ -82,28 +84,78 @@ def main() -> None:
             "EVERFLOW_TOPIC_PREFIX": config.topic_prefix,
             "EVERFLOW_PARTITIONS": str(args.partitions),
         }
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streams.cli",
-                "worker",
-                "benchmarks.transfer_app",
-                "--task-queue",
-                QUEUE,
-                "--instance-id",
-                "bench",
-                "--log-level",
-                "WARNING",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
+        if args.profile:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+            env["EVERFLOW_PROFILE"] = str(Path(args.profile).resolve())
+        workers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "streams.cli",
+                    "worker",
+                    "benchmarks.transfer_app",
+                    "--task-queue",
+                    QUEUE,
+                    "--instance-id",
+                    f"bench-{n}",
+                    "--log-level",
+                    "WARNING",
+                ],
+                cwd=ROOT,
+                env=env,
+            )
+            for n in range(args.workers)
+        ]
         try:
+            wait_for_owners(config, args.workers)
             asyncio.run(run(config, args))
         finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(30)
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            for worker in workers:
+                worker.wait(30)
+        print_amplification(config)
+        if args.profile:
+            print_profiles(Path(args.profile))
+
+
+def wait_for_owners(config: KafkaConfig, count: int, timeout: float = 120) -> None:
+    """Until `count` processors share every partition (each restored its part)."""
+    from streams.workers_view import workers_view
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for group in workers_view(config).groups:
+            owned = sorted(p for m in group.members for p in m.partitions)
+            if group.group_id.endswith("workflow-processor") and len(group.members) == count:
+                if owned == list(range(config.partitions)):
+                    time.sleep(2)  # their restores finish
+                    return
+        time.sleep(0.5)
+    raise TimeoutError(f"{count} workers did not share the partitions in {timeout}s")
+
+
+def print_amplification(config: KafkaConfig) -> None:
+    """Snapshot bytes written per history byte, from the processors' final reports."""
+    from streams.workers_view import workers_view
+
+    statuses = workers_view(config).statuses
+    history = sum(s["stats"].get("history_bytes", 0) for s in statuses)
+    snapshots = sum(s["stats"].get("snapshot_bytes", 0) for s in statuses)
+    if history:
+        print(
+            f"{'snapshot write amplification':<28} {snapshots / history:8.2f}       "
+            f"({snapshots} snapshot bytes / {history} history bytes)"
+        )
+
+
+def print_profiles(directory: Path, top: int = 18) -> None:
+    import pstats
+
+    for path in sorted(directory.glob("*workflow-processor*.prof")):
+        print(f"\nprofile {path.name} (top {top} by own time)")
+        pstats.Stats(str(path)).sort_stats("tottime").print_stats(top)
 
 
 async def run(config: KafkaConfig, args: argparse.Namespace) -> None:
@@ -118,7 +170,7 @@ async def run(config: KafkaConfig, args: argparse.Namespace) -> None:
     total_runs = 20 + args.runs + args.sequential
     print(
         f"money transfer (2 activities), broker {config.bootstrap}, "
-        f"{config.partitions} partitions, 1 worker process"
+        f"{config.partitions} partitions, {args.workers} worker process(es)"
     )
     print(f"{'throughput':<28} {rate:8.1f} runs/s  ({args.runs} runs, {args.in_flight} in flight)")
     print(

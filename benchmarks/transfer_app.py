@@ -26,3 +26,29 @@ class BenchTransfer:
         w = await workflow.execute_activity(withdraw, source, amount, start_to_close_timeout=step)
         d = await workflow.execute_activity(deposit, target, amount, start_to_close_timeout=step)
         return f"{w}; {d}"
+
+
+@workflow.defn
+class Parked:
+    """An open run: waits for its release signal (recovery and memory benchmarks)."""
+
+    def __init__(self) -> None:
+        self.released = False
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.released)
+        return "released"
+
+    @workflow.signal
+    def release(self) -> None:
+        self.released = True
+
+
+@workflow.defn
+class Instant:
+    """A run that closes at once."""
+
+    @workflow.run
+    async def run(self) -> str:
+        return "done"

@@ -30,7 +30,7 @@ class CacheSettings:
     max_cached_runs: int = 10_000  # loaded runs per processor, split over its partitions
     checkpoint_records: int = 5_000  # history records per partition between checkpoints
     checkpoint_interval: float = 2.0  # seconds a dirty run waits at most for its snapshot
-    closed_retention_ms: int = 7 * 24 * 3600 * 1000  # closed runs answer this long
+    closed_retention_ms: int = 24 * 3600 * 1000  # closed runs answer this long
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CacheSettings:
@@ -124,13 +124,18 @@ class PartitionRuns:
         self.dirty[(run.workflow_id, run.run_id)] = run
 
     def checkpoint_due(self, now: float) -> bool:
-        """Dirty runs waited long enough (or wrote enough), or the watermark lags the
-        history (a checkpoint's watermark is where the history ended before it)."""
+        """Dirty runs waited long enough (or wrote enough), the watermark lags the history
+        (a checkpoint's watermark is where the history ended before it), or a closed run's
+        retention is over."""
         if self.dirty and self.records_since_checkpoint >= self.settings.checkpoint_records:
             return True
         if now - self.last_checkpoint < self.settings.checkpoint_interval:
             return False
-        return bool(self.dirty) or self.history_end > self.marked
+        if self.dirty or self.history_end > self.marked:
+            return True
+        # a closed run's retention ended: its tombstone goes with a checkpoint
+        expiry = self.closed[0][0] + self.settings.closed_retention_ms if self.closed else None
+        return expiry is not None and expiry <= time.time() * 1000
 
     def checkpointed(self) -> None:
         self.dirty.clear()

@@ -99,6 +99,7 @@ class WorkflowProcessor:
         self._seq = itertools.count()
         self._task_topics: set[str] = set()
         self._restore_needed: set[int] = set()
+        self._epoch = 0  # bumped by every assignment change
         self._catching_up: dict[int, int] = {}  # partition -> commands end at assignment
         self._admin = kafka.admin(config)
         self._replies_partitions = partition_count(self._admin, self.topics.replies)
@@ -185,11 +186,13 @@ class WorkflowProcessor:
     def _on_assign(self, consumer: object, partitions: list[TopicPartition]) -> None:
         ids = [tp.partition for tp in partitions]
         log.info("assigned partitions=%s instance=%s", ids, self.settings.instance_id)
+        self._epoch += 1
         self._restore(ids)
 
     def _on_revoke(self, consumer: object, partitions: list[TopicPartition]) -> None:
         ids = {tp.partition for tp in partitions}
         log.info("revoked partitions=%s instance=%s", sorted(ids), self.settings.instance_id)
+        self._epoch += 1
         for p in ids:
             self.partitions.pop(p, None)
             self._catching_up.pop(p, None)
@@ -248,7 +251,15 @@ class WorkflowProcessor:
             wait = min(wait, max(0.0, self._timers[0][0] / 1000.0 - time.time()))
         if self._catching_up:
             wait = max(wait, 0.01)
+        epoch = self._epoch
         messages = kafka.consume_batch(self.consumer, self.settings.batch_size, wait)
+        if epoch != self._epoch and messages:
+            # a rebalance ran while this batch was read: messages from before it may belong
+            # to partitions revoked (or revoked and given back, restored and re-read from
+            # their committed offsets); drop the batch, and read again from committed offsets
+            log.info("rebalance during a read: %d messages dropped, re-reading", len(messages))
+            self._rewind()
+            return
         self._update_catch_up(messages)
         now = int(time.time() * 1000)
         due = self._due_timers(now)
@@ -464,11 +475,15 @@ class WorkflowProcessor:
             raise error
         log.warning("transaction aborted, restoring owned partitions: %s", err.str())
         self.producer.abort_transaction(60)
-        owned = sorted(self.partitions)
-        self._restore(owned)
-        committed = self.consumer.committed(
-            [TopicPartition(self.topics.commands, p) for p in owned], 30
-        )
-        for tp in committed:
+        self._restore(sorted(self.partitions))
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Every owned partition's read position back to its committed offset."""
+        owned = [TopicPartition(self.topics.commands, p) for p in sorted(self.partitions)]
+        for tp in self.consumer.committed(owned, 30):
             if tp.offset >= 0:
-                self.consumer.seek(tp)
+                try:
+                    self.consumer.seek(tp)
+                except KafkaException as e:  # not fetching yet: it starts there anyway
+                    log.debug("seek %s: %s", tp, e)

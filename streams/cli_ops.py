@@ -35,6 +35,15 @@ def add_commands(commands: SubParsers) -> None:
     workers.add_argument("--json", action="store_true", help="machine-readable output")
     workers.set_defaults(run=workers_show)
 
+    audit = commands.add_parser(
+        "audit", help="replay the history topic and check its invariants (exit 1 on a violation)"
+    )
+    _connection_arguments(audit)
+    audit.add_argument("--from", dest="since", help="runs started at/after (ISO time or epoch ms)")
+    audit.add_argument("--to", dest="until", help="runs started at/before (ISO time or epoch ms)")
+    audit.add_argument("--workflow-type", help="only runs of this workflow type")
+    audit.set_defaults(run=audit_run)
+
     wf = commands.add_parser("workflow", help="look at workflow runs")
     wf_commands = wf.add_subparsers(metavar="COMMAND", required=True)
     for name, run, text in (
@@ -145,3 +154,10 @@ def workers_show(args: argparse.Namespace) -> int:
     view = workers_view(_config(args))
     print(json.dumps(view.to_dict(), indent=1) if args.json else render(view))
     return 0
+
+
+def audit_run(args: argparse.Namespace) -> int:
+    """`everflow audit`: the history's invariants, run by run."""
+    from streams.audit_cli import main_audit
+
+    return main_audit(_config(args), args.since, args.until, args.workflow_type)

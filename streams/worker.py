@@ -114,6 +114,17 @@ class Worker:
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         def main() -> None:
             try:
+                profile_dir = os.environ.get("EVERFLOW_PROFILE")
+                if profile_dir:  # cProfile of this component's thread, dumped when it stops
+                    import cProfile
+
+                    profiler = cProfile.Profile()
+                    try:
+                        profiler.runcall(target, self._stop)
+                    finally:
+                        path = f"{profile_dir}/{self.instance_id}-{name}-{os.getpid()}.prof"
+                        profiler.dump_stats(path)
+                    return
                 target(self._stop)
             except BaseException as e:
                 log.exception("%s stopped with an error", name)

@@ -32,7 +32,7 @@ def test_topics_create_is_idempotent_and_reports(worker_env: dict[str, str]) -> 
     assert f"{prefix}tasks.transfers" in first.stdout
     second = everflow(worker_env, "topics", "create", "--task-queue", "transfers")
     assert second.returncode == 0 and "created" not in second.stdout
-    assert second.stdout.count("exists, settings match") == 8
+    assert second.stdout.count("exists, settings match") == 9  # 8 + tasks.transfers
 
 
 def test_topics_create_reports_a_topic_with_wrong_settings(worker_env: dict[str, str]) -> None:

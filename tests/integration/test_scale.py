@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from examples.money_transfer import Bank, MoneyTransferWorkflow, TransferOrder
-from streams import Client, WorkflowFailureError, WorkflowNotRunningError
+from streams import Client, WorkflowFailureError, WorkflowNotFoundError, WorkflowNotRunningError
 from streams.config import KafkaConfig
 from streams.workers_view import workers_view
 from tests.helpers import wait_until
-from tests.integration.apps.messages import Collector
-from tests.integration.history_check import history_problems, history_runs
+from tests.integration.apps.messages import Collector, Quick
+from tests.integration.history_check import history_problems, history_runs, read_topic
 from tests.integration.workers import ROOT, WorkerProcesses, topics_for, with_client
 
 pytestmark = pytest.mark.integration
@@ -198,3 +198,36 @@ def test_workers_command_prints_ownership_and_lag(
         check=True,
     ).stdout
     assert "everflow-wp-w1" in text and "lag" in text and "restore w" in text
+
+
+def test_closed_runs_answer_from_snapshots_until_their_retention_tombstones_them(
+    kafka_bootstrap: str, topic_prefix: str, workers: WorkerProcesses
+) -> None:
+    config = topics_for(kafka_bootstrap, topic_prefix, "messages")
+    env = {
+        "EVERFLOW_CLOSED_RUN_RETENTION": "4",
+        "EVERFLOW_CHECKPOINT_INTERVAL": "0.2",
+        "EVERFLOW_RUN_CACHE_SIZE": "4",
+    }
+    workers.start("w1", APPS, task_queue="messages", extra_env=env)
+
+    async def main(client: Client) -> tuple[str, str, type[BaseException] | None]:
+        ids = [f"brief-{i}" for i in range(12)]
+        for wf in ids:
+            await client.execute_workflow(Quick, False, id=wf, task_queue="messages")
+        await asyncio.sleep(1)  # snapshotted, and most evicted from the 4-run cache
+        early = await client.get_workflow_handle(ids[0]).result()  # read back by offset
+        status = (await client.get_workflow_handle(ids[0]).describe()).status.value
+        await asyncio.sleep(6)  # past retention: the next checkpoint tombstones them
+        await client.execute_workflow(Quick, False, id="late", task_queue="messages")
+        await asyncio.sleep(1)
+        try:
+            await client.get_workflow_handle(ids[0]).describe()
+        except WorkflowNotFoundError as e:
+            return early, status, type(e)
+        return early, status, None
+
+    assert with_client(config, main) == ("ok", "COMPLETED", WorkflowNotFoundError)
+    snapshots = read_topic(config, f"{config.topic_prefix}snapshots")
+    tombstones = [v for _, _, v in snapshots if v is None]
+    assert len(tombstones) >= 12
