@@ -124,9 +124,15 @@ def wait_for_owners(config: KafkaConfig, count: int, timeout: float = 120) -> No
     """Until `count` processors share every partition (each restored its part)."""
     from streams.workers_view import workers_view
 
+    from streams.errors import BrokerError
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for group in workers_view(config).groups:
+        try:
+            groups = workers_view(config).groups
+        except BrokerError:  # the group coordinator is still loading
+            groups = []
+        for group in groups:
             owned = sorted(p for m in group.members for p in m.partitions)
             if group.group_id.endswith("workflow-processor") and len(group.members) == count:
                 if owned == list(range(config.partitions)):

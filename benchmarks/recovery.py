@@ -83,6 +83,9 @@ def main() -> None:
             "PYTHONPATH": str(ROOT),
             "EVERFLOW_TOPIC_PREFIX": config.topic_prefix,
             "EVERFLOW_PARTITIONS": str(args.partitions),
+            # open runs snapshotted within a second (default: 32 events or 30 s), so the
+            # closed history written here in seconds is behind the watermark
+            "EVERFLOW_SNAPSHOT_DEFER_SECONDS": "1",
         }
         command = [sys.executable, "-m", "streams.cli", "worker", "benchmarks.transfer_app"]
         worker = subprocess.Popen(

@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from processors.partition import CHECKPOINT_KEY, PartitionRuns
+from processors.partition import CHECKPOINT_KEY, CHUNK_EVENTS, PartitionRuns, chunk_key
 from processors.requests import Batch
 from processors.run import Run
 from streams import kafka
@@ -64,7 +64,7 @@ class Output:
 
     def produce(
         self, batch: Batch, owned: dict[int, PartitionRuns], now_ms: int, retention_ms: int
-    ) -> tuple[list[tuple[int, Timer]], list[int]]:
+    ) -> tuple[list[tuple[int, Timer]], dict[int, list[Run]]]:
         """Writes the batch; returns the timers it set and the partitions checkpointed."""
         new_timers: list[tuple[int, Timer]] = []
         for p, fx in batch.fx.items():
@@ -75,12 +75,11 @@ class Output:
             if state is not None:
                 for run in dirty.values():
                     state.mark_dirty(run)
-        checkpointed = []
+        checkpointed: dict[int, list[Run]] = {}  # partition -> runs whose snapshot waits
         clock = time.monotonic()
         for p, state in owned.items():
             if state.checkpoint_due(clock):
-                self._checkpoint(p, state, now_ms, retention_ms)
-                checkpointed.append(p)
+                checkpointed[p] = self._checkpoint(p, state, now_ms, retention_ms)
         for fx in batch.fx.values():
             batch.replies.extend(fx.replies)
         self._replies(batch)
@@ -95,18 +94,20 @@ class Output:
         state: PartitionRuns | None,
     ) -> None:
         produce, topic, encode = self.producer.produce, self.topics.history, self.wire.event.encode
-        last = len(events) - 1
+        last, clock = len(events) - 1, time.monotonic()
         for i, event in enumerate(events):
             raw = encode(event)
             run = dirty[(event.workflow_id, event.run_id)]
             run.encoded.append(raw)
             run.history_bytes += len(raw)
             self.stats["history_bytes"] += len(raw)
-            callback: Delivery | None = None
-            if event.event_id == 1 and isinstance(event.attributes, WorkflowStarted):
-                callback = _first_offset(run, state if i == last else None)
-            elif i == last and state is not None:
-                callback = _history_end(state)
+            run.pending_events += 1
+            first = event.event_id == 1 and isinstance(event.attributes, WorkflowStarted)
+            pending = run.pending_events == 1
+            if pending:
+                run.pending_since = clock
+            end = state if i == last else None
+            callback = _delivered(run, first, pending, end) if first or pending or end else None
             if callback is None:
                 produce(topic, raw, event.workflow_id.encode(), partition=p)
             else:
@@ -133,24 +134,34 @@ class Output:
             key = completion.workflow_id.encode()
             produce(t.completions, w.completion.encode(completion), key, partition=p)
 
-    def _checkpoint(self, p: int, state: PartitionRuns, now_ms: int, retention_ms: int) -> None:
+    def _checkpoint(
+        self, p: int, state: PartitionRuns, now_ms: int, retention_ms: int
+    ) -> list[Run]:
         """Snapshots of the partition's dirty runs, tombstones of its expired closed runs,
         then the watermark: history before it is in snapshots now."""
         produce, topic, encode = self.producer.produce, self.topics.snapshots, self.wire.snapshot
+        clock, deferred = time.monotonic(), []
         for run in state.dirty.values():
             if state.get_loaded(run.workflow_id) is not run:
                 continue  # superseded by a newer run of the workflow in this checkpoint
+            if not state.ripe(run, clock):
+                deferred.append(run)  # its events stay in the tail after the watermark
+                continue
+            run.pending_events, run.pending_first_offset = 0, -1
+            self._chunks(p, state, run)
+            done = run.chunks_written * CHUNK_EVENTS
             snap = Snapshot(
-                run.workflow_id, run.run_id, run.closed, run.encoded, first_offset=run.first_offset
+                run.workflow_id,
+                run.run_id,
+                run.closed,
+                run.encoded[done:],
+                first_offset=run.first_offset,
+                chunk_count=run.chunks_written,
             )
             raw = encode.encode(snap)
             self.stats["snapshot_bytes"] += len(raw)
             produce(
-                topic,
-                raw,
-                run.workflow_id.encode(),
-                partition=p,
-                on_delivery=_indexed(state, run.workflow_id, run.run_id),
+                topic, raw, run.workflow_id.encode(), partition=p, on_delivery=_indexed(state, run)
             )
             if run.closed and not run.retention_queued:
                 run.retention_queued = True
@@ -159,10 +170,31 @@ class Output:
             produce(topic, None, workflow_id.encode(), partition=p)
             state.forget(workflow_id)
             self.stats["runs_expired"] += 1
-        mark = Snapshot(CHECKPOINT_KEY, "", False, [], history_offset=state.history_end)
+        for key in state.garbage:  # chunks of runs replaced or expired
+            produce(topic, None, key.encode(), partition=p)
+        state.garbage.clear()
+        watermark = state.watermark(deferred)
+        mark = Snapshot(CHECKPOINT_KEY, "", False, [], history_offset=watermark)
         produce(topic, encode.encode(mark), CHECKPOINT_KEY.encode(), partition=p)
-        state.marked = state.history_end
+        state.marked = watermark
         self.stats["checkpoints"] += 1
+        return deferred
+
+    def _chunks(self, p: int, state: PartitionRuns, run: Run) -> None:
+        """Writes the run's newly filled chunks of events (each chunk once, ever)."""
+        full = len(run.encoded) // CHUNK_EVENTS
+        for n in range(run.chunks_written, full):
+            events = run.encoded[n * CHUNK_EVENTS : (n + 1) * CHUNK_EVENTS]
+            raw = self.wire.snapshot.encode(Snapshot(run.workflow_id, run.run_id, False, events))
+            self.stats["snapshot_bytes"] += len(raw)
+            self.producer.produce(
+                self.topics.snapshots,
+                raw,
+                chunk_key(run.workflow_id, run.run_id, n).encode(),
+                partition=p,
+                on_delivery=_chunk_written(run, n),
+            )
+        run.chunks_written = max(run.chunks_written, full)
 
     def _replies(self, batch: Batch) -> None:
         produce, topic, encode = self.producer.produce, self.topics.replies, self.wire.reply.encode
@@ -188,27 +220,35 @@ class Output:
             )
 
 
-def _first_offset(run: Run, state: PartitionRuns | None) -> Delivery:
+def _delivered(run: Run, first: bool, pending: bool, end: PartitionRuns | None) -> Delivery:
+    """Learns offsets from an event's delivery: the run's first event, the first one not in
+    a snapshot yet, the last one of the partition in this transaction."""
+
     def delivered(err: Any, msg: Any) -> None:
         if err is None:
-            run.first_offset = msg.offset()
-            if state is not None:
-                state.history_end = max(state.history_end, msg.offset() + 1)
+            offset = msg.offset()
+            if first:
+                run.first_offset = offset
+            if pending:
+                run.pending_first_offset = offset
+            if end is not None:
+                end.history_end = max(end.history_end, offset + 1)
 
     return delivered
 
 
-def _history_end(state: PartitionRuns) -> Delivery:
+def _indexed(state: PartitionRuns, run: Run) -> Delivery:
     def delivered(err: Any, msg: Any) -> None:
         if err is None:
-            state.history_end = max(state.history_end, msg.offset() + 1)
+            state.snapshot_written(run, msg.offset())
 
     return delivered
 
 
-def _indexed(state: PartitionRuns, workflow_id: str, run_id: str) -> Delivery:
+def _chunk_written(run: Run, n: int) -> Delivery:
     def delivered(err: Any, msg: Any) -> None:
         if err is None:
-            state.snapshot_written(workflow_id, run_id, msg.offset())
+            del run.chunk_offsets[n:]
+            run.chunk_offsets.append(msg.offset())
 
     return delivered

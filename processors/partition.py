@@ -16,11 +16,33 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from processors.run import Run
 
 # key of a partition's checkpoint record on the snapshots topic (no workflow ID is empty)
 CHECKPOINT_KEY = ""
+# a long run's snapshot keeps its older events in chunks of this many, each written once
+CHUNK_EVENTS = 128
+
+
+def chunk_key(workflow_id: str, run_id: str, n: int) -> str:
+    return f"\x01{workflow_id}\x00{run_id}\x00{n}"
+
+
+def parse_chunk_key(key: str) -> tuple[str, str, int] | None:
+    if not key.startswith("\x01"):
+        return None
+    workflow_id, run_id, n = key[1:].rsplit("\x00", 2)
+    return workflow_id, run_id, int(n)
+
+
+class Where(NamedTuple):
+    """Where an evicted run's snapshot is: its head record and its chunks' records."""
+
+    offset: int
+    run_id: str
+    chunks: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -29,7 +51,13 @@ class CacheSettings:
 
     max_cached_runs: int = 10_000  # loaded runs per processor, split over its partitions
     checkpoint_records: int = 5_000  # history records per partition between checkpoints
-    checkpoint_interval: float = 2.0  # seconds a dirty run waits at most for its snapshot
+    checkpoint_interval: float = 2.0  # seconds between checkpoints of a busy partition
+    # an open run is snapshotted once it has this many events not in a snapshot, or once
+    # the oldest of them is `defer_seconds` old (closed runs at once): a run's head snapshot
+    # is rewritten per `defer_events` events at most, and a restore reads at most the
+    # history of the last `defer_seconds` (plus one interval)
+    defer_events: int = 32
+    defer_seconds: float = 30.0
     closed_retention_ms: int = 24 * 3600 * 1000  # closed runs answer this long
 
     @classmethod
@@ -44,12 +72,16 @@ class CacheSettings:
             out.checkpoint_records = int(env["EVERFLOW_CHECKPOINT_RECORDS"])
         if "EVERFLOW_CHECKPOINT_INTERVAL" in env:
             out.checkpoint_interval = float(env["EVERFLOW_CHECKPOINT_INTERVAL"])
+        if "EVERFLOW_SNAPSHOT_DEFER_EVENTS" in env:
+            out.defer_events = int(env["EVERFLOW_SNAPSHOT_DEFER_EVENTS"])
+        if "EVERFLOW_SNAPSHOT_DEFER_SECONDS" in env:
+            out.defer_seconds = float(env["EVERFLOW_SNAPSHOT_DEFER_SECONDS"])
         if "EVERFLOW_CLOSED_RUN_RETENTION" in env:
             out.closed_retention_ms = int(float(env["EVERFLOW_CLOSED_RUN_RETENTION"]) * 1000)
         return out
 
 
-Loader = Callable[[int, int], "Run | None"]  # (partition, snapshot offset) -> run
+Loader = Callable[[int, "Where"], "Run | None"]  # (partition, where) -> run
 
 
 class PartitionRuns:
@@ -64,7 +96,8 @@ class PartitionRuns:
         self.capacity = max(1, capacity)
         self._loader = loader
         self._cache: OrderedDict[str, Run] = OrderedDict()
-        self.index: dict[str, tuple[int, str]] = {}  # workflow ID -> (snapshot offset, run ID)
+        self.index: dict[str, Where] = {}  # workflow ID -> its latest snapshot
+        self.garbage: list[str] = []  # chunk keys to tombstone with the next checkpoint
         self.dirty: dict[tuple[str, str], Run] = {}  # events not yet in a snapshot
         self.closed: deque[tuple[int, str, str]] = deque()  # (close time, workflow, run)
         self.history_end = 0  # history records before this offset are committed
@@ -83,10 +116,10 @@ class PartitionRuns:
         where = self.index.get(workflow_id)
         if where is None:
             return None
-        run = self._loader(self.partition, where[0])
+        run = self._loader(self.partition, where)
         if run is None or run.workflow_id != workflow_id:
             raise LookupError(
-                f"snapshot of workflow {workflow_id!r} at offset {where[0]} of partition "
+                f"snapshot of workflow {workflow_id!r} at offset {where.offset} of partition "
                 f"{self.partition} could not be read back"
             )
         self.loads += 1
@@ -98,6 +131,13 @@ class PartitionRuns:
         return self._cache.get(workflow_id)
 
     def __setitem__(self, workflow_id: str, run: Run) -> None:
+        old = self._cache.get(workflow_id)
+        if old is not None and old is not run:
+            self.drop_chunks(old.workflow_id, old.run_id, old.chunks_written)
+        elif old is None and workflow_id in self.index:
+            where = self.index[workflow_id]
+            if where.run_id != run.run_id:
+                self.drop_chunks(workflow_id, where.run_id, len(where.chunks))
         self._cache[workflow_id] = run
         self._cache.move_to_end(workflow_id)
 
@@ -116,35 +156,60 @@ class PartitionRuns:
         return len(self._cache)
 
     def forget(self, workflow_id: str) -> None:
-        self._cache.pop(workflow_id, None)
-        self.index.pop(workflow_id, None)
+        run = self._cache.pop(workflow_id, None)
+        where = self.index.pop(workflow_id, None)
+        if run is not None:
+            self.drop_chunks(workflow_id, run.run_id, run.chunks_written)
+        elif where is not None:
+            self.drop_chunks(workflow_id, where.run_id, len(where.chunks))
+
+    def drop_chunks(self, workflow_id: str, run_id: str, count: int) -> None:
+        self.garbage.extend(chunk_key(workflow_id, run_id, n) for n in range(count))
 
     # ---- checkpoints and eviction ---------------------------------------------------------
     def mark_dirty(self, run: Run) -> None:
         self.dirty[(run.workflow_id, run.run_id)] = run
 
+    def ripe(self, run: Run, now: float) -> bool:
+        """Whether a dirty run's snapshot is written at this checkpoint (or deferred)."""
+        return (
+            run.closed
+            or run.pending_events >= self.settings.defer_events
+            or now - run.pending_since >= self.settings.defer_seconds
+            or (run.blocked is not None)
+        )
+
+    def watermark(self, deferred: list[Run]) -> int:
+        """History before this offset is in snapshots once the ripe runs are written."""
+        firsts = [r.pending_first_offset for r in deferred if r.pending_first_offset >= 0]
+        return min([self.history_end, *firsts])
+
     def checkpoint_due(self, now: float) -> bool:
-        """Dirty runs waited long enough (or wrote enough), the watermark lags the history
-        (a checkpoint's watermark is where the history ended before it), or a closed run's
-        retention is over."""
+        """Once per interval (or after many records): is there a snapshot to write, a
+        watermark to move, or a closed run whose retention is over?"""
         if self.dirty and self.records_since_checkpoint >= self.settings.checkpoint_records:
             return True
         if now - self.last_checkpoint < self.settings.checkpoint_interval:
             return False
-        if self.dirty or self.history_end > self.marked:
-            return True
-        # a closed run's retention ended: its tombstone goes with a checkpoint
+        deferred = [r for r in self.dirty.values() if not self.ripe(r, now)]
         expiry = self.closed[0][0] + self.settings.closed_retention_ms if self.closed else None
-        return expiry is not None and expiry <= time.time() * 1000
+        if (
+            len(deferred) < len(self.dirty)
+            or self.watermark(deferred) > self.marked
+            or (expiry is not None and expiry <= time.time() * 1000)
+        ):
+            return True
+        self.last_checkpoint = now  # nothing to write: look again in an interval
+        return False
 
-    def checkpointed(self) -> None:
-        self.dirty.clear()
+    def checkpointed(self, deferred: list[Run]) -> None:
+        self.dirty = {(r.workflow_id, r.run_id): r for r in deferred}
         self.records_since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
 
-    def snapshot_written(self, workflow_id: str, run_id: str, offset: int) -> None:
+    def snapshot_written(self, run: Run, offset: int) -> None:
         """A snapshot's delivery report: the run can now be read back from `offset`."""
-        self.index[workflow_id] = (offset, run_id)
+        self.index[run.workflow_id] = Where(offset, run.run_id, tuple(run.chunk_offsets))
 
     def trim(self) -> None:
         """Evicts least recently used clean runs until the cache fits its capacity."""
@@ -161,7 +226,8 @@ class PartitionRuns:
                 (workflow_id, run.run_id) in self.dirty
                 or (run.blocked is not None and not run.closed)
                 or where is None
-                or where[1] != run.run_id
+                or where.run_id != run.run_id
+                or len(where.chunks) != run.chunks_written
             )
             del self._cache[workflow_id]
             if pinned:
@@ -179,7 +245,8 @@ class PartitionRuns:
         while self.closed and self.closed[0][0] + retention_ms <= now_ms:
             _, workflow_id, run_id = self.closed.popleft()
             run = self._cache.get(workflow_id)
-            current = run.run_id if run is not None else self.index.get(workflow_id, (0, ""))[1]
+            where = self.index.get(workflow_id)
+            current = run.run_id if run is not None else (where.run_id if where else "")
             if current == run_id and (run is None or run.closed):
                 out.append(workflow_id)
         return out

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from processors.partition import CHECKPOINT_KEY
+from processors.partition import CHECKPOINT_KEY, Where, chunk_key, parse_chunk_key
 from processors.run import Run
 from streams import kafka
 from streams.config import KafkaConfig
@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 class RestoredPartition:
     partition: int
     runs: dict[str, Run] = field(default_factory=dict)  # loaded: open runs, tail-touched ones
-    index: dict[str, tuple[int, str]] = field(default_factory=dict)  # snapshot offsets
+    index: dict[str, Where] = field(default_factory=dict)  # snapshot offsets
+    garbage: list[str] = field(default_factory=list)  # chunk keys no run needs
     closed: list[tuple[int, str, str]] = field(default_factory=list)  # (close time, wf, run)
     dirty: set[str] = field(default_factory=set)  # runs with events the snapshots lack
     timers: dict[str, Timer] = field(default_factory=dict)
@@ -187,18 +188,49 @@ def _read_compacted(
             # keep going and say so loudly rather than lose the partition
             log.error("skipping unreadable record %s", e.at(topic, partition, offset))
     for p, by_key in latest.items():
-        for workflow_id, (offset, snap) in by_key.items():
-            if snap is None:
-                continue
-            out[p].index[workflow_id] = (offset, snap.run_id)
-            if snap.closed:  # answered from its snapshot when asked; only its close time now
-                close_time = wire.event.decode(snap.events[-1]).time if snap.events else 0
-                out[p].closed.append((close_time, workflow_id, snap.run_id))
-                out[p].runs.pop(workflow_id, None)
-            else:
-                out[p].runs[workflow_id] = run_from_snapshot(snap, p, wire)
+        _assemble(out[p], by_key, wire)
     for part in out.values():
         part.closed.sort()
+
+
+def _assemble(
+    part: RestoredPartition, by_key: dict[str, tuple[int, Snapshot | None]], wire: Wire
+) -> None:
+    """Runs from their head snapshots and chunks: open ones loaded, closed ones indexed."""
+    chunks: dict[tuple[str, str], dict[int, tuple[int, Snapshot]]] = {}
+    heads: dict[str, tuple[int, Snapshot]] = {}
+    for key, (offset, snap) in by_key.items():
+        if snap is None:
+            continue
+        parsed = parse_chunk_key(key)
+        if parsed is None:
+            heads[key] = (offset, snap)
+        else:
+            chunks.setdefault((parsed[0], parsed[1]), {})[parsed[2]] = (offset, snap)
+    for workflow_id, (offset, snap) in heads.items():
+        mine = chunks.pop((workflow_id, snap.run_id), {})
+        count = snap.chunk_count
+        if any(n not in mine for n in range(count)):
+            log.error(
+                "snapshot of %s run %s lacks some of its %d chunks; not restored",
+                workflow_id,
+                snap.run_id,
+                count,
+            )
+            continue
+        part.garbage += [chunk_key(workflow_id, snap.run_id, n) for n in mine if n >= count]
+        where = Where(offset, snap.run_id, tuple(mine[n][0] for n in range(count)))
+        part.index[workflow_id] = where
+        older = [raw for n in range(count) for raw in mine[n][1].events]
+        if snap.closed:  # answered from its snapshot when asked; only its close time now
+            last = snap.events[-1] if snap.events else (older[-1] if older else None)
+            close_time = wire.event.decode(last).time if last is not None else 0
+            part.closed.append((close_time, workflow_id, snap.run_id))
+            part.runs.pop(workflow_id, None)
+        else:
+            part.runs[workflow_id] = run_from_snapshot(snap, part.partition, wire, older, where)
+    for (workflow_id, run_id), rest in chunks.items():
+        part.garbage += [chunk_key(workflow_id, run_id, n) for n in rest]
 
 
 def _read_tail(
@@ -226,6 +258,7 @@ def _read_tail(
             if event.event_id == expected:
                 run.apply(event)
                 run.encoded.append(value)
+                _pending(run, offset)
                 part.dirty.add(run.workflow_id)
             elif event.event_id > expected:
                 log.error(
@@ -243,21 +276,45 @@ def _read_tail(
             run.apply(event)
             run.encoded.append(value)
             run.first_offset = offset
+            _pending(run, offset)
             part.runs[event.workflow_id] = run
-            part.index.pop(event.workflow_id, None)
+            replaced = part.index.pop(event.workflow_id, None)
+            if replaced is not None:  # a new run of the workflow: the old one's chunks go
+                part.garbage += [
+                    chunk_key(event.workflow_id, replaced.run_id, n)
+                    for n in range(len(replaced.chunks))
+                ]
             part.dirty.add(event.workflow_id)
         # else: a run whose snapshot has it (closed) or that passed its retention
     for p, part in out.items():
         part.history_end = reader.position(topics.history, p)
 
 
-def run_from_snapshot(snapshot: Snapshot, partition: int, wire: Wire) -> Run:
+def _pending(run: Run, offset: int) -> None:
+    """Notes an event the snapshots lack: until its run's next snapshot, the watermark must
+    not pass it."""
+    if run.pending_events == 0:
+        run.pending_first_offset, run.pending_since = offset, time.monotonic()
+    run.pending_events += 1
+
+
+def run_from_snapshot(
+    snapshot: Snapshot,
+    partition: int,
+    wire: Wire,
+    older: list[bytes] | None = None,
+    where: Where | None = None,
+) -> Run:
+    """A run rebuilt from its head snapshot and the events of its chunks (`older`)."""
     run = Run(snapshot.workflow_id, snapshot.run_id, partition)
-    for raw in snapshot.events:
+    events = [*(older or ()), *snapshot.events]
+    for raw in events:
         run.apply(wire.event.decode(raw))
-    run.encoded = list(snapshot.events)
+    run.encoded = events
     run.first_offset = snapshot.first_offset
-    run.history_bytes = sum(len(raw) for raw in snapshot.events)
+    run.history_bytes = sum(len(raw) for raw in events)
+    run.chunks_written = snapshot.chunk_count
+    run.chunk_offsets = list(where.chunks) if where is not None else []
     return run
 
 
@@ -272,7 +329,19 @@ class SnapshotReader:
             config, settings={"fetch.wait.max.ms": 1, "max.partition.fetch.bytes": 65536}
         )
 
-    def load(self, partition: int, offset: int, timeout: float = 30.0) -> Run | None:
+    def load(self, partition: int, where: Where) -> Run | None:
+        head = self._read(partition, where.offset)
+        if head is None or head.run_id != where.run_id:
+            return None
+        older: list[bytes] = []
+        for offset in where.chunks:
+            chunk = self._read(partition, offset)
+            if chunk is None:
+                return None
+            older += chunk.events
+        return run_from_snapshot(head, partition, self.wire, older, where)
+
+    def _read(self, partition: int, offset: int, timeout: float = 30.0) -> Snapshot | None:
         self.consumer.assign([TopicPartition(self.topic, partition, offset)])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -281,7 +350,8 @@ class SnapshotReader:
                 continue
             if msg.offset() != offset or msg.value() is None:
                 return None  # compacted or deleted: the index was stale
-            return run_from_snapshot(self.wire.snapshot.decode(msg.value()), partition, self.wire)
+            snapshot: Snapshot = self.wire.snapshot.decode(msg.value())
+            return snapshot
         raise BrokerError(f"reading the snapshot at {self.topic}/{partition}/{offset} timed out")
 
     def close(self) -> None:

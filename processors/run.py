@@ -99,6 +99,11 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits):
         self.history_bytes = 0  # of its encoded events
         self.limit_warned = False
         self.retention_queued = False  # its close is in the partition's retention queue
+        self.chunk_offsets: list[int] = []  # snapshot chunks written (delivered), in order
+        self.chunks_written = 0  # snapshot chunks produced
+        self.pending_events = 0  # events not in a snapshot yet
+        self.pending_first_offset = -1  # history offset of the first of them (once known)
+        self.pending_since = 0.0  # monotonic time of the first of them
         self.workflow_type = ""
         self.task_queue = ""
         self.start_command_id = ""

@@ -221,6 +221,7 @@ class WorkflowProcessor:
             state = PartitionRuns(p, self.settings.cache, 1, self.loader.load)
             state.index, state.history_end = part.index, part.history_end
             state.closed.extend(part.closed)
+            state.garbage.extend(part.garbage)
             self.partitions[p] = state
             self.restore_metrics[p] = part.metrics()
             self._timers = [t for t in self._timers if t[2] != p]
@@ -437,8 +438,8 @@ class WorkflowProcessor:
         self.producer.poll(0)  # delivery reports: snapshot offsets, history watermarks
         for partition, timer in new_timers:
             self._push_timer(partition, timer)
-        for p in checkpointed:
-            self.partitions[p].checkpointed()
+        for p, deferred in checkpointed.items():
+            self.partitions[p].checkpointed(deferred)
         for state in self.partitions.values():
             state.trim()
 

@@ -150,6 +150,7 @@ class Snapshot:
     events: list[bytes]
     first_offset: int = -1
     history_offset: int = -1
+    chunk_count: int = 0
 
 
 @avro("everflow.Completion")

@@ -71,7 +71,9 @@ def test_restore_after_sigkill_is_flat_in_closed_history_and_every_open_run_goes
     kafka_bootstrap: str, topic_prefix: str, workers: WorkerProcesses
 ) -> None:
     config = topics_for(kafka_bootstrap, topic_prefix, "messages")
-    env = {"EVERFLOW_CHECKPOINT_INTERVAL": "0.5"}
+    # open runs get their snapshot within a second (default 30 s): the closed history this
+    # test writes in seconds would take a processor hours, and must not be in the tail
+    env = {"EVERFLOW_CHECKPOINT_INTERVAL": "0.5", "EVERFLOW_SNAPSHOT_DEFER_SECONDS": "1"}
     proc = workers.start("w1", APPS, task_queue="messages", extra_env=env)
     wait_until(lambda: _owned_by(config, 1), 60, 0.5, "w1 should own every partition")
     ids = [f"open-{i}" for i in range(OPEN)]
