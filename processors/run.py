@@ -475,6 +475,7 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits):
             result=self.result,
             failure=self.failure,
             history=with_history or [],
+            first_offset=self.first_offset,
         )
 
 

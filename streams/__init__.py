@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 from streams.client import Client, WorkflowHandle
+from streams.replayer import Replayer, ReplayResult
 from streams.worker import Worker
 
-__all__ += ["Client", "Worker", "WorkflowHandle"]
+__all__ += ["Client", "ReplayResult", "Replayer", "Worker", "WorkflowHandle"]

@@ -44,6 +44,33 @@ def add_commands(commands: SubParsers) -> None:
     audit.add_argument("--workflow-type", help="only runs of this workflow type")
     audit.set_defaults(run=audit_run)
 
+    history = commands.add_parser("history", help="runs' recorded events")
+    history_commands = history.add_subparsers(metavar="COMMAND", required=True)
+    export = history_commands.add_parser(
+        "export", help="one run's events from Kafka, as JSON lines or an Avro container file"
+    )
+    _connection_arguments(export)
+    export.add_argument("workflow_id")
+    export.add_argument("--run-id")
+    export.add_argument("--format", choices=("json", "avro"), default="json")
+    export.add_argument("-o", "--output", help="file to write (default: stdout)")
+    export.set_defaults(run=history_export)
+
+    replay = commands.add_parser(
+        "replay", help="replay recorded histories against current code (exit 1 on a mismatch)"
+    )
+    _connection_arguments(replay)
+    replay.add_argument(
+        "--workflows", action="append", required=True, help="module or module:attr (repeatable)"
+    )
+    source = replay.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workflow-id", help="the current run of this workflow")
+    source.add_argument("--from-kafka", action="store_true", help="runs on the history topic")
+    source.add_argument("--file", help="a file written by `everflow history export`")
+    replay.add_argument("--workflow-type", help="with --from-kafka: only this type")
+    replay.add_argument("--limit", type=int, default=100, help="with --from-kafka: at most N runs")
+    replay.set_defaults(run=replay_run)
+
     wf = commands.add_parser("workflow", help="look at workflow runs")
     wf_commands = wf.add_subparsers(metavar="COMMAND", required=True)
     for name, run, text in (
@@ -161,3 +188,26 @@ def audit_run(args: argparse.Namespace) -> int:
     from streams.audit_cli import main_audit
 
     return main_audit(_config(args), args.since, args.until, args.workflow_type)
+
+
+def history_export(args: argparse.Namespace) -> int:
+    """`everflow history export`: one run's events, read from its start offset on."""
+    from streams.history_cli import export_main
+
+    return export_main(_config(args), args.workflow_id, args.run_id, args.format, args.output)
+
+
+def replay_run(args: argparse.Namespace) -> int:
+    """`everflow replay`: current code against recorded histories."""
+    from streams.history_cli import replay_main
+
+    config = None if args.file else _config(args)
+    return replay_main(
+        config,
+        args.workflows,
+        args.workflow_id,
+        args.from_kafka,
+        args.workflow_type,
+        args.limit,
+        args.file,
+    )

@@ -200,6 +200,7 @@ class RunDescription:
     result: Payload | None
     failure: Failure | None
     history: list[bytes] = field(default_factory=list)
+    first_offset: int = -1  # of the run's first event in its history partition
 
 
 @avro("everflow.reply.NotFound")

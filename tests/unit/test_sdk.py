@@ -136,6 +136,8 @@ def test_public_api_is_pinned() -> None:
             "PayloadDecodeError",
             "PayloadTooLargeError",
             "RPCTimeoutError",
+            "ReplayResult",
+            "Replayer",
             "RetryPolicy",
             "Worker",
             "WorkflowAlreadyStartedError",
