@@ -11,7 +11,13 @@ from processors.instance import Step, WorkflowInstance
 from processors.registry import Registry, UnknownWorkflowError
 from processors.replay import CHANGED, NonDeterminismError, describe_command, replay
 from processors.replay import location as command_location
-from streams.events import EventAttributes, HistoryEvent, WorkflowStarted, WorkflowUnblocked
+from streams.events import (
+    EventAttributes,
+    HistoryEvent,
+    MarkerRecorded,
+    WorkflowStarted,
+    WorkflowUnblocked,
+)
 from streams.records import Failure
 
 if TYPE_CHECKING:
@@ -98,6 +104,9 @@ class CodeLifecycle:
             max_payload_bytes=registry.max_payload_bytes,
         )
         self.instance.suggest_continue_as_new_after = registry.suggest_continue_as_new_after
+        self.instance.recorded_patches = {
+            e.attributes.patch_id for e in self.events if isinstance(e.attributes, MarkerRecorded)
+        }
 
     def _replay(self, registry: Registry) -> Step:
         self.instance = None

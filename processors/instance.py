@@ -21,6 +21,7 @@ from typing import Any
 from processors.determinism import DeterminismGuard, _is_user_frame
 from processors.handlers import CompleteUpdate, MessageHandlers
 from processors.loop import WorkflowEventLoop
+from processors.patches import Patches, RecordMarker
 from streams._runtime import ActivityOptions, ChildOptions, WorkflowInfo, WorkflowRuntime
 from streams.config import DEFAULT_MAX_PAYLOAD_BYTES
 from streams.errors import PayloadTooLargeError
@@ -122,6 +123,7 @@ RunCommand = (
     | CompleteUpdate
     | ContinueAsNewRun
     | StartChild
+    | RecordMarker
 )
 
 
@@ -133,7 +135,7 @@ class Step:
     blocked: Failure | None = None
 
 
-class WorkflowInstance(MessageHandlers, WorkflowRuntime):
+class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
     """One run's code and everything it waits on."""
 
     def __init__(
@@ -179,6 +181,8 @@ class WorkflowInstance(MessageHandlers, WorkflowRuntime):
         self._given_up: set[int] = set()
         self._commands: list[RunCommand] = []
         self._replaying = False
+        self._location = _user_location
+        self._init_patches()
         self._guard = DeterminismGuard() if guard else None
         self._logger = logging.LoggerAdapter(logging.getLogger("everflow.workflow"), {})
         self.loop = WorkflowEventLoop(self, self)  # type: ignore[abstract]

@@ -22,6 +22,7 @@ from processors.instance import (
     Step,
     WorkflowInstance,
 )
+from processors.patches import RecordMarker
 from streams.events import (
     ActivityCanceled,
     ActivityCancelRequested,
@@ -34,6 +35,7 @@ from streams.events import (
     ChildWorkflowStartFailed,
     EventAttributes,
     HistoryEvent,
+    MarkerRecorded,
     SignalReceived,
     TimerCanceled,
     TimerFired,
@@ -76,6 +78,7 @@ COMMAND_EVENTS = (
     UpdateCompleted,
     WorkflowContinuedAsNew,
     ChildWorkflowInitiated,
+    MarkerRecorded,
 )
 CHANGED = "the workflow code changed — guard the change with workflow.patched()"
 
@@ -109,6 +112,10 @@ def replay(workflow_id: str, events: list[HistoryEvent], instance: WorkflowInsta
                         f"workflow {workflow_id!r} replayed event {event.event_id} and the "
                         f"code raised: {step.blocked.message}"
                     )
+        elif isinstance(a, MarkerRecorded) and not (
+            queue and isinstance(queue[0], RecordMarker) and queue[0].patch_id == a.patch_id
+        ):
+            continue  # a patch marker the code no longer asks about (its call was removed)
         elif isinstance(a, COMMAND_EVENTS):
             if not queue:
                 raise NonDeterminismError(mismatch(workflow_id, event, None, a))
@@ -177,6 +184,8 @@ def matches(command: RunCommand, recorded: EventAttributes) -> bool:
             return isinstance(recorded, UpdateCompleted) and recorded.update_id == command.update_id
         case ContinueAsNewRun():
             return isinstance(recorded, WorkflowContinuedAsNew)
+        case RecordMarker():
+            return isinstance(recorded, MarkerRecorded) and recorded.patch_id == command.patch_id
         case StartChild():
             return (
                 isinstance(recorded, ChildWorkflowInitiated)
@@ -209,6 +218,8 @@ def describe_command(c: RunCommand | None) -> str:
             return "WorkflowContinuedAsNew"
         case StartChild():
             return f"ChildWorkflowInitiated({c.options.workflow_type!r})"
+        case RecordMarker():
+            return f"MarkerRecorded({c.patch_id!r})"
         case None:
             return "nothing"
         case _:

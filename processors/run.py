@@ -33,6 +33,7 @@ from processors.instance import (
     WorkflowInstance,
 )
 from processors.limits import HistoryLimits
+from processors.patches import RecordMarker
 from processors.registry import Registry, UnknownWorkflowError
 from processors.replay import (
     NonDeterminismError,
@@ -50,6 +51,7 @@ from streams.events import (
     ChildWorkflowStartFailed,
     EventAttributes,
     HistoryEvent,
+    MarkerRecorded,
     SignalReceived,
     TimerCanceled,
     TimerFired,
@@ -180,6 +182,8 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits):
                 self.blocked = a.failure
             case WorkflowUnblocked():
                 self.blocked = None
+            case MarkerRecorded():
+                pass
             case _:
                 raise TypeError(f"no fold for history event {type(a).__name__}")
 
@@ -372,6 +376,8 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits):
                 self._append(
                     UpdateCompleted(command.update_id, command.result, command.failure), now, fx
                 )
+            case RecordMarker():
+                self._append(MarkerRecorded(command.patch_id, command.deprecated), now, fx)
             case StartChild():
                 child = command.options
                 queue = child.task_queue or self.task_queue

@@ -234,6 +234,15 @@ class ChildWorkflowClosed:
     failure: Failure | None = None
 
 
+@avro("everflow.history.MarkerRecorded")
+@dataclass(frozen=True, slots=True)
+class MarkerRecorded:
+    """The run took the new branch of a versioned change (`workflow.patched`)."""
+
+    patch_id: str
+    deprecated: bool = False
+
+
 EventAttributes = (
     WorkflowStarted
     | ActivityScheduled
@@ -264,6 +273,7 @@ EventAttributes = (
     | ChildWorkflowStarted
     | ChildWorkflowStartFailed
     | ChildWorkflowClosed
+    | MarkerRecorded
 )
 
 

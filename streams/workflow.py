@@ -370,6 +370,25 @@ def uuid4() -> uuid.UUID:
     return uuid.UUID(int=_runtime.current().random().getrandbits(128), version=4)
 
 
+def patched(patch_id: str) -> bool:
+    """Versioning: True where a run meets this call live (it records a marker there), and
+    on replay only if the run's history has the marker. Guard a change with it so runs
+    started on the old code keep the old branch:
+
+        if workflow.patched("fee-v2"):
+            await workflow.execute_activity(charge_fee_v2, ...)
+        else:
+            await workflow.execute_activity(charge_fee, ...)
+    """
+    return _runtime.current().patched(patch_id)
+
+
+def deprecate_patch(patch_id: str) -> None:
+    """Once no run without the `patch_id` marker is left: keep only the new branch and call
+    this instead of `patched()`; histories with or without the marker replay."""
+    _runtime.current().deprecate_patch(patch_id)
+
+
 def info() -> WorkflowInfo:
     """What the run knows about itself (IDs, type, task queue, start time)."""
     return _runtime.current().info()
