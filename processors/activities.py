@@ -23,9 +23,12 @@ from streams.events import (
     ActivityCompleted,
     ActivityFailed,
     ActivityHeartbeatRecorded,
+    ActivityPaused,
+    ActivityReset,
     ActivityRetried,
     ActivityScheduled,
     ActivityStarted,
+    ActivityUnpaused,
     EventAttributes,
     HistoryEvent,
 )
@@ -61,6 +64,8 @@ class ActivityState:
     last_heartbeat: int | None = None
     heartbeat_details: list[Payload] = field(default_factory=list)
     cancel_requested: bool = False
+    paused: bool = False  # an operator holds its attempts
+    budget_base: int = 0  # attempts before an operator's retry (not counted by the policy)
 
     def deadline(self, kind: TimerKind) -> int | None:
         """When the current attempt times out by `kind` (None: no such timeout)."""
@@ -107,6 +112,13 @@ class ActivityLifecycle:
                 self.activities[a.activity_id] = ActivityState(a, time, dispatched_at=time)
             case ActivityAttemptFailed():
                 self.activities[a.activity_id].backoff = True
+            case ActivityPaused():
+                self.activities[a.activity_id].paused = True
+            case ActivityUnpaused():
+                self.activities[a.activity_id].paused = False
+            case ActivityReset():
+                state = self.activities[a.activity_id]
+                state.budget_base = state.attempt
             case ActivityRetried():
                 state = self.activities[a.activity_id]
                 state.attempt, state.backoff, state.dispatched_at = a.attempt, False, time
@@ -179,10 +191,15 @@ class ActivityLifecycle:
 
     def _fail_attempt(self, state: ActivityState, failure: Failure, now: int, fx: Effects) -> None:
         s, attempt = state.scheduled, state.attempt
-        retry_at = now + _ms(s.retry_policy.backoff(attempt))
+        counted = attempt - state.budget_base  # an operator's retry starts a fresh budget
+        if state.paused and not failure.non_retryable and not state.cancel_requested:
+            # held for an operator (unpause or retry), however many attempts are left
+            self._append(ActivityAttemptFailed(s.activity_id, attempt, failure, -1), now, fx)
+            return
+        retry_at = now + _ms(s.retry_policy.backoff(counted))
         deadline = state.deadline(TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE)
         in_time = deadline is None or retry_at < deadline
-        retryable = s.retry_policy.allows_retry(attempt, failure.type, failure.non_retryable)
+        retryable = s.retry_policy.allows_retry(counted, failure.type, failure.non_retryable)
         if in_time and retryable and not state.cancel_requested:
             self._append(ActivityAttemptFailed(s.activity_id, attempt, failure, retry_at), now, fx)
             retry = self._timer(TimerKind.ACTIVITY_RETRY, state, attempt + 1, retry_at)
@@ -237,7 +254,7 @@ class ActivityLifecycle:
         if state is None or self.closed:
             return False
         if timer.kind is TimerKind.ACTIVITY_RETRY:
-            if not state.backoff or state.attempt + 1 != timer.attempt:
+            if not state.backoff or state.paused or state.attempt + 1 != timer.attempt:
                 return False
             fx.timer_ops.append((timer.key, None))
             self._append(ActivityRetried(timer.seq, timer.attempt), now, fx)

@@ -4,6 +4,7 @@ signal-with-start), signals, queries and updates. Each answers on `replies` when
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,20 +17,26 @@ from processors.run import Effects, Run
 from streams.commands import (
     CancelWorkflow,
     Command,
+    ControlActivity,
     DescribeWorkflow,
     QueryWorkflow,
     ReportChildClosed,
     ReportChildStarted,
     ReportChildStartFailed,
+    ResetWorkflow,
     SignalWorkflow,
     StartWorkflow,
     TerminateWorkflow,
+    UnblockWorkflow,
     UpdateWorkflow,
 )
 from streams.events import (
+    ActivityScheduled,
     ChildWorkflowClosed,
     ChildWorkflowStarted,
     ChildWorkflowStartFailed,
+    HistoryEvent,
+    WorkflowReset,
     WorkflowStarted,
 )
 from streams.failures import to_failure
@@ -335,3 +342,116 @@ def describe_run(command: Command, body: DescribeWorkflow, run: Run | None, batc
     else:
         reply = run.describe(run.encoded if body.include_history else None)
     batch.replies.append(Reply(body.reply_to, command.command_id, reply))
+
+
+def reset_run(
+    command: Command,
+    body: ResetWorkflow,
+    run: Run | None,
+    runs: Runs,
+    now: int,
+    registry: Registry,
+    batch: Batch,
+) -> None:
+    """A new run from the current run's events 1..to_event; the current one, if open, is
+    terminated. The reset point must leave no activity, timer or child in flight."""
+    reply: ReplyBody
+    if run is None:
+        reply = NotFound(f"no run of workflow {command.workflow_id!r} is known")
+    else:
+        reason = _reset_refusal(run, body.to_event)
+        if reason is not None:
+            reply = Rejected("invalid_argument", reason)
+        else:
+            reply = _reset(run, body, runs, now, registry, batch)
+    batch.reply(body.reply_to, command.command_id, reply)
+
+
+def _reset_refusal(run: Run, n: int) -> str | None:
+    wf = run.workflow_id
+    if not 1 <= n <= len(run.events):
+        return f"workflow {wf!r} run {run.run_id} has events 1..{len(run.events)}, not {n}"
+    probe = Run(wf, run.run_id, run.partition)
+    for event in run.events[:n]:
+        probe.apply(event)
+    if probe.closed:
+        return f"event {n} of workflow {wf!r} closes the run; reset to an earlier event"
+    busy = (
+        [f"activity {i}" for i in sorted(probe.activities)]
+        + [f"timer {i}" for i in sorted(probe.timers)]
+        + [f"child {i}" for i in sorted(probe.children)]
+    )
+    if busy:
+        return (
+            f"at event {n} of workflow {wf!r} {', '.join(busy)} would be in flight; reset to "
+            "an event where nothing is (before it was scheduled, or after its outcome)"
+        )
+    return None
+
+
+def _reset(
+    run: Run, body: ResetWorkflow, runs: Runs, now: int, registry: Registry, batch: Batch
+) -> ReplyBody:
+    why = f"reset to event {body.to_event}" + (f": {body.reason}" if body.reason else "")
+    if not run.closed:
+        run.terminate(why, now, batch.effects(run))
+    new = Run(run.workflow_id, body.new_run_id, run.partition)
+    fx = batch.effects(new)
+    for old in run.events[: body.to_event]:
+        event = HistoryEvent(new.workflow_id, new.run_id, old.event_id, old.time, old.attributes)
+        new.apply(event)
+        fx.events.append(event)
+    runs[new.workflow_id] = new
+    new._append(WorkflowReset(run.run_id, body.to_event, body.reason), now, fx)
+    new.resume(registry, now, fx)
+    for timer in new.derived_timers():
+        fx.derived_timers.append(timer)
+    return new.describe()
+
+
+def repair_run(
+    command: Command,
+    body: ControlActivity | UnblockWorkflow,
+    run: Run | None,
+    runs: Runs,
+    now: int,
+    registry: Registry,
+    batch: Batch,
+) -> None:
+    """An operator's activity retry/pause/unpause, or unblock. Retrying an activity whose
+    failure already reached the code (its attempts were exhausted) resets the run to just
+    before the activity was scheduled: it runs again, and the code goes on from there."""
+    reply: ReplyBody
+    if run is None:
+        reply = NotFound(f"no run of workflow {command.workflow_id!r} is known")
+    elif (
+        isinstance(body, ControlActivity)
+        and body.action == "retry"
+        and (body.activity_id not in run.activities)
+    ):
+        point = _scheduled_before(run, body.activity_id)
+        if point is None:
+            reply = Rejected(
+                "not_found", f"run {run.run_id} never scheduled activity {body.activity_id}"
+            )
+        else:
+            new_run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"everflow:{command.command_id}"))
+            why = body.reason or f"retry of activity {body.activity_id}"
+            reset = ResetWorkflow(point, new_run_id, why, body.reply_to)
+            reset_run(command, reset, run, runs, now, registry, batch)
+            return
+    elif isinstance(body, UnblockWorkflow):
+        reply = run.unblock(registry, now, batch.effects(run))
+    else:
+        fx = batch.effects(run)
+        reply = run.control_activity(body.activity_id, body.action, body.reason, now, fx)
+    batch.reply(body.reply_to, command.command_id, reply)
+
+
+def _scheduled_before(run: Run, activity_id: int) -> int | None:
+    """The event just before the activity was scheduled (a reset point)."""
+    for event in run.events:
+        a = event.attributes
+        if isinstance(a, ActivityScheduled) and a.activity_id == activity_id:
+            return event.event_id - 1
+    return None

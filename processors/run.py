@@ -35,6 +35,7 @@ from processors.instance import (
 from processors.limits import HistoryLimits
 from processors.patches import RecordMarker
 from processors.registry import Registry, UnknownWorkflowError
+from processors.repair import Repair
 from processors.replay import (
     NonDeterminismError,
     in_record_order,
@@ -64,6 +65,7 @@ from streams.events import (
     WorkflowCompleted,
     WorkflowContinuedAsNew,
     WorkflowFailed,
+    WorkflowReset,
     WorkflowStarted,
     WorkflowTerminated,
     WorkflowTimedOut,
@@ -88,7 +90,7 @@ DEFAULT_RETRY = RetryPolicy()
 __all__ = ["ActivityState", "Effects", "NonDeterminismError", "Run"]
 
 
-class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits):
+class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repair):
     """One run: its history, the state folded from it, and (when loaded) its live code."""
 
     def __init__(self, workflow_id: str, run_id: str, partition: int) -> None:
@@ -182,7 +184,7 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits):
                 self.blocked = a.failure
             case WorkflowUnblocked():
                 self.blocked = None
-            case MarkerRecorded():
+            case MarkerRecorded() | WorkflowReset():
                 pass
             case _:
                 raise TypeError(f"no fold for history event {type(a).__name__}")

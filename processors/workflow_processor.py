@@ -30,6 +30,8 @@ from processors.requests import (
     continue_runs,
     describe_run,
     query_run,
+    repair_run,
+    reset_run,
     signal_run,
     start_run,
     update_run,
@@ -41,6 +43,7 @@ from streams import kafka
 from streams.commands import (
     CancelWorkflow,
     CompleteActivity,
+    ControlActivity,
     DescribeWorkflow,
     FailActivity,
     HeartbeatActivity,
@@ -48,10 +51,12 @@ from streams.commands import (
     ReportChildClosed,
     ReportChildStarted,
     ReportChildStartFailed,
+    ResetWorkflow,
     SignalWorkflow,
     StartActivity,
     StartWorkflow,
     TerminateWorkflow,
+    UnblockWorkflow,
     UpdateWorkflow,
 )
 from streams.config import KafkaConfig
@@ -359,6 +364,10 @@ class WorkflowProcessor:
                     )
             case DescribeWorkflow():
                 describe_run(command, body, run, batch)
+            case ResetWorkflow():
+                reset_run(command, body, run, runs, now, self.registry, batch)
+            case ControlActivity() | UnblockWorkflow():
+                repair_run(command, body, run, runs, now, self.registry, batch)
             case CancelWorkflow() | TerminateWorkflow():
                 cancel_run(command, body, run, now, self.registry, batch)
             case StartActivity():

@@ -71,7 +71,7 @@ def add_commands(commands: SubParsers) -> None:
     replay.add_argument("--limit", type=int, default=100, help="with --from-kafka: at most N runs")
     replay.set_defaults(run=replay_run)
 
-    wf = commands.add_parser("workflow", help="look at workflow runs")
+    wf = commands.add_parser("workflow", help="look at and repair workflow runs")
     wf_commands = wf.add_subparsers(metavar="COMMAND", required=True)
     for name, run, text in (
         ("describe", workflow_describe, "status, times, result or failure of a run"),
@@ -83,6 +83,7 @@ def add_commands(commands: SubParsers) -> None:
         parser.add_argument("workflow_id")
         parser.add_argument("--run-id")
         parser.set_defaults(run=run)
+    _add_repair_commands(commands, wf_commands)
 
 
 def _connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -211,3 +212,60 @@ def replay_run(args: argparse.Namespace) -> int:
         args.limit,
         args.file,
     )
+
+
+def _add_repair_commands(commands: SubParsers, wf_commands: SubParsers) -> None:
+    reset = wf_commands.add_parser("reset", help="a new run from events 1..N of the current one")
+    _connection_arguments(reset)
+    reset.add_argument("workflow_id")
+    reset.add_argument("--to-event", type=int, required=True)
+    reset.add_argument("--reason", default="", help="recorded in the new run's history")
+    reset.set_defaults(run=workflow_reset)
+    unblock = wf_commands.add_parser(
+        "unblock", help="replay a blocked run with the code deployed now; resume it if it fits"
+    )
+    _connection_arguments(unblock)
+    unblock.add_argument("workflow_id")
+    unblock.add_argument("--reason", default="")
+    unblock.set_defaults(run=workflow_unblock)
+    activity = commands.add_parser("activity", help="repair one activity of a run")
+    activity_commands = activity.add_subparsers(metavar="COMMAND", required=True)
+    for action, text in (
+        ("retry", "its next attempt now, with a fresh attempt budget (unpaused)"),
+        ("pause", "no new attempt starts; a failed one waits for an operator"),
+        ("unpause", "attempts go on (a waiting one starts now)"),
+    ):
+        parser = activity_commands.add_parser(action, help=text)
+        _connection_arguments(parser)
+        parser.add_argument("workflow_id")
+        parser.add_argument("activity_id", type=int)
+        parser.add_argument("--reason", default="")
+        parser.set_defaults(run=activity_control, action=action)
+
+
+def workflow_reset(args: argparse.Namespace) -> int:
+    async def action(handle: Any) -> None:
+        new_run = await handle.reset(args.to_event, args.reason)
+        print(f"reset {args.workflow_id} to event {args.to_event}: new run {new_run}")
+
+    args.run_id = None
+    return _with_handle(args, action)
+
+
+def workflow_unblock(args: argparse.Namespace) -> int:
+    async def action(handle: Any) -> None:
+        d = await handle.unblock(args.reason)
+        print(f"unblocked {d.workflow_id} run {d.run_id}: {d.status.value}")
+
+    args.run_id = None
+    return _with_handle(args, action)
+
+
+def activity_control(args: argparse.Namespace) -> int:
+    async def action(handle: Any) -> None:
+        method = getattr(handle, f"{args.action}_activity")
+        await method(args.activity_id, args.reason)
+        print(f"{args.action}: activity {args.activity_id} of {args.workflow_id}")
+
+    args.run_id = None
+    return _with_handle(args, action)

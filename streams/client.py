@@ -23,15 +23,19 @@ from streams.commands import (
     CancelWorkflow,
     Command,
     CommandBody,
+    ControlActivity,
     DescribeWorkflow,
     QueryWorkflow,
+    ResetWorkflow,
     SignalWorkflow,
     StartWorkflow,
     TerminateWorkflow,
+    UnblockWorkflow,
     UpdateWorkflow,
 )
 from streams.config import KafkaConfig
 from streams.errors import (
+    RequestRejectedError,
     RPCTimeoutError,
     WorkflowAlreadyStartedError,
     WorkflowFailureError,
@@ -384,7 +388,7 @@ class WorkflowHandle:
                 raise WorkflowNotRunningError(reply.message)
             if reply.code == "not_found":
                 raise WorkflowNotFoundError(reply.message)
-            raise ValueError(reply.message)
+            raise RequestRejectedError(reply.message)
         return reply
 
     async def cancel(self, reason: str = "", timeout: timedelta = timedelta(seconds=30)) -> None:
@@ -398,6 +402,40 @@ class WorkflowHandle:
 
     async def _control(self, body: CancelWorkflow | TerminateWorkflow, timeout: timedelta) -> None:
         self._check(await self.client._request(self.id, body, timeout))
+
+    # ---- repair (human in the loop) ---------------------------------------------------------
+    async def reset(self, to_event: int, reason: str = "") -> str:
+        """A new run from this run's events 1..to_event (this one, if open, is terminated);
+        its code goes on live from there. Returns the new run's ID."""
+        body = ResetWorkflow(to_event, str(uuid.uuid4()), reason, self.client.client_id)
+        reply = self._check(await self.client._request(self.id, body, timedelta(seconds=30)))
+        assert isinstance(reply, RunDescription)
+        return reply.run_id
+
+    async def unblock(self, reason: str = "") -> RunDescription:
+        """Replays a run blocked by non-determinism with the code deployed now, and resumes it
+        if it fits (RequestRejectedError says why not)."""
+        return await self._repair(UnblockWorkflow(reason, self.client.client_id))
+
+    async def retry_activity(self, activity_id: int, reason: str = "") -> RunDescription:
+        """The activity's next attempt now, with a fresh attempt budget (and unpaused)."""
+        return await self._activity(activity_id, "retry", reason)
+
+    async def pause_activity(self, activity_id: int, reason: str = "") -> RunDescription:
+        """No new attempt of the activity starts; a failed one waits for an operator."""
+        return await self._activity(activity_id, "pause", reason)
+
+    async def unpause_activity(self, activity_id: int, reason: str = "") -> RunDescription:
+        return await self._activity(activity_id, "unpause", reason)
+
+    async def _activity(self, activity_id: int, action: str, reason: str) -> RunDescription:
+        body = ControlActivity(activity_id, action, reason, self.client.client_id)
+        return await self._repair(body)
+
+    async def _repair(self, body: ControlActivity | UnblockWorkflow) -> RunDescription:
+        reply = self._check(await self.client._request(self.id, body, timedelta(seconds=30)))
+        assert isinstance(reply, RunDescription)
+        return reply
 
     async def describe(self, timeout: timedelta = timedelta(seconds=30)) -> RunDescription:
         """The run's status, times, result or failure, and why it is blocked if it is."""

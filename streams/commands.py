@@ -142,6 +142,37 @@ class ReportChildClosed:
     failure: Failure | None = None
 
 
+@avro("everflow.command.ControlActivity")
+@dataclass(frozen=True, slots=True)
+class ControlActivity:
+    """Operator: `retry` (an attempt now, fresh budget), `pause` or `unpause` an activity."""
+
+    activity_id: int
+    action: str
+    reason: str = ""
+    reply_to: str | None = None
+
+
+@avro("everflow.command.ResetWorkflow")
+@dataclass(frozen=True, slots=True)
+class ResetWorkflow:
+    """Operator: a new run from the current run's events 1..to_event."""
+
+    to_event: int
+    new_run_id: str
+    reason: str = ""
+    reply_to: str | None = None
+
+
+@avro("everflow.command.UnblockWorkflow")
+@dataclass(frozen=True, slots=True)
+class UnblockWorkflow:
+    """Operator: replay a blocked run with the code deployed now; resume it if it fits."""
+
+    reason: str = ""
+    reply_to: str | None = None
+
+
 CommandBody = (
     StartWorkflow
     | DescribeWorkflow
@@ -157,6 +188,9 @@ CommandBody = (
     | ReportChildStarted
     | ReportChildStartFailed
     | ReportChildClosed
+    | ControlActivity
+    | ResetWorkflow
+    | UnblockWorkflow
 )
 
 

@@ -90,3 +90,8 @@ class WorkflowFailureError(EverflowError):
         detail = f": {cause}" if cause is not None else ""
         super().__init__(f"workflow {workflow_id!r} {status.lower()}{detail}")
         self.__cause__ = cause
+
+
+class RequestRejectedError(EverflowError, ValueError):
+    """The processor refused a request as given (a reset point with work in flight, an
+    activity that is not open, a run that is not blocked…); the message says why."""

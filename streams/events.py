@@ -243,6 +243,42 @@ class MarkerRecorded:
     deprecated: bool = False
 
 
+@avro("everflow.history.ActivityPaused")
+@dataclass(frozen=True, slots=True)
+class ActivityPaused:
+    """An operator paused the activity: no new attempt starts, and a failed attempt waits
+    for an operator instead of failing the activity."""
+
+    activity_id: int
+    reason: str = ""
+
+
+@avro("everflow.history.ActivityUnpaused")
+@dataclass(frozen=True, slots=True)
+class ActivityUnpaused:
+    activity_id: int
+    reason: str = ""
+
+
+@avro("everflow.history.ActivityReset")
+@dataclass(frozen=True, slots=True)
+class ActivityReset:
+    """An operator asked for a new attempt now, with a fresh attempt budget."""
+
+    activity_id: int
+    reason: str = ""
+
+
+@avro("everflow.history.WorkflowReset")
+@dataclass(frozen=True, slots=True)
+class WorkflowReset:
+    """This run was made from events 1..to_event of another run (reset by an operator)."""
+
+    from_run_id: str
+    to_event: int
+    reason: str = ""
+
+
 EventAttributes = (
     WorkflowStarted
     | ActivityScheduled
@@ -274,6 +310,10 @@ EventAttributes = (
     | ChildWorkflowStartFailed
     | ChildWorkflowClosed
     | MarkerRecorded
+    | ActivityPaused
+    | ActivityUnpaused
+    | ActivityReset
+    | WorkflowReset
 )
 
 
