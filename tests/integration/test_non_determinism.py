@@ -10,6 +10,7 @@ import pytest
 
 from streams import Client, kafka
 from streams.config import KafkaConfig
+from streams.errors import RequestRejectedError
 from streams.records import RunStatus
 from streams.topics import ensure_topics, topic_specs
 from tests.integration.workers import WorkerProcesses
@@ -45,6 +46,9 @@ def test_reordered_code_blocks_the_run_then_the_original_code_resumes_it(
             assert "ActivityScheduled('create_account')" in message
             assert "ActivityScheduled('send_email')" in message
             assert "onboarding_v2.py:" in message  # where the divergent command came from
+            # an explicit unblock with the same (wrong) code deployed says why it cannot
+            with pytest.raises(RequestRejectedError, match="still does not replay"):
+                await handle.unblock("try again")
             workers.kill(v2)
             workers.start("w1", V1, task_queue="onboarding")
             result = await handle.result(timeout=timedelta(seconds=60))
@@ -53,6 +57,8 @@ def test_reordered_code_blocks_the_run_then_the_original_code_resumes_it(
             kinds = [type(e.attributes).__name__ for e in history]
             assert kinds.count("WorkflowBlocked") == 1 and kinds.count("WorkflowUnblocked") == 1
             assert [e.event_id for e in history] == list(range(1, len(history) + 1))
+            with pytest.raises(RequestRejectedError, match="is not blocked"):
+                await handle.unblock()
         finally:
             client.close()
 
