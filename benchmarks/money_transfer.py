@@ -122,9 +122,8 @@ def main() -> None:
 
 def wait_for_owners(config: KafkaConfig, count: int, timeout: float = 120) -> None:
     """Until `count` processors share every partition (each restored its part)."""
-    from streams.workers_view import workers_view
-
     from streams.errors import BrokerError
+    from streams.workers_view import workers_view
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

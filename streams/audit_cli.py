@@ -182,6 +182,8 @@ def _completions(config: KafkaConfig, topic: str) -> tuple[set[int], int]:
                 first = False
     finally:
         consumer.close()
+    if first:  # no completions at all (none kept, or none written yet): nothing to ask for
+        oldest = 2**63 - 1
     return out, oldest
 
 

@@ -1,4 +1,5 @@
-"""Downstream consumers read `completions` with plain confluent-kafka + fastavro."""
+"""Downstream consumers read `completions` and `history` with plain confluent-kafka +
+fastavro."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import uuid
 import pytest
 
 from examples.completions_consumer import completions
+from examples.history_consumer import history
 from examples.money_transfer import MoneyTransferWorkflow, TransferOrder
 from streams import Client, kafka
 from streams.config import KafkaConfig
@@ -50,3 +52,17 @@ def test_completions_example_reads_every_closed_run(
     assert {r["status"] for r in records} == {"COMPLETED"}
     assert all(r["workflow_type"] == "MoneyTransferWorkflow" for r in records)
     assert all(r["history_length"] == 6 for r in records)
+    # the same runs' histories, read with plain confluent-kafka + fastavro as well
+    events = list(history(kafka_bootstrap, topic_prefix, f"h-{uuid.uuid4().hex[:6]}", True, 3))
+    runs: dict[str, list[str]] = {}
+    for e in events:
+        runs.setdefault(e["workflow_id"], []).append(e["type"])
+    assert sorted(runs) == ["d-0", "d-1", "d-2"]
+    assert runs["d-0"] == [
+        "WorkflowStarted",
+        "ActivityScheduled",
+        "ActivityCompleted",
+        "ActivityScheduled",
+        "ActivityCompleted",
+        "WorkflowCompleted",
+    ]
