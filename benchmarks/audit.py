@@ -8,22 +8,16 @@ Replayer's rate in runs/s over runs read back from the topic. Prints a table; ne
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import subprocess
 import sys
 import time
-import uuid
-from pathlib import Path
 
+from benchmarks.setup import ROOT, bench_config, process_env
 from benchmarks.synthetic import EVENTS_PER_RUN, write_closed_history
-from streams import Replayer, kafka, workflow
-from streams.config import KafkaConfig
+from streams import Replayer, workflow
 from streams.history_cli import histories_from_kafka
 from streams.local_kafka import provision_broker
-from streams.topics import ensure_topics, topic_specs
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @workflow.defn(name="Archived")
@@ -50,21 +44,11 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=8)
     args = parser.parse_args()
     with provision_broker() as bootstrap:
-        config = KafkaConfig.from_env(
-            bootstrap=bootstrap,
-            partitions=args.partitions,
-            topic_prefix=f"bench-{uuid.uuid4().hex[:6]}.",
-        )
-        ensure_topics(kafka.admin(config), topic_specs(config))
+        config = bench_config(bootstrap, args.partitions)
         began = time.perf_counter()
         written = write_closed_history(config, args.events // EVENTS_PER_RUN)
         print(f"wrote {written:,} history events in {time.perf_counter() - began:.1f}s")
-        env = {
-            **os.environ,
-            "EVERFLOW_BOOTSTRAP": bootstrap,
-            "EVERFLOW_TOPIC_PREFIX": config.topic_prefix,
-            "PYTHONPATH": str(ROOT),
-        }
+        env = process_env(config)
         began = time.perf_counter()
         audit = subprocess.run(
             [sys.executable, "-m", "streams.cli", "audit"],

@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from confluent_kafka import TopicPartition
 
+from benchmarks.setup import ROOT, bench_config, process_env
 from benchmarks.transfer_app import BenchTransfer
 from streams import Client, kafka
 from streams.config import KafkaConfig
 from streams.local_kafka import provision_broker
-from streams.topics import Topics, ensure_topics, topic_specs
+from streams.topics import Topics
 
-ROOT = Path(__file__).resolve().parent.parent
 QUEUE = "bench"
 
 
@@ -71,19 +69,8 @@ def main() -> None:
     parser.add_argument("--profile", help="directory for cProfile dumps of the workers")
     args = parser.parse_args()
     with provision_broker() as bootstrap:
-        config = KafkaConfig.from_env(
-            bootstrap=bootstrap,
-            partitions=args.partitions,
-            topic_prefix=f"bench-{uuid.uuid4().hex[:6]}.",
-        )
-        ensure_topics(kafka.admin(config), topic_specs(config, [QUEUE]))
-        env = {
-            **os.environ,
-            "EVERFLOW_BOOTSTRAP": bootstrap,
-            "PYTHONPATH": str(ROOT),
-            "EVERFLOW_TOPIC_PREFIX": config.topic_prefix,
-            "EVERFLOW_PARTITIONS": str(args.partitions),
-        }
+        config = bench_config(bootstrap, args.partitions, QUEUE)
+        env = process_env(config)
         if args.profile:
             Path(args.profile).mkdir(parents=True, exist_ok=True)
             env["EVERFLOW_PROFILE"] = str(Path(args.profile).resolve())

@@ -14,25 +14,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from benchmarks.money_transfer import wait_for_owners
+from benchmarks.setup import ROOT, bench_config, process_env
 from benchmarks.synthetic import EVENTS_PER_RUN, write_closed_history
 from benchmarks.transfer_app import Instant, Parked
 from processors.restore import restore_partitions
 from streams import Client, kafka
 from streams.config import KafkaConfig
 from streams.local_kafka import provision_broker
-from streams.topics import ensure_topics, topic_specs
 from streams.wire import wire
 
-ROOT = Path(__file__).resolve().parent.parent
 QUEUE = "bench"
 
 
@@ -71,22 +68,10 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     args = parser.parse_args()
     with provision_broker() as bootstrap:
-        config = KafkaConfig.from_env(
-            bootstrap=bootstrap,
-            partitions=args.partitions,
-            topic_prefix=f"bench-{uuid.uuid4().hex[:6]}.",
-        )
-        ensure_topics(kafka.admin(config), topic_specs(config, [QUEUE]))
-        env = {
-            **os.environ,
-            "EVERFLOW_BOOTSTRAP": bootstrap,
-            "PYTHONPATH": str(ROOT),
-            "EVERFLOW_TOPIC_PREFIX": config.topic_prefix,
-            "EVERFLOW_PARTITIONS": str(args.partitions),
-            # open runs snapshotted within a second (default: 32 events or 30 s), so the
-            # closed history written here in seconds is behind the watermark
-            "EVERFLOW_SNAPSHOT_DEFER_SECONDS": "1",
-        }
+        config = bench_config(bootstrap, args.partitions, QUEUE)
+        # open runs snapshotted within a second (default: 32 events or 30 s), so the
+        # closed history written here in seconds is behind the watermark
+        env = process_env(config, EVERFLOW_SNAPSHOT_DEFER_SECONDS="1")
         command = [sys.executable, "-m", "streams.cli", "worker", "benchmarks.transfer_app"]
         worker = subprocess.Popen(
             [*command, "--task-queue", QUEUE, "--instance-id", "bench", "--log-level", "WARNING"],

@@ -4,8 +4,6 @@ with their topic/partition/offset and fail the audit."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -17,20 +15,9 @@ from streams.events import HistoryEvent, SignalReceived, WorkflowStarted
 from streams.topics import Topics
 from streams.wire import wire
 from tests.integration.history_check import read_topic
-from tests.integration.workers import ROOT, WorkerProcesses, topics_for, with_client
+from tests.integration.workers import WorkerProcesses, everflow, topics_for, with_client
 
 pytestmark = pytest.mark.integration
-
-
-def audit(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "audit", *extra],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _forge(config: KafkaConfig, records: list[tuple[str, bytes]]) -> list[str]:
@@ -70,7 +57,7 @@ def test_audit_passes_a_clean_history_and_reports_each_forged_record(
         )
 
     with_client(config, main)
-    clean = audit(worker_env)
+    clean = everflow(worker_env, "audit")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "audited 12 runs" in clean.stdout and "no violations" in clean.stdout
 
@@ -93,7 +80,7 @@ def test_audit_passes_a_clean_history_and_reports_each_forged_record(
         [(copied_of, copied), ("ghost", encode(ghost))]
         + [("forged", encode(e)) for e in forged_run],
     )
-    forged = audit(worker_env)
+    forged = everflow(worker_env, "audit")
     out = forged.stdout
     assert forged.returncode == 1, out + forged.stderr
     assert "4 violations" in out
@@ -102,7 +89,7 @@ def test_audit_passes_a_clean_history_and_reports_each_forged_record(
     assert f"{places[4]} forged/r-f: duplicate event: event 2, expected 3" in out
     assert f"{places[5]} forged/r-f: gap in event ids: event 4, expected 3" in out
 
-    filtered = audit(worker_env, "--workflow-type", "MoneyTransferWorkflow")
+    filtered = everflow(worker_env, "audit", "--workflow-type", "MoneyTransferWorkflow")
     # the forged run is of another type; a run nobody started has no type, so it stays
     assert "audited 12 runs" in filtered.stdout and "2 violations" in filtered.stdout
     assert "forged/r-f" not in filtered.stdout and "ghost/r-ghost" in filtered.stdout

@@ -8,20 +8,9 @@ import sys
 
 import pytest
 
-from tests.integration.workers import ROOT, WorkerProcesses
+from tests.integration.workers import ROOT, WorkerProcesses, everflow
 
 pytestmark = pytest.mark.integration
-
-
-def everflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        cwd=ROOT,
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=120,
-    )
 
 
 def test_topics_create_is_idempotent_and_reports(worker_env: dict[str, str]) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import fastavro
@@ -16,20 +14,9 @@ from examples.money_transfer import Bank, MoneyTransferWorkflow, TransferOrder
 from streams import Client
 from tests.helpers import wait_until
 from tests.integration.history_check import history_runs
-from tests.integration.workers import ROOT, WorkerProcesses, topics_for, with_client
+from tests.integration.workers import WorkerProcesses, everflow, topics_for, with_client
 
 pytestmark = pytest.mark.integration
-
-
-def everflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_export_matches_the_run_across_a_crash_and_replays_against_code(

@@ -4,8 +4,6 @@ account). Every repair is a command and leaves its trace in the history; audit p
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -13,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from streams import Client, WorkflowFailureError
+from streams.config import KafkaConfig
 from streams.events import ActivityCompleted, ActivityPaused, WorkflowReset
 from tests.helpers import wait_until
-from tests.integration.workers import ROOT, WorkerProcesses, topics_for, with_client
+from tests.integration.workers import WorkerProcesses, everflow, topics_for, with_client
 
 pytestmark = pytest.mark.integration
 APP = "tests.integration.apps.repair"
@@ -28,15 +27,18 @@ def files(tmp_path: Path) -> dict[str, str]:
     return {"EVERFLOW_REPAIR_LOCK": str(lock), "EVERFLOW_REPAIR_LOG": str(tmp_path / "log")}
 
 
-def everflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+@pytest.fixture
+def shop(
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    workers: WorkerProcesses,
+    worker_env: dict[str, str],
+    files: dict[str, str],
+) -> tuple[KafkaConfig, dict[str, str]]:
+    """The topics, a worker running the checkout app, and the CLI's environment."""
+    config = topics_for(kafka_bootstrap, topic_prefix, "shop")
+    workers.start("w1", APP, task_queue="shop", extra_env=files)
+    return config, {**worker_env, **files}
 
 
 def log_lines(files: dict[str, str], prefix: str) -> list[str]:
@@ -63,15 +65,9 @@ def outcome(config: object, order: str) -> object:
 
 
 def test_reset_to_before_a_failed_activity_runs_again_from_there(
-    kafka_bootstrap: str,
-    topic_prefix: str,
-    workers: WorkerProcesses,
-    worker_env: dict[str, str],
-    files: dict[str, str],
+    shop: tuple[KafkaConfig, dict[str, str]], files: dict[str, str]
 ) -> None:
-    config = topics_for(kafka_bootstrap, topic_prefix, "shop")
-    env = {**worker_env, **files}
-    workers.start("w1", APP, task_queue="shop", extra_env=files)
+    config, env = shop
     start(config, "o-1", 2)
     assert isinstance(outcome(config, "o-1"), WorkflowFailureError)  # the account is locked
 
@@ -103,15 +99,9 @@ def test_reset_to_before_a_failed_activity_runs_again_from_there(
 
 
 def test_pause_holds_retries_until_unpause(
-    kafka_bootstrap: str,
-    topic_prefix: str,
-    workers: WorkerProcesses,
-    worker_env: dict[str, str],
-    files: dict[str, str],
+    shop: tuple[KafkaConfig, dict[str, str]], files: dict[str, str]
 ) -> None:
-    config = topics_for(kafka_bootstrap, topic_prefix, "shop")
-    env = {**worker_env, **files}
-    workers.start("w1", APP, task_queue="shop", extra_env=files)
+    config, env = shop
     start(config, "o-2", 0)  # retries without end while the account is locked
     wait_until(lambda: len(log_lines(files, "charge o-2")) >= 2, 30, 0.05, "charge retries")
     paused = everflow(env, "activity", "pause", "o-2", "2", "--reason", "investigating")
@@ -137,15 +127,9 @@ def test_pause_holds_retries_until_unpause(
 
 
 def test_retry_of_an_exhausted_activity_resumes_the_run(
-    kafka_bootstrap: str,
-    topic_prefix: str,
-    workers: WorkerProcesses,
-    worker_env: dict[str, str],
-    files: dict[str, str],
+    shop: tuple[KafkaConfig, dict[str, str]], files: dict[str, str]
 ) -> None:
-    config = topics_for(kafka_bootstrap, topic_prefix, "shop")
-    env = {**worker_env, **files}
-    workers.start("w1", APP, task_queue="shop", extra_env=files)
+    config, env = shop
     start(config, "o-3", 3)
     failed = outcome(config, "o-3")
     assert isinstance(failed, WorkflowFailureError) and "locked" in str(failed.cause)

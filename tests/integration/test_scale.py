@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +25,7 @@ from streams.workers_view import workers_view
 from tests.helpers import wait_until
 from tests.integration.apps.messages import Collector, Quick
 from tests.integration.history_check import history_problems, history_runs, read_topic
-from tests.integration.workers import ROOT, WorkerProcesses, topics_for, with_client
+from tests.integration.workers import WorkerProcesses, everflow, topics_for, with_client
 
 pytestmark = pytest.mark.integration
 APPS = "tests.integration.apps.messages"
@@ -181,15 +180,8 @@ def test_workers_command_prints_ownership_and_lag(
     workers.start("w1")
     workers.start("w2")
     wait_until(lambda: _owned_by(config, 2), 60, 0.5, "two owners")
-    out = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "workers", "--json"],
-        cwd=ROOT,
-        env=worker_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    out = everflow(worker_env, "workers", "--json")
+    assert out.returncode == 0, out.stderr
     view = json.loads(out.stdout)
     processors = next(g for g in view["groups"] if g["group_id"].endswith("workflow-processor"))
     members = {m["client_id"]: m["partitions"] for m in processors["members"]}
@@ -198,15 +190,7 @@ def test_workers_command_prints_ownership_and_lag(
     assert set(processors["lag"]) == {"0", "1", "2", "3"}
     runners = next(g for g in view["groups"] if g["group_id"].endswith("activities.transfers"))
     assert {m["client_id"] for m in runners["members"]} == {"everflow-ar-w1", "everflow-ar-w2"}
-    text = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "workers"],
-        cwd=ROOT,
-        env=worker_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    text = everflow(worker_env, "workers").stdout
     assert "everflow-wp-w1" in text and "lag" in text and "restore w" in text
 
 

@@ -5,13 +5,11 @@ and the replayer accepts every recorded history with the new code."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 import pytest
 
 from streams import Client
-from tests.integration.workers import ROOT, WorkerProcesses, topics_for, with_client
+from tests.integration.workers import WorkerProcesses, everflow, topics_for, with_client
 
 pytestmark = pytest.mark.integration
 V1, V2 = "tests.integration.apps.fee_v1", "tests.integration.apps.fee_v2"
@@ -45,21 +43,7 @@ def test_patched_change_keeps_old_runs_on_the_old_branch_and_new_runs_on_the_new
         return await old.result(), await new.result()
 
     assert with_client(config, finish) == ("charged 5", "charged 7 + fee")
-    replay = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "replay", "--workflows", V2, "--from-kafka"],
-        cwd=ROOT,
-        env=worker_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    replay = everflow(worker_env, "replay", "--workflows", V2, "--from-kafka")
     assert replay.returncode == 0 and "replayed 2 runs: 2 ok" in replay.stdout, replay.stdout
-    shown = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "history", "export", "bill-new"],
-        cwd=ROOT,
-        env=worker_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+    shown = everflow(worker_env, "history", "export", "bill-new").stdout
     assert '"type":"MarkerRecorded","patch_id":"fee"' in shown

@@ -119,3 +119,17 @@ def with_client(config: KafkaConfig, body: Callable[[Client], Awaitable[Any]]) -
             client.close()
 
     return asyncio.run(main())
+
+
+def everflow(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Runs the `everflow` command line as a user would; its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
