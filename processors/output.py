@@ -74,7 +74,8 @@ class Output:
             self._effects(p, fx, new_timers)
             if state is not None:
                 for run in dirty.values():
-                    state.mark_dirty(run)
+                    if run.pending_events:  # touched without new events: nothing to write
+                        state.mark_dirty(run)
         checkpointed: dict[int, list[Run]] = {}  # partition -> runs whose snapshot waits
         clock = time.monotonic()
         for p, state in owned.items():
@@ -107,7 +108,8 @@ class Output:
             if pending:
                 run.pending_since = clock
             end = state if i == last else None
-            callback = _delivered(run, first, pending, end) if first or pending or end else None
+            wanted = first or pending or end is not None
+            callback = _delivered(run, first, pending, end) if wanted else None
             if callback is None:
                 produce(topic, raw, event.workflow_id.encode(), partition=p)
             else:

@@ -144,6 +144,9 @@ class PartitionRuns:
     def __contains__(self, workflow_id: object) -> bool:
         return workflow_id in self._cache or workflow_id in self.index
 
+    def __bool__(self) -> bool:  # a partition is there even with no runs (never O(n))
+        return True
+
     def __len__(self) -> int:
         return len(self._cache.keys() | self.index.keys())
 

@@ -56,11 +56,13 @@ class Worker:
 
         self.client = client
         self.task_queue = task_queue
+        # the determinism guard is a profile hook: under cProfile (EVERFLOW_PROFILE) it is off
+        guard = determinism_guard and not os.environ.get("EVERFLOW_PROFILE")
         self.registry = Registry(
             workflows,
             activities,
             client.converter,
-            determinism_guard,
+            guard,
             client.config.max_payload_bytes,
             suggest_continue_as_new_after,
             max_history_events or int(os.environ.get("EVERFLOW_MAX_HISTORY_EVENTS", 50_000)),

@@ -73,10 +73,8 @@ def workers_view(config: KafkaConfig, timeout: float = 15.0) -> WorkersView:
             try:
                 desc = future.result(timeout)
             except Exception as e:  # a group that does not exist (yet)
-                if (
-                    isinstance(e.args[0], KafkaError)
-                    and e.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND
-                ):
+                err = e.args[0] if e.args else None
+                if isinstance(err, KafkaError) and err.code() == KafkaError.GROUP_ID_NOT_FOUND:
                     continue
                 raise BrokerError(f"cannot describe consumer group {gid}: {e}") from e
             group = Group(gid, wanted[gid], str(desc.state.name).lower())
