@@ -10,6 +10,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from processors.effects import Effects
 from processors.partition import CHECKPOINT_KEY, CHUNK_EVENTS, PartitionRuns, chunk_key
 from processors.requests import Batch
 from processors.run import Run
@@ -118,7 +119,7 @@ class Output:
         if state is not None:
             state.records_since_checkpoint += len(events)
 
-    def _effects(self, p: int, fx: Any, new_timers: list[tuple[int, Timer]]) -> None:
+    def _effects(self, p: int, fx: Effects, new_timers: list[tuple[int, Timer]]) -> None:
         produce, t, w = self.producer.produce, self.topics, self.wire
         for queue, task in fx.tasks:
             topic = self.task_topic(queue)

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from processors.partition import CHECKPOINT_KEY, Where, chunk_key, parse_chunk_key
 from processors.run import Run
@@ -83,9 +82,9 @@ def restore_partitions(
         waited = await_settled(
             config, consumer, [(t, p) for p in partitions for t in topics.workflow_state()]
         )
-        reader = _Reader(consumer, started + timeout)
-        _read_compacted(reader, topics, wire, out)
-        _read_tail(reader, topics, wire, out)
+        deadline = started + timeout
+        _read_compacted(consumer, deadline, topics, wire, out)
+        _read_tail(consumer, deadline, topics, wire, out)
     finally:
         consumer.close()
     elapsed = time.monotonic() - started
@@ -125,36 +124,17 @@ def await_settled(
     return waited
 
 
-class _Reader:
-    """Reads assigned partitions to their end, one message at a time."""
-
-    def __init__(self, consumer: Consumer, deadline: float) -> None:
-        self.consumer = consumer
-        self.deadline = deadline
-
-    def read(self, assignment: list[TopicPartition]) -> Iterator[Message]:
-        self.consumer.assign(assignment)
-        pending = {(tp.topic, tp.partition) for tp in assignment}
-        while pending:
-            if time.monotonic() > self.deadline:
-                raise BrokerError(f"restore did not finish reading {sorted(pending)} in time")
-            batch = self.consumer.consume(5000, 0.05)
-            for msg in batch:
-                err = msg.error()
-                if err is None:
-                    yield msg
-                elif err.code() == KafkaError._PARTITION_EOF:
-                    pending.discard((msg.topic(), msg.partition()))
-                else:
-                    raise BrokerError(f"restore failed reading {msg.topic()}: {err.str()}")
-
-    def position(self, topic: str, partition: int) -> int:
-        [tp] = self.consumer.position([TopicPartition(topic, partition)])
-        return max(0, tp.offset)
+def _position(consumer: Consumer, topic: str, partition: int) -> int:
+    [tp] = consumer.position([TopicPartition(topic, partition)])
+    return max(0, tp.offset)
 
 
 def _read_compacted(
-    reader: _Reader, topics: Topics, wire: Wire, out: dict[int, RestoredPartition]
+    consumer: Consumer,
+    deadline: float,
+    topics: Topics,
+    wire: Wire,
+    out: dict[int, RestoredPartition],
 ) -> None:
     assignment = [
         TopicPartition(t, p, OFFSET_BEGINNING)
@@ -162,7 +142,7 @@ def _read_compacted(
         for t in (topics.snapshots, topics.timers)
     ]
     latest: dict[int, dict[str, tuple[int, Snapshot | None]]] = {p: {} for p in out}
-    for msg in reader.read(assignment):
+    for msg in kafka.read_to_end(consumer, assignment, deadline):
         topic, partition, offset = kafka.where(msg)
         part, value = out[partition], msg.value()
         raw_key = msg.key()
@@ -234,14 +214,18 @@ def _assemble(
 
 
 def _read_tail(
-    reader: _Reader, topics: Topics, wire: Wire, out: dict[int, RestoredPartition]
+    consumer: Consumer,
+    deadline: float,
+    topics: Topics,
+    wire: Wire,
+    out: dict[int, RestoredPartition],
 ) -> None:
     assignment = [
         TopicPartition(topics.history, p, part.checkpoint if part.checkpoint >= 0 else 0)
         for p, part in out.items()
     ]
     closed = {p: {wf: run_id for _, wf, run_id in part.closed} for p, part in out.items()}
-    for msg in reader.read(assignment):
+    for msg in kafka.read_to_end(consumer, assignment, deadline):
         _, partition, offset = kafka.where(msg)
         part, value = out[partition], msg.value() or b""
         part.tail_records += 1
@@ -287,7 +271,7 @@ def _read_tail(
             part.dirty.add(event.workflow_id)
         # else: a run whose snapshot has it (closed) or that passed its retention
     for p, part in out.items():
-        part.history_end = reader.position(topics.history, p)
+        part.history_end = _position(consumer, topics.history, p)
 
 
 def _pending(run: Run, offset: int) -> None:

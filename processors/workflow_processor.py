@@ -236,8 +236,6 @@ class WorkflowProcessor:
                 state[run.workflow_id] = run
                 if run.workflow_id in part.dirty:
                     state.mark_dirty(run)
-                if run.closed:
-                    run.retention_queued = run.workflow_id not in part.dirty
                 for timer in run.derived_timers():
                     self._push_timer(p, timer)
                 if run.blocked is not None:

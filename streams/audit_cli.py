@@ -20,7 +20,7 @@ from processors.audit import Auditor, Violation, fingerprint
 from streams import kafka
 from streams.config import KafkaConfig
 from streams.errors import PayloadDecodeError
-from streams.events import WorkflowStarted
+from streams.events import HistoryEvent, WorkflowStarted
 from streams.topics import Topics, partition_count
 from streams.wire import wire
 
@@ -86,8 +86,7 @@ def run_audit(
                 [TopicPartition(history, p, since_ms) for p in range(n)], 30
             )
         ends = {p: kafka.end_offset(consumer, history, p) for p in range(n)}
-        pending = {tp.partition for tp in starts if tp.offset < 0 or tp.offset < ends[tp.partition]}
-        pending = {p for p in pending if ends[p] > 0}
+        pending = {tp.partition for tp in starts if ends[tp.partition] > max(tp.offset, 0)}
         consumer.assign([tp for tp in starts if tp.partition in pending])
         shown, decode = time.monotonic(), wire().event.decode
         while pending:
@@ -136,20 +135,22 @@ def run_audit(
     return report
 
 
-def _outside(auditor: Auditor, event: object, since_ms: int | None, until_ms: int | None) -> bool:
+def _outside(
+    auditor: Auditor, event: HistoryEvent, since_ms: int | None, until_ms: int | None
+) -> bool:
     """With a time window, runs that started outside it are not audited (their earlier
     events are not read, so they would look like unknown runs)."""
     if since_ms is None and until_ms is None:
         return False
-    key = (event.workflow_id, event.run_id)  # type: ignore[attr-defined]
+    key = (event.workflow_id, event.run_id)
     if key in auditor.open:
         return False
     fp = fingerprint(*key)
     if fp in auditor.closed:
         return False
-    if not isinstance(event.attributes, WorkflowStarted):  # type: ignore[attr-defined]
+    if not isinstance(event.attributes, WorkflowStarted):
         return True
-    t = event.time  # type: ignore[attr-defined]
+    t = event.time
     return (since_ms is not None and t < since_ms) or (until_ms is not None and t > until_ms)
 
 
@@ -161,25 +162,18 @@ def _completions(config: KafkaConfig, topic: str) -> tuple[set[int], int]:
     try:
         n = partition_count(kafka.admin(config), topic)
         ends = {p: kafka.end_offset(consumer, topic, p) for p in range(n)}
-        pending = {p for p in range(n) if ends[p] > 0}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
+        assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n) if ends[p]]
         first = True
         decode = wire().completion.decode
-        while pending:
-            for msg in consumer.consume(10_000, 0.5):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(msg.partition())
-                    continue
-                try:
-                    c = decode(msg.value())
-                except PayloadDecodeError:
-                    continue
-                out.add(fingerprint(c.workflow_id, c.run_id))
-                stamp = msg.timestamp()[1]
-                oldest = stamp if first else min(oldest, stamp)
-                first = False
+        for msg in kafka.read_to_end(consumer, assignment):
+            try:
+                c = decode(msg.value())
+            except PayloadDecodeError:
+                continue
+            out.add(fingerprint(c.workflow_id, c.run_id))
+            stamp = msg.timestamp()[1]
+            oldest = stamp if first else min(oldest, stamp)
+            first = False
     finally:
         consumer.close()
     if first:  # no completions at all (none kept, or none written yet): nothing to ask for

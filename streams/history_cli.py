@@ -129,22 +129,16 @@ def histories_from_kafka(
     consumer = kafka.consumer(config, settings={"enable.partition.eof": True})
     try:
         n = partition_count(kafka.admin(config), topic)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)])
-        pending, decode = set(range(n)), wire().event.decode
-        while pending:
-            for msg in consumer.consume(10_000, 1.0):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(msg.partition())
-                    continue
-                event = decode(msg.value())
-                key = (event.workflow_id, event.run_id)
-                if key in runs:
-                    runs[key].append(event)
-                elif isinstance(event.attributes, WorkflowStarted) and len(runs) < limit:
-                    if workflow_type in (None, event.attributes.workflow_type):
-                        runs[key] = [event]
+        assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)]
+        decode = wire().event.decode
+        for msg in kafka.read_to_end(consumer, assignment):
+            event = decode(msg.value())
+            key = (event.workflow_id, event.run_id)
+            if key in runs:
+                runs[key].append(event)
+            elif isinstance(event.attributes, WorkflowStarted) and len(runs) < limit:
+                if workflow_type in (None, event.attributes.workflow_type):
+                    runs[key] = [event]
     finally:
         consumer.close()
     return list(runs.values())

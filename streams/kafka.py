@@ -10,10 +10,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from streams.config import KafkaConfig
@@ -127,6 +134,31 @@ def consume_batch(consumer: Consumer, max_messages: int, timeout: float) -> list
     if first is None:
         return []
     return [first, *consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
+
+
+def read_to_end(
+    consumer: Consumer, assignment: list[TopicPartition], deadline: float | None = None
+) -> Iterator[Message]:
+    """Assigns `assignment` and yields its messages until every partition reached its end.
+
+    The consumer must have `enable.partition.eof`. Raises BrokerError on a read error, or
+    when `deadline` (time.monotonic()) passes first.
+    """
+    from streams.errors import BrokerError
+
+    consumer.assign(assignment)
+    pending = {(tp.topic, tp.partition) for tp in assignment}
+    while pending:
+        if deadline is not None and time.monotonic() > deadline:
+            raise BrokerError(f"reading {sorted(pending)} to the end did not finish in time")
+        for msg in consumer.consume(5000, 0.05):
+            err = msg.error()
+            if err is None:
+                yield msg
+            elif err.code() == KafkaError._PARTITION_EOF:
+                pending.discard((msg.topic(), msg.partition()))
+            else:
+                raise BrokerError(f"reading {msg.topic()} failed: {err.str()}")
 
 
 def end_offset(consumer: Consumer, topic: str, partition: int, timeout: float = 30.0) -> int:

@@ -121,16 +121,11 @@ def _statuses(config: KafkaConfig, topic: str) -> list[dict[str, Any]]:
     latest: dict[str, WorkerStatus] = {}
     reader = kafka.consumer(config, settings={"enable.partition.eof": True})
     try:
-        reader.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        deadline, done = time.monotonic() + 15, False
-        while not done and time.monotonic() < deadline:
-            for msg in reader.consume(1000, 0.5):
-                err = msg.error()
-                if err is not None:
-                    done = done or err.code() == KafkaError._PARTITION_EOF
-                elif msg.value() is not None:
-                    status = wire().worker_status.decode(msg.value())
-                    latest[status.instance_id] = status
+        assignment = [TopicPartition(topic, 0, OFFSET_BEGINNING)]
+        for msg in kafka.read_to_end(reader, assignment, time.monotonic() + 15):
+            if msg.value() is not None:
+                status = wire().worker_status.decode(msg.value())
+                latest[status.instance_id] = status
     finally:
         reader.close()
     now = int(time.time() * 1000)

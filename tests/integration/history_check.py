@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from streams import kafka
 from streams.config import KafkaConfig
@@ -23,16 +23,8 @@ def read_topic(
     out: list[tuple[int, int, bytes | None]] = []
     try:
         parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
-        consumer.assign(parts)
-        pending = {tp.partition for tp in parts}
-        while pending:
-            for msg in consumer.consume(10000, 1.0):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(msg.partition())
-                    continue
-                out.append((msg.partition(), msg.offset(), msg.value()))
+        for msg in kafka.read_to_end(consumer, parts):
+            out.append((msg.partition(), msg.offset(), msg.value()))
     finally:
         consumer.close()
     return out
