@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from processors.partition import CHECKPOINT_KEY, Where, chunk_key, parse_chunk_key
 from processors.run import Run
@@ -94,6 +94,16 @@ def restore_partitions(
     return out
 
 
+def _held_back(committed: Consumer, raw: Consumer, topic: str, partition: int) -> bool:
+    # a leader that is moving (broker restart, new topic) counts as still held back
+    tp = TopicPartition(topic, partition)
+    try:
+        stable = committed.get_watermark_offsets(tp, 10, False)[1]
+        return bool(stable < raw.get_watermark_offsets(tp, 10, False)[1])
+    except KafkaException:
+        return True
+
+
 def await_settled(
     config: KafkaConfig, committed: Consumer, where: list[tuple[str, int]], limit: float = 60.0
 ) -> float:
@@ -104,12 +114,7 @@ def await_settled(
     try:
         pending = list(where)
         while pending:
-            pending = [
-                (t, p)
-                for t, p in pending
-                if committed.get_watermark_offsets(TopicPartition(t, p), 10, False)[1]
-                < raw.get_watermark_offsets(TopicPartition(t, p), 10, False)[1]
-            ]
+            pending = [(t, p) for t, p in pending if _held_back(committed, raw, t, p)]
             if not pending:
                 break
             if time.monotonic() - started > limit:

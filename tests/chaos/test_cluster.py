@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams import kafka
 from streams.local_cluster import NODES, LocalCluster
 from tests.helpers import wait_until
 
@@ -85,10 +86,7 @@ def test_acks_all_writes_succeed_with_one_node_killed(
     )
     consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"{topic}reader"})
     try:
-        ends = [
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(PARTITIONS)
-        ]
+        ends = [kafka.end_offset(consumer, topic, p) for p in range(PARTITIONS)]
     finally:
         consumer.close()
     assert sum(ends) == 30

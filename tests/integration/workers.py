@@ -28,6 +28,7 @@ class WorkerProcesses:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
         self._logs: list[Any] = []
+        self._log_paths: dict[int, Path] = {}
 
     def start(
         self,
@@ -56,6 +57,7 @@ class WorkerProcesses:
             stderr=subprocess.STDOUT,
         )
         self.procs.append(proc)
+        self._log_paths[proc.pid] = Path(log.name)
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes]) -> None:
@@ -74,6 +76,9 @@ class WorkerProcesses:
                 proc.wait(5)
         for log in self._logs:
             log.close()
+
+    def log_of(self, proc: subprocess.Popen[bytes]) -> str:
+        return self._log_paths[proc.pid].read_text(errors="replace")
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
