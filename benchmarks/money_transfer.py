@@ -161,7 +161,8 @@ async def run(config: KafkaConfig, args: argparse.Namespace) -> None:
     events = history_offsets(config)
     total_runs = 20 + args.runs + args.sequential
     print(
-        f"money transfer (2 activities), broker {config.bootstrap}, "
+        f"money transfer (2 activities), broker {config.bootstrap} "
+        f"(topics {config.topic_prefix}*), "
         f"{config.partitions} partitions, {args.workers} worker process(es)"
     )
     print(f"{'throughput':<28} {rate:8.1f} runs/s  ({args.runs} runs, {args.in_flight} in flight)")

@@ -56,6 +56,9 @@ _PY_CALLS: dict[Any, str] = {
     socket.socket.__init__.__code__: "an activity (workflow code must not do I/O)",
 }
 _OPEN_NAMES = {"open"}
+# the hook runs on every call of a workflow step: one set lookup turns away all C calls
+# but these names (the C methods of the random module's shared instance among them)
+_C_NAMES = {name for _, name in _C_CALLS} | _OPEN_NAMES | set(vars(random.Random.__bases__[0]))
 
 
 def _is_user_frame(frame: FrameType | None) -> bool:
@@ -86,8 +89,10 @@ class DeterminismGuard:
 
     def _hook(self, frame: FrameType, event: str, arg: Any) -> None:
         if event == "c_call":
-            owner = getattr(arg, "__self__", None)
             name = getattr(arg, "__name__", "")
+            if name not in _C_NAMES:
+                return
+            owner = getattr(arg, "__self__", None)
             replacement = _C_CALLS.get((id(owner), name))
             if replacement is None and owner is _RANDOM_INST:
                 replacement = "workflow.random()"
@@ -108,8 +113,9 @@ class DeterminismGuard:
             replacement = _PY_CALLS.get(frame.f_code)
             if (
                 replacement is None
+                # the file name first: reading f_locals builds a dict, too dear for each call
+                and frame.f_code.co_filename.endswith("random.py")
                 and frame.f_locals.get("self") is _RANDOM_INST
-                and (frame.f_code.co_filename.endswith("random.py"))
             ):
                 replacement = "workflow.random()"
             if replacement is not None and _is_user_frame(frame.f_back):

@@ -27,12 +27,17 @@ Delivery = Callable[[Any, Any], None]
 
 class _Patient:
     """A producer whose produce() waits for room when its queue is full (a checkpoint after
-    a large restore writes many snapshots at once) instead of failing."""
+    a large restore writes many snapshots at once) instead of failing, and whose delivery
+    callbacks go through `defer` (they run when the processor settles the transaction)."""
 
-    def __init__(self, producer: Producer) -> None:
+    def __init__(self, producer: Producer, defer: Callable[[Delivery], Delivery]) -> None:
         self._producer = producer
+        self._defer = defer
 
     def produce(self, *args: Any, **kwargs: Any) -> None:
+        callback = kwargs.get("on_delivery")
+        if callback is not None:
+            kwargs["on_delivery"] = self._defer(callback)
         while True:
             try:
                 self._producer.produce(*args, **kwargs)
@@ -54,8 +59,9 @@ class Output:
         commands_partitions: int,
         replies_partitions: int,
         stats: dict[str, int],
+        defer: Callable[[Delivery], Delivery],
     ) -> None:
-        self.producer = _Patient(producer)
+        self.producer = _Patient(producer, defer)
         self.topics = topics
         self.wire = wire
         self.task_topic = task_topic

@@ -11,8 +11,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import os
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ from processors.requests import (
 from processors.restore import SnapshotReader, restore_partitions
 from processors.run import Effects, Run
 from processors.status import StatusReporter
+from processors.transactions import Transactions
 from streams import kafka
 from streams.commands import (
     CancelWorkflow,
@@ -123,9 +122,9 @@ class WorkflowProcessor:
             0,
         )
         self.restore_metrics: dict[int, dict[str, float]] = {}
-        self.timing = {"produce": 0.0, "commit": 0.0}
-        self._kill_before_commit = int(os.environ.get("EVERFLOW_FAULT_KILL_BEFORE_COMMIT", "0"))
-        self._stop_before_commit = int(os.environ.get("EVERFLOW_FAULT_STOP_BEFORE_COMMIT", "0"))
+        self.timing = {"produce": 0.0, "commit": 0.0, "settle": 0.0}
+        # what the transaction in flight changes in memory once it commits
+        self._after_commit: tuple[list[tuple[int, Timer]], dict[int, list[Run]]] = ([], {})
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -139,6 +138,7 @@ class WorkflowProcessor:
             },
         )
         self.producer.init_transactions(60)
+        self.transactions = Transactions(self.producer, self.timing)
         self.output = Output(
             self.producer,
             self.topics,
@@ -147,6 +147,7 @@ class WorkflowProcessor:
             self._commands_partitions,
             self._replies_partitions,
             self.stats,
+            self.transactions.deferred,
         )
         self.loader = SnapshotReader(self.config, self.wire)
         self._status_producer = kafka.producer(self.config, **{"linger.ms": 50})
@@ -171,7 +172,9 @@ class WorkflowProcessor:
         try:
             while not stop.is_set():
                 self.process_once()
+            self._settle()
         finally:
+            self.transactions.close()
             log.info(
                 "processor stopped instance=%s stats=%s timing_s=%s",
                 self.settings.instance_id,
@@ -191,12 +194,14 @@ class WorkflowProcessor:
     def _on_assign(self, consumer: object, partitions: list[TopicPartition]) -> None:
         ids = [tp.partition for tp in partitions]
         log.info("assigned partitions=%s instance=%s", ids, self.settings.instance_id)
+        self._settle()
         self._epoch += 1
         self._restore(ids)
 
     def _on_revoke(self, consumer: object, partitions: list[TopicPartition]) -> None:
         ids = {tp.partition for tp in partitions}
         log.info("revoked partitions=%s instance=%s", sorted(ids), self.settings.instance_id)
+        self._settle()  # what this owner computed is written before the partitions move
         self._epoch += 1
         for p in ids:
             self.partitions.pop(p, None)
@@ -255,6 +260,8 @@ class WorkflowProcessor:
             wait = min(wait, max(0.0, self._timers[0][0] / 1000.0 - time.time()))
         if self._catching_up:
             wait = max(wait, 0.01)
+        if self.transactions.in_flight:
+            wait = 0.0  # with nothing to read, settle the transaction in flight instead
         epoch = self._epoch
         messages = kafka.consume_batch(self.consumer, self.settings.batch_size, wait)
         if epoch != self._epoch and messages:
@@ -268,6 +275,7 @@ class WorkflowProcessor:
         now = int(time.time() * 1000)
         due = self._due_timers(now)
         if not messages and not due and not self._restore_needed and not self._checkpoint_due():
+            self._settle()
             return
         batch = Batch()
         for msg in messages:
@@ -284,7 +292,7 @@ class WorkflowProcessor:
         for partition, timer in due:
             self._fire(partition, timer, now, batch)
         self._try_unblock(now, batch)
-        self._commit(batch, due)
+        self._commit(batch)
 
     def _checkpoint_due(self) -> bool:
         clock = time.monotonic()
@@ -418,53 +426,47 @@ class WorkflowProcessor:
         self._restore_needed.clear()
 
     # ---- the transaction ----------------------------------------------------------------------
-    def _commit(self, batch: Batch, due: list[tuple[int, Timer]]) -> None:
+    def _commit(self, batch: Batch) -> None:
+        """Writes the batch in a transaction and hands its commit off; settles the previous
+        one first (if that failed, the batch is dropped: state and input were restored)."""
+        if not self._settle():
+            return
         started = time.perf_counter()
         try:
-            self.producer.begin_transaction()
+            self.transactions.begin()
             retention = self.settings.cache.closed_retention_ms
-            new_timers, checkpointed = self.output.produce(
+            self._after_commit = self.output.produce(
                 batch, self.partitions, int(time.time() * 1000), retention
             )
-            if batch.offsets:
-                offsets = [
-                    TopicPartition(self.topics.commands, p, o) for p, o in batch.offsets.items()
-                ]
-                self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), 30
-                )
-            produced = time.perf_counter()
-            self._fault_point()
-            self.producer.commit_transaction(60)
+            offsets = [TopicPartition(self.topics.commands, p, o) for p, o in batch.offsets.items()]
+            metadata = self.consumer.consumer_group_metadata() if offsets else None
         except KafkaException as e:
             self._recover(e)
             return
+        # runs of this batch are dirty now, so eviction keeps them until it is checkpointed
+        for state in self.partitions.values():
+            state.trim()
+        self.timing["produce"] += time.perf_counter() - started
+        self.transactions.hand_off(offsets, metadata)
+
+    def _settle(self) -> bool:
+        """Settles the transaction in flight: applies what changes once it committed.
+        False when it failed (and the owned partitions were restored)."""
+        try:
+            if not self.transactions.settle():
+                return True
+        except KafkaException as e:
+            self._recover(e)
+            return False
         self.stats["transactions"] += 1
-        self.timing["produce"] += produced - started
-        self.timing["commit"] += time.perf_counter() - produced
-        self.producer.poll(0)  # delivery reports: snapshot offsets, history watermarks
+        new_timers, checkpointed = self._after_commit
+        self._after_commit = ([], {})
         for partition, timer in new_timers:
             self._push_timer(partition, timer)
         for p, deferred in checkpointed.items():
-            self.partitions[p].checkpointed(deferred)
-        for state in self.partitions.values():
-            state.trim()
-
-    def _fault_point(self) -> None:
-        """Testing hooks, after the N-th transaction produced its records (they are on the
-        broker, uncommitted) and before it commits: EVERFLOW_FAULT_KILL_BEFORE_COMMIT=N
-        SIGKILLs this process; EVERFLOW_FAULT_STOP_BEFORE_COMMIT=N SIGSTOPs it (a zombie,
-        until someone sends SIGCONT)."""
-        n = self.stats["transactions"] + 1
-        for hook, sig in (
-            (self._kill_before_commit, signal.SIGKILL),
-            (self._stop_before_commit, signal.SIGSTOP),
-        ):
-            if hook and n == hook:
-                self.producer.flush(10)
-                log.warning("fault injection: %s before commit of transaction %d", sig.name, n)
-                os.kill(os.getpid(), sig)
-                log.warning("fault injection: resumed before commit of transaction %d", n)
+            if p in self.partitions:
+                self.partitions[p].checkpointed(deferred)
+        return True
 
     def _task_topic(self, queue: str) -> str:
         topic = self.topics.tasks(queue)

@@ -363,6 +363,18 @@ def _calls_random() -> object:
     return random.randint(1, 6)
 
 
+def _calls_random_c_method() -> object:
+    import random
+
+    return random.random()
+
+
+def _calls_time_ns() -> object:
+    import time
+
+    return time.time_ns()
+
+
 def _calls_uuid4() -> object:
     import uuid
 
@@ -379,6 +391,8 @@ def _calls_open() -> object:
     [
         (_calls_datetime_now, "now()", "workflow.now()"),
         (_calls_random, "random", "workflow.random()"),
+        (_calls_random_c_method, "random()", "workflow.random()"),
+        (_calls_time_ns, "time_ns()", "workflow.now()"),
         (_calls_uuid4, "uuid4()", "workflow.uuid4()"),
         (_calls_open, "open()", "an activity"),
     ],

@@ -1,0 +1,113 @@
+"""The processor's transactions, committed on a thread of their own.
+
+A transaction's end (offsets to the group coordinator, then EndTxn) is several broker round
+trips in which the processor has nothing to do. The processor hands it off and reads and
+runs the next batch meanwhile; before it begins the next transaction it settles the one in
+flight. At most one is in flight, so the order of commits is the order of batches. If it
+failed, the processor drops what it computed since (its state is restored from Kafka and
+its input rewound), so nothing of a batch run on top of a failed one is ever written.
+
+Delivery reports of a transaction's records may be served on the commit thread (commit
+flushes the producer); they are queued and applied on the processor's thread when it
+settles, so run state is only ever touched by that one thread.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Producer, TopicPartition
+
+log = logging.getLogger(__name__)
+
+Delivery = Callable[[Any, Any], None]
+
+
+class Transactions:
+    """Begins transactions on the caller's thread and ends them on the commit thread."""
+
+    def __init__(self, producer: Producer, timing: dict[str, float]) -> None:
+        self.producer = producer
+        self.timing = timing
+        self.committed = 0
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="commit")
+        self._in_flight: concurrent.futures.Future[None] | None = None
+        self._deliveries: deque[tuple[Delivery, Any, Any]] = deque()
+        self._kill_before_commit = int(os.environ.get("EVERFLOW_FAULT_KILL_BEFORE_COMMIT", "0"))
+        self._stop_before_commit = int(os.environ.get("EVERFLOW_FAULT_STOP_BEFORE_COMMIT", "0"))
+
+    @property
+    def in_flight(self) -> bool:
+        return self._in_flight is not None
+
+    def deferred(self, callback: Delivery) -> Delivery:
+        """A delivery callback that only queues its report (see `settle`)."""
+
+        def queue(err: Any, msg: Any) -> None:
+            self._deliveries.append((callback, err, msg))
+
+        return queue
+
+    def begin(self) -> None:
+        assert self._in_flight is None, "settle() the transaction in flight first"
+        self.producer.begin_transaction()
+
+    def hand_off(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
+        """Ends the open transaction on the commit thread: offsets, then commit."""
+        self._in_flight = self._thread.submit(self._end, offsets, group_metadata)
+
+    def settle(self) -> bool:
+        """Waits for the transaction in flight. True when one committed (its delivery
+        reports applied); False when none was in flight. Raises its KafkaException when it
+        failed: the caller aborts it and restores its state."""
+        if self._in_flight is None:
+            return False
+        future, self._in_flight = self._in_flight, None
+        waited = time.perf_counter()
+        try:
+            future.result()
+        except BaseException:
+            self._deliveries.clear()  # reports of records that are aborted now
+            raise
+        finally:
+            self.timing["settle"] += time.perf_counter() - waited
+        self.committed += 1
+        self.producer.poll(0)
+        while self._deliveries:
+            callback, err, msg = self._deliveries.popleft()
+            callback(err, msg)
+        return True
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+
+    def _end(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
+        started = time.perf_counter()
+        if offsets:
+            self.producer.send_offsets_to_transaction(offsets, group_metadata, 30)
+        self._fault_point()
+        self.producer.commit_transaction(60)
+        self.timing["commit"] += time.perf_counter() - started
+
+    def _fault_point(self) -> None:
+        """Testing hooks, after the N-th transaction produced its records (they are on the
+        broker, uncommitted) and before it commits: EVERFLOW_FAULT_KILL_BEFORE_COMMIT=N
+        SIGKILLs this process; EVERFLOW_FAULT_STOP_BEFORE_COMMIT=N SIGSTOPs it (a zombie,
+        until someone sends SIGCONT)."""
+        n = self.committed + 1
+        for hook, sig in (
+            (self._kill_before_commit, signal.SIGKILL),
+            (self._stop_before_commit, signal.SIGSTOP),
+        ):
+            if hook and n == hook:
+                self.producer.flush(10)
+                log.warning("fault injection: %s before commit of transaction %d", sig.name, n)
+                os.kill(os.getpid(), sig)
+                log.warning("fault injection: resumed before commit of transaction %d", n)
