@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import statistics
 import subprocess
@@ -96,7 +97,14 @@ def main() -> None:
         ]
         try:
             wait_for_owners(config, args.workers)
+            before = sum(cpu_seconds(w.pid) for w in workers)
             asyncio.run(run(config, args))
+            spent = sum(cpu_seconds(w.pid) for w in workers) - before
+            per_run = spent * 1000 / (20 + args.runs + args.sequential)
+            print(
+                f"{'worker CPU per run':<28} {per_run:8.2f} ms    "
+                "(all worker processes, user + system)"
+            )
         finally:
             for worker in workers:
                 worker.send_signal(signal.SIGTERM)
@@ -105,6 +113,12 @@ def main() -> None:
         print_amplification(config)
         if args.profile:
             print_profiles(Path(args.profile))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for_owners(config: KafkaConfig, count: int, timeout: float = 120) -> None:

@@ -26,6 +26,7 @@ import fastavro
 from fastavro.schema import fingerprint, load_schema, parse_schema, to_parsing_canonical_form
 
 from schemas import ARCHIVE_DIR, SCHEMA_DIR
+from streams.binary import Compiled, UnsupportedSchemaError
 from streams.errors import PayloadDecodeError
 
 MAGIC = b"\xc3\x01"
@@ -94,8 +95,20 @@ class Codec:
         self._cls = _CLASSES[name]
         self._to = _to_avro(self._cls)
         self._from = _from_avro(self._cls)
+        # fastavro remains the path for other writer schemas (resolution) and the reference
+        # the compiled codec is tested against
+        try:
+            self._compiled: Compiled | None = Compiled(
+                self.schema, self.schema.get("__named_schemas", {})
+            )
+        except UnsupportedSchemaError:
+            self._compiled = None
 
     def encode(self, message: Any) -> bytes:
+        if self._compiled is not None:
+            out = bytearray(self._header)
+            self._compiled.write(out, self._to(message))
+            return bytes(out)
         buf = io.BytesIO()
         buf.write(self._header)
         fastavro.schemaless_writer(buf, self.schema, self._to(message))
@@ -129,9 +142,11 @@ class Codec:
         writer_name, writer_schema = writer
         if writer_name != self.name:
             raise PayloadDecodeError(f"expected a {self.name}, got a {writer_name}")
-        buf = io.BytesIO(data)
-        buf.seek(_HEADER.size)
         try:
+            if fp == self.fingerprint and self._compiled is not None:
+                return self._from(self._compiled.read(data, _HEADER.size)[0])
+            buf = io.BytesIO(data)
+            buf.seek(_HEADER.size)
             record = fastavro.schemaless_reader(
                 buf,
                 writer_schema,
