@@ -85,6 +85,11 @@ class Transactions:
             callback(err, msg)
         return True
 
+    def abort(self) -> None:
+        """Aborts the open transaction; reports of its records (served meanwhile) are void."""
+        self.producer.abort_transaction(60)
+        self._deliveries.clear()
+
     def close(self) -> None:
         self._thread.shutdown(wait=True)
 

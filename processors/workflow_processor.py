@@ -3,7 +3,8 @@
 One consumer-group member on `commands` (read_committed). Per batch, one Kafka transaction
 carries the history events, activity tasks, timers, completions, replies, snapshots and the
 consumed offsets; a crash anywhere leaves all of a batch or none of it. Every output for a
-workflow goes to the same partition number as the command that caused it.
+workflow goes to the same partition number as the command that caused it. A transaction
+ends on a thread of its own while the next batch is read and run (see `transactions`).
 """
 
 from __future__ import annotations
@@ -484,7 +485,7 @@ class WorkflowProcessor:
             log.error("fatal transaction error, stopping: %s", err.str())
             raise error
         log.warning("transaction aborted, restoring owned partitions: %s", err.str())
-        self.producer.abort_transaction(60)
+        self.transactions.abort()
         self._restore(sorted(self.partitions))
         self._rewind()
 
