@@ -71,6 +71,9 @@ class ActivityRunner:
         self.completed = 0
         self.runner_id = f"runner-{uuid.uuid4().hex[:12]}"
         self._active: dict[tuple[str, str, int, int], RunningActivity] = {}
+        # async activities of the batch being taken, started together on the loop: one
+        # wake-up of the loop thread per batch instead of one per activity
+        self._to_spawn: list[tuple[Any, concurrent.futures.Future[Any]]] = []
 
     def run(self, stop: threading.Event) -> None:
         """Runs tasks until `stop` is set, then waits for the running ones to finish."""
@@ -117,7 +120,10 @@ class ActivityRunner:
                     if msg.error() is not None:
                         log.warning("task consumer error: %s", msg.error().str())
                         continue
-                    self._start(msg.partition(), msg.offset(), msg.value(), loop, pool)
+                    self._start(msg.partition(), msg.offset(), msg.value(), pool)
+                if self._to_spawn:
+                    loop.call_soon_threadsafe(_spawn, loop, self._to_spawn)
+                    self._to_spawn = []
                 self.producer.poll(0)
             deadline = time.monotonic() + 30
             while self._running and time.monotonic() < deadline:
@@ -190,9 +196,7 @@ class ActivityRunner:
         self._collect_done()
         self._commit_done()
 
-    def _start(
-        self, partition: int, offset: int, value: bytes | None, loop: Any, pool: Any
-    ) -> None:
+    def _start(self, partition: int, offset: int, value: bytes | None, pool: Any) -> None:
         self._taken[partition] = offset + 1
         self._running += 1
         try:
@@ -250,9 +254,10 @@ class ActivityRunner:
                 else:
                     finish(result)
 
-            future = asyncio.run_coroutine_threadsafe(call(), loop)
-            future._everflow_async = True  # type: ignore[attr-defined]
-            running.future = future
+            handle: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            handle._everflow_async = True  # type: ignore[attr-defined]
+            running.future = handle
+            self._to_spawn.append((call(), handle))
         else:
             ctx = contextvars.copy_context()
             ctx.run(activity_api._current.set, running)
@@ -321,3 +326,11 @@ class ActivityRunner:
             self.consumer.commit(offsets=commits, asynchronous=True)
         except KafkaException as e:
             log.warning("task offset commit failed (tasks may be taken again): %s", e)
+
+
+def _spawn(loop: asyncio.AbstractEventLoop, calls: list[tuple[Any, Any]]) -> None:
+    """On the loop's thread: a task per activity; cancelling its handle cancels the task."""
+    for coro, handle in calls:
+        task = loop.create_task(coro)
+        # the handle only ever completes by being cancelled (RunningActivity.cancel)
+        handle.add_done_callback(lambda _, task=task: loop.call_soon_threadsafe(task.cancel))
