@@ -16,11 +16,15 @@ import sys
 import sysconfig
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from streams.errors import EverflowError
+from streams.payload import DataConverter, Payload
+
+T = TypeVar("T")
 
 
 class NondeterministicCallError(EverflowError):
@@ -47,7 +51,8 @@ _C_CALLS: dict[tuple[int, str], str] = {
     (id(datetime.datetime), "utcnow"): "workflow.now()",
     (id(datetime.datetime), "today"): "workflow.now()",
     (id(datetime.date), "today"): "workflow.now().date()",
-    (id(os), "urandom"): "workflow.random() / workflow.uuid4()",
+    # bound to the platform module (posix, nt) it comes from, not to os
+    (id(sys.modules[os.urandom.__module__]), "urandom"): "workflow.random() / workflow.uuid4()",
 }
 _RANDOM_INST = random._inst
 _PY_CALLS: dict[Any, str] = {
@@ -132,3 +137,39 @@ class DeterminismGuard:
         # a profile hook that raises is removed by the interpreter; the instance checks
         # `violation` after the step, so swallowing the error in user code does not help
         raise error
+
+
+def unguarded(fn: Callable[..., T], *args: Any) -> T:
+    """Calls `fn` with the determinism hook of this thread paused, if one is installed."""
+    hook = sys.getprofile()
+    if not isinstance(getattr(hook, "__self__", None), DeterminismGuard):
+        return fn(*args)
+    sys.setprofile(None)
+    try:
+        return fn(*args)
+    finally:
+        sys.setprofile(hook)
+
+
+class UnguardedConverter(DataConverter):
+    """A run's data converter, run with the determinism hook paused: converting payloads is
+    engine code, or a user's codec (which may rightly draw random nonces), not workflow
+    code, and most of the calls a workflow step makes happen inside it."""
+
+    def __init__(self, inner: DataConverter) -> None:
+        super().__init__(inner.codecs)
+        self.inner = inner
+
+    def to_payloads(self, values: Sequence[Any]) -> list[Payload]:
+        return unguarded(self.inner.to_payloads, values)
+
+    def to_payload(self, value: Any) -> Payload:
+        return unguarded(self.inner.to_payload, value)
+
+    def from_payloads(
+        self, payloads: Sequence[Payload], hints: Sequence[Any] | None = None
+    ) -> list[Any]:
+        return unguarded(self.inner.from_payloads, payloads, hints)
+
+    def from_payload(self, payload: Payload, hint: Any = None) -> Any:
+        return unguarded(self.inner.from_payload, payload, hint)

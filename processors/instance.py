@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from processors.determinism import DeterminismGuard, _is_user_frame
+from processors.determinism import DeterminismGuard, UnguardedConverter, _is_user_frame
 from processors.handlers import CompleteUpdate, MessageHandlers
 from processors.loop import WorkflowEventLoop
 from processors.patches import Patches, RecordMarker
@@ -150,7 +150,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.definition = definition
-        self.converter = converter
+        self.converter = UnguardedConverter(converter) if guard else converter
         self.max_payload_bytes = max_payload_bytes
         self._info = WorkflowInfo(
             workflow_id=workflow_id,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
@@ -31,7 +33,7 @@ from streams.events import (
     WorkflowStarted,
     WorkflowUnblocked,
 )
-from streams.payload import DataConverter
+from streams.payload import DataConverter, Payload
 from streams.records import Failure, RunStatus, Timer, TimerKind
 
 conv = DataConverter()
@@ -375,6 +377,12 @@ def _calls_time_ns() -> object:
     return time.time_ns()
 
 
+def _calls_urandom() -> object:
+    import os
+
+    return os.urandom(4)
+
+
 def _calls_uuid4() -> object:
     import uuid
 
@@ -394,6 +402,7 @@ def _calls_open() -> object:
         (_calls_random_c_method, "random()", "workflow.random()"),
         (_calls_time_ns, "time_ns()", "workflow.now()"),
         (_calls_uuid4, "uuid4()", "workflow.uuid4()"),
+        (_calls_urandom, "urandom()", "workflow.random()"),
         (_calls_open, "open()", "an activity"),
     ],
 )
@@ -413,3 +422,27 @@ def test_non_deterministic_calls_are_stopped_naming_the_replacement(
     assert kinds(fx) == ["WorkflowStarted", "WorkflowBlocked"]
     message = run.blocked.message  # type: ignore[union-attr]
     assert named in message and replacement in message and "test_run_core.py:" in message
+
+
+class _NonceCodec:
+    """A payload codec that draws a random nonce per payload, as encryption does."""
+
+    def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [Payload(os.urandom(4) + p.data, {**p.metadata, "nonce": b"4"}) for p in payloads]
+
+    def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [
+            Payload(p.data[4:], {k: v for k, v in p.metadata.items() if k != "nonce"})
+            for p in payloads
+        ]
+
+
+def test_a_payload_codec_may_draw_random_nonces_though_workflow_code_may_not() -> None:
+    converter = DataConverter([_NonceCodec()])
+    registry = Registry([TwoSteps], [step], converter=converter)
+    run, fx = Run("wf-1", "run-1", 2), Effects()
+    name = workflow.WorkflowDefinition.of(TwoSteps).name
+    started = WorkflowStarted(name, "q", converter.to_payloads(["x"]), "cmd-1")
+    run.start(started, 1000, registry, fx)
+    assert kinds(fx) == ["WorkflowStarted", "ActivityScheduled"]
+    assert converter.from_payloads(fx.tasks[0][1].args) == ["x-a"]
