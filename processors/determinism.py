@@ -15,6 +15,7 @@ import socket
 import sys
 import sysconfig
 import time
+import types
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -61,6 +62,11 @@ _PY_CALLS: dict[Any, str] = {
     socket.socket.__init__.__code__: "an activity (workflow code must not do I/O)",
 }
 _OPEN_NAMES = {"open"}
+# Python functions worth a closer look: the ones above, and the methods of random.Random
+# (whether `self` is the module's shared instance is checked only for those)
+_WATCHED_CODE = set(_PY_CALLS) | {
+    f.__code__ for f in vars(random.Random).values() if isinstance(f, types.FunctionType)
+}
 # the hook runs on every call of a workflow step: one set lookup turns away all C calls
 # but these names (the C methods of the random module's shared instance among them)
 _C_NAMES = {name for _, name in _C_CALLS} | _OPEN_NAMES | set(vars(random.Random.__bases__[0]))
@@ -93,38 +99,38 @@ class DeterminismGuard:
         sys.setprofile(self._previous)
 
     def _hook(self, frame: FrameType, event: str, arg: Any) -> None:
-        if event == "c_call":
-            name = getattr(arg, "__name__", "")
-            if name not in _C_NAMES:
-                return
-            owner = getattr(arg, "__self__", None)
-            replacement = _C_CALLS.get((id(owner), name))
-            if replacement is None and owner is _RANDOM_INST:
-                replacement = "workflow.random()"
-            if (
-                replacement is None
-                and name in _OPEN_NAMES
-                and owner is not None
-                and (getattr(owner, "__name__", "") in ("builtins", "io"))
-            ):
-                replacement = "an activity (workflow code must not do I/O)"
-            if replacement is not None and _is_user_frame(frame):
-                self._stop(
-                    f"{getattr(owner, '__name__', type(owner).__name__)}.{name}()",
-                    replacement,
-                    frame,
-                )
-        elif event == "call":
-            replacement = _PY_CALLS.get(frame.f_code)
-            if (
-                replacement is None
-                # the file name first: reading f_locals builds a dict, too dear for each call
-                and frame.f_code.co_filename.endswith("random.py")
-                and frame.f_locals.get("self") is _RANDOM_INST
-            ):
-                replacement = "workflow.random()"
-            if replacement is not None and _is_user_frame(frame.f_back):
-                self._stop(f"{frame.f_code.co_qualname}()", replacement, frame.f_back)
+        # runs on every call and return of a workflow step: one set lookup turns away
+        # nearly all of them
+        if event == "call":
+            if frame.f_code in _WATCHED_CODE:
+                self._python_call(frame)
+        elif event == "c_call" and getattr(arg, "__name__", None) in _C_NAMES:
+            self._c_call(frame, arg)
+
+    def _python_call(self, frame: FrameType) -> None:
+        replacement = _PY_CALLS.get(frame.f_code)
+        if replacement is None and frame.f_locals.get("self") is _RANDOM_INST:
+            replacement = "workflow.random()"
+        if replacement is not None and _is_user_frame(frame.f_back):
+            self._stop(f"{frame.f_code.co_qualname}()", replacement, frame.f_back)
+
+    def _c_call(self, frame: FrameType, arg: Any) -> None:
+        name = arg.__name__
+        owner = getattr(arg, "__self__", None)
+        replacement = _C_CALLS.get((id(owner), name))
+        if replacement is None and owner is _RANDOM_INST:
+            replacement = "workflow.random()"
+        if (
+            replacement is None
+            and name in _OPEN_NAMES
+            and owner is not None
+            and (getattr(owner, "__name__", "") in ("builtins", "io"))
+        ):
+            replacement = "an activity (workflow code must not do I/O)"
+        if replacement is not None and _is_user_frame(frame):
+            self._stop(
+                f"{getattr(owner, '__name__', type(owner).__name__)}.{name}()", replacement, frame
+            )
 
     def _stop(self, call: str, replacement: str, frame: FrameType | None) -> None:
         where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "?"
