@@ -21,24 +21,26 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from confluent_kafka import Producer, TopicPartition
 
 log = logging.getLogger(__name__)
 
 Delivery = Callable[[Any, Any], None]
+After = TypeVar("After")
 
 
-class Transactions:
-    """Begins transactions on the caller's thread and ends them on the commit thread."""
+class Transactions(Generic[After]):
+    """Begins transactions on the caller's thread and ends them on the commit thread; each
+    carries what changes in the caller's memory once it committed (`After`)."""
 
     def __init__(self, producer: Producer, timing: dict[str, float]) -> None:
         self.producer = producer
         self.timing = timing
         self.committed = 0
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="commit")
-        self._in_flight: concurrent.futures.Future[None] | None = None
+        self._in_flight: tuple[concurrent.futures.Future[None], After] | None = None
         self._deliveries: deque[tuple[Delivery, Any, Any]] = deque()
         self._kill_before_commit = int(os.environ.get("EVERFLOW_FAULT_KILL_BEFORE_COMMIT", "0"))
         self._stop_before_commit = int(os.environ.get("EVERFLOW_FAULT_STOP_BEFORE_COMMIT", "0"))
@@ -59,23 +61,21 @@ class Transactions:
         assert self._in_flight is None, "settle() the transaction in flight first"
         self.producer.begin_transaction()
 
-    def hand_off(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
+    def hand_off(self, offsets: list[TopicPartition], group_metadata: Any, after: After) -> None:
         """Ends the open transaction on the commit thread: offsets, then commit."""
-        self._in_flight = self._thread.submit(self._end, offsets, group_metadata)
+        self._in_flight = (self._thread.submit(self._end, offsets, group_metadata), after)
 
-    def settle(self) -> bool:
-        """Waits for the transaction in flight. True when one committed (its delivery
-        reports applied); False when none was in flight. Raises its KafkaException when it
-        failed: the caller aborts it and restores its state."""
+    def settle(self) -> After | None:
+        """Waits for the transaction in flight: when it committed, applies its delivery
+        reports and returns its `after`; None when none was in flight. Raises its
+        KafkaException when it failed: the caller aborts it (which voids its reports) and
+        restores its state."""
         if self._in_flight is None:
-            return False
-        future, self._in_flight = self._in_flight, None
+            return None
+        (future, after), self._in_flight = self._in_flight, None
         waited = time.perf_counter()
         try:
             future.result()
-        except BaseException:
-            self._deliveries.clear()  # reports of records that are aborted now
-            raise
         finally:
             self.timing["settle"] += time.perf_counter() - waited
         self.committed += 1
@@ -83,7 +83,7 @@ class Transactions:
         while self._deliveries:
             callback, err, msg = self._deliveries.popleft()
             callback(err, msg)
-        return True
+        return after
 
     def abort(self) -> None:
         """Aborts the open transaction; reports of its records (served meanwhile) are void."""

@@ -74,6 +74,9 @@ log = logging.getLogger(__name__)
 
 # timers with a record on the timers topic; the others are derived from run state
 PERSISTED_TIMERS = (TimerKind.USER_TIMER, TimerKind.ACTIVITY_RETRY)
+# what a transaction changes in memory once it commits: the timers it set, and per
+# partition the runs its checkpoint deferred (Output.produce)
+AfterCommit = tuple[list[tuple[int, Timer]], dict[int, list[Run]]]
 
 
 @dataclass(slots=True)
@@ -124,8 +127,6 @@ class WorkflowProcessor:
         )
         self.restore_metrics: dict[int, dict[str, float]] = {}
         self.timing = {"produce": 0.0, "commit": 0.0, "settle": 0.0}
-        # what the transaction in flight changes in memory once it commits
-        self._after_commit: tuple[list[tuple[int, Timer]], dict[int, list[Run]]] = ([], {})
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -139,7 +140,7 @@ class WorkflowProcessor:
             },
         )
         self.producer.init_transactions(60)
-        self.transactions = Transactions(self.producer, self.timing)
+        self.transactions: Transactions[AfterCommit] = Transactions(self.producer, self.timing)
         self.output = Output(
             self.producer,
             self.topics,
@@ -436,9 +437,7 @@ class WorkflowProcessor:
         try:
             self.transactions.begin()
             retention = self.settings.cache.closed_retention_ms
-            self._after_commit = self.output.produce(
-                batch, self.partitions, int(time.time() * 1000), retention
-            )
+            after = self.output.produce(batch, self.partitions, int(time.time() * 1000), retention)
             offsets = [TopicPartition(self.topics.commands, p, o) for p, o in batch.offsets.items()]
             metadata = self.consumer.consumer_group_metadata() if offsets else None
         except KafkaException as e:
@@ -448,25 +447,24 @@ class WorkflowProcessor:
         for state in self.partitions.values():
             state.trim()
         self.timing["produce"] += time.perf_counter() - started
-        self.transactions.hand_off(offsets, metadata)
+        self.transactions.hand_off(offsets, metadata, after)
 
     def _settle(self) -> bool:
         """Settles the transaction in flight: applies what changes once it committed.
         False when it failed (and the owned partitions were restored)."""
         try:
-            if not self.transactions.settle():
-                return True
+            after = self.transactions.settle()
         except KafkaException as e:
             self._recover(e)
             return False
-        self.stats["transactions"] += 1
-        new_timers, checkpointed = self._after_commit
-        self._after_commit = ([], {})
+        if after is None:
+            return True
+        self.stats["transactions"] = self.transactions.committed
+        new_timers, checkpointed = after
         for partition, timer in new_timers:
             self._push_timer(partition, timer)
         for p, deferred in checkpointed.items():
-            if p in self.partitions:
-                self.partitions[p].checkpointed(deferred)
+            self.partitions[p].checkpointed(deferred)
         return True
 
     def _task_topic(self, queue: str) -> str:

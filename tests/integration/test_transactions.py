@@ -36,7 +36,7 @@ def test_commit_thread_applies_reports_on_settle_and_a_fenced_commit_writes_noth
     txn_id = f"{topic_prefix}wp-test"
     producer = kafka.transactional_producer(config, txn_id)
     producer.init_transactions(30)
-    transactions = Transactions(producer, {"commit": 0.0, "settle": 0.0})
+    transactions: Transactions[str] = Transactions(producer, {"commit": 0.0, "settle": 0.0})
     applied: list[tuple[str, Any]] = []
 
     def report(err: Any, msg: Any) -> None:
@@ -45,17 +45,17 @@ def test_commit_thread_applies_reports_on_settle_and_a_fenced_commit_writes_noth
     try:
         transactions.begin()
         producer.produce(topic, b"first", on_delivery=transactions.deferred(report))
-        transactions.hand_off([], None)
-        assert transactions.settle() is True
+        transactions.hand_off([], None, "first committed")
+        assert transactions.settle() == "first committed"
         assert applied == [(threading.current_thread().name, None)]
-        assert transactions.settle() is False  # nothing in flight any more
+        assert transactions.settle() is None  # nothing in flight any more
 
         transactions.begin()
         producer.produce(topic, b"second", on_delivery=transactions.deferred(report))
         producer.flush(10)  # on the broker, uncommitted
         successor = kafka.transactional_producer(config, txn_id)
         successor.init_transactions(30)  # fences the first producer
-        transactions.hand_off([], None)
+        transactions.hand_off([], None, "second committed")
         with pytest.raises(KafkaException):
             transactions.settle()
         assert len(applied) == 1, "reports of a failed transaction must not be applied"
