@@ -16,8 +16,8 @@ import time
 from benchmarks.setup import ROOT, bench_config, process_env
 from benchmarks.synthetic import EVENTS_PER_RUN, write_closed_history
 from streams import Replayer, workflow
-from streams.history_cli import histories_from_kafka
-from streams.local_kafka import provision_broker
+from streams.cli.history import histories_from_kafka
+from streams.dev.broker import provision_broker
 
 
 @workflow.defn(name="Archived")

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from streams.local_cluster import NODES, LocalCluster
-from streams.local_kafka import KAFKA_VERSION, LocalKafka, ensure_kafka_libs, find_java
+from streams.dev.broker import KAFKA_VERSION, LocalKafka, ensure_kafka_libs, find_java
+from streams.dev.cluster import NODES, LocalCluster
 
 
 def timed(action: Callable[[], object]) -> float:

@@ -16,9 +16,9 @@ import uuid
 from confluent_kafka import TopicPartition
 
 from streams import kafka
-from streams.config import KafkaConfig
-from streams.local_kafka import provision_broker
-from streams.topics import TopicSpec, ensure_topics
+from streams.dev.broker import provision_broker
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import TopicSpec, ensure_topics
 
 
 def copy_loop(config: KafkaConfig, source: str, sink: str, total: int, batch: int) -> float:

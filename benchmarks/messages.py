@@ -17,9 +17,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from streams import Client, kafka
-from streams.config import KafkaConfig
-from streams.local_kafka import provision_broker
-from streams.topics import ensure_topics, topic_specs
+from streams.dev.broker import provision_broker
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import ensure_topics, topic_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 Q = "messages"

@@ -23,9 +23,9 @@ from confluent_kafka import TopicPartition
 from benchmarks.setup import ROOT, bench_config, process_env
 from benchmarks.transfer_app import BenchTransfer
 from streams import Client, kafka
-from streams.config import KafkaConfig
-from streams.local_kafka import provision_broker
-from streams.topics import Topics
+from streams.dev.broker import provision_broker
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics
 
 QUEUE = "bench"
 
@@ -123,8 +123,8 @@ def cpu_seconds(pid: int) -> float:
 
 def wait_for_owners(config: KafkaConfig, count: int, timeout: float = 120) -> None:
     """Until `count` processors share every partition (each restored its part)."""
+    from streams.cli.workers import workers_view
     from streams.errors import BrokerError
-    from streams.workers_view import workers_view
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -144,7 +144,7 @@ def wait_for_owners(config: KafkaConfig, count: int, timeout: float = 120) -> No
 
 def print_amplification(config: KafkaConfig) -> None:
     """Snapshot bytes written per history byte, from the processors' final reports."""
-    from streams.workers_view import workers_view
+    from streams.cli.workers import workers_view
 
     statuses = workers_view(config).statuses
     history = sum(s["stats"].get("history_bytes", 0) for s in statuses)

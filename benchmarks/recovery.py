@@ -24,10 +24,10 @@ from benchmarks.money_transfer import wait_for_owners
 from benchmarks.setup import ROOT, bench_config, process_env
 from benchmarks.synthetic import EVENTS_PER_RUN, write_closed_history
 from benchmarks.transfer_app import Instant, Parked
-from processors.restore import restore_partitions
+from processors.workflow_processor.restore import restore_partitions
 from streams import Client, kafka
-from streams.config import KafkaConfig
-from streams.local_kafka import provision_broker
+from streams.dev.broker import provision_broker
+from streams.kafka.config import KafkaConfig
 from streams.wire import wire
 
 QUEUE = "bench"

@@ -8,8 +8,8 @@ import uuid
 from pathlib import Path
 
 from streams import kafka
-from streams.config import KafkaConfig
-from streams.topics import ensure_topics, topic_specs
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import ensure_topics, topic_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,11 +9,11 @@ Each run's events are encoded once from a template and copied with the workflow 
 from __future__ import annotations
 
 from streams import kafka
-from streams.config import KafkaConfig
-from streams.events import HistoryEvent, SignalReceived, WorkflowCompleted, WorkflowStarted
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics
 from streams.payload import to_payload
-from streams.topics import Topics
 from streams.wire import wire
+from streams.wire.events import HistoryEvent, SignalReceived, WorkflowCompleted, WorkflowStarted
 
 EVENTS_PER_RUN = 10
 _TEMPLATE_ID = "archived-XXXXXXXXXXXX"

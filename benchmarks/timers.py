@@ -26,12 +26,12 @@ from pathlib import Path
 from confluent_kafka import TopicPartition
 
 from streams import Client, kafka
-from streams.config import KafkaConfig
-from streams.events import TimerFired, TimerStarted
-from streams.local_kafka import provision_broker
-from streams.records import Timer, TimerKind
-from streams.topics import Topics, ensure_topics, topic_specs
+from streams.dev.broker import provision_broker
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics, ensure_topics, topic_specs
 from streams.wire import wire
+from streams.wire.events import TimerFired, TimerStarted
+from streams.wire.records import Timer, TimerKind
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE = "timing"
@@ -134,7 +134,7 @@ def read_all(config: KafkaConfig, topic: str) -> list[bytes]:
 
 def reload(config: KafkaConfig, count: int) -> tuple[float, float]:
     """Seconds to restore `count` pending timers into a heap, and the MiB they take."""
-    from processors.restore import restore_partitions
+    from processors.workflow_processor.restore import restore_partitions
 
     ensure_topics(kafka.admin(config), topic_specs(config))
     write_synthetic_timers(config, count, int(time.time() * 1000) + 3_600_000, 3_600_000)

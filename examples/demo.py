@@ -20,9 +20,9 @@ from pathlib import Path
 
 from examples.money_transfer import Bank, MoneyTransferSaga, MoneyTransferWorkflow, TransferOrder
 from streams import Client, WorkflowFailureError, kafka
-from streams.config import KafkaConfig
-from streams.local_kafka import provision_broker
-from streams.topics import ensure_topics, topic_specs
+from streams.dev.broker import provision_broker
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import ensure_topics, topic_specs
 
 QUEUE = "transfers"
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from streams.events import (
+from streams.wire.events import (
     ActivityAttemptFailed,
     ActivityCanceled,
     ActivityCompleted,

@@ -1,6 +1,6 @@
 """The wire contract: Avro schemas (.avsc) of every message on every Everflow topic.
 
-`SCHEMA_DIR` is where they are; `streams.codec` loads them. Files are named
+`SCHEMA_DIR` is where they are; `streams.wire.avro` loads them. Files are named
 `<namespace>.<Name>.avsc` so named types resolve across files. `archive/` keeps the writer
 schemas of earlier versions so old messages stay readable.
 """

@@ -3,6 +3,9 @@
 from streams import workflow, activity, Client, Worker, RetryPolicy
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from streams import activity, workflow
 from streams.errors import (
     EverflowError,
@@ -45,7 +48,27 @@ __all__ = [
 ]
 
 from streams.client import Client, WorkflowHandle
-from streams.replayer import Replayer, ReplayResult
-from streams.worker import Worker
 
 __all__ += ["Client", "ReplayResult", "Replayer", "Worker", "WorkflowHandle"]
+
+if TYPE_CHECKING:
+    from streams.replayer import Replayer, ReplayResult
+    from streams.worker import Worker
+
+# The worker and the replayer are composition roots: they import the engine (`processors`),
+# which itself imports this package's wire and Kafka modules. Loading them on first use keeps
+# `import streams` (and any engine module imported first) free of an import cycle.
+_ENGINE = {
+    "Worker": "streams.worker",
+    "Replayer": "streams.replayer",
+    "ReplayResult": "streams.replayer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _ENGINE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'streams' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -19,7 +19,20 @@ from typing import Any
 from confluent_kafka import TopicPartition
 
 from streams import kafka
-from streams.commands import (
+from streams.errors import (
+    RequestRejectedError,
+    RPCTimeoutError,
+    WorkflowAlreadyStartedError,
+    WorkflowFailureError,
+    WorkflowNotFoundError,
+    WorkflowNotRunningError,
+)
+from streams.failures import from_failure
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics, partition_count
+from streams.payload import DataConverter, check_size
+from streams.wire import wire
+from streams.wire.commands import (
     CancelWorkflow,
     Command,
     CommandBody,
@@ -33,19 +46,8 @@ from streams.commands import (
     UnblockWorkflow,
     UpdateWorkflow,
 )
-from streams.config import KafkaConfig
-from streams.errors import (
-    RequestRejectedError,
-    RPCTimeoutError,
-    WorkflowAlreadyStartedError,
-    WorkflowFailureError,
-    WorkflowNotFoundError,
-    WorkflowNotRunningError,
-)
-from streams.events import HistoryEvent
-from streams.failures import from_failure
-from streams.payload import DataConverter, check_size
-from streams.records import (
+from streams.wire.events import HistoryEvent
+from streams.wire.records import (
     Completion,
     NotFound,
     QueryResult,
@@ -58,8 +60,6 @@ from streams.records import (
     StartRejected,
     UpdateResult,
 )
-from streams.topics import Topics, partition_count
-from streams.wire import wire
 from streams.workflow import WorkflowDefinition
 
 log = logging.getLogger(__name__)

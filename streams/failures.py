@@ -12,7 +12,7 @@ import traceback
 from typing import Any
 
 from streams.payload import DataConverter
-from streams.records import Failure
+from streams.wire.records import Failure
 
 
 class FailureError(Exception):

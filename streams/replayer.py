@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from streams.events import HistoryEvent
 from streams.payload import DataConverter
+from streams.wire.events import HistoryEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,15 +36,15 @@ class Replayer:
     """Runs workflow code against recorded histories and reports mismatches."""
 
     def __init__(self, workflows: Sequence[type], converter: DataConverter | None = None) -> None:
-        from processors.registry import Registry
+        from processors.workflow_code.registry import Registry
 
         self.registry = Registry(workflows, (), converter)
 
     def replay(self, history: Sequence[HistoryEvent]) -> ReplayResult:
         """Replays one run's events (in event ID order)."""
-        from processors.registry import UnknownWorkflowError
-        from processors.replay import NonDeterminismError
-        from processors.run import Run
+        from processors.run.state import Run
+        from processors.workflow_code.registry import UnknownWorkflowError
+        from processors.workflow_code.replay import NonDeterminismError
 
         if not history:
             raise ValueError("an empty history has nothing to replay")

@@ -1,5 +1,8 @@
 """The worker: one process runs a workflow processor and an activity runner.
 
+A composition root: with `streams.replayer` and `streams.cli`, the only user-side modules
+that import `processors`.
+
 worker = Worker(client, task_queue="transfers", workflows=[...], activities=[...])
 await worker.run()          # until worker.shutdown() or SIGTERM/SIGINT (run_until_signal)
 """
@@ -15,9 +18,13 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from processors.activity_runner.runner import ActivityRunner, RunnerConfig
+from processors.workflow_code.registry import Registry
+from processors.workflow_processor.processor import ProcessorConfig, WorkflowProcessor
+from processors.workflow_processor.run_cache import CacheSettings
 from streams import kafka
 from streams.client import Client
-from streams.topics import ensure_topics, topic_specs
+from streams.kafka.topics import ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +38,7 @@ class Worker:
 
     A run fails when its history reaches `max_history_events` or `max_history_bytes`
     (default 50,000 events / 50 MiB, or EVERFLOW_MAX_HISTORY_EVENTS / _BYTES). The
-    processor's run cache and snapshot cadence follow `processors.partition.CacheSettings`
+    processor's run cache and snapshot cadence follow `CacheSettings`
     (EVERFLOW_RUN_CACHE_SIZE, EVERFLOW_CHECKPOINT_RECORDS, EVERFLOW_CHECKPOINT_INTERVAL,
     EVERFLOW_CLOSED_RUN_RETENTION).
     """
@@ -52,8 +59,6 @@ class Worker:
         max_history_events: int | None = None,
         max_history_bytes: int | None = None,
     ) -> None:
-        from processors.registry import Registry
-
         self.client = client
         self.task_queue = task_queue
         # the determinism guard is a profile hook: under cProfile (EVERFLOW_PROFILE) it is off
@@ -80,10 +85,6 @@ class Worker:
 
     async def run(self) -> None:
         """Runs until shutdown(); raises if a component failed for good."""
-        from processors.activity_runner import ActivityRunner, RunnerConfig
-        from processors.partition import CacheSettings
-        from processors.workflow_processor import ProcessorConfig, WorkflowProcessor
-
         config = self.client.config
         admin = kafka.admin(config)
         await asyncio.to_thread(ensure_topics, admin, topic_specs(config, [self.task_queue]))

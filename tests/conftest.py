@@ -19,7 +19,7 @@ if _ROOT not in sys.path:
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap servers of a broker for the whole session (see `provision_broker`)."""
-    from streams.local_kafka import provision_broker
+    from streams.dev.broker import provision_broker
 
     with provision_broker() as bootstrap:
         yield bootstrap

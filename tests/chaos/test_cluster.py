@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams import kafka
-from streams.local_cluster import NODES, LocalCluster
+from streams.dev.cluster import NODES, LocalCluster
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.cluster]

@@ -13,8 +13,8 @@ from confluent_kafka import TopicPartition
 
 from examples.money_transfer import Bank, MoneyTransferWorkflow, TransferOrder
 from streams import Client, kafka
-from streams.config import KafkaConfig
-from streams.topics import Topics, ensure_topics, topic_specs
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics, ensure_topics, topic_specs
 from streams.wire import wire
 from tests.helpers import wait_until
 from tests.integration.workers import WorkerProcesses

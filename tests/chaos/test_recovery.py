@@ -14,8 +14,8 @@ import pytest
 
 from benchmarks.synthetic import EVENTS_PER_RUN, write_closed_history
 from streams import Client, kafka
-from streams.config import KafkaConfig
-from streams.topics import Topics
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics
 from streams.wire import wire
 from tests.helpers import wait_until
 from tests.integration.apps.messages import Collector, Quick
@@ -34,7 +34,7 @@ def _restores(log: Path) -> list[dict[str, float]]:
     return [
         ast.literal_eval(line.split("restored ", 1)[1])
         for line in text.splitlines()
-        if "processors.restore: restored {" in line
+        if "processors.workflow_processor.restore: restored {" in line
     ]
 
 

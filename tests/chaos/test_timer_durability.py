@@ -12,11 +12,11 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from streams import Client, kafka
-from streams.config import KafkaConfig
-from streams.events import TimerFired, TimerStarted
-from streams.local_kafka import LocalKafka
-from streams.topics import Topics, ensure_topics, topic_specs
+from streams.dev.broker import LocalKafka
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics, ensure_topics, topic_specs
 from streams.wire import wire
+from streams.wire.events import TimerFired, TimerStarted
 from tests.integration.workers import WorkerProcesses
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]

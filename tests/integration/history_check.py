@@ -7,9 +7,9 @@ from collections import defaultdict
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from streams import kafka
-from streams.config import KafkaConfig
-from streams.events import HistoryEvent
+from streams.kafka.config import KafkaConfig
 from streams.wire import wire
+from streams.wire.events import HistoryEvent
 
 
 def read_topic(

@@ -10,10 +10,10 @@ import pytest
 
 from examples.money_transfer import MoneyTransferWorkflow, TransferOrder
 from streams import Client, kafka
-from streams.config import KafkaConfig
-from streams.events import HistoryEvent, SignalReceived, WorkflowStarted
-from streams.topics import Topics
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics
 from streams.wire import wire
+from streams.wire.events import HistoryEvent, SignalReceived, WorkflowStarted
 from tests.integration.history_check import read_topic
 from tests.integration.workers import WorkerProcesses, everflow, topics_for, with_client
 

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from streams import Client, WorkflowFailureError, kafka
-from streams.config import KafkaConfig
-from streams.records import RunStatus
+from streams.kafka.config import KafkaConfig
+from streams.wire.records import RunStatus
 from tests.integration.workers import WorkerProcesses, topics_for, with_client
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ from examples.completions_consumer import completions
 from examples.history_consumer import history
 from examples.money_transfer import MoneyTransferWorkflow, TransferOrder
 from streams import Client, kafka
-from streams.config import KafkaConfig
-from streams.topics import ensure_topics, topic_specs
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import ensure_topics, topic_specs
 from tests.integration.workers import WorkerProcesses
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import ConfigResource, NewTopic
 
 from streams import kafka
-from streams.config import KafkaConfig
 from streams.errors import TopicMismatchError
-from streams.topics import Topics, ensure_topics, topic_specs
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics, ensure_topics, topic_specs
 
 pytestmark = pytest.mark.integration
 

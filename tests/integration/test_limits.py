@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from streams import Client, PayloadTooLargeError, kafka
-from streams.config import KafkaConfig
-from streams.topics import Topics, ensure_topics, topic_specs
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics, ensure_topics, topic_specs
 from tests.integration.workers import WorkerProcesses
 
 pytestmark = pytest.mark.integration

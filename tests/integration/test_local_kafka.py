@@ -23,14 +23,14 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.errors import BrokerError
-from streams.local_kafka import (
+from streams.dev.broker import (
     KAFKA_VERSION,
     LocalKafka,
     ensure_kafka_libs,
     kafka_cache_dir,
     provision_broker,
 )
+from streams.errors import BrokerError
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
@@ -112,7 +112,7 @@ def test_incomplete_cache_is_fetched_again_once_by_concurrent_processes(tmp_path
     half_done.write_bytes(b"truncated download")  # and no completion marker
     script = (
         "import logging; logging.basicConfig(level=logging.INFO)\n"
-        "from streams.local_kafka import ensure_kafka_libs; print(ensure_kafka_libs())"
+        "from streams.dev.broker import ensure_kafka_libs; print(ensure_kafka_libs())"
     )
     env = {**os.environ, "EVERFLOW_KAFKA_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
     processes = [
@@ -294,7 +294,7 @@ def test_broker_not_ready_in_time_reports_its_log_and_is_stopped(tmp_path: Path)
 
 STARTS_A_BROKER_AND_WAITS = """
 import sys, time
-from streams.local_kafka import LocalKafka
+from streams.dev.broker import LocalKafka
 kafka = LocalKafka(sys.argv[1]).start()
 print(kafka.pid, flush=True)
 time.sleep(300)

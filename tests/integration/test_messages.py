@@ -18,10 +18,10 @@ from streams import (
     WorkflowNotRunningError,
     kafka,
 )
-from streams.config import KafkaConfig
-from streams.records import RunStatus
-from streams.topics import Topics
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics
 from streams.wire import wire
+from streams.wire.records import RunStatus
 from tests.integration.workers import WorkerProcesses, topics_for, with_client
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 
 from streams import Client, kafka
-from streams.config import KafkaConfig
 from streams.errors import RequestRejectedError
-from streams.records import RunStatus
-from streams.topics import ensure_topics, topic_specs
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import ensure_topics, topic_specs
+from streams.wire.records import RunStatus
 from tests.integration.workers import WorkerProcesses
 
 pytestmark = pytest.mark.integration

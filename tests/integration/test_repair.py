@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from streams import Client, WorkflowFailureError
-from streams.config import KafkaConfig
-from streams.events import ActivityCompleted, ActivityPaused, WorkflowReset
+from streams.kafka.config import KafkaConfig
+from streams.wire.events import ActivityCompleted, ActivityPaused, WorkflowReset
 from tests.helpers import wait_until
 from tests.integration.workers import WorkerProcesses, everflow, topics_for, with_client
 

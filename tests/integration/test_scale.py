@@ -20,8 +20,8 @@ from streams import (
     WorkflowNotRunningError,
     kafka,
 )
-from streams.config import KafkaConfig
-from streams.workers_view import workers_view
+from streams.cli.workers import workers_view
+from streams.kafka.config import KafkaConfig
 from tests.helpers import wait_until
 from tests.integration.apps.messages import Collector, Quick
 from tests.integration.history_check import history_problems, history_runs, read_topic

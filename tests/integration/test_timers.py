@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from streams import Client, WorkflowFailureError, WorkflowNotRunningError
-from streams.config import KafkaConfig
-from streams.events import HistoryEvent, TimerStarted
+from streams.kafka.config import KafkaConfig
+from streams.wire.events import HistoryEvent, TimerStarted
 from tests.integration.workers import WorkerProcesses, topics_for, with_client
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ import pytest
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from processors.transactions import Transactions
+from processors.workflow_processor.transactions import Transactions
 from streams import kafka
-from streams.config import KafkaConfig
+from streams.kafka.config import KafkaConfig
 
 pytestmark = pytest.mark.integration
 

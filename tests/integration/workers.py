@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from streams import Client, kafka
-from streams.config import KafkaConfig
-from streams.topics import ensure_topics, topic_specs
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import ensure_topics, topic_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 

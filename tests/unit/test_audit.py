@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from processors.audit import Auditor, fingerprint
-from streams.events import (
+from streams.payload import to_payload
+from streams.retry import RetryPolicy
+from streams.wire.events import (
     ActivityCompleted,
     ActivityScheduled,
     HistoryEvent,
@@ -13,8 +15,6 @@ from streams.events import (
     WorkflowCompleted,
     WorkflowStarted,
 )
-from streams.payload import to_payload
-from streams.retry import RetryPolicy
 
 START = WorkflowStarted("T", "q", [], "c")
 

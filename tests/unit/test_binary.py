@@ -11,8 +11,8 @@ from typing import Any
 import fastavro
 import pytest
 
-from streams.binary import Compiled, read_long, write_long
-from streams.codec import SchemaRegistry
+from streams.wire.avro import SchemaRegistry
+from streams.wire.compiled import Compiled, read_long, write_long
 
 REGISTRY = SchemaRegistry()
 NAMES = sorted(REGISTRY.current)

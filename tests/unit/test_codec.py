@@ -7,16 +7,19 @@ import copy
 
 import pytest
 
-from streams.codec import SchemaRegistry
-from streams.commands import (
+from streams.errors import PayloadDecodeError
+from streams.payload import Payload, to_payload
+from streams.retry import RetryPolicy
+from streams.wire import Wire
+from streams.wire.avro import SchemaRegistry
+from streams.wire.commands import (
     Command,
     CompleteActivity,
     DescribeWorkflow,
     FailActivity,
     StartWorkflow,
 )
-from streams.errors import PayloadDecodeError
-from streams.events import (
+from streams.wire.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
@@ -31,8 +34,7 @@ from streams.events import (
     WorkflowStarted,
     WorkflowUnblocked,
 )
-from streams.payload import Payload, to_payload
-from streams.records import (
+from streams.wire.records import (
     ActivityTask,
     Completion,
     Failure,
@@ -46,8 +48,6 @@ from streams.records import (
     Timer,
     TimerKind,
 )
-from streams.retry import RetryPolicy
-from streams.wire import Wire
 
 P = to_payload({"amount": 10, "to": "bob"})
 F = Failure("boom", "ValueError", stack="tb", details=[P], cause=Failure("inner", "KeyError"))

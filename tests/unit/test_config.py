@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from streams.config import KafkaConfig
 from streams.errors import ConfigError
-from streams.kafka import partition_for
+from streams.kafka.clients import partition_for
+from streams.kafka.config import KafkaConfig
 from streams.retry import RetryPolicy
 
 

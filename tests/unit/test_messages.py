@@ -6,14 +6,14 @@ from datetime import timedelta
 
 import pytest
 
-from processors.handlers import UnknownHandlerError
-from processors.registry import Registry
-from processors.requests import Batch, continue_runs
-from processors.run import Effects, Run
+from processors.run.commands import Batch, continue_runs
+from processors.run.state import Effects, Run
+from processors.workflow_code.handlers import UnknownHandlerError
+from processors.workflow_code.registry import Registry
 from streams import ApplicationError, activity, workflow
-from streams.events import WorkflowStarted
 from streams.payload import DataConverter
-from streams.records import RunStatus
+from streams.wire.events import WorkflowStarted
+from streams.wire.records import RunStatus
 
 conv = DataConverter()
 

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from processors.registry import Registry
-from processors.run import Effects
+from processors.run.state import Effects
+from processors.workflow_code.registry import Registry
 from streams import Replayer, activity, workflow
 from tests.unit.test_run_core import conv, new_run
 

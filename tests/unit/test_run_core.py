@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from processors.registry import Registry
-from processors.run import Effects, Run
+from processors.run.state import Effects, Run
+from processors.workflow_code.registry import Registry
 from streams import (
     ActivityError,
     ApplicationError,
@@ -19,7 +19,8 @@ from streams import (
     activity,
     workflow,
 )
-from streams.events import (
+from streams.payload import DataConverter, Payload
+from streams.wire.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
     ActivityFailed,
@@ -33,8 +34,7 @@ from streams.events import (
     WorkflowStarted,
     WorkflowUnblocked,
 )
-from streams.payload import DataConverter, Payload
-from streams.records import Failure, RunStatus, Timer, TimerKind
+from streams.wire.records import Failure, RunStatus, Timer, TimerKind
 
 conv = DataConverter()
 POLICY = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=3)
@@ -271,7 +271,7 @@ def test_stale_timer_of_a_closed_run_does_nothing() -> None:
 
 def test_every_event_type_folds_into_state() -> None:
     run = Run("wf", "r", 0)
-    from streams.events import HistoryEvent
+    from streams.wire.events import HistoryEvent
 
     seq = [
         WorkflowStarted("T", "q", [], "c"),

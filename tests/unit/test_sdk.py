@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import pytest
 
-from processors.registry import Registry
-from processors.run import Effects, Run
+from processors.run.state import Effects, Run
+from processors.workflow_code.registry import Registry
 from streams import __all__ as public_names
 from streams import activity, workflow
-from streams.events import WorkflowStarted
 from streams.payload import DataConverter, ZlibCodec
+from streams.wire.events import WorkflowStarted
 
 conv = DataConverter()
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from processors.registry import Registry
-from processors.run import Effects, Run
+from processors.run.state import Effects, Run
+from processors.workflow_code.registry import Registry
 from streams import ActivityError, ActivityTimeoutError, RetryPolicy, activity, workflow
-from streams.events import WorkflowStarted
 from streams.payload import DataConverter
-from streams.records import Failure, RunStatus, Timer, TimerKind
+from streams.wire.events import WorkflowStarted
+from streams.wire.records import Failure, RunStatus, Timer, TimerKind
 
 conv = DataConverter()
 ONCE = RetryPolicy(maximum_attempts=1)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from processors.registry import Registry
-from processors.run import Effects, Run
+from processors.run.state import Effects, Run
+from processors.workflow_code.registry import Registry
 from streams import Replayer, activity, workflow
-from streams.events import ActivityScheduled, MarkerRecorded, WorkflowStarted
+from streams.wire.events import ActivityScheduled, MarkerRecorded, WorkflowStarted
 from tests.unit.test_run_core import conv
 
 T = timedelta(seconds=5)

@@ -1,0 +1,76 @@
+"""One running activity attempt as the runner tracks it: heartbeats (throttled, the latest
+details win) and cancellation requests coming back from the workflow."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from streams.activity import ActivityInfo
+from streams.wire.records import ActivityTask
+
+MAX_THROTTLE = 30.0
+
+
+class RunningActivity:
+    """The runner's side of `activity.heartbeat()` / `activity.is_cancelled()`."""
+
+    def __init__(
+        self,
+        task: ActivityTask,
+        info: ActivityInfo,
+        send: Callable[[RunningActivity, tuple[Any, ...]], None],
+    ) -> None:
+        self.task = task
+        self.info = info
+        self._send = send
+        timeout = task.heartbeat_timeout_ms
+        self.throttle = min(MAX_THROTTLE, 0.8 * timeout / 1000) if timeout else MAX_THROTTLE
+        self._lock = threading.Lock()
+        self._last_sent = 0.0
+        self._pending: tuple[Any, ...] | None = None
+        self._cancelled = threading.Event()
+        self.future: concurrent.futures.Future[Any] | None = None
+
+    @property
+    def key(self) -> tuple[str, str, int, int]:
+        t = self.task
+        return (t.workflow_id, t.run_id, t.activity_id, t.attempt)
+
+    def heartbeat(self, details: tuple[Any, ...]) -> None:
+        if self._cancelled.is_set():
+            raise asyncio.CancelledError("the workflow asked this activity to stop")
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_sent < self.throttle:
+                self._pending = details  # sent by flush_due() when the throttle allows
+                return
+            self._last_sent, self._pending = now, None
+        self._send(self, details)
+
+    def flush_due(self) -> None:
+        """Sends held-back details once the throttle interval has passed."""
+        with self._lock:
+            if self._pending is None or time.monotonic() - self._last_sent < self.throttle:
+                return
+            details, self._pending, self._last_sent = self._pending, None, time.monotonic()
+        self._send(self, details)
+
+    def is_cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        """The workflow asked to stop: the next heartbeat raises; async code is cancelled."""
+        self._cancelled.set()
+        if self.future is not None and _is_async(self.future):
+            self.future.cancel()
+
+
+def _is_async(fut: concurrent.futures.Future[Any]) -> bool:
+    # futures from run_coroutine_threadsafe cancel their task; thread-pool futures cannot
+    # stop a running function, so those learn of it at their next heartbeat
+    return getattr(fut, "_everflow_async", False)

@@ -1,0 +1,336 @@
+"""The activity runner: runs activity tasks from `tasks.<queue>` and reports results.
+
+Async activities run on an event loop of the runner; plain functions in a thread pool. At
+most `max_concurrent` run at once: the consumer pauses instead of buffering more, and it
+keeps polling while activities run, so a long activity never trips `max.poll.interval.ms`.
+A task's offset is committed when it is taken: each attempt is dispatched once. An attempt
+lost with a crashed runner is recovered by the processor's timeouts (start-to-close,
+heartbeat), which schedule the next attempt — with the last heartbeat details — instead of
+Kafka re-delivering the same attempt behind the engine's back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from processors.activity_runner.attempt import RunningActivity
+from processors.workflow_code.registry import Registry, UnknownWorkflowError
+from streams import activity as activity_api
+from streams import kafka
+from streams.activity import ActivityInfo
+from streams.errors import PayloadDecodeError, PayloadTooLargeError
+from streams.failures import ApplicationError, to_failure
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics, partition_count
+from streams.payload import check_size
+from streams.wire import wire
+from streams.wire.commands import (
+    Command,
+    CommandBody,
+    CompleteActivity,
+    FailActivity,
+    HeartbeatActivity,
+    StartActivity,
+)
+from streams.wire.records import ActivityCancelRequest, ActivityTask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RunnerConfig:
+    task_queue: str
+    max_concurrent: int = 64
+    threads: int = 16
+    instance_id: str = ""
+
+
+class ActivityRunner:
+    def __init__(self, config: KafkaConfig, registry: Registry, settings: RunnerConfig) -> None:
+        self.config = config
+        self.registry = registry
+        self.settings = settings
+        self.topics = Topics(config.topic_prefix)
+        self.wire = wire()
+        self._done: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
+        self._taken: dict[int, int] = {}  # partition -> offset to commit
+        self._running = 0
+        self._last_commit = 0.0
+        self.completed = 0
+        self.runner_id = f"runner-{uuid.uuid4().hex[:12]}"
+        self._active: dict[tuple[str, str, int, int], RunningActivity] = {}
+        # async activities of the batch being taken, started together on the loop: one
+        # wake-up of the loop thread per batch instead of one per activity
+        self._to_spawn: list[tuple[Any, concurrent.futures.Future[Any]]] = []
+
+    def run(self, stop: threading.Event) -> None:
+        """Runs tasks until `stop` is set, then waits for the running ones to finish."""
+        loop = asyncio.new_event_loop()
+        loop_thread = threading.Thread(
+            target=loop.run_forever, name="activities-async", daemon=True
+        )
+        loop_thread.start()
+        pool = concurrent.futures.ThreadPoolExecutor(
+            self.settings.threads, thread_name_prefix="activity"
+        )
+        self.producer = kafka.producer(self.config, **{"linger.ms": 0})
+        self.consumer = kafka.consumer(
+            self.config,
+            f"{self.config.topic_prefix}activities.{self.settings.task_queue}",
+            # a killed runner's tasks move to another runner after this long
+            settings={
+                "session.timeout.ms": 10000,
+                "client.id": f"everflow-ar-{self.settings.instance_id or self.runner_id}",
+            },
+        )
+        self._cancels = self._reply_consumer()
+        self.consumer.subscribe(
+            [self.topics.tasks(self.settings.task_queue)],
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        paused = False
+        try:
+            while not stop.is_set():
+                self._collect_done()
+                self._heartbeat_upkeep()
+                free = self.settings.max_concurrent - self._running
+                if free <= 0:
+                    if not paused:
+                        self.consumer.pause(self.consumer.assignment())
+                        paused = True
+                    self.consumer.poll(0.005)  # keeps the group session alive
+                    continue
+                if paused:
+                    self.consumer.resume(self.consumer.assignment())
+                    paused = False
+                for msg in kafka.consume_batch(self.consumer, free, 0.02):
+                    if msg.error() is not None:
+                        log.warning("task consumer error: %s", msg.error().str())
+                        continue
+                    self._start(msg.partition(), msg.offset(), msg.value(), pool)
+                if self._to_spawn:
+                    loop.call_soon_threadsafe(_spawn, loop, self._to_spawn)
+                    self._to_spawn = []
+                self.producer.poll(0)
+            deadline = time.monotonic() + 30
+            while self._running and time.monotonic() < deadline:
+                self._collect_done()
+                time.sleep(0.01)
+            self._collect_done()
+            self._commit_done()
+        finally:
+            self.producer.flush(10)
+            self.consumer.close()
+            self._cancels.close()
+            pool.shutdown(wait=False, cancel_futures=True)
+            loop.call_soon_threadsafe(loop.stop)
+
+    def _reply_consumer(self) -> Consumer:
+        # cancellation requests come back on the replies topic, keyed by this runner's ID
+        consumer = kafka.consumer(self.config)
+        topic = self.topics.replies
+        partition = kafka.partition_for(
+            self.runner_id, partition_count(kafka.admin(self.config), topic)
+        )
+        consumer.assign(
+            [TopicPartition(topic, partition, kafka.end_offset(consumer, topic, partition))]
+        )
+        return consumer
+
+    def _heartbeat_upkeep(self) -> None:
+        for msg in self._cancels.consume(100, 0):
+            if msg.error() is not None:
+                continue
+            reply = self.wire.reply.decode(msg.value())
+            body = reply.body
+            if reply.client_id == self.runner_id and isinstance(body, ActivityCancelRequest):
+                running = self._active.get(
+                    (body.workflow_id, body.run_id, body.activity_id, body.attempt)
+                )
+                if running is not None:
+                    log.info(
+                        "cancelling activity workflow_id=%s activity_id=%d",
+                        body.workflow_id,
+                        body.activity_id,
+                    )
+                    running.cancel()
+        for running in list(self._active.values()):
+            running.flush_due()
+
+    def _send_heartbeat(self, running: RunningActivity, details: tuple[Any, ...]) -> None:
+        t = running.task
+        body = HeartbeatActivity(
+            t.run_id,
+            t.activity_id,
+            t.attempt,
+            self.registry.converter.to_payloads(list(details)),
+            self.runner_id,
+        )
+        self._send(t, body, f"hb-{uuid.uuid4().hex}")
+
+    def _send(self, task: ActivityTask, body: CommandBody, command_id: str) -> None:
+        command = Command(command_id, task.workflow_id, int(time.time() * 1000), body)
+        self.producer.produce(
+            self.topics.commands,
+            self.wire.command.encode(command),
+            task.workflow_id.encode(),
+            partition=task.partition,
+        )
+        self.producer.poll(0)
+
+    def _on_revoke(self, consumer: object, partitions: list[TopicPartition]) -> None:
+        # hand the partitions over with what this runner took marked as taken
+        self._collect_done()
+        self._commit_done()
+
+    def _start(self, partition: int, offset: int, value: bytes | None, pool: Any) -> None:
+        self._taken[partition] = offset + 1
+        self._running += 1
+        try:
+            task = self.wire.task.decode(value)
+        except PayloadDecodeError as e:
+            log.error(
+                "unreadable task %s",
+                e.at(self.topics.tasks(self.settings.task_queue), partition, offset),
+            )
+            self._done.put((partition, offset))
+            return
+        info = ActivityInfo(
+            task.workflow_id,
+            task.run_id,
+            task.workflow_type,
+            task.activity_id,
+            task.activity_type,
+            task.attempt,
+            self.settings.task_queue,
+            task.idempotency_key,
+            None
+            if task.heartbeat_timeout_ms is None
+            else timedelta(milliseconds=task.heartbeat_timeout_ms),
+            tuple(self.registry.converter.from_payloads(task.heartbeat_details)),
+        )
+        running = RunningActivity(task, info, self._send_heartbeat)
+        try:
+            definition = self.registry.activity(task.activity_type)
+        except UnknownWorkflowError as e:
+            self._report(task, error=e)
+            self._done.put((partition, offset))
+            return
+        args = self.registry.converter.from_payloads(task.args, definition.arg_types)
+        if task.report_start:
+            self._send(
+                task,
+                StartActivity(task.run_id, task.activity_id, task.attempt),
+                f"{task.idempotency_key}/{task.attempt}/started",
+            )
+        self._active[running.key] = running
+
+        def finish(result: Any = None, error: BaseException | None = None) -> None:
+            self._active.pop(running.key, None)
+            self._report(task, result, error)
+            self._done.put((partition, offset))
+
+        if definition.is_async:
+
+            async def call() -> None:
+                activity_api._current.set(running)
+                try:
+                    result = await definition.fn(*args)
+                except BaseException as e:
+                    finish(error=e)
+                else:
+                    finish(result)
+
+            handle: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            handle._everflow_async = True  # type: ignore[attr-defined]
+            running.future = handle
+            self._to_spawn.append((call(), handle))
+        else:
+            ctx = contextvars.copy_context()
+            ctx.run(activity_api._current.set, running)
+
+            def call_sync() -> None:
+                try:
+                    result = definition.fn(*args)
+                except BaseException as e:
+                    finish(error=e)
+                else:
+                    finish(result)
+
+            pool.submit(ctx.run, call_sync)
+
+    def _report(
+        self, task: ActivityTask, result: Any = None, error: BaseException | None = None
+    ) -> None:
+        converter = self.registry.converter
+        body: CompleteActivity | FailActivity
+        payload = converter.to_payload(result) if error is None else None
+        if payload is not None:
+            try:
+                check_size(
+                    [payload],
+                    self.registry.max_payload_bytes,
+                    f"the result of activity {task.activity_type!r}",
+                )
+            except PayloadTooLargeError as e:
+                error = ApplicationError(str(e), type="PayloadTooLargeError", non_retryable=True)
+                payload = None
+        if payload is not None:
+            body = CompleteActivity(task.run_id, task.activity_id, task.attempt, payload)
+        else:
+            assert error is not None
+            log.info(
+                "activity failed workflow_id=%s activity=%s attempt=%d: %r",
+                task.workflow_id,
+                task.activity_type,
+                task.attempt,
+                error,
+            )
+            body = FailActivity(
+                task.run_id, task.activity_id, task.attempt, to_failure(error, converter)
+            )
+        self._send(task, body, f"{task.idempotency_key}/{task.attempt}")
+
+    def _collect_done(self) -> None:
+        while True:
+            try:
+                self._done.get_nowait()
+            except queue.Empty:
+                break
+            self._running -= 1
+            self.completed += 1
+        if self._taken and time.monotonic() - self._last_commit > 0.2:
+            self._commit_done()
+
+    def _commit_done(self) -> None:
+        self._last_commit = time.monotonic()
+        if not self._taken:
+            return
+        topic = self.topics.tasks(self.settings.task_queue)
+        commits = [TopicPartition(topic, p, o) for p, o in self._taken.items()]
+        self._taken.clear()
+        try:
+            self.consumer.commit(offsets=commits, asynchronous=True)
+        except KafkaException as e:
+            log.warning("task offset commit failed (tasks may be taken again): %s", e)
+
+
+def _spawn(loop: asyncio.AbstractEventLoop, calls: list[tuple[Any, Any]]) -> None:
+    """On the loop's thread: a task per activity; cancelling its handle cancels the task."""
+    for coro, handle in calls:
+        task = loop.create_task(coro)
+        # the handle only ever completes by being cancelled (RunningActivity.cancel)
+        handle.add_done_callback(lambda _, task=task: loop.call_soon_threadsafe(task.cancel))

@@ -1,0 +1,32 @@
+"""What one transaction must write for the runs it touched: the pure core's output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streams.wire.commands import Command
+from streams.wire.events import HistoryEvent
+from streams.wire.records import ActivityTask, Completion, Reply, Timer
+
+
+@dataclass(slots=True)
+class Effects:
+    """Everything one transaction must write for the runs it touched."""
+
+    events: list[HistoryEvent] = field(default_factory=list)
+    tasks: list[tuple[str, ActivityTask]] = field(default_factory=list)
+    timer_ops: list[tuple[str, Timer | None]] = field(default_factory=list)
+    derived_timers: list[Timer] = field(default_factory=list)
+    completions: list[Completion] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)  # to other workflows' partitions
+
+    @property
+    def timers(self) -> list[Timer]:
+        """Timers set, in order."""
+        return [t for _, t in self.timer_ops if t is not None]
+
+    @property
+    def cleared_timers(self) -> list[str]:
+        """Keys of timers tombstoned, in order."""
+        return [k for k, t in self.timer_ops if t is None]

@@ -1,0 +1,502 @@
+"""A live workflow run: user code on a deterministic loop, driven by history events.
+
+The instance turns each event that resolves something the code waits on (start, activity
+result, timer fired) into the code's next commands (schedule an activity, start a timer,
+complete, fail). First execution and replay go through the same path: replay is just the
+recorded events fed again, and `processors.run.state` checks the commands match the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from processors.workflow_code.determinism import (
+    DeterminismGuard,
+    UnguardedConverter,
+    _is_user_frame,
+)
+from processors.workflow_code.handlers import CompleteUpdate, MessageHandlers
+from processors.workflow_code.loop import WorkflowEventLoop
+from processors.workflow_code.patches import Patches, RecordMarker
+from streams._runtime import ActivityOptions, ChildOptions, WorkflowInfo, WorkflowRuntime
+from streams.errors import PayloadTooLargeError
+from streams.failures import (
+    ActivityCancelledError,
+    ActivityError,
+    ChildWorkflowError,
+    FailureError,
+    from_failure,
+    to_failure,
+)
+from streams.kafka.config import DEFAULT_MAX_PAYLOAD_BYTES
+from streams.payload import DataConverter, Payload, check_size
+from streams.wire.events import (
+    ActivityCanceled,
+    ActivityCompleted,
+    ActivityFailed,
+    ChildWorkflowClosed,
+    ChildWorkflowStarted,
+    ChildWorkflowStartFailed,
+    HistoryEvent,
+    SignalReceived,
+    TimerFired,
+    UpdateAccepted,
+    WorkflowCancelRequested,
+    WorkflowStarted,
+)
+from streams.wire.records import Failure
+from streams.workflow import ContinueAsNewError, WorkflowDefinition
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleActivity:
+    activity_id: int
+    options: ActivityOptions
+    args: list[Payload]
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    timer_id: int
+    delay: timedelta
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    timer_id: int
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCancelActivity:
+    activity_id: int
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRun:
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StartChild:
+    seq: int
+    options: ChildOptions
+    args: list[Payload]
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ContinueAsNewRun:
+    args: list[Payload]
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteRun:
+    result: Payload
+    location: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FailRun:
+    failure: Failure
+    location: str = ""
+
+
+RunCommand = (
+    ScheduleActivity
+    | StartTimer
+    | CancelTimer
+    | RequestCancelActivity
+    | CompleteRun
+    | FailRun
+    | CancelRun
+    | CompleteUpdate
+    | ContinueAsNewRun
+    | StartChild
+    | RecordMarker
+)
+
+
+@dataclass(slots=True)
+class Step:
+    """What one event made the code do: its commands, or why it cannot go on."""
+
+    commands: list[RunCommand] = field(default_factory=list)
+    blocked: Failure | None = None
+
+
+class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
+    """One run's code and everything it waits on."""
+
+    def __init__(
+        self,
+        definition: WorkflowDefinition,
+        workflow_id: str,
+        run_id: str,
+        started: WorkflowStarted,
+        start_time_ms: int,
+        converter: DataConverter,
+        guard: bool = True,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        self.definition = definition
+        self.converter = UnguardedConverter(converter) if guard else converter
+        self.max_payload_bytes = max_payload_bytes
+        self._info = WorkflowInfo(
+            workflow_id=workflow_id,
+            run_id=run_id,
+            workflow_type=started.workflow_type,
+            task_queue=started.task_queue,
+            start_time=_dt(start_time_ms),
+            history_length=1,
+            continued_from_run_id=started.continued_from_run_id,
+        )
+        self._started = started
+        self._time_ms = start_time_ms
+        self._random: random.Random | None = None
+        self._activities: dict[int, tuple[asyncio.Future[Any], ActivityOptions]] = {}
+        self._timers: dict[int, asyncio.Future[None]] = {}
+        self._conditions: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self._next_activity = 1
+        self._next_timer = 1
+        self._cancelled_timers: set[int] = set()
+        self._obj: Any = None
+        self._children: dict[
+            int, tuple[asyncio.Future[str], asyncio.Future[Any], ChildOptions]
+        ] = {}
+        self._next_child = 1
+        self._handler_failure: BaseException | None = None
+        self.history_length = 1
+        self.suggest_continue_as_new_after = 10_000
+        self._given_up: set[int] = set()
+        self._commands: list[RunCommand] = []
+        self._replaying = False
+        self._location = _user_location
+        self._init_patches()
+        self._guard = DeterminismGuard() if guard else None
+        self._logger = logging.LoggerAdapter(logging.getLogger("everflow.workflow"), {})
+        self.loop = WorkflowEventLoop(self, self)  # type: ignore[abstract]
+        self._main: asyncio.Task[Any] | None = None
+        self.closed = False
+
+    # ---- driving --------------------------------------------------------------------------
+    def activate(self, event: HistoryEvent, replaying: bool = False) -> Step:
+        """Delivers one resolving event to the code and runs it until it waits again."""
+        self._time_ms = event.time
+        self.history_length = event.event_id
+        self._replaying = replaying
+        self._commands = []
+        attrs = event.attributes
+        step = Step()
+        try:
+            with self._guarded() as guard:
+                if isinstance(attrs, WorkflowStarted):
+                    self._start_main()
+                elif isinstance(attrs, ActivityCompleted):
+                    self._resolve_activity(attrs.activity_id, attrs.result, None)
+                elif isinstance(attrs, ActivityFailed):
+                    self._resolve_activity(attrs.activity_id, None, attrs.failure)
+                elif isinstance(attrs, TimerFired):
+                    self._fire_timer(attrs.timer_id)
+                elif isinstance(attrs, ActivityCanceled):
+                    self._resolve_activity(attrs.activity_id, None, None, cancelled=True)
+                elif isinstance(attrs, SignalReceived):
+                    self._deliver_signal(attrs.signal_name, attrs.args)
+                elif isinstance(attrs, UpdateAccepted):
+                    self._accept_update(attrs.update_id, attrs.update_name, attrs.args)
+                elif isinstance(attrs, ChildWorkflowStarted):
+                    self._child_started(attrs.seq, attrs.run_id)
+                elif isinstance(attrs, ChildWorkflowStartFailed):
+                    failure = Failure(attrs.message, "ChildWorkflowError", "workflow")
+                    self._child_closed(attrs.seq, None, failure, "START_FAILED")
+                elif isinstance(attrs, ChildWorkflowClosed):
+                    self._child_closed(attrs.seq, attrs.result, attrs.failure, attrs.status)
+                elif isinstance(attrs, WorkflowCancelRequested):
+                    if self._main is not None and not self._main.done():
+                        self._main.cancel(attrs.reason or "cancel requested")
+                else:
+                    raise TypeError(f"{type(attrs).__name__} does not resolve anything")
+                self._run_until_idle()
+            if guard is not None and guard.violation is not None:
+                raise guard.violation
+        except Exception as e:  # the code's bug or misuse: the run blocks, the engine goes on
+            step.blocked = to_failure(e, self.converter, kind="workflow")
+            return step
+        step.commands = self._commands
+        if self._handler_failure is not None and not self.closed:
+            error, self._handler_failure = self._handler_failure, None
+            if isinstance(error, FailureError):  # a handler failing on purpose fails the run
+                step.commands.append(FailRun(to_failure(error, self.converter)))
+                self.closed = True
+            else:
+                step.blocked = to_failure(error, self.converter, kind="workflow")
+                return step
+        blocked = self._main_outcome_blocked()
+        if blocked is not None:
+            step.blocked = blocked
+        return step
+
+    def _guarded(self) -> Any:
+        if self._guard is None:
+            import contextlib
+
+            return contextlib.nullcontext(None)
+        return self._guard
+
+    def _run_until_idle(self) -> None:
+        while True:
+            self.loop.run_until_idle()
+            if not self._check_conditions():
+                return
+
+    def _check_conditions(self) -> bool:
+        woke = False
+        for predicate, fut in list(self._conditions):
+            if fut.done():
+                self._conditions.remove((predicate, fut))
+            elif predicate():
+                fut.set_result(None)
+                self._conditions.remove((predicate, fut))
+                woke = True
+        return woke
+
+    def _start_main(self) -> None:
+        args = self.converter.from_payloads(self._started.args, self.definition.arg_types)
+        obj = self._obj = self.definition.cls()
+        method = getattr(obj, self.definition.run_method)
+        self._main = self.loop.create_task(method(*args), name="workflow-main")
+        self._main.add_done_callback(self._on_main_done)
+
+    def _on_main_done(self, task: asyncio.Task[Any]) -> None:
+        self.closed = True
+        if task.cancelled():
+            self._commands.append(CancelRun())
+            return
+        error = task.exception()
+        if isinstance(error, ContinueAsNewError):
+            args = self.converter.to_payloads(list(error.run_args))
+            self._commands.append(ContinueAsNewRun(args))
+            return
+        if error is None:
+            result = self.converter.to_payload(task.result())
+            try:
+                check_size([result], self.max_payload_bytes, "the workflow's result")
+            except PayloadTooLargeError as e:
+                self._commands.append(FailRun(to_failure(e, self.converter)))
+                return
+            self._commands.append(CompleteRun(result))
+        elif isinstance(error, FailureError):
+            self._commands.append(FailRun(to_failure(error, self.converter)))
+
+    def _main_outcome_blocked(self) -> Failure | None:
+        main = self._main
+        if main is None or not main.done() or main.cancelled():
+            return None
+        error = main.exception()
+        if error is None or isinstance(error, FailureError | ContinueAsNewError):
+            return None
+        return to_failure(error, self.converter, kind="workflow")
+
+    def _resolve_activity(
+        self,
+        activity_id: int,
+        result: Payload | None,
+        failure: Failure | None,
+        cancelled: bool = False,
+    ) -> None:
+        entry = self._activities.pop(activity_id, None)
+        if entry is None:
+            if activity_id in self._given_up:
+                return  # the code stopped waiting for it (cancelled, abandoned)
+            raise KeyError(
+                f"history resolves activity {activity_id}, which the code never scheduled"
+            )
+        fut, options = entry
+        if fut.done():
+            return
+        if cancelled:
+            fut.set_exception(
+                ActivityError(
+                    f"activity {options.activity_type!r} (id {activity_id}) was cancelled",
+                    activity_type=options.activity_type,
+                    activity_id=activity_id,
+                    attempt=0,
+                    cause=ActivityCancelledError("cancelled on request"),
+                )
+            )
+        elif failure is None:
+            assert result is not None
+            fut.set_result(self.converter.from_payload(result, options.result_type))
+        else:
+            cause = from_failure(failure, self.converter)
+            fut.set_exception(
+                ActivityError(
+                    f"activity {options.activity_type!r} (id {activity_id}) failed: "
+                    f"{failure.message}",
+                    activity_type=options.activity_type,
+                    activity_id=activity_id,
+                    attempt=0,
+                    cause=cause,
+                )
+            )
+
+    def _fire_timer(self, timer_id: int) -> None:
+        fut = self._timers.pop(timer_id, None)
+        if fut is None and timer_id in self._cancelled_timers:
+            return
+        if fut is None:
+            raise KeyError(f"history fires timer {timer_id}, which the code never started")
+        if not fut.done():
+            fut.set_result(None)
+
+    # ---- WorkflowRuntime ------------------------------------------------------------------
+    def info(self) -> WorkflowInfo:
+        return dataclasses.replace(
+            self._info,
+            history_length=self.history_length,
+            continue_as_new_suggested=self.history_length >= self.suggest_continue_as_new_after,
+        )
+
+    def now(self) -> datetime:
+        return _dt(self._time_ms)
+
+    def loop_time(self) -> float:
+        return self._time_ms / 1000.0
+
+    def random(self) -> random.Random:
+        if self._random is None:  # seeded on first use: seeding hashes the run ID
+            self._random = random.Random(self._info.run_id)
+        return self._random
+
+    def is_replaying(self) -> bool:
+        return self._replaying
+
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        return self._logger
+
+    def schedule_activity(self, options: ActivityOptions) -> asyncio.Future[Any]:
+        activity_id = self._next_activity
+        self._next_activity += 1
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self._activities[activity_id] = (fut, options)
+        fut.add_done_callback(lambda f: self._on_activity_done(activity_id, f))
+        args = self.converter.to_payloads(list(options.args))
+        check_size(
+            args, self.max_payload_bytes, f"the arguments of activity {options.activity_type!r}"
+        )
+        self._commands.append(ScheduleActivity(activity_id, options, args, _user_location()))
+        return fut
+
+    def start_timer(self, delay: timedelta) -> asyncio.Future[None]:
+        timer_id = self._next_timer
+        self._next_timer += 1
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._timers[timer_id] = fut
+        self._commands.append(StartTimer(timer_id, delay, _user_location()))
+        fut.add_done_callback(lambda f: self._on_timer_done(timer_id, f))
+        return fut
+
+    def start_child(self, options: ChildOptions) -> tuple[asyncio.Future[str], asyncio.Future[Any]]:
+        seq = self._next_child
+        self._next_child += 1
+        started: asyncio.Future[str] = self.loop.create_future()
+        result: asyncio.Future[Any] = self.loop.create_future()
+        self._children[seq] = (started, result, options)
+        args = self.converter.to_payloads(list(options.args))
+        check_size(
+            args, self.max_payload_bytes, f"the arguments of child workflow {options.workflow_id!r}"
+        )
+        self._commands.append(StartChild(seq, options, args, _user_location()))
+        return started, result
+
+    def _child_started(self, seq: int, run_id: str) -> None:
+        started, _, _ = self._children[seq]
+        if not started.done():
+            started.set_result(run_id)
+
+    def _child_closed(
+        self, seq: int, result: Payload | None, failure: Failure | None, status: str
+    ) -> None:
+        started, done, options = self._children.pop(seq)
+        if status == "COMPLETED":
+            if not done.done():
+                done.set_result(
+                    self.converter.from_payload(result, options.result_type)
+                    if result is not None
+                    else None
+                )
+            return
+        cause = from_failure(failure, self.converter) if failure is not None else None
+        error = ChildWorkflowError(
+            f"child workflow {options.workflow_id!r} "
+            + ("could not start" if status == "START_FAILED" else f"closed {status.lower()}")
+            + (f": {failure.message}" if failure is not None else "")
+        )
+        error.__cause__ = cause
+        if not started.done():
+            started.set_exception(error)
+        if not done.done():
+            done.set_exception(error)
+            if status == "START_FAILED":
+                done.exception()  # nobody will await it: mark its error as seen
+
+    def _on_timer_done(self, timer_id: int, fut: asyncio.Future[None]) -> None:
+        # cancelled by the code (wait_for finished first, the run was cancelled...)
+        if fut.cancelled() and self._timers.pop(timer_id, None) is not None:
+            self._cancelled_timers.add(timer_id)
+            self._commands.append(CancelTimer(timer_id))
+
+    def _on_activity_done(self, activity_id: int, fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() or activity_id not in self._activities:
+            return
+        _, options = self._activities.pop(activity_id)
+        self._given_up.add(activity_id)
+        if options.cancellation_type != "abandon":
+            self._commands.append(RequestCancelActivity(activity_id))
+
+    def cancel_activity(self, fut: asyncio.Future[Any]) -> None:
+        for activity_id, (candidate, options) in self._activities.items():
+            if candidate is fut:
+                if options.cancellation_type != "abandon":
+                    self._commands.append(RequestCancelActivity(activity_id))
+                return
+
+    async def wait_condition(
+        self, predicate: Callable[[], bool], timeout: timedelta | None
+    ) -> None:
+        if predicate():
+            return
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._conditions.append((predicate, fut))
+        if timeout is None:
+            await fut
+        else:
+            await asyncio.wait_for(fut, timeout.total_seconds())
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000.0, tz=UTC)
+
+
+def _user_location() -> str:
+    """file:line of the workflow code that issued the current command."""
+    frame = sys._getframe(1)
+    while frame is not None and not _is_user_frame(frame):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return "?"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"

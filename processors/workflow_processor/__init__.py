@@ -1,0 +1,14 @@
+"""The workflow processor: the Kafka shell around the pure run core.
+
+- `processor`: `WorkflowProcessor`, the consume → run → write loop and its rebalances;
+- `batch`: one batch of commands and due timers, run against the cached runs;
+- `transactions`: one Kafka transaction per batch, ended on a commit thread;
+- `output`: produces a batch's effects (history, tasks, timers, snapshots, replies);
+- `restore`: rebuilds a partition from snapshots, timers and the history tail;
+- `run_cache`: the loaded runs of a partition with their storage bookkeeping;
+- `timer_heap`: due timers in time order;
+- `status`: the worker's status records for `everflow workers`.
+
+May import: `confluent_kafka`, `streams.kafka`, `streams.wire`, `processors.run`,
+`processors.workflow_code`.
+"""

@@ -1,0 +1,268 @@
+"""What one transaction writes: a batch's effects, the checkpoints of the partitions whose
+turn it is, tombstones of expired closed runs, replies and dead letters."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Producer
+
+from processors.run.commands import Batch
+from processors.run.effects import Effects
+from processors.run.state import Run
+from processors.workflow_processor.run_cache import (
+    CHECKPOINT_KEY,
+    CHUNK_EVENTS,
+    PartitionRuns,
+    chunk_key,
+)
+from streams import kafka
+from streams.kafka.topics import Topics
+from streams.wire import Wire
+from streams.wire.events import WorkflowStarted
+from streams.wire.records import Snapshot, Timer
+
+log = logging.getLogger(__name__)
+
+Delivery = Callable[[Any, Any], None]
+
+
+class _Patient:
+    """A producer whose produce() waits for room when its queue is full (a checkpoint after
+    a large restore writes many snapshots at once) instead of failing, and whose delivery
+    callbacks go through `defer` (they run when the processor settles the transaction)."""
+
+    def __init__(self, producer: Producer, defer: Callable[[Delivery], Delivery]) -> None:
+        self._producer = producer
+        self._defer = defer
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        callback = kwargs.get("on_delivery")
+        if callback is not None:
+            kwargs["on_delivery"] = self._defer(callback)
+        while True:
+            try:
+                self._producer.produce(*args, **kwargs)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+
+class Output:
+    """Produces a batch into the open transaction; returns what changes in memory once the
+    transaction commits."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        topics: Topics,
+        wire: Wire,
+        task_topic: Callable[[str], str],
+        commands_partitions: int,
+        replies_partitions: int,
+        stats: dict[str, int],
+        defer: Callable[[Delivery], Delivery],
+    ) -> None:
+        self.producer = _Patient(producer, defer)
+        self.topics = topics
+        self.wire = wire
+        self.task_topic = task_topic
+        self.commands_partitions = commands_partitions
+        self.replies_partitions = replies_partitions
+        self.stats = stats
+
+    def produce(
+        self, batch: Batch, owned: dict[int, PartitionRuns], now_ms: int, retention_ms: int
+    ) -> tuple[list[tuple[int, Timer]], dict[int, list[Run]]]:
+        """Writes the batch; returns the timers it set and the partitions checkpointed."""
+        new_timers: list[tuple[int, Timer]] = []
+        for p, fx in batch.fx.items():
+            state = owned.get(p)
+            dirty = batch.dirty.get(p, {})
+            self._events(p, fx.events, dirty, state)
+            self._effects(p, fx, new_timers)
+            if state is not None:
+                for run in dirty.values():
+                    if run.pending_events:  # touched without new events: nothing to write
+                        state.mark_dirty(run)
+        checkpointed: dict[int, list[Run]] = {}  # partition -> runs whose snapshot waits
+        clock = time.monotonic()
+        for p, state in owned.items():
+            if state.checkpoint_due(clock):
+                checkpointed[p] = self._checkpoint(p, state, now_ms, retention_ms)
+        for fx in batch.fx.values():
+            batch.replies.extend(fx.replies)
+        self._replies(batch)
+        self._dead_letters(batch)
+        return new_timers, checkpointed
+
+    def _events(
+        self,
+        p: int,
+        events: list[Any],
+        dirty: dict[tuple[str, str], Run],
+        state: PartitionRuns | None,
+    ) -> None:
+        produce, topic, encode = self.producer.produce, self.topics.history, self.wire.event.encode
+        last, clock = len(events) - 1, time.monotonic()
+        for i, event in enumerate(events):
+            raw = encode(event)
+            run = dirty[(event.workflow_id, event.run_id)]
+            run.encoded.append(raw)
+            run.history_bytes += len(raw)
+            self.stats["history_bytes"] += len(raw)
+            run.pending_events += 1
+            first = event.event_id == 1 and isinstance(event.attributes, WorkflowStarted)
+            pending = run.pending_events == 1
+            if pending:
+                run.pending_since = clock
+            end = state if i == last else None
+            wanted = first or pending or end is not None
+            callback = _delivered(run, first, pending, end) if wanted else None
+            if callback is None:
+                produce(topic, raw, event.workflow_id.encode(), partition=p)
+            else:
+                produce(topic, raw, event.workflow_id.encode(), partition=p, on_delivery=callback)
+        self.stats["events"] += len(events)
+        if state is not None:
+            state.records_since_checkpoint += len(events)
+
+    def _effects(self, p: int, fx: Effects, new_timers: list[tuple[int, Timer]]) -> None:
+        produce, t, w = self.producer.produce, self.topics, self.wire
+        for queue, task in fx.tasks:
+            topic = self.task_topic(queue)
+            produce(topic, w.task.encode(task), task.workflow_id.encode(), partition=p)
+        for timer_key, timer in fx.timer_ops:  # in order: cleared, then maybe set again
+            value = None if timer is None else w.timer.encode(timer)
+            produce(t.timers, value, timer_key.encode(), partition=p)
+            if timer is not None:
+                new_timers.append((p, timer))
+        new_timers.extend((p, timer) for timer in fx.derived_timers)
+        for out in fx.commands:  # to other workflows: their partition, by murmur2
+            cp = kafka.partition_for(out.workflow_id, self.commands_partitions)
+            produce(t.commands, w.command.encode(out), out.workflow_id.encode(), partition=cp)
+        for completion in fx.completions:
+            key = completion.workflow_id.encode()
+            produce(t.completions, w.completion.encode(completion), key, partition=p)
+
+    def _checkpoint(
+        self, p: int, state: PartitionRuns, now_ms: int, retention_ms: int
+    ) -> list[Run]:
+        """Snapshots of the partition's dirty runs, tombstones of its expired closed runs,
+        then the watermark: history before it is in snapshots now."""
+        produce, topic, encode = self.producer.produce, self.topics.snapshots, self.wire.snapshot
+        clock, deferred = time.monotonic(), []
+        for run in state.dirty.values():
+            if state.get_loaded(run.workflow_id) is not run:
+                continue  # superseded by a newer run of the workflow in this checkpoint
+            if not state.ripe(run, clock):
+                deferred.append(run)  # its events stay in the tail after the watermark
+                continue
+            run.pending_events, run.pending_first_offset = 0, -1
+            self._chunks(p, state, run)
+            done = run.chunks_written * CHUNK_EVENTS
+            snap = Snapshot(
+                run.workflow_id,
+                run.run_id,
+                run.closed,
+                run.encoded[done:],
+                first_offset=run.first_offset,
+                chunk_count=run.chunks_written,
+            )
+            raw = encode.encode(snap)
+            self.stats["snapshot_bytes"] += len(raw)
+            produce(
+                topic, raw, run.workflow_id.encode(), partition=p, on_delivery=_indexed(state, run)
+            )
+            if run.closed and not run.retention_queued:
+                run.retention_queued = True
+                state.closed.append((run.close_time or now_ms, run.workflow_id, run.run_id))
+        for workflow_id in state.expired(now_ms, retention_ms):
+            produce(topic, None, workflow_id.encode(), partition=p)
+            state.forget(workflow_id)
+            self.stats["runs_expired"] += 1
+        for key in state.garbage:  # chunks of runs replaced or expired
+            produce(topic, None, key.encode(), partition=p)
+        state.garbage.clear()
+        watermark = state.watermark(deferred)
+        mark = Snapshot(CHECKPOINT_KEY, "", False, [], history_offset=watermark)
+        produce(topic, encode.encode(mark), CHECKPOINT_KEY.encode(), partition=p)
+        state.marked = watermark
+        self.stats["checkpoints"] += 1
+        return deferred
+
+    def _chunks(self, p: int, state: PartitionRuns, run: Run) -> None:
+        """Writes the run's newly filled chunks of events (each chunk once, ever)."""
+        full = len(run.encoded) // CHUNK_EVENTS
+        for n in range(run.chunks_written, full):
+            events = run.encoded[n * CHUNK_EVENTS : (n + 1) * CHUNK_EVENTS]
+            raw = self.wire.snapshot.encode(Snapshot(run.workflow_id, run.run_id, False, events))
+            self.stats["snapshot_bytes"] += len(raw)
+            self.producer.produce(
+                self.topics.snapshots,
+                raw,
+                chunk_key(run.workflow_id, run.run_id, n).encode(),
+                partition=p,
+                on_delivery=_chunk_written(run, n),
+            )
+        run.chunks_written = max(run.chunks_written, full)
+
+    def _replies(self, batch: Batch) -> None:
+        produce, topic, encode = self.producer.produce, self.topics.replies, self.wire.reply.encode
+        for reply in batch.replies:
+            rp = kafka.partition_for(reply.client_id, self.replies_partitions)
+            produce(topic, encode(reply), reply.client_id.encode(), partition=rp)
+
+    def _dead_letters(self, batch: Batch) -> None:
+        for msg, reason in batch.dead:
+            topic, partition, offset = kafka.where(msg)
+            original = msg.headers() or []
+            headers: list[tuple[str, str | bytes | None]] = [
+                ("everflow.reason", reason.encode()),
+                ("everflow.source", f"{topic}/{partition}/{offset}".encode()),
+                *(original.items() if isinstance(original, dict) else original),
+            ]
+            self.producer.produce(
+                self.topics.dead_letters,
+                msg.value(),
+                msg.key(),
+                partition=partition,
+                headers=headers,
+            )
+
+
+def _delivered(run: Run, first: bool, pending: bool, end: PartitionRuns | None) -> Delivery:
+    """Learns offsets from an event's delivery: the run's first event, the first one not in
+    a snapshot yet, the last one of the partition in this transaction."""
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None:
+            offset = msg.offset()
+            if first:
+                run.first_offset = offset
+            if pending:
+                run.pending_first_offset = offset
+            if end is not None:
+                end.history_end = max(end.history_end, offset + 1)
+
+    return delivered
+
+
+def _indexed(state: PartitionRuns, run: Run) -> Delivery:
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None:
+            state.snapshot_written(run, msg.offset())
+
+    return delivered
+
+
+def _chunk_written(run: Run, n: int) -> Delivery:
+    def delivered(err: Any, msg: Any) -> None:
+        if err is None:
+            del run.chunk_offsets[n:]
+            run.chunk_offsets.append(msg.offset())
+
+    return delivered

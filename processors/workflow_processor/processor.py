@@ -1,0 +1,498 @@
+"""The workflow processor: the Kafka shell around the pure run state machine.
+
+One consumer-group member on `commands` (read_committed). Per batch, one Kafka transaction
+carries the history events, activity tasks, timers, completions, replies, snapshots and the
+consumed offsets; a crash anywhere leaves all of a batch or none of it. Every output for a
+workflow goes to the same partition number as the command that caused it. A transaction
+ends on a thread of its own while the next batch is read and run (see `transactions`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import assert_never
+
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+
+from processors.run.commands import (
+    Batch,
+    cancel_run,
+    child_report,
+    continue_runs,
+    describe_run,
+    query_run,
+    repair_run,
+    reset_run,
+    signal_run,
+    start_run,
+    update_run,
+)
+from processors.run.state import Effects, Run
+from processors.workflow_code.registry import Registry
+from processors.workflow_processor.output import Output
+from processors.workflow_processor.restore import SnapshotReader, restore_partitions
+from processors.workflow_processor.run_cache import CacheSettings, PartitionRuns
+from processors.workflow_processor.status import StatusReporter
+from processors.workflow_processor.transactions import Transactions
+from streams import kafka
+from streams.errors import PayloadDecodeError
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics, ensure_topics, partition_count, topic_specs
+from streams.wire import Wire, wire
+from streams.wire.commands import (
+    CancelWorkflow,
+    CompleteActivity,
+    ControlActivity,
+    DescribeWorkflow,
+    FailActivity,
+    HeartbeatActivity,
+    QueryWorkflow,
+    ReportChildClosed,
+    ReportChildStarted,
+    ReportChildStartFailed,
+    ResetWorkflow,
+    SignalWorkflow,
+    StartActivity,
+    StartWorkflow,
+    TerminateWorkflow,
+    UnblockWorkflow,
+    UpdateWorkflow,
+)
+from streams.wire.records import (
+    ActivityCancelRequest,
+    Reply,
+    Timer,
+    TimerKind,
+)
+
+log = logging.getLogger(__name__)
+
+# timers with a record on the timers topic; the others are derived from run state
+PERSISTED_TIMERS = (TimerKind.USER_TIMER, TimerKind.ACTIVITY_RETRY)
+# what a transaction changes in memory once it commits: the timers it set, and per
+# partition the runs its checkpoint deferred (Output.produce)
+AfterCommit = tuple[list[tuple[int, Timer]], dict[int, list[Run]]]
+
+
+@dataclass(slots=True)
+class ProcessorConfig:
+    """Tuning of one workflow processor."""
+
+    instance_id: str
+    batch_size: int = 1000
+    max_wait: float = 0.05
+    timer_budget: int = 2000
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    # a paused or crashed owner's open transaction is aborted this long after it began, so
+    # a new owner of its partitions waits at most this long (plus the coordinator's sweep)
+    transaction_timeout_ms: int = 10_000
+
+
+class WorkflowProcessor:
+    """Consumes commands, runs workflow code, and writes results transactionally."""
+
+    def __init__(self, config: KafkaConfig, registry: Registry, settings: ProcessorConfig) -> None:
+        self.config = config
+        self.registry = registry
+        self.settings = settings
+        self.topics = Topics(config.topic_prefix)
+        self.wire: Wire = wire()
+        self.partitions: dict[int, PartitionRuns] = {}
+        self._timers: list[tuple[int, int, int, Timer]] = []
+        self._seq = itertools.count()
+        self._task_topics: set[str] = set()
+        self._restore_needed: set[int] = set()
+        self._epoch = 0  # bumped by every assignment change
+        self._catching_up: dict[int, int] = {}  # partition -> commands end at assignment
+        self._admin = kafka.admin(config)
+        self._replies_partitions = partition_count(self._admin, self.topics.replies)
+        self._commands_partitions = partition_count(self._admin, self.topics.commands)
+        self.stats = dict.fromkeys(
+            (
+                "transactions",
+                "commands",
+                "events",
+                "timers_fired",
+                "history_bytes",
+                "snapshot_bytes",
+                "checkpoints",
+                "runs_expired",
+            ),
+            0,
+        )
+        self.restore_metrics: dict[int, dict[str, float]] = {}
+        self.timing = {"produce": 0.0, "commit": 0.0, "settle": 0.0}
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Processes until `stop` is set; raises on fatal Kafka errors (restart the process)."""
+        self.producer = kafka.transactional_producer(
+            self.config,
+            f"{self.config.topic_prefix}wp-{self.settings.instance_id}",
+            **{
+                "transaction.timeout.ms": self.settings.transaction_timeout_ms,
+                "message.timeout.ms": self.settings.transaction_timeout_ms - 1000,
+            },
+        )
+        self.producer.init_transactions(60)
+        self.transactions: Transactions[AfterCommit] = Transactions(self.producer, self.timing)
+        self.output = Output(
+            self.producer,
+            self.topics,
+            self.wire,
+            self._task_topic,
+            self._commands_partitions,
+            self._replies_partitions,
+            self.stats,
+            self.transactions.deferred,
+        )
+        self.loader = SnapshotReader(self.config, self.wire)
+        self._status_producer = kafka.producer(self.config, **{"linger.ms": 50})
+        self.status = StatusReporter(
+            self._status_producer, self.topics, self.wire, self.settings.instance_id
+        )
+        self.consumer = kafka.consumer(
+            self.config,
+            f"{self.config.topic_prefix}workflow-processor",
+            settings={
+                "session.timeout.ms": 10000,
+                "max.poll.interval.ms": 300000,
+                "client.id": f"everflow-wp-{self.settings.instance_id}",
+            },
+        )
+        self.consumer.subscribe(
+            [self.topics.commands],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        try:
+            while not stop.is_set():
+                self.process_once()
+            self._settle()
+        finally:
+            self.transactions.close()
+            log.info(
+                "processor stopped instance=%s stats=%s timing_s=%s",
+                self.settings.instance_id,
+                self.stats,
+                {k: round(v, 3) for k, v in self.timing.items()},
+            )
+            self.consumer.close()
+            self.loader.close()
+            try:
+                self.producer.flush(5)
+            except KafkaException as e:  # fenced: nothing of ours may be written any more
+                log.warning("producer not flushed: %s", e)
+            self.partitions.clear()
+            self.status.report(self.partitions, self.stats, {}, force=True)
+            self._status_producer.flush(5)
+
+    def _on_assign(self, consumer: object, partitions: list[TopicPartition]) -> None:
+        ids = [tp.partition for tp in partitions]
+        log.info("assigned partitions=%s instance=%s", ids, self.settings.instance_id)
+        self._settle()
+        self._epoch += 1
+        self._restore(ids)
+
+    def _on_revoke(self, consumer: object, partitions: list[TopicPartition]) -> None:
+        ids = {tp.partition for tp in partitions}
+        log.info("revoked partitions=%s instance=%s", sorted(ids), self.settings.instance_id)
+        self._settle()  # what this owner computed is written before the partitions move
+        self._epoch += 1
+        for p in ids:
+            self.partitions.pop(p, None)
+            self._catching_up.pop(p, None)
+            self.restore_metrics.pop(p, None)
+        self._timers = [t for t in self._timers if t[2] not in ids]
+        heapq.heapify(self._timers)
+        self._size_caches()
+
+    def _size_caches(self) -> None:
+        share = self.settings.cache.max_cached_runs // max(1, len(self.partitions))
+        for state in self.partitions.values():
+            state.capacity = max(1, share)
+            state.trim()
+
+    def _restore(self, ids: list[int]) -> None:
+        restored = restore_partitions(self.config, self.wire, ids)
+        # commands that arrived while nobody owned a partition (an activity's result, say)
+        # come before its overdue timers: a timeout must not win against a waiting result
+        commands = self.topics.commands
+        committed = self.consumer.committed([TopicPartition(commands, p) for p in ids], 30)
+        for tp in committed:
+            end = kafka.end_offset(self.consumer, commands, tp.partition)
+            if tp.offset < end:
+                self._catching_up[tp.partition] = end
+        for p, part in restored.items():
+            state = PartitionRuns(p, self.settings.cache, 1, self.loader.load)
+            state.index, state.history_end = part.index, part.history_end
+            state.closed.extend(part.closed)
+            state.garbage.extend(part.garbage)
+            self.partitions[p] = state
+            self.restore_metrics[p] = part.metrics()
+            self._timers = [t for t in self._timers if t[2] != p]
+            for timer in part.timers.values():
+                self._push_timer(p, timer)
+            for run in part.runs.values():
+                state[run.workflow_id] = run
+                if run.workflow_id in part.dirty:
+                    state.mark_dirty(run)
+                for timer in run.derived_timers():
+                    self._push_timer(p, timer)
+                if run.blocked is not None:
+                    self._restore_needed.add(p)
+        heapq.heapify(self._timers)
+        self._size_caches()
+        self.status.report(self.partitions, self.stats, self.restore_metrics, force=True)
+
+    def _push_timer(self, partition: int, timer: Timer) -> None:
+        heapq.heappush(self._timers, (timer.fire_at, next(self._seq), partition, timer))
+
+    # ---- one batch ------------------------------------------------------------------------
+    def process_once(self) -> None:
+        self.status.report(self.partitions, self.stats, self.restore_metrics)
+        wait = self.settings.max_wait
+        if self._timers:
+            wait = min(wait, max(0.0, self._timers[0][0] / 1000.0 - time.time()))
+        if self._catching_up:
+            wait = max(wait, 0.01)
+        if self.transactions.in_flight:
+            wait = 0.0  # with nothing to read, settle the transaction in flight instead
+        epoch = self._epoch
+        messages = kafka.consume_batch(self.consumer, self.settings.batch_size, wait)
+        if epoch != self._epoch and messages:
+            # a rebalance ran while this batch was read: messages from before it may belong
+            # to partitions revoked (or revoked and given back, restored and re-read from
+            # their committed offsets); drop the batch, and read again from committed offsets
+            log.info("rebalance during a read: %d messages dropped, re-reading", len(messages))
+            self._rewind()
+            return
+        self._update_catch_up(messages)
+        now = int(time.time() * 1000)
+        due = self._due_timers(now)
+        if not messages and not due and not self._restore_needed and not self._checkpoint_due():
+            self._settle()
+            return
+        batch = Batch()
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("consumer error: %s", err.str())
+                continue
+            if msg.partition() not in self.partitions:
+                continue  # revoked while this batch was read: its new owner handles it
+            batch.offsets[msg.partition()] = msg.offset() + 1
+            self._handle_message(msg, now, batch)
+        for partition, timer in due:
+            self._fire(partition, timer, now, batch)
+        self._try_unblock(now, batch)
+        self._commit(batch)
+
+    def _checkpoint_due(self) -> bool:
+        clock = time.monotonic()
+        return any(state.checkpoint_due(clock) for state in self.partitions.values())
+
+    def _update_catch_up(self, messages: list[Message]) -> None:
+        if not self._catching_up:
+            return
+        seen = set()
+        for msg in messages:
+            partition, offset = msg.partition(), msg.offset()
+            seen.add(partition)
+            if partition in self._catching_up and offset is not None:
+                if offset + 1 >= self._catching_up[partition]:
+                    del self._catching_up[partition]
+        # the end may be a transaction marker (processors write child-workflow commands in
+        # their transactions), which no message ever reaches: one short of it, with nothing
+        # more to read, is caught up too
+        idle = [p for p in self._catching_up if p not in seen]
+        if idle:
+            topic = self.topics.commands
+            for tp in self.consumer.position([TopicPartition(topic, p) for p in idle]):
+                if tp.offset >= 0 and tp.offset >= self._catching_up[tp.partition] - 1:
+                    del self._catching_up[tp.partition]
+
+    def _due_timers(self, now: int) -> list[tuple[int, Timer]]:
+        due: list[tuple[int, Timer]] = []
+        held: list[tuple[int, int, int, Timer]] = []
+        while self._timers and self._timers[0][0] <= now and len(due) < self.settings.timer_budget:
+            entry = heapq.heappop(self._timers)
+            partition, timer = entry[2], entry[3]
+            if partition in self._catching_up:
+                held.append(entry)
+            elif partition in self.partitions:
+                due.append((partition, timer))
+        for entry in held:
+            heapq.heappush(self._timers, entry)
+        return due
+
+    def _handle_message(self, msg: Message, now: int, batch: Batch) -> None:
+        topic, partition, offset = kafka.where(msg)
+        try:
+            command = self.wire.command.decode(msg.value())
+        except PayloadDecodeError as e:
+            reason = str(e.at(topic, partition, offset))
+            log.error("dead-lettering command: %s", reason)
+            batch.dead.append((msg, reason))
+            return
+        self.stats["commands"] += 1
+        runs = self.partitions[partition]
+        run = runs.get(command.workflow_id)
+        body = command.body
+        match body:
+            case StartWorkflow():
+                start_run(command, body, runs, partition, now, self.registry, batch)
+            case SignalWorkflow():
+                signal_run(command, body, run, now, self.registry, batch)
+            case QueryWorkflow():
+                query_run(command, body, run, self.registry, batch)
+            case UpdateWorkflow():
+                update_run(command, body, run, now, self.registry, batch)
+            case ReportChildStarted() | ReportChildStartFailed() | ReportChildClosed():
+                child_report(command, body, run, now, self.registry, batch)
+            case CompleteActivity():
+                if run is not None and run.run_id == body.run_id:
+                    fx = batch.effects(run)
+                    run.complete_activity(
+                        body.activity_id, body.attempt, body.result, now, self.registry, fx
+                    )
+            case FailActivity():
+                if run is not None and run.run_id == body.run_id:
+                    fx = batch.effects(run)
+                    run.fail_activity(
+                        body.activity_id, body.attempt, body.failure, now, self.registry, fx
+                    )
+            case DescribeWorkflow():
+                describe_run(command, body, run, batch)
+            case ResetWorkflow():
+                reset_run(command, body, run, runs, now, self.registry, batch)
+            case ControlActivity() | UnblockWorkflow():
+                repair_run(command, body, run, runs, now, self.registry, batch)
+            case CancelWorkflow() | TerminateWorkflow():
+                cancel_run(command, body, run, now, self.registry, batch)
+            case StartActivity():
+                if run is not None and run.run_id == body.run_id:
+                    run.start_activity(body.activity_id, body.attempt, now, batch.effects(run))
+            case HeartbeatActivity():
+                stop = True  # an attempt of a run nobody knows: nothing waits for it
+                if run is not None and run.run_id == body.run_id:
+                    stop = run.heartbeat_activity(
+                        body.activity_id, body.attempt, body.details, now, batch.effects(run)
+                    )
+                if stop and body.reply_to:
+                    request = ActivityCancelRequest(
+                        command.workflow_id, body.run_id, body.activity_id, body.attempt
+                    )
+                    batch.replies.append(Reply(body.reply_to, command.command_id, request))
+            case _:
+                assert_never(body)
+        current = runs.get(command.workflow_id)
+        if current is not None:
+            self._after(current, runs, now, batch)
+
+    def _after(self, run: Run, runs: PartitionRuns, now: int, batch: Batch) -> None:
+        """Starts a successor run, and holds a run to its history limits."""
+        if run.next_run is not None:
+            continue_runs(run, runs, now, self.registry, batch)
+            run = runs.get(run.workflow_id) or run
+        if not run.closed:
+            run.check_history_limits(self.registry, now, batch.effects)
+
+    def _fire(self, partition: int, timer: Timer, now: int, batch: Batch) -> None:
+        state = self.partitions.get(partition)
+        run = None if state is None else state.get(timer.workflow_id)
+        if state is None or run is None or run.run_id != timer.run_id:
+            if timer.kind in PERSISTED_TIMERS:  # its run is gone: drop the record too
+                batch.fx.setdefault(partition, Effects()).timer_ops.append((timer.key, None))
+            return
+        # a stale timer (already fired, cancelled, superseded) is simply not acted on; its
+        # record, if it had one, was tombstoned or replaced when the state moved on
+        if run.fire_timer(timer, now, self.registry, batch.effects(run)):
+            self.stats["timers_fired"] += 1
+            self._after(run, state, now, batch)
+
+    def _try_unblock(self, now: int, batch: Batch) -> None:
+        for p in list(self._restore_needed):
+            state = self.partitions.get(p)
+            for run in state.loaded() if state is not None else ():
+                if run.blocked is not None and not run.closed:
+                    run.try_unblock(self.registry, now, batch.effects(run))
+        self._restore_needed.clear()
+
+    # ---- the transaction ----------------------------------------------------------------------
+    def _commit(self, batch: Batch) -> None:
+        """Writes the batch in a transaction and hands its commit off; settles the previous
+        one first (if that failed, the batch is dropped: state and input were restored)."""
+        if not self._settle():
+            return
+        started = time.perf_counter()
+        try:
+            self.transactions.begin()
+            retention = self.settings.cache.closed_retention_ms
+            after = self.output.produce(batch, self.partitions, int(time.time() * 1000), retention)
+            offsets = [TopicPartition(self.topics.commands, p, o) for p, o in batch.offsets.items()]
+            metadata = self.consumer.consumer_group_metadata() if offsets else None
+        except KafkaException as e:
+            self._recover(e)
+            return
+        # runs of this batch are dirty now, so eviction keeps them until it is checkpointed
+        for state in self.partitions.values():
+            state.trim()
+        self.timing["produce"] += time.perf_counter() - started
+        self.transactions.hand_off(offsets, metadata, after)
+
+    def _settle(self) -> bool:
+        """Settles the transaction in flight: applies what changes once it committed.
+        False when it failed (and the owned partitions were restored)."""
+        try:
+            after = self.transactions.settle()
+        except KafkaException as e:
+            self._recover(e)
+            return False
+        if after is None:
+            return True
+        self.stats["transactions"] = self.transactions.committed
+        new_timers, checkpointed = after
+        for partition, timer in new_timers:
+            self._push_timer(partition, timer)
+        for p, deferred in checkpointed.items():
+            self.partitions[p].checkpointed(deferred)
+        return True
+
+    def _task_topic(self, queue: str) -> str:
+        topic = self.topics.tasks(queue)
+        if topic not in self._task_topics:
+            ensure_topics(
+                self._admin, [s for s in topic_specs(self.config, [queue]) if s.name == topic]
+            )
+            self._task_topics.add(topic)
+        return topic
+
+    def _recover(self, error: KafkaException) -> None:
+        """An aborted transaction: drop in-memory state, restore it, rewind the input."""
+        err: KafkaError = error.args[0]
+        if err.fatal() or (not err.txn_requires_abort() and not err.retriable()):
+            log.error("fatal transaction error, stopping: %s", err.str())
+            raise error
+        log.warning("transaction aborted, restoring owned partitions: %s", err.str())
+        self.transactions.abort()
+        self._restore(sorted(self.partitions))
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Every owned partition's read position back to its committed offset."""
+        owned = [TopicPartition(self.topics.commands, p) for p in sorted(self.partitions)]
+        for tp in self.consumer.committed(owned, 30):
+            if tp.offset >= 0:
+                try:
+                    self.consumer.seek(tp)
+                except KafkaException as e:  # not fetching yet: it starts there anyway
+                    log.debug("seek %s: %s", tp, e)

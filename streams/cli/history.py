@@ -1,0 +1,196 @@
+"""`everflow history export` and `everflow replay`: one run's events read from Kafka, and
+recorded histories replayed against the code you have now.
+
+Export asks the run's processor where the run starts in its history partition (the offset
+its snapshot keeps) and reads from there, so it does not scan the topic. JSON lines carry
+each event readable (IDs, types, times, decoded payloads) plus its exact record (`raw`,
+base64) so the file can be replayed; `--format avro` writes an Avro object container file
+with the HistoryEvent schema that any Avro library reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import fastavro
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+
+from streams import kafka
+from streams.errors import EverflowError
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics, partition_count
+from streams.payload import DataConverter
+from streams.wire import wire
+from streams.wire.events import HistoryEvent, WorkflowStarted
+from streams.wire.history_json import event_to_json
+
+AVRO_MAGIC = b"Obj\x01"
+
+
+def read_run(
+    config: KafkaConfig, workflow_id: str, run_id: str | None = None, timeout: float = 30.0
+) -> list[tuple[int, bytes]]:
+    """The run's history records as (offset, raw), in order, from its first event on."""
+    from streams.client import Client
+
+    async def describe() -> Any:
+        client = await asyncio.to_thread(Client, config)
+        try:
+            return await client.get_workflow_handle(workflow_id, run_id).describe()
+        finally:
+            client.close()
+
+    desc = asyncio.run(describe())
+    topic = Topics(config.topic_prefix).history
+    partition = kafka.partition_for(workflow_id, partition_count(kafka.admin(config), topic))
+    start = desc.first_offset if desc.first_offset >= 0 else OFFSET_BEGINNING
+    out: list[tuple[int, bytes]] = []
+    consumer = kafka.consumer(config, settings={"enable.partition.eof": True})
+    try:
+        end = kafka.end_offset(consumer, topic, partition)
+        consumer.assign([TopicPartition(topic, partition, start)])
+        key, decode = workflow_id.encode(), wire().event.decode
+        done, deadline = False, time.monotonic() + timeout
+        while not done and len(out) < desc.history_length:
+            if time.monotonic() > deadline:
+                raise EverflowError(f"reading the history of {workflow_id!r} timed out")
+            for msg in consumer.consume(5000, 0.2):
+                err = msg.error()
+                if err is not None:
+                    done = done or err.code() == KafkaError._PARTITION_EOF
+                    continue
+                if msg.key() != key:
+                    continue
+                raw, offset = msg.value() or b"", msg.offset() or 0
+                if decode(raw).run_id == desc.run_id:
+                    out.append((offset, raw))
+                done = done or offset >= end - 1
+    finally:
+        consumer.close()
+    return out[: desc.history_length]
+
+
+def write_json(records: list[tuple[int, bytes]], out: BinaryIO, converter: DataConverter) -> None:
+    decode = wire().event.decode
+    for offset, raw in records:
+        row = event_to_json(decode(raw), converter)
+        row["offset"] = offset
+        row["raw"] = base64.b64encode(raw).decode()
+        out.write(orjson.dumps(row, default=str) + b"\n")
+
+
+def write_avro(records: list[tuple[int, bytes]], out: BinaryIO) -> None:
+    codec = wire().event
+    rows = [codec._to(codec.decode(raw)) for _, raw in records]
+    fastavro.writer(out, codec.schema, rows)
+
+
+def read_history_file(path: Path) -> Iterator[list[HistoryEvent]]:
+    """Histories (one list per run) from an export: JSON lines or Avro container."""
+    data = path.read_bytes()
+    codec = wire().event
+    events: list[HistoryEvent]
+    if data.startswith(AVRO_MAGIC):
+        reader = fastavro.reader(
+            io.BytesIO(data), return_record_name=True, return_record_name_override=True
+        )
+        events = [codec._from(r) for r in reader]
+    else:
+        events = []
+        for line in data.splitlines():
+            if line.strip():
+                row = orjson.loads(line)
+                if "raw" not in row:
+                    raise EverflowError(
+                        f"{path}: a line without its record ('raw'); write the file with "
+                        "`everflow history export`"
+                    )
+                events.append(codec.decode(base64.b64decode(row["raw"])))
+    by_run: dict[tuple[str, str], list[HistoryEvent]] = {}
+    for e in events:
+        by_run.setdefault((e.workflow_id, e.run_id), []).append(e)
+    yield from by_run.values()
+
+
+def histories_from_kafka(
+    config: KafkaConfig, workflow_type: str | None, limit: int
+) -> list[list[HistoryEvent]]:
+    """Up to `limit` runs (of `workflow_type`) whose start is on the history topic."""
+    topic = Topics(config.topic_prefix).history
+    runs: dict[tuple[str, str], list[HistoryEvent]] = {}
+    consumer = kafka.consumer(config, settings={"enable.partition.eof": True})
+    try:
+        n = partition_count(kafka.admin(config), topic)
+        assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)]
+        decode = wire().event.decode
+        for msg in kafka.read_to_end(consumer, assignment):
+            event = decode(msg.value())
+            key = (event.workflow_id, event.run_id)
+            if key in runs:
+                runs[key].append(event)
+            elif isinstance(event.attributes, WorkflowStarted) and len(runs) < limit:
+                if workflow_type in (None, event.attributes.workflow_type):
+                    runs[key] = [event]
+    finally:
+        consumer.close()
+    return list(runs.values())
+
+
+def export_main(
+    config: KafkaConfig, workflow_id: str, run_id: str | None, fmt: str, output: str | None
+) -> int:
+    records = read_run(config, workflow_id, run_id)
+    target: BinaryIO = open(output, "wb") if output else sys.stdout.buffer
+    try:
+        if fmt == "avro":
+            write_avro(records, target)
+        else:
+            write_json(records, target, DataConverter())
+    finally:
+        if output:
+            target.close()
+        else:
+            target.flush()
+    return 0
+
+
+def replay_main(
+    config: KafkaConfig | None,
+    targets: list[str],
+    workflow_id: str | None,
+    from_kafka: bool,
+    workflow_type: str | None,
+    limit: int,
+    file: str | None,
+) -> int:
+    from streams.cli.worker import collect
+    from streams.replayer import Replayer
+
+    workflows, _ = collect(targets)
+    histories: list[list[HistoryEvent]]
+    if file:
+        histories = list(read_history_file(Path(file)))
+    elif workflow_id:
+        assert config is not None
+        decode = wire().event.decode
+        histories = [[decode(raw) for _, raw in read_run(config, workflow_id)]]
+    elif from_kafka:
+        assert config is not None
+        histories = histories_from_kafka(config, workflow_type, limit)
+    else:
+        raise EverflowError("say which histories: --workflow-id, --from-kafka or --file")
+    results = Replayer(workflows).replay_all(histories)
+    bad = [r for r in results if not r.ok]
+    for r in results:
+        state = "ok" if r.ok else f"NON-DETERMINISTIC: {r.error}"
+        print(f"{r.workflow_id}/{r.run_id} ({r.workflow_type}, {r.events} events): {state}")
+    print(f"replayed {len(results)} runs: {len(results) - len(bad)} ok, {len(bad)} failed")
+    return 1 if bad else 0

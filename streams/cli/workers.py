@@ -1,0 +1,186 @@
+"""Who owns what: `everflow workers`.
+
+Ownership and lag come from Kafka itself (the consumer groups of the workflow processors
+and of each task queue's activity runners, their committed offsets and the partitions'
+ends); the processors' own reports on the `workers` topic add their run cache, counters
+and restores.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    TopicPartition,
+)
+
+from streams import kafka
+from streams.errors import BrokerError
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics
+from streams.wire import wire
+from streams.wire.records import WorkerStatus
+
+PROCESSOR_CLIENT_PREFIX = "everflow-wp-"
+
+
+@dataclass
+class Member:
+    client_id: str
+    host: str
+    partitions: list[int]
+    lag: int = 0
+
+
+@dataclass
+class Group:
+    group_id: str
+    topic: str
+    state: str
+    members: list[Member] = field(default_factory=list)
+    lag: dict[int, int] = field(default_factory=dict)  # partition -> records not processed
+
+
+@dataclass
+class WorkersView:
+    groups: list[Group]
+    statuses: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"groups": [asdict(g) for g in self.groups], "statuses": self.statuses}
+
+
+def workers_view(config: KafkaConfig, timeout: float = 15.0) -> WorkersView:
+    topics = Topics(config.topic_prefix)
+    admin = kafka.admin(config)
+    listed = admin.list_consumer_groups(request_timeout=timeout).result(timeout)
+    activity_prefix = f"{config.topic_prefix}activities."
+    wanted = {f"{config.topic_prefix}workflow-processor": topics.commands}
+    for listing in listed.valid:
+        gid = listing.group_id
+        if gid.startswith(activity_prefix):
+            wanted[gid] = topics.tasks(gid[len(activity_prefix) :])
+    groups = []
+    described = admin.describe_consumer_groups(list(wanted), request_timeout=timeout)
+    reader = kafka.consumer(config)
+    try:
+        for gid, future in described.items():
+            try:
+                desc = future.result(timeout)
+            except Exception as e:  # a group that does not exist (yet)
+                err = e.args[0] if e.args else None
+                if isinstance(err, KafkaError) and err.code() == KafkaError.GROUP_ID_NOT_FOUND:
+                    continue
+                raise BrokerError(f"cannot describe consumer group {gid}: {e}") from e
+            group = Group(gid, wanted[gid], str(desc.state.name).lower())
+            for m in desc.members:
+                parts = sorted(
+                    tp.partition
+                    for tp in (m.assignment.topic_partitions or [])
+                    if tp.topic == group.topic
+                )
+                group.members.append(Member(m.client_id, m.host, parts))
+            group.lag = _lag(admin, reader, gid, group.topic, timeout)
+            for member in group.members:
+                member.lag = sum(group.lag.get(p, 0) for p in member.partitions)
+            groups.append(group)
+    finally:
+        reader.close()
+    statuses = _statuses(config, topics.workers)
+    return WorkersView(groups, statuses)
+
+
+def _lag(admin: Any, reader: Any, group_id: str, topic: str, timeout: float) -> dict[int, int]:
+    meta = admin.list_topics(topic, timeout=timeout).topics.get(topic)
+    if meta is None or meta.error is not None:
+        return {}
+    request = ConsumerGroupTopicPartitions(
+        group_id, [TopicPartition(topic, p) for p in meta.partitions]
+    )
+    offsets = admin.list_consumer_group_offsets([request], request_timeout=timeout)
+    committed = {
+        tp.partition: tp.offset for tp in offsets[group_id].result(timeout).topic_partitions
+    }
+    lag = {}
+    for p in sorted(meta.partitions):
+        high = kafka.end_offset(reader, topic, p, timeout)
+        done = committed.get(p, -1)
+        if done < 0:  # nothing committed yet: everything still there is to do
+            done = reader.get_watermark_offsets(TopicPartition(topic, p), timeout, False)[0]
+        lag[p] = max(0, high - done)
+    return lag
+
+
+def _statuses(config: KafkaConfig, topic: str) -> list[dict[str, Any]]:
+    """The latest report of each processor instance."""
+    latest: dict[str, WorkerStatus] = {}
+    reader = kafka.consumer(config, settings={"enable.partition.eof": True})
+    try:
+        assignment = [TopicPartition(topic, 0, OFFSET_BEGINNING)]
+        for msg in kafka.read_to_end(reader, assignment, time.monotonic() + 15):
+            if msg.value() is not None:
+                status = wire().worker_status.decode(msg.value())
+                latest[status.instance_id] = status
+    finally:
+        reader.close()
+    now = int(time.time() * 1000)
+    return [
+        {**asdict(s), "age_s": round((now - s.time) / 1000, 1)}
+        for s in sorted(latest.values(), key=lambda s: s.instance_id)
+    ]
+
+
+def render(view: WorkersView) -> str:
+    lines = []
+    by_instance = {s["instance_id"]: s for s in view.statuses}
+    for group in view.groups:
+        total = sum(group.lag.values())
+        lines.append(
+            f"{group.group_id}  ({group.state}, {len(group.members)} members, "
+            f"topic {group.topic}, lag {total})"
+        )
+        for m in sorted(group.members, key=lambda m: m.client_id):
+            extra = ""
+            instance = m.client_id.removeprefix(PROCESSOR_CLIENT_PREFIX)
+            status = (
+                by_instance.get(instance)
+                if m.client_id.startswith(PROCESSOR_CLIENT_PREFIX)
+                else None
+            )
+            if status is not None:
+                extra = (
+                    f"  runs {status['runs_loaded']} loaded / {status['runs_known']} known"
+                    f"  report {status['age_s']}s ago"
+                )
+            lines.append(
+                f"  {m.client_id:<28} {m.host:<18} partitions {_ranges(m.partitions):<12} "
+                f"lag {m.lag}{extra}"
+            )
+    for s in view.statuses:
+        for r in s["restores"]:
+            n = {k: int(v) for k, v in r.items()}
+            lines.append(
+                f"  restore {s['instance_id']} p{n['partition']}: {n['runs_open']} open runs, "
+                f"{n['snapshot_records']} snapshot + {n['tail_records']} history records, "
+                f"{r['seconds']:.2f}s"
+            )
+    return "\n".join(lines) if lines else "no workers: no consumer group has members"
+
+
+def _ranges(parts: list[int]) -> str:
+    if not parts:
+        return "-"
+    out, start, prev = [], parts[0], parts[0]
+    for p in [*parts[1:], None]:
+        if p is not None and p == prev + 1:
+            prev = p
+            continue
+        out.append(str(start) if start == prev else f"{start}-{prev}")
+        if p is not None:
+            start = prev = p
+    return ",".join(out)

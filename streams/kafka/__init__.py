@@ -1,0 +1,37 @@
+"""Kafka I/O shared by the client, the CLI and the processors.
+
+- `config`: `KafkaConfig`, where the cluster is and how the topics are laid out;
+- `topics`: the topic set (names, partitions, compaction), created and verified;
+- `clients`: producers, consumers and admin clients with Everflow's settings, the
+  Java-compatible partitioner, and read helpers. Its functions are re-exported here, so
+  `from streams import kafka; kafka.consumer(config, group)` reads as it is used.
+
+May import: `confluent_kafka`, `streams.errors`. Never the user API, the wire format's
+record classes, or `processors`.
+"""
+
+from streams.kafka.clients import (
+    admin,
+    consume_batch,
+    consumer,
+    end_offset,
+    murmur2,
+    partition_for,
+    producer,
+    read_to_end,
+    transactional_producer,
+    where,
+)
+
+__all__ = [
+    "admin",
+    "consume_batch",
+    "consumer",
+    "end_offset",
+    "murmur2",
+    "partition_for",
+    "producer",
+    "read_to_end",
+    "transactional_producer",
+    "where",
+]

@@ -1,0 +1,180 @@
+"""Everflow's topics: their names, settings, idempotent creation and verification.
+
+Every workflow-keyed topic has the same partition count, so one workflow's commands,
+history, snapshot and timers live in partitions with the same number; a mismatch refuses to
+start, because a workflow's partition must never change.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from streams.errors import BrokerError, TopicMismatchError
+from streams.kafka.config import KafkaConfig
+
+log = logging.getLogger(__name__)
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+_COMPACTED = {
+    "cleanup.policy": "compact",
+    # let the cleaner pick up records soon, but keep tombstones long enough for a restore
+    # that started before them to see them
+    "min.compaction.lag.ms": "0",
+    "segment.ms": str(3600 * 1000),
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": str(24 * 3600 * 1000),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic Everflow needs: its name, partitions, and the settings it must have."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+    workflow_keyed: bool = True
+
+
+class Topics:
+    """The names of Everflow's topics under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.commands = f"{prefix}commands"
+        self.history = f"{prefix}history"
+        self.snapshots = f"{prefix}snapshots"
+        self.timers = f"{prefix}timers"
+        self.completions = f"{prefix}completions"
+        self.replies = f"{prefix}replies"
+        self.dead_letters = f"{prefix}dead-letters"
+        self.workers = f"{prefix}workers"
+
+    def tasks(self, task_queue: str) -> str:
+        return f"{self.prefix}tasks.{task_queue}"
+
+    def workflow_state(self) -> tuple[str, str, str]:
+        """The topics only a partition's owner writes, from which a new owner restores."""
+        return (self.history, self.snapshots, self.timers)
+
+
+def topic_specs(
+    config: KafkaConfig, task_queues: list[str] | tuple[str, ...] = ()
+) -> list[TopicSpec]:
+    """The topic set of the architecture contract, for this configuration."""
+    t = Topics(config.topic_prefix)
+    n, rf = config.partitions, config.replication_factor
+    delete = {"cleanup.policy": "delete"}
+    specs = [
+        TopicSpec(t.commands, n, rf, {**delete, "retention.ms": str(WEEK_MS)}),
+        TopicSpec(t.history, n, rf, {**delete, "retention.ms": str(365 * 24 * 3600 * 1000)}),
+        TopicSpec(t.snapshots, n, rf, dict(_COMPACTED)),
+        TopicSpec(t.timers, n, rf, dict(_COMPACTED)),
+        TopicSpec(t.completions, n, rf, {**delete, "retention.ms": str(WEEK_MS)}),
+        TopicSpec(t.replies, n, rf, {**delete, "retention.ms": str(3600 * 1000)}, False),
+        TopicSpec(t.dead_letters, n, rf, {**delete, "retention.ms": str(4 * WEEK_MS)}, False),
+        TopicSpec(t.workers, 1, rf, dict(_COMPACTED), False),
+    ]
+    specs += [
+        TopicSpec(t.tasks(q), n, rf, {**delete, "retention.ms": str(WEEK_MS)}, False)
+        for q in task_queues
+    ]
+    return specs
+
+
+def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
+    """Creates missing topics and verifies existing ones; returns the names it created.
+
+    Raises TopicMismatchError when an existing topic has other settings than required, or
+    when the workflow-keyed topics do not all have the same partition count.
+    """
+    existing = admin.list_topics(timeout=timeout).topics
+    missing = [s for s in specs if s.name not in existing]
+    created: list[str] = []
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(s.name, s.partitions, s.replication_factor, config=s.config)
+                for s in missing
+            ],
+            operation_timeout=timeout,
+            request_timeout=timeout,
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout=timeout)
+                created.append(name)
+            except KafkaException as e:
+                if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise BrokerError(f"cannot create topic {name}: {e.args[0].str()}") from e
+        log.info("created topics count=%d names=%s", len(created), ",".join(created))
+    _wait_for_metadata(admin, [s.name for s in specs], timeout)
+    verify_topics(admin, specs, timeout)
+    return created
+
+
+def _wait_for_metadata(admin: AdminClient, names: list[str], timeout: float) -> None:
+    # a created topic shows in metadata only once its leaders are known
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        ready = all(
+            n in topics and all(p.leader >= 0 for p in topics[n].partitions.values()) for n in names
+        )
+        if ready or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+def verify_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0) -> None:
+    """Raises TopicMismatchError naming every difference between the topics and `specs`."""
+    metadata = admin.list_topics(timeout=timeout).topics
+    problems: list[str] = []
+    keyed_counts: dict[str, int] = {}
+    for s in specs:
+        topic = metadata.get(s.name)
+        if topic is None:
+            problems.append(f"{s.name}: missing")
+            continue
+        count = len(topic.partitions)
+        if s.workflow_keyed:
+            keyed_counts[s.name] = count
+        elif count != s.partitions:
+            log.warning("topic=%s has %d partitions, configured %d", s.name, count, s.partitions)
+    if len(set(keyed_counts.values())) > 1:
+        listing = ", ".join(f"{k}={v}" for k, v in sorted(keyed_counts.items()))
+        problems.append(
+            "workflow-keyed topics must have the same partition count (a workflow's partition "
+            f"must never change): {listing}"
+        )
+    resources = [ConfigResource("topic", s.name) for s in specs if s.name in metadata]
+    if resources:
+        described = admin.describe_configs(resources, request_timeout=timeout)
+        wanted = {s.name: s.config for s in specs}
+        for resource, future in described.items():
+            entries: dict[str, Any] = future.result(timeout=timeout)
+            for key, value in wanted[resource.name].items():
+                actual = entries[key].value if key in entries else None
+                if actual != value:
+                    problems.append(f"{resource.name}: {key}={actual}, expected {value}")
+    if problems:
+        raise TopicMismatchError(
+            "topics do not match what Everflow needs (fix them or use another topic prefix):\n  "
+            + "\n  ".join(problems)
+        )
+
+
+def partition_count(admin: AdminClient, topic: str, timeout: float = 10.0) -> int:
+    """How many partitions `topic` has; raises BrokerError if it does not exist."""
+    topics = admin.list_topics(topic, timeout=timeout).topics
+    meta = topics.get(topic)
+    if meta is None or meta.error is not None:
+        raise BrokerError(f"topic {topic} does not exist; run `everflow topics create`")
+    return len(meta.partitions)

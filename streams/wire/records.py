@@ -1,0 +1,281 @@
+"""Wire records other than commands and history events: failures, tasks, timers,
+snapshots, completions and replies. Each mirrors a schema in `schemas/`."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from streams.payload import Payload
+from streams.retry import RetryPolicy
+from streams.wire.avro import avro
+
+avro("everflow.Payload")(Payload)
+
+
+def _retry_to_avro(p: RetryPolicy) -> dict[str, Any]:
+    return {
+        "initial_interval_ms": _ms(p.initial_interval),
+        "backoff_coefficient": p.backoff_coefficient,
+        "maximum_interval_ms": None if p.maximum_interval is None else _ms(p.maximum_interval),
+        "maximum_attempts": p.maximum_attempts,
+        "non_retryable_error_types": list(p.non_retryable_error_types),
+    }
+
+
+def _retry_from_avro(r: dict[str, Any]) -> RetryPolicy:
+    maximum = r["maximum_interval_ms"]
+    return RetryPolicy(
+        initial_interval=timedelta(milliseconds=r["initial_interval_ms"]),
+        backoff_coefficient=r["backoff_coefficient"],
+        maximum_interval=None if maximum is None else timedelta(milliseconds=maximum),
+        maximum_attempts=r["maximum_attempts"],
+        non_retryable_error_types=tuple(r["non_retryable_error_types"]),
+    )
+
+
+def _ms(d: timedelta) -> int:
+    return int(d / timedelta(milliseconds=1))
+
+
+avro("everflow.RetryPolicy")(RetryPolicy)
+RetryPolicy.to_avro = staticmethod(_retry_to_avro)  # type: ignore[attr-defined]
+RetryPolicy.from_avro = staticmethod(_retry_from_avro)  # type: ignore[attr-defined]
+
+
+class RunStatus(enum.Enum):
+    """Where a run is in its life; every status but RUNNING is a close."""
+
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    TERMINATED = "TERMINATED"
+    TIMED_OUT = "TIMED_OUT"
+    CONTINUED_AS_NEW = "CONTINUED_AS_NEW"
+
+
+@avro("everflow.Failure")
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why something failed, as it travels: message, type name, stack, cause."""
+
+    message: str
+    type: str
+    kind: str = "application"
+    stack: str = ""
+    non_retryable: bool = False
+    timeout_type: str | None = None
+    details: list[Payload] = field(default_factory=list)
+    cause: Failure | None = None
+
+
+@avro("everflow.ActivityTask")
+@dataclass(frozen=True, slots=True)
+class ActivityTask:
+    """One attempt of an activity, for the runners of its task queue."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    activity_id: int
+    activity_type: str
+    attempt: int
+    args: list[Payload]
+    partition: int
+    scheduled_at: int
+    start_to_close_timeout_ms: int | None
+    idempotency_key: str
+    heartbeat_timeout_ms: int | None = None
+    report_start: bool = False
+    heartbeat_details: list[Payload] = field(default_factory=list)
+
+
+class TimerKind(enum.Enum):
+    USER_TIMER = "USER_TIMER"
+    ACTIVITY_RETRY = "ACTIVITY_RETRY"
+    ACTIVITY_START_TO_CLOSE = "ACTIVITY_START_TO_CLOSE"
+    ACTIVITY_SCHEDULE_TO_START = "ACTIVITY_SCHEDULE_TO_START"
+    ACTIVITY_SCHEDULE_TO_CLOSE = "ACTIVITY_SCHEDULE_TO_CLOSE"
+    ACTIVITY_HEARTBEAT = "ACTIVITY_HEARTBEAT"
+    WORKFLOW_RUN_TIMEOUT = "WORKFLOW_RUN_TIMEOUT"
+    WORKFLOW_EXECUTION_TIMEOUT = "WORKFLOW_EXECUTION_TIMEOUT"
+
+
+@avro("everflow.Timer")
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A pending durable timer (compacted `timers` topic)."""
+
+    workflow_id: str
+    run_id: str
+    kind: TimerKind
+    seq: int
+    attempt: int
+    fire_at: int
+
+    @property
+    def key(self) -> str:
+        return timer_key(self.workflow_id, self.run_id, self.kind, self.seq)
+
+
+_TAGS = {
+    TimerKind.USER_TIMER: "t",
+    TimerKind.ACTIVITY_RETRY: "r",
+    TimerKind.ACTIVITY_START_TO_CLOSE: "a",
+    TimerKind.ACTIVITY_SCHEDULE_TO_START: "q",
+    TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE: "c",
+    TimerKind.ACTIVITY_HEARTBEAT: "h",
+    TimerKind.WORKFLOW_RUN_TIMEOUT: "w",
+    TimerKind.WORKFLOW_EXECUTION_TIMEOUT: "x",
+}
+
+
+def timer_key(workflow_id: str, run_id: str, kind: TimerKind, seq: int) -> str:
+    """The compaction key of a timer: one live record per timer."""
+    return f"{workflow_id}\x00{run_id}\x00{_TAGS[kind]}{seq}"
+
+
+@avro("everflow.Snapshot")
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A run's resumable state (its history events, each already encoded), or a partition's
+    checkpoint (empty workflow ID; history before `history_offset` is in snapshots)."""
+
+    workflow_id: str
+    run_id: str
+    closed: bool
+    events: list[bytes]
+    first_offset: int = -1
+    history_offset: int = -1
+    chunk_count: int = 0
+
+
+@avro("everflow.Completion")
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One record per closed run, for downstream consumers."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    status: RunStatus
+    result: Payload | None
+    failure: Failure | None
+    start_time: int
+    close_time: int
+    history_length: int
+
+
+@avro("everflow.reply.StartAccepted")
+@dataclass(frozen=True, slots=True)
+class StartAccepted:
+    run_id: str
+
+
+@avro("everflow.reply.StartRejected")
+@dataclass(frozen=True, slots=True)
+class StartRejected:
+    code: str
+    message: str
+    existing_run_id: str | None = None
+
+
+@avro("everflow.reply.RunDescription")
+@dataclass(frozen=True, slots=True)
+class RunDescription:
+    """What a processor knows of a run, for describe/result/history."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    task_queue: str
+    status: RunStatus
+    blocked: Failure | None
+    start_time: int
+    close_time: int | None
+    history_length: int
+    result: Payload | None
+    failure: Failure | None
+    history: list[bytes] = field(default_factory=list)
+    first_offset: int = -1  # of the run's first event in its history partition
+
+
+@avro("everflow.reply.NotFound")
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    message: str
+
+
+@avro("everflow.reply.ActivityCancelRequested")
+@dataclass(frozen=True, slots=True)
+class ActivityCancelRequest:
+    """To a runner: the workflow asks the running attempt to stop."""
+
+    workflow_id: str
+    run_id: str
+    activity_id: int
+    attempt: int
+
+
+@avro("everflow.reply.Rejected")
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """The request cannot be done in the run's state (e.g. the run is not running)."""
+
+    code: str
+    message: str
+
+
+@avro("everflow.reply.QueryResult")
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    result: Payload
+
+
+@avro("everflow.reply.UpdateResult")
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    update_id: str
+    result: Payload | None = None
+    failure: Failure | None = None
+
+
+ReplyBody = (
+    StartAccepted
+    | StartRejected
+    | RunDescription
+    | NotFound
+    | ActivityCancelRequest
+    | Rejected
+    | QueryResult
+    | UpdateResult
+)
+
+
+@avro("everflow.Reply")
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer to a client request, keyed by the client's ID."""
+
+    client_id: str
+    request_id: str
+    body: ReplyBody
+
+
+@avro("everflow.WorkerStatus")
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """A workflow processor's periodic report about itself (the `workers` topic)."""
+
+    instance_id: str
+    host: str
+    pid: int
+    time: int
+    partitions: list[int]
+    runs_loaded: int
+    runs_known: int
+    stats: dict[str, int]
+    restores: list[dict[str, float]]
