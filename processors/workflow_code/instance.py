@@ -36,8 +36,7 @@ from streams.failures import (
     from_failure,
     to_failure,
 )
-from streams.kafka.config import DEFAULT_MAX_PAYLOAD_BYTES
-from streams.payload import DataConverter, Payload, check_size
+from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES, DataConverter, Payload, check_size
 from streams.wire.events import (
     ActivityCanceled,
     ActivityCompleted,

@@ -7,8 +7,7 @@ from typing import Any
 
 from streams.activity import ActivityDefinition
 from streams.errors import EverflowError
-from streams.kafka.config import DEFAULT_MAX_PAYLOAD_BYTES
-from streams.payload import DataConverter
+from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES, DataConverter
 from streams.workflow import WorkflowDefinition
 
 
