@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from processors.activity_runner.attempt import RunningActivity
 from processors.workflow_code.registry import Registry, UnknownWorkflowError
@@ -120,7 +120,7 @@ class ActivityRunner:
                     if msg.error() is not None:
                         log.warning("task consumer error: %s", msg.error().str())
                         continue
-                    self._start(msg.partition(), msg.offset(), msg.value(), pool)
+                    self._start(msg, pool)
                 if self._to_spawn:
                     loop.call_soon_threadsafe(_spawn, loop, self._to_spawn)
                     self._to_spawn = []
@@ -137,6 +137,24 @@ class ActivityRunner:
             self._cancels.close()
             pool.shutdown(wait=False, cancel_futures=True)
             loop.call_soon_threadsafe(loop.stop)
+
+    def _dead_letter(self, msg: Message, partition: int, offset: int, reason: str) -> None:
+        """An unreadable task goes to dead letters with its reason; it is done once delivered
+        (a failed delivery is tried again, so the task is never silently dropped)."""
+        log.error("dead-lettering task: %s", reason)
+
+        def delivered(err: Any, _: Any) -> None:
+            if err is None:
+                self._done.put((partition, offset))
+            else:
+                log.error("dead letter not delivered (trying again): %s", err)
+                kafka.dead_letter(
+                    self.producer, self.topics.dead_letters, msg, reason, on_delivery=delivered
+                )
+
+        kafka.dead_letter(
+            self.producer, self.topics.dead_letters, msg, reason, on_delivery=delivered
+        )
 
     def _reply_consumer(self) -> Consumer:
         # cancellation requests come back on the replies topic, keyed by this runner's ID
@@ -196,17 +214,14 @@ class ActivityRunner:
         self._collect_done()
         self._commit_done()
 
-    def _start(self, partition: int, offset: int, value: bytes | None, pool: Any) -> None:
+    def _start(self, msg: Message, pool: Any) -> None:
+        topic, partition, offset = kafka.where(msg)
         self._taken[partition] = offset + 1
         self._running += 1
         try:
-            task = self.wire.task.decode(value)
+            task = self.wire.task.decode(msg.value())
         except PayloadDecodeError as e:
-            log.error(
-                "unreadable task %s",
-                e.at(self.topics.tasks(self.settings.task_queue), partition, offset),
-            )
-            self._done.put((partition, offset))
+            self._dead_letter(msg, partition, offset, str(e.at(topic, partition, offset)))
             return
         info = ActivityInfo(
             task.workflow_id,
