@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-from streams.cli.common import SubParsers, add_connection_arguments, add_subparser, on_run
+from streams.cli.common import (
+    SubParsers,
+    add_connection_arguments,
+    add_group,
+    add_subparser,
+    on_run,
+)
 from streams.client import WorkflowHandle
 
-ACTIONS = {
-    "retry": "start its next attempt now, with a fresh attempt budget (unpaused)",
-    "pause": "start no new attempt; a failed one waits for an operator",
-    "unpause": "let attempts go on (a waiting one starts now)",
+REPAIRS = {
+    "retry": "start the activity's next attempt now, with a fresh attempt budget (unpaused)",
+    "pause": "start no new attempt of the activity; a failed one waits for an operator",
+    "unpause": "let the activity's attempts go on (a waiting one starts now)",
 }
 
 
 def add_parser(subparsers: SubParsers) -> None:
     """Register `activity retry`, `activity pause` and `activity unpause`."""
-    activity = add_subparser(subparsers, "activity", "repair one activity of a run")
-    activity_commands = activity.add_subparsers(metavar="COMMAND", required=True)
-    for action, summary in ACTIONS.items():
+    activity_commands = add_group(subparsers, "activity", "repair one activity of a run")
+    for action, summary in REPAIRS.items():
         parser = add_subparser(activity_commands, action, summary)
         add_connection_arguments(parser)
         parser.add_argument("workflow_id")

@@ -17,12 +17,23 @@ Action: TypeAlias = Callable[[argparse.Namespace], int]
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def add_subparser(subparsers: SubParsers, name: str, summary: str) -> argparse.ArgumentParser:
+def add_subparser(
+    subparsers: SubParsers, name: str, summary: str, description: str | None = None
+) -> argparse.ArgumentParser:
     """A parser for `name`, with `summary` as its line in the parent's help and, as a
-    sentence, as its own `--help` description."""
+    sentence (or `description`), as its own `--help` description."""
     return subparsers.add_parser(
-        name, help=summary, description=f"{summary[0].upper()}{summary[1:]}."
+        name, help=summary, description=description or f"{summary[0].upper()}{summary[1:]}."
     )
+
+
+def add_group(
+    subparsers: SubParsers, name: str, summary: str, description: str | None = None
+) -> SubParsers:
+    """A command group `name` (`everflow <name> COMMAND …`); its subcommands go on the
+    subparsers returned."""
+    group = add_subparser(subparsers, name, summary, description)
+    return group.add_subparsers(title=f"{name} commands", metavar="COMMAND", required=True)
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
-from streams.cli.common import SubParsers, add_subparser
+from streams.cli.common import SubParsers, add_group, add_subparser
 from streams.dev.broker import KAFKA_VERSION, LocalKafka, ensure_kafka_libs
 from streams.dev.cluster import NODES, LocalCluster
 
@@ -21,13 +21,13 @@ T = TypeVar("T")
 
 def add_parser(subparsers: SubParsers) -> None:
     """Register `dev broker` and `dev cluster`."""
-    dev = subparsers.add_parser(
+    dev_commands = add_group(
+        subparsers,
         "dev",
-        help="run Kafka on this machine for development",
-        description="Run Kafka on this machine (no Docker needed: the "
+        "run Kafka on this machine for development",
+        "Run Kafka on this machine (no Docker needed: the "
         "broker jars are fetched once from Maven Central).",
     )
-    dev_commands = dev.add_subparsers(title="dev commands", metavar="COMMAND", required=True)
 
     broker = add_subparser(dev_commands, "broker", "run a single-node Kafka broker until Ctrl-C")
     broker.add_argument(

@@ -25,7 +25,13 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from streams import kafka
-from streams.cli.common import SubParsers, add_connection_arguments, add_subparser, kafka_config
+from streams.cli.common import (
+    SubParsers,
+    add_connection_arguments,
+    add_group,
+    add_subparser,
+    kafka_config,
+)
 from streams.client import Client
 from streams.errors import EverflowError
 from streams.kafka.config import KafkaConfig
@@ -40,8 +46,7 @@ AVRO_MAGIC = b"Obj\x01"
 
 def add_parser(subparsers: SubParsers) -> None:
     """Register `history export`."""
-    history = add_subparser(subparsers, "history", "export runs' recorded events")
-    history_commands = history.add_subparsers(metavar="COMMAND", required=True)
+    history_commands = add_group(subparsers, "history", "export runs' recorded events")
     export = add_subparser(
         history_commands,
         "export",

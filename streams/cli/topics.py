@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 
 from streams import kafka
-from streams.cli.common import SubParsers, add_connection_arguments, add_subparser, kafka_config
+from streams.cli.common import (
+    SubParsers,
+    add_connection_arguments,
+    add_group,
+    add_subparser,
+    kafka_config,
+)
 from streams.kafka.topics import ensure_topics, topic_specs
 
 
 def add_parser(subparsers: SubParsers) -> None:
     """Register `topics create`."""
-    topics = add_subparser(subparsers, "topics", "create Everflow's topics")
-    topic_commands = topics.add_subparsers(metavar="COMMAND", required=True)
+    topic_commands = add_group(subparsers, "topics", "create Everflow's topics")
     create = add_subparser(
         topic_commands,
         "create",

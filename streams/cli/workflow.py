@@ -9,6 +9,7 @@ from streams.cli.common import (
     Action,
     SubParsers,
     add_connection_arguments,
+    add_group,
     add_subparser,
     on_run,
 )
@@ -18,8 +19,7 @@ from streams.wire.history_json import event_to_json
 
 def add_parser(subparsers: SubParsers) -> None:
     """Register the `workflow` subcommands."""
-    workflow = add_subparser(subparsers, "workflow", "look at and repair workflow runs")
-    workflow_commands = workflow.add_subparsers(metavar="COMMAND", required=True)
+    workflow_commands = add_group(subparsers, "workflow", "look at and repair workflow runs")
     looks: tuple[tuple[str, Action, str], ...] = (
         ("describe", workflow_describe, "print the status, times, result or failure of a run"),
         ("result", workflow_result, "wait for a run's result and print it"),
