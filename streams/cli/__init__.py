@@ -14,7 +14,8 @@ run them (`set_defaults(run=...)`):
 - `audit`: check the history topic's invariants;
 - `replay`: replay recorded histories against current code;
 - `activity`: retry, pause, unpause one activity;
-- `common`: the connection flags, defined once, and the `KafkaConfig` and client they give.
+- `common`: the connection flags, defined once, the `KafkaConfig` and client they give,
+  and the helpers that register a group or command with its description.
 
 May import anything: the CLI is a composition root, like `streams.worker` and
 `streams.replayer`. To keep `everflow --help` fast, the engine (`streams.worker`,

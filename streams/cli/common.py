@@ -1,5 +1,6 @@
 """What the command groups share: the connection flags (defined here once), the
-`KafkaConfig` they give, and a client handle on one run."""
+`KafkaConfig` they give, a client handle on one run, and `add_group`/`add_subparser`, so
+every group and command lists and describes itself the same way."""
 
 from __future__ import annotations
 
