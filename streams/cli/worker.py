@@ -49,18 +49,14 @@ def collect(targets: list[str]) -> tuple[list[type], list[Callable[..., Any]]]:
 def add_parser(subparsers: SubParsers) -> None:
     """Register `worker`."""
     worker = add_subparser(subparsers, "worker", "run a worker for workflows and activities")
-    _add_arguments(worker)
+    worker.add_argument("targets", nargs="+", help="module or module:attr")
+    worker.add_argument("--task-queue", required=True)
+    add_connection_arguments(worker)
+    worker.add_argument("--instance-id", help="stable, unique worker ID (EVERFLOW_INSTANCE_ID)")
+    worker.add_argument("--no-workflows", action="store_true", help="run activities only")
+    worker.add_argument("--no-activities", action="store_true", help="run workflows only")
+    worker.add_argument("--log-level", default="INFO")
     worker.set_defaults(run=run_worker)
-
-
-def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("targets", nargs="+", help="module or module:attr")
-    parser.add_argument("--task-queue", required=True)
-    add_connection_arguments(parser)
-    parser.add_argument("--instance-id", help="stable, unique worker ID (EVERFLOW_INSTANCE_ID)")
-    parser.add_argument("--no-workflows", action="store_true", help="run activities only")
-    parser.add_argument("--no-activities", action="store_true", help="run workflows only")
-    parser.add_argument("--log-level", default="INFO")
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -105,14 +101,3 @@ def run_worker(args: argparse.Namespace) -> int:
 def _client_with_topics(config: KafkaConfig, task_queue: str) -> Client:
     ensure_topics(kafka.admin(config), topic_specs(config, [task_queue]))
     return Client(config)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m streams.cli.worker …`: `everflow worker …` without the other commands."""
-    parser = argparse.ArgumentParser(prog="everflow worker")
-    _add_arguments(parser)
-    return run_worker(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
