@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["ActivityDefinition", "ActivityInfo", "defn", "heartbeat", "info", "is_cancelled"]
+from streams.errors import NotInActivityError
+
+__all__ = [
+    "ActivityDefinition",
+    "ActivityInfo",
+    "NotInActivityError",
+    "defn",
+    "heartbeat",
+    "info",
+    "is_cancelled",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,11 +99,14 @@ def _context(what: str) -> ActivityContext:
     try:
         return _current.get()
     except LookupError:
-        raise RuntimeError(f"activity.{what}() works only inside a running activity") from None
+        raise NotInActivityError(
+            f"activity.{what}() works only inside a running activity (the activity function "
+            "a worker is running)"
+        ) from None
 
 
 def info() -> ActivityInfo:
-    """The running activity's info; RuntimeError outside an activity."""
+    """The running activity's info; NotInActivityError outside an activity."""
     return _context("info").info
 
 

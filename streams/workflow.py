@@ -27,7 +27,8 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
 from streams import _runtime
-from streams._runtime import ActivityOptions, ChildOptions, NotInWorkflowError, WorkflowInfo
+from streams._runtime import ActivityOptions, ChildOptions, WorkflowInfo
+from streams.errors import NotInWorkflowError
 from streams.retry import RetryPolicy
 
 __all__ = [

@@ -26,12 +26,17 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from processors.activity_runner.attempt import RunningActivity
-from processors.workflow_code.registry import Registry, UnknownWorkflowError
+from processors.workflow_code.registry import Registry
 from streams import activity as activity_api
 from streams import kafka
 from streams.activity import ActivityInfo
-from streams.errors import PayloadDecodeError, PayloadTooLargeError
-from streams.failures import ApplicationError, to_failure
+from streams.errors import (
+    ApplicationError,
+    PayloadDecodeError,
+    PayloadTooLargeError,
+    UnknownActivityError,
+)
+from streams.failures import to_failure
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.payload import check_size
@@ -225,7 +230,7 @@ class ActivityRunner:
         running = RunningActivity(task, info, self._send_heartbeat)
         try:
             definition = self.registry.activity(task.activity_type)
-        except UnknownWorkflowError as e:
+        except UnknownActivityError as e:
             self._report(task, error=e)
             self._done.put((partition, offset))
             return

@@ -35,11 +35,11 @@ from processors.workflow_code.instance import (
     WorkflowInstance,
 )
 from processors.workflow_code.patches import RecordMarker
-from processors.workflow_code.registry import Registry, UnknownWorkflowError
+from processors.workflow_code.registry import Registry
 from processors.workflow_code.replay import (
-    NonDeterminismError,
     in_record_order,
 )
+from streams.errors import NonDeterminismError, UnknownWorkflowError
 from streams.payload import Payload
 from streams.retry import RetryPolicy
 from streams.wire.commands import (

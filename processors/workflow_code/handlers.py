@@ -12,21 +12,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from streams.errors import EverflowError
+from streams.errors import QueryError, UnknownHandlerError
 from streams.failures import to_failure
 from streams.payload import DataConverter, Payload
 from streams.wire.records import Failure
 from streams.workflow import Handler, WorkflowDefinition
 
 log = logging.getLogger(__name__)
-
-
-class UnknownHandlerError(EverflowError):
-    """A signal, query or update name the workflow has no handler for."""
-
-
-class QueryError(EverflowError):
-    """A query handler failed, or tried to do more than read state."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,15 +27,14 @@ from processors.workflow_code.handlers import CompleteUpdate, MessageHandlers
 from processors.workflow_code.loop import WorkflowEventLoop
 from processors.workflow_code.patches import Patches, RecordMarker
 from streams._runtime import ActivityOptions, ChildOptions, WorkflowInfo, WorkflowRuntime
-from streams.errors import PayloadTooLargeError
-from streams.failures import (
-    ActivityCancelledError,
+from streams.errors import (
+    ActivityCanceledError,
     ActivityError,
     ChildWorkflowError,
     FailureError,
-    from_failure,
-    to_failure,
+    PayloadTooLargeError,
 )
+from streams.failures import from_failure, to_failure
 from streams.kafka.config import DEFAULT_MAX_PAYLOAD_BYTES
 from streams.payload import DataConverter, Payload, check_size
 from streams.wire.events import (
@@ -335,7 +334,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
                     activity_type=options.activity_type,
                     activity_id=activity_id,
                     attempt=0,
-                    cause=ActivityCancelledError("cancelled on request"),
+                    cause=ActivityCanceledError("cancelled on request"),
                 )
             )
         elif failure is None:

@@ -8,9 +8,8 @@ import pytest
 
 from processors.run.commands import Batch, continue_runs
 from processors.run.state import Effects, Run
-from processors.workflow_code.handlers import UnknownHandlerError
 from processors.workflow_code.registry import Registry
-from streams import ApplicationError, activity, workflow
+from streams import ApplicationError, UnknownHandlerError, activity, workflow
 from streams.payload import DataConverter
 from streams.wire.events import WorkflowStarted
 from streams.wire.records import RunStatus

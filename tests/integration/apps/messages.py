@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from streams import ApplicationError, activity, workflow
-from streams.failures import ChildWorkflowError
+from streams import ApplicationError, ChildWorkflowError, activity, workflow
 
 
 @activity.defn
