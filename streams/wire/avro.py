@@ -3,7 +3,9 @@
 A message is `C3 01` + the 8-byte little-endian CRC-64-AVRO fingerprint of the writer
 schema's canonical form + the Avro body. Readers look the fingerprint up among the current
 schemas in `schemas/` and the archived ones in `schemas/archive/`, and resolve an older
-writer schema to the current reader schema by Avro's rules.
+writer schema to the current reader schema by Avro's rules. A renamed record keeps its old
+full name in the schema's `aliases` (and its old writer schema stays in the archive), so
+what the old name wrote decodes to the renamed class.
 
 Records travel as frozen dataclasses registered with `@avro("<full name>")`; the converters
 between dataclasses and fastavro's dicts are built once per class from its type hints.

@@ -209,7 +209,7 @@ class NotFound:
     message: str
 
 
-@avro("everflow.reply.ActivityCancelRequested")
+@avro("everflow.reply.ActivityCancelRequest")
 @dataclass(frozen=True, slots=True)
 class ActivityCancelRequest:
     """To a runner: the workflow asks the running attempt to stop."""
