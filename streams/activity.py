@@ -23,7 +23,7 @@ __all__ = [
     "defn",
     "heartbeat",
     "info",
-    "is_cancelled",
+    "is_canceled",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,7 +71,7 @@ class ActivityContext(Protocol):
 
     def heartbeat(self, details: tuple[Any, ...]) -> None: ...
 
-    def is_cancelled(self) -> bool: ...
+    def is_canceled(self) -> bool: ...
 
 
 def defn(fn: F | None = None, *, name: str | None = None) -> Any:
@@ -117,11 +117,11 @@ def heartbeat(*details: Any) -> None:
     Heartbeats are throttled (sent at most every 80% of the heartbeat timeout, 30 s at most);
     the latest details always win. They also deliver cancellation: once the workflow asked
     this activity to stop, heartbeat() raises asyncio.CancelledError (an async activity is
-    also cancelled where it awaits).
+    also canceled where it awaits).
     """
     _context("heartbeat").heartbeat(details)
 
 
-def is_cancelled() -> bool:
+def is_canceled() -> bool:
     """Whether the workflow asked this activity to stop (learned through heartbeats)."""
-    return _context("is_cancelled").is_cancelled()
+    return _context("is_canceled").is_canceled()

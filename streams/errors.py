@@ -2,7 +2,7 @@
 
 Every error a user can meet is here and exported from `streams`; the engine (`processors/`)
 raises these and defines none of its own. Engine control signals (a run suspending, being
-cancelled or fenced) derive from BaseException instead, so that user code's
+canceled or fenced) derive from BaseException instead, so that user code's
 `except Exception:` cannot swallow them; they are not errors and are not here.
 """
 

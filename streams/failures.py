@@ -48,9 +48,9 @@ def to_failure(
         )
     if isinstance(error, asyncio.CancelledError | ActivityCanceledError):
         return Failure(
-            message=str(error) or "cancelled",
+            message=str(error) or "canceled",
             type="CancelledError",
-            kind="cancelled",
+            kind="canceled",
             stack=stack,
             non_retryable=True,
             cause=cause_failure,
@@ -76,7 +76,7 @@ def from_failure(failure: Failure, converter: DataConverter) -> BaseException:
         error = ApplicationError(failure.message, type=failure.type)
     elif failure.kind == "timeout":
         error = ActivityTimeoutError(failure.message, failure.timeout_type or "start_to_close")
-    elif failure.kind == "cancelled":
+    elif failure.is_canceled:
         error = ActivityCanceledError(failure.message)
     else:
         details = converter.from_payloads(failure.details)

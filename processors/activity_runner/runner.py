@@ -337,5 +337,5 @@ def _spawn(loop: asyncio.AbstractEventLoop, calls: list[tuple[Any, Any]]) -> Non
     """On the loop's thread: a task per activity; cancelling its handle cancels the task."""
     for coro, handle in calls:
         task = loop.create_task(coro)
-        # the handle only ever completes by being cancelled (RunningActivity.cancel)
+        # the handle only ever completes by being canceled (RunningActivity.cancel)
         handle.add_done_callback(lambda _, task=task: loop.call_soon_threadsafe(task.cancel))

@@ -150,7 +150,7 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repai
             case WorkflowFailed():
                 self._set_closed(RunStatus.FAILED, event.time, failure=a.failure)
             case WorkflowCanceled():
-                failure = Failure("the run was cancelled", "CancelledError", "cancelled")
+                failure = Failure("the run was canceled", "CancelledError", "canceled")
                 self._set_closed(RunStatus.CANCELED, event.time, failure=failure)
             case WorkflowTerminated():
                 failure = Failure(a.reason or "terminated", "Terminated", "terminated")

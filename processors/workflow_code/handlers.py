@@ -84,7 +84,7 @@ class MessageHandlers:
 
     def _on_update_done(self, update_id: str, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
-            failure = Failure("the update was cancelled", "CancelledError", kind="cancelled")
+            failure = Failure("the update was canceled", "CancelledError", kind="canceled")
             self._commands.append(CompleteUpdate(update_id, None, failure))
             return
         error = task.exception()

@@ -71,6 +71,14 @@ class Failure:
     details: list[Payload] = field(default_factory=list)
     cause: Failure | None = None
 
+    @property
+    def is_canceled(self) -> bool:
+        """Whether this failure is a cancellation (`kind` "canceled").
+
+        Messages written before the wire settled on one spelling say "cancelled".
+        """
+        return self.kind in ("canceled", "cancelled")
+
 
 @avro("everflow.ActivityTask")
 @dataclass(frozen=True, slots=True)

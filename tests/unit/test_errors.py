@@ -114,3 +114,17 @@ def test_unknown_workflow_and_unknown_activity_are_told_apart() -> None:
         registry.activity("nope")
     assert not isinstance(e.value, streams.UnknownWorkflowError)
     assert isinstance(e.value, streams.NotRegisteredError)
+
+
+@pytest.mark.parametrize("kind", ["canceled", "cancelled"])
+def test_a_cancellation_reads_as_activity_canceled_error_in_either_spelling(kind: str) -> None:
+    """The wire writes "canceled"; messages from before the spelling was settled say
+    "cancelled" and still mean a cancellation."""
+    from streams.failures import from_failure, to_failure
+
+    failure = Failure("stopped", "CancelledError", kind=kind, non_retryable=True)
+    assert failure.is_canceled
+    assert isinstance(from_failure(failure, streams.DataConverter()), streams.ActivityCanceledError)
+    written = to_failure(streams.ActivityCanceledError("stopped"), streams.DataConverter())
+    assert written.kind == "canceled"
+    assert not Failure("boom", "ValueError").is_canceled

@@ -27,11 +27,11 @@ class Subscription:
     def __init__(self) -> None:
         self.status = "active"
         self.events: list[str] = []
-        self.cancelled = False
+        self.canceled = False
 
     @workflow.run
     async def run(self) -> list[str]:
-        await workflow.wait_condition(lambda: self.cancelled)
+        await workflow.wait_condition(lambda: self.canceled)
         await workflow.execute_activity(charge, 0, start_to_close_timeout=timedelta(seconds=5))
         return self.events
 
@@ -42,7 +42,7 @@ class Subscription:
     @workflow.signal(name="cancel_subscription")
     async def cancel(self) -> None:
         self.status = "cancelling"
-        self.cancelled = True
+        self.canceled = True
 
     @workflow.query
     def current_status(self) -> str:
