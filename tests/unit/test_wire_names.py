@@ -179,3 +179,38 @@ def test_the_archive_holds_the_writer_schemas_of_the_old_names() -> None:
         schema = _old(path)
         assert f"{schema_fingerprint(schema):016x}" == path.name.rsplit(".", 2)[1]
         assert old_name in _records(schema, {})
+
+
+def test_the_wire_leaves_the_user_api_classes_untouched() -> None:
+    """RetryPolicy and Payload travel as records without the wire adding to their classes."""
+    from datetime import timedelta
+
+    from streams.payload import Payload
+    from streams.retry import RetryPolicy
+    from streams.wire.avro import avro_name
+    from streams.wire.events import ActivityScheduled, HistoryEvent
+
+    for cls in (RetryPolicy, Payload):
+        assert not [a for a in vars(cls) if "avro" in a]
+    assert avro_name(RetryPolicy) == "everflow.RetryPolicy"
+    policy = RetryPolicy(
+        initial_interval=timedelta(milliseconds=250),
+        maximum_interval=timedelta(seconds=3),
+        maximum_attempts=4,
+        non_retryable_error_types=("CardDeclined",),
+    )
+    event = HistoryEvent(
+        "wf", "r", 1, 0, ActivityScheduled(1, "charge", "q", [P], 1000, None, policy)
+    )
+    wire = Wire()
+    assert wire.event.decode(wire.event.encode(event)) == event
+
+
+def test_a_registration_with_one_conversion_function_is_refused() -> None:
+    from streams.wire.avro import avro_record
+
+    class Lonely:
+        pass
+
+    with pytest.raises(TypeError, match="both to_avro and from_avro"):
+        avro_record("everflow.Lonely", Lonely, to_avro=lambda _: {})
