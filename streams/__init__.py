@@ -35,6 +35,7 @@ from streams.errors import (
     WorkflowFailureError,
     WorkflowNotFoundError,
     WorkflowNotRunningError,
+    WorkflowResultTimeoutError,
 )
 from streams.payload import DataConverter, Payload, ZlibCodec
 from streams.retry import RetryPolicy
@@ -70,6 +71,7 @@ __all__ = [
     "WorkflowFailureError",
     "WorkflowNotFoundError",
     "WorkflowNotRunningError",
+    "WorkflowResultTimeoutError",
     "ZlibCodec",
     "activity",
     "workflow",

@@ -109,6 +109,13 @@ class RPCTimeoutError(EverflowError):
     """
 
 
+class WorkflowResultTimeoutError(EverflowError, TimeoutError):
+    """A run did not close within the time `WorkflowHandle.result(timeout=...)` allowed.
+
+    The run goes on: wait again, describe it, or cancel it. Also a builtin TimeoutError.
+    """
+
+
 class WorkflowFailureError(EverflowError):
     """A run closed without a result: failed, canceled, terminated or timed out.
 

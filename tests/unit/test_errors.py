@@ -128,3 +128,20 @@ def test_a_cancellation_reads_as_activity_canceled_error_in_either_spelling(kind
     written = to_failure(streams.ActivityCanceledError("stopped"), streams.DataConverter())
     assert written.kind == "canceled"
     assert not Failure("boom", "ValueError").is_canceled
+
+
+def test_waiting_too_long_for_a_result_raises_workflow_result_timeout_error() -> None:
+    import asyncio
+    from datetime import timedelta
+    from typing import cast
+
+    from streams.client import Client, WorkflowHandle
+
+    async def wait() -> None:
+        never: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        handle = WorkflowHandle(cast(Client, None), "wf-1", "r", never)  # type: ignore[arg-type]
+        await handle.result(timeout=timedelta(milliseconds=10))
+
+    with pytest.raises(streams.WorkflowResultTimeoutError, match="'wf-1' did not close") as e:
+        asyncio.run(wait())
+    assert isinstance(e.value, TimeoutError)  # callers catching the builtin still catch it
