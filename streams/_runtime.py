@@ -15,11 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from streams.errors import NotInWorkflowError
 from streams.retry import RetryPolicy
-
-
-class NotInWorkflowError(RuntimeError):
-    """A workflow-only function was called outside workflow code."""
 
 
 @dataclass(frozen=True, slots=True)

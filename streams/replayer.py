@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from streams.errors import NonDeterminismError, UnknownWorkflowError
 from streams.payload import DataConverter
 from streams.wire.events import HistoryEvent
 
@@ -43,8 +44,6 @@ class Replayer:
     def replay(self, history: Sequence[HistoryEvent]) -> ReplayResult:
         """Replays one run's events (in event ID order)."""
         from processors.run.state import Run
-        from processors.workflow_code.registry import UnknownWorkflowError
-        from processors.workflow_code.replay import NonDeterminismError
 
         if not history:
             raise ValueError("an empty history has nothing to replay")

@@ -26,12 +26,17 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from processors.activity_runner.attempt import RunningActivity
-from processors.workflow_code.registry import Registry, UnknownWorkflowError
+from processors.workflow_code.registry import Registry
 from streams import activity as activity_api
 from streams import kafka
 from streams.activity import ActivityInfo
-from streams.errors import PayloadDecodeError, PayloadTooLargeError
-from streams.failures import ApplicationError, to_failure
+from streams.errors import (
+    ApplicationError,
+    PayloadDecodeError,
+    PayloadTooLargeError,
+    UnknownActivityError,
+)
+from streams.failures import to_failure
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.payload import check_size
@@ -240,7 +245,7 @@ class ActivityRunner:
         running = RunningActivity(task, info, self._send_heartbeat)
         try:
             definition = self.registry.activity(task.activity_type)
-        except UnknownWorkflowError as e:
+        except UnknownActivityError as e:
             self._report(task, error=e)
             self._done.put((partition, offset))
             return
@@ -347,5 +352,5 @@ def _spawn(loop: asyncio.AbstractEventLoop, calls: list[tuple[Any, Any]]) -> Non
     """On the loop's thread: a task per activity; cancelling its handle cancels the task."""
     for coro, handle in calls:
         task = loop.create_task(coro)
-        # the handle only ever completes by being cancelled (RunningActivity.cancel)
+        # the handle only ever completes by being canceled (RunningActivity.cancel)
         handle.add_done_callback(lambda _, task=task: loop.call_soon_threadsafe(task.cancel))

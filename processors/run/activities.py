@@ -183,7 +183,7 @@ class ActivityLifecycle:
         if failure is None:
             assert result is not None
             self._close_activity(state, ActivityCompleted(activity_id, attempt, result), now, fx)
-        elif failure.kind == "cancelled" and state.cancel_requested:
+        elif failure.is_canceled and state.cancel_requested:
             self._close_activity(state, ActivityCanceled(activity_id, attempt), now, fx)
         else:
             self._fail_attempt(state, failure, now, fx)

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from processors.workflow_code.instance import Step, WorkflowInstance
-from processors.workflow_code.registry import Registry, UnknownWorkflowError
-from processors.workflow_code.replay import CHANGED, NonDeterminismError, describe_command, replay
+from processors.workflow_code.registry import Registry
+from processors.workflow_code.replay import CHANGED, describe_command, replay
 from processors.workflow_code.replay import location as command_location
+from streams.errors import NonDeterminismError, UnknownWorkflowError
 from streams.wire.events import (
     EventAttributes,
     HistoryEvent,

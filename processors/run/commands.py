@@ -11,9 +11,14 @@ from typing import Protocol
 from confluent_kafka import Message
 
 from processors.run.state import Effects, Run
-from processors.workflow_code.handlers import QueryError, UnknownHandlerError, find_handler
-from processors.workflow_code.registry import Registry, UnknownWorkflowError
-from processors.workflow_code.replay import NonDeterminismError
+from processors.workflow_code.handlers import find_handler
+from processors.workflow_code.registry import Registry
+from streams.errors import (
+    NonDeterminismError,
+    QueryError,
+    UnknownHandlerError,
+    UnknownWorkflowError,
+)
 from streams.failures import to_failure
 from streams.wire.commands import (
     CancelWorkflow,

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from processors.workflow_code.registry import Registry, UnknownWorkflowError
-from processors.workflow_code.replay import NonDeterminismError
+from processors.workflow_code.registry import Registry
+from streams.errors import NonDeterminismError, UnknownWorkflowError
 from streams.wire.events import (
     ActivityPaused,
     ActivityReset,

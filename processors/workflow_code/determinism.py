@@ -24,14 +24,10 @@ from typing import Any, TypeVar
 
 import processors
 import streams
-from streams.errors import EverflowError
+from streams.errors import NondeterministicCallError
 from streams.payload import DataConverter, Payload
 
 T = TypeVar("T")
-
-
-class NondeterministicCallError(EverflowError):
-    """Workflow code called something that differs between replays (clock, random, I/O)."""
 
 
 _STDLIB = str(Path(sysconfig.get_paths()["stdlib"]).resolve())

@@ -102,7 +102,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         return asyncio.Task(coro, loop=self, name=name, context=context)
 
     def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
-        pass  # the durable timer behind the handle is cancelled by the handle itself
+        pass  # the durable timer behind the handle is canceled by the handle itself
 
     def get_debug(self) -> bool:
         return False
