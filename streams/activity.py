@@ -6,7 +6,6 @@ Activities do the real-world side effects. They run at least once per attempt; p
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import typing
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
+from streams import _runtime
 from streams.errors import NotInActivityError
 
 __all__ = [
@@ -92,12 +92,9 @@ def defn(fn: F | None = None, *, name: str | None = None) -> Any:
     return wrap(fn) if fn is not None else wrap
 
 
-_current: contextvars.ContextVar[ActivityContext] = contextvars.ContextVar("everflow_activity")
-
-
 def _context(what: str) -> ActivityContext:
     try:
-        return _current.get()
+        return _runtime.ACTIVITY_CONTEXT.get()
     except LookupError:
         raise NotInActivityError(
             f"activity.{what}() works only inside a running activity (the activity function "

@@ -35,6 +35,9 @@ class RunningActivity:
         self._pending: tuple[Any, ...] | None = None
         self._canceled = threading.Event()
         self.future: concurrent.futures.Future[Any] | None = None
+        # an async attempt's future cancels its task; a thread-pool future cannot stop a
+        # running function, so a sync attempt learns of cancellation at its next heartbeat
+        self.is_async = False
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -66,11 +69,6 @@ class RunningActivity:
     def cancel(self) -> None:
         """The workflow asked to stop: the next heartbeat raises; async code is canceled."""
         self._canceled.set()
-        if self.future is not None and _is_async(self.future):
+        if self.future is not None and self.is_async:
             self.future.cancel()
 
-
-def _is_async(fut: concurrent.futures.Future[Any]) -> bool:
-    # futures from run_coroutine_threadsafe cancel their task; thread-pool futures cannot
-    # stop a running function, so those learn of it at their next heartbeat
-    return getattr(fut, "_everflow_async", False)

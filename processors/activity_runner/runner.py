@@ -27,8 +27,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from processors.activity_runner.attempt import RunningActivity
 from processors.workflow_code.registry import Registry
-from streams import activity as activity_api
-from streams import kafka
+from streams import _runtime, kafka
 from streams.activity import ActivityInfo
 from streams.errors import (
     ApplicationError,
@@ -266,7 +265,7 @@ class ActivityRunner:
         if definition.is_async:
 
             async def call() -> None:
-                activity_api._current.set(running)
+                _runtime.ACTIVITY_CONTEXT.set(running)
                 try:
                     result = await definition.fn(*args)
                 except BaseException as e:
@@ -275,12 +274,12 @@ class ActivityRunner:
                     finish(result)
 
             handle: concurrent.futures.Future[Any] = concurrent.futures.Future()
-            handle._everflow_async = True  # type: ignore[attr-defined]
+            running.is_async = True
             running.future = handle
             self._to_spawn.append((call(), handle))
         else:
             ctx = contextvars.copy_context()
-            ctx.run(activity_api._current.set, running)
+            ctx.run(_runtime.ACTIVITY_CONTEXT.set, running)
 
             def call_sync() -> None:
                 try:

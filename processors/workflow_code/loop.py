@@ -128,7 +128,8 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
             ready = self._ready
             while ready:
                 handle = ready.popleft()
-                if not handle._cancelled:
-                    handle._run()
+                # a Handle's own cancelled flag and run, as asyncio's loop steps them
+                if not handle._cancelled:  # noqa: SLF001
+                    handle._run()  # noqa: SLF001
         finally:
             asyncio.events._set_running_loop(previous)

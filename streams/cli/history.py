@@ -130,7 +130,7 @@ def write_json(records: list[tuple[int, bytes]], out: BinaryIO, converter: DataC
 
 def write_avro(records: list[tuple[int, bytes]], out: BinaryIO) -> None:
     codec = wire().event
-    rows = [codec._to(codec.decode(raw)) for _, raw in records]
+    rows = [codec.to_record(codec.decode(raw)) for _, raw in records]
     fastavro.writer(out, codec.schema, rows)
 
 
@@ -143,7 +143,7 @@ def read_history_file(path: Path) -> Iterator[list[HistoryEvent]]:
         reader = fastavro.reader(
             io.BytesIO(data), return_record_name=True, return_record_name_override=True
         )
-        events = [codec._from(r) for r in reader]
+        events = [codec.from_record(r) for r in reader]
     else:
         events = []
         for line in data.splitlines():

@@ -137,6 +137,14 @@ class AvroCodec:
         except UnsupportedSchemaError:
             self._compiled = None
 
+    def to_record(self, message: Any) -> dict[str, Any]:
+        """The message as the plain record an Avro library writes (`fastavro.writer`)."""
+        return self._to(message)
+
+    def from_record(self, record: Any) -> Any:
+        """The message from a plain record an Avro library read (with record names)."""
+        return self._from(record)
+
     def encode(self, message: Any) -> bytes:
         if self._compiled is not None:
             out = bytearray(self._header)

@@ -59,7 +59,7 @@ FLAGS += ["--replication-factor", "3"]
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:
+    for action in parser._actions:  # noqa: SLF001  (argparse lists no subparsers publicly)
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
     return {}
