@@ -13,13 +13,13 @@ import argparse
 import asyncio
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from streams.client import Client
 from streams.kafka.config import KafkaConfig
+from streams.settings import WorkerSettings
 from streams.worker import Worker
 
 
@@ -64,7 +64,8 @@ def run_worker(args: argparse.Namespace) -> int:
     # The processor thread blocks in librdkafka several times per transaction; each return
     # must win the GIL back from the runner threads. Python's default 5 ms switch interval
     # would add up to 5 ms per call; a short one keeps the transaction loop tight.
-    sys.setswitchinterval(float(os.environ.get("EVERFLOW_SWITCH_INTERVAL", "0.0005")))
+    settings = WorkerSettings.from_env(instance_id=args.instance_id)
+    sys.setswitchinterval(settings.switch_interval)
     config = KafkaConfig.from_env(
         bootstrap=args.bootstrap, topic_prefix=args.topic_prefix, partitions=args.partitions
     )
@@ -76,7 +77,7 @@ def run_worker(args: argparse.Namespace) -> int:
             task_queue=args.task_queue,
             workflows=workflows,
             activities=activities,
-            instance_id=args.instance_id,
+            settings=settings,
             run_workflows=not args.no_workflows,
             run_activities=not args.no_activities,
         )

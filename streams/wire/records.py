@@ -265,6 +265,40 @@ class Reply:
     body: ReplyBody
 
 
+@avro("everflow.ProcessorStats")
+@dataclass(frozen=True, slots=True)
+class ProcessorStats:
+    """A workflow processor's counters since it started."""
+
+    transactions: int = 0  # committed
+    commands: int = 0  # read
+    events: int = 0  # history events written
+    timers_fired: int = 0
+    history_bytes: int = 0
+    snapshot_bytes: int = 0
+    checkpoints: int = 0
+    runs_expired: int = 0  # closed runs past their retention, tombstoned
+    cache_loads: int = 0  # runs read back from their snapshots (owned partitions)
+    cache_evictions: int = 0  # runs evicted from the run cache (owned partitions)
+
+
+@avro("everflow.RestoreReport")
+@dataclass(frozen=True, slots=True)
+class RestoreReport:
+    """How the restore of one partition went."""
+
+    partition: int
+    runs_open: int  # open runs rebuilt
+    runs_indexed: int  # runs known: open, and closed within retention
+    snapshot_records: int
+    snapshot_bytes: int
+    tail_records: int  # history records read after the checkpoint watermark
+    tail_bytes: int
+    timers: int  # pending timers read
+    waited_s: float  # waited for a previous owner's open transaction
+    seconds: float  # the whole restore
+
+
 @avro("everflow.WorkerStatus")
 @dataclass(frozen=True, slots=True)
 class WorkerStatus:
@@ -277,5 +311,5 @@ class WorkerStatus:
     partitions: list[int]
     runs_loaded: int
     runs_known: int
-    stats: dict[str, int]
-    restores: list[dict[str, float]]
+    counters: ProcessorStats = field(default_factory=ProcessorStats)
+    restore_reports: list[RestoreReport] = field(default_factory=list)
