@@ -23,6 +23,7 @@ from streams.failures import (
     ActivityTimeoutError,
     ApplicationError,
 )
+from streams.options import IdConflictPolicy, IdReusePolicy
 from streams.payload import DataConverter, Payload, ZlibCodec
 from streams.retry import RetryPolicy
 
@@ -33,6 +34,8 @@ __all__ = [
     "ApplicationError",
     "DataConverter",
     "EverflowError",
+    "IdConflictPolicy",
+    "IdReusePolicy",
     "Payload",
     "PayloadDecodeError",
     "PayloadTooLargeError",

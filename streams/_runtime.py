@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from streams.options import ActivityCancellationType, ParentClosePolicy
 from streams.retry import RetryPolicy
 
 
@@ -53,7 +54,7 @@ class ActivityOptions:
     result_type: Any
     schedule_to_start_timeout: timedelta | None = None
     heartbeat_timeout: timedelta | None = None
-    cancellation_type: str = "try_cancel"
+    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ class ChildOptions:
     args: Sequence[Any]
     workflow_id: str
     task_queue: str | None
-    parent_close_policy: str
+    parent_close_policy: ParentClosePolicy
     result_type: Any
 
 

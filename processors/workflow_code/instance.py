@@ -37,6 +37,7 @@ from streams.failures import (
     to_failure,
 )
 from streams.kafka.config import DEFAULT_MAX_PAYLOAD_BYTES
+from streams.options import ActivityCancellationType
 from streams.payload import DataConverter, Payload, check_size
 from streams.wire.events import (
     ActivityCanceled,
@@ -465,13 +466,13 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
             return
         _, options = self._activities.pop(activity_id)
         self._given_up.add(activity_id)
-        if options.cancellation_type != "abandon":
+        if options.cancellation_type != ActivityCancellationType.ABANDON:
             self._commands.append(RequestCancelActivity(activity_id))
 
     def cancel_activity(self, fut: asyncio.Future[Any]) -> None:
         for activity_id, (candidate, options) in self._activities.items():
             if candidate is fut:
-                if options.cancellation_type != "abandon":
+                if options.cancellation_type != ActivityCancellationType.ABANDON:
                     self._commands.append(RequestCancelActivity(activity_id))
                 return
 

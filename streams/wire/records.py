@@ -45,7 +45,7 @@ RetryPolicy.to_avro = staticmethod(_retry_to_avro)  # type: ignore[attr-defined]
 RetryPolicy.from_avro = staticmethod(_retry_from_avro)  # type: ignore[attr-defined]
 
 
-class RunStatus(enum.Enum):
+class RunStatus(enum.StrEnum):
     """Where a run is in its life; every status but RUNNING is a close."""
 
     RUNNING = "RUNNING"
@@ -93,7 +93,7 @@ class ActivityTask:
     heartbeat_details: list[Payload] = field(default_factory=list)
 
 
-class TimerKind(enum.Enum):
+class TimerKind(enum.StrEnum):
     USER_TIMER = "USER_TIMER"
     ACTIVITY_RETRY = "ACTIVITY_RETRY"
     ACTIVITY_START_TO_CLOSE = "ACTIVITY_START_TO_CLOSE"
@@ -175,10 +175,28 @@ class StartAccepted:
     run_id: str
 
 
+class RejectionCode(enum.StrEnum):
+    """Why a processor refused a request: the `code` of Rejected and StartRejected.
+
+    The field stays a string on the wire, so a client reads a code newer than itself."""
+
+    ALREADY_STARTED = "already_started"  # StartRejected: the ID is running, or may not rerun
+    NOT_FOUND = "not_found"  # no run of the workflow ID is known
+    NOT_RUNNING = "not_running"  # the run closed
+    INVALID_ARGUMENT = "invalid_argument"
+    UNKNOWN_SIGNAL = "unknown_signal"
+    UNKNOWN_QUERY = "unknown_query"
+    QUERY_FAILED = "query_failed"
+    UNKNOWN_UPDATE = "unknown_update"
+    UPDATE_FAILED = "update_failed"
+    NOT_BLOCKED = "not_blocked"  # unblock: the run is not blocked
+    STILL_BLOCKED = "still_blocked"  # unblock: the code deployed still does not fit
+
+
 @avro("everflow.reply.StartRejected")
 @dataclass(frozen=True, slots=True)
 class StartRejected:
-    code: str
+    code: str  # a RejectionCode
     message: str
     existing_run_id: str | None = None
 
@@ -225,7 +243,7 @@ class ActivityCancelRequest:
 class Rejected:
     """The request cannot be done in the run's state (e.g. the run is not running)."""
 
-    code: str
+    code: str  # a RejectionCode
     message: str
 
 

@@ -132,6 +132,8 @@ def test_public_api_is_pinned() -> None:
             "Client",
             "DataConverter",
             "EverflowError",
+            "IdConflictPolicy",
+            "IdReusePolicy",
             "Payload",
             "PayloadDecodeError",
             "PayloadTooLargeError",
