@@ -18,11 +18,35 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from streams.errors import ConfigError
+from streams.kafka.config import DEFAULT_MAX_PAYLOAD_BYTES
 
 T = TypeVar("T", int, float)
 
 DEFAULT_MAX_HISTORY_EVENTS = 50_000
 DEFAULT_MAX_HISTORY_BYTES = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    """What the engine holds every run's code and history to."""
+
+    determinism_guard: bool = True  # stop time.time(), random, open... in workflow code
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # of one argument list or result
+    # history length at which info().is_continue_as_new_suggested() turns true
+    suggest_continue_as_new_after: int = 10_000
+    # a run that reaches either limit fails (warned at 80%): continue_as_new before it
+    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
+    max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES
+
+    def __post_init__(self) -> None:
+        _at_least(1024, "max_payload_bytes", "EVERFLOW_MAX_PAYLOAD_BYTES", self.max_payload_bytes)
+        if not self.suggest_continue_as_new_after >= 1:
+            raise ConfigError(
+                "suggest_continue_as_new_after must be >= 1, "
+                f"got {self.suggest_continue_as_new_after}"
+            )
+        _at_least(1, "max_history_events", "EVERFLOW_MAX_HISTORY_EVENTS", self.max_history_events)
+        _at_least(1, "max_history_bytes", "EVERFLOW_MAX_HISTORY_BYTES", self.max_history_bytes)
 
 
 @dataclass(frozen=True, slots=True)

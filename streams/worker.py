@@ -23,7 +23,7 @@ from processors.workflow_processor.processor import ProcessorConfig, WorkflowPro
 from streams import kafka
 from streams.client import Client
 from streams.kafka.topics import ensure_topics, topic_specs
-from streams.settings import WorkerSettings
+from streams.settings import RunLimits, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,14 @@ class Worker:
         )
         # the determinism guard is a profile hook: under cProfile (profile_dir) it is off
         guard = determinism_guard and self.settings.profile_dir is None
-        self.registry = Registry(
-            workflows,
-            activities,
-            client.converter,
-            guard,
-            client.config.max_payload_bytes,
-            suggest_continue_as_new_after,
-            self.settings.max_history_events,
-            self.settings.max_history_bytes,
+        limits = RunLimits(
+            determinism_guard=guard,
+            max_payload_bytes=client.config.max_payload_bytes,
+            suggest_continue_as_new_after=suggest_continue_as_new_after,
+            max_history_events=self.settings.max_history_events,
+            max_history_bytes=self.settings.max_history_bytes,
         )
+        self.registry = Registry(workflows, activities, client.converter, limits)
         self.instance_id = self.settings.instance_id
         self.max_concurrent_activities = max_concurrent_activities
         self.run_workflows = run_workflows and bool(workflows)

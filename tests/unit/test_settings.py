@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from streams.errors import ConfigError
-from streams.settings import CacheSettings, FaultSettings, WorkerSettings
+from streams.settings import CacheSettings, FaultSettings, RunLimits, WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -177,3 +177,28 @@ def test_only_the_settings_modules_read_the_environment_in_streams() -> None:
         }
     )
     assert _reads_under("streams", allowed) == []
+
+
+def test_run_limits_defaults_and_the_registry_reads_them() -> None:
+    from processors.workflow_code.registry import Registry
+
+    assert Registry().limits == RunLimits()
+    limits = RunLimits(False, 2048, 7, 20, 4096)
+    registry = Registry(limits=limits)
+    assert (registry.determinism_guard, registry.max_payload_bytes) == (False, 2048)
+    assert registry.suggest_continue_as_new_after == 7
+    assert (registry.max_history_events, registry.max_history_bytes) == (20, 4096)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"max_payload_bytes": 10}, r"max_payload_bytes must be >= 1024 \(EVERFLOW_MAX_PAYLOAD"),
+        ({"suggest_continue_as_new_after": 0}, "suggest_continue_as_new_after must be >= 1"),
+        ({"max_history_events": 0}, "EVERFLOW_MAX_HISTORY_EVENTS"),
+        ({"max_history_bytes": -1}, "EVERFLOW_MAX_HISTORY_BYTES"),
+    ],
+)
+def test_bad_run_limits_name_the_setting(changes: dict[str, int], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RunLimits(**changes)  # type: ignore[arg-type]
