@@ -202,3 +202,52 @@ def test_run_limits_defaults_and_the_registry_reads_them() -> None:
 def test_bad_run_limits_name_the_setting(changes: dict[str, int], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         RunLimits(**changes)  # type: ignore[arg-type]
+
+
+class _Client:
+    """What a Worker takes from its client at construction."""
+
+    def __init__(self) -> None:
+        from streams.kafka.config import KafkaConfig
+        from streams.payload import DataConverter
+
+        self.config = KafkaConfig("k:9092", max_payload_bytes=4096)
+        self.converter = DataConverter()
+
+
+def test_the_worker_builds_its_settings_from_the_environment_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams.worker import Worker
+
+    monkeypatch.setenv("EVERFLOW_INSTANCE_ID", "w9")
+    monkeypatch.setenv("EVERFLOW_MAX_HISTORY_EVENTS", "20")
+    monkeypatch.setenv("EVERFLOW_RUN_CACHE_SIZE", "4")
+    monkeypatch.setenv("EVERFLOW_PROFILE", "/tmp/prof")
+    worker = Worker(_Client(), task_queue="q", max_history_bytes=8192)  # type: ignore[arg-type]
+    assert worker.instance_id == "w9" and worker.settings.cache.max_cached_runs == 4
+    limits = worker.registry.limits
+    assert (limits.max_history_events, limits.max_history_bytes) == (20, 8192)
+    assert limits.max_payload_bytes == 4096
+    assert limits.determinism_guard is False  # off under the profiler
+
+
+def test_a_worker_with_a_bad_setting_does_not_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.worker import Worker
+
+    monkeypatch.setenv("EVERFLOW_MAX_HISTORY_EVENTS", "lots")
+    with pytest.raises(ConfigError, match="EVERFLOW_MAX_HISTORY_EVENTS must be a whole number"):
+        Worker(_Client(), task_queue="q")  # type: ignore[arg-type]
+
+
+def test_explicit_settings_are_used_as_given_and_arguments_win(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams.worker import Worker
+
+    monkeypatch.setenv("EVERFLOW_INSTANCE_ID", "from-env")
+    given = WorkerSettings("given", max_history_events=30)
+    worker = Worker(_Client(), task_queue="q", settings=given)  # type: ignore[arg-type]
+    assert worker.instance_id == "given" and worker.registry.max_history_events == 30
+    worker = Worker(_Client(), task_queue="q", settings=given, instance_id="arg")  # type: ignore[arg-type]
+    assert worker.instance_id == "arg"
