@@ -147,8 +147,8 @@ def print_amplification(config: KafkaConfig) -> None:
     from streams.cli.workers import workers_view
 
     statuses = workers_view(config).statuses
-    history = sum(s["stats"].get("history_bytes", 0) for s in statuses)
-    snapshots = sum(s["stats"].get("snapshot_bytes", 0) for s in statuses)
+    history = sum(s["counters"]["history_bytes"] for s in statuses)
+    snapshots = sum(s["counters"]["snapshot_bytes"] for s in statuses)
     if history:
         print(
             f"{'snapshot write amplification':<28} {snapshots / history:8.2f}       "

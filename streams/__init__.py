@@ -37,6 +37,7 @@ from streams.errors import (
     WorkflowNotRunningError,
     WorkflowResultTimeoutError,
 )
+from streams.options import IdConflictPolicy, IdReusePolicy
 from streams.payload import DataConverter, Payload, ZlibCodec
 from streams.retry import RetryPolicy
 
@@ -51,6 +52,8 @@ __all__ = [
     "DataConverter",
     "EverflowError",
     "FailureError",
+    "IdConflictPolicy",
+    "IdReusePolicy",
     "NonDeterminismError",
     "NondeterministicCallError",
     "NotInActivityError",

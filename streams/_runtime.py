@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from streams.errors import NotInWorkflowError
+from streams.options import ActivityCancellationType, ParentClosePolicy
 from streams.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class ActivityOptions:
     result_type: Any
     schedule_to_start_timeout: timedelta | None = None
     heartbeat_timeout: timedelta | None = None
-    cancellation_type: str = "try_cancel"
+    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,7 @@ class ChildOptions:
     args: Sequence[Any]
     workflow_id: str
     task_queue: str | None
-    parent_close_policy: str
+    parent_close_policy: ParentClosePolicy
     result_type: Any
 
 

@@ -31,6 +31,7 @@ from streams.errors import (
 from streams.failures import from_failure
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
+from streams.options import IdConflictPolicy, IdReusePolicy, option
 from streams.payload import DataConverter, check_size
 from streams.wire import wire
 from streams.wire.commands import (
@@ -53,6 +54,7 @@ from streams.wire.records import (
     NotFound,
     QueryResult,
     Rejected,
+    RejectionCode,
     Reply,
     ReplyBody,
     RunDescription,
@@ -144,26 +146,21 @@ class Client:
         run_timeout: timedelta | None = None,
         start_signal: Any = None,
         start_signal_args: Sequence[Any] = (),
-        id_reuse_policy: str = "allow_duplicate",
-        id_conflict_policy: str = "fail",
+        id_reuse_policy: IdReusePolicy | str = IdReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy: IdConflictPolicy | str = IdConflictPolicy.FAIL,
         request_timeout: timedelta = timedelta(seconds=30),
     ) -> WorkflowHandle:
         """Starts a run; WorkflowAlreadyStartedError if one with this ID is running.
 
         `execution_timeout` / `run_timeout` end the run as TIMED_OUT when they pass.
         `start_signal` (+ `start_signal_args`) delivers a signal right after the start
-        (signal-with-start). `id_reuse_policy` (allow_duplicate, allow_duplicate_failed_only,
-        reject_duplicate) governs an ID whose run closed; `id_conflict_policy` (fail,
-        use_existing) one that is running.
+        (signal-with-start). `id_reuse_policy` (an IdReusePolicy or its string:
+        allow_duplicate, allow_duplicate_failed_only, reject_duplicate) governs an ID whose
+        run closed; `id_conflict_policy` (IdConflictPolicy: fail, use_existing) one that is
+        running. ValueError for another value.
         """
-        if id_reuse_policy not in (
-            "allow_duplicate",
-            "allow_duplicate_failed_only",
-            "reject_duplicate",
-        ):
-            raise ValueError(f"unknown id_reuse_policy {id_reuse_policy!r}")
-        if id_conflict_policy not in ("fail", "use_existing"):
-            raise ValueError(f"unknown id_conflict_policy {id_conflict_policy!r}")
+        reuse = option(IdReusePolicy, id_reuse_policy, "id_reuse_policy")
+        conflict = option(IdConflictPolicy, id_conflict_policy, "id_conflict_policy")
         name = workflow if isinstance(workflow, str) else WorkflowDefinition.of(workflow).name
         payloads = self.converter.to_payloads(list(args))
         check_size(payloads, self.config.max_payload_bytes, f"the arguments of workflow {id!r}")
@@ -179,8 +176,8 @@ class Client:
             _ms(run_timeout),
             _handler_name(start_signal) if start_signal else None,
             self.converter.to_payloads(list(start_signal_args)),
-            id_reuse_policy,
-            id_conflict_policy,
+            reuse,
+            conflict,
         )
         reply = await self._request(id, body, request_timeout)
         if isinstance(reply, StartRejected):
@@ -389,9 +386,9 @@ class WorkflowHandle:
         if isinstance(reply, NotFound):
             raise WorkflowNotFoundError(reply.message)
         if isinstance(reply, Rejected):
-            if reply.code == "not_running":
+            if reply.code == RejectionCode.NOT_RUNNING:
                 raise WorkflowNotRunningError(reply.message)
-            if reply.code == "not_found":
+            if reply.code == RejectionCode.NOT_FOUND:
                 raise WorkflowNotFoundError(reply.message)
             raise RequestRejectedError(reply.message)
         return reply

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,10 +20,10 @@ from typing import Any
 from processors.activity_runner.runner import ActivityRunner, RunnerConfig
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.processor import ProcessorConfig, WorkflowProcessor
-from processors.workflow_processor.run_cache import CacheSettings
 from streams import kafka
 from streams.client import Client
 from streams.kafka.topics import ensure_topics, topic_specs
+from streams.settings import RunLimits, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +36,10 @@ class Worker:
     unique among running workers. Default: `EVERFLOW_INSTANCE_ID`, else the host name.
 
     A run fails when its history reaches `max_history_events` or `max_history_bytes`
-    (default 50,000 events / 50 MiB, or EVERFLOW_MAX_HISTORY_EVENTS / _BYTES). The
-    processor's run cache and snapshot cadence follow `CacheSettings`
-    (EVERFLOW_RUN_CACHE_SIZE, EVERFLOW_CHECKPOINT_RECORDS, EVERFLOW_CHECKPOINT_INTERVAL,
-    EVERFLOW_CLOSED_RUN_RETENTION).
+    (default 50,000 events / 50 MiB, or EVERFLOW_MAX_HISTORY_EVENTS / _BYTES). These and
+    the rest (the processor's run cache and snapshot cadence, profiling, fault hooks) are
+    `settings`, by default `WorkerSettings.from_env()`; the keyword arguments given win
+    over them. Raises ConfigError naming a setting that is invalid.
     """
 
     def __init__(
@@ -58,24 +57,31 @@ class Worker:
         suggest_continue_as_new_after: int = 10_000,
         max_history_events: int | None = None,
         max_history_bytes: int | None = None,
+        settings: WorkerSettings | None = None,
     ) -> None:
         self.client = client
         self.task_queue = task_queue
-        # the determinism guard is a profile hook: under cProfile (EVERFLOW_PROFILE) it is off
-        guard = determinism_guard and not os.environ.get("EVERFLOW_PROFILE")
-        self.registry = Registry(
-            workflows,
-            activities,
-            client.converter,
-            guard,
-            client.config.max_payload_bytes,
-            suggest_continue_as_new_after,
-            max_history_events or int(os.environ.get("EVERFLOW_MAX_HISTORY_EVENTS", 50_000)),
-            max_history_bytes or int(os.environ.get("EVERFLOW_MAX_HISTORY_BYTES", 50 << 20)),
+        overrides: dict[str, Any] = {
+            "instance_id": instance_id,
+            "max_history_events": max_history_events,
+            "max_history_bytes": max_history_bytes,
+        }
+        self.settings = (
+            WorkerSettings.from_env(**overrides)
+            if settings is None
+            else settings.with_overrides(**overrides)
         )
-        self.instance_id = (
-            instance_id or os.environ.get("EVERFLOW_INSTANCE_ID") or (socket.gethostname())
+        # the determinism guard is a profile hook: under cProfile (profile_dir) it is off
+        guard = determinism_guard and self.settings.profile_dir is None
+        limits = RunLimits(
+            determinism_guard=guard,
+            max_payload_bytes=client.config.max_payload_bytes,
+            suggest_continue_as_new_after=suggest_continue_as_new_after,
+            max_history_events=self.settings.max_history_events,
+            max_history_bytes=self.settings.max_history_bytes,
         )
+        self.registry = Registry(workflows, activities, client.converter, limits)
+        self.instance_id = self.settings.instance_id
         self.max_concurrent_activities = max_concurrent_activities
         self.run_workflows = run_workflows and bool(workflows)
         self.run_activities = run_activities and bool(activities)
@@ -92,7 +98,11 @@ class Worker:
             processor = WorkflowProcessor(
                 config,
                 self.registry,
-                ProcessorConfig(instance_id=self.instance_id, cache=CacheSettings.from_env()),
+                ProcessorConfig(
+                    instance_id=self.instance_id,
+                    cache=self.settings.cache,
+                    faults=self.settings.faults,
+                ),
             )
             self._spawn("workflow-processor", processor.run)
         if self.run_activities:
@@ -117,7 +127,7 @@ class Worker:
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         def main() -> None:
             try:
-                profile_dir = os.environ.get("EVERFLOW_PROFILE")
+                profile_dir = self.settings.profile_dir
                 if profile_dir:  # cProfile of this component's thread, dumped when it stops
                     import cProfile
 

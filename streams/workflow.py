@@ -15,7 +15,6 @@ the clock, `random`, `uuid` and `asyncio.sleep` — the latter are caught with a
 from __future__ import annotations
 
 import asyncio
-import enum
 import inspect
 import logging
 import random as _random
@@ -29,6 +28,7 @@ from typing import Any, NoReturn, TypeVar
 from streams import _runtime
 from streams._runtime import ActivityOptions, ChildOptions, WorkflowInfo
 from streams.errors import NotInWorkflowError
+from streams.options import ActivityCancellationType, ParentClosePolicy, option
 from streams.retry import RetryPolicy
 
 __all__ = [
@@ -59,17 +59,6 @@ __all__ = [
 ]
 
 C = TypeVar("C", bound=type)
-
-
-class ActivityCancellationType(enum.Enum):
-    """What cancelling a workflow's wait on an activity does to the activity."""
-
-    TRY_CANCEL = "try_cancel"
-    """ask the activity to stop (delivered on its next heartbeat); stop waiting at once"""
-    WAIT_CANCELLATION_COMPLETED = "wait_cancellation_completed"
-    """ask it to stop, and wait until it stopped or finished"""
-    ABANDON = "abandon"
-    """stop waiting; let the activity run on"""
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -207,14 +196,6 @@ def update(fn: F | None = None, *, name: str | None = None) -> Any:
     return wrap(fn) if fn is not None else wrap
 
 
-class ParentClosePolicy(enum.Enum):
-    """What happens to a child still running when its parent closes."""
-
-    TERMINATE = "terminate"
-    REQUEST_CANCEL = "request_cancel"
-    ABANDON = "abandon"
-
-
 class ChildWorkflowHandle:
     """A started child workflow: its IDs, and its result when awaited."""
 
@@ -236,17 +217,18 @@ async def start_child_workflow(
     *args: Any,
     id: str,
     task_queue: str | None = None,
-    parent_close_policy: ParentClosePolicy = ParentClosePolicy.TERMINATE,
+    parent_close_policy: ParentClosePolicy | str = ParentClosePolicy.TERMINATE,
     result_type: Any = None,
 ) -> ChildWorkflowHandle:
     """Starts a child workflow (any partition, any worker) and returns once it started.
 
     Raises ChildWorkflowError if it cannot start (say its ID is running). When this run
     closes, a child still running is terminated, asked to cancel, or left alone per
-    `parent_close_policy`.
+    `parent_close_policy` (a ParentClosePolicy or its string; ValueError for another).
     """
+    policy = option(ParentClosePolicy, parent_close_policy, "parent_close_policy")
     name = workflow if isinstance(workflow, str) else WorkflowDefinition.of(workflow).name
-    options = ChildOptions(name, args, id, task_queue, parent_close_policy.value, result_type)
+    options = ChildOptions(name, args, id, task_queue, policy, result_type)
     started, result = _runtime.current().start_child(options)
     run_id = await started
     return ChildWorkflowHandle(id, run_id, result)
@@ -257,7 +239,7 @@ async def execute_child_workflow(
     *args: Any,
     id: str,
     task_queue: str | None = None,
-    parent_close_policy: ParentClosePolicy = ParentClosePolicy.TERMINATE,
+    parent_close_policy: ParentClosePolicy | str = ParentClosePolicy.TERMINATE,
     result_type: Any = None,
 ) -> Any:
     """Starts a child workflow and waits for its result."""
@@ -304,7 +286,7 @@ async def execute_activity(
     result_type: Any = None,
     schedule_to_start_timeout: timedelta | None = None,
     heartbeat_timeout: timedelta | None = None,
-    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL,
+    cancellation_type: ActivityCancellationType | str = ActivityCancellationType.TRY_CANCEL,
 ) -> Any:
     """Schedules an activity and waits for its result.
 
@@ -314,11 +296,13 @@ async def execute_activity(
     the activity's error as its cause (`ActivityTimeoutError` for a timeout). At least one of
     start_to_close_timeout / schedule_to_close_timeout is required. `heartbeat_timeout` fails
     an attempt that stops heartbeating; `schedule_to_start_timeout` one that no runner picks up.
+    `cancellation_type` is an ActivityCancellationType or its string (ValueError for another).
     """
     if start_to_close_timeout is None and schedule_to_close_timeout is None:
         raise ValueError(
             "execute_activity needs start_to_close_timeout or schedule_to_close_timeout"
         )
+    cancellation = option(ActivityCancellationType, cancellation_type, "cancellation_type")
     activity_type, hint = _activity_name(activity)
     options = ActivityOptions(
         activity_type=activity_type,
@@ -330,11 +314,11 @@ async def execute_activity(
         result_type=result_type if result_type is not None else hint,
         schedule_to_start_timeout=schedule_to_start_timeout,
         heartbeat_timeout=heartbeat_timeout,
-        cancellation_type=cancellation_type.value,
+        cancellation_type=cancellation,
     )
     runtime = _runtime.current()
     fut = runtime.schedule_activity(options)
-    if cancellation_type is not ActivityCancellationType.WAIT_CANCELLATION_COMPLETED:
+    if cancellation is not ActivityCancellationType.WAIT_CANCELLATION_COMPLETED:
         return await fut
     try:
         return await asyncio.shield(fut)

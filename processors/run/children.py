@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from streams.options import ParentClosePolicy
 from streams.payload import Payload
 from streams.wire.commands import CancelWorkflow, Command, ReportChildClosed, TerminateWorkflow
 from streams.wire.events import EventAttributes, HistoryEvent, WorkflowStarted
@@ -37,9 +38,9 @@ class ChildLifecycle:
     def _close_children(self, now: int, fx: Effects) -> None:
         for seq, (child_id, policy) in self.children.items():
             body: CancelWorkflow | TerminateWorkflow
-            if policy == "terminate":
+            if policy == ParentClosePolicy.TERMINATE:
                 body = TerminateWorkflow(f"parent {self.workflow_id!r} closed")
-            elif policy == "request_cancel":
+            elif policy == ParentClosePolicy.REQUEST_CANCEL:
                 body = CancelWorkflow(f"parent {self.workflow_id!r} closed")
             else:
                 continue

@@ -20,6 +20,7 @@ from streams.errors import (
     UnknownWorkflowError,
 )
 from streams.failures import to_failure
+from streams.options import IdConflictPolicy, IdReusePolicy
 from streams.wire.commands import (
     CancelWorkflow,
     Command,
@@ -57,8 +58,6 @@ from streams.wire.records import (
     UpdateResult,
 )
 
-REUSE_POLICIES = ("allow_duplicate", "allow_duplicate_failed_only", "reject_duplicate")
-CONFLICT_POLICIES = ("fail", "use_existing")
 _FAILED = (RunStatus.FAILED, RunStatus.CANCELED, RunStatus.TERMINATED, RunStatus.TIMED_OUT)
 
 
@@ -105,7 +104,7 @@ def start_run(
     if run is not None and run.start_command_id == command.command_id:
         reply = StartAccepted(run.run_id)  # a retried start: same answer, no second run
     elif run is not None and not run.closed:
-        if body.id_conflict_policy == "use_existing":
+        if body.id_conflict_policy == IdConflictPolicy.USE_EXISTING:
             reply = StartAccepted(run.run_id)
             if body.start_signal:
                 run.signal(
@@ -118,8 +117,11 @@ def start_run(
                 run.run_id,
             )
     elif run is not None and (
-        body.id_reuse_policy == "reject_duplicate"
-        or (body.id_reuse_policy == "allow_duplicate_failed_only" and run.status not in _FAILED)
+        body.id_reuse_policy == IdReusePolicy.REJECT_DUPLICATE
+        or (
+            body.id_reuse_policy == IdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+            and run.status not in _FAILED
+        )
     ):
         reply = StartRejected(
             "already_started",

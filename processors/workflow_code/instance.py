@@ -35,6 +35,7 @@ from streams.errors import (
     PayloadTooLargeError,
 )
 from streams.failures import from_failure, to_failure
+from streams.options import ActivityCancellationType
 from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES, DataConverter, Payload, check_size
 from streams.wire.events import (
     ActivityCanceled,
@@ -463,13 +464,13 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
             return
         _, options = self._activities.pop(activity_id)
         self._given_up.add(activity_id)
-        if options.cancellation_type != "abandon":
+        if options.cancellation_type != ActivityCancellationType.ABANDON:
             self._commands.append(RequestCancelActivity(activity_id))
 
     def cancel_activity(self, fut: asyncio.Future[Any]) -> None:
         for activity_id, (candidate, options) in self._activities.items():
             if candidate is fut:
-                if options.cancellation_type != "abandon":
+                if options.cancellation_type != ActivityCancellationType.ABANDON:
                     self._commands.append(RequestCancelActivity(activity_id))
                 return
 

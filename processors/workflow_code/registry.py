@@ -7,34 +7,47 @@ from typing import Any
 
 from streams.activity import ActivityDefinition
 from streams.errors import UnknownActivityError, UnknownWorkflowError
-from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES, DataConverter
+from streams.payload import DataConverter
+from streams.settings import RunLimits
 from streams.workflow import WorkflowDefinition
 
 
 class Registry:
-    """Workflow definitions and activities by name, plus the converter they share."""
+    """Workflow definitions and activities by name, plus the converter they share and the
+    limits their runs are held to."""
 
     def __init__(
         self,
         workflows: Iterable[type] = (),
         activities: Iterable[Callable[..., Any]] = (),
         converter: DataConverter | None = None,
-        determinism_guard: bool = True,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-        suggest_continue_as_new_after: int = 10_000,
-        max_history_events: int = 50_000,
-        max_history_bytes: int = 50 * 1024 * 1024,
+        limits: RunLimits | None = None,
     ) -> None:
         self.workflows = {d.name: d for d in (WorkflowDefinition.of(w) for w in workflows)}
         self.activities = {d.name: d for d in (ActivityDefinition.of(a) for a in activities)}
         self.converter = converter or DataConverter()
-        self.determinism_guard = determinism_guard
-        self.max_payload_bytes = max_payload_bytes
-        # history length at which info().is_continue_as_new_suggested() turns true
-        self.suggest_continue_as_new_after = suggest_continue_as_new_after
-        # a run that reaches either limit fails (warned at 80%): continue_as_new before it
-        self.max_history_events = max_history_events
-        self.max_history_bytes = max_history_bytes
+        self.limits = limits or RunLimits()
+
+    # the limits by name, as the run core reads them
+    @property
+    def determinism_guard(self) -> bool:
+        return self.limits.determinism_guard
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.limits.max_payload_bytes
+
+    @property
+    def suggest_continue_as_new_after(self) -> int:
+        return self.limits.suggest_continue_as_new_after
+
+    @property
+    def max_history_events(self) -> int:
+        return self.limits.max_history_events
+
+    @property
+    def max_history_bytes(self) -> int:
+        return self.limits.max_history_bytes
 
     def workflow(self, name: str) -> WorkflowDefinition:
         try:

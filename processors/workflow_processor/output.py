@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Producer
@@ -19,6 +20,7 @@ from processors.workflow_processor.run_cache import (
     PartitionRuns,
     chunk_key,
 )
+from processors.workflow_processor.stats import Counters
 from streams import kafka
 from streams.kafka.topics import Topics
 from streams.wire import Wire
@@ -28,6 +30,14 @@ from streams.wire.records import Snapshot, Timer
 log = logging.getLogger(__name__)
 
 Delivery = Callable[[Any, Any], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AfterCommit:
+    """What a transaction changes in memory once it commits."""
+
+    timers: list[tuple[int, Timer]]  # (partition, timer) it set
+    deferred: dict[int, list[Run]]  # per partition checkpointed: runs whose snapshot waits
 
 
 class _Patient:
@@ -63,7 +73,7 @@ class Output:
         task_topic: Callable[[str], str],
         commands_partitions: int,
         replies_partitions: int,
-        stats: dict[str, int],
+        stats: Counters,
         defer: Callable[[Delivery], Delivery],
     ) -> None:
         self.producer = _Patient(producer, defer)
@@ -76,7 +86,7 @@ class Output:
 
     def produce(
         self, batch: Batch, owned: dict[int, PartitionRuns], now_ms: int, retention_ms: int
-    ) -> tuple[list[tuple[int, Timer]], dict[int, list[Run]]]:
+    ) -> AfterCommit:
         """Writes the batch; returns the timers it set and the partitions checkpointed."""
         new_timers: list[tuple[int, Timer]] = []
         for p, fx in batch.fx.items():
@@ -97,7 +107,7 @@ class Output:
             batch.replies.extend(fx.replies)
         self._replies(batch)
         self._dead_letters(batch)
-        return new_timers, checkpointed
+        return AfterCommit(new_timers, checkpointed)
 
     def _events(
         self,
@@ -113,7 +123,7 @@ class Output:
             run = dirty[(event.workflow_id, event.run_id)]
             run.encoded.append(raw)
             run.history_bytes += len(raw)
-            self.stats["history_bytes"] += len(raw)
+            self.stats.history_bytes += len(raw)
             run.pending_events += 1
             first = event.event_id == 1 and isinstance(event.attributes, WorkflowStarted)
             pending = run.pending_events == 1
@@ -126,7 +136,7 @@ class Output:
                 produce(topic, raw, event.workflow_id.encode(), partition=p)
             else:
                 produce(topic, raw, event.workflow_id.encode(), partition=p, on_delivery=callback)
-        self.stats["events"] += len(events)
+        self.stats.events += len(events)
         if state is not None:
             state.records_since_checkpoint += len(events)
 
@@ -173,7 +183,7 @@ class Output:
                 chunk_count=run.chunks_written,
             )
             raw = encode.encode(snap)
-            self.stats["snapshot_bytes"] += len(raw)
+            self.stats.snapshot_bytes += len(raw)
             produce(
                 topic, raw, run.workflow_id.encode(), partition=p, on_delivery=_indexed(state, run)
             )
@@ -183,7 +193,7 @@ class Output:
         for workflow_id in state.expired(now_ms, retention_ms):
             produce(topic, None, workflow_id.encode(), partition=p)
             state.forget(workflow_id)
-            self.stats["runs_expired"] += 1
+            self.stats.runs_expired += 1
         for key in state.garbage:  # chunks of runs replaced or expired
             produce(topic, None, key.encode(), partition=p)
         state.garbage.clear()
@@ -191,7 +201,7 @@ class Output:
         mark = Snapshot(CHECKPOINT_KEY, "", False, [], history_offset=watermark)
         produce(topic, encode.encode(mark), CHECKPOINT_KEY.encode(), partition=p)
         state.marked = watermark
-        self.stats["checkpoints"] += 1
+        self.stats.checkpoints += 1
         return deferred
 
     def _chunks(self, p: int, state: PartitionRuns, run: Run) -> None:
@@ -200,7 +210,7 @@ class Output:
         for n in range(run.chunks_written, full):
             events = run.encoded[n * CHUNK_EVENTS : (n + 1) * CHUNK_EVENTS]
             raw = self.wire.snapshot.encode(Snapshot(run.workflow_id, run.run_id, False, events))
-            self.stats["snapshot_bytes"] += len(raw)
+            self.stats.snapshot_bytes += len(raw)
             self.producer.produce(
                 self.topics.snapshots,
                 raw,

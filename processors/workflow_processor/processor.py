@@ -9,12 +9,10 @@ ends on a thread of its own while the next batch is read and run (see `transacti
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import assert_never
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
@@ -34,15 +32,18 @@ from processors.run.commands import (
 )
 from processors.run.state import Effects, Run
 from processors.workflow_code.registry import Registry
-from processors.workflow_processor.output import Output
+from processors.workflow_processor.output import AfterCommit, Output
 from processors.workflow_processor.restore import SnapshotReader, restore_partitions
-from processors.workflow_processor.run_cache import CacheSettings, PartitionRuns
+from processors.workflow_processor.run_cache import PartitionRuns
+from processors.workflow_processor.stats import Counters, Timing
 from processors.workflow_processor.status import StatusReporter
+from processors.workflow_processor.timer_heap import TimerHeap
 from processors.workflow_processor.transactions import Transactions
 from streams import kafka
 from streams.errors import PayloadDecodeError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, ensure_topics, partition_count, topic_specs
+from streams.settings import CacheSettings, FaultSettings
 from streams.wire import Wire, wire
 from streams.wire.commands import (
     CancelWorkflow,
@@ -63,31 +64,24 @@ from streams.wire.commands import (
     UnblockWorkflow,
     UpdateWorkflow,
 )
-from streams.wire.records import (
-    ActivityCancelRequest,
-    Reply,
-    Timer,
-    TimerKind,
-)
+from streams.wire.records import ActivityCancelRequest, Reply, RestoreReport, Timer, TimerKind
 
 log = logging.getLogger(__name__)
 
 # timers with a record on the timers topic; the others are derived from run state
 PERSISTED_TIMERS = (TimerKind.USER_TIMER, TimerKind.ACTIVITY_RETRY)
-# what a transaction changes in memory once it commits: the timers it set, and per
-# partition the runs its checkpoint deferred (Output.produce)
-AfterCommit = tuple[list[tuple[int, Timer]], dict[int, list[Run]]]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ProcessorConfig:
-    """Tuning of one workflow processor."""
+    """Settings of one workflow processor (the worker builds them, see `streams.settings`)."""
 
     instance_id: str
     batch_size: int = 1000
     max_wait: float = 0.05
     timer_budget: int = 2000
     cache: CacheSettings = field(default_factory=CacheSettings)
+    faults: FaultSettings = field(default_factory=FaultSettings)
     # a paused or crashed owner's open transaction is aborted this long after it began, so
     # a new owner of its partitions waits at most this long (plus the coordinator's sweep)
     transaction_timeout_ms: int = 10_000
@@ -103,8 +97,7 @@ class WorkflowProcessor:
         self.topics = Topics(config.topic_prefix)
         self.wire: Wire = wire()
         self.partitions: dict[int, PartitionRuns] = {}
-        self._timers: list[tuple[int, int, int, Timer]] = []
-        self._seq = itertools.count()
+        self._timers = TimerHeap()
         self._task_topics: set[str] = set()
         self._restore_needed: set[int] = set()
         self._epoch = 0  # bumped by every assignment change
@@ -112,21 +105,9 @@ class WorkflowProcessor:
         self._admin = kafka.admin(config)
         self._replies_partitions = partition_count(self._admin, self.topics.replies)
         self._commands_partitions = partition_count(self._admin, self.topics.commands)
-        self.stats = dict.fromkeys(
-            (
-                "transactions",
-                "commands",
-                "events",
-                "timers_fired",
-                "history_bytes",
-                "snapshot_bytes",
-                "checkpoints",
-                "runs_expired",
-            ),
-            0,
-        )
-        self.restore_metrics: dict[int, dict[str, float]] = {}
-        self.timing = {"produce": 0.0, "commit": 0.0, "settle": 0.0}
+        self.stats = Counters()
+        self.restore_reports: dict[int, RestoreReport] = {}
+        self.timing = Timing()
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -140,7 +121,9 @@ class WorkflowProcessor:
             },
         )
         self.producer.init_transactions(60)
-        self.transactions: Transactions[AfterCommit] = Transactions(self.producer, self.timing)
+        self.transactions: Transactions[AfterCommit] = Transactions(
+            self.producer, self.timing, self.settings.faults
+        )
         self.output = Output(
             self.producer,
             self.topics,
@@ -180,8 +163,8 @@ class WorkflowProcessor:
             log.info(
                 "processor stopped instance=%s stats=%s timing_s=%s",
                 self.settings.instance_id,
-                self.stats,
-                {k: round(v, 3) for k, v in self.timing.items()},
+                asdict(self.stats),
+                self.timing.rounded(),
             )
             self.consumer.close()
             self.loader.close()
@@ -208,9 +191,8 @@ class WorkflowProcessor:
         for p in ids:
             self.partitions.pop(p, None)
             self._catching_up.pop(p, None)
-            self.restore_metrics.pop(p, None)
-        self._timers = [t for t in self._timers if t[2] not in ids]
-        heapq.heapify(self._timers)
+            self.restore_reports.pop(p, None)
+        self._timers.discard(ids)
         self._size_caches()
 
     def _size_caches(self) -> None:
@@ -229,37 +211,34 @@ class WorkflowProcessor:
             end = kafka.end_offset(self.consumer, commands, tp.partition)
             if tp.offset < end:
                 self._catching_up[tp.partition] = end
+        self._timers.discard(restored.keys())
         for p, part in restored.items():
             state = PartitionRuns(p, self.settings.cache, 1, self.loader.load)
             state.index, state.history_end = part.index, part.history_end
             state.closed.extend(part.closed)
             state.garbage.extend(part.garbage)
             self.partitions[p] = state
-            self.restore_metrics[p] = part.metrics()
-            self._timers = [t for t in self._timers if t[2] != p]
+            self.restore_reports[p] = part.report()
             for timer in part.timers.values():
-                self._push_timer(p, timer)
+                self._timers.push(p, timer)
             for run in part.runs.values():
                 state[run.workflow_id] = run
                 if run.workflow_id in part.dirty:
                     state.mark_dirty(run)
                 for timer in run.derived_timers():
-                    self._push_timer(p, timer)
+                    self._timers.push(p, timer)
                 if run.blocked is not None:
                     self._restore_needed.add(p)
-        heapq.heapify(self._timers)
         self._size_caches()
-        self.status.report(self.partitions, self.stats, self.restore_metrics, force=True)
-
-    def _push_timer(self, partition: int, timer: Timer) -> None:
-        heapq.heappush(self._timers, (timer.fire_at, next(self._seq), partition, timer))
+        self.status.report(self.partitions, self.stats, self.restore_reports, force=True)
 
     # ---- one batch ------------------------------------------------------------------------
     def process_once(self) -> None:
-        self.status.report(self.partitions, self.stats, self.restore_metrics)
+        self.status.report(self.partitions, self.stats, self.restore_reports)
         wait = self.settings.max_wait
-        if self._timers:
-            wait = min(wait, max(0.0, self._timers[0][0] / 1000.0 - time.time()))
+        next_due = self._timers.next_due()
+        if next_due is not None:
+            wait = min(wait, max(0.0, next_due / 1000.0 - time.time()))
         if self._catching_up:
             wait = max(wait, 0.01)
         if self.transactions.in_flight:
@@ -321,18 +300,9 @@ class WorkflowProcessor:
                     del self._catching_up[tp.partition]
 
     def _due_timers(self, now: int) -> list[tuple[int, Timer]]:
-        due: list[tuple[int, Timer]] = []
-        held: list[tuple[int, int, int, Timer]] = []
-        while self._timers and self._timers[0][0] <= now and len(due) < self.settings.timer_budget:
-            entry = heapq.heappop(self._timers)
-            partition, timer = entry[2], entry[3]
-            if partition in self._catching_up:
-                held.append(entry)
-            elif partition in self.partitions:
-                due.append((partition, timer))
-        for entry in held:
-            heapq.heappush(self._timers, entry)
-        return due
+        # a partition still catching up on its commands holds its timers back
+        due = self._timers.due(now, self.settings.timer_budget, held=self._catching_up)
+        return [(p, timer) for p, timer in due if p in self.partitions]
 
     def _handle_message(self, msg: Message, now: int, batch: Batch) -> None:
         topic, partition, offset = kafka.where(msg)
@@ -343,7 +313,7 @@ class WorkflowProcessor:
             log.error("dead-lettering command: %s", reason)
             batch.dead.append((msg, reason))
             return
-        self.stats["commands"] += 1
+        self.stats.commands += 1
         runs = self.partitions[partition]
         run = runs.get(command.workflow_id)
         body = command.body
@@ -416,7 +386,7 @@ class WorkflowProcessor:
         # a stale timer (already fired, cancelled, superseded) is simply not acted on; its
         # record, if it had one, was tombstoned or replaced when the state moved on
         if run.fire_timer(timer, now, self.registry, batch.effects(run)):
-            self.stats["timers_fired"] += 1
+            self.stats.timers_fired += 1
             self._after(run, state, now, batch)
 
     def _try_unblock(self, now: int, batch: Batch) -> None:
@@ -446,7 +416,7 @@ class WorkflowProcessor:
         # runs of this batch are dirty now, so eviction keeps them until it is checkpointed
         for state in self.partitions.values():
             state.trim()
-        self.timing["produce"] += time.perf_counter() - started
+        self.timing.produce += time.perf_counter() - started
         self.transactions.hand_off(offsets, metadata, after)
 
     def _settle(self) -> bool:
@@ -459,11 +429,10 @@ class WorkflowProcessor:
             return False
         if after is None:
             return True
-        self.stats["transactions"] = self.transactions.committed
-        new_timers, checkpointed = after
-        for partition, timer in new_timers:
-            self._push_timer(partition, timer)
-        for p, deferred in checkpointed.items():
+        self.stats.transactions = self.transactions.committed
+        for partition, timer in after.timers:
+            self._timers.push(partition, timer)
+        for p, deferred in after.deferred.items():
             self.partitions[p].checkpointed(deferred)
         return True
 

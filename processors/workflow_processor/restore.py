@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
@@ -34,7 +34,7 @@ from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics
 from streams.wire import Wire
 from streams.wire.events import WorkflowStarted
-from streams.wire.records import Snapshot, Timer
+from streams.wire.records import RestoreReport, Snapshot, Timer
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +58,19 @@ class RestoredPartition:
     waited: float = 0.0
     seconds: float = 0.0
 
-    def metrics(self) -> dict[str, float]:
-        return {
-            "partition": self.partition,
-            "runs_open": sum(1 for r in self.runs.values() if not r.closed),
-            "runs_indexed": len(self.index.keys() | self.runs.keys()),
-            "snapshot_records": self.snapshot_records,
-            "snapshot_bytes": self.snapshot_bytes,
-            "tail_records": self.tail_records,
-            "tail_bytes": self.tail_bytes,
-            "timers": len(self.timers),
-            "waited_s": round(self.waited, 3),
-            "seconds": round(self.seconds, 3),
-        }
+    def report(self) -> RestoreReport:
+        return RestoreReport(
+            partition=self.partition,
+            runs_open=sum(1 for r in self.runs.values() if not r.closed),
+            runs_indexed=len(self.index.keys() | self.runs.keys()),
+            snapshot_records=self.snapshot_records,
+            snapshot_bytes=self.snapshot_bytes,
+            tail_records=self.tail_records,
+            tail_bytes=self.tail_bytes,
+            timers=len(self.timers),
+            waited_s=round(self.waited, 3),
+            seconds=round(self.seconds, 3),
+        )
 
 
 def restore_partitions(
@@ -95,7 +95,8 @@ def restore_partitions(
     elapsed = time.monotonic() - started
     for part in out.values():
         part.seconds, part.waited = elapsed, waited
-        log.info("restored %s", part.metrics())
+        # one line per partition; its dict is what tests and operators parse
+        log.info("restored %s", asdict(part.report()))
     return out
 
 

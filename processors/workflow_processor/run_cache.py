@@ -11,14 +11,13 @@ reads the snapshots and only the history after the watermark.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from processors.run.state import Run
+from streams.settings import CacheSettings
 
 # key of a partition's checkpoint record on the snapshots topic (no workflow ID is empty)
 CHECKPOINT_KEY = ""
@@ -43,42 +42,6 @@ class Where(NamedTuple):
     offset: int
     run_id: str
     chunks: tuple[int, ...] = ()
-
-
-@dataclass(slots=True)
-class CacheSettings:
-    """Bounds of a processor's memory and of the history a restore replays."""
-
-    max_cached_runs: int = 10_000  # loaded runs per processor, split over its partitions
-    checkpoint_records: int = 5_000  # history records per partition between checkpoints
-    checkpoint_interval: float = 2.0  # seconds between checkpoints of a busy partition
-    # an open run is snapshotted once it has this many events not in a snapshot, or once
-    # the oldest of them is `defer_seconds` old (closed runs at once): a run's head snapshot
-    # is rewritten per `defer_events` events at most, and a restore reads at most the
-    # history of the last `defer_seconds` (plus one interval)
-    defer_events: int = 32
-    defer_seconds: float = 30.0
-    closed_retention_ms: int = 24 * 3600 * 1000  # closed runs answer this long
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> CacheSettings:
-        """Defaults, overridden by EVERFLOW_RUN_CACHE_SIZE, EVERFLOW_CHECKPOINT_RECORDS,
-        EVERFLOW_CHECKPOINT_INTERVAL (seconds) and EVERFLOW_CLOSED_RUN_RETENTION (seconds)."""
-        env = os.environ if env is None else env
-        out = cls()
-        if "EVERFLOW_RUN_CACHE_SIZE" in env:
-            out.max_cached_runs = int(env["EVERFLOW_RUN_CACHE_SIZE"])
-        if "EVERFLOW_CHECKPOINT_RECORDS" in env:
-            out.checkpoint_records = int(env["EVERFLOW_CHECKPOINT_RECORDS"])
-        if "EVERFLOW_CHECKPOINT_INTERVAL" in env:
-            out.checkpoint_interval = float(env["EVERFLOW_CHECKPOINT_INTERVAL"])
-        if "EVERFLOW_SNAPSHOT_DEFER_EVENTS" in env:
-            out.defer_events = int(env["EVERFLOW_SNAPSHOT_DEFER_EVENTS"])
-        if "EVERFLOW_SNAPSHOT_DEFER_SECONDS" in env:
-            out.defer_seconds = float(env["EVERFLOW_SNAPSHOT_DEFER_SECONDS"])
-        if "EVERFLOW_CLOSED_RUN_RETENTION" in env:
-            out.closed_retention_ms = int(float(env["EVERFLOW_CLOSED_RUN_RETENTION"]) * 1000)
-        return out
 
 
 Loader = Callable[[int, "Where"], "Run | None"]  # (partition, where) -> run

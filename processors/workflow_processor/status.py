@@ -10,9 +10,10 @@ import time
 from confluent_kafka import Producer
 
 from processors.workflow_processor.run_cache import PartitionRuns
+from processors.workflow_processor.stats import Counters
 from streams.kafka.topics import Topics
 from streams.wire import Wire
-from streams.wire.records import WorkerStatus
+from streams.wire.records import RestoreReport, WorkerStatus
 
 EVERY = 5.0  # seconds between reports
 
@@ -29,17 +30,18 @@ class StatusReporter:
     def report(
         self,
         partitions: dict[int, PartitionRuns],
-        stats: dict[str, int],
-        restores: dict[int, dict[str, float]],
+        stats: Counters,
+        restores: dict[int, RestoreReport],
         force: bool = False,
     ) -> None:
         now = time.monotonic()
         if not force and now - self._last < EVERY:
             return
         self._last = now
-        counters = dict(stats)
-        counters["cache_loads"] = sum(s.loads for s in partitions.values())
-        counters["cache_evictions"] = sum(s.evictions for s in partitions.values())
+        counters = stats.report(
+            cache_loads=sum(s.loads for s in partitions.values()),
+            cache_evictions=sum(s.evictions for s in partitions.values()),
+        )
         status = WorkerStatus(
             instance_id=self.instance_id,
             host=self.host,
@@ -48,8 +50,8 @@ class StatusReporter:
             partitions=sorted(partitions),
             runs_loaded=sum(s.cached for s in partitions.values()),
             runs_known=sum(len(s) for s in partitions.values()),
-            stats=counters,
-            restores=[restores[p] for p in sorted(restores)],
+            counters=counters,
+            restore_reports=[restores[p] for p in sorted(restores)],
         )
         raw = self.wire.worker_status.encode(status)
         self.producer.produce(self.topic, raw, self.instance_id.encode(), partition=0)

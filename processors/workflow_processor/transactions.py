@@ -25,6 +25,9 @@ from typing import Any, Generic, TypeVar
 
 from confluent_kafka import Producer, TopicPartition
 
+from processors.workflow_processor.stats import Timing
+from streams.settings import FaultSettings
+
 log = logging.getLogger(__name__)
 
 Delivery = Callable[[Any, Any], None]
@@ -35,15 +38,16 @@ class Transactions(Generic[After]):
     """Begins transactions on the caller's thread and ends them on the commit thread; each
     carries what changes in the caller's memory once it committed (`After`)."""
 
-    def __init__(self, producer: Producer, timing: dict[str, float]) -> None:
+    def __init__(
+        self, producer: Producer, timing: Timing, faults: FaultSettings | None = None
+    ) -> None:
         self.producer = producer
         self.timing = timing
+        self.faults = faults or FaultSettings()
         self.committed = 0
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="commit")
         self._in_flight: tuple[concurrent.futures.Future[None], After] | None = None
         self._deliveries: deque[tuple[Delivery, Any, Any]] = deque()
-        self._kill_before_commit = int(os.environ.get("EVERFLOW_FAULT_KILL_BEFORE_COMMIT", "0"))
-        self._stop_before_commit = int(os.environ.get("EVERFLOW_FAULT_STOP_BEFORE_COMMIT", "0"))
 
     @property
     def in_flight(self) -> bool:
@@ -77,7 +81,7 @@ class Transactions(Generic[After]):
         try:
             future.result()
         finally:
-            self.timing["settle"] += time.perf_counter() - waited
+            self.timing.settle += time.perf_counter() - waited
         self.committed += 1
         self.producer.poll(0)
         while self._deliveries:
@@ -99,17 +103,17 @@ class Transactions(Generic[After]):
             self.producer.send_offsets_to_transaction(offsets, group_metadata, 30)
         self._fault_point()
         self.producer.commit_transaction(60)
-        self.timing["commit"] += time.perf_counter() - started
+        self.timing.commit += time.perf_counter() - started
 
     def _fault_point(self) -> None:
         """Testing hooks, after the N-th transaction produced its records (they are on the
-        broker, uncommitted) and before it commits: EVERFLOW_FAULT_KILL_BEFORE_COMMIT=N
-        SIGKILLs this process; EVERFLOW_FAULT_STOP_BEFORE_COMMIT=N SIGSTOPs it (a zombie,
-        until someone sends SIGCONT)."""
+        broker, uncommitted) and before it commits: `faults.kill_before_commit` = N
+        SIGKILLs this process; `faults.stop_before_commit` = N SIGSTOPs it (a zombie, until
+        someone sends SIGCONT)."""
         n = self.committed + 1
         for hook, sig in (
-            (self._kill_before_commit, signal.SIGKILL),
-            (self._stop_before_commit, signal.SIGSTOP),
+            (self.faults.kill_before_commit, signal.SIGKILL),
+            (self.faults.stop_before_commit, signal.SIGSTOP),
         ):
             if hook and n == hook:
                 self.producer.flush(10)

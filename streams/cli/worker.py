@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +22,7 @@ from streams.cli.common import SubParsers, add_connection_arguments, add_subpars
 from streams.client import Client
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import ensure_topics, topic_specs
+from streams.settings import WorkerSettings
 
 
 def collect(targets: list[str]) -> tuple[list[type], list[Callable[..., Any]]]:
@@ -55,7 +55,12 @@ def add_parser(subparsers: SubParsers) -> None:
     worker.add_argument("--instance-id", help="stable, unique worker ID (EVERFLOW_INSTANCE_ID)")
     worker.add_argument("--no-workflows", action="store_true", help="run activities only")
     worker.add_argument("--no-activities", action="store_true", help="run workflows only")
-    worker.add_argument("--log-level", default="INFO")
+    worker.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="what the worker logs (default: %(default)s; -v before the command means DEBUG)",
+    )
     worker.set_defaults(run=run_worker)
 
 
@@ -63,14 +68,14 @@ def run_worker(args: argparse.Namespace) -> int:
     """`everflow worker`: run the targets' workflows and activities until SIGINT/SIGTERM."""
     from streams.worker import Worker  # the engine: loaded only to run it, not for --help
 
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    if not args.verbose:  # main() configured logging already; -v keeps DEBUG
+        logging.getLogger().setLevel(args.log_level)
     workflows, activities = collect(args.targets)
     # The processor thread blocks in librdkafka several times per transaction; each return
     # must win the GIL back from the runner threads. Python's default 5 ms switch interval
     # would add up to 5 ms per call; a short one keeps the transaction loop tight.
-    sys.setswitchinterval(float(os.environ.get("EVERFLOW_SWITCH_INTERVAL", "0.0005")))
+    settings = WorkerSettings.from_env(instance_id=args.instance_id)
+    sys.setswitchinterval(settings.switch_interval)
     config = kafka_config(args)
 
     async def main() -> None:
@@ -80,7 +85,7 @@ def run_worker(args: argparse.Namespace) -> int:
             task_queue=args.task_queue,
             workflows=workflows,
             activities=activities,
-            instance_id=args.instance_id,
+            settings=settings,
             run_workflows=not args.no_workflows,
             run_activities=not args.no_activities,
         )

@@ -184,11 +184,10 @@ def render(view: WorkersView) -> str:
                 f"lag {m.lag}{extra}"
             )
     for s in view.statuses:
-        for r in s["restores"]:
-            n = {k: int(v) for k, v in r.items()}
+        for r in s["restore_reports"]:
             lines.append(
-                f"  restore {s['instance_id']} p{n['partition']}: {n['runs_open']} open runs, "
-                f"{n['snapshot_records']} snapshot + {n['tail_records']} history records, "
+                f"  restore {s['instance_id']} p{r['partition']}: {r['runs_open']} open runs, "
+                f"{r['snapshot_records']} snapshot + {r['tail_records']} history records, "
                 f"{r['seconds']:.2f}s"
             )
     return "\n".join(lines) if lines else "no workers: no consumer group has members"

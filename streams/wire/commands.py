@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from streams.options import IdConflictPolicy, IdReusePolicy
 from streams.payload import Payload
 from streams.wire.avro import avro
 from streams.wire.records import Failure
@@ -21,8 +22,8 @@ class StartWorkflow:
     run_timeout_ms: int | None = None
     start_signal: str | None = None
     start_signal_args: list[Payload] = field(default_factory=list)
-    id_reuse_policy: str = "allow_duplicate"
-    id_conflict_policy: str = "fail"
+    id_reuse_policy: IdReusePolicy = IdReusePolicy.ALLOW_DUPLICATE
+    id_conflict_policy: IdConflictPolicy = IdConflictPolicy.FAIL
     parent_workflow_id: str | None = None
     parent_run_id: str | None = None
     parent_seq: int = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from streams.options import ActivityCancellationType, ParentClosePolicy
 from streams.payload import Payload
 from streams.retry import RetryPolicy
 from streams.wire.avro import avro
@@ -37,7 +38,7 @@ class ActivityScheduled:
     retry_policy: RetryPolicy
     schedule_to_start_timeout_ms: int | None = None
     heartbeat_timeout_ms: int | None = None
-    cancellation_type: str = "try_cancel"
+    cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL
 
 
 @avro("everflow.history.ActivityAttemptFailed")
@@ -208,7 +209,7 @@ class ChildWorkflowInitiated:
     workflow_type: str
     task_queue: str
     args: list[Payload] = field(default_factory=list)
-    parent_close_policy: str = "terminate"
+    parent_close_policy: ParentClosePolicy = ParentClosePolicy.TERMINATE
 
 
 @avro("everflow.history.ChildWorkflowStarted")

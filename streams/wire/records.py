@@ -46,7 +46,7 @@ def _ms(d: timedelta) -> int:
 avro_record("everflow.RetryPolicy", RetryPolicy, retry_policy_to_avro, retry_policy_from_avro)
 
 
-class RunStatus(enum.Enum):
+class RunStatus(enum.StrEnum):
     """Where a run is in its life; every status but RUNNING is a close."""
 
     RUNNING = "RUNNING"
@@ -102,7 +102,7 @@ class ActivityTask:
     heartbeat_details: list[Payload] = field(default_factory=list)
 
 
-class TimerKind(enum.Enum):
+class TimerKind(enum.StrEnum):
     USER_TIMER = "USER_TIMER"
     ACTIVITY_RETRY = "ACTIVITY_RETRY"
     ACTIVITY_START_TO_CLOSE = "ACTIVITY_START_TO_CLOSE"
@@ -184,10 +184,28 @@ class StartAccepted:
     run_id: str
 
 
+class RejectionCode(enum.StrEnum):
+    """Why a processor refused a request: the `code` of Rejected and StartRejected.
+
+    The field stays a string on the wire, so a client reads a code newer than itself."""
+
+    ALREADY_STARTED = "already_started"  # StartRejected: the ID is running, or may not rerun
+    NOT_FOUND = "not_found"  # no run of the workflow ID is known
+    NOT_RUNNING = "not_running"  # the run closed
+    INVALID_ARGUMENT = "invalid_argument"
+    UNKNOWN_SIGNAL = "unknown_signal"
+    UNKNOWN_QUERY = "unknown_query"
+    QUERY_FAILED = "query_failed"
+    UNKNOWN_UPDATE = "unknown_update"
+    UPDATE_FAILED = "update_failed"
+    NOT_BLOCKED = "not_blocked"  # unblock: the run is not blocked
+    STILL_BLOCKED = "still_blocked"  # unblock: the code deployed still does not fit
+
+
 @avro("everflow.reply.StartRejected")
 @dataclass(frozen=True, slots=True)
 class StartRejected:
-    code: str
+    code: str  # a RejectionCode
     message: str
     existing_run_id: str | None = None
 
@@ -234,7 +252,7 @@ class ActivityCancelRequest:
 class Rejected:
     """The request cannot be done in the run's state (e.g. the run is not running)."""
 
-    code: str
+    code: str  # a RejectionCode
     message: str
 
 
@@ -274,6 +292,40 @@ class Reply:
     body: ReplyBody
 
 
+@avro("everflow.ProcessorStats")
+@dataclass(frozen=True, slots=True)
+class ProcessorStats:
+    """A workflow processor's counters since it started."""
+
+    transactions: int = 0  # committed
+    commands: int = 0  # read
+    events: int = 0  # history events written
+    timers_fired: int = 0
+    history_bytes: int = 0
+    snapshot_bytes: int = 0
+    checkpoints: int = 0
+    runs_expired: int = 0  # closed runs past their retention, tombstoned
+    cache_loads: int = 0  # runs read back from their snapshots (owned partitions)
+    cache_evictions: int = 0  # runs evicted from the run cache (owned partitions)
+
+
+@avro("everflow.RestoreReport")
+@dataclass(frozen=True, slots=True)
+class RestoreReport:
+    """How the restore of one partition went."""
+
+    partition: int
+    runs_open: int  # open runs rebuilt
+    runs_indexed: int  # runs known: open, and closed within retention
+    snapshot_records: int
+    snapshot_bytes: int
+    tail_records: int  # history records read after the checkpoint watermark
+    tail_bytes: int
+    timers: int  # pending timers read
+    waited_s: float  # waited for a previous owner's open transaction
+    seconds: float  # the whole restore
+
+
 @avro("everflow.WorkerStatus")
 @dataclass(frozen=True, slots=True)
 class WorkerStatus:
@@ -286,5 +338,5 @@ class WorkerStatus:
     partitions: list[int]
     runs_loaded: int
     runs_known: int
-    stats: dict[str, int]
-    restores: list[dict[str, float]]
+    counters: ProcessorStats = field(default_factory=ProcessorStats)
+    restore_reports: list[RestoreReport] = field(default_factory=list)

@@ -143,7 +143,7 @@ def _report_counts(config: KafkaConfig) -> tuple[int, int, int]:
     if not statuses:
         return 0, 0, 0
     s = statuses[0]
-    return s["stats"]["cache_loads"], s["stats"]["cache_evictions"], s["runs_loaded"]
+    return s["counters"]["cache_loads"], s["counters"]["cache_evictions"], s["runs_loaded"]
 
 
 def test_history_limit_fails_the_run_with_a_clear_error(

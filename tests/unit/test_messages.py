@@ -11,6 +11,7 @@ from processors.run.state import Effects, Run
 from processors.workflow_code.registry import Registry
 from streams import ApplicationError, UnknownHandlerError, activity, workflow
 from streams.payload import DataConverter
+from streams.settings import RunLimits
 from streams.wire.events import WorkflowStarted
 from streams.wire.records import RunStatus
 
@@ -159,7 +160,7 @@ class LongLived:
 
 
 def test_continue_as_new_is_suggested_after_a_configurable_history_length() -> None:
-    registry = Registry([LongLived], [], suggest_continue_as_new_after=7)
+    registry = Registry([LongLived], [], limits=RunLimits(suggest_continue_as_new_after=7))
     run = Run("ll", "r", 0)
     fx = Effects()
     run.start(WorkflowStarted("LongLived", "q", conv.to_payloads([0]), "c"), 1000, registry, fx)

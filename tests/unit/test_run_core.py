@@ -20,6 +20,7 @@ from streams import (
     workflow,
 )
 from streams.payload import DataConverter, Payload
+from streams.settings import RunLimits
 from streams.wire.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
@@ -333,7 +334,7 @@ class BigArgs:
 
 
 def test_activity_arguments_over_the_limit_raise_in_workflow_code() -> None:
-    registry = Registry([BigArgs], [step], max_payload_bytes=1024)
+    registry = Registry([BigArgs], [step], limits=RunLimits(max_payload_bytes=1024))
     run, fx, _ = new_run(BigArgs, registry=registry)
     assert kinds(fx) == ["WorkflowStarted", "WorkflowCompleted"]  # nothing was scheduled
     assert "over the limit of 1024 bytes" in conv.from_payload(run.result)
@@ -347,7 +348,8 @@ def test_workflow_result_over_the_limit_fails_the_run_clearly() -> None:
             return "r" * 5000
 
     run, fx, _ = new_run(
-        BigResultWf, registry=Registry([BigResultWf], [step], max_payload_bytes=1024)
+        BigResultWf,
+        registry=Registry([BigResultWf], [step], limits=RunLimits(max_payload_bytes=1024)),
     )
     assert kinds(fx) == ["WorkflowStarted", "WorkflowFailed"]
     assert run.failure is not None and "the workflow's result is" in run.failure.message

@@ -141,6 +141,8 @@ def test_public_api_is_pinned() -> None:
             "NotInActivityError",
             "NotInWorkflowError",
             "NotRegisteredError",
+            "IdConflictPolicy",
+            "IdReusePolicy",
             "Payload",
             "PayloadDecodeError",
             "PayloadTooLargeError",

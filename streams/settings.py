@@ -1,0 +1,204 @@
+"""A worker's settings: built from keyword arguments or `EVERFLOW_*` environment variables.
+
+The one place the engine reads its environment: `WorkerSettings.from_env()` reads every
+variable a worker and its components follow and validates them, and the composition root
+(`streams.worker`) hands the pieces down; nothing under `processors/` reads the environment.
+Connection settings are `streams.kafka.config.KafkaConfig`.
+
+Every setting is checked when it is built; a bad one raises ConfigError naming the setting,
+its variable, and what it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from streams.errors import ConfigError
+from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES
+
+T = TypeVar("T", int, float)
+
+DEFAULT_MAX_HISTORY_EVENTS = 50_000
+DEFAULT_MAX_HISTORY_BYTES = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    """What the engine holds every run's code and history to."""
+
+    determinism_guard: bool = True  # stop time.time(), random, open... in workflow code
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES  # of one argument list or result
+    # history length at which info().is_continue_as_new_suggested() turns true
+    suggest_continue_as_new_after: int = 10_000
+    # a run that reaches either limit fails (warned at 80%): continue_as_new before it
+    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
+    max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES
+
+    def __post_init__(self) -> None:
+        _at_least(1024, "max_payload_bytes", "EVERFLOW_MAX_PAYLOAD_BYTES", self.max_payload_bytes)
+        if not self.suggest_continue_as_new_after >= 1:
+            raise ConfigError(
+                "suggest_continue_as_new_after must be >= 1, "
+                f"got {self.suggest_continue_as_new_after}"
+            )
+        _at_least(1, "max_history_events", "EVERFLOW_MAX_HISTORY_EVENTS", self.max_history_events)
+        _at_least(1, "max_history_bytes", "EVERFLOW_MAX_HISTORY_BYTES", self.max_history_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """Bounds of a workflow processor's memory and of the history a restore replays."""
+
+    max_cached_runs: int = 10_000  # loaded runs per processor, split over its partitions
+    checkpoint_records: int = 5_000  # history records per partition between checkpoints
+    checkpoint_interval: float = 2.0  # seconds between checkpoints of a busy partition
+    # an open run is snapshotted once it has this many events not in a snapshot, or once
+    # the oldest of them is `defer_seconds` old (closed runs at once): a run's head snapshot
+    # is rewritten per `defer_events` events at most, and a restore reads at most the
+    # history of the last `defer_seconds` (plus one interval)
+    defer_events: int = 32
+    defer_seconds: float = 30.0
+    closed_retention_ms: int = 24 * 3600 * 1000  # closed runs answer this long
+
+    def __post_init__(self) -> None:
+        _at_least(1, "max_cached_runs", "EVERFLOW_RUN_CACHE_SIZE", self.max_cached_runs)
+        _at_least(1, "checkpoint_records", "EVERFLOW_CHECKPOINT_RECORDS", self.checkpoint_records)
+        _at_least(
+            0.0, "checkpoint_interval", "EVERFLOW_CHECKPOINT_INTERVAL", self.checkpoint_interval
+        )
+        _at_least(1, "defer_events", "EVERFLOW_SNAPSHOT_DEFER_EVENTS", self.defer_events)
+        _at_least(0.0, "defer_seconds", "EVERFLOW_SNAPSHOT_DEFER_SECONDS", self.defer_seconds)
+        _at_least(
+            0, "closed_retention_ms", "EVERFLOW_CLOSED_RUN_RETENTION", self.closed_retention_ms
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CacheSettings:
+        """Defaults, overridden by EVERFLOW_RUN_CACHE_SIZE, EVERFLOW_CHECKPOINT_RECORDS,
+        EVERFLOW_CHECKPOINT_INTERVAL (seconds), EVERFLOW_SNAPSHOT_DEFER_EVENTS,
+        EVERFLOW_SNAPSHOT_DEFER_SECONDS and EVERFLOW_CLOSED_RUN_RETENTION (seconds)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {
+            "max_cached_runs": _whole(env, "EVERFLOW_RUN_CACHE_SIZE"),
+            "checkpoint_records": _whole(env, "EVERFLOW_CHECKPOINT_RECORDS"),
+            "checkpoint_interval": _seconds(env, "EVERFLOW_CHECKPOINT_INTERVAL"),
+            "defer_events": _whole(env, "EVERFLOW_SNAPSHOT_DEFER_EVENTS"),
+            "defer_seconds": _seconds(env, "EVERFLOW_SNAPSHOT_DEFER_SECONDS"),
+        }
+        retention = _seconds(env, "EVERFLOW_CLOSED_RUN_RETENTION")
+        if retention is not None:
+            values["closed_retention_ms"] = int(retention * 1000)
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSettings:
+    """Testing hooks of the workflow processor: after the N-th transaction produced its
+    records and before it commits, SIGKILL (`kill_before_commit`) or SIGSTOP
+    (`stop_before_commit`) the process. 0 is off."""
+
+    kill_before_commit: int = 0
+    stop_before_commit: int = 0
+
+    def __post_init__(self) -> None:
+        _at_least(
+            0, "kill_before_commit", "EVERFLOW_FAULT_KILL_BEFORE_COMMIT", self.kill_before_commit
+        )
+        _at_least(
+            0, "stop_before_commit", "EVERFLOW_FAULT_STOP_BEFORE_COMMIT", self.stop_before_commit
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> FaultSettings:
+        """Off, unless EVERFLOW_FAULT_KILL_BEFORE_COMMIT or _STOP_BEFORE_COMMIT is set."""
+        env = os.environ if env is None else env
+        values = {
+            "kill_before_commit": _whole(env, "EVERFLOW_FAULT_KILL_BEFORE_COMMIT"),
+            "stop_before_commit": _whole(env, "EVERFLOW_FAULT_STOP_BEFORE_COMMIT"),
+        }
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """Settings of one worker process and its components.
+
+    `instance_id` must be stable across restarts of the same worker and unique among
+    running workers (it names the Kafka transactional ID). A run fails when its history
+    reaches `max_history_events` or `max_history_bytes`. `profile_dir`, when set, gets a
+    cProfile dump of each component's thread (and turns the determinism guard off).
+    `switch_interval` is the interpreter's thread switch interval the `everflow worker`
+    command sets (seconds).
+    """
+
+    instance_id: str = field(default_factory=socket.gethostname)
+    max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
+    max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES
+    profile_dir: str | None = None
+    switch_interval: float = 0.0005
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    faults: FaultSettings = field(default_factory=FaultSettings)
+
+    def __post_init__(self) -> None:
+        if not self.instance_id:
+            raise ConfigError(
+                "instance_id is empty: set EVERFLOW_INSTANCE_ID or pass instance_id= "
+                "(a stable name, unique among running workers)"
+            )
+        _at_least(1, "max_history_events", "EVERFLOW_MAX_HISTORY_EVENTS", self.max_history_events)
+        _at_least(1, "max_history_bytes", "EVERFLOW_MAX_HISTORY_BYTES", self.max_history_bytes)
+        if not self.switch_interval > 0:
+            raise ConfigError(
+                "switch_interval must be > 0 seconds (EVERFLOW_SWITCH_INTERVAL), "
+                f"got {self.switch_interval}"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
+        """Settings from EVERFLOW_INSTANCE_ID (default: the host name),
+        EVERFLOW_MAX_HISTORY_EVENTS / _BYTES, EVERFLOW_PROFILE (a directory),
+        EVERFLOW_SWITCH_INTERVAL, the cache's and the fault hooks' variables; then keyword
+        overrides (None leaves a setting as it is)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {
+            "instance_id": env.get("EVERFLOW_INSTANCE_ID") or None,
+            "max_history_events": _whole(env, "EVERFLOW_MAX_HISTORY_EVENTS"),
+            "max_history_bytes": _whole(env, "EVERFLOW_MAX_HISTORY_BYTES"),
+            "profile_dir": env.get("EVERFLOW_PROFILE") or None,
+            "switch_interval": _seconds(env, "EVERFLOW_SWITCH_INTERVAL"),
+            "cache": CacheSettings.from_env(env),
+            "faults": FaultSettings.from_env(env),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+    def with_overrides(self, **overrides: Any) -> WorkerSettings:
+        """These settings with the given ones replaced (None leaves a setting as it is)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _parsed(env: Mapping[str, str], name: str, parse: Callable[[str], T], accepts: str) -> T | None:
+    raw = env.get(name)
+    if raw is None:
+        return None
+    try:
+        return parse(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be {accepts}, got {raw!r}") from None
+
+
+def _whole(env: Mapping[str, str], name: str) -> int | None:
+    return _parsed(env, name, int, "a whole number")
+
+
+def _seconds(env: Mapping[str, str], name: str) -> float | None:
+    return _parsed(env, name, float, "a number of seconds")
+
+
+def _at_least(minimum: T, setting: str, variable: str, value: T) -> None:
+    if not value >= minimum:  # also refuses NaN
+        raise ConfigError(f"{setting} must be >= {minimum} ({variable}), got {value}")
