@@ -165,7 +165,7 @@ class Client:
         payloads = self.converter.to_payloads(list(args))
         check_size(payloads, self.config.max_payload_bytes, f"the arguments of workflow {id!r}")
         run_id = str(uuid.uuid4())
-        waiter = self._watch_completion(id)
+        waiter = self.watch_completion(id)
         body = StartWorkflow(
             run_id,
             name,
@@ -179,9 +179,9 @@ class Client:
             reuse,
             conflict,
         )
-        reply = await self._request(id, body, request_timeout)
+        reply = await self.request(id, body, request_timeout)
         if isinstance(reply, StartRejected):
-            self._unwatch(id, waiter)
+            self.unwatch_completion(id, waiter)
             raise WorkflowAlreadyStartedError(id, reply.existing_run_id, reply.message)
         assert isinstance(reply, StartAccepted)
         return WorkflowHandle(self, id, reply.run_id, waiter)
@@ -207,7 +207,12 @@ class Client:
         self._producer.poll(0)
         return command_id
 
-    async def _request(self, workflow_id: str, body: CommandBody, timeout: timedelta) -> ReplyBody:
+    async def request(self, workflow_id: str, body: CommandBody, timeout: timedelta) -> ReplyBody:
+        """Sends one command about a workflow and waits for the processor's reply.
+
+        The low-level call under every `WorkflowHandle` method; RPCTimeoutError when no reply
+        comes within `timeout` (the command may still take effect).
+        """
         self._start_reading()
         loop = asyncio.get_running_loop()
         command_id = uuid.uuid4().hex
@@ -226,7 +231,8 @@ class Client:
             with self._lock:
                 self._replies.pop(command_id, None)
 
-    def _watch_completion(self, workflow_id: str) -> asyncio.Future[Completion]:
+    def watch_completion(self, workflow_id: str) -> asyncio.Future[Completion]:
+        """A future resolved by the next `completions` record of this workflow ID."""
         self._start_reading()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Completion] = loop.create_future()
@@ -234,7 +240,8 @@ class Client:
             self._completions.setdefault(workflow_id, []).append((loop, fut))
         return fut
 
-    def _unwatch(self, workflow_id: str, fut: asyncio.Future[Completion]) -> None:
+    def unwatch_completion(self, workflow_id: str, fut: asyncio.Future[Completion]) -> None:
+        """Stops watching: `fut` (from watch_completion) will not be resolved."""
         with self._lock:
             waiters = self._completions.get(workflow_id, [])
             self._completions[workflow_id] = [w for w in waiters if w[1] is not fut]
@@ -317,11 +324,11 @@ class WorkflowHandle:
         WorkflowResultTimeoutError if it did not close within `timeout`."""
         deadline = None if timeout is None else time.monotonic() + timeout.total_seconds()
         if self._completion is None:
-            self._completion = self.client._watch_completion(self.id)
+            self._completion = self.client.watch_completion(self.id)
             # the run may have closed before we watched: ask the processor once
             desc = await self.describe()
             if desc.status is not RunStatus.RUNNING:
-                self.client._unwatch(self.id, self._completion)
+                self.client.unwatch_completion(self.id, self._completion)
                 return self._outcome(desc.status, desc.result, desc.failure, result_type)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
@@ -347,7 +354,7 @@ class WorkflowHandle:
         WorkflowNotRunningError if the run closed; ValueError for an unknown signal."""
         payloads = self.client.converter.to_payloads(list(args))
         body = SignalWorkflow(_handler_name(signal), payloads, None, self.client.client_id)
-        self._check(await self.client._request(self.id, body, timeout))
+        self._check(await self.client.request(self.id, body, timeout))
 
     async def query(
         self,
@@ -359,7 +366,7 @@ class WorkflowHandle:
         """Asks the run's state (also of a closed run); never recorded in its history."""
         payloads = self.client.converter.to_payloads(list(args))
         body = QueryWorkflow(_handler_name(query), payloads, self.run_id, self.client.client_id)
-        reply = self._check(await self.client._request(self.id, body, timeout))
+        reply = self._check(await self.client.request(self.id, body, timeout))
         assert isinstance(reply, QueryResult)
         return self.client.converter.from_payload(reply.result, result_type)
 
@@ -375,7 +382,7 @@ class WorkflowHandle:
         payloads = self.client.converter.to_payloads(list(args))
         update_id = uuid.uuid4().hex
         body = UpdateWorkflow(_handler_name(update), payloads, update_id, self.client.client_id)
-        reply = self._check(await self.client._request(self.id, body, timeout))
+        reply = self._check(await self.client.request(self.id, body, timeout))
         assert isinstance(reply, UpdateResult)
         conv = self.client.converter
         if reply.failure is not None:
@@ -403,14 +410,14 @@ class WorkflowHandle:
         await self._control(TerminateWorkflow(reason, self.client.client_id), timeout)
 
     async def _control(self, body: CancelWorkflow | TerminateWorkflow, timeout: timedelta) -> None:
-        self._check(await self.client._request(self.id, body, timeout))
+        self._check(await self.client.request(self.id, body, timeout))
 
     # ---- repair (human in the loop) ---------------------------------------------------------
     async def reset(self, to_event: int, reason: str = "") -> str:
         """A new run from this run's events 1..to_event (this one, if open, is terminated);
         its code goes on live from there. Returns the new run's ID."""
         body = ResetWorkflow(to_event, str(uuid.uuid4()), reason, self.client.client_id)
-        reply = self._check(await self.client._request(self.id, body, timedelta(seconds=30)))
+        reply = self._check(await self.client.request(self.id, body, timedelta(seconds=30)))
         assert isinstance(reply, RunDescription)
         return reply.run_id
 
@@ -435,7 +442,7 @@ class WorkflowHandle:
         return await self._repair(body)
 
     async def _repair(self, body: ControlActivity | UnblockWorkflow) -> RunDescription:
-        reply = self._check(await self.client._request(self.id, body, timedelta(seconds=30)))
+        reply = self._check(await self.client.request(self.id, body, timedelta(seconds=30)))
         assert isinstance(reply, RunDescription)
         return reply
 
@@ -450,7 +457,7 @@ class WorkflowHandle:
 
     async def _describe(self, history: bool, timeout: timedelta) -> RunDescription:
         body = DescribeWorkflow(self.client.client_id, self.run_id, history)
-        reply = await self.client._request(self.id, body, timeout)
+        reply = await self.client.request(self.id, body, timeout)
         if isinstance(reply, NotFound):
             raise WorkflowNotFoundError(reply.message)
         assert isinstance(reply, RunDescription)
