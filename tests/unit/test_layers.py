@@ -129,6 +129,13 @@ def cycles(imports: list[Import]) -> list[list[str]]:
     for i in imports:
         if i.top and i.target != i.module and within(i.target, PACKAGES):
             graph.setdefault(i.module, set()).add(i.target)
+            # importing a.b.c first runs a/__init__ and a/b/__init__, unless the importer
+            # lives inside them (then they are being initialised already)
+            parts = i.target.split(".")
+            for n in range(1, len(parts)):
+                parent = ".".join(parts[:n])
+                if not within(i.module, parent):
+                    graph[i.module].add(parent)
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -208,6 +215,18 @@ def test_type_checking_imports_and_allowed_crossings_pass() -> None:
     assert violations(read_imports("streams.replayer", source, set())) == []
     imports = read_imports("processors.audit", source, set())
     assert [i.top for i in imports if i.target == "streams.worker"] == [False]
+
+
+def test_a_cycle_through_a_package_init_is_found() -> None:
+    # the cycle `streams` loading the worker eagerly would make: an engine module imports the
+    # wire format, which first runs streams/__init__, which would import the engine
+    imports = [
+        Import("processors.run.state", "streams.wire.events", 1, True),
+        Import("streams", "streams.worker", 1, True),
+        Import("streams.worker", "processors.run.state", 1, True),
+        Import("streams.wire.events", "streams.errors", 1, True),  # inside streams: no edge
+    ]
+    assert cycles(imports) == [["processors.run.state", "streams", "streams.worker"]]
 
 
 def test_a_cycle_is_found() -> None:
