@@ -59,8 +59,8 @@ class Replayer:
             return _failed(result, str(e))
         if step.blocked is not None and run.blocked is None:
             return _failed(result, f"the code raised on replay: {step.blocked.message}")
-        if step.commands and run.blocked is None:
-            extra = ", ".join(type(c).__name__ for c in step.commands)
+        if step.decisions and run.blocked is None:
+            extra = ", ".join(type(c).__name__ for c in step.decisions)
             return _failed(
                 result,
                 f"workflow {run.workflow_id!r} replayed to the end of its history (event "

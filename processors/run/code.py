@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from processors.workflow_code.instance import Step, WorkflowInstance
 from processors.workflow_code.registry import Registry, UnknownWorkflowError
-from processors.workflow_code.replay import CHANGED, NonDeterminismError, describe_command, replay
+from processors.workflow_code.replay import CHANGED, NonDeterminismError, describe_decision, replay
 from processors.workflow_code.replay import location as command_location
 from streams.wire.events import (
     EventAttributes,
@@ -57,11 +57,11 @@ class CodeLifecycle:
                 "workflow_error", Failure(str(e), "UnknownWorkflowError", "workflow"), now, fx
             )
             return
-        if pending.commands or pending.blocked is not None:
+        if pending.decisions or pending.blocked is not None:
             # history ends with a step whose commands are not recorded: the code changed
-            first = pending.commands[0] if pending.commands else None
+            first = pending.decisions[0] if pending.decisions else None
             detail = (
-                f"{describe_command(first)} at {command_location(first)}" if first else "an error"
+                f"{describe_decision(first)} at {command_location(first)}" if first else "an error"
             )
             failure = Failure(
                 f"workflow {self.workflow_id!r} replayed to the end of its history "

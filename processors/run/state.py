@@ -25,9 +25,9 @@ from processors.workflow_code.instance import (
     CancelTimer,
     CompleteRun,
     ContinueAsNewRun,
+    Decision,
     FailRun,
     RequestCancelActivity,
-    RunCommand,
     ScheduleActivity,
     StartChild,
     StartTimer,
@@ -321,12 +321,12 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repai
         self._apply_step(step, event.time, fx)
 
     def _apply_step(self, step: Step, now: int, fx: Effects) -> None:
-        for command in in_record_order(step.commands):
-            self._record_command(command, now, fx)
+        for command in in_record_order(step.decisions):
+            self._record_decision(command, now, fx)
         if step.blocked is not None and not self.closed:
             self._block("workflow_error", step.blocked, now, fx)
 
-    def _record_command(self, command: RunCommand, now: int, fx: Effects) -> None:
+    def _record_decision(self, command: Decision, now: int, fx: Effects) -> None:
         if self.closed:
             return
         match command:

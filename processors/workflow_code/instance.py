@@ -1,9 +1,9 @@
 """A live workflow run: user code on a deterministic loop, driven by history events.
 
 The instance turns each event that resolves something the code waits on (start, activity
-result, timer fired) into the code's next commands (schedule an activity, start a timer,
+result, timer fired) into the code's next decisions (schedule an activity, start a timer,
 complete, fail). First execution and replay go through the same path: replay is just the
-recorded events fed again, and `processors.run.state` checks the commands match the record.
+recorded events fed again, and `processors.run.state` checks the decisions match the record.
 """
 
 from __future__ import annotations
@@ -116,7 +116,9 @@ class FailRun:
     location: str = ""
 
 
-RunCommand = (
+# what the workflow code decides to do, recorded as history events (not `commands`-topic
+# requests: those are `streams.wire.commands`)
+Decision = (
     ScheduleActivity
     | StartTimer
     | CancelTimer
@@ -133,9 +135,9 @@ RunCommand = (
 
 @dataclass(slots=True)
 class Step:
-    """What one event made the code do: its commands, or why it cannot go on."""
+    """What one event made the code do: its decisions, or why it cannot go on."""
 
-    commands: list[RunCommand] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
     blocked: Failure | None = None
 
 
@@ -183,7 +185,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         self.history_length = 1
         self.suggest_continue_as_new_after = 10_000
         self._given_up: set[int] = set()
-        self._commands: list[RunCommand] = []
+        self._decisions: list[Decision] = []
         self._replaying = False
         self._location = _user_location
         self._init_patches()
@@ -199,7 +201,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         self._time_ms = event.time
         self.history_length = event.event_id
         self._replaying = replaying
-        self._commands = []
+        self._decisions = []
         attrs = event.attributes
         step = Step()
         try:
@@ -236,11 +238,11 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         except Exception as e:  # the code's bug or misuse: the run blocks, the engine goes on
             step.blocked = to_failure(e, self.converter, kind="workflow")
             return step
-        step.commands = self._commands
+        step.decisions = self._decisions
         if self._handler_failure is not None and not self.closed:
             error, self._handler_failure = self._handler_failure, None
             if isinstance(error, FailureError):  # a handler failing on purpose fails the run
-                step.commands.append(FailRun(to_failure(error, self.converter)))
+                step.decisions.append(FailRun(to_failure(error, self.converter)))
                 self.closed = True
             else:
                 step.blocked = to_failure(error, self.converter, kind="workflow")
@@ -284,23 +286,23 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
     def _on_main_done(self, task: asyncio.Task[Any]) -> None:
         self.closed = True
         if task.cancelled():
-            self._commands.append(CancelRun())
+            self._decisions.append(CancelRun())
             return
         error = task.exception()
         if isinstance(error, ContinueAsNewError):
             args = self.converter.to_payloads(list(error.run_args))
-            self._commands.append(ContinueAsNewRun(args))
+            self._decisions.append(ContinueAsNewRun(args))
             return
         if error is None:
             result = self.converter.to_payload(task.result())
             try:
                 check_size([result], self.max_payload_bytes, "the workflow's result")
             except PayloadTooLargeError as e:
-                self._commands.append(FailRun(to_failure(e, self.converter)))
+                self._decisions.append(FailRun(to_failure(e, self.converter)))
                 return
-            self._commands.append(CompleteRun(result))
+            self._decisions.append(CompleteRun(result))
         elif isinstance(error, FailureError):
-            self._commands.append(FailRun(to_failure(error, self.converter)))
+            self._decisions.append(FailRun(to_failure(error, self.converter)))
 
     def _main_outcome_blocked(self) -> Failure | None:
         main = self._main
@@ -398,7 +400,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         check_size(
             args, self.max_payload_bytes, f"the arguments of activity {options.activity_type!r}"
         )
-        self._commands.append(ScheduleActivity(activity_id, options, args, _user_location()))
+        self._decisions.append(ScheduleActivity(activity_id, options, args, _user_location()))
         return fut
 
     def start_timer(self, delay: timedelta) -> asyncio.Future[None]:
@@ -406,7 +408,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         self._next_timer += 1
         fut: asyncio.Future[None] = self.loop.create_future()
         self._timers[timer_id] = fut
-        self._commands.append(StartTimer(timer_id, delay, _user_location()))
+        self._decisions.append(StartTimer(timer_id, delay, _user_location()))
         fut.add_done_callback(lambda f: self._on_timer_done(timer_id, f))
         return fut
 
@@ -420,7 +422,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         check_size(
             args, self.max_payload_bytes, f"the arguments of child workflow {options.workflow_id!r}"
         )
-        self._commands.append(StartChild(seq, options, args, _user_location()))
+        self._decisions.append(StartChild(seq, options, args, _user_location()))
         return started, result
 
     def _child_started(self, seq: int, run_id: str) -> None:
@@ -458,7 +460,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         # cancelled by the code (wait_for finished first, the run was cancelled...)
         if fut.cancelled() and self._timers.pop(timer_id, None) is not None:
             self._cancelled_timers.add(timer_id)
-            self._commands.append(CancelTimer(timer_id))
+            self._decisions.append(CancelTimer(timer_id))
 
     def _on_activity_done(self, activity_id: int, fut: asyncio.Future[Any]) -> None:
         if not fut.cancelled() or activity_id not in self._activities:
@@ -466,13 +468,13 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         _, options = self._activities.pop(activity_id)
         self._given_up.add(activity_id)
         if options.cancellation_type != "abandon":
-            self._commands.append(RequestCancelActivity(activity_id))
+            self._decisions.append(RequestCancelActivity(activity_id))
 
     def cancel_activity(self, fut: asyncio.Future[Any]) -> None:
         for activity_id, (candidate, options) in self._activities.items():
             if candidate is fut:
                 if options.cancellation_type != "abandon":
-                    self._commands.append(RequestCancelActivity(activity_id))
+                    self._decisions.append(RequestCancelActivity(activity_id))
                 return
 
     async def wait_condition(
