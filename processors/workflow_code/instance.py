@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from processors.workflow_code.determinism import (
     DeterminismGuard,
@@ -39,18 +39,42 @@ from streams.failures import (
 from streams.kafka.config import DEFAULT_MAX_PAYLOAD_BYTES
 from streams.payload import DataConverter, Payload, check_size
 from streams.wire.events import (
+    ActivityAttemptFailed,
     ActivityCanceled,
+    ActivityCancelRequested,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeatRecorded,
+    ActivityPaused,
+    ActivityReset,
+    ActivityRetried,
+    ActivityScheduled,
+    ActivityStarted,
+    ActivityUnpaused,
     ChildWorkflowClosed,
+    ChildWorkflowInitiated,
     ChildWorkflowStarted,
     ChildWorkflowStartFailed,
+    EventAttributes,
     HistoryEvent,
+    MarkerRecorded,
     SignalReceived,
+    TimerCanceled,
     TimerFired,
+    TimerStarted,
     UpdateAccepted,
+    UpdateCompleted,
+    WorkflowBlocked,
+    WorkflowCanceled,
     WorkflowCancelRequested,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowFailed,
+    WorkflowReset,
     WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
+    WorkflowUnblocked,
 )
 from streams.wire.records import Failure
 from streams.workflow import ContinueAsNewError, WorkflowDefinition
@@ -206,32 +230,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         step = Step()
         try:
             with self._guarded() as guard:
-                if isinstance(attrs, WorkflowStarted):
-                    self._start_main()
-                elif isinstance(attrs, ActivityCompleted):
-                    self._resolve_activity(attrs.activity_id, attrs.result, None)
-                elif isinstance(attrs, ActivityFailed):
-                    self._resolve_activity(attrs.activity_id, None, attrs.failure)
-                elif isinstance(attrs, TimerFired):
-                    self._fire_timer(attrs.timer_id)
-                elif isinstance(attrs, ActivityCanceled):
-                    self._resolve_activity(attrs.activity_id, None, None, cancelled=True)
-                elif isinstance(attrs, SignalReceived):
-                    self._deliver_signal(attrs.signal_name, attrs.args)
-                elif isinstance(attrs, UpdateAccepted):
-                    self._accept_update(attrs.update_id, attrs.update_name, attrs.args)
-                elif isinstance(attrs, ChildWorkflowStarted):
-                    self._child_started(attrs.seq, attrs.run_id)
-                elif isinstance(attrs, ChildWorkflowStartFailed):
-                    failure = Failure(attrs.message, "ChildWorkflowError", "workflow")
-                    self._child_closed(attrs.seq, None, failure, "START_FAILED")
-                elif isinstance(attrs, ChildWorkflowClosed):
-                    self._child_closed(attrs.seq, attrs.result, attrs.failure, attrs.status)
-                elif isinstance(attrs, WorkflowCancelRequested):
-                    if self._main is not None and not self._main.done():
-                        self._main.cancel(attrs.reason or "cancel requested")
-                else:
-                    raise TypeError(f"{type(attrs).__name__} does not resolve anything")
+                self._deliver(attrs)
                 self._run_until_idle()
             if guard is not None and guard.violation is not None:
                 raise guard.violation
@@ -251,6 +250,61 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         if blocked is not None:
             step.blocked = blocked
         return step
+
+    def _deliver(self, attrs: EventAttributes) -> None:
+        match attrs:
+            case WorkflowStarted():
+                self._start_main()
+            case ActivityCompleted():
+                self._resolve_activity(attrs.activity_id, attrs.result, None)
+            case ActivityFailed():
+                self._resolve_activity(attrs.activity_id, None, attrs.failure)
+            case TimerFired():
+                self._fire_timer(attrs.timer_id)
+            case ActivityCanceled():
+                self._resolve_activity(attrs.activity_id, None, None, cancelled=True)
+            case SignalReceived():
+                self._deliver_signal(attrs.signal_name, attrs.args)
+            case UpdateAccepted():
+                self._accept_update(attrs.update_id, attrs.update_name, attrs.args)
+            case ChildWorkflowStarted():
+                self._child_started(attrs.seq, attrs.run_id)
+            case ChildWorkflowStartFailed():
+                failure = Failure(attrs.message, "ChildWorkflowError", "workflow")
+                self._child_closed(attrs.seq, None, failure, "START_FAILED")
+            case ChildWorkflowClosed():
+                self._child_closed(attrs.seq, attrs.result, attrs.failure, attrs.status)
+            case WorkflowCancelRequested():
+                if self._main is not None and not self._main.done():
+                    self._main.cancel(attrs.reason or "cancel requested")
+            case (
+                ActivityScheduled()
+                | ActivityAttemptFailed()
+                | ActivityRetried()
+                | ActivityStarted()
+                | ActivityHeartbeatRecorded()
+                | ActivityCancelRequested()
+                | ActivityPaused()
+                | ActivityUnpaused()
+                | ActivityReset()
+                | TimerStarted()
+                | TimerCanceled()
+                | WorkflowCompleted()
+                | WorkflowFailed()
+                | WorkflowCanceled()
+                | WorkflowTerminated()
+                | WorkflowTimedOut()
+                | WorkflowContinuedAsNew()
+                | WorkflowBlocked()
+                | WorkflowUnblocked()
+                | WorkflowReset()
+                | UpdateCompleted()
+                | ChildWorkflowInitiated()
+                | MarkerRecorded()
+            ):
+                raise TypeError(f"{type(attrs).__name__} does not resolve anything")
+            case _:
+                assert_never(attrs)
 
     def _guarded(self) -> Any:
         if self._guard is None:
