@@ -21,7 +21,7 @@ from typing import Any, assert_never
 from processors.workflow_code.determinism import (
     DeterminismGuard,
     UnguardedConverter,
-    _is_user_frame,
+    is_user_frame,
 )
 from processors.workflow_code.handlers import CompleteUpdate, MessageHandlers
 from processors.workflow_code.loop import WorkflowEventLoop
@@ -549,9 +549,9 @@ def _dt(ms: int) -> datetime:
 
 
 def _user_location() -> str:
-    """file:line of the workflow code that issued the current command."""
+    """file:line of the workflow code that made the current decision."""
     frame = sys._getframe(1)
-    while frame is not None and not _is_user_frame(frame):
+    while frame is not None and not is_user_frame(frame):
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None:
         return "?"
