@@ -111,6 +111,8 @@ class Activities:
     moves them on — results and heartbeats from runners, the code's schedule and cancel,
     retry and timeout timers, an operator's pause, unpause and retry."""
 
+    __slots__ = ("_log", "_partition", "open")
+
     def __init__(self, log: RunLog, partition: int) -> None:
         self._log = log
         self._partition = partition  # activity tasks carry it: their reports come back here

@@ -38,6 +38,8 @@ ChildReport = ChildWorkflowStarted | ChildWorkflowStartFailed | ChildWorkflowClo
 class Children:
     """The children a run started that have not closed: seq -> (workflow ID, close policy)."""
 
+    __slots__ = ("_log", "open")
+
     def __init__(self, log: RunLog) -> None:
         self._log = log
         self.open: dict[int, tuple[str, str]] = {}

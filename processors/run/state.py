@@ -110,6 +110,31 @@ class Run:
     `registry` is the worker's code: the run loads its workflow from it when the code is
     first needed (at start, or by replay on the first event after a restore)."""
 
+    __slots__ = (
+        "activities",
+        "blocked",
+        "cancel_requested",
+        "children",
+        "close_time",
+        "events",
+        "failure",
+        "instance",
+        "limit_warned",
+        "next_run",
+        "partition",
+        "registry",
+        "result",
+        "run_id",
+        "start_command_id",
+        "start_time",
+        "status",
+        "task_queue",
+        "timers",
+        "updates",
+        "workflow_id",
+        "workflow_type",
+    )
+
     def __init__(self, workflow_id: str, run_id: str, partition: int, registry: Registry) -> None:
         self.workflow_id = workflow_id
         self.run_id = run_id

@@ -25,6 +25,8 @@ TimerEvent = TimerStarted | TimerFired | TimerCanceled
 class Timers:
     """The user timers a run waits on: timer ID -> when it fires (ms)."""
 
+    __slots__ = ("_log", "pending")
+
     def __init__(self, log: RunLog) -> None:
         self._log = log
         self.pending: dict[int, int] = {}
