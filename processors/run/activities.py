@@ -120,11 +120,25 @@ class Activities:
 
     def fold(self, a: ActivityEvent, time: int) -> None:
         """Folds an activity event into the state."""
-        match a:
+        match a:  # the commonest first: a case is an isinstance check
             case ActivityScheduled():
                 self.open[a.activity_id] = ActivityState(a, time, dispatched_at=time)
+            case ActivityCompleted() | ActivityFailed() | ActivityCanceled():
+                self.open.pop(a.activity_id, None)
+            case ActivityStarted():
+                self.open[a.activity_id].started_at = time
+            case ActivityHeartbeatRecorded():
+                state = self.open[a.activity_id]
+                state.last_heartbeat, state.heartbeat_details = time, a.details
             case ActivityAttemptFailed():
                 self.open[a.activity_id].backoff = True
+            case ActivityRetried():
+                state = self.open[a.activity_id]
+                state.attempt, state.backoff, state.dispatched_at = a.attempt, False, time
+                state.started_at = state.last_heartbeat = None
+            case ActivityCancelRequested():
+                if a.activity_id in self.open:
+                    self.open[a.activity_id].cancel_requested = True
             case ActivityPaused():
                 self.open[a.activity_id].paused = True
             case ActivityUnpaused():
@@ -132,20 +146,6 @@ class Activities:
             case ActivityReset():
                 state = self.open[a.activity_id]
                 state.budget_base = state.attempt
-            case ActivityRetried():
-                state = self.open[a.activity_id]
-                state.attempt, state.backoff, state.dispatched_at = a.attempt, False, time
-                state.started_at = state.last_heartbeat = None
-            case ActivityStarted():
-                self.open[a.activity_id].started_at = time
-            case ActivityHeartbeatRecorded():
-                state = self.open[a.activity_id]
-                state.last_heartbeat, state.heartbeat_details = time, a.details
-            case ActivityCancelRequested():
-                if a.activity_id in self.open:
-                    self.open[a.activity_id].cancel_requested = True
-            case ActivityCompleted() | ActivityFailed() | ActivityCanceled():
-                self.open.pop(a.activity_id, None)
             case _:
                 assert_never(a)
 
