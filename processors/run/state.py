@@ -339,14 +339,24 @@ class Run:
         """Fires a due timer if the run still waits on it; False if it is stale."""
         if self.closed or timer.run_id != self.run_id:
             return False
-        if timer.kind is TimerKind.USER_TIMER:
-            return self.timers.fire(timer, now, fx)
-        if timer.kind in (TimerKind.WORKFLOW_RUN_TIMEOUT, TimerKind.WORKFLOW_EXECUTION_TIMEOUT):
-            kind = "run" if timer.kind is TimerKind.WORKFLOW_RUN_TIMEOUT else "execution"
-            self.append(WorkflowTimedOut(kind), now, fx)
-            self._close(now, fx)
-            return True
-        return self.activities.fire_timer(timer, now, fx)
+        match timer.kind:
+            case TimerKind.USER_TIMER:
+                return self.timers.fire(timer, now, fx)
+            case TimerKind.WORKFLOW_RUN_TIMEOUT | TimerKind.WORKFLOW_EXECUTION_TIMEOUT:
+                kind = "run" if timer.kind is TimerKind.WORKFLOW_RUN_TIMEOUT else "execution"
+                self.append(WorkflowTimedOut(kind), now, fx)
+                self._close(now, fx)
+                return True
+            case (
+                TimerKind.ACTIVITY_RETRY
+                | TimerKind.ACTIVITY_START_TO_CLOSE
+                | TimerKind.ACTIVITY_SCHEDULE_TO_START
+                | TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE
+                | TimerKind.ACTIVITY_HEARTBEAT
+            ):
+                return self.activities.fire_timer(timer, now, fx)
+            case _:
+                assert_never(timer.kind)
 
     def check_history_limits(
         self, history_bytes: int, now: int, effects: Callable[[Run], Effects]
