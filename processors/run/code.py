@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from processors.workflow_code.instance import Step, WorkflowInstance
 from processors.workflow_code.registry import Registry
-from processors.workflow_code.replay import CHANGED, NonDeterminismError, describe_decision, replay
+from processors.workflow_code.replay import CHANGED, describe_decision, replay
 from processors.workflow_code.replay import location as decision_location
 from streams.wire.events import HistoryEvent, MarkerRecorded, WorkflowStarted
 from streams.wire.records import Failure
@@ -60,6 +60,3 @@ def unrecorded(workflow_id: str, length: int, pending: Step) -> Failure | None:
         "NonDeterminismError",
         kind="workflow",
     )
-
-
-__all__ = ["NonDeterminismError", "load_code", "replay_code", "unrecorded"]
