@@ -2,7 +2,9 @@
 
 `SCHEMA_DIR` is where they are; `streams.wire.avro` loads them. Files are named
 `<namespace>.<Name>.avsc` so named types resolve across files. `archive/` keeps the writer
-schemas of earlier versions so old messages stay readable.
+schemas of earlier versions so old messages stay readable, each self-contained and named
+`<full name>.<fingerprint>.avsc`. A record is renamed by giving it its old full name in
+`aliases` and archiving the writer schema from before the rename.
 """
 
 from pathlib import Path

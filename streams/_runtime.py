@@ -7,19 +7,25 @@ engine (processors/) implements; the user API never imports the engine.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from streams.errors import NotInWorkflowError
 from streams.retry import RetryPolicy
 
+if TYPE_CHECKING:
+    from streams.activity import ActivityContext
 
-class NotInWorkflowError(RuntimeError):
-    """A workflow-only function was called outside workflow code."""
+ACTIVITY_CONTEXT: contextvars.ContextVar[ActivityContext] = contextvars.ContextVar(
+    "everflow_activity"
+)
+"""The running activity's context: set by the activity runner, read by `streams.activity`."""
 
 
 @dataclass(frozen=True, slots=True)

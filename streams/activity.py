@@ -6,7 +6,6 @@ Activities do the real-world side effects. They run at least once per attempt; p
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import typing
 from collections.abc import Callable
@@ -14,7 +13,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["ActivityDefinition", "ActivityInfo", "defn", "heartbeat", "info", "is_cancelled"]
+from streams import _runtime
+from streams.errors import NotInActivityError
+
+__all__ = [
+    "ActivityDefinition",
+    "ActivityInfo",
+    "NotInActivityError",
+    "defn",
+    "heartbeat",
+    "info",
+    "is_canceled",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,7 +71,7 @@ class ActivityContext(Protocol):
 
     def heartbeat(self, details: tuple[Any, ...]) -> None: ...
 
-    def is_cancelled(self) -> bool: ...
+    def is_canceled(self) -> bool: ...
 
 
 def defn(fn: F | None = None, *, name: str | None = None) -> Any:
@@ -82,18 +92,18 @@ def defn(fn: F | None = None, *, name: str | None = None) -> Any:
     return wrap(fn) if fn is not None else wrap
 
 
-_current: contextvars.ContextVar[ActivityContext] = contextvars.ContextVar("everflow_activity")
-
-
 def _context(what: str) -> ActivityContext:
     try:
-        return _current.get()
+        return _runtime.ACTIVITY_CONTEXT.get()
     except LookupError:
-        raise RuntimeError(f"activity.{what}() works only inside a running activity") from None
+        raise NotInActivityError(
+            f"activity.{what}() works only inside a running activity (the activity function "
+            "a worker is running)"
+        ) from None
 
 
 def info() -> ActivityInfo:
-    """The running activity's info; RuntimeError outside an activity."""
+    """The running activity's info; NotInActivityError outside an activity."""
     return _context("info").info
 
 
@@ -104,11 +114,11 @@ def heartbeat(*details: Any) -> None:
     Heartbeats are throttled (sent at most every 80% of the heartbeat timeout, 30 s at most);
     the latest details always win. They also deliver cancellation: once the workflow asked
     this activity to stop, heartbeat() raises asyncio.CancelledError (an async activity is
-    also cancelled where it awaits).
+    also canceled where it awaits).
     """
     _context("heartbeat").heartbeat(details)
 
 
-def is_cancelled() -> bool:
+def is_canceled() -> bool:
     """Whether the workflow asked this activity to stop (learned through heartbeats)."""
-    return _context("is_cancelled").is_cancelled()
+    return _context("is_canceled").is_canceled()

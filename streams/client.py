@@ -26,6 +26,7 @@ from streams.errors import (
     WorkflowFailureError,
     WorkflowNotFoundError,
     WorkflowNotRunningError,
+    WorkflowResultTimeoutError,
 )
 from streams.failures import from_failure
 from streams.kafka.config import KafkaConfig
@@ -315,7 +316,8 @@ class WorkflowHandle:
         self._completion = completion
 
     async def result(self, timeout: timedelta | None = None, result_type: Any = None) -> Any:
-        """The run's result; WorkflowFailureError if it closed without one."""
+        """The run's result; WorkflowFailureError if it closed without one,
+        WorkflowResultTimeoutError if it did not close within `timeout`."""
         deadline = None if timeout is None else time.monotonic() + timeout.total_seconds()
         if self._completion is None:
             self._completion = self.client._watch_completion(self.id)
@@ -328,7 +330,10 @@ class WorkflowHandle:
         try:
             completion = await asyncio.wait_for(asyncio.shield(self._completion), remaining)
         except TimeoutError:
-            raise TimeoutError(f"workflow {self.id!r} did not close within {timeout}") from None
+            raise WorkflowResultTimeoutError(
+                f"workflow {self.id!r} did not close within {timeout}; it is still running: "
+                "wait again, or cancel it"
+            ) from None
         return self._outcome(completion.status, completion.result, completion.failure, result_type)
 
     def _outcome(self, status: RunStatus, result: Any, failure: Any, result_type: Any) -> Any:

@@ -1,28 +1,47 @@
-"""The errors Everflow raises: one base class, each subclass one thing a caller can act on."""
+"""The errors Everflow raises: one base class, each subclass one thing a caller can act on.
+
+Every error a user can meet is here and exported from `streams`; the engine (`processors/`)
+raises these and defines none of its own. Engine control signals (a run suspending, being
+canceled or fenced) derive from BaseException instead, so that user code's
+`except Exception:` cannot swallow them; they are not errors and are not here.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EverflowError(Exception):
-    """Base of every error Everflow raises to its callers."""
+    """Base of every error Everflow raises to its callers.
+
+    `except EverflowError:` catches all of them; catch a subclass to act on one case.
+    """
 
 
 class ConfigError(EverflowError):
-    """A setting is missing or invalid; the message names the setting."""
+    """A setting is missing or invalid; the message names the setting: fix it and restart."""
 
 
 class BrokerError(EverflowError):
-    """A Kafka broker could not be provisioned, reached or used."""
+    """A Kafka broker could not be provisioned, reached or used.
+
+    Check that the broker runs and `bootstrap_servers` points at it; the message says which
+    step failed.
+    """
 
 
 class TopicMismatchError(EverflowError):
-    """An existing topic has settings that differ from what Everflow needs."""
+    """An existing topic has settings that differ from what Everflow needs.
+
+    The message names the topic and the setting; change the topic (or the prefix) to match.
+    """
 
 
 class PayloadDecodeError(EverflowError):
     """A message or payload could not be decoded.
 
-    Carries where the bytes came from (topic, partition, offset) when known, and why.
+    Carries where the bytes came from (topic, partition, offset) when known, and why. An
+    unknown writer schema means a newer Everflow wrote it: upgrade this reader.
     """
 
     def __init__(
@@ -48,11 +67,17 @@ class PayloadDecodeError(EverflowError):
 
 
 class PayloadTooLargeError(EverflowError):
-    """A payload or message is larger than the configured limit; it was not sent."""
+    """A payload or message is larger than the configured limit; it was not sent.
+
+    Send a reference (a key in a blob store) instead of the data, or raise the limit.
+    """
 
 
 class WorkflowAlreadyStartedError(EverflowError):
-    """A workflow ID is already running (or its reuse policy refuses a new run)."""
+    """A workflow ID is already running (or its reuse policy refuses a new run).
+
+    Pick another ID, wait for that run to close, or change the ID reuse/conflict policy.
+    """
 
     def __init__(
         self, workflow_id: str, run_id: str | None = None, reason: str | None = None
@@ -66,21 +91,36 @@ class WorkflowAlreadyStartedError(EverflowError):
 
 
 class WorkflowNotFoundError(EverflowError):
-    """No run with this workflow ID (and run ID, if given) is known."""
+    """No run with this workflow ID (and run ID, if given) is known.
+
+    Check the IDs and the topic prefix; a closed run is forgotten after its retention.
+    """
 
 
 class WorkflowNotRunningError(EverflowError):
-    """The request needs a running run, and the run has closed."""
+    """The request needs a running run, and the run has closed; read its result instead."""
 
 
 class RPCTimeoutError(EverflowError):
-    """A request to the workflow processors got no reply in time (no worker running?)."""
+    """A request to the workflow processors got no reply in time.
+
+    Usually no worker is running for the topic prefix; start one, or retry later. The request
+    may still take effect.
+    """
+
+
+class WorkflowResultTimeoutError(EverflowError, TimeoutError):
+    """A run did not close within the time `WorkflowHandle.result(timeout=...)` allowed.
+
+    The run goes on: wait again, describe it, or cancel it. Also a builtin TimeoutError.
+    """
 
 
 class WorkflowFailureError(EverflowError):
-    """A run closed without a result: failed, cancelled, terminated or timed out.
+    """A run closed without a result: failed, canceled, terminated or timed out.
 
-    `status` is the closing status; `cause` the failure the run ended with, if any.
+    `status` is the closing status; `cause` the failure the run ended with, if any: inspect
+    it to decide whether to start the workflow again.
     """
 
     def __init__(self, workflow_id: str, status: str, cause: BaseException | None) -> None:
@@ -95,3 +135,157 @@ class WorkflowFailureError(EverflowError):
 class RequestRejectedError(EverflowError, ValueError):
     """The processor refused a request as given (a reset point with work in flight, an
     activity that is not open, a run that is not blocked…); the message says why."""
+
+
+# ---- failures: what workflows and activities raise and catch -----------------------------
+
+
+class FailureError(EverflowError):
+    """Base of failures that travel between activities, workflows and clients.
+
+    Catch it in workflow code to handle any failed activity or child; `cause` holds the
+    failure that caused this one, rebuilt from the wire.
+    """
+
+    remote_stack: str = ""
+    """where it was raised, when it came from another process"""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def cause(self) -> BaseException | None:
+        """What caused this failure (the activity's or child's own error), if known."""
+        return self.__cause__
+
+
+class ApplicationError(FailureError):
+    """A failure raised on purpose by user code.
+
+    `type` names the error for retry policies (`non_retryable_error_types`) and for callers;
+    `non_retryable=True` stops retries at once. `details` travel as payloads.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *details: Any,
+        type: str | None = None,
+        non_retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.details = details
+        self.type = type or "ApplicationError"
+        self.non_retryable = non_retryable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ActivityError(FailureError):
+    """An activity failed for good (non-retryable, or attempts exhausted).
+
+    What the workflow sees at the activity call; `cause` is the activity's own error. Catch
+    it to compensate, or let it fail the workflow.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        activity_type: str,
+        activity_id: int,
+        attempt: int,
+        cause: BaseException | None,
+    ) -> None:
+        super().__init__(message)
+        self.activity_type = activity_type
+        self.activity_id = activity_id
+        self.attempt = attempt
+        self.__cause__ = cause
+
+
+class ChildWorkflowError(FailureError):
+    """A child workflow could not start, or closed without a result.
+
+    What the parent sees at the child call; `cause` is the child's own failure, if it had
+    one. Catch it to compensate, or let it fail the parent.
+    """
+
+
+class ActivityTimeoutError(FailureError):
+    """An activity attempt timed out; `timeout_type` says which timeout.
+
+    Usually the `cause` of an ActivityError; lengthen that timeout, or heartbeat more often
+    for `heartbeat`.
+    """
+
+    def __init__(self, message: str, timeout_type: str) -> None:
+        super().__init__(message)
+        self.timeout_type = timeout_type
+
+
+class ActivityCanceledError(FailureError):
+    """An activity stopped because the workflow asked it to; no retry follows."""
+
+
+# ---- workflow code and the engine ----------------------------------------------------------
+
+
+class NotInWorkflowError(EverflowError, RuntimeError):
+    """A workflow-only function was called outside workflow code.
+
+    `workflow.*` functions work only inside a @workflow.run method or a handler while a worker
+    runs the workflow; call the activity or client API elsewhere.
+    """
+
+
+class NotInActivityError(EverflowError, RuntimeError):
+    """An activity-only function (`activity.info()`, `heartbeat()`…) was called outside a
+    running activity; call it only from the activity function itself."""
+
+
+class NonDeterminismError(EverflowError):
+    """Replayed workflow code issued other commands than the run's history records.
+
+    The workflow code changed incompatibly while runs were open: guard the change with
+    `workflow.patched()`, or reset the affected runs. The run stays blocked until then.
+    """
+
+
+class NondeterministicCallError(EverflowError):
+    """Workflow code called something that differs between replays (clock, random, I/O).
+
+    The message names the deterministic replacement (`workflow.now()`, `workflow.random()`,
+    an activity for I/O); use it.
+    """
+
+
+class NotRegisteredError(EverflowError):
+    """A workflow or activity type is not registered on the worker that got the work.
+
+    Deploy a worker that registers it (and check the task queue and the type's name).
+    """
+
+
+class UnknownWorkflowError(NotRegisteredError):
+    """A run's workflow type is not registered on this worker."""
+
+
+class UnknownActivityError(NotRegisteredError):
+    """An activity type is not registered on the worker that polled its task queue."""
+
+
+class UnknownHandlerError(EverflowError):
+    """A signal, query or update name the workflow has no handler for.
+
+    The message lists the names it has; check the name, or deploy the code that handles it.
+    """
+
+
+class QueryError(EverflowError):
+    """A query handler failed, or tried to do more than read state.
+
+    Queries must only read the workflow's state; fix the handler (the message says why).
+    """

@@ -1,92 +1,23 @@
-"""Failures that workflows and activities raise and catch, and their wire form.
+"""The wire form of failures: exceptions to `Failure` records and back.
 
-`ApplicationError` is what user code raises to fail an activity or a workflow on purpose;
-`ActivityError` is what a workflow sees when an activity failed for good, with the activity's
-own error as `cause`.
+The failure classes themselves (`ApplicationError`, `ActivityError`…) are in
+`streams.errors`, under `EverflowError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import traceback
-from typing import Any
 
+from streams.errors import (
+    ActivityCanceledError,
+    ActivityError,
+    ActivityTimeoutError,
+    ApplicationError,
+    FailureError,
+)
 from streams.payload import DataConverter
 from streams.wire.records import Failure
-
-
-class FailureError(Exception):
-    """Base of failures that travel between activities, workflows and clients."""
-
-    remote_stack: str = ""
-    """where it was raised, when it came from another process"""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    @property
-    def cause(self) -> BaseException | None:
-        """What caused this failure (the activity's or child's own error), if known."""
-        return self.__cause__
-
-
-class ApplicationError(FailureError):
-    """A failure raised on purpose by user code.
-
-    `type` names the error for retry policies (`non_retryable_error_types`) and for callers;
-    `non_retryable=True` stops retries at once. `details` travel as payloads.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *details: Any,
-        type: str | None = None,
-        non_retryable: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.details = details
-        self.type = type or "ApplicationError"
-        self.non_retryable = non_retryable
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class ActivityError(FailureError):
-    """An activity failed for good (non-retryable, or attempts exhausted); see `cause`."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        activity_type: str,
-        activity_id: int,
-        attempt: int,
-        cause: BaseException | None,
-    ) -> None:
-        super().__init__(message)
-        self.activity_type = activity_type
-        self.activity_id = activity_id
-        self.attempt = attempt
-        self.__cause__ = cause
-
-
-class ChildWorkflowError(FailureError):
-    """A child workflow could not start, or closed without a result; see `cause`."""
-
-
-class ActivityTimeoutError(FailureError):
-    """An activity attempt timed out; `timeout_type` says which timeout."""
-
-    def __init__(self, message: str, timeout_type: str) -> None:
-        super().__init__(message)
-        self.timeout_type = timeout_type
-
-
-class ActivityCancelledError(FailureError):
-    """An activity stopped because the workflow asked it to."""
 
 
 def to_failure(
@@ -115,11 +46,11 @@ def to_failure(
             timeout_type=error.timeout_type,
             cause=cause_failure,
         )
-    if isinstance(error, asyncio.CancelledError | ActivityCancelledError):
+    if isinstance(error, asyncio.CancelledError | ActivityCanceledError):
         return Failure(
-            message=str(error) or "cancelled",
+            message=str(error) or "canceled",
             type="CancelledError",
-            kind="cancelled",
+            kind="canceled",
             stack=stack,
             non_retryable=True,
             cause=cause_failure,
@@ -145,8 +76,8 @@ def from_failure(failure: Failure, converter: DataConverter) -> BaseException:
         error = ApplicationError(failure.message, type=failure.type)
     elif failure.kind == "timeout":
         error = ActivityTimeoutError(failure.message, failure.timeout_type or "start_to_close")
-    elif failure.kind == "cancelled":
-        error = ActivityCancelledError(failure.message)
+    elif failure.is_canceled:
+        error = ActivityCanceledError(failure.message)
     else:
         details = converter.from_payloads(failure.details)
         error = ApplicationError(

@@ -168,6 +168,10 @@ def shape(value: Any, hint: Any) -> Any:
         return hint(**kwargs)
     return value
 
+# Kafka's default broker limit (message.max.bytes) is about 1 MiB; stay under it with headroom
+# for the Avro envelope and headers.
+DEFAULT_MAX_PAYLOAD_BYTES = 900 * 1024
+
 
 def check_size(payloads: Sequence[Payload], limit: int, what: str) -> None:
     """Refuses payloads whose total size exceeds `limit` bytes, naming what was too large."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from processors.run import replay_history
+from processors.workflow_code.registry import Registry
 from streams.payload import DataConverter
 from streams.wire.events import HistoryEvent
 
@@ -36,14 +38,10 @@ class Replayer:
     """Runs workflow code against recorded histories and reports mismatches."""
 
     def __init__(self, workflows: Sequence[type], converter: DataConverter | None = None) -> None:
-        from processors.workflow_code.registry import Registry
-
         self.registry = Registry(workflows, (), converter)
 
     def replay(self, history: Sequence[HistoryEvent]) -> ReplayResult:
         """Replays one run's events (in event ID order)."""
-        from processors.run import replay_history
-
         if not history:
             raise ValueError("an empty history has nothing to replay")
         first = history[0]

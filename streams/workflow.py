@@ -27,7 +27,8 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
 from streams import _runtime
-from streams._runtime import ActivityOptions, ChildOptions, NotInWorkflowError, WorkflowInfo
+from streams._runtime import ActivityOptions, ChildOptions, WorkflowInfo
+from streams.errors import NotInWorkflowError
 from streams.retry import RetryPolicy
 
 __all__ = [
@@ -226,7 +227,7 @@ class ChildWorkflowHandle:
         return self._result.__await__()
 
     async def result(self) -> Any:
-        """The child's result; ChildWorkflowError if it failed, was cancelled or terminated."""
+        """The child's result; ChildWorkflowError if it failed, was canceled or terminated."""
         return await self._result
 
 
@@ -341,7 +342,7 @@ async def execute_activity(
         runtime.cancel_activity(fut)
         try:
             await fut  # until the activity stopped or finished
-        except Exception:  # its outcome no longer matters: the caller was cancelled
+        except Exception:  # its outcome no longer matters: the caller was canceled
             pass
         raise
 

@@ -17,7 +17,7 @@ MAX_THROTTLE = 30.0
 
 
 class RunningActivity:
-    """The runner's side of `activity.heartbeat()` / `activity.is_cancelled()`."""
+    """The runner's side of `activity.heartbeat()` / `activity.is_canceled()`."""
 
     def __init__(
         self,
@@ -33,8 +33,11 @@ class RunningActivity:
         self._lock = threading.Lock()
         self._last_sent = 0.0
         self._pending: tuple[Any, ...] | None = None
-        self._cancelled = threading.Event()
+        self._canceled = threading.Event()
         self.future: concurrent.futures.Future[Any] | None = None
+        # an async attempt's future cancels its task; a thread-pool future cannot stop a
+        # running function, so a sync attempt learns of cancellation at its next heartbeat
+        self.is_async = False
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -42,7 +45,7 @@ class RunningActivity:
         return (t.workflow_id, t.run_id, t.activity_id, t.attempt)
 
     def heartbeat(self, details: tuple[Any, ...]) -> None:
-        if self._cancelled.is_set():
+        if self._canceled.is_set():
             raise asyncio.CancelledError("the workflow asked this activity to stop")
         now = time.monotonic()
         with self._lock:
@@ -60,17 +63,12 @@ class RunningActivity:
             details, self._pending, self._last_sent = self._pending, None, time.monotonic()
         self._send(self, details)
 
-    def is_cancelled(self) -> bool:
-        return self._cancelled.is_set()
+    def is_canceled(self) -> bool:
+        return self._canceled.is_set()
 
     def cancel(self) -> None:
-        """The workflow asked to stop: the next heartbeat raises; async code is cancelled."""
-        self._cancelled.set()
-        if self.future is not None and _is_async(self.future):
+        """The workflow asked to stop: the next heartbeat raises; async code is canceled."""
+        self._canceled.set()
+        if self.future is not None and self.is_async:
             self.future.cancel()
 
-
-def _is_async(fut: concurrent.futures.Future[Any]) -> bool:
-    # futures from run_coroutine_threadsafe cancel their task; thread-pool futures cannot
-    # stop a running function, so those learn of it at their next heartbeat
-    return getattr(fut, "_everflow_async", False)

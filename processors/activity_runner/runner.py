@@ -23,15 +23,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from processors.activity_runner.attempt import RunningActivity
-from processors.workflow_code.registry import Registry, UnknownWorkflowError
-from streams import activity as activity_api
-from streams import kafka
+from processors.workflow_code.registry import Registry
+from streams import _runtime, kafka
 from streams.activity import ActivityInfo
-from streams.errors import PayloadDecodeError, PayloadTooLargeError
-from streams.failures import ApplicationError, to_failure
+from streams.errors import (
+    ApplicationError,
+    PayloadDecodeError,
+    PayloadTooLargeError,
+    UnknownActivityError,
+)
+from streams.failures import to_failure
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.payload import check_size
@@ -120,7 +124,7 @@ class ActivityRunner:
                     if msg.error() is not None:
                         log.warning("task consumer error: %s", msg.error().str())
                         continue
-                    self._start(msg.partition(), msg.offset(), msg.value(), pool)
+                    self._start(msg, pool)
                 if self._to_spawn:
                     loop.call_soon_threadsafe(_spawn, loop, self._to_spawn)
                     self._to_spawn = []
@@ -137,6 +141,24 @@ class ActivityRunner:
             self._cancels.close()
             pool.shutdown(wait=False, cancel_futures=True)
             loop.call_soon_threadsafe(loop.stop)
+
+    def _dead_letter(self, msg: Message, partition: int, offset: int, reason: str) -> None:
+        """An unreadable task goes to dead letters with its reason; it is done once delivered
+        (a failed delivery is tried again, so the task is never silently dropped)."""
+        log.error("dead-lettering task: %s", reason)
+
+        def delivered(err: Any, _: Any) -> None:
+            if err is None:
+                self._done.put((partition, offset))
+            else:
+                log.error("dead letter not delivered (trying again): %s", err)
+                kafka.dead_letter(
+                    self.producer, self.topics.dead_letters, msg, reason, on_delivery=delivered
+                )
+
+        kafka.dead_letter(
+            self.producer, self.topics.dead_letters, msg, reason, on_delivery=delivered
+        )
 
     def _reply_consumer(self) -> Consumer:
         # cancellation requests come back on the replies topic, keyed by this runner's ID
@@ -196,17 +218,14 @@ class ActivityRunner:
         self._collect_done()
         self._commit_done()
 
-    def _start(self, partition: int, offset: int, value: bytes | None, pool: Any) -> None:
+    def _start(self, msg: Message, pool: Any) -> None:
+        topic, partition, offset = kafka.where(msg)
         self._taken[partition] = offset + 1
         self._running += 1
         try:
-            task = self.wire.task.decode(value)
+            task = self.wire.task.decode(msg.value())
         except PayloadDecodeError as e:
-            log.error(
-                "unreadable task %s",
-                e.at(self.topics.tasks(self.settings.task_queue), partition, offset),
-            )
-            self._done.put((partition, offset))
+            self._dead_letter(msg, partition, offset, str(e.at(topic, partition, offset)))
             return
         info = ActivityInfo(
             task.workflow_id,
@@ -225,7 +244,7 @@ class ActivityRunner:
         running = RunningActivity(task, info, self._send_heartbeat)
         try:
             definition = self.registry.activity(task.activity_type)
-        except UnknownWorkflowError as e:
+        except UnknownActivityError as e:
             self._report(task, error=e)
             self._done.put((partition, offset))
             return
@@ -246,7 +265,7 @@ class ActivityRunner:
         if definition.is_async:
 
             async def call() -> None:
-                activity_api._current.set(running)
+                _runtime.ACTIVITY_CONTEXT.set(running)
                 try:
                     result = await definition.fn(*args)
                 except BaseException as e:
@@ -255,12 +274,12 @@ class ActivityRunner:
                     finish(result)
 
             handle: concurrent.futures.Future[Any] = concurrent.futures.Future()
-            handle._everflow_async = True  # type: ignore[attr-defined]
+            running.is_async = True
             running.future = handle
             self._to_spawn.append((call(), handle))
         else:
             ctx = contextvars.copy_context()
-            ctx.run(activity_api._current.set, running)
+            ctx.run(_runtime.ACTIVITY_CONTEXT.set, running)
 
             def call_sync() -> None:
                 try:
@@ -332,5 +351,5 @@ def _spawn(loop: asyncio.AbstractEventLoop, calls: list[tuple[Any, Any]]) -> Non
     """On the loop's thread: a task per activity; cancelling its handle cancels the task."""
     for coro, handle in calls:
         task = loop.create_task(coro)
-        # the handle only ever completes by being cancelled (RunningActivity.cancel)
+        # the handle only ever completes by being canceled (RunningActivity.cancel)
         handle.add_done_callback(lambda _, task=task: loop.call_soon_threadsafe(task.cancel))

@@ -195,7 +195,7 @@ class Activities:
         if failure is None:
             assert result is not None
             self._close(state, ActivityCompleted(activity_id, attempt, result), now, fx)
-        elif failure.kind == "cancelled" and state.cancel_requested:
+        elif failure.is_canceled and state.cancel_requested:
             self._close(state, ActivityCanceled(activity_id, attempt), now, fx)
         else:
             self._fail_attempt(state, failure, now, fx)

@@ -14,9 +14,14 @@ from typing import Protocol, assert_never
 from processors.run.effects import Effects
 from processors.run.repair import control_activity, reset_refusal, scheduled_before
 from processors.run.state import Run
-from processors.workflow_code.handlers import QueryError, UnknownHandlerError, find_handler
-from processors.workflow_code.registry import Registry, UnknownWorkflowError
-from processors.workflow_code.replay import NonDeterminismError
+from processors.workflow_code.handlers import find_handler
+from processors.workflow_code.registry import Registry
+from streams.errors import (
+    NonDeterminismError,
+    QueryError,
+    UnknownHandlerError,
+    UnknownWorkflowError,
+)
 from streams.failures import to_failure
 from streams.wire.commands import (
     CancelWorkflow,

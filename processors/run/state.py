@@ -38,8 +38,9 @@ from processors.workflow_code.instance import (
     WorkflowInstance,
 )
 from processors.workflow_code.patches import RecordMarker
-from processors.workflow_code.registry import Registry, UnknownWorkflowError
-from processors.workflow_code.replay import NonDeterminismError, in_record_order, replay
+from processors.workflow_code.registry import Registry
+from processors.workflow_code.replay import in_record_order, replay
+from streams.errors import NonDeterminismError, UnknownWorkflowError
 from streams.payload import Payload
 from streams.retry import RetryPolicy
 from streams.wire.events import (
@@ -194,7 +195,7 @@ class Run:
             case WorkflowFailed():
                 self._set_closed(RunStatus.FAILED, event.time, failure=a.failure)
             case WorkflowCanceled():
-                failure = Failure("the run was cancelled", "CancelledError", "cancelled")
+                failure = Failure("the run was canceled", "CancelledError", "canceled")
                 self._set_closed(RunStatus.CANCELED, event.time, failure=failure)
             case WorkflowTerminated():
                 failure = Failure(a.reason or "terminated", "Terminated", "terminated")

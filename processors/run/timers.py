@@ -2,7 +2,7 @@
 deadlines (run and execution timeouts).
 
 A user timer is a record on the compacted `timers` topic, keyed by run and timer ID: set
-when started, tombstoned when it fires, is cancelled, or its run closes. A run's deadlines
+when started, tombstoned when it fires, is canceled, or its run closes. A run's deadlines
 follow from its `WorkflowStarted` event, so they are derived: kept only in the processor's
 timer heap and recomputed after a restore. (Activity retries and timeouts belong to
 `processors.run.activities`.)

@@ -24,14 +24,10 @@ from typing import Any, TypeVar
 
 import processors
 import streams
-from streams.errors import EverflowError
+from streams.errors import NondeterministicCallError
 from streams.payload import DataConverter, Payload
 
 T = TypeVar("T")
-
-
-class NondeterministicCallError(EverflowError):
-    """Workflow code called something that differs between replays (clock, random, I/O)."""
 
 
 _STDLIB = str(Path(sysconfig.get_paths()["stdlib"]).resolve())
@@ -57,7 +53,8 @@ _C_CALLS: dict[tuple[int, str], str] = {
     # bound to the platform module (posix, nt) it comes from, not to os
     (id(sys.modules[os.urandom.__module__]), "urandom"): "workflow.random() / workflow.uuid4()",
 }
-_RANDOM_INST = random._inst
+# the hidden Random behind random.random() and friends: its bound methods are the C calls
+_RANDOM_INST = random._inst  # noqa: SLF001
 _PY_CALLS: dict[Any, str] = {
     uuid.uuid4.__code__: "workflow.uuid4()",
     uuid.uuid1.__code__: "workflow.uuid4()",

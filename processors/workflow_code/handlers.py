@@ -12,21 +12,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from streams.errors import EverflowError
+from streams.errors import QueryError, UnknownHandlerError
 from streams.failures import to_failure
 from streams.payload import DataConverter, Payload
 from streams.wire.records import Failure
 from streams.workflow import Handler, WorkflowDefinition
 
 log = logging.getLogger(__name__)
-
-
-class UnknownHandlerError(EverflowError):
-    """A signal, query or update name the workflow has no handler for."""
-
-
-class QueryError(EverflowError):
-    """A query handler failed, or tried to do more than read state."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +84,7 @@ class MessageHandlers:
 
     def _on_update_done(self, update_id: str, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
-            failure = Failure("the update was cancelled", "CancelledError", kind="cancelled")
+            failure = Failure("the update was canceled", "CancelledError", kind="canceled")
             self._decisions.append(CompleteUpdate(update_id, None, failure))
             return
         error = task.exception()

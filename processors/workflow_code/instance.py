@@ -27,17 +27,15 @@ from processors.workflow_code.handlers import CompleteUpdate, MessageHandlers
 from processors.workflow_code.loop import WorkflowEventLoop
 from processors.workflow_code.patches import Patches, RecordMarker
 from streams._runtime import ActivityOptions, ChildOptions, WorkflowInfo, WorkflowRuntime
-from streams.errors import PayloadTooLargeError
-from streams.failures import (
-    ActivityCancelledError,
+from streams.errors import (
+    ActivityCanceledError,
     ActivityError,
     ChildWorkflowError,
     FailureError,
-    from_failure,
-    to_failure,
+    PayloadTooLargeError,
 )
-from streams.kafka.config import DEFAULT_MAX_PAYLOAD_BYTES
-from streams.payload import DataConverter, Payload, check_size
+from streams.failures import from_failure, to_failure
+from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES, DataConverter, Payload, check_size
 from streams.wire.events import (
     ActivityAttemptFailed,
     ActivityCanceled,
@@ -199,7 +197,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         self._conditions: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._next_activity = 1
         self._next_timer = 1
-        self._cancelled_timers: set[int] = set()
+        self._canceled_timers: set[int] = set()
         self._obj: Any = None
         self._children: dict[
             int, tuple[asyncio.Future[str], asyncio.Future[Any], ChildOptions]
@@ -262,7 +260,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
             case TimerFired():
                 self._fire_timer(attrs.timer_id)
             case ActivityCanceled():
-                self._resolve_activity(attrs.activity_id, None, None, cancelled=True)
+                self._resolve_activity(attrs.activity_id, None, None, canceled=True)
             case SignalReceived():
                 self._deliver_signal(attrs.signal_name, attrs.args)
             case UpdateAccepted():
@@ -372,26 +370,26 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         activity_id: int,
         result: Payload | None,
         failure: Failure | None,
-        cancelled: bool = False,
+        canceled: bool = False,
     ) -> None:
         entry = self._activities.pop(activity_id, None)
         if entry is None:
             if activity_id in self._given_up:
-                return  # the code stopped waiting for it (cancelled, abandoned)
+                return  # the code stopped waiting for it (canceled, abandoned)
             raise KeyError(
                 f"history resolves activity {activity_id}, which the code never scheduled"
             )
         fut, options = entry
         if fut.done():
             return
-        if cancelled:
+        if canceled:
             fut.set_exception(
                 ActivityError(
-                    f"activity {options.activity_type!r} (id {activity_id}) was cancelled",
+                    f"activity {options.activity_type!r} (id {activity_id}) was canceled",
                     activity_type=options.activity_type,
                     activity_id=activity_id,
                     attempt=0,
-                    cause=ActivityCancelledError("cancelled on request"),
+                    cause=ActivityCanceledError("canceled on request"),
                 )
             )
         elif failure is None:
@@ -412,7 +410,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
 
     def _fire_timer(self, timer_id: int) -> None:
         fut = self._timers.pop(timer_id, None)
-        if fut is None and timer_id in self._cancelled_timers:
+        if fut is None and timer_id in self._canceled_timers:
             return
         if fut is None:
             raise KeyError(f"history fires timer {timer_id}, which the code never started")
@@ -511,9 +509,9 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
                 done.exception()  # nobody will await it: mark its error as seen
 
     def _on_timer_done(self, timer_id: int, fut: asyncio.Future[None]) -> None:
-        # cancelled by the code (wait_for finished first, the run was cancelled...)
+        # canceled by the code (wait_for finished first, the run was canceled...)
         if fut.cancelled() and self._timers.pop(timer_id, None) is not None:
-            self._cancelled_timers.add(timer_id)
+            self._canceled_timers.add(timer_id)
             self._decisions.append(CancelTimer(timer_id))
 
     def _on_activity_done(self, activity_id: int, fut: asyncio.Future[Any]) -> None:

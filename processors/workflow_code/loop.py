@@ -102,7 +102,7 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         return asyncio.Task(coro, loop=self, name=name, context=context)
 
     def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
-        pass  # the durable timer behind the handle is cancelled by the handle itself
+        pass  # the durable timer behind the handle is canceled by the handle itself
 
     def get_debug(self) -> bool:
         return False
@@ -128,7 +128,8 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
             ready = self._ready
             while ready:
                 handle = ready.popleft()
-                if not handle._cancelled:
-                    handle._run()
+                # a Handle's own cancelled flag and run, as asyncio's loop steps them
+                if not handle._cancelled:  # noqa: SLF001
+                    handle._run()  # noqa: SLF001
         finally:
             asyncio.events._set_running_loop(previous)

@@ -6,14 +6,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from streams.activity import ActivityDefinition
-from streams.errors import EverflowError
-from streams.kafka.config import DEFAULT_MAX_PAYLOAD_BYTES
-from streams.payload import DataConverter
+from streams.errors import UnknownActivityError, UnknownWorkflowError
+from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES, DataConverter
 from streams.workflow import WorkflowDefinition
-
-
-class UnknownWorkflowError(EverflowError):
-    """A run's workflow type is not registered on this worker."""
 
 
 class Registry:
@@ -56,6 +51,7 @@ class Registry:
             return self.activities[name]
         except KeyError:
             known = ", ".join(sorted(self.activities)) or "none"
-            raise UnknownWorkflowError(
-                f"activity type {name!r} is not registered on this worker (known: {known})"
+            raise UnknownActivityError(
+                f"activity type {name!r} is not registered on this worker (known: {known}); "
+                "deploy a worker that has it on this task queue"
             ) from None

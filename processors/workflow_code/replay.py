@@ -23,6 +23,7 @@ from processors.workflow_code.instance import (
     WorkflowInstance,
 )
 from processors.workflow_code.patches import RecordMarker
+from streams.errors import NonDeterminismError
 from streams.wire.events import (
     ActivityCanceled,
     ActivityCancelRequested,
@@ -81,10 +82,6 @@ DECISION_EVENTS = (
     MarkerRecorded,
 )
 CHANGED = "the workflow code changed — guard the change with workflow.patched()"
-
-
-class NonDeterminismError(Exception):
-    """Replayed code issued other commands than the history records."""
 
 
 def replay(workflow_id: str, events: list[HistoryEvent], instance: WorkflowInstance) -> Step:

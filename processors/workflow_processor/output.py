@@ -224,20 +224,7 @@ class Output:
 
     def _dead_letters(self, batch: Batch) -> None:
         for msg, reason in batch.dead:
-            topic, partition, offset = kafka.where(msg)
-            original = msg.headers() or []
-            headers: list[tuple[str, str | bytes | None]] = [
-                ("everflow.reason", reason.encode()),
-                ("everflow.source", f"{topic}/{partition}/{offset}".encode()),
-                *(original.items() if isinstance(original, dict) else original),
-            ]
-            self.producer.produce(
-                self.topics.dead_letters,
-                msg.value(),
-                msg.key(),
-                partition=partition,
-                headers=headers,
-            )
+            kafka.dead_letter(self.producer, self.topics.dead_letters, msg, reason)
 
 
 def _delivered(

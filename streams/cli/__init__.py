@@ -1,28 +1,43 @@
-"""The `everflow` command line.
+"""The `everflow` command line (`everflow = "streams.cli:main"`, or `python -m streams.cli`).
 
-Each command is a small function taking the parsed arguments and returning an exit code;
-`_add_<group>_commands()` registers a group of them. To add one: write the function, give
-it a subparser with `set_defaults(run=<function>)`. Import heavy modules inside the
-command function, so `everflow --help` stays fast.
+`main()` parses the arguments and runs the function the chosen subcommand names; an
+`EverflowError` becomes a one-line message and exit code 1. One module per command group,
+each with an `add_parser(subparsers)` that registers its subcommands and the `Action`s that
+run them (`set_defaults(run=...)`):
+
+- `dev`: a local Kafka broker or cluster;
+- `topics`: create the topic set;
+- `worker`: run workflows and activities;
+- `workflow`: describe, result, show, reset, unblock one run;
+- `workers`: who owns which partitions, lag, cache, restores;
+- `history`: export one run's events (and read exports and the history topic back);
+- `audit`: check the history topic's invariants;
+- `replay`: replay recorded histories against current code;
+- `activity`: retry, pause, unpause one activity;
+- `common`: the connection flags, defined once, the `KafkaConfig` and client they give,
+  and the helpers that register a group or command with its description.
+
+May import anything: the CLI is a composition root, like `streams.worker` and
+`streams.replayer`. To keep `everflow --help` fast, the engine (`streams.worker`,
+`streams.replayer`, hence `processors`' workflow processor and activity runner) is imported
+inside the function that runs it; everything else at module top.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
-import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from types import FrameType
-from typing import TypeVar
+from collections.abc import Sequence
 
+from streams.cli import activity, audit, dev, history, replay, topics, worker, workers, workflow
+from streams.cli.common import Action
 from streams.errors import EverflowError
 
-Command = Callable[[argparse.Namespace], int]
-T = TypeVar("T")
+__all__ = ["Action", "build_parser", "main"]
+
+GROUPS = (dev, topics, worker, workflow, workers, history, audit, replay, activity)
+"""The command groups, in the order `everflow --help` lists them."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    run: Command = args.run
+    run: Action = args.run
     try:
         return run(args)
     except EverflowError as e:
@@ -48,128 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="everflow", description="Durable workflows on Apache Kafka."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    _add_dev_commands(commands)
-    from streams.cli import ops as cli_ops
-
-    cli_ops.add_commands(commands)
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for group in GROUPS:
+        group.add_parser(subparsers)
     return parser
-
-
-def _add_dev_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    dev = commands.add_parser(
-        "dev",
-        help="run Kafka on this machine for development",
-        description="Run Kafka on this machine (no Docker needed: the "
-        "broker jars are fetched once from Maven Central).",
-    )
-    dev_commands = dev.add_subparsers(title="dev commands", metavar="COMMAND", required=True)
-
-    broker = dev_commands.add_parser("broker", help="a single-node Kafka broker, until Ctrl-C")
-    broker.add_argument(
-        "--data-dir",
-        type=Path,
-        help="keep the broker's data here (reused if it exists); "
-        "default: a temporary dir deleted on exit",
-    )
-    broker.add_argument(
-        "--port",
-        type=int,
-        default=9092,
-        help="client port on 127.0.0.1, 0 for any free one (default: %(default)s)",
-    )
-    broker.set_defaults(run=dev_broker)
-
-    cluster = dev_commands.add_parser("cluster", help="a three-node Kafka cluster, until Ctrl-C")
-    cluster.add_argument(
-        "--data-dir",
-        type=Path,
-        help="keep the nodes' data here (reused if it exists); "
-        "default: a temporary dir deleted on exit",
-    )
-    cluster.set_defaults(run=dev_cluster)
-
-
-def dev_broker(args: argparse.Namespace) -> int:
-    """`everflow dev broker`: run a LocalKafka in the foreground."""
-    from streams.dev.broker import KAFKA_VERSION, LocalKafka, ensure_kafka_libs
-
-    libs, provisioned_s = _timed(ensure_kafka_libs)
-    kafka = LocalKafka(args.data_dir, port=args.port)
-    try:
-        _, started_s = _timed(kafka.start)
-        print(
-            f"Kafka {KAFKA_VERSION} broker ready\n"
-            f"  bootstrap  {kafka.bootstrap}   (export EVERFLOW_BOOTSTRAP={kafka.bootstrap})\n"
-            f"  libs       {libs}   (provisioned in {provisioned_s:.1f} s)\n"
-            f"  data       {kafka.data_dir}{_kept(args.data_dir)}\n"
-            f"  log        {kafka.log_path}   (JVM pid {kafka.pid})\n"
-            f"  started in {started_s:.1f} s; Ctrl-C to stop",
-            flush=True,
-        )
-        if not _wait_for_signal(alive=lambda: kafka.pid is not None):
-            print(f"everflow: the broker exited; see {kafka.log_path}", file=sys.stderr)
-            return 1
-        print("stopping the broker…", flush=True)
-    finally:
-        kafka.close()  # stops the JVM; deletes the data only if it is a temporary dir
-    return 0
-
-
-def dev_cluster(args: argparse.Namespace) -> int:
-    """`everflow dev cluster`: run a three-node LocalCluster in the foreground."""
-    from streams.dev.broker import KAFKA_VERSION, ensure_kafka_libs
-    from streams.dev.cluster import NODES, LocalCluster
-
-    libs, provisioned_s = _timed(ensure_kafka_libs)
-    cluster = LocalCluster(args.data_dir)
-    try:
-        _, started_s = _timed(cluster.start)
-        pids = ", ".join(f"node {i} pid {cluster.pid(i)}" for i in range(NODES))
-        print(
-            f"Kafka {KAFKA_VERSION} cluster of {NODES} nodes ready\n"
-            f"  bootstrap  {cluster.bootstrap}\n"
-            f"  libs       {libs}   (provisioned in {provisioned_s:.1f} s)\n"
-            f"  data       {cluster.base_dir}{_kept(args.data_dir)}\n"
-            f"  logs       {cluster.base_dir}/node<i>/kafka.log ({pids})\n"
-            f"  started in {started_s:.1f} s; Ctrl-C to stop",
-            flush=True,
-        )
-        if not _wait_for_signal(alive=lambda: any(cluster.pid(i) for i in range(NODES))):
-            print("everflow: every node exited; see their logs", file=sys.stderr)
-            return 1
-        print("stopping the cluster…", flush=True)
-    finally:
-        cluster.close()  # stops the JVMs; deletes the data only if it is a temporary dir
-    return 0
-
-
-def _timed(function: Callable[[], T]) -> tuple[T, float]:
-    started = time.monotonic()
-    result = function()
-    return result, time.monotonic() - started
-
-
-def _kept(data_dir: Path | None) -> str:
-    return "   (temporary: deleted on exit; --data-dir keeps it)" if data_dir is None else ""
-
-
-def _wait_for_signal(alive: Callable[[], bool]) -> bool:
-    """Block until SIGINT or SIGTERM (True) or until `alive()` turns false (False)."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while not stop.wait(0.5):
-            if not alive():
-                return False
-        return True
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ began. On a terminal, progress goes to stderr once a second.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections import Counter
@@ -18,11 +19,39 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from processors.audit import Auditor, Violation, fingerprint
 from streams import kafka
+from streams.cli.common import SubParsers, add_connection_arguments, add_subparser, kafka_config
 from streams.errors import PayloadDecodeError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.wire import wire
 from streams.wire.events import HistoryEvent, WorkflowStarted
+
+
+def add_parser(subparsers: SubParsers) -> None:
+    """Register `audit`."""
+    audit = add_subparser(
+        subparsers,
+        "audit",
+        "replay the history topic and check its invariants (exit 1 on a violation)",
+    )
+    add_connection_arguments(audit)
+    audit.add_argument("--from", dest="since", help="runs started at/after (ISO time or epoch ms)")
+    audit.add_argument("--to", dest="until", help="runs started at/before (ISO time or epoch ms)")
+    audit.add_argument("--workflow-type", help="only runs of this workflow type")
+    audit.set_defaults(run=audit_run)
+
+
+def audit_run(args: argparse.Namespace) -> int:
+    """`everflow audit`: the history's invariants, run by run; exit 1 on a violation."""
+    report = run_audit(
+        kafka_config(args),
+        _parse_time(args.since),
+        _parse_time(args.until),
+        args.workflow_type,
+        progress=sys.stderr if sys.stderr.isatty() else None,
+    )
+    print(report.render())
+    return 0 if report.ok else 1
 
 
 @dataclass
@@ -179,18 +208,6 @@ def _completions(config: KafkaConfig, topic: str) -> tuple[set[int], int]:
     if first:  # no completions at all (none kept, or none written yet): nothing to ask for
         oldest = 2**63 - 1
     return out, oldest
-
-
-def main_audit(config: KafkaConfig, since: str | None, until: str | None, wtype: str | None) -> int:
-    report = run_audit(
-        config,
-        _parse_time(since),
-        _parse_time(until),
-        wtype,
-        progress=sys.stderr if sys.stderr.isatty() else None,
-    )
-    print(report.render())
-    return 0 if report.ok else 1
 
 
 def _parse_time(text: str | None) -> int | None:

@@ -1,5 +1,5 @@
-"""`everflow history export` and `everflow replay`: one run's events read from Kafka, and
-recorded histories replayed against the code you have now.
+"""`everflow history export`: one run's events read from Kafka; and the readers of recorded
+histories (an export file, the history topic) that `everflow replay` uses.
 
 Export asks the run's processor where the run starts in its history partition (the offset
 its snapshot keeps) and reads from there, so it does not scan the topic. JSON lines carry
@@ -10,6 +10,7 @@ with the HistoryEvent schema that any Avro library reads.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import io
@@ -24,6 +25,14 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from streams import kafka
+from streams.cli.common import (
+    SubParsers,
+    add_connection_arguments,
+    add_group,
+    add_subparser,
+    kafka_config,
+)
+from streams.client import Client
 from streams.errors import EverflowError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
@@ -35,11 +44,43 @@ from streams.wire.history_json import event_to_json
 AVRO_MAGIC = b"Obj\x01"
 
 
+def add_parser(subparsers: SubParsers) -> None:
+    """Register `history export`."""
+    history_commands = add_group(subparsers, "history", "export runs' recorded events")
+    export = add_subparser(
+        history_commands,
+        "export",
+        "write one run's events from Kafka, as JSON lines or an Avro container file",
+    )
+    add_connection_arguments(export)
+    export.add_argument("workflow_id")
+    export.add_argument("--run-id")
+    export.add_argument("--format", choices=("json", "avro"), default="json")
+    export.add_argument("-o", "--output", help="file to write (default: stdout)")
+    export.set_defaults(run=history_export)
+
+
+def history_export(args: argparse.Namespace) -> int:
+    """`everflow history export`: one run's events, read from its start offset on."""
+    records = read_run(kafka_config(args), args.workflow_id, args.run_id)
+    target: BinaryIO = open(args.output, "wb") if args.output else sys.stdout.buffer
+    try:
+        if args.format == "avro":
+            write_avro(records, target)
+        else:
+            write_json(records, target, DataConverter())
+    finally:
+        if args.output:
+            target.close()
+        else:
+            target.flush()
+    return 0
+
+
 def read_run(
     config: KafkaConfig, workflow_id: str, run_id: str | None = None, timeout: float = 30.0
 ) -> list[tuple[int, bytes]]:
     """The run's history records as (offset, raw), in order, from its first event on."""
-    from streams.client import Client
 
     async def describe() -> Any:
         client = await asyncio.to_thread(Client, config)
@@ -89,7 +130,7 @@ def write_json(records: list[tuple[int, bytes]], out: BinaryIO, converter: DataC
 
 def write_avro(records: list[tuple[int, bytes]], out: BinaryIO) -> None:
     codec = wire().event
-    rows = [codec._to(codec.decode(raw)) for _, raw in records]
+    rows = [codec.to_record(codec.decode(raw)) for _, raw in records]
     fastavro.writer(out, codec.schema, rows)
 
 
@@ -102,7 +143,7 @@ def read_history_file(path: Path) -> Iterator[list[HistoryEvent]]:
         reader = fastavro.reader(
             io.BytesIO(data), return_record_name=True, return_record_name_override=True
         )
-        events = [codec._from(r) for r in reader]
+        events = [codec.from_record(r) for r in reader]
     else:
         events = []
         for line in data.splitlines():
@@ -142,55 +183,3 @@ def histories_from_kafka(
     finally:
         consumer.close()
     return list(runs.values())
-
-
-def export_main(
-    config: KafkaConfig, workflow_id: str, run_id: str | None, fmt: str, output: str | None
-) -> int:
-    records = read_run(config, workflow_id, run_id)
-    target: BinaryIO = open(output, "wb") if output else sys.stdout.buffer
-    try:
-        if fmt == "avro":
-            write_avro(records, target)
-        else:
-            write_json(records, target, DataConverter())
-    finally:
-        if output:
-            target.close()
-        else:
-            target.flush()
-    return 0
-
-
-def replay_main(
-    config: KafkaConfig | None,
-    targets: list[str],
-    workflow_id: str | None,
-    from_kafka: bool,
-    workflow_type: str | None,
-    limit: int,
-    file: str | None,
-) -> int:
-    from streams.cli.worker import collect
-    from streams.replayer import Replayer
-
-    workflows, _ = collect(targets)
-    histories: list[list[HistoryEvent]]
-    if file:
-        histories = list(read_history_file(Path(file)))
-    elif workflow_id:
-        assert config is not None
-        decode = wire().event.decode
-        histories = [[decode(raw) for _, raw in read_run(config, workflow_id)]]
-    elif from_kafka:
-        assert config is not None
-        histories = histories_from_kafka(config, workflow_type, limit)
-    else:
-        raise EverflowError("say which histories: --workflow-id, --from-kafka or --file")
-    results = Replayer(workflows).replay_all(histories)
-    bad = [r for r in results if not r.ok]
-    for r in results:
-        state = "ok" if r.ok else f"NON-DETERMINISTIC: {r.error}"
-        print(f"{r.workflow_id}/{r.run_id} ({r.workflow_type}, {r.events} events): {state}")
-    print(f"replayed {len(results)} runs: {len(results) - len(bad)} ok, {len(bad)} failed")
-    return 1 if bad else 0

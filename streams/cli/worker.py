@@ -18,9 +18,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from streams import kafka
+from streams.cli.common import SubParsers, add_connection_arguments, add_subparser, kafka_config
 from streams.client import Client
 from streams.kafka.config import KafkaConfig
-from streams.worker import Worker
+from streams.kafka.topics import ensure_topics, topic_specs
 
 
 def collect(targets: list[str]) -> tuple[list[type], list[Callable[..., Any]]]:
@@ -44,19 +46,23 @@ def collect(targets: list[str]) -> tuple[list[type], list[Callable[..., Any]]]:
     return workflows, activities
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("targets", nargs="+", help="module or module:attr")
-    parser.add_argument("--task-queue", required=True)
-    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (EVERFLOW_BOOTSTRAP)")
-    parser.add_argument("--topic-prefix", help="topic prefix (EVERFLOW_TOPIC_PREFIX)")
-    parser.add_argument("--partitions", type=int, help="partitions (EVERFLOW_PARTITIONS)")
-    parser.add_argument("--instance-id", help="stable, unique worker ID (EVERFLOW_INSTANCE_ID)")
-    parser.add_argument("--no-workflows", action="store_true", help="run activities only")
-    parser.add_argument("--no-activities", action="store_true", help="run workflows only")
-    parser.add_argument("--log-level", default="INFO")
+def add_parser(subparsers: SubParsers) -> None:
+    """Register `worker`."""
+    worker = add_subparser(subparsers, "worker", "run a worker for workflows and activities")
+    worker.add_argument("targets", nargs="+", help="module or module:attr")
+    worker.add_argument("--task-queue", required=True)
+    add_connection_arguments(worker)
+    worker.add_argument("--instance-id", help="stable, unique worker ID (EVERFLOW_INSTANCE_ID)")
+    worker.add_argument("--no-workflows", action="store_true", help="run activities only")
+    worker.add_argument("--no-activities", action="store_true", help="run workflows only")
+    worker.add_argument("--log-level", default="INFO")
+    worker.set_defaults(run=run_worker)
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    """`everflow worker`: run the targets' workflows and activities until SIGINT/SIGTERM."""
+    from streams.worker import Worker  # the engine: loaded only to run it, not for --help
+
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
@@ -65,9 +71,7 @@ def run_worker(args: argparse.Namespace) -> int:
     # must win the GIL back from the runner threads. Python's default 5 ms switch interval
     # would add up to 5 ms per call; a short one keeps the transaction loop tight.
     sys.setswitchinterval(float(os.environ.get("EVERFLOW_SWITCH_INTERVAL", "0.0005")))
-    config = KafkaConfig.from_env(
-        bootstrap=args.bootstrap, topic_prefix=args.topic_prefix, partitions=args.partitions
-    )
+    config = kafka_config(args)
 
     async def main() -> None:
         client = await asyncio.to_thread(_client_with_topics, config, args.task_queue)
@@ -95,18 +99,5 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def _client_with_topics(config: KafkaConfig, task_queue: str) -> Client:
-    from streams import kafka
-    from streams.kafka.topics import ensure_topics, topic_specs
-
     ensure_topics(kafka.admin(config), topic_specs(config, [task_queue]))
     return Client(config)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="everflow worker")
-    add_arguments(parser)
-    return run_worker(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

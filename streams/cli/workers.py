@@ -1,4 +1,4 @@
-"""Who owns what: `everflow workers`.
+"""`everflow workers`: who owns what.
 
 Ownership and lag come from Kafka itself (the consumer groups of the workflow processors
 and of each task queue's activity runners, their committed offsets and the partitions'
@@ -8,6 +8,8 @@ and restores.
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -20,6 +22,7 @@ from confluent_kafka import (
 )
 
 from streams import kafka
+from streams.cli.common import SubParsers, add_connection_arguments, add_subparser, kafka_config
 from streams.errors import BrokerError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics
@@ -27,6 +30,25 @@ from streams.wire import wire
 from streams.wire.records import WorkerStatus
 
 PROCESSOR_CLIENT_PREFIX = "everflow-wp-"
+
+
+def add_parser(subparsers: SubParsers) -> None:
+    """Register `workers`."""
+    workers = add_subparser(
+        subparsers,
+        "workers",
+        "show which worker owns which partitions, its lag, cache and restores",
+    )
+    add_connection_arguments(workers)
+    workers.add_argument("--json", action="store_true", help="machine-readable output")
+    workers.set_defaults(run=workers_show)
+
+
+def workers_show(args: argparse.Namespace) -> int:
+    """`everflow workers`: ownership and lag per consumer group, plus processor reports."""
+    view = workers_view(kafka_config(args))
+    print(json.dumps(view.to_dict(), indent=1) if args.json else render(view))
+    return 0
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import (
     Consumer,
@@ -119,6 +119,29 @@ def where(msg: Message) -> tuple[str, int, int]:
     topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
     assert topic is not None and partition is not None and offset is not None
     return topic, partition, offset
+
+
+class Produces(Protocol):
+    """A producer, or a wrapper of one with the same `produce`."""
+
+    def produce(self, *args: Any, **kwargs: Any) -> None: ...
+
+
+def dead_letter(producer: Produces, topic: str, msg: Message, reason: str, **kw: Any) -> None:
+    """Produces `msg` unchanged to the dead-letter `topic`, with why and where it came from.
+
+    The value, key and headers are kept; `everflow.reason` says why it could not be used and
+    `everflow.source` where it was (`topic/partition/offset`). It goes to the same partition
+    number, so poison from one partition stays together. `kw` passes on (`on_delivery`).
+    """
+    source_topic, partition, offset = where(msg)
+    original = msg.headers() or []
+    headers: list[tuple[str, str | bytes | None]] = [
+        ("everflow.reason", reason.encode()),
+        ("everflow.source", f"{source_topic}/{partition}/{offset}".encode()),
+        *(original.items() if isinstance(original, dict) else original),
+    ]
+    producer.produce(topic, msg.value(), msg.key(), partition=partition, headers=headers, **kw)
 
 
 def consume_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[Any]:

@@ -13,12 +13,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from streams.errors import ConfigError
+from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES
 
 DEFAULT_PREFIX = "everflow."
 DEFAULT_PARTITIONS = 8
-# Kafka's default broker limit (message.max.bytes) is about 1 MiB; stay under it with headroom
-# for the Avro envelope and headers.
-DEFAULT_MAX_PAYLOAD_BYTES = 900 * 1024
 
 
 @dataclass(frozen=True, slots=True)

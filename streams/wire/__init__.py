@@ -7,7 +7,7 @@ Mirrors `schemas/`: a Python record class has the name of its Avro record.
 - `avro`: `@avro` record classes, the schema registry and `AvroCodec`;
 - `compiled`: Avro encoders and decoders compiled to closures per schema;
 - `history_json`: a history as JSON lines (export, `workflow show`).
-`Wire` (here) holds one codec per top-level message type.
+`Wire` (here) holds one `AvroCodec` per top-level message type.
 
 May import: `streams.payload`, `streams.retry`, `streams.errors`, `fastavro`, `orjson`.
 Never Kafka I/O, the client, or `processors`.
@@ -18,25 +18,25 @@ from __future__ import annotations
 from functools import cache
 
 from streams.wire import commands, events, records
-from streams.wire.avro import Codec, SchemaRegistry
+from streams.wire.avro import AvroCodec, SchemaRegistry
 
 # the record classes of these modules are registered with their schemas when defined
 RECORD_MODULES = (commands, events, records)
 
 
 class Wire:
-    """One codec per top-level message type."""
+    """One `AvroCodec` per top-level message type."""
 
     def __init__(self, registry: SchemaRegistry | None = None) -> None:
         self.registry = registry or SchemaRegistry()
-        self.command = Codec("everflow.Command", self.registry)
-        self.event = Codec("everflow.HistoryEvent", self.registry)
-        self.task = Codec("everflow.ActivityTask", self.registry)
-        self.timer = Codec("everflow.Timer", self.registry)
-        self.snapshot = Codec("everflow.Snapshot", self.registry)
-        self.completion = Codec("everflow.Completion", self.registry)
-        self.reply = Codec("everflow.Reply", self.registry)
-        self.worker_status = Codec("everflow.WorkerStatus", self.registry)
+        self.command = AvroCodec("everflow.Command", self.registry)
+        self.event = AvroCodec("everflow.HistoryEvent", self.registry)
+        self.task = AvroCodec("everflow.ActivityTask", self.registry)
+        self.timer = AvroCodec("everflow.Timer", self.registry)
+        self.snapshot = AvroCodec("everflow.Snapshot", self.registry)
+        self.completion = AvroCodec("everflow.Completion", self.registry)
+        self.reply = AvroCodec("everflow.Reply", self.registry)
+        self.worker_status = AvroCodec("everflow.WorkerStatus", self.registry)
 
 
 @cache

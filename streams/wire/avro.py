@@ -3,10 +3,15 @@
 A message is `C3 01` + the 8-byte little-endian CRC-64-AVRO fingerprint of the writer
 schema's canonical form + the Avro body. Readers look the fingerprint up among the current
 schemas in `schemas/` and the archived ones in `schemas/archive/`, and resolve an older
-writer schema to the current reader schema by Avro's rules.
+writer schema to the current reader schema by Avro's rules. A renamed record keeps its old
+full name in the schema's `aliases` (and its old writer schema stays in the archive), so
+what the old name wrote decodes to the renamed class.
 
 Records travel as frozen dataclasses registered with `@avro("<full name>")`; the converters
-between dataclasses and fastavro's dicts are built once per class from its type hints.
+between dataclasses and fastavro's dicts are built once per class from its type hints. A
+class of the user API that travels as a record (`RetryPolicy`, `Payload`) is registered with
+`avro_record()` instead, with explicit conversion functions when its fields are not the
+record's: the wire layer never adds attributes to a user's class.
 """
 
 from __future__ import annotations
@@ -34,17 +39,45 @@ _HEADER = struct.Struct("<2sQ")
 T = TypeVar("T")
 
 _CLASSES: dict[str, type] = {}
+_NAMES: dict[type, str] = {}
+# dataclass <-> fastavro dict converters per class: given at registration, or built on first use
+_TO: dict[type, Callable[[Any], Any]] = {}
+_FROM: dict[type, Callable[[Any], Any]] = {}
 
 
 def avro(name: str) -> Callable[[type[T]], type[T]]:
     """Registers a dataclass as the Python form of the Avro record `name`."""
 
     def register(cls: type[T]) -> type[T]:
-        cls._avro_name = name  # type: ignore[attr-defined]
-        _CLASSES[name] = cls
+        avro_record(name, cls)
         return cls
 
     return register
+
+
+def avro_record(
+    name: str,
+    cls: type[T],
+    to_avro: Callable[[T], dict[str, Any]] | None = None,
+    from_avro: Callable[[dict[str, Any]], T] | None = None,
+) -> None:
+    """Registers `cls` as the Python form of the Avro record `name`, leaving `cls` as it is.
+
+    Without `to_avro`/`from_avro`, its dataclass fields are the record's fields; with them,
+    they convert between `cls` and fastavro's dict (both or neither).
+    """
+    if (to_avro is None) != (from_avro is None):
+        raise TypeError(f"avro_record({name!r}) needs both to_avro and from_avro, or neither")
+    _CLASSES[name] = cls
+    _NAMES[cls] = name
+    if to_avro is not None and from_avro is not None:
+        _TO[cls] = to_avro
+        _FROM[cls] = from_avro
+
+
+def avro_name(cls: type) -> str:
+    """The full name of the Avro record a registered class stands for."""
+    return _NAMES[cls]
 
 
 def schema_fingerprint(schema: Any) -> int:
@@ -83,7 +116,7 @@ class SchemaRegistry:
             raise KeyError(f"no schema {name!r} in {self.schema_dir}") from None
 
 
-class Codec:
+class AvroCodec:
     """Encodes and decodes one message type (one top-level schema) to and from bytes."""
 
     def __init__(self, name: str, registry: SchemaRegistry) -> None:
@@ -103,6 +136,14 @@ class Codec:
             )
         except UnsupportedSchemaError:
             self._compiled = None
+
+    def to_record(self, message: Any) -> dict[str, Any]:
+        """The message as the plain record an Avro library writes (`fastavro.writer`)."""
+        return self._to(message)
+
+    def from_record(self, record: Any) -> Any:
+        """The message from a plain record an Avro library read (with record names)."""
+        return self._from(record)
 
     def encode(self, message: Any) -> bytes:
         if self._compiled is not None:
@@ -192,7 +233,7 @@ def _field_converters(hint: Any) -> tuple[_Conv, _Conv]:
         return (lambda v: [to_inner(x) for x in v], lambda v: [from_inner(x) for x in v])
     if origin is dict:
         return dict, dict
-    if isinstance(hint, type) and hasattr(hint, "_avro_name"):
+    if isinstance(hint, type) and hint in _NAMES:
         # looked up at call time: records may nest themselves (Failure.cause)
         record_cls = hint
         return (lambda v: _to_avro(record_cls)(v), lambda v: _from_avro(record_cls)(v))
@@ -203,7 +244,7 @@ def _field_converters(hint: Any) -> tuple[_Conv, _Conv]:
 
 
 def _union_to(value: Any) -> Any:
-    return (value._avro_name, _to_avro(type(value))(value))
+    return (_NAMES[type(value)], _to_avro(type(value))(value))
 
 
 def _union_from(value: Any) -> Any:
@@ -212,22 +253,14 @@ def _union_from(value: Any) -> Any:
     return _from_avro(cls)(record)
 
 
-_TO: dict[type, _Conv] = {}
-_FROM: dict[type, _Conv] = {}
-
-
 def _to_avro(cls: type) -> _Conv:
     conv = _TO.get(cls)
     if conv is None:
-        custom = getattr(cls, "to_avro", None)
-        if custom is not None:
-            conv = custom
-        else:
-            hints = typing.get_type_hints(cls)
-            plan = [(f.name, _field_converters(hints[f.name])[0]) for f in fields(cls)]
+        hints = typing.get_type_hints(cls)
+        plan = [(f.name, _field_converters(hints[f.name])[0]) for f in fields(cls)]
 
-            def conv(obj: Any, plan: list[tuple[str, _Conv]] = plan) -> dict[str, Any]:
-                return {name: to(getattr(obj, name)) for name, to in plan}
+        def conv(obj: Any, plan: list[tuple[str, _Conv]] = plan) -> dict[str, Any]:
+            return {name: to(getattr(obj, name)) for name, to in plan}
 
         _TO[cls] = conv
     return conv
@@ -236,15 +269,11 @@ def _to_avro(cls: type) -> _Conv:
 def _from_avro(cls: type) -> _Conv:
     conv = _FROM.get(cls)
     if conv is None:
-        custom = getattr(cls, "from_avro", None)
-        if custom is not None:
-            conv = custom
-        else:
-            hints = typing.get_type_hints(cls)
-            plan = [(f.name, _field_converters(hints[f.name])[1]) for f in fields(cls)]
+        hints = typing.get_type_hints(cls)
+        plan = [(f.name, _field_converters(hints[f.name])[1]) for f in fields(cls)]
 
-            def conv(record: dict[str, Any], plan: list[tuple[str, _Conv]] = plan) -> Any:
-                return cls(**{name: fr(record[name]) for name, fr in plan})
+        def conv(record: dict[str, Any], plan: list[tuple[str, _Conv]] = plan) -> Any:
+            return cls(**{name: fr(record[name]) for name, fr in plan})
 
         _FROM[cls] = conv
     return conv

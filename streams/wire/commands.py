@@ -36,7 +36,7 @@ class DescribeWorkflow:
     include_history: bool = False
 
 
-@avro("everflow.command.ActivityCompleted")
+@avro("everflow.command.CompleteActivity")
 @dataclass(frozen=True, slots=True)
 class CompleteActivity:
     run_id: str
@@ -45,7 +45,7 @@ class CompleteActivity:
     result: Payload
 
 
-@avro("everflow.command.ActivityFailed")
+@avro("everflow.command.FailActivity")
 @dataclass(frozen=True, slots=True)
 class FailActivity:
     run_id: str
@@ -68,7 +68,7 @@ class TerminateWorkflow:
     reply_to: str | None = None
 
 
-@avro("everflow.command.ActivityStarted")
+@avro("everflow.command.StartActivity")
 @dataclass(frozen=True, slots=True)
 class StartActivity:
     """A runner picked an attempt up (sent only when a schedule-to-start timeout is set)."""
@@ -78,7 +78,7 @@ class StartActivity:
     attempt: int
 
 
-@avro("everflow.command.ActivityHeartbeat")
+@avro("everflow.command.HeartbeatActivity")
 @dataclass(frozen=True, slots=True)
 class HeartbeatActivity:
     run_id: str
@@ -115,7 +115,7 @@ class UpdateWorkflow:
     reply_to: str
 
 
-@avro("everflow.command.ChildWorkflowStarted")
+@avro("everflow.command.ReportChildStarted")
 @dataclass(frozen=True, slots=True)
 class ReportChildStarted:
     parent_run_id: str
@@ -123,7 +123,7 @@ class ReportChildStarted:
     child_run_id: str
 
 
-@avro("everflow.command.ChildWorkflowStartFailed")
+@avro("everflow.command.ReportChildStartFailed")
 @dataclass(frozen=True, slots=True)
 class ReportChildStartFailed:
     parent_run_id: str
@@ -131,7 +131,7 @@ class ReportChildStartFailed:
     message: str
 
 
-@avro("everflow.command.ChildWorkflowClosed")
+@avro("everflow.command.ReportChildClosed")
 @dataclass(frozen=True, slots=True)
 class ReportChildClosed:
     parent_run_id: str

@@ -10,12 +10,14 @@ from typing import Any
 
 from streams.payload import Payload
 from streams.retry import RetryPolicy
-from streams.wire.avro import avro
+from streams.wire.avro import avro, avro_record
 
-avro("everflow.Payload")(Payload)
+# classes of the user API that travel as records: registered here, left untouched
+avro_record("everflow.Payload", Payload)
 
 
-def _retry_to_avro(p: RetryPolicy) -> dict[str, Any]:
+def retry_policy_to_avro(p: RetryPolicy) -> dict[str, Any]:
+    """The `everflow.RetryPolicy` record of a policy (durations in milliseconds)."""
     return {
         "initial_interval_ms": _ms(p.initial_interval),
         "backoff_coefficient": p.backoff_coefficient,
@@ -25,7 +27,8 @@ def _retry_to_avro(p: RetryPolicy) -> dict[str, Any]:
     }
 
 
-def _retry_from_avro(r: dict[str, Any]) -> RetryPolicy:
+def retry_policy_from_avro(r: dict[str, Any]) -> RetryPolicy:
+    """The policy of an `everflow.RetryPolicy` record."""
     maximum = r["maximum_interval_ms"]
     return RetryPolicy(
         initial_interval=timedelta(milliseconds=r["initial_interval_ms"]),
@@ -40,9 +43,7 @@ def _ms(d: timedelta) -> int:
     return int(d / timedelta(milliseconds=1))
 
 
-avro("everflow.RetryPolicy")(RetryPolicy)
-RetryPolicy.to_avro = staticmethod(_retry_to_avro)  # type: ignore[attr-defined]
-RetryPolicy.from_avro = staticmethod(_retry_from_avro)  # type: ignore[attr-defined]
+avro_record("everflow.RetryPolicy", RetryPolicy, retry_policy_to_avro, retry_policy_from_avro)
 
 
 class RunStatus(enum.Enum):
@@ -70,6 +71,14 @@ class Failure:
     timeout_type: str | None = None
     details: list[Payload] = field(default_factory=list)
     cause: Failure | None = None
+
+    @property
+    def is_canceled(self) -> bool:
+        """Whether this failure is a cancellation (`kind` "canceled").
+
+        Messages written before the wire settled on one spelling say "cancelled".
+        """
+        return self.kind in ("canceled", "cancelled")
 
 
 @avro("everflow.ActivityTask")
@@ -209,7 +218,7 @@ class NotFound:
     message: str
 
 
-@avro("everflow.reply.ActivityCancelRequested")
+@avro("everflow.reply.ActivityCancelRequest")
 @dataclass(frozen=True, slots=True)
 class ActivityCancelRequest:
     """To a runner: the workflow asks the running attempt to stop."""

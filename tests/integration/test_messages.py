@@ -55,7 +55,7 @@ def test_a_signal_changes_the_course_of_a_run_and_queries_follow_it(
 
     during, result, after = with_client(config, body)
     assert during.startswith("step ") and result.startswith("stopped after ")
-    assert after == "cancelled by customer"
+    assert after == "canceled by customer"
 
 
 def test_status_query_right_after_the_worker_was_killed_needs_replay(

@@ -212,6 +212,37 @@ def test_poison_command_is_dead_lettered_and_the_partition_keeps_going(
     assert "not Avro single-object encoding" in reason and f"[{partition}]" in reason
 
 
+def test_unreadable_activity_task_is_dead_lettered_and_the_runner_keeps_going(
+    config: KafkaConfig, workers: WorkerProcesses
+) -> None:
+    topics = Topics(config.topic_prefix)
+    producer = kafka.producer(config)
+    partition = kafka.partition_for("garbled", config.partitions)
+    producer.produce(
+        topics.tasks(QUEUE), b"not an activity task", b"garbled", partition=partition,
+        headers=[("trace", b"t-1")],
+    )
+    producer.flush(10)
+    workers.start("w1", extra_env={"EVERFLOW_BANK_FLAKY": "0"})
+
+    async def main() -> str:
+        client = await asyncio.to_thread(Client, config)
+        try:
+            return await transfer(client, TransferOrder("a", "b", 1, "after-garbled"))
+        finally:
+            client.close()
+
+    assert asyncio.run(main()).startswith("withdrew 1")
+    wait_until(lambda: len(read_all(config, topics.dead_letters)) == 1, timeout=30)
+    value, headers = read_all(config, topics.dead_letters, with_headers=True)[0]
+    assert value == b"not an activity task"
+    named = dict(headers)
+    assert named["trace"] == b"t-1"  # the original headers are kept
+    assert named["everflow.source"].decode().startswith(f"{topics.tasks(QUEUE)}/{partition}/")
+    reason = named["everflow.reason"].decode()
+    assert "not Avro single-object encoding" in reason and topics.tasks(QUEUE) in reason
+
+
 def read_all(config: KafkaConfig, topic: str, with_headers: bool = False) -> list:  # type: ignore[type-arg]
     consumer = kafka.consumer(config, settings={"enable.partition.eof": True})
     parts = [TopicPartition(topic, p, 0) for p in range(config.partitions)]

@@ -149,9 +149,9 @@ def test_cancel_during_an_activity_stops_it_and_cleanup_runs(
     names = kinds(history)
     assert names[-1] == "WorkflowCanceled" and "ActivityCancelRequested" in names
     deadline = time.monotonic() + 15
-    while not list(tmp_path.glob("long_job-cancelled-*")) and time.monotonic() < deadline:
+    while not list(tmp_path.glob("long_job-canceled-*")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert list(tmp_path.glob("long_job-cancelled-*"))  # the activity saw CancelledError
+    assert list(tmp_path.glob("long_job-canceled-*"))  # the activity saw CancelledError
     assert list(tmp_path.glob("cleanup-after-activity-*"))
 
 
@@ -182,7 +182,7 @@ def test_cancel_during_sleep_and_during_compensation(
         "TimerCanceled",
         "WorkflowCanceled",
     ]
-    # the compensation ran to its end before the run closed as cancelled
+    # the compensation ran to its end before the run closed as canceled
     assert comp[-2:] == ["ActivityCompleted", "WorkflowCanceled"]
     assert list(tmp_path.glob("cleanup-compensation-*"))
 

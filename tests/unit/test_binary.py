@@ -19,7 +19,7 @@ NAMES = sorted(REGISTRY.current)
 
 
 def _value(schema: Any, named: dict[str, Any], rng: random.Random, depth: int) -> Any:
-    """A random value of `schema` in fastavro's shapes (what our Codec hands it)."""
+    """A random value of `schema` in fastavro's shapes (what our AvroCodec hands it)."""
     if isinstance(schema, list):
         others = [b for b in schema if b != "null"]
         if "null" in schema and (depth > 4 or rng.random() < 0.3):

@@ -8,11 +8,10 @@ import pytest
 
 from processors.run.commands import continue_runs
 from processors.run.state import Effects, Run
-from processors.workflow_code.handlers import UnknownHandlerError
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.batch import Batch
 from processors.workflow_processor.run_cache import CacheSettings, PartitionRuns
-from streams import ApplicationError, activity, workflow
+from streams import ApplicationError, UnknownHandlerError, activity, workflow
 from streams.payload import DataConverter
 from streams.wire.events import WorkflowStarted
 from streams.wire.records import RunStatus
@@ -30,11 +29,11 @@ class Subscription:
     def __init__(self) -> None:
         self.status = "active"
         self.events: list[str] = []
-        self.cancelled = False
+        self.canceled = False
 
     @workflow.run
     async def run(self) -> list[str]:
-        await workflow.wait_condition(lambda: self.cancelled)
+        await workflow.wait_condition(lambda: self.canceled)
         await workflow.execute_activity(charge, 0, start_to_close_timeout=timedelta(seconds=5))
         return self.events
 
@@ -45,7 +44,7 @@ class Subscription:
     @workflow.signal(name="cancel_subscription")
     async def cancel(self) -> None:
         self.status = "cancelling"
-        self.cancelled = True
+        self.canceled = True
 
     @workflow.query
     def current_status(self) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from processors.run.state import Effects, Run
 from processors.workflow_code.registry import Registry
 from streams import ActivityError, ActivityTimeoutError, RetryPolicy, activity, workflow
@@ -64,7 +66,7 @@ class Transfer:
                 heartbeat_timeout=timedelta(seconds=2),
             )
         except asyncio.CancelledError:
-            # cleanup runs even though the run was cancelled
+            # cleanup runs even though the run was canceled
             await workflow.execute_activity(
                 work, "refund", start_to_close_timeout=timedelta(seconds=9)
             )
@@ -140,7 +142,7 @@ def test_wait_condition_timing_out_raises_timeout_error_in_the_workflow() -> Non
     timer = next(t for t in fx.timers if t.kind is TimerKind.USER_TIMER)
     fx = Effects()
     assert run.fire_timer(timer, 11000, fx)
-    # the background job is cancelled in the step that closes the run: asked to stop first
+    # the background job is canceled in the step that closes the run: asked to stop first
     assert kinds(fx) == ["TimerFired", "ActivityCancelRequested", "WorkflowCompleted"]
     assert conv.from_payload(run.result) == "timed out"
     replays_cleanly(run)
@@ -335,15 +337,17 @@ def test_abandon_stops_waiting_without_asking_the_activity_to_stop() -> None:
     assert conv.from_payload(run.result) == "stopped waiting (abandon)"
 
 
-def test_wait_cancellation_completed_waits_until_the_activity_stopped() -> None:
+# "cancelled": the kind a runner wrote before the wire settled on one spelling
+@pytest.mark.parametrize("kind", ["canceled", "cancelled"])
+def test_wait_cancellation_completed_waits_until_the_activity_stopped(kind: str) -> None:
     run = start_types("wait_cancellation_completed")
     fx = Effects()
     run.cancel("", 2000, fx)
     assert kinds(fx) == ["WorkflowCancelRequested", "ActivityCancelRequested"]
     assert run.status is RunStatus.RUNNING  # still waiting for the activity
     fx = Effects()
-    cancelled = Failure("stopped", "CancelledError", kind="cancelled", non_retryable=True)
-    assert run.fail_activity(1, 1, cancelled, 3000, fx)
+    canceled = Failure("stopped", "CancelledError", kind=kind, non_retryable=True)
+    assert run.fail_activity(1, 1, canceled, 3000, fx)
     assert kinds(fx) == ["ActivityCanceled", "WorkflowCompleted"]
     assert conv.from_payload(run.result) == "stopped waiting (wait_cancellation_completed)"
     copy = Run("wf", "r1", 0, CANCEL_TYPES)

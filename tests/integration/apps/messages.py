@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from streams import ApplicationError, activity, workflow
-from streams.failures import ChildWorkflowError
+from streams import ApplicationError, ChildWorkflowError, activity, workflow
 
 
 @activity.defn
@@ -26,14 +25,14 @@ class Onboarding:
 
     def __init__(self) -> None:
         self.status = "starting"
-        self.cancelled = False
+        self.canceled = False
         self.plan = "basic"
 
     @workflow.run
     async def run(self, steps: int) -> str:
         for i in range(steps):
-            if self.cancelled:
-                self.status = "cancelled by customer"
+            if self.canceled:
+                self.status = "canceled by customer"
                 return f"stopped after {i} steps"
             self.status = f"step {i + 1} of {steps}"
             await workflow.execute_activity(
@@ -44,7 +43,7 @@ class Onboarding:
 
     @workflow.signal
     def cancel_subscription(self) -> None:
-        self.cancelled = True
+        self.canceled = True
 
     @workflow.query
     def progress(self) -> str:

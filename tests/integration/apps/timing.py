@@ -46,7 +46,7 @@ async def long_job() -> str:
             activity.heartbeat("working")
             await asyncio.sleep(0.1)
     except asyncio.CancelledError:
-        _mark("long_job-cancelled")
+        _mark("long_job-canceled")
         raise
     return "finished"
 
@@ -162,7 +162,7 @@ class CancelDuringActivity:
                 cleanup, "after-activity", start_to_close_timeout=timedelta(seconds=10)
             )
             raise
-        return "not cancelled"
+        return "not canceled"
 
 
 @workflow.defn
@@ -177,6 +177,6 @@ class CancelDuringCompensation:
         try:
             await asyncio.shield(compensation)
         except asyncio.CancelledError:
-            await compensation  # a compensation is finished, cancelled or not
+            await compensation  # a compensation is finished, canceled or not
             raise
         return "compensated"

@@ -1,0 +1,77 @@
+"""What the command groups share: the connection flags (defined here once), the
+`KafkaConfig` they give, a client handle on one run, and `add_group`/`add_subparser`, so
+every group and command lists and describes itself the same way."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeAlias
+
+from streams.client import Client, WorkflowHandle
+from streams.kafka.config import KafkaConfig
+
+Action: TypeAlias = Callable[[argparse.Namespace], int]
+"""What a subparser's `run` default is: the parsed arguments in, the exit code out."""
+
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def add_subparser(
+    subparsers: SubParsers, name: str, summary: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    """A parser for `name`, with `summary` as its line in the parent's help and, as a
+    sentence (or `description`), as its own `--help` description."""
+    return subparsers.add_parser(
+        name, help=summary, description=description or f"{summary[0].upper()}{summary[1:]}."
+    )
+
+
+def add_group(
+    subparsers: SubParsers, name: str, summary: str, description: str | None = None
+) -> SubParsers:
+    """A command group `name` (`everflow <name> COMMAND …`); its subcommands go on the
+    subparsers returned."""
+    group = add_subparser(subparsers, name, summary, description)
+    return group.add_subparsers(title=f"{name} commands", metavar="COMMAND", required=True)
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of every command that talks to Kafka; unset, they fall back to the
+    `EVERFLOW_*` environment variables (see `KafkaConfig.from_env`)."""
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (EVERFLOW_BOOTSTRAP)")
+    parser.add_argument("--topic-prefix", help="topic prefix (EVERFLOW_TOPIC_PREFIX)")
+    parser.add_argument("--partitions", type=int, help="partitions (EVERFLOW_PARTITIONS)")
+    parser.add_argument(
+        "--replication-factor", type=int, help="replication (EVERFLOW_REPLICATION_FACTOR)"
+    )
+
+
+def kafka_config(args: argparse.Namespace) -> KafkaConfig:
+    """The `KafkaConfig` of the connection flags, the environment filling the gaps."""
+    return KafkaConfig.from_env(
+        bootstrap=args.bootstrap,
+        topic_prefix=args.topic_prefix,
+        partitions=args.partitions,
+        replication_factor=args.replication_factor,
+    )
+
+
+def on_run(
+    args: argparse.Namespace,
+    run_id: str | None,
+    action: Callable[[WorkflowHandle], Awaitable[None]],
+) -> int:
+    """Run `action` on the handle of `args.workflow_id` (run `run_id`, or its current run)
+    with a client connected by the flags; closes the client after. Returns exit code 0."""
+
+    async def main() -> None:
+        client = await asyncio.to_thread(Client, kafka_config(args))
+        try:
+            await action(client.get_workflow_handle(args.workflow_id, run_id))
+        finally:
+            client.close()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,131 @@
+"""`everflow dev broker|cluster`: Kafka on this machine, in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import TypeVar
+
+from streams.cli.common import SubParsers, add_group, add_subparser
+from streams.dev.broker import KAFKA_VERSION, LocalKafka, ensure_kafka_libs
+from streams.dev.cluster import NODES, LocalCluster
+
+T = TypeVar("T")
+
+
+def add_parser(subparsers: SubParsers) -> None:
+    """Register `dev broker` and `dev cluster`."""
+    dev_commands = add_group(
+        subparsers,
+        "dev",
+        "run Kafka on this machine for development",
+        "Run Kafka on this machine (no Docker needed: the "
+        "broker jars are fetched once from Maven Central).",
+    )
+
+    broker = add_subparser(dev_commands, "broker", "run a single-node Kafka broker until Ctrl-C")
+    broker.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the broker's data here (reused if it exists); "
+        "default: a temporary dir deleted on exit",
+    )
+    broker.add_argument(
+        "--port",
+        type=int,
+        default=9092,
+        help="client port on 127.0.0.1, 0 for any free one (default: %(default)s)",
+    )
+    broker.set_defaults(run=dev_broker)
+
+    cluster = add_subparser(dev_commands, "cluster", "run a three-node Kafka cluster until Ctrl-C")
+    cluster.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the nodes' data here (reused if it exists); "
+        "default: a temporary dir deleted on exit",
+    )
+    cluster.set_defaults(run=dev_cluster)
+
+
+def dev_broker(args: argparse.Namespace) -> int:
+    """`everflow dev broker`: run a LocalKafka in the foreground."""
+    libs, provisioned_s = _timed(ensure_kafka_libs)
+    kafka = LocalKafka(args.data_dir, port=args.port)
+    try:
+        _, started_s = _timed(kafka.start)
+        print(
+            f"Kafka {KAFKA_VERSION} broker ready\n"
+            f"  bootstrap  {kafka.bootstrap}   (export EVERFLOW_BOOTSTRAP={kafka.bootstrap})\n"
+            f"  libs       {libs}   (provisioned in {provisioned_s:.1f} s)\n"
+            f"  data       {kafka.data_dir}{_kept(args.data_dir)}\n"
+            f"  log        {kafka.log_path}   (JVM pid {kafka.pid})\n"
+            f"  started in {started_s:.1f} s; Ctrl-C to stop",
+            flush=True,
+        )
+        if not _wait_for_signal(alive=lambda: kafka.pid is not None):
+            print(f"everflow: the broker exited; see {kafka.log_path}", file=sys.stderr)
+            return 1
+        print("stopping the broker…", flush=True)
+    finally:
+        kafka.close()  # stops the JVM; deletes the data only if it is a temporary dir
+    return 0
+
+
+def dev_cluster(args: argparse.Namespace) -> int:
+    """`everflow dev cluster`: run a three-node LocalCluster in the foreground."""
+    libs, provisioned_s = _timed(ensure_kafka_libs)
+    cluster = LocalCluster(args.data_dir)
+    try:
+        _, started_s = _timed(cluster.start)
+        pids = ", ".join(f"node {i} pid {cluster.pid(i)}" for i in range(NODES))
+        print(
+            f"Kafka {KAFKA_VERSION} cluster of {NODES} nodes ready\n"
+            f"  bootstrap  {cluster.bootstrap}\n"
+            f"  libs       {libs}   (provisioned in {provisioned_s:.1f} s)\n"
+            f"  data       {cluster.base_dir}{_kept(args.data_dir)}\n"
+            f"  logs       {cluster.base_dir}/node<i>/kafka.log ({pids})\n"
+            f"  started in {started_s:.1f} s; Ctrl-C to stop",
+            flush=True,
+        )
+        if not _wait_for_signal(alive=lambda: any(cluster.pid(i) for i in range(NODES))):
+            print("everflow: every node exited; see their logs", file=sys.stderr)
+            return 1
+        print("stopping the cluster…", flush=True)
+    finally:
+        cluster.close()  # stops the JVMs; deletes the data only if it is a temporary dir
+    return 0
+
+
+def _timed(function: Callable[[], T]) -> tuple[T, float]:
+    started = time.monotonic()
+    result = function()
+    return result, time.monotonic() - started
+
+
+def _kept(data_dir: Path | None) -> str:
+    return "   (temporary: deleted on exit; --data-dir keeps it)" if data_dir is None else ""
+
+
+def _wait_for_signal(alive: Callable[[], bool]) -> bool:
+    """Block until SIGINT or SIGTERM (True) or until `alive()` turns false (False)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            if not alive():
+                return False
+        return True
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

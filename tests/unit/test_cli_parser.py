@@ -1,0 +1,188 @@
+"""The `everflow` parser: every command of README's "Command line" section parses to the
+function that runs it, every command that talks to Kafka takes the connection flags, and
+every command's --help says what it does."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streams.cli import (
+    activity,
+    audit,
+    build_parser,
+    dev,
+    history,
+    replay,
+    topics,
+    worker,
+    workers,
+    workflow,
+)
+from streams.cli.common import Action, kafka_config
+
+README = Path(__file__).parents[2] / "README.md"
+
+# One command line per subcommand, with only its required arguments, and what runs it.
+COMMANDS: dict[tuple[str, ...], tuple[list[str], Action]] = {
+    ("dev", "broker"): (["dev", "broker"], dev.dev_broker),
+    ("dev", "cluster"): (["dev", "cluster"], dev.dev_cluster),
+    ("topics", "create"): (["topics", "create", "--task-queue", "q"], topics.topics_create),
+    ("worker",): (["worker", "examples.money_transfer", "--task-queue", "q"], worker.run_worker),
+    ("workflow", "describe"): (["workflow", "describe", "wf-1"], workflow.workflow_describe),
+    ("workflow", "result"): (["workflow", "result", "wf-1"], workflow.workflow_result),
+    ("workflow", "show"): (["workflow", "show", "wf-1"], workflow.workflow_show),
+    ("workflow", "reset"): (
+        ["workflow", "reset", "wf-1", "--to-event", "7"],
+        workflow.workflow_reset,
+    ),
+    ("workflow", "unblock"): (["workflow", "unblock", "wf-1"], workflow.workflow_unblock),
+    ("workers",): (["workers", "--json"], workers.workers_show),
+    ("history", "export"): (
+        ["history", "export", "wf-1", "--format", "avro", "-o", "run.avro"],
+        history.history_export,
+    ),
+    ("audit",): (["audit", "--from", "2026-11-25", "--to", "1764000000000"], audit.audit_run),
+    ("replay",): (["replay", "--workflows", "m:W", "--from-kafka"], replay.replay_run),
+    ("activity", "retry"): (["activity", "retry", "wf-1", "3"], activity.activity_control),
+    ("activity", "pause"): (["activity", "pause", "wf-1", "3"], activity.activity_control),
+    ("activity", "unpause"): (["activity", "unpause", "wf-1", "3"], activity.activity_control),
+}
+CONNECTING = [path for path in COMMANDS if path[0] != "dev"]
+FLAGS = ["--bootstrap", "k1:9092", "--topic-prefix", "t.", "--partitions", "5"]
+FLAGS += ["--replication-factor", "3"]
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:  # noqa: SLF001  (argparse lists no subparsers publicly)
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], argparse.ArgumentParser]:
+    """Every parser under `parser` (groups and the commands in them), by its path."""
+    found: dict[tuple[str, ...], argparse.ArgumentParser] = {}
+    for name, sub in _subcommands(parser).items():
+        found[(*path, name)] = sub
+        found.update(_commands(sub, (*path, name)))
+    return found
+
+
+def _readme_commands() -> set[tuple[str, ...]]:
+    """The (group, subcommand) paths of README's "Command line" block."""
+    section = README.read_text().split("## Command line", 1)[1].split("```")[1]
+    groups = _subcommands(build_parser())
+    paths: set[tuple[str, ...]] = set()
+    for line in section.splitlines():
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        assert words[0] == "everflow" and words[1] in groups, line
+        subcommands = _subcommands(groups[words[1]])
+        if not subcommands:
+            paths.add((words[1],))
+            continue
+        for name in words[2].split("|"):
+            assert name in subcommands, f"{line}: no command {words[1]} {name}"
+            paths.add((words[1], name))
+    return paths
+
+
+def test_readme_lists_commands_that_parse() -> None:
+    listed = _readme_commands()
+    assert len(listed) >= 15
+    assert listed <= set(COMMANDS)
+
+
+def test_every_command_of_the_parser_is_checked_here() -> None:
+    leaves = {path for path, sub in _commands(build_parser()).items() if not _subcommands(sub)}
+    assert leaves == set(COMMANDS)
+
+
+@pytest.mark.parametrize("path", list(COMMANDS), ids=" ".join)
+def test_command_parses_to_the_function_that_runs_it(path: tuple[str, ...]) -> None:
+    argv, run = COMMANDS[path]
+    args = build_parser().parse_args(argv)
+    assert args.run is run
+    if path[0] == "activity":
+        assert (args.action, args.activity_id, args.reason) == (path[1], 3, "")
+
+
+def test_arguments_and_defaults_as_documented() -> None:
+    parser = build_parser()
+    export = parser.parse_args(["history", "export", "wf-1"])
+    assert (export.workflow_id, export.run_id, export.format, export.output) == (
+        "wf-1",
+        None,
+        "json",
+        None,
+    )
+    replayed = parser.parse_args(["replay", "--workflows", "a", "--workflows", "b", "--file", "f"])
+    assert (replayed.workflows, replayed.file, replayed.limit) == (["a", "b"], "f", 100)
+    described = parser.parse_args(["workflow", "describe", "wf-1", "--run-id", "r-2"])
+    assert (described.workflow_id, described.run_id) == ("wf-1", "r-2")
+    reset = parser.parse_args(["workflow", "reset", "wf-1", "--to-event", "7", "--reason", "x"])
+    assert (reset.to_event, reset.reason) == (7, "x")
+    audited = parser.parse_args(["audit", "--from", "a", "--to", "b", "--workflow-type", "T"])
+    assert (audited.since, audited.until, audited.workflow_type) == ("a", "b", "T")
+    broker = parser.parse_args(["dev", "broker"])
+    assert (broker.port, broker.data_dir) == (9092, None)
+    ran = parser.parse_args(["worker", "m", "m2:X", "--task-queue", "q", "--no-activities"])
+    assert (ran.targets, ran.no_activities, ran.no_workflows, ran.log_level) == (
+        ["m", "m2:X"],
+        True,
+        False,
+        "INFO",
+    )
+
+
+@pytest.mark.parametrize("argv", [["replay", "--workflows", "m"], ["workflow", "reset", "wf-1"]])
+def test_missing_required_argument_exits_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(argv)
+    assert exited.value.code == 2
+
+
+@pytest.mark.parametrize("path", CONNECTING, ids=" ".join)
+def test_connecting_command_takes_the_four_connection_flags(path: tuple[str, ...]) -> None:
+    argv, _ = COMMANDS[path]
+    config = kafka_config(build_parser().parse_args([*argv, *FLAGS]))
+    assert (config.bootstrap, config.topic_prefix, config.partitions) == ("k1:9092", "t.", 5)
+    assert config.replication_factor == 3
+
+
+def test_connection_flags_left_out_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EVERFLOW_BOOTSTRAP", "env:9092")
+    monkeypatch.setenv("EVERFLOW_PARTITIONS", "7")
+    args = build_parser().parse_args(["workers", "--topic-prefix", "p."])
+    config = kafka_config(args)
+    assert (config.bootstrap, config.topic_prefix, config.partitions) == ("env:9092", "p.", 7)
+
+
+def test_every_group_and_command_says_what_it_does() -> None:
+    for path, parser in _commands(build_parser()).items():
+        description = parser.description or ""
+        assert re.fullmatch(r"[A-Z].{15,}\.", description, re.DOTALL), (path, description)
+
+
+def test_building_the_parser_does_not_load_the_engine() -> None:
+    code = (
+        "import sys, streams.cli; streams.cli.build_parser()\n"
+        "engine = ('streams.worker', 'processors.workflow_processor',"
+        " 'processors.activity_runner')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(engine)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
