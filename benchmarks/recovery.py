@@ -24,6 +24,7 @@ from benchmarks.money_transfer import wait_for_owners
 from benchmarks.setup import ROOT, bench_config, process_env
 from benchmarks.synthetic import EVENTS_PER_RUN, write_closed_history
 from benchmarks.transfer_app import Instant, Parked
+from processors.workflow_code.registry import Registry
 from processors.workflow_processor.restore import restore_partitions
 from streams import Client, kafka
 from streams.dev.broker import provision_broker
@@ -113,7 +114,11 @@ async def run(config: KafkaConfig, args: argparse.Namespace, pid: int) -> None:
             await asyncio.sleep(3)  # a checkpoint passes the new history
             began = time.perf_counter()
             parts = await asyncio.to_thread(
-                restore_partitions, config, wire(), list(range(config.partitions))
+                restore_partitions,
+                config,
+                wire(),
+                list(range(config.partitions)),
+                Registry([Instant, Parked], []),
             )
             seconds = time.perf_counter() - began
             snaps = sum(p.snapshot_records for p in parts.values())

@@ -134,6 +134,7 @@ def read_all(config: KafkaConfig, topic: str) -> list[bytes]:
 
 def reload(config: KafkaConfig, count: int) -> tuple[float, float]:
     """Seconds to restore `count` pending timers into a heap, and the MiB they take."""
+    from processors.workflow_code.registry import Registry
     from processors.workflow_processor.restore import restore_partitions
 
     ensure_topics(kafka.admin(config), topic_specs(config))
@@ -141,7 +142,7 @@ def reload(config: KafkaConfig, count: int) -> tuple[float, float]:
     gc.collect()
     before = rss_mib()
     started = time.perf_counter()
-    restored = restore_partitions(config, wire(), list(range(config.partitions)))
+    restored = restore_partitions(config, wire(), list(range(config.partitions)), Registry([], []))
     heap: list[tuple[int, int, int, Timer]] = []
     seq = 0
     for p, part in restored.items():

@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from streams.errors import NonDeterminismError, UnknownWorkflowError
+from processors.run import replay_history
+from processors.workflow_code.registry import Registry
 from streams.payload import DataConverter
 from streams.wire.events import HistoryEvent
 
@@ -37,41 +38,17 @@ class Replayer:
     """Runs workflow code against recorded histories and reports mismatches."""
 
     def __init__(self, workflows: Sequence[type], converter: DataConverter | None = None) -> None:
-        from processors.workflow_code.registry import Registry
-
         self.registry = Registry(workflows, (), converter)
 
     def replay(self, history: Sequence[HistoryEvent]) -> ReplayResult:
         """Replays one run's events (in event ID order)."""
-        from processors.run.state import Run
-
         if not history:
             raise ValueError("an empty history has nothing to replay")
         first = history[0]
-        run = Run(first.workflow_id, first.run_id, 0)
-        for event in history:
-            run.apply(event)
-        result = ReplayResult(first.workflow_id, first.run_id, run.workflow_type, len(history))
-        try:
-            step = run._replay(self.registry)
-        except (NonDeterminismError, UnknownWorkflowError) as e:
-            return _failed(result, str(e))
-        if step.blocked is not None and run.blocked is None:
-            return _failed(result, f"the code raised on replay: {step.blocked.message}")
-        if step.commands and run.blocked is None:
-            extra = ", ".join(type(c).__name__ for c in step.commands)
-            return _failed(
-                result,
-                f"workflow {run.workflow_id!r} replayed to the end of its history (event "
-                f"{len(history)}) and then issued commands the history does not have: {extra}",
-            )
-        return result
+        outcome = replay_history(history, self.registry)
+        return ReplayResult(
+            first.workflow_id, first.run_id, outcome.workflow_type, len(history), outcome.error
+        )
 
     def replay_all(self, histories: Iterable[Sequence[HistoryEvent]]) -> list[ReplayResult]:
         return [self.replay(h) for h in histories]
-
-
-def _failed(result: ReplayResult, error: str) -> ReplayResult:
-    return ReplayResult(
-        result.workflow_id, result.run_id, result.workflow_type, result.events, error
-    )

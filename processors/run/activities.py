@@ -1,20 +1,20 @@
-"""An activity's life inside a run: dispatch, attempts, retries, timeouts, heartbeats and
-cancellation. Part of the pure core: it appends events and collects outbound records.
+"""An activity's life inside a run: dispatch, attempts, retries, timeouts, heartbeats,
+cancellation and an operator's pause/unpause/retry. Part of the pure core: it appends
+events to its run's history (`RunLog`) and collects outbound records.
 
 Retry backoffs are timer records on the compacted `timers` topic. Timeouts are derived
 timers: their deadlines follow from the run's events (dispatch, start, last heartbeat), so
 they live only in the processor's timer heap and a restore recomputes them from the restored
-runs (`deadlines()`) — durable without two extra records per activity on the hot path. A timer
-that no longer matches the state (a later attempt, a newer heartbeat, a closed activity) is
-stale and ignored when it fires.
+runs (`Activities.deadlines()`) — durable without two extra records per activity on the hot
+path. A timer that no longer matches the state (a later attempt, a newer heartbeat, a closed
+activity) is stale and ignored when it fires.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
 from streams.payload import Payload
 from streams.wire.events import (
@@ -31,12 +31,12 @@ from streams.wire.events import (
     ActivityStarted,
     ActivityUnpaused,
     EventAttributes,
-    HistoryEvent,
 )
 from streams.wire.records import ActivityTask, Failure, Timer, TimerKind
 
 if TYPE_CHECKING:
     from processors.run.effects import Effects
+    from processors.run.log import RunLog
 
 ATTEMPT_TIMERS = (
     TimerKind.ACTIVITY_START_TO_CLOSE,
@@ -90,71 +90,83 @@ class ActivityState:
         raise ValueError(f"{kind} is not an activity timeout")
 
 
-class ActivityLifecycle:
-    """The activity part of `processors.run.state.Run` (a mixin: it uses the run's state)."""
+ActivityEvent = (
+    ActivityScheduled
+    | ActivityAttemptFailed
+    | ActivityPaused
+    | ActivityUnpaused
+    | ActivityReset
+    | ActivityRetried
+    | ActivityStarted
+    | ActivityHeartbeatRecorded
+    | ActivityCancelRequested
+    | ActivityCompleted
+    | ActivityFailed
+    | ActivityCanceled
+)
 
-    workflow_id: str
-    run_id: str
-    partition: int
-    workflow_type: str
-    activities: dict[int, ActivityState]
-    _append: Callable[[EventAttributes, int, Effects], HistoryEvent]
-    _resolve: Callable[[EventAttributes, int, Effects], None]
 
-    @property
-    def closed(self) -> bool:
-        raise NotImplementedError
+class Activities:
+    """A run's open activities: their state (folded from the activity events), and what
+    moves them on — results and heartbeats from runners, the code's schedule and cancel,
+    retry and timeout timers, an operator's pause, unpause and retry."""
 
-    def fold_activity(self, a: EventAttributes, time: int) -> bool:
-        """Folds an activity event into the state; False if `a` is not one."""
-        match a:
+    __slots__ = ("_log", "_partition", "open")
+
+    def __init__(self, log: RunLog, partition: int) -> None:
+        self._log = log
+        self._partition = partition  # activity tasks carry it: their reports come back here
+        self.open: dict[int, ActivityState] = {}
+
+    def fold(self, a: ActivityEvent, time: int) -> None:
+        """Folds an activity event into the state."""
+        match a:  # the commonest first: a case is an isinstance check
             case ActivityScheduled():
-                self.activities[a.activity_id] = ActivityState(a, time, dispatched_at=time)
+                self.open[a.activity_id] = ActivityState(a, time, dispatched_at=time)
+            case ActivityCompleted() | ActivityFailed() | ActivityCanceled():
+                self.open.pop(a.activity_id, None)
+            case ActivityStarted():
+                self.open[a.activity_id].started_at = time
+            case ActivityHeartbeatRecorded():
+                state = self.open[a.activity_id]
+                state.last_heartbeat, state.heartbeat_details = time, a.details
             case ActivityAttemptFailed():
-                self.activities[a.activity_id].backoff = True
-            case ActivityPaused():
-                self.activities[a.activity_id].paused = True
-            case ActivityUnpaused():
-                self.activities[a.activity_id].paused = False
-            case ActivityReset():
-                state = self.activities[a.activity_id]
-                state.budget_base = state.attempt
+                self.open[a.activity_id].backoff = True
             case ActivityRetried():
-                state = self.activities[a.activity_id]
+                state = self.open[a.activity_id]
                 state.attempt, state.backoff, state.dispatched_at = a.attempt, False, time
                 state.started_at = state.last_heartbeat = None
-            case ActivityStarted():
-                self.activities[a.activity_id].started_at = time
-            case ActivityHeartbeatRecorded():
-                state = self.activities[a.activity_id]
-                state.last_heartbeat, state.heartbeat_details = time, a.details
             case ActivityCancelRequested():
-                if a.activity_id in self.activities:
-                    self.activities[a.activity_id].cancel_requested = True
-            case ActivityCompleted() | ActivityFailed() | ActivityCanceled():
-                self.activities.pop(a.activity_id, None)
+                if a.activity_id in self.open:
+                    self.open[a.activity_id].cancel_requested = True
+            case ActivityPaused():
+                self.open[a.activity_id].paused = True
+            case ActivityUnpaused():
+                self.open[a.activity_id].paused = False
+            case ActivityReset():
+                state = self.open[a.activity_id]
+                state.budget_base = state.attempt
             case _:
-                return False
-        return True
+                assert_never(a)
 
-    # ---- commands from runners ------------------------------------------------------------
+    # ---- reports from runners -------------------------------------------------------------
     def _current(self, activity_id: int, attempt: int) -> ActivityState | None:
-        state = self.activities.get(activity_id)
-        if state is None or state.backoff or state.attempt != attempt or self.closed:
+        state = self.open.get(activity_id)
+        if state is None or state.backoff or state.attempt != attempt or self._log.closed:
             return None
         return state
 
-    def start_activity(self, activity_id: int, attempt: int, now: int, fx: Effects) -> bool:
+    def start(self, activity_id: int, attempt: int, now: int, fx: Effects) -> bool:
         """A runner picked the attempt up: the start-to-close and heartbeat clocks begin."""
         state = self._current(activity_id, attempt)
         if state is None or state.started_at is not None:
             return False
-        self._append(ActivityStarted(activity_id, attempt), now, fx)
+        self._log.append(ActivityStarted(activity_id, attempt), now, fx)
         self._clear(state, [TimerKind.ACTIVITY_SCHEDULE_TO_START], fx)
         self._arm(state, [TimerKind.ACTIVITY_START_TO_CLOSE, TimerKind.ACTIVITY_HEARTBEAT], fx)
         return True
 
-    def heartbeat_activity(
+    def heartbeat(
         self, activity_id: int, attempt: int, details: list[Payload], now: int, fx: Effects
     ) -> bool:
         """Records a heartbeat; True if the activity should stop: the workflow asked it to,
@@ -162,11 +174,11 @@ class ActivityLifecycle:
         state = self._current(activity_id, attempt)
         if state is None:
             return True
-        self._append(ActivityHeartbeatRecorded(activity_id, attempt, details), now, fx)
+        self._log.append(ActivityHeartbeatRecorded(activity_id, attempt, details), now, fx)
         self._arm(state, [TimerKind.ACTIVITY_HEARTBEAT], fx)
         return state.cancel_requested
 
-    def finish_activity(
+    def finish(
         self,
         activity_id: int,
         attempt: int,
@@ -182,56 +194,59 @@ class ActivityLifecycle:
         self._clear(state, ATTEMPT_TIMERS, fx)
         if failure is None:
             assert result is not None
-            self._close_activity(state, ActivityCompleted(activity_id, attempt, result), now, fx)
+            self._close(state, ActivityCompleted(activity_id, attempt, result), now, fx)
         elif failure.is_canceled and state.cancel_requested:
-            self._close_activity(state, ActivityCanceled(activity_id, attempt), now, fx)
+            self._close(state, ActivityCanceled(activity_id, attempt), now, fx)
         else:
             self._fail_attempt(state, failure, now, fx)
         return True
 
     def _fail_attempt(self, state: ActivityState, failure: Failure, now: int, fx: Effects) -> None:
-        s, attempt = state.scheduled, state.attempt
+        s, attempt, append = state.scheduled, state.attempt, self._log.append
         counted = attempt - state.budget_base  # an operator's retry starts a fresh budget
         if state.paused and not failure.non_retryable and not state.cancel_requested:
             # held for an operator (unpause or retry), however many attempts are left
-            self._append(ActivityAttemptFailed(s.activity_id, attempt, failure, -1), now, fx)
+            append(ActivityAttemptFailed(s.activity_id, attempt, failure, -1), now, fx)
             return
         retry_at = now + _ms(s.retry_policy.backoff(counted))
         deadline = state.deadline(TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE)
         in_time = deadline is None or retry_at < deadline
         retryable = s.retry_policy.allows_retry(counted, failure.type, failure.non_retryable)
         if in_time and retryable and not state.cancel_requested:
-            self._append(ActivityAttemptFailed(s.activity_id, attempt, failure, retry_at), now, fx)
+            append(ActivityAttemptFailed(s.activity_id, attempt, failure, retry_at), now, fx)
             retry = self._timer(TimerKind.ACTIVITY_RETRY, state, attempt + 1, retry_at)
             fx.timer_ops.append((retry.key, retry))
             return
-        self._close_activity(state, ActivityFailed(s.activity_id, attempt, failure), now, fx)
+        self._close(state, ActivityFailed(s.activity_id, attempt, failure), now, fx)
 
-    def _close_activity(
-        self, state: ActivityState, outcome: EventAttributes, now: int, fx: Effects
-    ) -> None:
+    def _close(self, state: ActivityState, outcome: EventAttributes, now: int, fx: Effects) -> None:
         self._clear(state, [TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE, TimerKind.ACTIVITY_RETRY], fx)
-        self._resolve(outcome, now, fx)
+        self._log.resolve(outcome, now, fx)
 
-    # ---- commands from the workflow code --------------------------------------------------
-    def dispatch(self, state: ActivityState, now: int, fx: Effects, first: bool) -> None:
+    # ---- decisions of the workflow code ---------------------------------------------------
+    def schedule(self, scheduled: ActivityScheduled, now: int, fx: Effects) -> None:
+        """Records a new activity and sends its first attempt to the runners."""
+        self._log.append(scheduled, now, fx)
+        self._dispatch(self.open[scheduled.activity_id], now, fx, first=True)
+
+    def _dispatch(self, state: ActivityState, now: int, fx: Effects, first: bool) -> None:
         """Sends the current attempt to the runners and arms its timeouts."""
-        s = state.scheduled
+        s, log = state.scheduled, self._log
         fx.tasks.append(
             (
                 s.task_queue,
                 ActivityTask(
-                    workflow_id=self.workflow_id,
-                    run_id=self.run_id,
-                    workflow_type=self.workflow_type,
+                    workflow_id=log.workflow_id,
+                    run_id=log.run_id,
+                    workflow_type=log.workflow_type,
                     activity_id=s.activity_id,
                     activity_type=s.activity_type,
                     attempt=state.attempt,
                     args=s.args,
-                    partition=self.partition,
+                    partition=self._partition,
                     scheduled_at=now,
                     start_to_close_timeout_ms=s.start_to_close_timeout_ms,
-                    idempotency_key=f"{self.workflow_id}/{self.run_id}/{s.activity_id}",
+                    idempotency_key=f"{log.workflow_id}/{log.run_id}/{s.activity_id}",
                     heartbeat_timeout_ms=s.heartbeat_timeout_ms,
                     report_start=s.schedule_to_start_timeout_ms is not None,
                     heartbeat_details=state.heartbeat_details,
@@ -241,24 +256,54 @@ class ActivityLifecycle:
         kinds = [*ATTEMPT_TIMERS, TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE] if first else ATTEMPT_TIMERS
         self._arm(state, kinds, fx)
 
-    def request_cancel_activity(self, activity_id: int, now: int, fx: Effects) -> None:
+    def request_cancel(self, activity_id: int, now: int, fx: Effects) -> None:
         """The code stopped waiting on an activity: ask it to stop (on its next heartbeat)."""
-        self._append(ActivityCancelRequested(activity_id), now, fx)
-        state = self.activities.get(activity_id)
+        self._log.append(ActivityCancelRequested(activity_id), now, fx)
+        state = self.open.get(activity_id)
         if state is not None and state.backoff:  # between attempts: nothing runs, stop now
-            self._close_activity(state, ActivityCanceled(activity_id, state.attempt), now, fx)
+            self._close(state, ActivityCanceled(activity_id, state.attempt), now, fx)
+
+    # ---- an operator's repair -------------------------------------------------------------
+    def pause(self, state: ActivityState, reason: str, now: int, fx: Effects) -> None:
+        """No new attempt starts; a failed one waits for an operator."""
+        if not state.paused:
+            self._log.append(ActivityPaused(state.scheduled.activity_id, reason), now, fx)
+            if state.backoff:  # its pending retry waits for unpause
+                self._clear(state, [TimerKind.ACTIVITY_RETRY], fx)
+
+    def unpause(self, state: ActivityState, reason: str, now: int, fx: Effects) -> None:
+        """A waiting activity gets its next attempt now."""
+        if state.paused:
+            self._log.append(ActivityUnpaused(state.scheduled.activity_id, reason), now, fx)
+            if state.backoff:
+                self._retry_now(state, now, fx)
+
+    def retry(self, state: ActivityState, reason: str, now: int, fx: Effects) -> None:
+        """Unpaused, a fresh attempt budget, and the next attempt now if none runs."""
+        activity_id = state.scheduled.activity_id
+        if state.paused:
+            self._log.append(ActivityUnpaused(activity_id, reason), now, fx)
+        self._log.append(ActivityReset(activity_id, reason), now, fx)
+        if state.backoff:
+            self._retry_now(state, now, fx)
+
+    def _retry_now(self, state: ActivityState, now: int, fx: Effects) -> None:
+        self._clear(state, [TimerKind.ACTIVITY_RETRY], fx)
+        self._log.append(ActivityRetried(state.scheduled.activity_id, state.attempt + 1), now, fx)
+        self._dispatch(state, now, fx, first=False)
 
     # ---- timers ---------------------------------------------------------------------------
-    def fire_activity_timer(self, timer: Timer, now: int, fx: Effects) -> bool:
-        state = self.activities.get(timer.seq)
-        if state is None or self.closed:
+    def fire_timer(self, timer: Timer, now: int, fx: Effects) -> bool:
+        """A retry backoff or a timeout came due; False if it is stale."""
+        state = self.open.get(timer.seq)
+        if state is None or self._log.closed:
             return False
         if timer.kind is TimerKind.ACTIVITY_RETRY:
             if not state.backoff or state.paused or state.attempt + 1 != timer.attempt:
                 return False
             fx.timer_ops.append((timer.key, None))
-            self._append(ActivityRetried(timer.seq, timer.attempt), now, fx)
-            self.dispatch(state, now, fx, first=False)
+            self._log.append(ActivityRetried(timer.seq, timer.attempt), now, fx)
+            self._dispatch(state, now, fx, first=False)
             return True
         deadline = state.deadline(timer.kind)
         stale = state.backoff or (
@@ -281,7 +326,7 @@ class ActivityLifecycle:
         )
         self._clear(state, ATTEMPT_TIMERS, fx)
         if timer.kind is TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE:
-            self._close_activity(state, ActivityFailed(timer.seq, state.attempt, failure), now, fx)
+            self._close(state, ActivityFailed(timer.seq, state.attempt, failure), now, fx)
         else:
             self._fail_attempt(state, failure, now, fx)
         return True
@@ -302,15 +347,16 @@ class ActivityLifecycle:
             if kind is TimerKind.ACTIVITY_RETRY:
                 fx.timer_ops.append((self._timer(kind, state, 0, 0).key, None))
 
-    def clear_all_activity_timers(self, fx: Effects) -> None:
-        for state in self.activities.values():
+    def clear_timers(self, fx: Effects) -> None:
+        """Tombstones the pending retry timers (the run closed)."""
+        for state in self.open.values():
             if state.backoff:
                 self._clear(state, [TimerKind.ACTIVITY_RETRY], fx)
 
-    def activity_deadlines(self) -> list[Timer]:
+    def deadlines(self) -> list[Timer]:
         """The derived timeout timers of every open activity (for a restore)."""
         timers = []
-        for state in self.activities.values():
+        for state in self.open.values():
             if state.backoff:
                 continue
             for kind in (*ATTEMPT_TIMERS, TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE):
@@ -320,8 +366,9 @@ class ActivityLifecycle:
         return timers
 
     def _timer(self, kind: TimerKind, state: ActivityState, attempt: int, fire_at: int) -> Timer:
+        log = self._log
         return Timer(
-            self.workflow_id, self.run_id, kind, state.scheduled.activity_id, attempt, fire_at
+            log.workflow_id, log.run_id, kind, state.scheduled.activity_id, attempt, fire_at
         )
 
 

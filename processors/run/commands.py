@@ -1,16 +1,19 @@
-"""Requests that reach a run through the commands topic: start (with its ID policies and
-signal-with-start), signals, queries and updates. Each answers on `replies` when asked to.
+"""Commands that reach a run through the `commands` topic, one `on_<command>` handler per
+command type: starts (with their ID policies and signal-with-start), signals, queries,
+updates, cancel and terminate, describe, an operator's repairs, the reports of activity
+runners and of child runs. `handle_command` dispatches a command to its handler. A handler
+advances the run and says what to write (`Outbox.effects`), and answers on `replies` when
+asked to (`Outbox.reply`).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, assert_never
 
-from confluent_kafka import Message
-
-from processors.run.state import Effects, Run
+from processors.run.effects import Effects
+from processors.run.repair import control_activity, reset_refusal, scheduled_before
+from processors.run.state import Run
 from processors.workflow_code.handlers import find_handler
 from processors.workflow_code.registry import Registry
 from streams.errors import (
@@ -24,21 +27,24 @@ from streams.options import IdConflictPolicy, IdReusePolicy
 from streams.wire.commands import (
     CancelWorkflow,
     Command,
+    CompleteActivity,
     ControlActivity,
     DescribeWorkflow,
+    FailActivity,
+    HeartbeatActivity,
     QueryWorkflow,
     ReportChildClosed,
     ReportChildStarted,
     ReportChildStartFailed,
     ResetWorkflow,
     SignalWorkflow,
+    StartActivity,
     StartWorkflow,
     TerminateWorkflow,
     UnblockWorkflow,
     UpdateWorkflow,
 )
 from streams.wire.events import (
-    ActivityScheduled,
     ChildWorkflowClosed,
     ChildWorkflowStarted,
     ChildWorkflowStartFailed,
@@ -47,11 +53,12 @@ from streams.wire.events import (
     WorkflowStarted,
 )
 from streams.wire.records import (
+    ActivityCancelRequest,
     NotFound,
     QueryResult,
     Rejected,
-    Reply,
     ReplyBody,
+    RunDescription,
     RunStatus,
     StartAccepted,
     StartRejected,
@@ -62,41 +69,99 @@ _FAILED = (RunStatus.FAILED, RunStatus.CANCELED, RunStatus.TERMINATED, RunStatus
 
 
 class Runs(Protocol):
-    """A partition's runs by workflow ID (a dict, or the processor's cache)."""
+    """A partition's runs by workflow ID, and what storage knows of them (the shell's run
+    cache)."""
 
     def get(self, workflow_id: str) -> Run | None: ...
 
     def __setitem__(self, workflow_id: str, run: Run) -> None: ...
 
+    def history(self, run: Run) -> tuple[list[bytes], int]:
+        """The run's events as written (encoded), and the history offset of its first
+        event (-1 until known)."""
+        ...
 
-@dataclass(slots=True)
-class Batch:
-    """What one transaction accumulates."""
 
-    fx: dict[int, Effects] = field(default_factory=dict)
-    replies: list[Reply] = field(default_factory=list)
-    dirty: dict[int, dict[tuple[str, str], Run]] = field(default_factory=dict)
-    offsets: dict[int, int] = field(default_factory=dict)
-    dead: list[tuple[Message, str]] = field(default_factory=list)
+class Outbox(Protocol):
+    """What a transaction writes (the shell's batch)."""
 
     def effects(self, run: Run) -> Effects:
-        # keyed by run: a run that continues as new and its successor are both written
-        self.dirty.setdefault(run.partition, {})[(run.workflow_id, run.run_id)] = run
-        return self.fx.setdefault(run.partition, Effects())
+        """What to write for `run` (marks the run as touched)."""
+        ...
+
+    def partition_effects(self, partition: int) -> Effects:
+        """What to write from `partition`, for no run of its own."""
+        ...
 
     def reply(self, to: str | None, request_id: str, body: ReplyBody) -> None:
-        if to:
-            self.replies.append(Reply(to, request_id, body))
+        """Answers a request (nothing if nobody asked for an answer)."""
+        ...
 
 
-def start_run(
+def handle_command(
+    command: Command, runs: Runs, partition: int, now: int, registry: Registry, out: Outbox
+) -> None:
+    """Hands `command` to the handler of its type."""
+    run = runs.get(command.workflow_id)
+    body = command.body
+    match body:
+        case StartWorkflow():
+            on_start_workflow(command, body, runs, partition, now, registry, out)
+        case SignalWorkflow():
+            on_signal_workflow(command, body, run, runs, now, out)
+        case QueryWorkflow():
+            on_query_workflow(command, body, run, out)
+        case UpdateWorkflow():
+            on_update_workflow(command, body, run, runs, now, out)
+        case ReportChildStarted():
+            on_report_child_started(body, run, now, out)
+        case ReportChildStartFailed():
+            on_report_child_start_failed(body, run, now, out)
+        case ReportChildClosed():
+            on_report_child_closed(body, run, now, out)
+        case CompleteActivity():
+            on_complete_activity(body, run, now, out)
+        case FailActivity():
+            on_fail_activity(body, run, now, out)
+        case StartActivity():
+            on_start_activity(body, run, now, out)
+        case HeartbeatActivity():
+            on_heartbeat_activity(command, body, run, now, out)
+        case DescribeWorkflow():
+            on_describe_workflow(command, body, run, runs, out)
+        case ResetWorkflow():
+            on_reset_workflow(command, body, run, runs, now, out)
+        case ControlActivity():
+            on_control_activity(command, body, run, runs, now, out)
+        case UnblockWorkflow():
+            on_unblock_workflow(command, body, run, runs, now, out)
+        case CancelWorkflow():
+            on_cancel_workflow(command, body, run, runs, now, out)
+        case TerminateWorkflow():
+            on_terminate_workflow(command, body, run, runs, now, out)
+        case _:
+            assert_never(body)
+
+
+def not_found(workflow_id: str) -> NotFound:
+    """The answer to a request for a workflow this partition knows no run of."""
+    return NotFound(f"no run of workflow {workflow_id!r} is known")
+
+
+def _describe(run: Run, runs: Runs, with_history: bool = False) -> RunDescription:
+    encoded, first_offset = runs.history(run)
+    return run.describe(encoded if with_history else None, first_offset)
+
+
+# ---- starting runs ------------------------------------------------------------------------
+def on_start_workflow(
     command: Command,
     body: StartWorkflow,
     runs: Runs,
     partition: int,
     now: int,
     registry: Registry,
-    batch: Batch,
+    out: Outbox,
 ) -> None:
     """Starts a run, unless a run of the ID exists and the ID policies say otherwise."""
     run = runs.get(command.workflow_id)
@@ -107,9 +172,7 @@ def start_run(
         if body.id_conflict_policy == IdConflictPolicy.USE_EXISTING:
             reply = StartAccepted(run.run_id)
             if body.start_signal:
-                run.signal(
-                    body.start_signal, body.start_signal_args, now, registry, batch.effects(run)
-                )
+                run.signal(body.start_signal, body.start_signal_args, now, out.effects(run))
         else:
             reply = StartRejected(
                 "already_started",
@@ -131,7 +194,7 @@ def start_run(
             run.run_id,
         )
     else:
-        run = Run(command.workflow_id, body.run_id, partition)
+        run = Run(command.workflow_id, body.run_id, partition, registry)
         runs[command.workflow_id] = run
         started = WorkflowStarted(
             body.workflow_type,
@@ -144,21 +207,21 @@ def start_run(
             parent_run_id=body.parent_run_id,
             parent_seq=body.parent_seq,
         )
-        fx = batch.effects(run)
+        fx = out.effects(run)
         # the parent hears "started" before anything else of the child, even a close in
         # this same transaction
-        _report_to_parent(command, body, StartAccepted(run.run_id), partition, now, batch)
-        run.start(started, now, registry, fx)
+        _report_to_parent(command, body, StartAccepted(run.run_id), partition, now, out)
+        run.start(started, now, fx)
         if body.start_signal and not run.closed:
-            run.signal(body.start_signal, body.start_signal_args, now, registry, fx)
+            run.signal(body.start_signal, body.start_signal_args, now, fx)
         reply = StartAccepted(run.run_id)
-    batch.reply(body.reply_to, command.command_id, reply)
+    out.reply(body.reply_to, command.command_id, reply)
     if not isinstance(reply, StartAccepted) or run is None or run.run_id != body.run_id:
-        _report_to_parent(command, body, reply, partition, now, batch)  # not a new run
+        _report_to_parent(command, body, reply, partition, now, out)  # not a new run
 
 
 def _report_to_parent(
-    command: Command, body: StartWorkflow, reply: ReplyBody, partition: int, now: int, batch: Batch
+    command: Command, body: StartWorkflow, reply: ReplyBody, partition: int, now: int, out: Outbox
 ) -> None:
     if body.parent_workflow_id is None or body.parent_run_id is None:
         return
@@ -168,34 +231,12 @@ def _report_to_parent(
     else:
         assert isinstance(reply, StartRejected)
         report = ReportChildStartFailed(body.parent_run_id, body.parent_seq, reply.message)
-    out = batch.fx.setdefault(partition, Effects())
-    out.commands.append(
+    out.partition_effects(partition).commands.append(
         Command(f"{command.command_id}/reported", body.parent_workflow_id, now, report)
     )
 
 
-def child_report(
-    command: Command,
-    body: ReportChildStarted | ReportChildStartFailed | ReportChildClosed,
-    run: Run | None,
-    now: int,
-    registry: Registry,
-    batch: Batch,
-) -> None:
-    """A child reports to its parent run (dropped if that run is gone or moved on)."""
-    if run is None or run.run_id != body.parent_run_id:
-        return
-    attrs: ChildWorkflowStarted | ChildWorkflowStartFailed | ChildWorkflowClosed
-    if isinstance(body, ReportChildStarted):
-        attrs = ChildWorkflowStarted(body.seq, body.child_run_id)
-    elif isinstance(body, ReportChildStartFailed):
-        attrs = ChildWorkflowStartFailed(body.seq, body.message)
-    else:
-        attrs = ChildWorkflowClosed(body.seq, body.status, body.result, body.failure)
-    run.child_event(attrs, now, registry, batch.effects(run))
-
-
-def continue_runs(run: Run, runs: Runs, now: int, registry: Registry, batch: Batch) -> None:
+def continue_runs(run: Run, runs: Runs, now: int, out: Outbox) -> None:
     """Starts the next run of a run that continued as new (and of that one, and so on)."""
     while run.next_run is not None and runs.get(run.workflow_id) is run:
         new_run_id, args = run.next_run
@@ -216,15 +257,16 @@ def continue_runs(run: Run, runs: Runs, now: int, registry: Registry, batch: Bat
             parent_run_id=first.parent_run_id,
             parent_seq=first.parent_seq,
         )
-        nxt = Run(run.workflow_id, new_run_id, run.partition)
+        nxt = Run(run.workflow_id, new_run_id, run.partition, run.registry)
         runs[run.workflow_id] = nxt
-        nxt.start(started, now, registry, batch.effects(nxt))
+        nxt.start(started, now, out.effects(nxt))
         run = nxt
 
 
+# ---- messages into a run --------------------------------------------------------------------
 def _not_running(run: Run | None, workflow_id: str, what: str) -> ReplyBody | None:
     if run is None:
-        return Rejected("not_found", f"no run of workflow {workflow_id!r} is known")
+        return not_found(workflow_id)
     if run.closed:
         return Rejected(
             "not_running",
@@ -234,35 +276,30 @@ def _not_running(run: Run | None, workflow_id: str, what: str) -> ReplyBody | No
     return None
 
 
-def signal_run(
-    command: Command,
-    body: SignalWorkflow,
-    run: Run | None,
-    now: int,
-    registry: Registry,
-    batch: Batch,
+def on_signal_workflow(
+    command: Command, body: SignalWorkflow, run: Run | None, runs: Runs, now: int, out: Outbox
 ) -> None:
     refused = _not_running(run, command.workflow_id, f"signal {body.signal_name!r} to")
-    if refused is None and run is not None:
-        try:
-            find_handler(registry.workflow(run.workflow_type), "signal", body.signal_name)
-        except (UnknownHandlerError, UnknownWorkflowError) as e:
-            refused = Rejected("unknown_signal", str(e))
-        else:
-            run.signal(body.signal_name, body.args, now, registry, batch.effects(run))
-    batch.reply(body.reply_to, command.command_id, refused or run.describe())  # type: ignore[union-attr]
+    if refused is not None or run is None:
+        out.reply(body.reply_to, command.command_id, refused or not_found(command.workflow_id))
+        return
+    try:
+        find_handler(run.registry.workflow(run.workflow_type), "signal", body.signal_name)
+    except (UnknownHandlerError, UnknownWorkflowError) as e:
+        out.reply(body.reply_to, command.command_id, Rejected("unknown_signal", str(e)))
+        return
+    run.signal(body.signal_name, body.args, now, out.effects(run))
+    out.reply(body.reply_to, command.command_id, _describe(run, runs))
 
 
-def query_run(
-    command: Command, body: QueryWorkflow, run: Run | None, registry: Registry, batch: Batch
-) -> None:
+def on_query_workflow(command: Command, body: QueryWorkflow, run: Run | None, out: Outbox) -> None:
     """Answers a query from the run's current (or final) state; records nothing."""
     reply: ReplyBody
     if run is None or (body.run_id is not None and body.run_id != run.run_id):
-        reply = Rejected("not_found", f"no run of workflow {command.workflow_id!r} is known")
+        reply = not_found(command.workflow_id)
     else:
         try:
-            reply = QueryResult(run.live_instance(registry).query(body.query_name, body.args))
+            reply = QueryResult(run.live_instance().query(body.query_name, body.args))
         except (UnknownHandlerError, UnknownWorkflowError) as e:
             reply = Rejected("unknown_query", str(e))
         except (QueryError, NonDeterminismError) as e:
@@ -271,35 +308,30 @@ def query_run(
             reply = Rejected(
                 "query_failed", f"query {body.query_name!r} raised {type(e).__name__}: {e}"
             )
-    batch.reply(body.reply_to, command.command_id, reply)
+    out.reply(body.reply_to, command.command_id, reply)
 
 
-def update_run(
-    command: Command,
-    body: UpdateWorkflow,
-    run: Run | None,
-    now: int,
-    registry: Registry,
-    batch: Batch,
+def on_update_workflow(
+    command: Command, body: UpdateWorkflow, run: Run | None, runs: Runs, now: int, out: Outbox
 ) -> None:
     """Validates an update (rejection leaves no trace in history), then runs it."""
     refused = _not_running(run, command.workflow_id, f"update {body.update_name!r} on")
     if refused is not None or run is None:
-        batch.reply(body.reply_to, command.command_id, refused or Rejected("not_found", ""))
+        out.reply(body.reply_to, command.command_id, refused or not_found(command.workflow_id))
         return
     if body.update_id in run.updates:
         return  # already accepted; its outcome will be replied
     try:
-        run.live_instance(registry).validate_update(body.update_name, body.args)
+        run.live_instance().validate_update(body.update_name, body.args)
     except (UnknownHandlerError, UnknownWorkflowError) as e:
-        batch.reply(body.reply_to, command.command_id, Rejected("unknown_update", str(e)))
+        out.reply(body.reply_to, command.command_id, Rejected("unknown_update", str(e)))
         return
     except (QueryError, NonDeterminismError) as e:
-        batch.reply(body.reply_to, command.command_id, Rejected("update_failed", str(e)))
+        out.reply(body.reply_to, command.command_id, Rejected("update_failed", str(e)))
         return
     except Exception as e:  # the validator said no
-        failure = to_failure(e, registry.converter)
-        batch.reply(body.reply_to, command.command_id, UpdateResult(body.update_id, None, failure))
+        failure = to_failure(e, run.registry.converter)
+        out.reply(body.reply_to, command.command_id, UpdateResult(body.update_id, None, failure))
         return
     run.accept_update(
         body.update_id,
@@ -308,135 +340,151 @@ def update_run(
         body.reply_to,
         command.command_id,
         now,
-        registry,
-        batch.effects(run),
+        out.effects(run),
     )
 
 
-def cancel_run(
-    command: Command,
-    body: CancelWorkflow | TerminateWorkflow,
-    run: Run | None,
-    now: int,
-    registry: Registry,
-    batch: Batch,
+# ---- reports of child runs (dropped if the parent run is gone or moved on) ------------------
+def _parent(run: Run | None, parent_run_id: str) -> Run | None:
+    return run if run is not None and run.run_id == parent_run_id else None
+
+
+def on_report_child_started(
+    body: ReportChildStarted, run: Run | None, now: int, out: Outbox
+) -> None:
+    parent = _parent(run, body.parent_run_id)
+    if parent is not None:
+        attrs = ChildWorkflowStarted(body.seq, body.child_run_id)
+        parent.child_reported(attrs, now, out.effects(parent))
+
+
+def on_report_child_start_failed(
+    body: ReportChildStartFailed, run: Run | None, now: int, out: Outbox
+) -> None:
+    parent = _parent(run, body.parent_run_id)
+    if parent is not None:
+        attrs = ChildWorkflowStartFailed(body.seq, body.message)
+        parent.child_reported(attrs, now, out.effects(parent))
+
+
+def on_report_child_closed(body: ReportChildClosed, run: Run | None, now: int, out: Outbox) -> None:
+    parent = _parent(run, body.parent_run_id)
+    if parent is not None:
+        attrs = ChildWorkflowClosed(body.seq, body.status, body.result, body.failure)
+        parent.child_reported(attrs, now, out.effects(parent))
+
+
+# ---- reports of activity runners (dropped if their run is gone or moved on) -----------------
+def on_complete_activity(body: CompleteActivity, run: Run | None, now: int, out: Outbox) -> None:
+    if run is not None and run.run_id == body.run_id:
+        fx = out.effects(run)
+        run.complete_activity(body.activity_id, body.attempt, body.result, now, fx)
+
+
+def on_fail_activity(body: FailActivity, run: Run | None, now: int, out: Outbox) -> None:
+    if run is not None and run.run_id == body.run_id:
+        fx = out.effects(run)
+        run.fail_activity(body.activity_id, body.attempt, body.failure, now, fx)
+
+
+def on_start_activity(body: StartActivity, run: Run | None, now: int, out: Outbox) -> None:
+    if run is not None and run.run_id == body.run_id:
+        run.start_activity(body.activity_id, body.attempt, now, out.effects(run))
+
+
+def on_heartbeat_activity(
+    command: Command, body: HeartbeatActivity, run: Run | None, now: int, out: Outbox
+) -> None:
+    """Records a heartbeat; tells the runner to stop the attempt if nothing waits for it."""
+    stop = True  # an attempt of a run nobody knows: nothing waits for it
+    if run is not None and run.run_id == body.run_id:
+        fx = out.effects(run)
+        stop = run.heartbeat_activity(body.activity_id, body.attempt, body.details, now, fx)
+    if stop:
+        request = ActivityCancelRequest(
+            command.workflow_id, body.run_id, body.activity_id, body.attempt
+        )
+        out.reply(body.reply_to, command.command_id, request)
+
+
+# ---- cancel, terminate, describe --------------------------------------------------------------
+def on_cancel_workflow(
+    command: Command, body: CancelWorkflow, run: Run | None, runs: Runs, now: int, out: Outbox
+) -> None:
+    """Asks the run's code to stop (it may clean up first)."""
+    refused = _not_running(run, command.workflow_id, "cancel")
+    if refused is None and run is not None:
+        run.cancel(body.reason, now, out.effects(run))
+    out.reply(body.reply_to, command.command_id, refused or _describe(run, runs))  # type: ignore[arg-type]
+
+
+def on_terminate_workflow(
+    command: Command, body: TerminateWorkflow, run: Run | None, runs: Runs, now: int, out: Outbox
+) -> None:
+    """Ends the run at once; none of its code runs."""
+    refused = _not_running(run, command.workflow_id, "terminate")
+    if refused is None and run is not None:
+        run.terminate(body.reason, now, out.effects(run))
+    out.reply(body.reply_to, command.command_id, refused or _describe(run, runs))  # type: ignore[arg-type]
+
+
+def on_describe_workflow(
+    command: Command, body: DescribeWorkflow, run: Run | None, runs: Runs, out: Outbox
 ) -> None:
     reply: ReplyBody
-    if run is None:
-        reply = NotFound(f"no run of workflow {command.workflow_id!r} is known")
-    elif run.closed:
-        verb = "cancel" if isinstance(body, CancelWorkflow) else "terminate"
-        reply = Rejected(
-            "not_running",
-            f"cannot {verb} workflow {run.workflow_id!r}: its "
-            f"run {run.run_id} already closed ({run.status.value})",
-        )
-    else:
-        fx = batch.effects(run)
-        if isinstance(body, CancelWorkflow):
-            run.cancel(body.reason, now, registry, fx)
-        else:
-            run.terminate(body.reason, now, fx)
-        reply = run.describe()
-    if body.reply_to:
-        batch.replies.append(Reply(body.reply_to, command.command_id, reply))
-
-
-def describe_run(command: Command, body: DescribeWorkflow, run: Run | None, batch: Batch) -> None:
-    reply: ReplyBody
     if run is None or (body.run_id is not None and body.run_id != run.run_id):
-        reply = NotFound(f"no run of workflow {command.workflow_id!r} is known")
+        reply = not_found(command.workflow_id)
     else:
-        reply = run.describe(run.encoded if body.include_history else None)
-    batch.replies.append(Reply(body.reply_to, command.command_id, reply))
+        reply = _describe(run, runs, body.include_history)
+    out.reply(body.reply_to, command.command_id, reply)
 
 
-def reset_run(
-    command: Command,
-    body: ResetWorkflow,
-    run: Run | None,
-    runs: Runs,
-    now: int,
-    registry: Registry,
-    batch: Batch,
+# ---- an operator's repairs ------------------------------------------------------------------
+def on_reset_workflow(
+    command: Command, body: ResetWorkflow, run: Run | None, runs: Runs, now: int, out: Outbox
 ) -> None:
     """A new run from the current run's events 1..to_event; the current one, if open, is
     terminated. The reset point must leave no activity, timer or child in flight."""
     reply: ReplyBody
     if run is None:
-        reply = NotFound(f"no run of workflow {command.workflow_id!r} is known")
+        reply = not_found(command.workflow_id)
     else:
-        reason = _reset_refusal(run, body.to_event)
+        reason = reset_refusal(run, body.to_event)
         if reason is not None:
             reply = Rejected("invalid_argument", reason)
         else:
-            reply = _reset(run, body, runs, now, registry, batch)
-    batch.reply(body.reply_to, command.command_id, reply)
+            reply = _describe(_reset(run, body, runs, now, out), runs)
+    out.reply(body.reply_to, command.command_id, reply)
 
 
-def _reset_refusal(run: Run, n: int) -> str | None:
-    wf = run.workflow_id
-    if not 1 <= n <= len(run.events):
-        return f"workflow {wf!r} run {run.run_id} has events 1..{len(run.events)}, not {n}"
-    probe = Run(wf, run.run_id, run.partition)
-    for event in run.events[:n]:
-        probe.apply(event)
-    if probe.closed:
-        return f"event {n} of workflow {wf!r} closes the run; reset to an earlier event"
-    busy = (
-        [f"activity {i}" for i in sorted(probe.activities)]
-        + [f"timer {i}" for i in sorted(probe.timers)]
-        + [f"child {i}" for i in sorted(probe.children)]
-    )
-    if busy:
-        return (
-            f"at event {n} of workflow {wf!r} {', '.join(busy)} would be in flight; reset to "
-            "an event where nothing is (before it was scheduled, or after its outcome)"
-        )
-    return None
-
-
-def _reset(
-    run: Run, body: ResetWorkflow, runs: Runs, now: int, registry: Registry, batch: Batch
-) -> ReplyBody:
+def _reset(run: Run, body: ResetWorkflow, runs: Runs, now: int, out: Outbox) -> Run:
     why = f"reset to event {body.to_event}" + (f": {body.reason}" if body.reason else "")
     if not run.closed:
-        run.terminate(why, now, batch.effects(run))
-    new = Run(run.workflow_id, body.new_run_id, run.partition)
-    fx = batch.effects(new)
+        run.terminate(why, now, out.effects(run))
+    new = Run(run.workflow_id, body.new_run_id, run.partition, run.registry)
+    runs[new.workflow_id] = new
+    fx = out.effects(new)
     for old in run.events[: body.to_event]:
         event = HistoryEvent(new.workflow_id, new.run_id, old.event_id, old.time, old.attributes)
         new.apply(event)
         fx.events.append(event)
-    runs[new.workflow_id] = new
-    new._append(WorkflowReset(run.run_id, body.to_event, body.reason), now, fx)
-    new.resume(registry, now, fx)
-    for timer in new.derived_timers():
-        fx.derived_timers.append(timer)
-    return new.describe()
+    new.append(WorkflowReset(run.run_id, body.to_event, body.reason), now, fx)
+    new.resume(now, fx)
+    fx.derived_timers.extend(new.derived_timers())
+    return new
 
 
-def repair_run(
-    command: Command,
-    body: ControlActivity | UnblockWorkflow,
-    run: Run | None,
-    runs: Runs,
-    now: int,
-    registry: Registry,
-    batch: Batch,
+def on_control_activity(
+    command: Command, body: ControlActivity, run: Run | None, runs: Runs, now: int, out: Outbox
 ) -> None:
-    """An operator's activity retry/pause/unpause, or unblock. Retrying an activity whose
-    failure already reached the code (its attempts were exhausted) resets the run to just
-    before the activity was scheduled: it runs again, and the code goes on from there."""
+    """An operator's activity retry/pause/unpause. Retrying an activity whose failure
+    already reached the code (its attempts were exhausted) resets the run to just before
+    the activity was scheduled: it runs again, and the code goes on from there."""
     reply: ReplyBody
     if run is None:
-        reply = NotFound(f"no run of workflow {command.workflow_id!r} is known")
-    elif (
-        isinstance(body, ControlActivity)
-        and body.action == "retry"
-        and (body.activity_id not in run.activities)
-    ):
-        point = _scheduled_before(run, body.activity_id)
+        reply = not_found(command.workflow_id)
+    elif body.action == "retry" and body.activity_id not in run.activities.open:
+        point = scheduled_before(run, body.activity_id)
         if point is None:
             reply = Rejected(
                 "not_found", f"run {run.run_id} never scheduled activity {body.activity_id}"
@@ -445,20 +493,30 @@ def repair_run(
             new_run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"everflow:{command.command_id}"))
             why = body.reason or f"retry of activity {body.activity_id}"
             reset = ResetWorkflow(point, new_run_id, why, body.reply_to)
-            reset_run(command, reset, run, runs, now, registry, batch)
+            on_reset_workflow(command, reset, run, runs, now, out)
             return
-    elif isinstance(body, UnblockWorkflow):
-        reply = run.unblock(registry, now, batch.effects(run))
     else:
-        fx = batch.effects(run)
-        reply = run.control_activity(body.activity_id, body.action, body.reason, now, fx)
-    batch.reply(body.reply_to, command.command_id, reply)
+        fx = out.effects(run)
+        refused = control_activity(run, body.activity_id, body.action, body.reason, now, fx)
+        reply = refused or _describe(run, runs)
+    out.reply(body.reply_to, command.command_id, reply)
 
 
-def _scheduled_before(run: Run, activity_id: int) -> int | None:
-    """The event just before the activity was scheduled (a reset point)."""
-    for event in run.events:
-        a = event.attributes
-        if isinstance(a, ActivityScheduled) and a.activity_id == activity_id:
-            return event.event_id - 1
-    return None
+def on_unblock_workflow(
+    command: Command, body: UnblockWorkflow, run: Run | None, runs: Runs, now: int, out: Outbox
+) -> None:
+    """Replays a blocked run with the code deployed now, and resumes it if it fits."""
+    reply: ReplyBody
+    if run is None:
+        reply = not_found(command.workflow_id)
+    elif run.blocked is None or run.closed:
+        reply = Rejected("not_blocked", f"workflow {run.workflow_id!r} is not blocked")
+    elif not run.try_unblock(now, out.effects(run)):
+        reply = Rejected(
+            "still_blocked",
+            f"workflow {run.workflow_id!r} still does not replay with the code deployed "
+            f"now: {run.blocked.message if run.blocked else ''}",
+        )
+    else:
+        reply = _describe(run, runs)
+    out.reply(body.reply_to, command.command_id, reply)

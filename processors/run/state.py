@@ -3,31 +3,34 @@ outbound messages out; it never touches a socket.
 
 A run's state is a fold of its history events (`apply`). Handling a command appends new
 events (each applied at once) and collects what must leave the processor in the same
-transaction: activity tasks, timer records, the completion.
+transaction: activity tasks, timer records, the completion. The run owns its parts —
+`Activities`, `Timers`, `Children` — each of which sees the run only as a `RunLog`.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import assert_never
 
-from processors.run.activities import ActivityLifecycle, ActivityState
-from processors.run.children import ChildLifecycle
-from processors.run.code import CodeLifecycle
+from processors.run.activities import Activities, ActivityState
+from processors.run.children import Children, ChildReport, report_to_parent
+from processors.run.code import load_code, replay_code, unrecorded
 from processors.run.effects import Effects
-from processors.run.limits import HistoryLimits
-from processors.run.repair import Repair
+from processors.run.limits import limit_failure, near_limits
+from processors.run.timers import Timers, run_deadlines
 from processors.workflow_code.handlers import CompleteUpdate
 from processors.workflow_code.instance import (
     CancelRun,
     CancelTimer,
     CompleteRun,
     ContinueAsNewRun,
+    Decision,
     FailRun,
     RequestCancelActivity,
-    RunCommand,
     ScheduleActivity,
     StartChild,
     StartTimer,
@@ -36,18 +39,23 @@ from processors.workflow_code.instance import (
 )
 from processors.workflow_code.patches import RecordMarker
 from processors.workflow_code.registry import Registry
-from processors.workflow_code.replay import (
-    in_record_order,
-)
+from processors.workflow_code.replay import in_record_order, replay
 from streams.errors import NonDeterminismError, UnknownWorkflowError
 from streams.payload import Payload
 from streams.retry import RetryPolicy
-from streams.wire.commands import (
-    Command,
-    StartWorkflow,
-)
 from streams.wire.events import (
+    ActivityAttemptFailed,
+    ActivityCanceled,
+    ActivityCancelRequested,
+    ActivityCompleted,
+    ActivityFailed,
+    ActivityHeartbeatRecorded,
+    ActivityPaused,
+    ActivityReset,
+    ActivityRetried,
     ActivityScheduled,
+    ActivityStarted,
+    ActivityUnpaused,
     ChildWorkflowClosed,
     ChildWorkflowInitiated,
     ChildWorkflowStarted,
@@ -87,27 +95,54 @@ from streams.wire.records import (
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY = RetryPolicy()
-__all__ = ["ActivityState", "Effects", "NonDeterminismError", "Run"]
+__all__ = [
+    "ActivityState",
+    "Effects",
+    "NonDeterminismError",
+    "ReplayOutcome",
+    "Run",
+    "replay_history",
+]
 
 
-class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repair):
-    """One run: its history, the state folded from it, and (when loaded) its live code."""
+class Run:
+    """One run: its history, the state folded from it, and (when loaded) its live code.
 
-    def __init__(self, workflow_id: str, run_id: str, partition: int) -> None:
+    `registry` is the worker's code: the run loads its workflow from it when the code is
+    first needed (at start, or by replay on the first event after a restore)."""
+
+    __slots__ = (
+        "activities",
+        "blocked",
+        "cancel_requested",
+        "children",
+        "close_time",
+        "events",
+        "failure",
+        "instance",
+        "limit_warned",
+        "next_run",
+        "partition",
+        "registry",
+        "result",
+        "run_id",
+        "start_command_id",
+        "start_time",
+        "status",
+        "task_queue",
+        "timers",
+        "updates",
+        "workflow_id",
+        "workflow_type",
+    )
+
+    def __init__(self, workflow_id: str, run_id: str, partition: int, registry: Registry) -> None:
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.partition = partition
+        self.registry = registry
         self.events: list[HistoryEvent] = []
-        self.encoded: list[bytes] = []
-        self.first_offset = -1  # of its first event in the history partition
-        self.history_bytes = 0  # of its encoded events
         self.limit_warned = False
-        self.retention_queued = False  # its close is in the partition's retention queue
-        self.chunk_offsets: list[int] = []  # snapshot chunks written (delivered), in order
-        self.chunks_written = 0  # snapshot chunks produced
-        self.pending_events = 0  # events not in a snapshot yet
-        self.pending_first_offset = -1  # history offset of the first of them (once known)
-        self.pending_since = 0.0  # monotonic time of the first of them
         self.workflow_type = ""
         self.task_queue = ""
         self.start_command_id = ""
@@ -120,11 +155,10 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repai
         self.cancel_requested = False
         self.updates: dict[str, tuple[str | None, str]] = {}  # id -> (reply_to, request id)
         self.next_run: tuple[str, list[Payload]] | None = None
-        self.children: dict[int, tuple[str, str]] = {}  # seq -> (workflow ID, close policy)
-        self.activities: dict[int, ActivityState] = {}
-        self.timers: dict[int, int] = {}
+        self.activities = Activities(self, partition)
+        self.timers = Timers(self)
+        self.children = Children(self)
         self.instance: WorkflowInstance | None = None
-        self._registry: Registry | None = None
 
     @property
     def closed(self) -> bool:
@@ -135,16 +169,27 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repai
         """Folds one event into the state (no side effects; used live and on restore)."""
         self.events.append(event)
         a = event.attributes
-        if self.fold_activity(a, event.time):
-            return
         match a:
+            case (
+                ActivityScheduled()
+                | ActivityCompleted()
+                | ActivityStarted()
+                | ActivityHeartbeatRecorded()
+                | ActivityAttemptFailed()
+                | ActivityRetried()
+                | ActivityFailed()
+                | ActivityCancelRequested()
+                | ActivityCanceled()
+                | ActivityPaused()
+                | ActivityUnpaused()
+                | ActivityReset()
+            ):
+                self.activities.fold(a, event.time)
             case WorkflowStarted():
                 self.workflow_type, self.task_queue = a.workflow_type, a.task_queue
                 self.start_command_id, self.start_time = a.start_command_id, event.time
-            case TimerStarted():
-                self.timers[a.timer_id] = a.fire_at
-            case TimerFired() | TimerCanceled():
-                self.timers.pop(a.timer_id, None)
+            case TimerStarted() | TimerFired() | TimerCanceled():
+                self.timers.fold(a)
             case WorkflowCompleted():
                 self._set_closed(RunStatus.COMPLETED, event.time, result=a.result)
             case WorkflowFailed():
@@ -171,12 +216,13 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repai
                 self.updates[a.update_id] = (a.reply_to, a.request_id)
             case UpdateCompleted():
                 self.updates.pop(a.update_id, None)
-            case ChildWorkflowInitiated():
-                self.children[a.seq] = (a.workflow_id, a.parent_close_policy)
-            case ChildWorkflowStarted():
-                pass
-            case ChildWorkflowStartFailed() | ChildWorkflowClosed():
-                self.children.pop(a.seq, None)
+            case (
+                ChildWorkflowInitiated()
+                | ChildWorkflowStarted()
+                | ChildWorkflowStartFailed()
+                | ChildWorkflowClosed()
+            ):
+                self.children.fold(a)
             case WorkflowContinuedAsNew():
                 self._set_closed(RunStatus.CONTINUED_AS_NEW, event.time)
                 self.next_run = (a.new_run_id, a.args)
@@ -187,7 +233,7 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repai
             case MarkerRecorded() | WorkflowReset():
                 pass
             case _:
-                raise TypeError(f"no fold for history event {type(a).__name__}")
+                assert_never(a)
 
     def _set_closed(
         self,
@@ -198,7 +244,9 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repai
     ) -> None:
         self.status, self.close_time, self.result, self.failure = status, time, result, failure
 
-    def _append(self, attrs: EventAttributes, now: int, fx: Effects) -> HistoryEvent:
+    def append(self, attrs: EventAttributes, now: int, fx: Effects) -> HistoryEvent:
+        """Records an event: folds it into the state and adds it to what `fx` writes (an
+        update's outcome is replied to its caller, too)."""
         event = HistoryEvent(self.workflow_id, self.run_id, len(self.events) + 1, now, attrs)
         if isinstance(attrs, UpdateCompleted) and attrs.update_id in self.updates:
             reply_to, request_id = self.updates[attrs.update_id]
@@ -209,20 +257,19 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repai
         fx.events.append(event)
         return event
 
-    def _resolve(self, attrs: EventAttributes, now: int, fx: Effects) -> None:
+    def resolve(self, attrs: EventAttributes, now: int, fx: Effects) -> None:
         """Appends an event the code waits on, and lets the code go on."""
-        assert self._registry is not None
-        self._ensure_instance(self._registry, now, fx)
-        event = self._append(attrs, now, fx)
+        self._ensure_instance(now, fx)
+        event = self.append(attrs, now, fx)
         self._advance(event, fx)
 
-    # ---- commands -----------------------------------------------------------------------------
-    def start(self, started: WorkflowStarted, now: int, registry: Registry, fx: Effects) -> None:
-        self._registry = registry
-        event = self._append(started, now, fx)
+    # ---- what moves the run on --------------------------------------------------------------
+    def start(self, started: WorkflowStarted, now: int, fx: Effects) -> None:
+        """Records the start and runs the code until it waits."""
+        event = self.append(started, now, fx)
         fx.derived_timers.extend(self._workflow_deadlines())
         try:
-            self._load_instance(registry)
+            self.instance = load_code(self.registry, self.workflow_id, self.run_id, self.events)
         except UnknownWorkflowError as e:
             self._block(
                 "workflow_error", Failure(str(e), "UnknownWorkflowError", "workflow"), now, fx
@@ -231,45 +278,37 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repai
         self._advance(event, fx)
 
     def complete_activity(
-        self,
-        activity_id: int,
-        attempt: int,
-        result: Payload,
-        now: int,
-        registry: Registry,
-        fx: Effects,
+        self, activity_id: int, attempt: int, result: Payload, now: int, fx: Effects
     ) -> bool:
         """Records an attempt's result; False if it is late, duplicate or unknown (dropped)."""
-        self._registry = registry
-        return self.finish_activity(activity_id, attempt, result, None, now, fx)
+        return self.activities.finish(activity_id, attempt, result, None, now, fx)
 
     def fail_activity(
-        self,
-        activity_id: int,
-        attempt: int,
-        failure: Failure,
-        now: int,
-        registry: Registry,
-        fx: Effects,
+        self, activity_id: int, attempt: int, failure: Failure, now: int, fx: Effects
     ) -> bool:
         """Records a failed attempt: retried per policy, or the activity fails for good."""
-        self._registry = registry
-        return self.finish_activity(activity_id, attempt, None, failure, now, fx)
+        return self.activities.finish(activity_id, attempt, None, failure, now, fx)
 
-    def cancel(self, reason: str, now: int, registry: Registry, fx: Effects) -> bool:
+    def start_activity(self, activity_id: int, attempt: int, now: int, fx: Effects) -> bool:
+        """A runner picked the attempt up (see `Activities.start`)."""
+        return self.activities.start(activity_id, attempt, now, fx)
+
+    def heartbeat_activity(
+        self, activity_id: int, attempt: int, details: list[Payload], now: int, fx: Effects
+    ) -> bool:
+        """Records a heartbeat; True if the attempt should stop (see `Activities.heartbeat`)."""
+        return self.activities.heartbeat(activity_id, attempt, details, now, fx)
+
+    def cancel(self, reason: str, now: int, fx: Effects) -> bool:
         """Asks the code to stop: asyncio cancellation of the run's main task."""
         if self.closed:
             return False
-        self._registry = registry
-        self._resolve(WorkflowCancelRequested(reason), now, fx)
+        self.resolve(WorkflowCancelRequested(reason), now, fx)
         return True
 
-    def signal(
-        self, name: str, args: list[Payload], now: int, registry: Registry, fx: Effects
-    ) -> None:
+    def signal(self, name: str, args: list[Payload], now: int, fx: Effects) -> None:
         """Records a signal and delivers it to its handler."""
-        self._registry = registry
-        self._resolve(SignalReceived(name, args), now, fx)
+        self.resolve(SignalReceived(name, args), now, fx)
 
     def accept_update(
         self,
@@ -279,39 +318,64 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repai
         reply_to: str,
         request_id: str,
         now: int,
-        registry: Registry,
         fx: Effects,
     ) -> None:
         """Records a validated update and runs its handler; the outcome is replied when
         the handler finishes (possibly in a later transaction)."""
-        self._registry = registry
-        self._resolve(UpdateAccepted(update_id, name, args, reply_to, request_id), now, fx)
+        self.resolve(UpdateAccepted(update_id, name, args, reply_to, request_id), now, fx)
+
+    def child_reported(self, attrs: ChildReport, now: int, fx: Effects) -> bool:
+        """A child reported in (started, could not start, closed); False if stale."""
+        return self.children.report(attrs, now, fx)
 
     def terminate(self, reason: str, now: int, fx: Effects) -> bool:
         """Ends the run at once; no workflow code runs."""
         if self.closed:
             return False
-        self._append(WorkflowTerminated(reason), now, fx)
+        self.append(WorkflowTerminated(reason), now, fx)
         self._close(now, fx)
         return True
 
-    def fire_timer(self, timer: Timer, now: int, registry: Registry, fx: Effects) -> bool:
+    def fire_timer(self, timer: Timer, now: int, fx: Effects) -> bool:
         """Fires a due timer if the run still waits on it; False if it is stale."""
         if self.closed or timer.run_id != self.run_id:
             return False
-        self._registry = registry
-        if timer.kind is TimerKind.USER_TIMER:
-            if timer.seq not in self.timers:
-                return False
-            fx.timer_ops.append((timer.key, None))
-            self._resolve(TimerFired(timer.seq), now, fx)
-            return True
-        if timer.kind in (TimerKind.WORKFLOW_RUN_TIMEOUT, TimerKind.WORKFLOW_EXECUTION_TIMEOUT):
-            kind = "run" if timer.kind is TimerKind.WORKFLOW_RUN_TIMEOUT else "execution"
-            self._append(WorkflowTimedOut(kind), now, fx)
+        match timer.kind:
+            case TimerKind.USER_TIMER:
+                return self.timers.fire(timer, now, fx)
+            case TimerKind.WORKFLOW_RUN_TIMEOUT | TimerKind.WORKFLOW_EXECUTION_TIMEOUT:
+                kind = "run" if timer.kind is TimerKind.WORKFLOW_RUN_TIMEOUT else "execution"
+                self.append(WorkflowTimedOut(kind), now, fx)
+                self._close(now, fx)
+                return True
+            case (
+                TimerKind.ACTIVITY_RETRY
+                | TimerKind.ACTIVITY_START_TO_CLOSE
+                | TimerKind.ACTIVITY_SCHEDULE_TO_START
+                | TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE
+                | TimerKind.ACTIVITY_HEARTBEAT
+            ):
+                return self.activities.fire_timer(timer, now, fx)
+            case _:
+                assert_never(timer.kind)
+
+    def check_history_limits(
+        self, history_bytes: int, now: int, effects: Callable[[Run], Effects]
+    ) -> None:
+        """Fails the run if its history (`history_bytes` encoded) reached a limit; warns
+        once when it comes near. `effects` gives what to write, asked only if needed."""
+        length, r = len(self.events), self.registry
+        limits = (r.max_history_events, r.max_history_bytes)
+        failure = limit_failure(self.workflow_id, self.run_id, length, history_bytes, *limits)
+        if failure is not None:
+            fx = effects(self)
+            self.instance = None
+            self.append(WorkflowFailed(failure), now, fx)
             self._close(now, fx)
-            return True
-        return self.fire_activity_timer(timer, now, fx)
+        elif not self.limit_warned and near_limits(
+            self.workflow_id, self.run_id, length, history_bytes, *limits
+        ):
+            self.limit_warned = True
 
     # ---- running the code ---------------------------------------------------------------------
     def _advance(self, event: HistoryEvent, fx: Effects) -> None:
@@ -321,22 +385,22 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repai
         self._apply_step(step, event.time, fx)
 
     def _apply_step(self, step: Step, now: int, fx: Effects) -> None:
-        for command in in_record_order(step.commands):
-            self._record_command(command, now, fx)
+        for decision in in_record_order(step.decisions):
+            self._record_decision(decision, now, fx)
         if step.blocked is not None and not self.closed:
             self._block("workflow_error", step.blocked, now, fx)
 
-    def _record_command(self, command: RunCommand, now: int, fx: Effects) -> None:
+    def _record_decision(self, decision: Decision, now: int, fx: Effects) -> None:
         if self.closed:
             return
-        match command:
+        match decision:
             case ScheduleActivity():
-                o = command.options
+                o = decision.options
                 scheduled = ActivityScheduled(
-                    activity_id=command.activity_id,
+                    activity_id=decision.activity_id,
                     activity_type=o.activity_type,
                     task_queue=o.task_queue or self.task_queue,
-                    args=command.args,
+                    args=decision.args,
                     start_to_close_timeout_ms=_ms(o.start_to_close_timeout),
                     schedule_to_close_timeout_ms=_ms(o.schedule_to_close_timeout),
                     retry_policy=o.retry_policy or DEFAULT_RETRY,
@@ -344,104 +408,126 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repai
                     heartbeat_timeout_ms=_ms(o.heartbeat_timeout),
                     cancellation_type=o.cancellation_type,
                 )
-                self._append(scheduled, now, fx)
-                self.dispatch(self.activities[command.activity_id], now, fx, first=True)
+                self.activities.schedule(scheduled, now, fx)
             case StartTimer():
-                fire_at = now + (_ms(command.delay) or 0)
-                self._append(TimerStarted(command.timer_id, fire_at), now, fx)
-                self._set_timer(
-                    Timer(
-                        self.workflow_id,
-                        self.run_id,
-                        TimerKind.USER_TIMER,
-                        command.timer_id,
-                        0,
-                        fire_at,
-                    ),
-                    fx,
-                )
+                self.timers.start(decision.timer_id, _ms(decision.delay) or 0, now, fx)
             case CancelTimer():
-                self._append(TimerCanceled(command.timer_id), now, fx)
-                fx.timer_ops.append((self._user_timer_key(command.timer_id), None))
+                self.timers.cancel(decision.timer_id, now, fx)
             case CompleteRun():
-                self._append(WorkflowCompleted(command.result), now, fx)
+                self.append(WorkflowCompleted(decision.result), now, fx)
                 self._close(now, fx)
             case FailRun():
-                self._append(WorkflowFailed(command.failure), now, fx)
+                self.append(WorkflowFailed(decision.failure), now, fx)
                 self._close(now, fx)
             case CancelRun():
-                self._append(WorkflowCanceled(), now, fx)
+                self.append(WorkflowCanceled(), now, fx)
                 self._close(now, fx)
             case RequestCancelActivity():
-                self.request_cancel_activity(command.activity_id, now, fx)
+                self.activities.request_cancel(decision.activity_id, now, fx)
             case CompleteUpdate():
-                self._append(
-                    UpdateCompleted(command.update_id, command.result, command.failure), now, fx
-                )
+                completed = UpdateCompleted(decision.update_id, decision.result, decision.failure)
+                self.append(completed, now, fx)
             case RecordMarker():
-                self._append(MarkerRecorded(command.patch_id, command.deprecated), now, fx)
+                self.append(MarkerRecorded(decision.patch_id, decision.deprecated), now, fx)
             case StartChild():
-                child = command.options
-                queue = child.task_queue or self.task_queue
-                initiated = ChildWorkflowInitiated(
-                    command.seq,
-                    child.workflow_id,
-                    child.workflow_type,
-                    queue,
-                    command.args,
-                    child.parent_close_policy,
-                )
-                self._append(initiated, now, fx)
-                child_run = uuid.uuid5(uuid.NAMESPACE_URL, f"everflow:{self.run_id}:{command.seq}")
-                start = StartWorkflow(
-                    str(child_run),
-                    child.workflow_type,
-                    queue,
-                    command.args,
-                    parent_workflow_id=self.workflow_id,
-                    parent_run_id=self.run_id,
-                    parent_seq=command.seq,
-                )
-                command_id = f"{self.run_id}/child/{command.seq}"
-                fx.commands.append(Command(command_id, child.workflow_id, now, start))
+                self.children.start(decision, self.task_queue, now, fx)
             case ContinueAsNewRun():
                 new_run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"everflow:{self.run_id}:next"))
-                self._append(WorkflowContinuedAsNew(new_run_id, command.args), now, fx)
+                self.append(WorkflowContinuedAsNew(new_run_id, decision.args), now, fx)
                 self._close(now, fx)
             case _:
-                assert_never(command)
+                assert_never(decision)
 
+    def _ensure_instance(self, now: int, fx: Effects) -> None:
+        """Rebuilds the live code by replay if it is not in memory (after restore)."""
+        if self.instance is not None or self.closed or self.blocked is not None:
+            return
+        try:
+            pending = self.replay()
+        except NonDeterminismError as e:
+            self._block(
+                "non_determinism", Failure(str(e), "NonDeterminismError", "workflow"), now, fx
+            )
+            return
+        except UnknownWorkflowError as e:
+            self._block(
+                "workflow_error", Failure(str(e), "UnknownWorkflowError", "workflow"), now, fx
+            )
+            return
+        failure = unrecorded(self.workflow_id, len(self.events), pending)
+        if failure is not None:  # history ends with a step whose decisions it lacks
+            self._block("non_determinism", failure, now, fx)
+
+    def replay(self) -> Step:
+        """Rebuilds the run's code by replaying its history; returns what the code decided
+        beyond the record (nothing is recorded). Raises NonDeterminismError where code and
+        history differ, UnknownWorkflowError if this worker lacks the workflow."""
+        self.instance = None
+        self.instance, step = replay_code(self.registry, self.workflow_id, self.run_id, self.events)
+        return step
+
+    def try_unblock(self, now: int, fx: Effects, code: Registry | None = None) -> bool:
+        """For a blocked run: replays with the code deployed now (`code`, when it is not
+        the run's registry any more), and resumes if it fits."""
+        if self.blocked is None or self.closed:
+            return False
+        if code is not None:
+            self.registry = code
+        try:
+            pending = self.replay()
+        except (NonDeterminismError, UnknownWorkflowError):
+            self.instance = None
+            return False
+        if pending.blocked is not None:
+            self.instance = None
+            return False
+        self.append(WorkflowUnblocked("code replayed cleanly"), now, fx)
+        self._apply_step(pending, now, fx)
+        return True
+
+    def resume(self, now: int, fx: Effects) -> None:
+        """After a reset: replays the copied events and goes on live from their end."""
+        try:
+            pending = self.replay()
+        except (NonDeterminismError, UnknownWorkflowError) as e:
+            kind = type(e).__name__
+            self._block("non_determinism", Failure(str(e), kind, "workflow"), now, fx)
+            return
+        self._apply_step(pending, now, fx)
+
+    def live_instance(self) -> WorkflowInstance:
+        """The run's code with its current state, rebuilt by replay if it is not loaded
+        (also for a closed run: queries read its final state). Records nothing."""
+        if self.instance is not None:
+            return self.instance
+        instance = load_code(self.registry, self.workflow_id, self.run_id, self.events)
+        self.instance = instance
+        try:
+            replay(self.workflow_id, self.events, instance)
+        finally:
+            if self.closed or self.blocked is not None:
+                self.instance = None  # only running runs keep their code loaded
+        return instance
+
+    # ---- timers and closing -------------------------------------------------------------------
     def _workflow_deadlines(self) -> list[Timer]:
         started = self.events[0].attributes
         assert isinstance(started, WorkflowStarted)
-        timers = []
-        for kind, ms in (
-            (TimerKind.WORKFLOW_RUN_TIMEOUT, started.run_timeout_ms),
-            (TimerKind.WORKFLOW_EXECUTION_TIMEOUT, started.execution_timeout_ms),
-        ):
-            if ms is not None:
-                fire_at = self.start_time + ms
-                timers.append(Timer(self.workflow_id, self.run_id, kind, 0, 0, fire_at))
-        return timers
+        return run_deadlines(self.workflow_id, self.run_id, started, self.start_time)
 
     def derived_timers(self) -> list[Timer]:
         """Timers that follow from the state (timeouts), recomputed after a restore."""
         if self.closed or not self.events:
             return []
-        return self._workflow_deadlines() + self.activity_deadlines()
-
-    def _set_timer(self, timer: Timer, fx: Effects) -> None:
-        fx.timer_ops.append((timer.key, timer))
-
-    def _user_timer_key(self, timer_id: int) -> str:
-        return Timer(self.workflow_id, self.run_id, TimerKind.USER_TIMER, timer_id, 0, 0).key
+        return self._workflow_deadlines() + self.activities.deadlines()
 
     def _close(self, now: int, fx: Effects) -> None:
-        for timer_id in list(self.timers):
-            fx.timer_ops.append((self._user_timer_key(timer_id), None))
-        self.clear_all_activity_timers(fx)
-        self._close_children(now, fx)
-        self._notify_parent(now, fx)
+        self.timers.clear(fx)
+        self.activities.clear_timers(fx)
+        self.children.close(now, fx)
+        started = self.events[0].attributes
+        assert isinstance(started, WorkflowStarted)
+        report_to_parent(started, self.run_id, self.status, self.result, self.failure, now, fx)
         fx.completions.append(
             Completion(
                 workflow_id=self.workflow_id,
@@ -466,10 +552,14 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repai
             failure.message,
         )
         self.instance = None
-        self._append(WorkflowBlocked(reason, failure), now, fx)
+        self.append(WorkflowBlocked(reason, failure), now, fx)
 
     # ---- views ----------------------------------------------------------------------------------
-    def describe(self, with_history: list[bytes] | None = None) -> RunDescription:
+    def describe(
+        self, with_history: list[bytes] | None = None, first_offset: int = -1
+    ) -> RunDescription:
+        """The run's status for a reply; `with_history` and `first_offset` (of its first
+        event in the history partition) come from storage, which the run knows nothing of."""
         return RunDescription(
             workflow_id=self.workflow_id,
             run_id=self.run_id,
@@ -483,8 +573,41 @@ class Run(CodeLifecycle, ChildLifecycle, ActivityLifecycle, HistoryLimits, Repai
             result=self.result,
             failure=self.failure,
             history=with_history or [],
-            first_offset=self.first_offset,
+            first_offset=first_offset,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOutcome:
+    """What replaying a recorded history with today's code found."""
+
+    workflow_type: str
+    error: str | None = None  # None: the code matches the history
+
+
+def replay_history(events: Sequence[HistoryEvent], registry: Registry) -> ReplayOutcome:
+    """Replays one run's recorded events (in event ID order) against the code in
+    `registry`, writing nothing; the error says where and how code and history differ."""
+    first = events[0]
+    run = Run(first.workflow_id, first.run_id, 0, registry)
+    for event in events:
+        run.apply(event)
+    try:
+        step = run.replay()
+    except (NonDeterminismError, UnknownWorkflowError) as e:
+        return ReplayOutcome(run.workflow_type, str(e))
+    if step.blocked is not None and run.blocked is None:
+        return ReplayOutcome(
+            run.workflow_type, f"the code raised on replay: {step.blocked.message}"
+        )
+    if step.decisions and run.blocked is None:
+        extra = ", ".join(type(c).__name__ for c in step.decisions)
+        return ReplayOutcome(
+            run.workflow_type,
+            f"workflow {run.workflow_id!r} replayed to the end of its history (event "
+            f"{len(events)}) and then issued commands the history does not have: {extra}",
+        )
+    return ReplayOutcome(run.workflow_type)
 
 
 def _ms(d: timedelta | None) -> int | None:

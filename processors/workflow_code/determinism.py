@@ -71,7 +71,8 @@ _WATCHED_CODE = set(_PY_CALLS) | {
 _C_NAMES = {name for _, name in _C_CALLS} | _OPEN_NAMES | set(vars(random.Random.__bases__[0]))
 
 
-def _is_user_frame(frame: FrameType | None) -> bool:
+def is_user_frame(frame: FrameType | None) -> bool:
+    """Whether `frame` runs user code: not Everflow's, not the standard library's."""
     if frame is None:
         return False
     filename = frame.f_code.co_filename
@@ -110,7 +111,7 @@ class DeterminismGuard:
         replacement = _PY_CALLS.get(frame.f_code)
         if replacement is None and frame.f_locals.get("self") is _RANDOM_INST:
             replacement = "workflow.random()"
-        if replacement is not None and _is_user_frame(frame.f_back):
+        if replacement is not None and is_user_frame(frame.f_back):
             self._stop(f"{frame.f_code.co_qualname}()", replacement, frame.f_back)
 
     def _c_call(self, frame: FrameType, arg: Any) -> None:
@@ -126,7 +127,7 @@ class DeterminismGuard:
             and (getattr(owner, "__name__", "") in ("builtins", "io"))
         ):
             replacement = "an activity (workflow code must not do I/O)"
-        if replacement is not None and _is_user_frame(frame):
+        if replacement is not None and is_user_frame(frame):
             self._stop(
                 f"{getattr(owner, '__name__', type(owner).__name__)}.{name}()", replacement, frame
             )

@@ -53,7 +53,7 @@ class MessageHandlers:
     converter: DataConverter
     loop: Any  # the instance's WorkflowEventLoop
     _obj: Any
-    _commands: list[Any]
+    _decisions: list[Any]
     _handler_failure: BaseException | None
 
     def _deliver_signal(self, name: str, args: list[Payload]) -> None:
@@ -85,14 +85,14 @@ class MessageHandlers:
     def _on_update_done(self, update_id: str, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
             failure = Failure("the update was canceled", "CancelledError", kind="canceled")
-            self._commands.append(CompleteUpdate(update_id, None, failure))
+            self._decisions.append(CompleteUpdate(update_id, None, failure))
             return
         error = task.exception()
         if error is None:
             result = self.converter.to_payload(task.result())
-            self._commands.append(CompleteUpdate(update_id, result, None))
+            self._decisions.append(CompleteUpdate(update_id, result, None))
         else:
-            self._commands.append(
+            self._decisions.append(
                 CompleteUpdate(update_id, None, to_failure(error, self.converter))
             )
 
@@ -101,7 +101,7 @@ class MessageHandlers:
     ) -> Any:
         """Calls a query or validator against the current state, recording nothing."""
         values = self.converter.from_payloads(args, arg_types)
-        before = len(self._commands)
+        before = len(self._decisions)
         previous = asyncio.events._get_running_loop()
         asyncio.events._set_running_loop(self.loop)
         try:
@@ -109,8 +109,8 @@ class MessageHandlers:
                 result = getattr(self._obj, method)(*values)
         finally:
             asyncio.events._set_running_loop(previous)
-        if len(self._commands) != before:
-            del self._commands[before:]
+        if len(self._decisions) != before:
+            del self._decisions[before:]
             raise QueryError(f"{kind} {name!r} tried to schedule work; it may only read state")
         return result
 

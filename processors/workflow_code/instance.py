@@ -1,9 +1,9 @@
 """A live workflow run: user code on a deterministic loop, driven by history events.
 
 The instance turns each event that resolves something the code waits on (start, activity
-result, timer fired) into the code's next commands (schedule an activity, start a timer,
+result, timer fired) into the code's next decisions (schedule an activity, start a timer,
 complete, fail). First execution and replay go through the same path: replay is just the
-recorded events fed again, and `processors.run.state` checks the commands match the record.
+recorded events fed again, and `processors.run.state` checks the decisions match the record.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from processors.workflow_code.determinism import (
     DeterminismGuard,
     UnguardedConverter,
-    _is_user_frame,
+    is_user_frame,
 )
 from processors.workflow_code.handlers import CompleteUpdate, MessageHandlers
 from processors.workflow_code.loop import WorkflowEventLoop
@@ -38,18 +38,42 @@ from streams.failures import from_failure, to_failure
 from streams.options import ActivityCancellationType
 from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES, DataConverter, Payload, check_size
 from streams.wire.events import (
+    ActivityAttemptFailed,
     ActivityCanceled,
+    ActivityCancelRequested,
     ActivityCompleted,
     ActivityFailed,
+    ActivityHeartbeatRecorded,
+    ActivityPaused,
+    ActivityReset,
+    ActivityRetried,
+    ActivityScheduled,
+    ActivityStarted,
+    ActivityUnpaused,
     ChildWorkflowClosed,
+    ChildWorkflowInitiated,
     ChildWorkflowStarted,
     ChildWorkflowStartFailed,
+    EventAttributes,
     HistoryEvent,
+    MarkerRecorded,
     SignalReceived,
+    TimerCanceled,
     TimerFired,
+    TimerStarted,
     UpdateAccepted,
+    UpdateCompleted,
+    WorkflowBlocked,
+    WorkflowCanceled,
     WorkflowCancelRequested,
+    WorkflowCompleted,
+    WorkflowContinuedAsNew,
+    WorkflowFailed,
+    WorkflowReset,
     WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
+    WorkflowUnblocked,
 )
 from streams.wire.records import Failure
 from streams.workflow import ContinueAsNewError, WorkflowDefinition
@@ -115,7 +139,9 @@ class FailRun:
     location: str = ""
 
 
-RunCommand = (
+# what the workflow code decides to do, recorded as history events (not `commands`-topic
+# requests: those are `streams.wire.commands`)
+Decision = (
     ScheduleActivity
     | StartTimer
     | CancelTimer
@@ -132,9 +158,9 @@ RunCommand = (
 
 @dataclass(slots=True)
 class Step:
-    """What one event made the code do: its commands, or why it cannot go on."""
+    """What one event made the code do: its decisions, or why it cannot go on."""
 
-    commands: list[RunCommand] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
     blocked: Failure | None = None
 
 
@@ -182,7 +208,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         self.history_length = 1
         self.suggest_continue_as_new_after = 10_000
         self._given_up: set[int] = set()
-        self._commands: list[RunCommand] = []
+        self._decisions: list[Decision] = []
         self._replaying = False
         self._location = _user_location
         self._init_patches()
@@ -198,48 +224,23 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         self._time_ms = event.time
         self.history_length = event.event_id
         self._replaying = replaying
-        self._commands = []
+        self._decisions = []
         attrs = event.attributes
         step = Step()
         try:
             with self._guarded() as guard:
-                if isinstance(attrs, WorkflowStarted):
-                    self._start_main()
-                elif isinstance(attrs, ActivityCompleted):
-                    self._resolve_activity(attrs.activity_id, attrs.result, None)
-                elif isinstance(attrs, ActivityFailed):
-                    self._resolve_activity(attrs.activity_id, None, attrs.failure)
-                elif isinstance(attrs, TimerFired):
-                    self._fire_timer(attrs.timer_id)
-                elif isinstance(attrs, ActivityCanceled):
-                    self._resolve_activity(attrs.activity_id, None, None, canceled=True)
-                elif isinstance(attrs, SignalReceived):
-                    self._deliver_signal(attrs.signal_name, attrs.args)
-                elif isinstance(attrs, UpdateAccepted):
-                    self._accept_update(attrs.update_id, attrs.update_name, attrs.args)
-                elif isinstance(attrs, ChildWorkflowStarted):
-                    self._child_started(attrs.seq, attrs.run_id)
-                elif isinstance(attrs, ChildWorkflowStartFailed):
-                    failure = Failure(attrs.message, "ChildWorkflowError", "workflow")
-                    self._child_closed(attrs.seq, None, failure, "START_FAILED")
-                elif isinstance(attrs, ChildWorkflowClosed):
-                    self._child_closed(attrs.seq, attrs.result, attrs.failure, attrs.status)
-                elif isinstance(attrs, WorkflowCancelRequested):
-                    if self._main is not None and not self._main.done():
-                        self._main.cancel(attrs.reason or "cancel requested")
-                else:
-                    raise TypeError(f"{type(attrs).__name__} does not resolve anything")
+                self._deliver(attrs)
                 self._run_until_idle()
             if guard is not None and guard.violation is not None:
                 raise guard.violation
         except Exception as e:  # the code's bug or misuse: the run blocks, the engine goes on
             step.blocked = to_failure(e, self.converter, kind="workflow")
             return step
-        step.commands = self._commands
+        step.decisions = self._decisions
         if self._handler_failure is not None and not self.closed:
             error, self._handler_failure = self._handler_failure, None
             if isinstance(error, FailureError):  # a handler failing on purpose fails the run
-                step.commands.append(FailRun(to_failure(error, self.converter)))
+                step.decisions.append(FailRun(to_failure(error, self.converter)))
                 self.closed = True
             else:
                 step.blocked = to_failure(error, self.converter, kind="workflow")
@@ -248,6 +249,61 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         if blocked is not None:
             step.blocked = blocked
         return step
+
+    def _deliver(self, attrs: EventAttributes) -> None:
+        match attrs:
+            case WorkflowStarted():
+                self._start_main()
+            case ActivityCompleted():
+                self._resolve_activity(attrs.activity_id, attrs.result, None)
+            case ActivityFailed():
+                self._resolve_activity(attrs.activity_id, None, attrs.failure)
+            case TimerFired():
+                self._fire_timer(attrs.timer_id)
+            case ActivityCanceled():
+                self._resolve_activity(attrs.activity_id, None, None, canceled=True)
+            case SignalReceived():
+                self._deliver_signal(attrs.signal_name, attrs.args)
+            case UpdateAccepted():
+                self._accept_update(attrs.update_id, attrs.update_name, attrs.args)
+            case ChildWorkflowStarted():
+                self._child_started(attrs.seq, attrs.run_id)
+            case ChildWorkflowStartFailed():
+                failure = Failure(attrs.message, "ChildWorkflowError", "workflow")
+                self._child_closed(attrs.seq, None, failure, "START_FAILED")
+            case ChildWorkflowClosed():
+                self._child_closed(attrs.seq, attrs.result, attrs.failure, attrs.status)
+            case WorkflowCancelRequested():
+                if self._main is not None and not self._main.done():
+                    self._main.cancel(attrs.reason or "cancel requested")
+            case (
+                ActivityScheduled()
+                | ActivityAttemptFailed()
+                | ActivityRetried()
+                | ActivityStarted()
+                | ActivityHeartbeatRecorded()
+                | ActivityCancelRequested()
+                | ActivityPaused()
+                | ActivityUnpaused()
+                | ActivityReset()
+                | TimerStarted()
+                | TimerCanceled()
+                | WorkflowCompleted()
+                | WorkflowFailed()
+                | WorkflowCanceled()
+                | WorkflowTerminated()
+                | WorkflowTimedOut()
+                | WorkflowContinuedAsNew()
+                | WorkflowBlocked()
+                | WorkflowUnblocked()
+                | WorkflowReset()
+                | UpdateCompleted()
+                | ChildWorkflowInitiated()
+                | MarkerRecorded()
+            ):
+                raise TypeError(f"{type(attrs).__name__} does not resolve anything")
+            case _:
+                assert_never(attrs)
 
     def _guarded(self) -> Any:
         if self._guard is None:
@@ -283,23 +339,23 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
     def _on_main_done(self, task: asyncio.Task[Any]) -> None:
         self.closed = True
         if task.cancelled():
-            self._commands.append(CancelRun())
+            self._decisions.append(CancelRun())
             return
         error = task.exception()
         if isinstance(error, ContinueAsNewError):
             args = self.converter.to_payloads(list(error.run_args))
-            self._commands.append(ContinueAsNewRun(args))
+            self._decisions.append(ContinueAsNewRun(args))
             return
         if error is None:
             result = self.converter.to_payload(task.result())
             try:
                 check_size([result], self.max_payload_bytes, "the workflow's result")
             except PayloadTooLargeError as e:
-                self._commands.append(FailRun(to_failure(e, self.converter)))
+                self._decisions.append(FailRun(to_failure(e, self.converter)))
                 return
-            self._commands.append(CompleteRun(result))
+            self._decisions.append(CompleteRun(result))
         elif isinstance(error, FailureError):
-            self._commands.append(FailRun(to_failure(error, self.converter)))
+            self._decisions.append(FailRun(to_failure(error, self.converter)))
 
     def _main_outcome_blocked(self) -> Failure | None:
         main = self._main
@@ -397,7 +453,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         check_size(
             args, self.max_payload_bytes, f"the arguments of activity {options.activity_type!r}"
         )
-        self._commands.append(ScheduleActivity(activity_id, options, args, _user_location()))
+        self._decisions.append(ScheduleActivity(activity_id, options, args, _user_location()))
         return fut
 
     def start_timer(self, delay: timedelta) -> asyncio.Future[None]:
@@ -405,7 +461,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         self._next_timer += 1
         fut: asyncio.Future[None] = self.loop.create_future()
         self._timers[timer_id] = fut
-        self._commands.append(StartTimer(timer_id, delay, _user_location()))
+        self._decisions.append(StartTimer(timer_id, delay, _user_location()))
         fut.add_done_callback(lambda f: self._on_timer_done(timer_id, f))
         return fut
 
@@ -419,7 +475,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         check_size(
             args, self.max_payload_bytes, f"the arguments of child workflow {options.workflow_id!r}"
         )
-        self._commands.append(StartChild(seq, options, args, _user_location()))
+        self._decisions.append(StartChild(seq, options, args, _user_location()))
         return started, result
 
     def _child_started(self, seq: int, run_id: str) -> None:
@@ -457,7 +513,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         # canceled by the code (wait_for finished first, the run was canceled...)
         if fut.cancelled() and self._timers.pop(timer_id, None) is not None:
             self._canceled_timers.add(timer_id)
-            self._commands.append(CancelTimer(timer_id))
+            self._decisions.append(CancelTimer(timer_id))
 
     def _on_activity_done(self, activity_id: int, fut: asyncio.Future[Any]) -> None:
         if not fut.cancelled() or activity_id not in self._activities:
@@ -465,13 +521,13 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         _, options = self._activities.pop(activity_id)
         self._given_up.add(activity_id)
         if options.cancellation_type != ActivityCancellationType.ABANDON:
-            self._commands.append(RequestCancelActivity(activity_id))
+            self._decisions.append(RequestCancelActivity(activity_id))
 
     def cancel_activity(self, fut: asyncio.Future[Any]) -> None:
         for activity_id, (candidate, options) in self._activities.items():
             if candidate is fut:
                 if options.cancellation_type != ActivityCancellationType.ABANDON:
-                    self._commands.append(RequestCancelActivity(activity_id))
+                    self._decisions.append(RequestCancelActivity(activity_id))
                 return
 
     async def wait_condition(
@@ -492,9 +548,9 @@ def _dt(ms: int) -> datetime:
 
 
 def _user_location() -> str:
-    """file:line of the workflow code that issued the current command."""
+    """file:line of the workflow code that made the current decision."""
     frame = sys._getframe(1)
-    while frame is not None and not _is_user_frame(frame):
+    while frame is not None and not is_user_frame(frame):
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None:
         return "?"

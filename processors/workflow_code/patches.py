@@ -23,7 +23,7 @@ class RecordMarker:
 
 
 class Patches:
-    _commands: list[Any]
+    _decisions: list[Any]
     _replaying: bool
     _location: Callable[[], str]
 
@@ -35,12 +35,12 @@ class Patches:
         if patch_id not in self._patches:
             take = not self._replaying or patch_id in self.recorded_patches
             if take:
-                self._commands.append(RecordMarker(patch_id, False, self._location()))
+                self._decisions.append(RecordMarker(patch_id, False, self._location()))
             self._patches[patch_id] = take
         return self._patches[patch_id]
 
     def deprecate_patch(self, patch_id: str) -> None:
         if patch_id not in self._patches:
             if not self._replaying or patch_id in self.recorded_patches:
-                self._commands.append(RecordMarker(patch_id, True, self._location()))
+                self._decisions.append(RecordMarker(patch_id, True, self._location()))
             self._patches[patch_id] = True

@@ -1,5 +1,5 @@
 """Replay: feed a run's recorded history to fresh workflow code and check that the code
-issues the same commands the history records. A mismatch is a NonDeterminismError naming
+issues the same decisions the history records. A mismatch is a NonDeterminismError naming
 the event, what history has, what the code issued, and the file:line that issued it.
 """
 
@@ -13,9 +13,9 @@ from processors.workflow_code.instance import (
     CancelTimer,
     CompleteRun,
     ContinueAsNewRun,
+    Decision,
     FailRun,
     RequestCancelActivity,
-    RunCommand,
     ScheduleActivity,
     StartChild,
     StartTimer,
@@ -54,7 +54,7 @@ from streams.wire.events import (
 )
 from streams.wire.records import Failure
 
-# events that wake the code up, and events that record what the code asked for
+# events that wake the code up, and events that record what the code decided
 RESOLVING = (
     WorkflowStarted,
     ActivityCompleted,
@@ -68,7 +68,7 @@ RESOLVING = (
     ChildWorkflowStartFailed,
     ChildWorkflowClosed,
 )
-COMMAND_EVENTS = (
+DECISION_EVENTS = (
     ActivityScheduled,
     TimerStarted,
     TimerCanceled,
@@ -85,13 +85,13 @@ CHANGED = "the workflow code changed — guard the change with workflow.patched(
 
 
 def replay(workflow_id: str, events: list[HistoryEvent], instance: WorkflowInstance) -> Step:
-    """Feeds `events` to `instance`; returns the commands the code issued beyond the record.
+    """Feeds `events` to `instance`; returns the decisions the code made beyond the record.
 
-    Commands issued while the run was blocked (between WorkflowBlocked and WorkflowUnblocked,
+    Decisions made while the run was blocked (between WorkflowBlocked and WorkflowUnblocked,
     or after a WorkflowBlocked at the end) are not in the record yet: they are returned.
     Raises NonDeterminismError at the first event where code and history differ.
     """
-    queue: list[RunCommand] = []
+    queue: list[Decision] = []
     blocked_tail: Failure | None = None
     in_block = False
     for i, event in enumerate(events):
@@ -100,7 +100,7 @@ def replay(workflow_id: str, events: list[HistoryEvent], instance: WorkflowInsta
             if queue and not in_block:
                 raise NonDeterminismError(mismatch(workflow_id, event, queue[0], None))
             step = instance.activate(event, replaying=True)
-            queue.extend(in_record_order(step.commands))
+            queue.extend(in_record_order(step.decisions))
             blocked_tail = step.blocked
             nxt = events[i + 1] if i + 1 < len(events) else None
             if step.blocked is not None and not in_block and nxt is not None:
@@ -113,7 +113,7 @@ def replay(workflow_id: str, events: list[HistoryEvent], instance: WorkflowInsta
             queue and isinstance(queue[0], RecordMarker) and queue[0].patch_id == a.patch_id
         ):
             continue  # a patch marker the code no longer asks about (its call was removed)
-        elif isinstance(a, COMMAND_EVENTS):
+        elif isinstance(a, DECISION_EVENTS):
             if not queue:
                 raise NonDeterminismError(mismatch(workflow_id, event, None, a))
             got = queue.pop(0)
@@ -123,30 +123,30 @@ def replay(workflow_id: str, events: list[HistoryEvent], instance: WorkflowInsta
             in_block = True
         elif isinstance(a, WorkflowUnblocked):
             in_block = False
-    return Step(commands=queue, blocked=blocked_tail)
+    return Step(decisions=queue, blocked=blocked_tail)
 
 
-def in_record_order(commands: list[RunCommand]) -> list[RunCommand]:
-    """A step's commands in the order they are recorded: cancel requests after the others,
+def in_record_order(decisions: list[Decision]) -> list[Decision]:
+    """A step's decisions in the order they are recorded: cancel requests after the others,
     since one may resolve its activity at once and that event must follow the step's other
-    commands; and a close (complete, fail, cancel) last, so nothing is lost after it."""
-    if len(commands) < 2:
-        return commands
+    decisions; and a close (complete, fail, cancel) last, so nothing is lost after it."""
+    if len(decisions) < 2:
+        return decisions
 
-    def rank(c: RunCommand) -> int:
+    def rank(c: Decision) -> int:
         if isinstance(c, RequestCancelActivity):
             return 1
         return 2 if isinstance(c, CompleteRun | FailRun | CancelRun | ContinueAsNewRun) else 0
 
-    return sorted(commands, key=rank)  # stable: same-rank commands keep their order
+    return sorted(decisions, key=rank)  # stable: same-rank decisions keep their order
 
 
 def mismatch(
-    workflow_id: str, event: HistoryEvent, got: RunCommand | None, expected: EventAttributes | None
+    workflow_id: str, event: HistoryEvent, got: Decision | None, expected: EventAttributes | None
 ) -> str:
     exp = describe_event(expected) if expected is not None else "no command"
     gotten = (
-        f"{describe_command(got)} (issued at {location(got)})" if got is not None else "no command"
+        f"{describe_decision(got)} (issued at {location(got)})" if got is not None else "no command"
     )
     return (
         f"workflow {workflow_id!r} replayed event {event.event_id}: history has {exp} "
@@ -154,22 +154,22 @@ def mismatch(
     )
 
 
-def matches(command: RunCommand, recorded: EventAttributes) -> bool:
-    match command:
+def matches(decision: Decision, recorded: EventAttributes) -> bool:
+    match decision:
         case ScheduleActivity():
             return (
                 isinstance(recorded, ActivityScheduled)
-                and recorded.activity_id == command.activity_id
-                and recorded.activity_type == command.options.activity_type
+                and recorded.activity_id == decision.activity_id
+                and recorded.activity_type == decision.options.activity_type
             )
         case StartTimer():
-            return isinstance(recorded, TimerStarted) and recorded.timer_id == command.timer_id
+            return isinstance(recorded, TimerStarted) and recorded.timer_id == decision.timer_id
         case CancelTimer():
-            return isinstance(recorded, TimerCanceled) and recorded.timer_id == command.timer_id
+            return isinstance(recorded, TimerCanceled) and recorded.timer_id == decision.timer_id
         case RequestCancelActivity():
             return (
                 isinstance(recorded, ActivityCancelRequested)
-                and recorded.activity_id == command.activity_id
+                and recorded.activity_id == decision.activity_id
             )
         case CompleteRun():
             return isinstance(recorded, WorkflowCompleted)
@@ -178,22 +178,24 @@ def matches(command: RunCommand, recorded: EventAttributes) -> bool:
         case CancelRun():
             return isinstance(recorded, WorkflowCanceled)
         case CompleteUpdate():
-            return isinstance(recorded, UpdateCompleted) and recorded.update_id == command.update_id
+            return (
+                isinstance(recorded, UpdateCompleted) and recorded.update_id == decision.update_id
+            )
         case ContinueAsNewRun():
             return isinstance(recorded, WorkflowContinuedAsNew)
         case RecordMarker():
-            return isinstance(recorded, MarkerRecorded) and recorded.patch_id == command.patch_id
+            return isinstance(recorded, MarkerRecorded) and recorded.patch_id == decision.patch_id
         case StartChild():
             return (
                 isinstance(recorded, ChildWorkflowInitiated)
-                and recorded.seq == command.seq
-                and recorded.workflow_type == command.options.workflow_type
+                and recorded.seq == decision.seq
+                and recorded.workflow_type == decision.options.workflow_type
             )
         case _:
-            assert_never(command)
+            assert_never(decision)
 
 
-def describe_command(c: RunCommand | None) -> str:
+def describe_decision(c: Decision | None) -> str:
     match c:
         case ScheduleActivity():
             return f"ActivityScheduled({c.options.activity_type!r})"
@@ -223,7 +225,7 @@ def describe_command(c: RunCommand | None) -> str:
             assert_never(c)
 
 
-def location(c: RunCommand | None) -> str:
+def location(c: Decision | None) -> str:
     return getattr(c, "location", "") or "?"
 
 

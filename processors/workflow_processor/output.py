@@ -11,13 +11,13 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from processors.run.commands import Batch
 from processors.run.effects import Effects
-from processors.run.state import Run
+from processors.workflow_processor.batch import Batch
 from processors.workflow_processor.run_cache import (
     CHECKPOINT_KEY,
     CHUNK_EVENTS,
     PartitionRuns,
+    StoredRun,
     chunk_key,
 )
 from processors.workflow_processor.stats import Counters
@@ -37,7 +37,7 @@ class AfterCommit:
     """What a transaction changes in memory once it commits."""
 
     timers: list[tuple[int, Timer]]  # (partition, timer) it set
-    deferred: dict[int, list[Run]]  # per partition checkpointed: runs whose snapshot waits
+    deferred: dict[int, list[StoredRun]]  # per partition checkpointed: runs whose snapshot waits
 
 
 class _Patient:
@@ -95,10 +95,10 @@ class Output:
             self._events(p, fx.events, dirty, state)
             self._effects(p, fx, new_timers)
             if state is not None:
-                for run in dirty.values():
-                    if run.pending_events:  # touched without new events: nothing to write
-                        state.mark_dirty(run)
-        checkpointed: dict[int, list[Run]] = {}  # partition -> runs whose snapshot waits
+                for stored in dirty.values():
+                    if stored.pending_events:  # touched without new events: nothing to write
+                        state.mark_dirty(stored)
+        checkpointed: dict[int, list[StoredRun]] = {}  # partition -> runs whose snapshot waits
         clock = time.monotonic()
         for p, state in owned.items():
             if state.checkpoint_due(clock):
@@ -113,25 +113,25 @@ class Output:
         self,
         p: int,
         events: list[Any],
-        dirty: dict[tuple[str, str], Run],
+        dirty: dict[tuple[str, str], StoredRun],
         state: PartitionRuns | None,
     ) -> None:
         produce, topic, encode = self.producer.produce, self.topics.history, self.wire.event.encode
         last, clock = len(events) - 1, time.monotonic()
         for i, event in enumerate(events):
             raw = encode(event)
-            run = dirty[(event.workflow_id, event.run_id)]
-            run.encoded.append(raw)
-            run.history_bytes += len(raw)
+            stored = dirty[(event.workflow_id, event.run_id)]
+            stored.encoded.append(raw)
+            stored.history_bytes += len(raw)
             self.stats.history_bytes += len(raw)
-            run.pending_events += 1
+            stored.pending_events += 1
             first = event.event_id == 1 and isinstance(event.attributes, WorkflowStarted)
-            pending = run.pending_events == 1
+            pending = stored.pending_events == 1
             if pending:
-                run.pending_since = clock
+                stored.pending_since = clock
             end = state if i == last else None
             wanted = first or pending or end is not None
-            callback = _delivered(run, first, pending, end) if wanted else None
+            callback = _delivered(stored, first, pending, end) if wanted else None
             if callback is None:
                 produce(topic, raw, event.workflow_id.encode(), partition=p)
             else:
@@ -160,35 +160,40 @@ class Output:
 
     def _checkpoint(
         self, p: int, state: PartitionRuns, now_ms: int, retention_ms: int
-    ) -> list[Run]:
+    ) -> list[StoredRun]:
         """Snapshots of the partition's dirty runs, tombstones of its expired closed runs,
         then the watermark: history before it is in snapshots now."""
         produce, topic, encode = self.producer.produce, self.topics.snapshots, self.wire.snapshot
         clock, deferred = time.monotonic(), []
-        for run in state.dirty.values():
-            if state.get_loaded(run.workflow_id) is not run:
+        for stored in state.dirty.values():
+            run = stored.run
+            if state.get_loaded(run.workflow_id) is not stored:
                 continue  # superseded by a newer run of the workflow in this checkpoint
-            if not state.ripe(run, clock):
-                deferred.append(run)  # its events stay in the tail after the watermark
+            if not state.ripe(stored, clock):
+                deferred.append(stored)  # its events stay in the tail after the watermark
                 continue
-            run.pending_events, run.pending_first_offset = 0, -1
-            self._chunks(p, state, run)
-            done = run.chunks_written * CHUNK_EVENTS
+            stored.pending_events, stored.pending_first_offset = 0, -1
+            self._chunks(p, stored)
+            done = stored.chunks_written * CHUNK_EVENTS
             snap = Snapshot(
                 run.workflow_id,
                 run.run_id,
                 run.closed,
-                run.encoded[done:],
-                first_offset=run.first_offset,
-                chunk_count=run.chunks_written,
+                stored.encoded[done:],
+                first_offset=stored.first_offset,
+                chunk_count=stored.chunks_written,
             )
             raw = encode.encode(snap)
             self.stats.snapshot_bytes += len(raw)
             produce(
-                topic, raw, run.workflow_id.encode(), partition=p, on_delivery=_indexed(state, run)
+                topic,
+                raw,
+                run.workflow_id.encode(),
+                partition=p,
+                on_delivery=_indexed(state, stored),
             )
-            if run.closed and not run.retention_queued:
-                run.retention_queued = True
+            if run.closed and not stored.retention_queued:
+                stored.retention_queued = True
                 state.closed.append((run.close_time or now_ms, run.workflow_id, run.run_id))
         for workflow_id in state.expired(now_ms, retention_ms):
             produce(topic, None, workflow_id.encode(), partition=p)
@@ -204,11 +209,12 @@ class Output:
         self.stats.checkpoints += 1
         return deferred
 
-    def _chunks(self, p: int, state: PartitionRuns, run: Run) -> None:
+    def _chunks(self, p: int, stored: StoredRun) -> None:
         """Writes the run's newly filled chunks of events (each chunk once, ever)."""
-        full = len(run.encoded) // CHUNK_EVENTS
-        for n in range(run.chunks_written, full):
-            events = run.encoded[n * CHUNK_EVENTS : (n + 1) * CHUNK_EVENTS]
+        run = stored.run
+        full = len(stored.encoded) // CHUNK_EVENTS
+        for n in range(stored.chunks_written, full):
+            events = stored.encoded[n * CHUNK_EVENTS : (n + 1) * CHUNK_EVENTS]
             raw = self.wire.snapshot.encode(Snapshot(run.workflow_id, run.run_id, False, events))
             self.stats.snapshot_bytes += len(raw)
             self.producer.produce(
@@ -216,9 +222,9 @@ class Output:
                 raw,
                 chunk_key(run.workflow_id, run.run_id, n).encode(),
                 partition=p,
-                on_delivery=_chunk_written(run, n),
+                on_delivery=_chunk_written(stored, n),
             )
-        run.chunks_written = max(run.chunks_written, full)
+        stored.chunks_written = max(stored.chunks_written, full)
 
     def _replies(self, batch: Batch) -> None:
         produce, topic, encode = self.producer.produce, self.topics.replies, self.wire.reply.encode
@@ -230,7 +236,10 @@ class Output:
         for msg, reason in batch.dead:
             kafka.dead_letter(self.producer, self.topics.dead_letters, msg, reason)
 
-def _delivered(run: Run, first: bool, pending: bool, end: PartitionRuns | None) -> Delivery:
+
+def _delivered(
+    stored: StoredRun, first: bool, pending: bool, end: PartitionRuns | None
+) -> Delivery:
     """Learns offsets from an event's delivery: the run's first event, the first one not in
     a snapshot yet, the last one of the partition in this transaction."""
 
@@ -238,27 +247,27 @@ def _delivered(run: Run, first: bool, pending: bool, end: PartitionRuns | None) 
         if err is None:
             offset = msg.offset()
             if first:
-                run.first_offset = offset
+                stored.first_offset = offset
             if pending:
-                run.pending_first_offset = offset
+                stored.pending_first_offset = offset
             if end is not None:
                 end.history_end = max(end.history_end, offset + 1)
 
     return delivered
 
 
-def _indexed(state: PartitionRuns, run: Run) -> Delivery:
+def _indexed(state: PartitionRuns, stored: StoredRun) -> Delivery:
     def delivered(err: Any, msg: Any) -> None:
         if err is None:
-            state.snapshot_written(run, msg.offset())
+            state.snapshot_written(stored, msg.offset())
 
     return delivered
 
 
-def _chunk_written(run: Run, n: int) -> Delivery:
+def _chunk_written(stored: StoredRun, n: int) -> Delivery:
     def delivered(err: Any, msg: Any) -> None:
         if err is None:
-            del run.chunk_offsets[n:]
-            run.chunk_offsets.append(msg.offset())
+            del stored.chunk_offsets[n:]
+            stored.chunk_offsets.append(msg.offset())
 
     return delivered

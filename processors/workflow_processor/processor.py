@@ -13,25 +13,13 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import assert_never
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
-from processors.run.commands import (
-    Batch,
-    cancel_run,
-    child_report,
-    continue_runs,
-    describe_run,
-    query_run,
-    repair_run,
-    reset_run,
-    signal_run,
-    start_run,
-    update_run,
-)
-from processors.run.state import Effects, Run
+from processors.run.commands import continue_runs, handle_command
+from processors.run.state import Run
 from processors.workflow_code.registry import Registry
+from processors.workflow_processor.batch import Batch
 from processors.workflow_processor.output import AfterCommit, Output
 from processors.workflow_processor.restore import SnapshotReader, restore_partitions
 from processors.workflow_processor.run_cache import PartitionRuns
@@ -45,26 +33,7 @@ from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, ensure_topics, partition_count, topic_specs
 from streams.settings import CacheSettings, FaultSettings
 from streams.wire import Wire, wire
-from streams.wire.commands import (
-    CancelWorkflow,
-    CompleteActivity,
-    ControlActivity,
-    DescribeWorkflow,
-    FailActivity,
-    HeartbeatActivity,
-    QueryWorkflow,
-    ReportChildClosed,
-    ReportChildStarted,
-    ReportChildStartFailed,
-    ResetWorkflow,
-    SignalWorkflow,
-    StartActivity,
-    StartWorkflow,
-    TerminateWorkflow,
-    UnblockWorkflow,
-    UpdateWorkflow,
-)
-from streams.wire.records import ActivityCancelRequest, Reply, RestoreReport, Timer, TimerKind
+from streams.wire.records import RestoreReport, Timer, TimerKind
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +103,7 @@ class WorkflowProcessor:
             self.stats,
             self.transactions.deferred,
         )
-        self.loader = SnapshotReader(self.config, self.wire)
+        self.loader = SnapshotReader(self.config, self.wire, self.registry)
         self._status_producer = kafka.producer(self.config, **{"linger.ms": 50})
         self.status = StatusReporter(
             self._status_producer, self.topics, self.wire, self.settings.instance_id
@@ -202,7 +171,7 @@ class WorkflowProcessor:
             state.trim()
 
     def _restore(self, ids: list[int]) -> None:
-        restored = restore_partitions(self.config, self.wire, ids)
+        restored = restore_partitions(self.config, self.wire, ids, self.registry)
         # commands that arrived while nobody owned a partition (an activity's result, say)
         # come before its overdue timers: a timeout must not win against a waiting result
         commands = self.topics.commands
@@ -221,10 +190,11 @@ class WorkflowProcessor:
             self.restore_reports[p] = part.report()
             for timer in part.timers.values():
                 self._timers.push(p, timer)
-            for run in part.runs.values():
-                state[run.workflow_id] = run
+            for stored in part.runs.values():
+                run = stored.run
+                state.put(stored)
                 if run.workflow_id in part.dirty:
-                    state.mark_dirty(run)
+                    state.mark_dirty(stored)
                 for timer in run.derived_timers():
                     self._timers.push(p, timer)
                 if run.blocked is not None:
@@ -258,7 +228,7 @@ class WorkflowProcessor:
         if not messages and not due and not self._restore_needed and not self._checkpoint_due():
             self._settle()
             return
-        batch = Batch()
+        batch = Batch(self.partitions)
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -315,55 +285,7 @@ class WorkflowProcessor:
             return
         self.stats.commands += 1
         runs = self.partitions[partition]
-        run = runs.get(command.workflow_id)
-        body = command.body
-        match body:
-            case StartWorkflow():
-                start_run(command, body, runs, partition, now, self.registry, batch)
-            case SignalWorkflow():
-                signal_run(command, body, run, now, self.registry, batch)
-            case QueryWorkflow():
-                query_run(command, body, run, self.registry, batch)
-            case UpdateWorkflow():
-                update_run(command, body, run, now, self.registry, batch)
-            case ReportChildStarted() | ReportChildStartFailed() | ReportChildClosed():
-                child_report(command, body, run, now, self.registry, batch)
-            case CompleteActivity():
-                if run is not None and run.run_id == body.run_id:
-                    fx = batch.effects(run)
-                    run.complete_activity(
-                        body.activity_id, body.attempt, body.result, now, self.registry, fx
-                    )
-            case FailActivity():
-                if run is not None and run.run_id == body.run_id:
-                    fx = batch.effects(run)
-                    run.fail_activity(
-                        body.activity_id, body.attempt, body.failure, now, self.registry, fx
-                    )
-            case DescribeWorkflow():
-                describe_run(command, body, run, batch)
-            case ResetWorkflow():
-                reset_run(command, body, run, runs, now, self.registry, batch)
-            case ControlActivity() | UnblockWorkflow():
-                repair_run(command, body, run, runs, now, self.registry, batch)
-            case CancelWorkflow() | TerminateWorkflow():
-                cancel_run(command, body, run, now, self.registry, batch)
-            case StartActivity():
-                if run is not None and run.run_id == body.run_id:
-                    run.start_activity(body.activity_id, body.attempt, now, batch.effects(run))
-            case HeartbeatActivity():
-                stop = True  # an attempt of a run nobody knows: nothing waits for it
-                if run is not None and run.run_id == body.run_id:
-                    stop = run.heartbeat_activity(
-                        body.activity_id, body.attempt, body.details, now, batch.effects(run)
-                    )
-                if stop and body.reply_to:
-                    request = ActivityCancelRequest(
-                        command.workflow_id, body.run_id, body.activity_id, body.attempt
-                    )
-                    batch.replies.append(Reply(body.reply_to, command.command_id, request))
-            case _:
-                assert_never(body)
+        handle_command(command, runs, partition, now, self.registry, batch)
         current = runs.get(command.workflow_id)
         if current is not None:
             self._after(current, runs, now, batch)
@@ -371,21 +293,21 @@ class WorkflowProcessor:
     def _after(self, run: Run, runs: PartitionRuns, now: int, batch: Batch) -> None:
         """Starts a successor run, and holds a run to its history limits."""
         if run.next_run is not None:
-            continue_runs(run, runs, now, self.registry, batch)
+            continue_runs(run, runs, now, batch)
             run = runs.get(run.workflow_id) or run
         if not run.closed:
-            run.check_history_limits(self.registry, now, batch.effects)
+            run.check_history_limits(runs.stored(run).history_bytes, now, batch.effects)
 
     def _fire(self, partition: int, timer: Timer, now: int, batch: Batch) -> None:
         state = self.partitions.get(partition)
         run = None if state is None else state.get(timer.workflow_id)
         if state is None or run is None or run.run_id != timer.run_id:
             if timer.kind in PERSISTED_TIMERS:  # its run is gone: drop the record too
-                batch.fx.setdefault(partition, Effects()).timer_ops.append((timer.key, None))
+                batch.partition_effects(partition).timer_ops.append((timer.key, None))
             return
         # a stale timer (already fired, cancelled, superseded) is simply not acted on; its
         # record, if it had one, was tombstoned or replaced when the state moved on
-        if run.fire_timer(timer, now, self.registry, batch.effects(run)):
+        if run.fire_timer(timer, now, batch.effects(run)):
             self.stats.timers_fired += 1
             self._after(run, state, now, batch)
 
@@ -394,7 +316,7 @@ class WorkflowProcessor:
             state = self.partitions.get(p)
             for run in state.loaded() if state is not None else ():
                 if run.blocked is not None and not run.closed:
-                    run.try_unblock(self.registry, now, batch.effects(run))
+                    run.try_unblock(now, batch.effects(run))
         self._restore_needed.clear()
 
     # ---- the transaction ----------------------------------------------------------------------

@@ -22,8 +22,10 @@ from dataclasses import asdict, dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from processors.run.state import Run
+from processors.workflow_code.registry import Registry
 from processors.workflow_processor.run_cache import (
     CHECKPOINT_KEY,
+    StoredRun,
     Where,
     chunk_key,
     parse_chunk_key,
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 @dataclass(slots=True)
 class RestoredPartition:
     partition: int
-    runs: dict[str, Run] = field(default_factory=dict)  # loaded: open runs, tail-touched ones
+    runs: dict[str, StoredRun] = field(default_factory=dict)  # loaded: open, tail-touched
     index: dict[str, Where] = field(default_factory=dict)  # snapshot offsets
     garbage: list[str] = field(default_factory=list)  # chunk keys no run needs
     closed: list[tuple[int, str, str]] = field(default_factory=list)  # (close time, wf, run)
@@ -61,7 +63,7 @@ class RestoredPartition:
     def report(self) -> RestoreReport:
         return RestoreReport(
             partition=self.partition,
-            runs_open=sum(1 for r in self.runs.values() if not r.closed),
+            runs_open=sum(1 for s in self.runs.values() if not s.run.closed),
             runs_indexed=len(self.index.keys() | self.runs.keys()),
             snapshot_records=self.snapshot_records,
             snapshot_bytes=self.snapshot_bytes,
@@ -74,9 +76,14 @@ class RestoredPartition:
 
 
 def restore_partitions(
-    config: KafkaConfig, wire: Wire, partitions: list[int], timeout: float = 300.0
+    config: KafkaConfig,
+    wire: Wire,
+    partitions: list[int],
+    registry: Registry,
+    timeout: float = 300.0,
 ) -> dict[int, RestoredPartition]:
-    """Rebuilds the state of `partitions` (see the module doc)."""
+    """Rebuilds the state of `partitions` (see the module doc); the runs get the worker's
+    code (`registry`)."""
     started = time.monotonic()
     topics = Topics(config.topic_prefix)
     out = {p: RestoredPartition(p) for p in partitions}
@@ -88,8 +95,8 @@ def restore_partitions(
             config, consumer, [(t, p) for p in partitions for t in topics.workflow_state()]
         )
         deadline = started + timeout
-        _read_compacted(consumer, deadline, topics, wire, out)
-        _read_tail(consumer, deadline, topics, wire, out)
+        _read_compacted(consumer, deadline, topics, wire, registry, out)
+        _read_tail(consumer, deadline, topics, wire, registry, out)
     finally:
         consumer.close()
     elapsed = time.monotonic() - started
@@ -145,6 +152,7 @@ def _read_compacted(
     deadline: float,
     topics: Topics,
     wire: Wire,
+    registry: Registry,
     out: dict[int, RestoredPartition],
 ) -> None:
     assignment = [
@@ -179,13 +187,16 @@ def _read_compacted(
             # keep going and say so loudly rather than lose the partition
             log.error("skipping unreadable record %s", e.at(topic, partition, offset))
     for p, by_key in latest.items():
-        _assemble(out[p], by_key, wire)
+        _assemble(out[p], by_key, wire, registry)
     for part in out.values():
         part.closed.sort()
 
 
 def _assemble(
-    part: RestoredPartition, by_key: dict[str, tuple[int, Snapshot | None]], wire: Wire
+    part: RestoredPartition,
+    by_key: dict[str, tuple[int, Snapshot | None]],
+    wire: Wire,
+    registry: Registry,
 ) -> None:
     """Runs from their head snapshots and chunks: open ones loaded, closed ones indexed."""
     chunks: dict[tuple[str, str], dict[int, tuple[int, Snapshot]]] = {}
@@ -219,7 +230,9 @@ def _assemble(
             part.closed.append((close_time, workflow_id, snap.run_id))
             part.runs.pop(workflow_id, None)
         else:
-            part.runs[workflow_id] = run_from_snapshot(snap, part.partition, wire, older, where)
+            part.runs[workflow_id] = run_from_snapshot(
+                snap, part.partition, wire, registry, older, where
+            )
     for (workflow_id, run_id), rest in chunks.items():
         part.garbage += [chunk_key(workflow_id, run_id, n) for n in rest]
 
@@ -229,6 +242,7 @@ def _read_tail(
     deadline: float,
     topics: Topics,
     wire: Wire,
+    registry: Registry,
     out: dict[int, RestoredPartition],
 ) -> None:
     assignment = [
@@ -247,13 +261,14 @@ def _read_tail(
             where = e.at(topics.history, partition, offset)
             log.error("skipping unreadable history record %s", where)
             continue
-        run = part.runs.get(event.workflow_id)
-        if run is not None and run.run_id == event.run_id:
+        stored = part.runs.get(event.workflow_id)
+        if stored is not None and stored.run.run_id == event.run_id:
+            run = stored.run
             expected = len(run.events) + 1
             if event.event_id == expected:
                 run.apply(event)
-                run.encoded.append(value)
-                _pending(run, offset)
+                stored.encoded.append(value)
+                _pending(stored, offset)
                 part.dirty.add(run.workflow_id)
             elif event.event_id > expected:
                 log.error(
@@ -267,12 +282,11 @@ def _read_tail(
         elif event.event_id == 1 and isinstance(event.attributes, WorkflowStarted):
             if closed[partition].get(event.workflow_id) == event.run_id:
                 continue  # a closed run its snapshot already has
-            run = Run(event.workflow_id, event.run_id, partition)
+            run = Run(event.workflow_id, event.run_id, partition, registry)
             run.apply(event)
-            run.encoded.append(value)
-            run.first_offset = offset
-            _pending(run, offset)
-            part.runs[event.workflow_id] = run
+            stored = StoredRun(run, [value], first_offset=offset)
+            _pending(stored, offset)
+            part.runs[event.workflow_id] = stored
             replaced = part.index.pop(event.workflow_id, None)
             if replaced is not None:  # a new run of the workflow: the old one's chunks go
                 part.garbage += [
@@ -285,46 +299,50 @@ def _read_tail(
         part.history_end = _position(consumer, topics.history, p)
 
 
-def _pending(run: Run, offset: int) -> None:
+def _pending(stored: StoredRun, offset: int) -> None:
     """Notes an event the snapshots lack: until its run's next snapshot, the watermark must
     not pass it."""
-    if run.pending_events == 0:
-        run.pending_first_offset, run.pending_since = offset, time.monotonic()
-    run.pending_events += 1
+    if stored.pending_events == 0:
+        stored.pending_first_offset, stored.pending_since = offset, time.monotonic()
+    stored.pending_events += 1
 
 
 def run_from_snapshot(
     snapshot: Snapshot,
     partition: int,
     wire: Wire,
+    registry: Registry,
     older: list[bytes] | None = None,
     where: Where | None = None,
-) -> Run:
+) -> StoredRun:
     """A run rebuilt from its head snapshot and the events of its chunks (`older`)."""
-    run = Run(snapshot.workflow_id, snapshot.run_id, partition)
+    run = Run(snapshot.workflow_id, snapshot.run_id, partition, registry)
     events = [*(older or ()), *snapshot.events]
     for raw in events:
         run.apply(wire.event.decode(raw))
-    run.encoded = events
-    run.first_offset = snapshot.first_offset
-    run.history_bytes = sum(len(raw) for raw in events)
-    run.chunks_written = snapshot.chunk_count
-    run.chunk_offsets = list(where.chunks) if where is not None else []
-    return run
+    return StoredRun(
+        run,
+        events,
+        first_offset=snapshot.first_offset,
+        history_bytes=sum(len(raw) for raw in events),
+        chunks_written=snapshot.chunk_count,
+        chunk_offsets=list(where.chunks) if where is not None else [],
+    )
 
 
 class SnapshotReader:
     """Reads one snapshot back by its offset (a run evicted from the cache)."""
 
-    def __init__(self, config: KafkaConfig, wire: Wire) -> None:
+    def __init__(self, config: KafkaConfig, wire: Wire, registry: Registry) -> None:
         self.topic = Topics(config.topic_prefix).snapshots
         self.wire = wire
+        self.registry = registry
         # one record per read: no waiting on the broker for more, no large read-ahead
         self.consumer = kafka.consumer(
             config, settings={"fetch.wait.max.ms": 1, "max.partition.fetch.bytes": 65536}
         )
 
-    def load(self, partition: int, where: Where) -> Run | None:
+    def load(self, partition: int, where: Where) -> StoredRun | None:
         head = self._read(partition, where.offset)
         if head is None or head.run_id != where.run_id:
             return None
@@ -334,7 +352,7 @@ class SnapshotReader:
             if chunk is None:
                 return None
             older += chunk.events
-        return run_from_snapshot(head, partition, self.wire, older, where)
+        return run_from_snapshot(head, partition, self.wire, self.registry, older, where)
 
     def _read(self, partition: int, offset: int, timeout: float = 30.0) -> Snapshot | None:
         self.consumer.assign([TopicPartition(self.topic, partition, offset)])

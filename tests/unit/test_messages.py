@@ -6,9 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from processors.run.commands import Batch, continue_runs
+from processors.run.commands import continue_runs
 from processors.run.state import Effects, Run
 from processors.workflow_code.registry import Registry
+from processors.workflow_processor.batch import Batch
+from processors.workflow_processor.run_cache import CacheSettings, PartitionRuns
 from streams import ApplicationError, UnknownHandlerError, activity, workflow
 from streams.payload import DataConverter
 from streams.settings import RunLimits
@@ -73,9 +75,9 @@ REG = Registry([Subscription, Counter], [charge])
 
 
 def start(cls: type, *args: object) -> Run:
-    run = Run("sub-1", "r1", 0)
+    run = Run("sub-1", "r1", 0, REG)
     name = workflow.WorkflowDefinition.of(cls).name
-    run.start(WorkflowStarted(name, "q", conv.to_payloads(list(args)), "c"), 1000, REG, Effects())
+    run.start(WorkflowStarted(name, "q", conv.to_payloads(list(args)), "c"), 1000, Effects())
     return run
 
 
@@ -86,43 +88,39 @@ def kinds(fx: Effects) -> list[str]:
 def test_signals_are_recorded_and_change_the_course_of_the_run() -> None:
     run = start(Subscription)
     fx = Effects()
-    run.signal("note", conv.to_payloads(["hello"]), 2000, REG, fx)
+    run.signal("note", conv.to_payloads(["hello"]), 2000, fx)
     assert kinds(fx) == ["SignalReceived"]
     fx = Effects()
-    run.signal("cancel_subscription", [], 3000, REG, fx)
+    run.signal("cancel_subscription", [], 3000, fx)
     assert kinds(fx) == ["SignalReceived", "ActivityScheduled"]
-    run.complete_activity(1, 1, conv.to_payload("ok"), 4000, REG, Effects())
+    run.complete_activity(1, 1, conv.to_payload("ok"), 4000, Effects())
     assert conv.from_payload(run.result) == ["hello"]
 
 
 def test_queries_read_state_without_recording_and_work_after_a_restore() -> None:
     run = start(Subscription)
-    run.signal("cancel_subscription", [], 3000, REG, Effects())
+    run.signal("cancel_subscription", [], 3000, Effects())
     events_before = len(run.events)
-    assert conv.from_payload(run.live_instance(REG).query("current_status", [])) == "cancelling"
+    assert conv.from_payload(run.live_instance().query("current_status", [])) == "cancelling"
     assert len(run.events) == events_before
-    restored = Run("sub-1", "r1", 0)
+    restored = Run("sub-1", "r1", 0, REG)
     for e in run.events:
         restored.apply(e)
-    assert conv.from_payload(restored.live_instance(REG).query("current_status", [])) == (
-        "cancelling"
-    )
+    assert conv.from_payload(restored.live_instance().query("current_status", [])) == ("cancelling")
 
 
 def test_unknown_query_lists_the_known_ones() -> None:
     run = start(Subscription)
     with pytest.raises(UnknownHandlerError, match=r"no query 'nope' \(known: current_status\)"):
-        run.live_instance(REG).query("nope", [])
+        run.live_instance().query("nope", [])
 
 
 def test_update_validator_rejects_without_trace_and_accepted_update_replies() -> None:
     run = start(Subscription)
     with pytest.raises(ApplicationError, match="no such plan"):
-        run.live_instance(REG).validate_update("set_plan", conv.to_payloads(["gold"]))
+        run.live_instance().validate_update("set_plan", conv.to_payloads(["gold"]))
     fx = Effects()
-    run.accept_update(
-        "u1", "set_plan", conv.to_payloads(["pro"]), "client-1", "req-1", 2000, REG, fx
-    )
+    run.accept_update("u1", "set_plan", conv.to_payloads(["pro"]), "client-1", "req-1", 2000, fx)
     assert kinds(fx) == ["UpdateAccepted", "UpdateCompleted"]
     (reply,) = fx.replies
     assert (reply.client_id, reply.request_id) == ("client-1", "req-1")
@@ -130,18 +128,17 @@ def test_update_validator_rejects_without_trace_and_accepted_update_replies() ->
 
 
 def test_continue_as_new_closes_the_run_and_starts_the_next_with_fresh_history() -> None:
-    runs: dict[str, Run] = {}
-    run = Run("counter", "r0", 0)
+    runs = PartitionRuns(0, CacheSettings(), 100, lambda partition, where: None)
+    run = Run("counter", "r0", 0, REG)
     runs["counter"] = run
-    batch = Batch()
-    run.start(
-        WorkflowStarted("Counter", "q", conv.to_payloads([0]), "c"), 1000, REG, batch.effects(run)
-    )
+    batch = Batch({0: runs})
+    run.start(WorkflowStarted("Counter", "q", conv.to_payloads([0]), "c"), 1000, batch.effects(run))
     assert run.status is RunStatus.CONTINUED_AS_NEW and run.next_run is not None
-    continue_runs(run, runs, 1000, REG, batch)
-    last = runs["counter"]
+    continue_runs(run, runs, 1000, batch)
+    last = runs.get("counter")
+    assert last is not None
     assert last.status is RunStatus.COMPLETED and conv.from_payload(last.result) == 3
-    chain = [r for by_run in batch.dirty.values() for r in by_run.values()]
+    chain = [s.run for by_run in batch.dirty.values() for s in by_run.values()]
     assert len(chain) == 4 and all(len(r.events) <= 3 for r in chain)
     assert [c.status for fx in batch.fx.values() for c in fx.completions] == [
         RunStatus.CONTINUED_AS_NEW
@@ -161,13 +158,13 @@ class LongLived:
 
 def test_continue_as_new_is_suggested_after_a_configurable_history_length() -> None:
     registry = Registry([LongLived], [], limits=RunLimits(suggest_continue_as_new_after=7))
-    run = Run("ll", "r", 0)
+    run = Run("ll", "r", 0, registry)
     fx = Effects()
-    run.start(WorkflowStarted("LongLived", "q", conv.to_payloads([0]), "c"), 1000, registry, fx)
+    run.start(WorkflowStarted("LongLived", "q", conv.to_payloads([0]), "c"), 1000, fx)
     now = 1000
     while not run.closed:
         timer = next(t for t in fx.timers)
         now += 1000
         fx = Effects()
-        run.fire_timer(timer, now, registry, fx)
+        run.fire_timer(timer, now, fx)
     assert conv.from_payload(run.result) == "suggested at 7 events"

@@ -46,10 +46,10 @@ REG = Registry([Transfer], [withdraw, deposit])
 
 
 def _history(finish: bool = True) -> list:  # type: ignore[type-arg]
-    run, _, reg = new_run(Transfer, 5, registry=REG)
-    run.complete_activity(1, 1, conv.to_payload("-5"), 2000, reg, Effects())
+    run, _, _ = new_run(Transfer, 5, registry=REG)
+    run.complete_activity(1, 1, conv.to_payload("-5"), 2000, Effects())
     if finish:
-        run.complete_activity(2, 1, conv.to_payload("+5"), 3000, reg, Effects())
+        run.complete_activity(2, 1, conv.to_payload("+5"), 3000, Effects())
     events: list = list(run.events)  # type: ignore[type-arg]
     return events
 

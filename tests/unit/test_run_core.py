@@ -102,9 +102,9 @@ def new_run(
     cls: type, *args: object, registry: Registry | None = None
 ) -> tuple[Run, Effects, Registry]:
     registry = registry or Registry([TwoSteps, Compensating, Sleeper, ReadsClock, Buggy], [step])
-    run, fx = Run("wf-1", "run-1", 2), Effects()
+    run, fx = Run("wf-1", "run-1", 2, registry), Effects()
     name = workflow.WorkflowDefinition.of(cls).name
-    run.start(WorkflowStarted(name, "q", conv.to_payloads(list(args)), "cmd-1"), 1000, registry, fx)
+    run.start(WorkflowStarted(name, "q", conv.to_payloads(list(args)), "cmd-1"), 1000, fx)
     return run, fx, registry
 
 
@@ -123,12 +123,12 @@ def test_start_records_the_start_and_schedules_the_first_activity_on_the_run_par
 
 
 def test_results_drive_the_code_to_completion_with_a_completion_record() -> None:
-    run, _, reg = new_run(TwoSteps, "x")
+    run, _, _ = new_run(TwoSteps, "x")
     fx = Effects()
-    assert run.complete_activity(1, 1, conv.to_payload("A"), 2000, reg, fx)
+    assert run.complete_activity(1, 1, conv.to_payload("A"), 2000, fx)
     assert kinds(fx) == ["ActivityCompleted", "ActivityScheduled"]
     fx = Effects()
-    assert run.complete_activity(2, 1, conv.to_payload("B"), 3000, reg, fx)
+    assert run.complete_activity(2, 1, conv.to_payload("B"), 3000, fx)
     assert kinds(fx) == ["ActivityCompleted", "WorkflowCompleted"]
     assert run.status is RunStatus.COMPLETED and conv.from_payload(run.result) == "A+B"
     (done,) = fx.completions
@@ -136,45 +136,45 @@ def test_results_drive_the_code_to_completion_with_a_completion_record() -> None
 
 
 def test_duplicate_and_late_results_are_dropped() -> None:
-    run, _, reg = new_run(TwoSteps, "x")
-    assert run.complete_activity(1, 1, conv.to_payload("A"), 2000, reg, Effects())
+    run, _, _ = new_run(TwoSteps, "x")
+    assert run.complete_activity(1, 1, conv.to_payload("A"), 2000, Effects())
     fx = Effects()
-    assert not run.complete_activity(1, 1, conv.to_payload("A again"), 2100, reg, fx)
-    assert not run.complete_activity(2, 7, conv.to_payload("wrong attempt"), 2100, reg, fx)
-    assert not run.complete_activity(9, 1, conv.to_payload("unknown"), 2100, reg, fx)
+    assert not run.complete_activity(1, 1, conv.to_payload("A again"), 2100, fx)
+    assert not run.complete_activity(2, 7, conv.to_payload("wrong attempt"), 2100, fx)
+    assert not run.complete_activity(9, 1, conv.to_payload("unknown"), 2100, fx)
     assert fx.events == []
 
 
 def test_failed_attempt_waits_on_a_durable_backoff_timer_then_retries() -> None:
-    run, _, reg = new_run(TwoSteps, "x")
+    run, _, _ = new_run(TwoSteps, "x")
     fx = Effects()
-    assert run.fail_activity(1, 1, Failure("down", "ConnectionError"), 2000, reg, fx)
+    assert run.fail_activity(1, 1, Failure("down", "ConnectionError"), 2000, fx)
     assert kinds(fx) == ["ActivityAttemptFailed"]
     (timer,) = fx.timers
     assert (timer.kind, timer.attempt, timer.fire_at) == (TimerKind.ACTIVITY_RETRY, 2, 2100)
     # a result for the failed attempt is late now
-    assert not run.complete_activity(1, 1, conv.to_payload("late"), 2050, reg, Effects())
+    assert not run.complete_activity(1, 1, conv.to_payload("late"), 2050, Effects())
     fx = Effects()
-    assert run.fire_timer(timer, 2100, reg, fx)
+    assert run.fire_timer(timer, 2100, fx)
     assert kinds(fx) == ["ActivityRetried"]
     assert fx.tasks[0][1].attempt == 2 and fx.cleared_timers == [timer.key]
-    assert not run.fire_timer(timer, 2200, reg, Effects())  # fires once
-    assert run.complete_activity(1, 2, conv.to_payload("A"), 2300, reg, Effects())
+    assert not run.fire_timer(timer, 2200, Effects())  # fires once
+    assert run.complete_activity(1, 2, conv.to_payload("A"), 2300, Effects())
 
 
 def test_exhausted_attempts_raise_activity_error_which_the_workflow_can_catch() -> None:
-    run, _, reg = new_run(Compensating)
+    run, _, _ = new_run(Compensating)
     now = 2000
     for attempt in (1, 2):
         fx = Effects()
-        run.fail_activity(1, attempt, Failure("down", "ConnectionError"), now, reg, fx)
-        run.fire_timer(fx.timers[0], fx.timers[0].fire_at, reg, Effects())
+        run.fail_activity(1, attempt, Failure("down", "ConnectionError"), now, fx)
+        run.fire_timer(fx.timers[0], fx.timers[0].fire_at, Effects())
         now = fx.timers[0].fire_at
     fx = Effects()
-    run.fail_activity(1, 3, Failure("down", "ConnectionError"), now, reg, fx)
+    run.fail_activity(1, 3, Failure("down", "ConnectionError"), now, fx)
     assert kinds(fx) == ["ActivityFailed", "ActivityScheduled"]  # the compensation
     fx = Effects()
-    run.complete_activity(2, 1, conv.to_payload("undone"), now + 1, reg, fx)
+    run.complete_activity(2, 1, conv.to_payload("undone"), now + 1, fx)
     assert kinds(fx) == ["ActivityCompleted", "WorkflowFailed"]
     assert run.failure is not None and run.failure.type == "Compensated"
     assert "down" in run.failure.message
@@ -182,32 +182,32 @@ def test_exhausted_attempts_raise_activity_error_which_the_workflow_can_catch() 
 
 
 def test_non_retryable_failure_fails_the_activity_at_once() -> None:
-    run, _, reg = new_run(Compensating)
+    run, _, _ = new_run(Compensating)
     fx = Effects()
-    run.fail_activity(1, 1, Failure("closed", "AccountClosed", non_retryable=True), 2000, reg, fx)
+    run.fail_activity(1, 1, Failure("closed", "AccountClosed", non_retryable=True), 2000, fx)
     assert kinds(fx) == ["ActivityFailed", "ActivityScheduled"]
     assert fx.timers == []
 
 
 def test_durable_sleep_records_a_timer_and_resumes_with_recorded_time() -> None:
-    run, fx, reg = new_run(Sleeper)
+    run, fx, _ = new_run(Sleeper)
     assert kinds(fx) == ["WorkflowStarted", "TimerStarted"]
     (timer,) = fx.timers
     assert (timer.kind, timer.fire_at) == (TimerKind.USER_TIMER, 31000)
     fx = Effects()
-    assert run.fire_timer(timer, 31000, reg, fx)
+    assert run.fire_timer(timer, 31000, fx)
     assert kinds(fx) == ["TimerFired", "WorkflowCompleted"]
     assert conv.from_payload(run.result) == "30"
 
 
 def test_replay_of_recorded_history_issues_the_same_commands() -> None:
     run, _, reg = new_run(TwoSteps, "x")
-    run.complete_activity(1, 1, conv.to_payload("A"), 2000, reg, Effects())
-    restored = Run("wf-1", "run-1", 2)
+    run.complete_activity(1, 1, conv.to_payload("A"), 2000, Effects())
+    restored = Run("wf-1", "run-1", 2, reg)
     for e in run.events:
         restored.apply(e)
     fx = Effects()
-    restored.complete_activity(2, 1, conv.to_payload("B"), 3000, reg, fx)
+    restored.complete_activity(2, 1, conv.to_payload("B"), 3000, fx)
     assert kinds(fx) == ["ActivityCompleted", "WorkflowCompleted"]
     assert conv.from_payload(restored.result) == "A+B"
 
@@ -223,11 +223,11 @@ class TwoStepsReordered:
 def test_changed_code_is_detected_on_replay_and_blocks_the_run_without_failing_it() -> None:
     run, _, _ = new_run(TwoSteps, "x")
     changed = Registry([TwoStepsReordered], [step])
-    restored = Run("wf-1", "run-1", 2)
+    restored = Run("wf-1", "run-1", 2, changed)
     for e in run.events:
         restored.apply(e)
     fx = Effects()
-    restored.complete_activity(1, 1, conv.to_payload("A"), 2000, changed, fx)
+    restored.complete_activity(1, 1, conv.to_payload("A"), 2000, fx)
     assert kinds(fx) == ["WorkflowBlocked", "ActivityCompleted"]
     blocked = fx.events[0].attributes
     assert isinstance(blocked, WorkflowBlocked) and blocked.reason == "non_determinism"
@@ -238,7 +238,7 @@ def test_changed_code_is_detected_on_replay_and_blocks_the_run_without_failing_i
     # the original code deployed again: the run replays cleanly and resumes
     fx = Effects()
     original = Registry([TwoSteps], [step])
-    assert restored.try_unblock(original, 3000, fx)
+    assert restored.try_unblock(3000, fx, code=original)
     assert kinds(fx) == ["WorkflowUnblocked", "ActivityScheduled"]
 
 
@@ -263,15 +263,15 @@ def test_unknown_workflow_type_blocks_with_a_clear_message() -> None:
 
 
 def test_stale_timer_of_a_closed_run_does_nothing() -> None:
-    run, fx, reg = new_run(Sleeper)
-    run.fire_timer(fx.timers[0], 31000, reg, Effects())
-    assert not run.fire_timer(fx.timers[0], 32000, reg, Effects())
+    run, fx, _ = new_run(Sleeper)
+    run.fire_timer(fx.timers[0], 31000, Effects())
+    assert not run.fire_timer(fx.timers[0], 32000, Effects())
     other = Timer("wf-1", "another-run", TimerKind.USER_TIMER, 1, 0, 1)
-    assert not run.fire_timer(other, 32000, reg, Effects())
+    assert not run.fire_timer(other, 32000, Effects())
 
 
 def test_every_event_type_folds_into_state() -> None:
-    run = Run("wf", "r", 0)
+    run = Run("wf", "r", 0, Registry([TwoSteps], [step]))
     from streams.wire.events import HistoryEvent
 
     seq = [
@@ -291,16 +291,16 @@ def test_every_event_type_folds_into_state() -> None:
     for i, attrs in enumerate(seq, 1):
         run.apply(HistoryEvent("wf", "r", i, i, attrs))  # type: ignore[arg-type]
         if isinstance(attrs, ActivityAttemptFailed):
-            assert run.activities[1].backoff
+            assert run.activities.open[1].backoff
         if isinstance(attrs, ActivityRetried):
-            assert run.activities[1].attempt == 2 and not run.activities[1].backoff
+            assert run.activities.open[1].attempt == 2 and not run.activities.open[1].backoff
         if isinstance(attrs, TimerStarted):
-            assert run.timers == {1: 50}
+            assert run.timers.pending == {1: 50}
         if isinstance(attrs, WorkflowBlocked):
             assert run.blocked is not None
-    assert run.activities == {} and run.timers == {} and run.blocked is None
+    assert run.activities.open == {} and run.timers.pending == {} and run.blocked is None
     assert run.status is RunStatus.FAILED and run.close_time == 12
-    run2 = Run("wf", "r", 0)
+    run2 = Run("wf", "r", 0, run.registry)
     run2.apply(HistoryEvent("wf", "r", 1, 1, WorkflowStarted("T", "q", [], "c")))
     run2.apply(HistoryEvent("wf", "r", 2, 9, WorkflowCompleted(conv.to_payload("z"))))
     assert run2.status is RunStatus.COMPLETED
@@ -442,9 +442,9 @@ class _NonceCodec:
 def test_a_payload_codec_may_draw_random_nonces_though_workflow_code_may_not() -> None:
     converter = DataConverter([_NonceCodec()])
     registry = Registry([TwoSteps], [step], converter=converter)
-    run, fx = Run("wf-1", "run-1", 2), Effects()
+    run, fx = Run("wf-1", "run-1", 2, registry), Effects()
     name = workflow.WorkflowDefinition.of(TwoSteps).name
     started = WorkflowStarted(name, "q", converter.to_payloads(["x"]), "cmd-1")
-    run.start(started, 1000, registry, fx)
+    run.start(started, 1000, fx)
     assert kinds(fx) == ["WorkflowStarted", "ActivityScheduled"]
     assert converter.from_payloads(fx.tasks[0][1].args) == ["x-a"]

@@ -55,10 +55,10 @@ class Signup:
 
 
 def start(registry: Registry) -> tuple[Run, Effects]:
-    run, fx = Run("wf", "run-7", 0), Effects()
+    run, fx = Run("wf", "run-7", 0, registry), Effects()
     customer = Customer("Ada", Address("London", "N1"), ["vip"])
     args = conv.to_payloads([customer, "pro"])
-    run.start(WorkflowStarted("Signup", "q", args, "c"), 5000, registry, fx)
+    run.start(WorkflowStarted("Signup", "q", args, "c"), 5000, fx)
     return run, fx
 
 
@@ -72,7 +72,7 @@ def test_dataclass_and_several_arguments_reach_activity_and_results_come_back_ty
     assert customer == Customer("Ada", Address("London", "N1"), ["vip"])
     assert (plan, seats) == ("pro", 3)
     done = Effects()
-    run.complete_activity(1, 1, conv.to_payload(customer), 6000, registry, done)
+    run.complete_activity(1, 1, conv.to_payload(customer), 6000, done)
     result = conv.from_payload(run.result)
     assert result["city"] == "London" and result["info"] == "Signup"
     assert result["at"] == "1970-01-01T00:00:06+00:00"  # the event's time, not the clock
@@ -82,13 +82,13 @@ def test_uuid4_and_random_are_the_same_on_replay() -> None:
     registry = Registry([Signup], [register])
     first, _ = start(registry)
     first.complete_activity(
-        1, 1, conv.to_payload(Customer("Ada", Address("L", "1"), [])), 6000, registry, Effects()
+        1, 1, conv.to_payload(Customer("Ada", Address("L", "1"), [])), 6000, Effects()
     )
-    replayed = Run("wf", "run-7", 0)
+    replayed = Run("wf", "run-7", 0, registry)
     for event in first.events[:-2]:  # up to and including ActivityScheduled
         replayed.apply(event)
     replayed.complete_activity(
-        1, 1, conv.to_payload(Customer("Ada", Address("L", "1"), [])), 6000, registry, Effects()
+        1, 1, conv.to_payload(Customer("Ada", Address("L", "1"), [])), 6000, Effects()
     )
     a, b = conv.from_payload(first.result), conv.from_payload(replayed.result)
     assert (a["id"], a["n"]) == (b["id"], b["n"])
@@ -99,16 +99,16 @@ def test_workflow_logger_is_silent_while_replaying(caplog: pytest.LogCaptureFixt
     caplog.set_level(logging.INFO, logger="everflow.workflow")
     run, _ = start(registry)
     run.complete_activity(
-        1, 1, conv.to_payload(Customer("Ada", Address("L", "1"), [])), 6000, registry, Effects()
+        1, 1, conv.to_payload(Customer("Ada", Address("L", "1"), [])), 6000, Effects()
     )
     live = [r for r in caplog.records if "signed up Ada" in r.getMessage()]
     assert len(live) == 1 and "workflow_id=wf" in live[0].getMessage()
     caplog.clear()
-    replayed = Run("wf", "run-7", 0)
+    replayed = Run("wf", "run-7", 0, registry)
     for event in run.events:
         replayed.apply(event)
     replayed.status = run.status.RUNNING
-    replayed._replay(registry)  # the full history again, logging nothing
+    replayed.replay()  # the full history again, logging nothing
     assert not [r for r in caplog.records if "signed up" in r.getMessage()]
 
 

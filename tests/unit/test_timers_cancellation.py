@@ -107,10 +107,10 @@ REGISTRY = Registry([WaitForWork, Sleepy, Transfer, Timeouts], [work])
 
 
 def start(cls: type, *args: object, run_timeout_ms: int | None = None) -> tuple[Run, Effects]:
-    run, fx = Run("wf", "r1", 0), Effects()
+    run, fx = Run("wf", "r1", 0, REGISTRY), Effects()
     name = workflow.WorkflowDefinition.of(cls).name
     started = WorkflowStarted(name, "q", conv.to_payloads(list(args)), "c", None, run_timeout_ms)
-    run.start(started, 1000, REGISTRY, fx)
+    run.start(started, 1000, fx)
     return run, fx
 
 
@@ -119,21 +119,21 @@ def kinds(fx: Effects) -> list[str]:
 
 
 def replays_cleanly(run: Run) -> None:
-    copy = Run(run.workflow_id, run.run_id, 0)
+    copy = Run(run.workflow_id, run.run_id, 0, REGISTRY)
     for e in run.events:
         copy.apply(e)
     copy.status = RunStatus.RUNNING
-    copy._replay(REGISTRY)  # raises NonDeterminismError on any mismatch
+    copy.replay()  # raises NonDeterminismError on any mismatch
 
 
 def test_wait_condition_met_in_time_cancels_its_timeout_timer() -> None:
     run, fx = start(WaitForWork, 10.0)
     assert kinds(fx) == ["WorkflowStarted", "TimerStarted", "ActivityScheduled"]
     fx = Effects()
-    run.complete_activity(1, 1, conv.to_payload("x"), 2000, REGISTRY, fx)
+    run.complete_activity(1, 1, conv.to_payload("x"), 2000, fx)
     assert kinds(fx) == ["ActivityCompleted", "TimerCanceled", "WorkflowCompleted"]
     assert conv.from_payload(run.result) == "done"
-    assert fx.cleared_timers and run.timers == {}
+    assert fx.cleared_timers and run.timers.pending == {}
     replays_cleanly(run)
 
 
@@ -141,7 +141,7 @@ def test_wait_condition_timing_out_raises_timeout_error_in_the_workflow() -> Non
     run, fx = start(WaitForWork, 10.0)
     timer = next(t for t in fx.timers if t.kind is TimerKind.USER_TIMER)
     fx = Effects()
-    assert run.fire_timer(timer, 11000, REGISTRY, fx)
+    assert run.fire_timer(timer, 11000, fx)
     # the background job is canceled in the step that closes the run: asked to stop first
     assert kinds(fx) == ["TimerFired", "ActivityCancelRequested", "WorkflowCompleted"]
     assert conv.from_payload(run.result) == "timed out"
@@ -153,7 +153,7 @@ def test_asyncio_sleep_is_a_durable_timer() -> None:
     (timer,) = fx.timers
     assert (timer.kind, timer.fire_at) == (TimerKind.USER_TIMER, 61000)
     fx = Effects()
-    run.fire_timer(timer, 61000, REGISTRY, fx)
+    run.fire_timer(timer, 61000, fx)
     assert conv.from_payload(run.result) == "woke"
 
 
@@ -161,36 +161,36 @@ def test_cancel_during_sleep_cancels_the_timer_and_closes_canceled() -> None:
     run, fx = start(Sleepy)
     timer = fx.timers[0]
     fx = Effects()
-    assert run.cancel("user asked", 2000, REGISTRY, fx)
+    assert run.cancel("user asked", 2000, fx)
     assert kinds(fx) == ["WorkflowCancelRequested", "TimerCanceled", "WorkflowCanceled"]
     assert run.status is RunStatus.CANCELED and fx.completions[0].status is RunStatus.CANCELED
     assert timer.key in fx.cleared_timers
-    assert not run.fire_timer(timer, 61000, REGISTRY, Effects())  # the old timer is stale
+    assert not run.fire_timer(timer, 61000, Effects())  # the old timer is stale
     replays_cleanly(run)
 
 
 def test_cancel_during_an_activity_requests_it_to_stop_and_compensation_still_runs() -> None:
     run, _ = start(Transfer)
-    run.complete_activity(1, 1, conv.to_payload("w"), 1500, REGISTRY, Effects())
+    run.complete_activity(1, 1, conv.to_payload("w"), 1500, Effects())
     fx = Effects()
-    run.cancel("", 2000, REGISTRY, fx)
+    run.cancel("", 2000, fx)
     assert kinds(fx) == ["WorkflowCancelRequested", "ActivityScheduled", "ActivityCancelRequested"]
     assert fx.tasks[0][1].activity_type == "work" and run.status is RunStatus.RUNNING
     # the deposit learns it on its next heartbeat
     assert run.heartbeat_activity(2, 1, [], 2100, Effects())
     fx = Effects()
-    run.complete_activity(3, 1, conv.to_payload("refunded"), 3000, REGISTRY, fx)
+    run.complete_activity(3, 1, conv.to_payload("refunded"), 3000, fx)
     assert kinds(fx) == ["ActivityCompleted", "WorkflowCanceled"]
     assert run.status is RunStatus.CANCELED
     # the deposit's late outcome is dropped
-    assert not run.complete_activity(2, 1, conv.to_payload("late"), 3100, REGISTRY, Effects())
+    assert not run.complete_activity(2, 1, conv.to_payload("late"), 3100, Effects())
     replays_cleanly(run)
 
 
 def test_cancel_of_a_closed_run_does_nothing() -> None:
     run, fx = start(Sleepy)
-    run.fire_timer(fx.timers[0], 61000, REGISTRY, Effects())
-    assert not run.cancel("", 70000, REGISTRY, Effects())
+    run.fire_timer(fx.timers[0], 61000, Effects())
+    assert not run.cancel("", 70000, Effects())
 
 
 def test_terminate_ends_the_run_at_once_without_running_code() -> None:
@@ -208,7 +208,7 @@ def test_run_timeout_ends_the_run_timed_out() -> None:
     deadline = next(t for t in fx.derived_timers if t.kind is TimerKind.WORKFLOW_RUN_TIMEOUT)
     assert deadline.fire_at == 6000
     fx = Effects()
-    assert run.fire_timer(deadline, 6000, REGISTRY, fx)
+    assert run.fire_timer(deadline, 6000, fx)
     assert kinds(fx) == ["WorkflowTimedOut"] and run.status is RunStatus.TIMED_OUT
     assert fx.completions[0].failure.timeout_type == "run"  # type: ignore[union-attr]
 
@@ -216,7 +216,7 @@ def test_run_timeout_ends_the_run_timed_out() -> None:
 def fire_derived(run: Run, fx: Effects, kind: TimerKind, now: int | None = None) -> Effects:
     timer = next(t for t in fx.derived_timers if t.kind is kind)
     out = Effects()
-    assert run.fire_timer(timer, now or timer.fire_at, REGISTRY, out)
+    assert run.fire_timer(timer, now or timer.fire_at, out)
     return out
 
 
@@ -226,10 +226,10 @@ def test_start_to_close_timeout_retries_then_surfaces_as_activity_error() -> Non
     assert kinds(out) == ["ActivityAttemptFailed"]
     retry = out.timers[0]
     out = Effects()
-    run.fire_timer(retry, retry.fire_at, REGISTRY, out)
+    run.fire_timer(retry, retry.fire_at, out)
     assert kinds(out) == ["ActivityRetried"] and out.tasks[0][1].attempt == 2
     # the timed-out attempt's late result is dropped
-    assert not run.complete_activity(1, 1, conv.to_payload("late"), 9000, REGISTRY, Effects())
+    assert not run.complete_activity(1, 1, conv.to_payload("late"), 9000, Effects())
     out = fire_derived(run, out, TimerKind.ACTIVITY_START_TO_CLOSE)
     assert kinds(out) == ["ActivityFailed", "WorkflowCompleted"]
     assert conv.from_payload(run.result) == "timeout:start_to_close"
@@ -254,7 +254,7 @@ def test_a_started_attempt_is_timed_from_its_start() -> None:
     stc = next(t for t in out.derived_timers if t.kind is TimerKind.ACTIVITY_START_TO_CLOSE)
     assert stc.fire_at == 6500
     stale = next(t for t in fx.derived_timers if t.kind is TimerKind.ACTIVITY_SCHEDULE_TO_START)
-    assert not run.fire_timer(stale, stale.fire_at, REGISTRY, Effects())
+    assert not run.fire_timer(stale, stale.fire_at, Effects())
 
 
 def test_heartbeats_push_the_heartbeat_deadline_and_a_silent_attempt_times_out() -> None:
@@ -264,7 +264,7 @@ def test_heartbeats_push_the_heartbeat_deadline_and_a_silent_attempt_times_out()
     out = Effects()
     assert not run.heartbeat_activity(1, 1, conv.to_payloads([{"page": 7}]), 2500, out)
     assert kinds(out) == ["ActivityHeartbeatRecorded"]
-    assert not run.fire_timer(first, 3000, REGISTRY, Effects())  # stale: a newer heartbeat
+    assert not run.fire_timer(first, 3000, Effects())  # stale: a newer heartbeat
     out2 = fire_derived(run, out, TimerKind.ACTIVITY_HEARTBEAT)  # 4500, nothing since
     assert conv.from_payload(run.result) == "timeout:heartbeat"
     assert kinds(out2)[0] == "ActivityFailed"
@@ -274,9 +274,9 @@ def test_heartbeat_details_go_to_the_next_attempt() -> None:
     run, _fx = start(Timeouts, "start_to_close")
     run.heartbeat_activity(1, 1, conv.to_payloads([{"page": 7}]), 1500, Effects())
     out = Effects()
-    run.fail_activity(1, 1, Failure("worker died", "ConnectionError"), 1600, REGISTRY, out)
+    run.fail_activity(1, 1, Failure("worker died", "ConnectionError"), 1600, out)
     retry = Effects()
-    run.fire_timer(out.timers[0], out.timers[0].fire_at, REGISTRY, retry)
+    run.fire_timer(out.timers[0], out.timers[0].fire_at, retry)
     task = retry.tasks[0][1]
     assert task.attempt == 2 and conv.from_payloads(task.heartbeat_details) == [{"page": 7}]
 
@@ -291,7 +291,7 @@ def test_schedule_to_close_covers_every_attempt() -> None:
 def test_derived_timers_are_recomputed_after_a_restore() -> None:
     run, _ = start(Timeouts, "heartbeat")
     run.heartbeat_activity(1, 1, [], 2500, Effects())
-    restored = Run("wf", "r1", 0)
+    restored = Run("wf", "r1", 0, REGISTRY)
     for e in run.events:
         restored.apply(e)
     deadlines = {t.kind: t.fire_at for t in restored.derived_timers()}
@@ -302,7 +302,7 @@ def test_derived_timers_are_recomputed_after_a_restore() -> None:
 def test_a_timer_of_another_run_is_stale() -> None:
     run, _ = start(Sleepy)
     other = Timer("wf", "r0", TimerKind.USER_TIMER, 1, 0, 5)
-    assert not run.fire_timer(other, 61000, REGISTRY, Effects())
+    assert not run.fire_timer(other, 61000, Effects())
 
 
 @workflow.defn
@@ -323,16 +323,16 @@ CANCEL_TYPES = Registry([CancelTypes], [work])
 
 
 def start_types(how: str) -> Run:
-    run, fx = Run("wf", "r1", 0), Effects()
+    run, fx = Run("wf", "r1", 0, CANCEL_TYPES), Effects()
     started = WorkflowStarted("CancelTypes", "q", conv.to_payloads([how]), "c")
-    run.start(started, 1000, CANCEL_TYPES, fx)
+    run.start(started, 1000, fx)
     return run
 
 
 def test_abandon_stops_waiting_without_asking_the_activity_to_stop() -> None:
     run = start_types("abandon")
     fx = Effects()
-    run.cancel("", 2000, CANCEL_TYPES, fx)
+    run.cancel("", 2000, fx)
     assert kinds(fx) == ["WorkflowCancelRequested", "WorkflowCompleted"]
     assert conv.from_payload(run.result) == "stopped waiting (abandon)"
 
@@ -342,23 +342,23 @@ def test_abandon_stops_waiting_without_asking_the_activity_to_stop() -> None:
 def test_wait_cancellation_completed_waits_until_the_activity_stopped(kind: str) -> None:
     run = start_types("wait_cancellation_completed")
     fx = Effects()
-    run.cancel("", 2000, CANCEL_TYPES, fx)
+    run.cancel("", 2000, fx)
     assert kinds(fx) == ["WorkflowCancelRequested", "ActivityCancelRequested"]
     assert run.status is RunStatus.RUNNING  # still waiting for the activity
     fx = Effects()
     canceled = Failure("stopped", "CancelledError", kind=kind, non_retryable=True)
-    assert run.fail_activity(1, 1, canceled, 3000, CANCEL_TYPES, fx)
+    assert run.fail_activity(1, 1, canceled, 3000, fx)
     assert kinds(fx) == ["ActivityCanceled", "WorkflowCompleted"]
     assert conv.from_payload(run.result) == "stopped waiting (wait_cancellation_completed)"
-    copy = Run("wf", "r1", 0)
+    copy = Run("wf", "r1", 0, CANCEL_TYPES)
     for e in run.events:
         copy.apply(e)
     copy.status = RunStatus.RUNNING
-    copy._replay(CANCEL_TYPES)
+    copy.replay()
 
 
 def test_try_cancel_stops_waiting_at_once_and_asks_the_activity_to_stop() -> None:
     run = start_types("try_cancel")
     fx = Effects()
-    run.cancel("", 2000, CANCEL_TYPES, fx)
+    run.cancel("", 2000, fx)
     assert kinds(fx) == ["WorkflowCancelRequested", "ActivityCancelRequested", "WorkflowCompleted"]

@@ -60,8 +60,8 @@ ACTS = [charge, charge_with_fee]
 
 def start(cls: type, run_id: str = "r") -> tuple[Run, Registry]:
     reg = Registry([cls], ACTS)
-    run = Run("fee-1", run_id, 0)
-    run.start(WorkflowStarted("Fee", "q", conv.to_payloads([5]), "c"), 1000, reg, Effects())
+    run = Run("fee-1", run_id, 0, reg)
+    run.start(WorkflowStarted("Fee", "q", conv.to_payloads([5]), "c"), 1000, Effects())
     return run, reg
 
 
@@ -82,23 +82,23 @@ def test_a_run_started_on_old_code_keeps_the_old_branch_under_new_code() -> None
     old, _ = start(FeeV1)
     assert Replayer([FeeV2]).replay(list(old.events)).ok
     # the run goes on under V2: replayed first, then live; it stays on the old branch
-    restored = Run("fee-1", "r", 0)
+    v2 = Registry([FeeV2], ACTS)
+    restored = Run("fee-1", "r", 0, v2)
     for e in old.events:
         restored.apply(e)
-    v2 = Registry([FeeV2], ACTS)
-    restored.complete_activity(1, 1, conv.to_payload("charged 5"), 2000, v2, Effects())
+    restored.complete_activity(1, 1, conv.to_payload("charged 5"), 2000, Effects())
     assert conv.from_payload(restored.result) == "charged 5"
     assert "MarkerRecorded(fee, deprecated=False)" not in shape(restored)
 
 
 def test_a_new_run_takes_the_new_branch_and_records_a_marker() -> None:
-    new, reg = start(FeeV2)
+    new, _ = start(FeeV2)
     assert shape(new) == [
         "WorkflowStarted",
         "MarkerRecorded(fee, deprecated=False)",
         "ActivityScheduled(charge_with_fee)",
     ]
-    new.complete_activity(1, 1, conv.to_payload("charged 5 + fee"), 2000, reg, Effects())
+    new.complete_activity(1, 1, conv.to_payload("charged 5 + fee"), 2000, Effects())
     history = list(new.events)
     assert Replayer([FeeV2]).replay(history).ok
     assert not Replayer([FeeV1]).replay(history).ok  # the old code cannot run it
@@ -120,7 +120,7 @@ def test_patched_is_answered_once_per_run() -> None:
             return [workflow.patched("p"), workflow.patched("p")]
 
     reg = Registry([Twice], [])
-    run = Run("t", "r", 0)
-    run.start(WorkflowStarted("Twice", "q", [], "c"), 1000, reg, Effects())
+    run = Run("t", "r", 0, reg)
+    run.start(WorkflowStarted("Twice", "q", [], "c"), 1000, Effects())
     assert conv.from_payload(run.result) == [True, True]
     assert shape(run).count("MarkerRecorded(p, deprecated=False)") == 1
