@@ -168,6 +168,7 @@ def shape(value: Any, hint: Any) -> Any:
         return hint(**kwargs)
     return value
 
+
 # Kafka's default broker limit (message.max.bytes) is about 1 MiB; stay under it with headroom
 # for the Avro envelope and headers.
 DEFAULT_MAX_PAYLOAD_BYTES = 900 * 1024

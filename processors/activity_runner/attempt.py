@@ -71,4 +71,3 @@ class RunningActivity:
         self._canceled.set()
         if self.future is not None and self.is_async:
             self.future.cancel()
-

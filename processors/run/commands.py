@@ -57,6 +57,7 @@ from streams.wire.records import (
     NotFound,
     QueryResult,
     Rejected,
+    RejectionCode,
     ReplyBody,
     RunDescription,
     RunStatus,
@@ -175,7 +176,7 @@ def on_start_workflow(
                 run.signal(body.start_signal, body.start_signal_args, now, out.effects(run))
         else:
             reply = StartRejected(
-                "already_started",
+                RejectionCode.ALREADY_STARTED,
                 f"workflow {command.workflow_id!r} is already running (run {run.run_id})",
                 run.run_id,
             )
@@ -187,7 +188,7 @@ def on_start_workflow(
         )
     ):
         reply = StartRejected(
-            "already_started",
+            RejectionCode.ALREADY_STARTED,
             f"workflow {command.workflow_id!r} already "
             f"ran (run {run.run_id}, {run.status.value}) and its ID reuse "
             f"policy is {body.id_reuse_policy}",
@@ -269,7 +270,7 @@ def _not_running(run: Run | None, workflow_id: str, what: str) -> ReplyBody | No
         return not_found(workflow_id)
     if run.closed:
         return Rejected(
-            "not_running",
+            RejectionCode.NOT_RUNNING,
             f"cannot {what} workflow {workflow_id!r}: its run "
             f"{run.run_id} already closed ({run.status.value})",
         )
@@ -286,7 +287,7 @@ def on_signal_workflow(
     try:
         find_handler(run.registry.workflow(run.workflow_type), "signal", body.signal_name)
     except (UnknownHandlerError, UnknownWorkflowError) as e:
-        out.reply(body.reply_to, command.command_id, Rejected("unknown_signal", str(e)))
+        out.reply(body.reply_to, command.command_id, Rejected(RejectionCode.UNKNOWN_SIGNAL, str(e)))
         return
     run.signal(body.signal_name, body.args, now, out.effects(run))
     out.reply(body.reply_to, command.command_id, _describe(run, runs))
@@ -301,12 +302,13 @@ def on_query_workflow(command: Command, body: QueryWorkflow, run: Run | None, ou
         try:
             reply = QueryResult(run.live_instance().query(body.query_name, body.args))
         except (UnknownHandlerError, UnknownWorkflowError) as e:
-            reply = Rejected("unknown_query", str(e))
+            reply = Rejected(RejectionCode.UNKNOWN_QUERY, str(e))
         except (QueryError, NonDeterminismError) as e:
-            reply = Rejected("query_failed", str(e))
+            reply = Rejected(RejectionCode.QUERY_FAILED, str(e))
         except Exception as e:  # the handler's own error goes back to the caller
             reply = Rejected(
-                "query_failed", f"query {body.query_name!r} raised {type(e).__name__}: {e}"
+                RejectionCode.QUERY_FAILED,
+                f"query {body.query_name!r} raised {type(e).__name__}: {e}",
             )
     out.reply(body.reply_to, command.command_id, reply)
 
@@ -324,10 +326,10 @@ def on_update_workflow(
     try:
         run.live_instance().validate_update(body.update_name, body.args)
     except (UnknownHandlerError, UnknownWorkflowError) as e:
-        out.reply(body.reply_to, command.command_id, Rejected("unknown_update", str(e)))
+        out.reply(body.reply_to, command.command_id, Rejected(RejectionCode.UNKNOWN_UPDATE, str(e)))
         return
     except (QueryError, NonDeterminismError) as e:
-        out.reply(body.reply_to, command.command_id, Rejected("update_failed", str(e)))
+        out.reply(body.reply_to, command.command_id, Rejected(RejectionCode.UPDATE_FAILED, str(e)))
         return
     except Exception as e:  # the validator said no
         failure = to_failure(e, run.registry.converter)
@@ -451,7 +453,7 @@ def on_reset_workflow(
     else:
         reason = reset_refusal(run, body.to_event)
         if reason is not None:
-            reply = Rejected("invalid_argument", reason)
+            reply = Rejected(RejectionCode.INVALID_ARGUMENT, reason)
         else:
             reply = _describe(_reset(run, body, runs, now, out), runs)
     out.reply(body.reply_to, command.command_id, reply)
@@ -487,7 +489,8 @@ def on_control_activity(
         point = scheduled_before(run, body.activity_id)
         if point is None:
             reply = Rejected(
-                "not_found", f"run {run.run_id} never scheduled activity {body.activity_id}"
+                RejectionCode.NOT_FOUND,
+                f"run {run.run_id} never scheduled activity {body.activity_id}",
             )
         else:
             new_run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"everflow:{command.command_id}"))
@@ -510,10 +513,10 @@ def on_unblock_workflow(
     if run is None:
         reply = not_found(command.workflow_id)
     elif run.blocked is None or run.closed:
-        reply = Rejected("not_blocked", f"workflow {run.workflow_id!r} is not blocked")
+        reply = Rejected(RejectionCode.NOT_BLOCKED, f"workflow {run.workflow_id!r} is not blocked")
     elif not run.try_unblock(now, out.effects(run)):
         reply = Rejected(
-            "still_blocked",
+            RejectionCode.STILL_BLOCKED,
             f"workflow {run.workflow_id!r} still does not replay with the code deployed "
             f"now: {run.blocked.message if run.blocked else ''}",
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 from processors.run.effects import Effects
 from processors.run.state import Run
 from streams.wire.events import ActivityScheduled
-from streams.wire.records import Rejected
+from streams.wire.records import Rejected, RejectionCode
 
 ACTIONS = ("retry", "pause", "unpause")
 
@@ -26,13 +26,15 @@ def control_activity(
 ) -> Rejected | None:
     """An operator's pause, unpause or retry of one open activity; why not, if refused."""
     if action not in ACTIONS:
-        return Rejected("invalid_argument", f"unknown action {action!r}; use one of {ACTIONS}")
+        return Rejected(
+            RejectionCode.INVALID_ARGUMENT, f"unknown action {action!r}; use one of {ACTIONS}"
+        )
     activities = run.activities
     state = activities.open.get(activity_id)
     if run.closed or state is None:
         open_ids = sorted(activities.open) if not run.closed else []
         return Rejected(
-            "not_found",
+            RejectionCode.NOT_FOUND,
             f"workflow {run.workflow_id!r} run {run.run_id} has no open activity "
             f"{activity_id} (open: {open_ids or 'none'}); an activity whose failure "
             "reached the workflow runs again only after `everflow workflow reset`",

@@ -219,7 +219,10 @@ def test_unreadable_activity_task_is_dead_lettered_and_the_runner_keeps_going(
     producer = kafka.producer(config)
     partition = kafka.partition_for("garbled", config.partitions)
     producer.produce(
-        topics.tasks(QUEUE), b"not an activity task", b"garbled", partition=partition,
+        topics.tasks(QUEUE),
+        b"not an activity task",
+        b"garbled",
+        partition=partition,
         headers=[("trace", b"t-1")],
     )
     producer.flush(10)

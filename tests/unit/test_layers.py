@@ -104,9 +104,7 @@ def _broken_rule(i: Import) -> str | None:
             return "only the composition roots (worker, replayer, cli) may import the engine"
         if not i.top:
             return "a composition root imports the engine at module top, not in a function"
-    if within(i.module, ("processors.run", "processors.workflow_code")) and within(
-        i.target, KAFKA
-    ):
+    if within(i.module, ("processors.run", "processors.workflow_code")) and within(i.target, KAFKA):
         return "the run core and the workflow code stay free of Kafka"
     if within(i.module, "processors.workflow_code") and within(i.target, "processors.run"):
         return "the run core drives the workflow code, never the reverse"
