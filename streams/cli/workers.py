@@ -88,17 +88,12 @@ def workers_view(config: KafkaConfig, timeout: float = 15.0) -> WorkersView:
         if gid.startswith(activity_prefix):
             wanted[gid] = topics.tasks(gid[len(activity_prefix) :])
     groups = []
-    described = admin.describe_consumer_groups(list(wanted), request_timeout=timeout)
     reader = kafka.consumer(config)
     try:
-        for gid, future in described.items():
-            try:
-                desc = future.result(timeout)
-            except Exception as e:  # a group that does not exist (yet)
-                err = e.args[0] if e.args else None
-                if isinstance(err, KafkaError) and err.code() == KafkaError.GROUP_ID_NOT_FOUND:
-                    continue
-                raise BrokerError(f"cannot describe consumer group {gid}: {e}") from e
+        for gid in wanted:
+            desc = describe_group(admin, gid, timeout)
+            if desc is None:  # a group that does not exist (yet)
+                continue
             group = Group(gid, wanted[gid], str(desc.state.name).lower())
             for m in desc.members:
                 parts = sorted(
@@ -115,6 +110,35 @@ def workers_view(config: KafkaConfig, timeout: float = 15.0) -> WorkersView:
         reader.close()
     statuses = _statuses(config, topics.workers)
     return WorkersView(groups, statuses)
+
+
+# a coordinator that is loading, moving or not elected yet (a fresh or restarted broker)
+_TRANSIENT = {
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError._TIMED_OUT,
+    KafkaError.REQUEST_TIMED_OUT,
+}
+
+
+def describe_group(admin: Any, group_id: str, timeout: float) -> Any:
+    """The group's description; None if it does not exist. Asks again while its coordinator
+    is transiently unavailable, up to `timeout` seconds in all."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = max(0.5, deadline - time.monotonic())
+        future = admin.describe_consumer_groups([group_id], request_timeout=remaining)[group_id]
+        try:
+            return future.result(remaining)
+        except Exception as e:
+            err = e.args[0] if e.args else None
+            code = err.code() if isinstance(err, KafkaError) else None
+            if code == KafkaError.GROUP_ID_NOT_FOUND:
+                return None
+            if code not in _TRANSIENT or time.monotonic() >= deadline:
+                raise BrokerError(f"cannot describe consumer group {group_id}: {e}") from e
+            time.sleep(0.2)
 
 
 def _lag(admin: Any, reader: Any, group_id: str, topic: str, timeout: float) -> dict[int, int]:
