@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic
 
+from processors.workflow_processor.stats import Timing
 from processors.workflow_processor.transactions import Transactions
 from streams import kafka
 from streams.kafka.config import KafkaConfig
@@ -36,7 +37,7 @@ def test_commit_thread_applies_reports_on_settle_and_a_fenced_commit_writes_noth
     txn_id = f"{topic_prefix}wp-test"
     producer = kafka.transactional_producer(config, txn_id)
     producer.init_transactions(30)
-    transactions: Transactions[str] = Transactions(producer, {"commit": 0.0, "settle": 0.0})
+    transactions: Transactions[str] = Transactions(producer, Timing())
     applied: list[tuple[str, Any]] = []
 
     def report(err: Any, msg: Any) -> None:
