@@ -1,6 +1,16 @@
 """Everflow: durable workflows on Apache Kafka.
 
-from streams import workflow, activity, Client, Worker, RetryPolicy
+    from streams import workflow, activity, Client, Worker, RetryPolicy
+
+This package is what users import: the workflow and activity APIs, the client, the worker
+and the replayer, retry policies, the data converter, option enums and every error (all in
+`__all__`, pinned by tests/unit/test_sdk.py). Beside them: `wire/` (the records on the
+topics), `kafka/` (Kafka I/O), `cli/` (`everflow`), `dev/` (a local broker), `settings`
+(worker settings from the environment) and `_runtime` (the seam the engine implements).
+
+May import: its own modules. Only the composition roots (`worker`, `replayer`, `cli/`)
+import the engine (`processors`); `Worker`, `Replayer` and `ReplayResult` are loaded on first
+use, so importing `streams` never loads the engine.
 """
 
 import importlib
