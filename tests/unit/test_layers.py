@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,3 +238,17 @@ def test_a_cycle_is_found() -> None:
         Import("streams.d", "streams.a", 1, False),  # in a function: not an edge
     ]
     assert cycles(imports) == [["streams.a", "streams.b", "streams.c"]]
+
+
+def test_importing_streams_loads_no_engine_until_a_worker_is_asked_for() -> None:
+    probe = (
+        "import sys, streams\n"
+        "engine = lambda: sorted(m for m in sys.modules if m.split('.')[0] == 'processors')\n"
+        "before = engine()\n"
+        "streams.Worker\n"
+        "print(before, bool(engine()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["[]", "True"], out.stdout + out.stderr
