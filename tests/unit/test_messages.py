@@ -101,24 +101,26 @@ def test_queries_read_state_without_recording_and_work_after_a_restore() -> None
     run = start(Subscription)
     run.signal("cancel_subscription", [], 3000, Effects())
     events_before = len(run.events)
-    assert conv.from_payload(run.live_instance().query("current_status", [])) == "cancelling"
+    status = run.live_instance().handlers.query("current_status", [])
+    assert conv.from_payload(status) == "cancelling"
     assert len(run.events) == events_before
     restored = Run("sub-1", "r1", 0, REG)
     for e in run.events:
         restored.apply(e)
-    assert conv.from_payload(restored.live_instance().query("current_status", [])) == ("cancelling")
+    status = restored.live_instance().handlers.query("current_status", [])
+    assert conv.from_payload(status) == "cancelling"
 
 
 def test_unknown_query_lists_the_known_ones() -> None:
     run = start(Subscription)
     with pytest.raises(UnknownHandlerError, match=r"no query 'nope' \(known: current_status\)"):
-        run.live_instance().query("nope", [])
+        run.live_instance().handlers.query("nope", [])
 
 
 def test_update_validator_rejects_without_trace_and_accepted_update_replies() -> None:
     run = start(Subscription)
     with pytest.raises(ApplicationError, match="no such plan"):
-        run.live_instance().validate_update("set_plan", conv.to_payloads(["gold"]))
+        run.live_instance().handlers.validate_update("set_plan", conv.to_payloads(["gold"]))
     fx = Effects()
     run.accept_update("u1", "set_plan", conv.to_payloads(["pro"]), "client-1", "req-1", 2000, fx)
     assert kinds(fx) == ["UpdateAccepted", "UpdateCompleted"]
