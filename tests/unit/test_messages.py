@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from processors.run.state import Effects, Run
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.batch import Batch
 from processors.workflow_processor.run_cache import CacheSettings, PartitionRuns
-from streams import ApplicationError, UnknownHandlerError, activity, workflow
+from streams import ApplicationError, QueryError, UnknownHandlerError, activity, workflow
 from streams.payload import DataConverter
 from streams.settings import RunLimits
 from streams.wire.events import WorkflowStarted
@@ -127,6 +128,69 @@ def test_update_validator_rejects_without_trace_and_accepted_update_replies() ->
     (reply,) = fx.replies
     assert (reply.client_id, reply.request_id) == ("client-1", "req-1")
     assert conv.from_payload(reply.body.result) == "now on pro"  # type: ignore[union-attr]
+
+
+@workflow.defn
+class Gate:
+    def __init__(self) -> None:
+        self.opened = False
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.opened)
+        return "open"
+
+    @workflow.signal
+    def poke(self) -> None:
+        pass
+
+    @workflow.signal
+    async def jam(self, why: str) -> None:
+        if why == "on purpose":
+            raise ApplicationError("jammed on purpose")
+        raise ValueError("jammed by a bug")
+
+    @workflow.query
+    def peek(self) -> bool:
+        asyncio.get_running_loop().call_later(5, lambda: None)  # a durable timer: not allowed
+        return self.opened
+
+
+GATE = Registry([Gate], [])
+
+
+def start_gate() -> Run:
+    run = Run("gate-1", "r1", 0, GATE)
+    run.start(WorkflowStarted("Gate", "q", [], "c"), 1000, Effects())
+    return run
+
+
+def test_a_query_that_schedules_work_is_refused_and_the_run_goes_on() -> None:
+    run = start_gate()
+    events_before = len(run.events)
+    with pytest.raises(QueryError, match=r"query 'peek' tried to schedule work; it may only read"):
+        run.live_instance().handlers.query("peek", [])
+    assert len(run.events) == events_before
+    fx = Effects()
+    run.signal("poke", [], 2000, fx)
+    assert kinds(fx) == ["SignalReceived"]  # the run goes on
+
+
+def test_an_async_signal_handler_failing_on_purpose_fails_the_run() -> None:
+    run = start_gate()
+    fx = Effects()
+    run.signal("jam", conv.to_payloads(["on purpose"]), 2000, fx)
+    assert kinds(fx) == ["SignalReceived", "WorkflowFailed"]
+    assert run.status is RunStatus.FAILED
+
+
+def test_an_async_signal_handler_with_a_bug_blocks_the_run() -> None:
+    run = start_gate()
+    fx = Effects()
+    run.signal("jam", conv.to_payloads(["by accident"]), 2000, fx)
+    assert kinds(fx) == ["SignalReceived", "WorkflowBlocked"]
+    assert run.status is RunStatus.RUNNING
+    assert "jammed by a bug" in run.blocked.message  # type: ignore[union-attr]
 
 
 def test_continue_as_new_closes_the_run_and_starts_the_next_with_fresh_history() -> None:
