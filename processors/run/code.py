@@ -29,11 +29,11 @@ def load_code(
         registry.converter,
         guard=registry.determinism_guard,
         max_payload_bytes=registry.max_payload_bytes,
+        recorded_patches={
+            e.attributes.patch_id for e in events if isinstance(e.attributes, MarkerRecorded)
+        },
     )
     instance.suggest_continue_as_new_after = registry.suggest_continue_as_new_after
-    instance.recorded_patches = {
-        e.attributes.patch_id for e in events if isinstance(e.attributes, MarkerRecorded)
-    }
     return instance
 
 

@@ -300,7 +300,7 @@ def on_query_workflow(command: Command, body: QueryWorkflow, run: Run | None, ou
         reply = not_found(command.workflow_id)
     else:
         try:
-            reply = QueryResult(run.live_instance().query(body.query_name, body.args))
+            reply = QueryResult(run.live_instance().handlers.query(body.query_name, body.args))
         except (UnknownHandlerError, UnknownWorkflowError) as e:
             reply = Rejected(RejectionCode.UNKNOWN_QUERY, str(e))
         except (QueryError, NonDeterminismError) as e:
@@ -324,7 +324,7 @@ def on_update_workflow(
     if body.update_id in run.updates:
         return  # already accepted; its outcome will be replied
     try:
-        run.live_instance().validate_update(body.update_name, body.args)
+        run.live_instance().handlers.validate_update(body.update_name, body.args)
     except (UnknownHandlerError, UnknownWorkflowError) as e:
         out.reply(body.reply_to, command.command_id, Rejected(RejectionCode.UNKNOWN_UPDATE, str(e)))
         return

@@ -1,4 +1,4 @@
-"""Messages into a running workflow: signals, queries and updates (a WorkflowInstance mixin).
+"""Messages into a running workflow: signals, queries and updates.
 
 Signals and accepted updates are history events, delivered to their handlers in order like
 any other event; an update's outcome becomes an UpdateCompleted event and a reply. Queries
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,84 +47,97 @@ def find_handler(definition: WorkflowDefinition, kind: str, name: str) -> Handle
     return handler
 
 
+# calls the function against the run's state; returns what it returns, or raises
+# QueryError naming `what` if the call issued decisions (which are discarded)
+ReadOnlyCall = Callable[[str, Callable[[], Any]], Any]
+
+
 class MessageHandlers:
-    """Signal, query and update delivery for WorkflowInstance."""
+    """One run's signal, query and update handlers, called on its workflow object.
 
-    definition: WorkflowDefinition
-    converter: DataConverter
-    loop: Any  # the instance's WorkflowEventLoop
-    _obj: Any
-    _decisions: list[Any]
-    _handler_failure: BaseException | None
+    `record` takes an update's outcome as the run's next decision; `read_only` runs a query
+    or validator so that it records nothing. Before `bind()` no code has started: queries
+    are refused and validators skipped.
+    """
 
-    def _deliver_signal(self, name: str, args: list[Payload]) -> None:
-        handler = self.definition.signals.get(name)
+    def __init__(
+        self,
+        definition: WorkflowDefinition,
+        converter: DataConverter,
+        loop: asyncio.AbstractEventLoop,
+        record: Callable[[CompleteUpdate], None],
+        read_only: ReadOnlyCall,
+    ) -> None:
+        self._definition = definition
+        self._converter = converter
+        self._loop = loop
+        self._record = record
+        self._read_only = read_only
+        self._obj: Any = None
+        # the first error an async signal handler raised, for the instance to take
+        self.failure: BaseException | None = None
+
+    def bind(self, obj: Any) -> None:
+        """Sets the workflow object whose methods handle messages (its run has started)."""
+        self._obj = obj
+
+    def deliver_signal(self, name: str, args: list[Payload]) -> None:
+        """Runs the signal's handler (an async one as a task on the run's loop)."""
+        handler = self._definition.signals.get(name)
         if handler is None:  # checked when the signal was sent; a code change removed it
-            log.warning("workflow %s has no signal %r; dropped", self.definition.name, name)
+            log.warning("workflow %s has no signal %r; dropped", self._definition.name, name)
             return
-        values = self.converter.from_payloads(args, handler.arg_types)
+        values = self._converter.from_payloads(args, handler.arg_types)
         outcome = getattr(self._obj, handler.method)(*values)
         if handler.is_async:
-            task = self.loop.create_task(outcome, name=f"signal-{name}")
+            task = self._loop.create_task(outcome, name=f"signal-{name}")
             task.add_done_callback(self._on_handler_done)
 
     def _on_handler_done(self, task: asyncio.Task[Any]) -> None:
-        if not task.cancelled() and task.exception() is not None and self._handler_failure is None:
-            self._handler_failure = task.exception()
+        if not task.cancelled() and task.exception() is not None and self.failure is None:
+            self.failure = task.exception()
 
-    def _accept_update(self, update_id: str, name: str, args: list[Payload]) -> None:
-        handler = find_handler(self.definition, "update", name)
-        values = self.converter.from_payloads(args, handler.arg_types)
+    def accept_update(self, update_id: str, name: str, args: list[Payload]) -> None:
+        """Starts the update's handler; its outcome is recorded when it finishes."""
+        handler = find_handler(self._definition, "update", name)
+        values = self._converter.from_payloads(args, handler.arg_types)
 
         async def run_handler() -> Any:
             outcome = getattr(self._obj, handler.method)(*values)
             return await outcome if handler.is_async else outcome
 
-        task = self.loop.create_task(run_handler(), name=f"update-{update_id}")
+        task = self._loop.create_task(run_handler(), name=f"update-{update_id}")
         task.add_done_callback(lambda t: self._on_update_done(update_id, t))
 
     def _on_update_done(self, update_id: str, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
             failure = Failure("the update was canceled", "CancelledError", kind="canceled")
-            self._decisions.append(CompleteUpdate(update_id, None, failure))
+            self._record(CompleteUpdate(update_id, None, failure))
             return
         error = task.exception()
         if error is None:
-            result = self.converter.to_payload(task.result())
-            self._decisions.append(CompleteUpdate(update_id, result, None))
+            result = self._converter.to_payload(task.result())
+            self._record(CompleteUpdate(update_id, result, None))
         else:
-            self._decisions.append(
-                CompleteUpdate(update_id, None, to_failure(error, self.converter))
-            )
+            self._record(CompleteUpdate(update_id, None, to_failure(error, self._converter)))
 
-    def _read_only(
+    def _call(
         self, kind: str, name: str, method: str, args: list[Payload], arg_types: tuple[Any, ...]
     ) -> Any:
-        """Calls a query or validator against the current state, recording nothing."""
-        values = self.converter.from_payloads(args, arg_types)
-        before = len(self._decisions)
-        previous = asyncio.events._get_running_loop()
-        asyncio.events._set_running_loop(self.loop)
-        try:
-            with self._guarded():  # type: ignore[attr-defined]
-                result = getattr(self._obj, method)(*values)
-        finally:
-            asyncio.events._set_running_loop(previous)
-        if len(self._decisions) != before:
-            del self._decisions[before:]
-            raise QueryError(f"{kind} {name!r} tried to schedule work; it may only read state")
-        return result
+        values = self._converter.from_payloads(args, arg_types)
+        obj = self._obj
+        return self._read_only(f"{kind} {name!r}", lambda: getattr(obj, method)(*values))
 
     def query(self, name: str, args: list[Payload]) -> Payload:
         """Runs a query handler; raises UnknownHandlerError, QueryError or its own error."""
-        handler = find_handler(self.definition, "query", name)
+        handler = find_handler(self._definition, "query", name)
         if self._obj is None:
             raise QueryError(f"query {name!r}: the run has not started its code yet")
-        result = self._read_only("query", name, handler.method, args, handler.arg_types)
-        return self.converter.to_payload(result)
+        result = self._call("query", name, handler.method, args, handler.arg_types)
+        return self._converter.to_payload(result)
 
     def validate_update(self, name: str, args: list[Payload]) -> None:
         """Runs the update's validator, if any; raises what it raises to reject the update."""
-        handler = find_handler(self.definition, "update", name)
+        handler = find_handler(self._definition, "update", name)
         if handler.validator is not None and self._obj is not None:
-            self._read_only("validator", name, handler.validator, args, handler.arg_types)
+            self._call("validator", name, handler.validator, args, handler.arg_types)

@@ -9,11 +9,12 @@ recorded events fed again, and `processors.run.state` checks the decisions match
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, assert_never
@@ -33,6 +34,7 @@ from streams.errors import (
     ChildWorkflowError,
     FailureError,
     PayloadTooLargeError,
+    QueryError,
 )
 from streams.failures import from_failure, to_failure
 from streams.options import ActivityCancellationType
@@ -164,8 +166,12 @@ class Step:
     blocked: Failure | None = None
 
 
-class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
-    """One run's code and everything it waits on."""
+class WorkflowInstance(WorkflowRuntime):
+    """One run's code and everything it waits on.
+
+    `handlers` delivers the run's signals and updates and answers its queries; `patches`
+    answers `workflow.patched()`. Both record their decisions through the instance.
+    """
 
     def __init__(
         self,
@@ -177,6 +183,7 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         converter: DataConverter,
         guard: bool = True,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        recorded_patches: Collection[str] = (),
     ) -> None:
         self.definition = definition
         self.converter = UnguardedConverter(converter) if guard else converter
@@ -199,22 +206,22 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
         self._next_activity = 1
         self._next_timer = 1
         self._canceled_timers: set[int] = set()
-        self._obj: Any = None
         self._children: dict[
             int, tuple[asyncio.Future[str], asyncio.Future[Any], ChildOptions]
         ] = {}
         self._next_child = 1
-        self._handler_failure: BaseException | None = None
         self.history_length = 1
         self.suggest_continue_as_new_after = 10_000
         self._given_up: set[int] = set()
         self._decisions: list[Decision] = []
         self._replaying = False
-        self._location = _user_location
-        self._init_patches()
+        self.patches = Patches(recorded_patches, self._record, _user_location)
         self._guard = DeterminismGuard() if guard else None
         self._logger = logging.LoggerAdapter(logging.getLogger("everflow.workflow"), {})
         self.loop = WorkflowEventLoop(self, self)  # type: ignore[abstract]
+        self.handlers = MessageHandlers(
+            definition, self.converter, self.loop, self._record, self._call_read_only
+        )
         self._main: asyncio.Task[Any] | None = None
         self.closed = False
 
@@ -237,8 +244,9 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
             step.blocked = to_failure(e, self.converter, kind="workflow")
             return step
         step.decisions = self._decisions
-        if self._handler_failure is not None and not self.closed:
-            error, self._handler_failure = self._handler_failure, None
+        handlers = self.handlers
+        if handlers.failure is not None and not self.closed:
+            error, handlers.failure = handlers.failure, None
             if isinstance(error, FailureError):  # a handler failing on purpose fails the run
                 step.decisions.append(FailRun(to_failure(error, self.converter)))
                 self.closed = True
@@ -263,9 +271,9 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
             case ActivityCanceled():
                 self._resolve_activity(attrs.activity_id, None, None, canceled=True)
             case SignalReceived():
-                self._deliver_signal(attrs.signal_name, attrs.args)
+                self.handlers.deliver_signal(attrs.signal_name, attrs.args)
             case UpdateAccepted():
-                self._accept_update(attrs.update_id, attrs.update_name, attrs.args)
+                self.handlers.accept_update(attrs.update_id, attrs.update_name, attrs.args)
             case ChildWorkflowStarted():
                 self._child_started(attrs.seq, attrs.run_id)
             case ChildWorkflowStartFailed():
@@ -307,10 +315,26 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
 
     def _guarded(self) -> Any:
         if self._guard is None:
-            import contextlib
-
             return contextlib.nullcontext(None)
         return self._guard
+
+    def _record(self, decision: Decision) -> None:
+        self._decisions.append(decision)
+
+    def _call_read_only(self, what: str, call: Callable[[], Any]) -> Any:
+        """Calls a query or validator against the current state, recording nothing."""
+        before = len(self._decisions)
+        previous = asyncio.events._get_running_loop()
+        asyncio.events._set_running_loop(self.loop)
+        try:
+            with self._guarded():
+                result = call()
+        finally:
+            asyncio.events._set_running_loop(previous)
+        if len(self._decisions) != before:
+            del self._decisions[before:]
+            raise QueryError(f"{what} tried to schedule work; it may only read state")
+        return result
 
     def _run_until_idle(self) -> None:
         while True:
@@ -331,7 +355,8 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
 
     def _start_main(self) -> None:
         args = self.converter.from_payloads(self._started.args, self.definition.arg_types)
-        obj = self._obj = self.definition.cls()
+        obj = self.definition.cls()
+        self.handlers.bind(obj)
         method = getattr(obj, self.definition.run_method)
         self._main = self.loop.create_task(method(*args), name="workflow-main")
         self._main.add_done_callback(self._on_main_done)
@@ -439,6 +464,12 @@ class WorkflowInstance(MessageHandlers, Patches, WorkflowRuntime):
 
     def is_replaying(self) -> bool:
         return self._replaying
+
+    def patched(self, patch_id: str) -> bool:
+        return self.patches.patched(patch_id, self._replaying)
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        self.patches.deprecate_patch(patch_id, self._replaying)
 
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
         return self._logger

@@ -1,4 +1,4 @@
-"""Versioning of long-running code (a `processors.workflow_code.instance.WorkflowInstance` mixin).
+"""Versioning of long-running code: `workflow.patched()` and `workflow.deprecate_patch()`.
 
 `workflow.patched("fix")` returns True where the run meets it live, and records a
 `MarkerRecorded("fix")` event there; on replay it returns True only if the run's history
@@ -10,9 +10,8 @@ marker live and accepts histories with or without it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,24 +22,35 @@ class RecordMarker:
 
 
 class Patches:
-    _decisions: list[Any]
-    _replaying: bool
-    _location: Callable[[], str]
+    """One run's patch answers.
 
-    def _init_patches(self) -> None:
-        self.recorded_patches: set[str] = set()  # markers in the run's history (for replay)
-        self._patches: dict[str, bool] = {}
+    `recorded` are the markers in the run's history (what replay may take); `record` takes
+    a marker as the run's next decision; `location` names the user code deciding.
+    """
 
-    def patched(self, patch_id: str) -> bool:
-        if patch_id not in self._patches:
-            take = not self._replaying or patch_id in self.recorded_patches
+    def __init__(
+        self,
+        recorded: Collection[str],
+        record: Callable[[RecordMarker], None],
+        location: Callable[[], str],
+    ) -> None:
+        self._recorded = recorded
+        self._record = record
+        self._location = location
+        self._answers: dict[str, bool] = {}
+
+    def patched(self, patch_id: str, replaying: bool) -> bool:
+        """Whether the run takes the new branch of `patch_id`; the first answer is kept."""
+        if patch_id not in self._answers:
+            take = not replaying or patch_id in self._recorded
             if take:
-                self._decisions.append(RecordMarker(patch_id, False, self._location()))
-            self._patches[patch_id] = take
-        return self._patches[patch_id]
+                self._record(RecordMarker(patch_id, False, self._location()))
+            self._answers[patch_id] = take
+        return self._answers[patch_id]
 
-    def deprecate_patch(self, patch_id: str) -> None:
-        if patch_id not in self._patches:
-            if not self._replaying or patch_id in self.recorded_patches:
-                self._decisions.append(RecordMarker(patch_id, True, self._location()))
-            self._patches[patch_id] = True
+    def deprecate_patch(self, patch_id: str, replaying: bool) -> None:
+        """Records the marker of a patch whose old branch is gone, where the history allows."""
+        if patch_id not in self._answers:
+            if not replaying or patch_id in self._recorded:
+                self._record(RecordMarker(patch_id, True, self._location()))
+            self._answers[patch_id] = True

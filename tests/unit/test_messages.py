@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from processors.run.state import Effects, Run
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.batch import Batch
 from processors.workflow_processor.run_cache import CacheSettings, PartitionRuns
-from streams import ApplicationError, UnknownHandlerError, activity, workflow
+from streams import ApplicationError, QueryError, UnknownHandlerError, activity, workflow
 from streams.payload import DataConverter
 from streams.settings import RunLimits
 from streams.wire.events import WorkflowStarted
@@ -101,30 +102,95 @@ def test_queries_read_state_without_recording_and_work_after_a_restore() -> None
     run = start(Subscription)
     run.signal("cancel_subscription", [], 3000, Effects())
     events_before = len(run.events)
-    assert conv.from_payload(run.live_instance().query("current_status", [])) == "cancelling"
+    status = run.live_instance().handlers.query("current_status", [])
+    assert conv.from_payload(status) == "cancelling"
     assert len(run.events) == events_before
     restored = Run("sub-1", "r1", 0, REG)
     for e in run.events:
         restored.apply(e)
-    assert conv.from_payload(restored.live_instance().query("current_status", [])) == ("cancelling")
+    status = restored.live_instance().handlers.query("current_status", [])
+    assert conv.from_payload(status) == "cancelling"
 
 
 def test_unknown_query_lists_the_known_ones() -> None:
     run = start(Subscription)
     with pytest.raises(UnknownHandlerError, match=r"no query 'nope' \(known: current_status\)"):
-        run.live_instance().query("nope", [])
+        run.live_instance().handlers.query("nope", [])
 
 
 def test_update_validator_rejects_without_trace_and_accepted_update_replies() -> None:
     run = start(Subscription)
     with pytest.raises(ApplicationError, match="no such plan"):
-        run.live_instance().validate_update("set_plan", conv.to_payloads(["gold"]))
+        run.live_instance().handlers.validate_update("set_plan", conv.to_payloads(["gold"]))
     fx = Effects()
     run.accept_update("u1", "set_plan", conv.to_payloads(["pro"]), "client-1", "req-1", 2000, fx)
     assert kinds(fx) == ["UpdateAccepted", "UpdateCompleted"]
     (reply,) = fx.replies
     assert (reply.client_id, reply.request_id) == ("client-1", "req-1")
     assert conv.from_payload(reply.body.result) == "now on pro"  # type: ignore[union-attr]
+
+
+@workflow.defn
+class Gate:
+    def __init__(self) -> None:
+        self.opened = False
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.opened)
+        return "open"
+
+    @workflow.signal
+    def poke(self) -> None:
+        pass
+
+    @workflow.signal
+    async def jam(self, why: str) -> None:
+        if why == "on purpose":
+            raise ApplicationError("jammed on purpose")
+        raise ValueError("jammed by a bug")
+
+    @workflow.query
+    def peek(self) -> bool:
+        asyncio.get_running_loop().call_later(5, lambda: None)  # a durable timer: not allowed
+        return self.opened
+
+
+GATE = Registry([Gate], [])
+
+
+def start_gate() -> Run:
+    run = Run("gate-1", "r1", 0, GATE)
+    run.start(WorkflowStarted("Gate", "q", [], "c"), 1000, Effects())
+    return run
+
+
+def test_a_query_that_schedules_work_is_refused_and_the_run_goes_on() -> None:
+    run = start_gate()
+    events_before = len(run.events)
+    with pytest.raises(QueryError, match=r"query 'peek' tried to schedule work; it may only read"):
+        run.live_instance().handlers.query("peek", [])
+    assert len(run.events) == events_before
+    fx = Effects()
+    run.signal("poke", [], 2000, fx)
+    assert kinds(fx) == ["SignalReceived"]  # the run goes on
+
+
+def test_an_async_signal_handler_failing_on_purpose_fails_the_run() -> None:
+    run = start_gate()
+    fx = Effects()
+    run.signal("jam", conv.to_payloads(["on purpose"]), 2000, fx)
+    assert kinds(fx) == ["SignalReceived", "WorkflowFailed"]
+    assert run.status is RunStatus.FAILED
+
+
+def test_an_async_signal_handler_with_a_bug_blocks_the_run() -> None:
+    run = start_gate()
+    fx = Effects()
+    run.signal("jam", conv.to_payloads(["by accident"]), 2000, fx)
+    assert kinds(fx) == ["SignalReceived", "WorkflowBlocked"]
+    assert run.status is RunStatus.RUNNING
+    assert "jammed by a bug" in run.blocked.message  # type: ignore[union-attr]
 
 
 def test_continue_as_new_closes_the_run_and_starts_the_next_with_fresh_history() -> None:

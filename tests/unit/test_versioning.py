@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from processors.run.state import Effects, Run
+from processors.workflow_code.patches import Patches, RecordMarker
 from processors.workflow_code.registry import Registry
 from streams import Replayer, activity, workflow
 from streams.wire.events import ActivityScheduled, MarkerRecorded, WorkflowStarted
@@ -124,3 +125,28 @@ def test_patched_is_answered_once_per_run() -> None:
     run.start(WorkflowStarted("Twice", "q", [], "c"), 1000, Effects())
     assert conv.from_payload(run.result) == [True, True]
     assert shape(run).count("MarkerRecorded(p, deprecated=False)") == 1
+
+
+def test_a_patch_answered_on_replay_without_its_marker_keeps_the_old_branch_once_live() -> None:
+    markers: list[RecordMarker] = []
+    patches = Patches((), markers.append, lambda: "flow.py:7")
+    assert patches.patched("fee", replaying=True) is False
+    assert patches.patched("fee", replaying=False) is False  # the run went live meanwhile
+    assert markers == []
+
+
+def test_a_patch_replayed_with_its_marker_records_it_where_the_code_asks() -> None:
+    markers: list[RecordMarker] = []
+    patches = Patches({"fee"}, markers.append, lambda: "flow.py:7")
+    assert patches.patched("fee", replaying=True) is True
+    assert markers == [RecordMarker("fee", False, "flow.py:7")]
+
+
+def test_a_deprecated_patch_replayed_without_its_marker_records_nothing() -> None:
+    markers: list[RecordMarker] = []
+    patches = Patches((), markers.append, lambda: "flow.py:7")
+    patches.deprecate_patch("fee", replaying=True)
+    patches.deprecate_patch("fee", replaying=False)  # answered once per run
+    assert markers == []
+    patches.deprecate_patch("tax", replaying=False)
+    assert markers == [RecordMarker("tax", True, "flow.py:7")]
