@@ -323,18 +323,30 @@ class WorkflowInstance(WorkflowRuntime):
 
     def _call_read_only(self, what: str, call: Callable[[], Any]) -> Any:
         """Calls a query or validator against the current state, recording nothing."""
-        before = len(self._decisions)
+        mark = (len(self._decisions), self._next_activity, self._next_timer, self._next_child)
+        patches = self.patches.mark()
         previous = asyncio.events._get_running_loop()
         asyncio.events._set_running_loop(self.loop)
         try:
             with self._guarded():
                 result = call()
+        except BaseException:
+            self._roll_back(mark, patches)
+            raise
         finally:
             asyncio.events._set_running_loop(previous)
-        if len(self._decisions) != before:
-            del self._decisions[before:]
+        if len(self._decisions) != mark[0]:
+            self._roll_back(mark, patches)
             raise QueryError(f"{what} tried to schedule work; it may only read state")
         return result
+
+    def _roll_back(self, mark: tuple[int, int, int, int], patches: int) -> None:
+        """Drops what a read-only call issued and hands back the IDs and patch answers it
+        took, so the code's next activity, timer, child and patch get what a replay of the
+        history will give them."""
+        before, self._next_activity, self._next_timer, self._next_child = mark
+        del self._decisions[before:]
+        self.patches.rollback(patches)
 
     def _run_until_idle(self) -> None:
         while True:

@@ -48,6 +48,15 @@ class Patches:
             self._answers[patch_id] = take
         return self._answers[patch_id]
 
+    def mark(self) -> int:
+        """A point to roll back to (see `rollback`)."""
+        return len(self._answers)
+
+    def rollback(self, mark: int) -> None:
+        """Forgets the answers given since `mark`: their markers were not recorded."""
+        for patch_id in list(self._answers)[mark:]:
+            del self._answers[patch_id]
+
     def deprecate_patch(self, patch_id: str, replaying: bool) -> None:
         """Records the marker of a patch whose old branch is gone, where the history allows."""
         if patch_id not in self._answers:

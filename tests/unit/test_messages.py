@@ -8,14 +8,14 @@ from datetime import timedelta
 import pytest
 
 from processors.run.commands import continue_runs
-from processors.run.state import Effects, Run
+from processors.run.state import Effects, Run, replay_history
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.batch import Batch
 from processors.workflow_processor.run_cache import CacheSettings, PartitionRuns
 from streams import ApplicationError, QueryError, UnknownHandlerError, activity, workflow
 from streams.payload import DataConverter
 from streams.settings import RunLimits
-from streams.wire.events import WorkflowStarted
+from streams.wire.events import TimerStarted, WorkflowStarted
 from streams.wire.records import RunStatus
 
 conv = DataConverter()
@@ -174,6 +174,44 @@ def test_a_query_that_schedules_work_is_refused_and_the_run_goes_on() -> None:
     fx = Effects()
     run.signal("poke", [], 2000, fx)
     assert kinds(fx) == ["SignalReceived"]  # the run goes on
+
+
+@workflow.defn
+class Nap:
+    def __init__(self) -> None:
+        self.awake = False
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.awake)
+        if workflow.patched("nap-v2"):
+            await workflow.sleep(timedelta(seconds=5))
+        return "rested"
+
+    @workflow.signal
+    def wake(self) -> None:
+        self.awake = True
+
+    @workflow.query
+    def meddle(self) -> bool:
+        workflow.patched("nap-v2")  # a marker and a timer: refused, and given back
+        asyncio.get_running_loop().call_later(5, lambda: None)
+        return self.awake
+
+
+def test_a_refused_query_takes_no_timer_id_or_patch_answer_from_the_code() -> None:
+    registry = Registry([Nap], [])
+    run = Run("nap-1", "r1", 0, registry)
+    run.start(WorkflowStarted("Nap", "q", [], "c"), 1000, Effects())
+    with pytest.raises(QueryError, match="tried to schedule work"):
+        run.live_instance().handlers.query("meddle", [])
+    fx = Effects()
+    run.signal("wake", [], 2000, fx)
+    # the live code records its own marker and its timer gets the first ID, as on replay
+    assert kinds(fx) == ["SignalReceived", "MarkerRecorded", "TimerStarted"]
+    started = fx.events[-1].attributes
+    assert isinstance(started, TimerStarted) and started.timer_id == 1
+    assert replay_history(run.events, registry).error is None
 
 
 def test_an_async_signal_handler_failing_on_purpose_fails_the_run() -> None:
