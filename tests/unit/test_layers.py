@@ -252,3 +252,19 @@ def test_importing_streams_loads_no_engine_until_a_worker_is_asked_for() -> None
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["[]", "True"], out.stdout + out.stderr
+
+
+def test_the_readme_layout_names_every_package_and_top_module_and_nothing_else() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    words = set(block.replace(",", " ").split())
+    for top in ("streams", "processors"):
+        for path in (ROOT / top).iterdir():
+            if (path / "__init__.py").exists():
+                assert f"{path.name}/" in words, f"README layout lacks {top}/{path.name}/"
+            elif path.suffix == ".py" and path.name != "__init__.py":
+                assert path.name in words, f"README layout lacks {top}/{path.name}"
+    for word in words:
+        if word.endswith(".py"):
+            found = [*(ROOT / "streams").rglob(word), *(ROOT / "processors").rglob(word)]
+            assert found, f"README layout names {word}, which is not in the tree"
