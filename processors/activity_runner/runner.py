@@ -31,6 +31,7 @@ from streams import _runtime, kafka
 from streams.activity import ActivityInfo
 from streams.errors import (
     ApplicationError,
+    ConfigError,
     PayloadDecodeError,
     PayloadTooLargeError,
     UnknownActivityError,
@@ -53,12 +54,21 @@ from streams.wire.records import ActivityCancelRequest, ActivityTask
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RunnerConfig:
+    """Settings of one activity runner (the worker builds them)."""
+
     task_queue: str
-    max_concurrent: int = 64
-    threads: int = 16
+    max_concurrent: int = 64  # activities running at once; the consumer pauses beyond
+    threads: int = 16  # for plain (non-async) activity functions
     instance_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.task_queue:
+            raise ConfigError("task_queue is empty: name the queue the runner serves")
+        for name in ("max_concurrent", "threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 class ActivityRunner:

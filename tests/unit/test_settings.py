@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from processors.activity_runner.runner import RunnerConfig
 from streams.errors import ConfigError
 from streams.settings import CacheSettings, FaultSettings, RunLimits, WorkerSettings
 
@@ -251,3 +252,11 @@ def test_explicit_settings_are_used_as_given_and_arguments_win(
     assert worker.instance_id == "given" and worker.registry.max_history_events == 30
     worker = Worker(_Client(), task_queue="q", settings=given, instance_id="arg")  # type: ignore[arg-type]
     assert worker.instance_id == "arg"
+
+
+def test_runner_settings_refuse_what_cannot_run() -> None:
+    assert RunnerConfig("q").max_concurrent == 64
+    with pytest.raises(ConfigError, match="max_concurrent must be >= 1, got 0"):
+        RunnerConfig("q", max_concurrent=0)
+    with pytest.raises(ConfigError, match="task_queue is empty"):
+        RunnerConfig("")
