@@ -62,6 +62,7 @@ from streams.wire.records import (
     StartAccepted,
     StartRejected,
     UpdateResult,
+    millis,
 )
 from streams.workflow import WorkflowDefinition
 
@@ -172,8 +173,8 @@ class Client:
             task_queue,
             payloads,
             self.client_id,
-            _ms(execution_timeout),
-            _ms(run_timeout),
+            millis(execution_timeout),
+            millis(run_timeout),
             _handler_name(start_signal) if start_signal else None,
             self.converter.to_payloads(list(start_signal_args)),
             reuse,
@@ -293,10 +294,6 @@ def _handler_name(handler: Any) -> str:
         if name is not None:
             return str(name)
     raise TypeError(f"{handler!r} is not a signal, query or update handler (or its name)")
-
-
-def _ms(d: timedelta | None) -> int | None:
-    return None if d is None else int(d / timedelta(milliseconds=1))
 
 
 def _resolve(fut: asyncio.Future[Any], value: Any) -> None:

@@ -13,7 +13,6 @@ activity) is stale and ignored when it fires.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, assert_never
 
 from streams.payload import Payload
@@ -32,7 +31,7 @@ from streams.wire.events import (
     ActivityUnpaused,
     EventAttributes,
 )
-from streams.wire.records import ActivityTask, Failure, Timer, TimerKind
+from streams.wire.records import ActivityTask, Failure, Timer, TimerKind, millis
 
 if TYPE_CHECKING:
     from processors.run.effects import Effects
@@ -208,7 +207,7 @@ class Activities:
             # held for an operator (unpause or retry), however many attempts are left
             append(ActivityAttemptFailed(s.activity_id, attempt, failure, -1), now, fx)
             return
-        retry_at = now + _ms(s.retry_policy.backoff(counted))
+        retry_at = now + millis(s.retry_policy.backoff(counted))
         deadline = state.deadline(TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE)
         in_time = deadline is None or retry_at < deadline
         retryable = s.retry_policy.allows_retry(counted, failure.type, failure.non_retryable)
@@ -370,7 +369,3 @@ class Activities:
         return Timer(
             log.workflow_id, log.run_id, kind, state.scheduled.activity_id, attempt, fire_at
         )
-
-
-def _ms(d: timedelta) -> int:
-    return int(d / timedelta(milliseconds=1))

@@ -414,20 +414,24 @@ def on_cancel_workflow(
     command: Command, body: CancelWorkflow, run: Run | None, runs: Runs, now: int, out: Outbox
 ) -> None:
     """Asks the run's code to stop (it may clean up first)."""
-    refused = _not_running(run, command.workflow_id, "cancel")
-    if refused is None and run is not None:
+    reply = _not_running(run, command.workflow_id, "cancel")
+    if reply is None:
+        assert run is not None  # _not_running answers for a missing run
         run.cancel(body.reason, now, out.effects(run))
-    out.reply(body.reply_to, command.command_id, refused or _describe(run, runs))  # type: ignore[arg-type]
+        reply = _describe(run, runs)
+    out.reply(body.reply_to, command.command_id, reply)
 
 
 def on_terminate_workflow(
     command: Command, body: TerminateWorkflow, run: Run | None, runs: Runs, now: int, out: Outbox
 ) -> None:
     """Ends the run at once; none of its code runs."""
-    refused = _not_running(run, command.workflow_id, "terminate")
-    if refused is None and run is not None:
+    reply = _not_running(run, command.workflow_id, "terminate")
+    if reply is None:
+        assert run is not None  # _not_running answers for a missing run
         run.terminate(body.reason, now, out.effects(run))
-    out.reply(body.reply_to, command.command_id, refused or _describe(run, runs))  # type: ignore[arg-type]
+        reply = _describe(run, runs)
+    out.reply(body.reply_to, command.command_id, reply)
 
 
 def on_describe_workflow(

@@ -13,7 +13,6 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import assert_never
 
 from processors.run.activities import Activities, ActivityState
@@ -90,6 +89,7 @@ from streams.wire.records import (
     Timer,
     TimerKind,
     UpdateResult,
+    millis,
 )
 
 log = logging.getLogger(__name__)
@@ -401,16 +401,16 @@ class Run:
                     activity_type=o.activity_type,
                     task_queue=o.task_queue or self.task_queue,
                     args=decision.args,
-                    start_to_close_timeout_ms=_ms(o.start_to_close_timeout),
-                    schedule_to_close_timeout_ms=_ms(o.schedule_to_close_timeout),
+                    start_to_close_timeout_ms=millis(o.start_to_close_timeout),
+                    schedule_to_close_timeout_ms=millis(o.schedule_to_close_timeout),
                     retry_policy=o.retry_policy or DEFAULT_RETRY,
-                    schedule_to_start_timeout_ms=_ms(o.schedule_to_start_timeout),
-                    heartbeat_timeout_ms=_ms(o.heartbeat_timeout),
+                    schedule_to_start_timeout_ms=millis(o.schedule_to_start_timeout),
+                    heartbeat_timeout_ms=millis(o.heartbeat_timeout),
                     cancellation_type=o.cancellation_type,
                 )
                 self.activities.schedule(scheduled, now, fx)
             case StartTimer():
-                self.timers.start(decision.timer_id, _ms(decision.delay) or 0, now, fx)
+                self.timers.start(decision.timer_id, millis(decision.delay) or 0, now, fx)
             case CancelTimer():
                 self.timers.cancel(decision.timer_id, now, fx)
             case CompleteRun():
@@ -608,7 +608,3 @@ def replay_history(events: Sequence[HistoryEvent], registry: Registry) -> Replay
             f"{len(events)}) and then issued commands the history does not have: {extra}",
         )
     return ReplayOutcome(run.workflow_type)
-
-
-def _ms(d: timedelta | None) -> int | None:
-    return None if d is None else int(d / timedelta(milliseconds=1))

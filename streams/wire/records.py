@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, overload
 
 from streams.payload import Payload
 from streams.retry import RetryPolicy
@@ -19,9 +19,9 @@ avro_record("everflow.Payload", Payload)
 def retry_policy_to_avro(p: RetryPolicy) -> dict[str, Any]:
     """The `everflow.RetryPolicy` record of a policy (durations in milliseconds)."""
     return {
-        "initial_interval_ms": _ms(p.initial_interval),
+        "initial_interval_ms": millis(p.initial_interval),
         "backoff_coefficient": p.backoff_coefficient,
-        "maximum_interval_ms": None if p.maximum_interval is None else _ms(p.maximum_interval),
+        "maximum_interval_ms": None if p.maximum_interval is None else millis(p.maximum_interval),
         "maximum_attempts": p.maximum_attempts,
         "non_retryable_error_types": list(p.non_retryable_error_types),
     }
@@ -39,8 +39,13 @@ def retry_policy_from_avro(r: dict[str, Any]) -> RetryPolicy:
     )
 
 
-def _ms(d: timedelta) -> int:
-    return int(d / timedelta(milliseconds=1))
+@overload
+def millis(d: timedelta) -> int: ...
+@overload
+def millis(d: None) -> None: ...
+def millis(d: timedelta | None) -> int | None:
+    """A duration as the whole milliseconds the wire carries (None stays None)."""
+    return None if d is None else int(d / timedelta(milliseconds=1))
 
 
 avro_record("everflow.RetryPolicy", RetryPolicy, retry_policy_to_avro, retry_policy_from_avro)
