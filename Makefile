@@ -5,7 +5,20 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: test demo unit lint broker bench clean
+.PHONY: test demo unit lint broker bench clean system
+
+# Servers the tests run for real, from the distribution's packages: PostgreSQL (the run
+# index's scale-out store) and Prometheus (scrapes a worker). Installed once, when missing.
+SYSTEM_PACKAGES = postgresql prometheus
+APT = DEBIAN_FRONTEND=noninteractive apt-get -y -q --no-install-recommends
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+## make system: install the servers the tests need (PostgreSQL, Prometheus) if missing
+system:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v promtool >/dev/null; then :; \
+	else echo "installing $(SYSTEM_PACKAGES) from the distribution"; \
+	  $(SUDO) $(APT) install $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) $(APT) install $(SYSTEM_PACKAGES) >/dev/null; }; fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +27,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## make test: lint, types, then the whole suite on a real broker (provisioned if needed)
-test: $(STAMP)
+test: $(STAMP) system
 	$(BIN)/ruff check streams processors tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/pytest

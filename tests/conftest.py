@@ -29,3 +29,23 @@ def kafka_bootstrap() -> Iterator[str]:
 def topic_prefix() -> str:
     """A prefix unique to this test, so tests never see each other's topics."""
     return f"t-{uuid.uuid4().hex[:8]}."
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """DSN of a real PostgreSQL server for the whole session (see tests/postgres.py)."""
+    from tests.postgres import local_postgres
+
+    with local_postgres() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: str) -> str:
+    """DSN of a fresh, empty database on the session's PostgreSQL server."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # a name made here, not user input
+    return postgres_server.rsplit("/", 1)[0] + "/" + name
