@@ -63,6 +63,18 @@ class RunStatus(enum.StrEnum):
     CONTINUED_AS_NEW = "CONTINUED_AS_NEW"
 
 
+class SearchAttributeType(enum.StrEnum):
+    """The type of a custom search attribute: how the run index stores and compares it."""
+
+    KEYWORD = "keyword"  # exact string: =, IN, STARTS_WITH
+    TEXT = "text"  # words: = matches a word of it
+    INT = "int"
+    DOUBLE = "double"
+    BOOL = "bool"
+    DATETIME = "datetime"  # epoch milliseconds on the wire and in the index
+    KEYWORD_LIST = "keyword_list"  # list of strings: = and IN mean "contains"
+
+
 @avro("everflow.Failure")
 @dataclass(frozen=True, slots=True)
 class Failure:
