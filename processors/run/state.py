@@ -62,6 +62,7 @@ from streams.wire.events import (
     EventAttributes,
     HistoryEvent,
     MarkerRecorded,
+    SearchAttributesUpserted,
     SignalReceived,
     TimerCanceled,
     TimerFired,
@@ -86,6 +87,7 @@ from streams.wire.records import (
     Reply,
     RunDescription,
     RunStatus,
+    SearchAttribute,
     Timer,
     TimerKind,
     UpdateResult,
@@ -126,6 +128,7 @@ class Run:
         "registry",
         "result",
         "run_id",
+        "search_attributes",
         "start_command_id",
         "start_time",
         "status",
@@ -159,6 +162,15 @@ class Run:
         self.timers = Timers(self)
         self.children = Children(self)
         self.instance: WorkflowInstance | None = None
+        # custom search attributes as they stand (JSON "null" removed one)
+        self.search_attributes: dict[str, SearchAttribute] = {}
+
+    def _set_search_attributes(self, attributes: list[SearchAttribute]) -> None:
+        for attribute in attributes:
+            if attribute.value == "null":
+                self.search_attributes.pop(attribute.name, None)
+            else:
+                self.search_attributes[attribute.name] = attribute
 
     @property
     def closed(self) -> bool:
@@ -188,6 +200,7 @@ class Run:
             case WorkflowStarted():
                 self.workflow_type, self.task_queue = a.workflow_type, a.task_queue
                 self.start_command_id, self.start_time = a.start_command_id, event.time
+                self._set_search_attributes(a.search_attributes)
             case TimerStarted() | TimerFired() | TimerCanceled():
                 self.timers.fold(a)
             case WorkflowCompleted():
@@ -232,6 +245,8 @@ class Run:
                 self.blocked = None
             case MarkerRecorded() | WorkflowReset():
                 pass
+            case SearchAttributesUpserted():
+                self._set_search_attributes(a.attributes)
             case _:
                 assert_never(a)
 

@@ -59,6 +59,7 @@ from streams.wire.events import (
     EventAttributes,
     HistoryEvent,
     MarkerRecorded,
+    SearchAttributesUpserted,
     SignalReceived,
     TimerCanceled,
     TimerFired,
@@ -308,6 +309,7 @@ class WorkflowInstance(WorkflowRuntime):
                 | UpdateCompleted()
                 | ChildWorkflowInitiated()
                 | MarkerRecorded()
+                | SearchAttributesUpserted()
             ):
                 raise TypeError(f"{type(attrs).__name__} does not resolve anything")
             case _:

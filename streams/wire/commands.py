@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from streams.options import IdConflictPolicy, IdReusePolicy
 from streams.payload import Payload
 from streams.wire.avro import avro
-from streams.wire.records import Failure
+from streams.wire.records import Failure, SearchAttribute
 
 
 @avro("everflow.command.StartWorkflow")
@@ -27,6 +27,7 @@ class StartWorkflow:
     parent_workflow_id: str | None = None
     parent_run_id: str | None = None
     parent_seq: int = 0
+    search_attributes: list[SearchAttribute] = field(default_factory=list)
 
 
 @avro("everflow.command.DescribeWorkflow")

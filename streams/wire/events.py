@@ -8,7 +8,7 @@ from streams.options import ActivityCancellationType, ParentClosePolicy
 from streams.payload import Payload
 from streams.retry import RetryPolicy
 from streams.wire.avro import avro
-from streams.wire.records import Failure
+from streams.wire.records import Failure, SearchAttribute, SourceLocation
 
 
 @avro("everflow.history.WorkflowStarted")
@@ -24,6 +24,8 @@ class WorkflowStarted:
     parent_workflow_id: str | None = None
     parent_run_id: str | None = None
     parent_seq: int = 0
+    search_attributes: list[SearchAttribute] = field(default_factory=list)
+    trace: dict[str, str] = field(default_factory=dict)
 
 
 @avro("everflow.history.ActivityScheduled")
@@ -39,6 +41,8 @@ class ActivityScheduled:
     schedule_to_start_timeout_ms: int | None = None
     heartbeat_timeout_ms: int | None = None
     cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL
+    source: SourceLocation | None = None
+    trace: dict[str, str] = field(default_factory=dict)
 
 
 @avro("everflow.history.ActivityAttemptFailed")
@@ -78,6 +82,7 @@ class ActivityFailed:
 class TimerStarted:
     timer_id: int
     fire_at: int
+    source: SourceLocation | None = None
 
 
 @avro("everflow.history.TimerFired")
@@ -174,6 +179,7 @@ class WorkflowTimedOut:
 class SignalReceived:
     signal_name: str
     args: list[Payload] = field(default_factory=list)
+    trace: dict[str, str] = field(default_factory=dict)
 
 
 @avro("everflow.history.UpdateAccepted")
@@ -184,6 +190,7 @@ class UpdateAccepted:
     args: list[Payload] = field(default_factory=list)
     reply_to: str | None = None
     request_id: str = ""
+    trace: dict[str, str] = field(default_factory=dict)
 
 
 @avro("everflow.history.UpdateCompleted")
@@ -210,6 +217,8 @@ class ChildWorkflowInitiated:
     task_queue: str
     args: list[Payload] = field(default_factory=list)
     parent_close_policy: ParentClosePolicy = ParentClosePolicy.TERMINATE
+    source: SourceLocation | None = None
+    trace: dict[str, str] = field(default_factory=dict)
 
 
 @avro("everflow.history.ChildWorkflowStarted")
@@ -280,6 +289,14 @@ class WorkflowReset:
     reason: str = ""
 
 
+@avro("everflow.history.SearchAttributesUpserted")
+@dataclass(frozen=True, slots=True)
+class SearchAttributesUpserted:
+    """The run set or removed custom search attributes (`workflow.upsert_search_attributes`)."""
+
+    attributes: list[SearchAttribute]
+
+
 EventAttributes = (
     WorkflowStarted
     | ActivityScheduled
@@ -315,6 +332,7 @@ EventAttributes = (
     | ActivityUnpaused
     | ActivityReset
     | WorkflowReset
+    | SearchAttributesUpserted
 )
 
 

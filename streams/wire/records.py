@@ -75,6 +75,27 @@ class SearchAttributeType(enum.StrEnum):
     KEYWORD_LIST = "keyword_list"  # list of strings: = and IN mean "contains"
 
 
+@avro("everflow.SearchAttribute")
+@dataclass(frozen=True, slots=True)
+class SearchAttribute:
+    """One custom search attribute as it travels: its name, its type, and its value as JSON
+    text (datetime as epoch milliseconds, keyword list as an array; `null` removes it)."""
+
+    name: str
+    type: SearchAttributeType
+    value: str
+
+
+@avro("everflow.SourceLocation")
+@dataclass(frozen=True, slots=True)
+class SourceLocation:
+    """Where in the workflow's source a command was issued: file, line, function."""
+
+    file: str
+    line: int
+    function: str
+
+
 @avro("everflow.Failure")
 @dataclass(frozen=True, slots=True)
 class Failure:

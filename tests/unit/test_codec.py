@@ -25,7 +25,10 @@ from streams.wire.events import (
     ActivityFailed,
     ActivityRetried,
     ActivityScheduled,
+    ChildWorkflowInitiated,
     HistoryEvent,
+    SearchAttributesUpserted,
+    SignalReceived,
     TimerFired,
     TimerStarted,
     WorkflowBlocked,
@@ -42,7 +45,10 @@ from streams.wire.records import (
     Reply,
     RunDescription,
     RunStatus,
+    SearchAttribute,
+    SearchAttributeType,
     Snapshot,
+    SourceLocation,
     StartAccepted,
     StartRejected,
     Timer,
@@ -65,9 +71,30 @@ EVENTS = [
     WorkflowFailed(F),
     WorkflowBlocked("non_determinism", F),
     WorkflowUnblocked("fixed"),
+    WorkflowStarted(
+        "Transfer", "q", [P], "cmd-2",
+        search_attributes=[SearchAttribute("Customer", SearchAttributeType.KEYWORD, '"c-1"')],
+        trace={"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+    ),
+    ActivityScheduled(
+        2, "deposit", "q", [P], None, 5000, RetryPolicy(),
+        source=SourceLocation("/app/transfer.py", 42, "run"), trace={"traceparent": "00-x"},
+    ),
+    TimerStarted(2, 123, source=SourceLocation("/app/transfer.py", 50, "run")),
+    SignalReceived("approve", [P], trace={"traceparent": "00-y"}),
+    ChildWorkflowInitiated(1, "child-1", "Child", "q", source=SourceLocation("f.py", 3, "run")),
+    SearchAttributesUpserted([
+        SearchAttribute("Amount", SearchAttributeType.DOUBLE, "12.5"),
+        SearchAttribute("Tags", SearchAttributeType.KEYWORD_LIST, '["a","b"]'),
+        SearchAttribute("Gone", SearchAttributeType.INT, "null"),
+    ]),
 ]
 COMMANDS = [
     StartWorkflow("run-1", "Transfer", "q", [P], "client-1"),
+    StartWorkflow(
+        "run-2", "Transfer", "q", [P], "client-1",
+        search_attributes=[SearchAttribute("Due", SearchAttributeType.DATETIME, "1767225600000")],
+    ),
     DescribeWorkflow("client-1", None, True),
     CompleteActivity("run-1", 1, 1, P),
     FailActivity("run-1", 1, 1, F),
@@ -152,6 +179,41 @@ def test_message_written_with_an_older_schema_is_read_by_the_current_one() -> No
     decoded = wire.completion.decode(raw)
     assert decoded.workflow_id == "wf" and decoded.history_length == 0
     assert decoded.status is RunStatus.COMPLETED
+
+
+def test_events_written_before_search_attributes_sources_and_traces_read_with_defaults() -> None:
+    """The history schema before search attributes, source locations and trace context
+    (archived as everflow.HistoryEvent.983b3aecfbb73c71) still reads: the new fields take
+    their defaults."""
+    registry = SchemaRegistry()
+    old_id = 0x983B3AECFBB73C71
+    assert old_id in registry.writers
+    wire = Wire(registry)
+    raw = wire.event.encode_with(
+        old_id,
+        {
+            "workflow_id": "wf", "run_id": "r", "event_id": 2, "time": 5,
+            "attributes": (
+                "everflow.history.ActivityScheduled",
+                {
+                    "activity_id": 1, "activity_type": "withdraw", "task_queue": "q",
+                    "args": [], "start_to_close_timeout_ms": 1000,
+                    "schedule_to_close_timeout_ms": None,
+                    "retry_policy": {
+                        "initial_interval_ms": 1000, "backoff_coefficient": 2.0,
+                        "maximum_interval_ms": None, "maximum_attempts": 0,
+                        "non_retryable_error_types": [],
+                    },
+                    "schedule_to_start_timeout_ms": None, "heartbeat_timeout_ms": None,
+                    "cancellation_type": "try_cancel",
+                },
+            ),
+        },
+    )
+    event = wire.event.decode(raw)
+    assert isinstance(event.attributes, ActivityScheduled)
+    assert event.attributes.source is None and event.attributes.trace == {}
+    assert event.attributes.activity_type == "withdraw"
 
 
 def _raw_schema(registry: SchemaRegistry, name: str) -> dict:  # type: ignore[type-arg]
