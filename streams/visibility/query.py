@@ -14,7 +14,7 @@ name that is a plain identifier.
 Semantics worth knowing: a comparison with a missing value is false, `!=` and `NOT IN`
 included (as in SQL); ask for absence with `IS NULL`. On a keyword list attribute `=` and
 `IN` mean "contains"; on a text attribute `=` means "contains this word" (case-insensitive,
-words split at spaces and , . ; : ! ?). Every error is a `FilterError` pointing at the token.
+words split at spaces and , . ; : !). Every error is a `FilterError` pointing at the token.
 """
 
 from __future__ import annotations
@@ -503,7 +503,7 @@ _HINTS: Mapping[Kind, str] = {
     "datetime": "a datetime like '2026-12-01T10:00:00Z'",
     "duration": "a duration like '90s', '5m', '2h', '1d', '250ms', or milliseconds like 90000",
 }
-_PUNCTUATION = ",.;:!?"  # split words like spaces do, in text attributes
+_PUNCTUATION = ",.;:!"  # split words like spaces do, in text attributes
 _PG_CASTS: Mapping[Kind, str] = {
     "int": "::bigint",
     "datetime": "::bigint",
@@ -658,10 +658,15 @@ class _Compiler:
         allowed = _OPERATORS[field.kind]
         if op not in allowed:
             kind = "bool" if field.kind == "blocked" else field.kind.replace("_", " ")
+            article = "an" if kind[0] in "aeiou" else "a"
             ops = ", ".join(o for o in _OPERATOR_ORDER if o in allowed)
-            token = self.query[position:].split(None, 1)[0] if op != "!=" else op
+            written = _OPERATOR.match(self.query, position) or NAME_PATTERN.match(
+                self.query, position
+            )
             raise self.error(
-                f"{field.name} is a {kind} attribute: it takes {ops}, not {op}", position, token
+                f"{field.name} is {article} {kind} attribute: it takes {ops}, not {op}",
+                position,
+                written.group() if written else op,
             )
 
     # -- SQL --

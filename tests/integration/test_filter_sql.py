@@ -167,7 +167,7 @@ def _postgres_store(server: str) -> Iterator[Store]:
             )
 
         def select(sql: str, params: tuple[object, ...]) -> list[str]:
-            return [r[0] for r in conn.execute(sql, params).fetchall()]  # type: ignore[call-overload]
+            return [r[0] for r in conn.execute(sql, params).fetchall()]
 
         yield Store("postgresql", select)
     finally:
@@ -198,7 +198,7 @@ def cmp(value: Any, test: Callable[[Any], bool]) -> bool:
 def has_word(text: Any, word: str) -> bool:
     if text is None:
         return False
-    words = text.lower().translate({ord(c): " " for c in ",.;:!?"})
+    words = text.lower().translate({ord(c): " " for c in ",.;:!"})
     return f" {word} " in f" {words} "
 
 
@@ -297,11 +297,11 @@ FILTERS: list[tuple[str, Callable[[Run], bool]]] = [
     ),
     ("Tags = 'urgent'", lambda r: "urgent" in (tags(r) or [])),
     ("Tags IN ('vip', 'late')", lambda r: bool({"vip", "late"} & set(tags(r) or []))),
-    ("Tags != 'eu'", lambda r: tags(r) is not None and "eu" not in tags(r)),  # type: ignore[operator]
+    ("Tags != 'eu'", lambda r: tags(r) is not None and "eu" not in (tags(r) or [])),
     (
         "Tags NOT IN ('urgent', 'vip')",
-        lambda r: tags(r) is not None and not {"urgent", "vip"} & set(tags(r)),
-    ),  # type: ignore[arg-type]
+        lambda r: tags(r) is not None and not {"urgent", "vip"} & set(tags(r) or []),
+    ),
     ("Tags IS NOT NULL", lambda r: tags(r) is not None),
     (
         "WorkflowType = 'Transfer' OR WorkflowType = 'Refund' AND Vip = true",
