@@ -37,10 +37,13 @@ KEYWORDS = frozenset(
     {"AND", "OR", "BETWEEN", "IN", "NOT", "STARTS_WITH", "IS", "NULL", "ORDER", "BY", "ASC",
      "DESC", "TRUE", "FALSE"}
 )  # fmt: skip
-COMPARISONS = ("=", "!=", "<", ">", "<=", ">=")
 NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
 _OPERATOR = re.compile(r"<=|>=|!=|<>|=|<|>")
+MAX_NESTING = 50
+"""How deep parentheses may nest: deeper is surely a mistake (and would exhaust the stack)."""
+MAX_CONDITIONS = 500
+"""How many conditions a filter may join (SQLite refuses expressions nested 1000 deep)."""
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"'}
 
 TokenKind = Literal["name", "keyword", "string", "number", "op", "(", ")", ",", "end"]
@@ -72,7 +75,8 @@ def tokenize(query: str) -> list[Token]:
             tokens.append(Token(char, char, char, i))  # type: ignore[arg-type]
             i += 1
         elif number := _NUMBER.match(query, i):
-            i = _read_number(query, number, tokens)
+            tokens.append(_read_number(query, number))
+            i = number.end()
         elif operator := _OPERATOR.match(query, i):
             text = operator.group()
             tokens.append(Token("op", text, "!=" if text == "<>" else text, i))
@@ -123,7 +127,7 @@ def _read_string(query: str, start: int) -> tuple[str, int]:
     )
 
 
-def _read_number(query: str, match: re.Match[str], tokens: list[Token]) -> int:
+def _read_number(query: str, match: re.Match[str]) -> Token:
     end = match.end()
     if end < len(query) and (query[end].isalnum() or query[end] in "-:._"):
         # `5m`, `2026-12-01`, `10:00`: a date or duration someone forgot to quote
@@ -139,8 +143,7 @@ def _read_number(query: str, match: re.Match[str], tokens: list[Token]) -> int:
         )
     text = match.group()
     value: int | float = float(text) if match.group(1) or match.group(2) else int(text)
-    tokens.append(Token("number", text, value, match.start()))
-    return end
+    return Token("number", text, value, match.start())
 
 
 # ---- the syntax tree ------------------------------------------------------------------------
@@ -268,6 +271,8 @@ class _Parser:
         self.query = query
         self.tokens = tokenize(query)
         self.index = 0
+        self.depth = 0  # parentheses open around the current token
+        self.conditions = 0
 
     @property
     def token(self) -> Token:
@@ -319,7 +324,14 @@ class _Parser:
     def primary(self) -> Expr:
         if self.token.kind == "(":
             opening = self.advance()
+            if self.depth == MAX_NESTING:
+                raise self.error(
+                    f"parentheses nest too deep (at most {MAX_NESTING}): simplify the filter",
+                    opening,
+                )
+            self.depth += 1
             expr = self.or_expr()
+            self.depth -= 1
             if self.token.kind != ")":
                 if self.token.kind == "end":
                     raise self.error("unclosed parenthesis: this '(' has no matching ')'", opening)
@@ -334,10 +346,18 @@ class _Parser:
     def predicate(self) -> Expr:
         token = self.token
         if token.kind != "name":
+            if token.kind == "keyword" and token.value == "NOT":
+                raise self.error("NOT only comes in NOT IN and IS NOT NULL; use != or NOT IN")
             what = (
                 f"the keyword {token.text!r}" if token.kind == "keyword" else self.describe(token)
             )
             raise self.error(f"expected an attribute name such as WorkflowId, got {what}")
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise self.error(
+                f"too many conditions (at most {MAX_CONDITIONS}): to match one of many values "
+                "use IN ('a', 'b', ...)"
+            )
         self.advance()
         name = Name(str(token.value), token.position)
         op = self.token
@@ -682,10 +702,19 @@ class _Compiler:
 
     def expr(self, node: Expr) -> Sql:
         match node:
-            case And(left, right) | Or(left, right):
-                word = "AND" if isinstance(node, And) else "OR"
-                (lsql, lparams), (rsql, rparams) = self.expr(left), self.expr(right)
-                return f"({lsql} {word} {rsql})", lparams + rparams
+            case And() | Or():
+                # a chain `a OR b OR c` is a left-deep tree: walk it, do not recurse down it
+                kind = type(node)
+                operands = [node.right]
+                left = node.left
+                while isinstance(left, kind):
+                    operands.append(left.right)
+                    left = left.left
+                operands.append(left)
+                parts = [self.expr(operand) for operand in reversed(operands)]
+                word = " AND " if kind is And else " OR "
+                params = [p for _, part_params in parts for p in part_params]
+                return "(" + word.join(text for text, _ in parts) + ")", params
             case Comparison(name, op, position, literal):
                 field = self.field(name)
                 self.check_operator(field, op, position)

@@ -14,6 +14,8 @@ import streams
 from streams.errors import EverflowError, FilterError
 from streams.visibility.query import (
     DEFAULT_ORDER,
+    MAX_CONDITIONS,
+    MAX_NESTING,
     And,
     Between,
     Comparison,
@@ -423,6 +425,28 @@ def test_a_bad_order_by_field_is_refused(query: str, token: str, message: str) -
     e = error(query)
     assert message in e.message, e.message
     assert e.token == token and e.position == query.index(token)
+
+
+def test_a_long_chain_of_conditions_compiles_flat() -> None:
+    query = " OR ".join(f"WorkflowId = 'w{i}'" for i in range(MAX_CONDITIONS))
+    where, values = sql(query)
+    assert where == "(" + " OR ".join(["workflow_id = ?"] * MAX_CONDITIONS) + ")"
+    assert len(values) == MAX_CONDITIONS
+    e = error(query + " OR RunId = 'r'")
+    assert "too many conditions" in e.message and "IN (" in e.message
+    assert (e.token, e.position) == ("RunId", len(query) + 4)
+
+
+def test_parentheses_nest_only_so_deep() -> None:
+    nested = "(" * MAX_NESTING + "Count = 1" + ")" * MAX_NESTING
+    assert sql(nested) == ("json_extract(search_attributes, ?) = ?", ("$.Count", 1))
+    e = error("(" + nested + ")")
+    assert "nest too deep" in e.message and e.position == MAX_NESTING
+
+
+def test_not_before_a_condition_says_what_to_use_instead() -> None:
+    e = error("NOT Region = 'eu'")
+    assert "use != or NOT IN" in e.message and (e.token, e.position) == ("NOT", 0)
 
 
 def test_an_unknown_dialect_is_a_programming_error() -> None:
