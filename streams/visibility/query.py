@@ -733,7 +733,9 @@ class _Compiler:
             case StartsWith(name, prefix, position):
                 field = self.field(name)
                 self.check_operator(field, "STARTS_WITH", position)
-                return self.starts_with(field, str(self.value(field, prefix)))
+                # a prefix of a status is not itself one: check it as a plain keyword
+                as_keyword = _Field(field.name, "keyword", field.column)
+                return self.starts_with(field, str(self.value(as_keyword, prefix)))
             case IsNull(name, negated):
                 sql, params = self.column(self.field(name), cast=False)
                 return f"{sql} IS {'NOT ' if negated else ''}NULL", params

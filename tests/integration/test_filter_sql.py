@@ -260,6 +260,8 @@ FILTERS: list[tuple[str, Callable[[Run], bool]]] = [
     ("PendingActivities > 0", lambda r: r.pending_activities > 0),
     ("ActivityAttempt >= 3", lambda r: r.max_attempt >= 3),
     ("Blocked = true", lambda r: r.status == "Blocked"),
+    ("ExecutionStatus STARTS_WITH 'C'", lambda r: r.status.startswith("C")),
+    ("ExecutionStatus > 'Failed'", lambda r: r.status > "Failed"),
     (
         "Blocked != true AND ExecutionStatus != 'Completed'",
         lambda r: r.status not in ("Blocked", "Completed"),

@@ -574,6 +574,10 @@ def test_a_builtin_name_wins_over_a_registered_one() -> None:
     assert (compiled.where, compiled.params) == ("workflow_id = ?", ("w",))
 
 
+def test_a_status_prefix_need_not_be_a_whole_status() -> None:
+    assert sql("ExecutionStatus STARTS_WITH 'Cont'") == ("status GLOB ?", ("Cont*",))
+
+
 def test_blocked_reads_the_status() -> None:
     assert sql("Blocked = true") == ("status = ?", ("Blocked",))
     assert sql("Blocked = false") == ("status <> ?", ("Blocked",))
