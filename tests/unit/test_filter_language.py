@@ -14,13 +14,20 @@ import streams
 from streams.errors import EverflowError, FilterError
 from streams.visibility.query import (
     DEFAULT_ORDER,
+    Dialect,
+    compile_filter,
+    epoch_ms,
+    is_attribute_name,
+    parse_datetime,
+    parse_duration,
+)
+from streams.visibility.syntax import (
     MAX_CONDITIONS,
     MAX_NESTING,
     And,
     Between,
     Comparison,
     Constant,
-    Dialect,
     InList,
     IsNull,
     Name,
@@ -28,11 +35,6 @@ from streams.visibility.query import (
     OrderItem,
     Query,
     StartsWith,
-    compile_filter,
-    epoch_ms,
-    is_attribute_name,
-    parse_datetime,
-    parse_duration,
     parse_filter,
     tokenize,
 )
