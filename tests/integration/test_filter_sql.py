@@ -428,3 +428,32 @@ def test_a_value_shaped_like_sql_is_only_a_value(store: Store, query: str) -> No
         assert fragment not in compiled.where, (fragment, compiled.where)
     assert run_filter(store, query) == []
     assert len(run_filter(store, "")) == len(RUNS)  # the table is still there, whole
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_the_ddl_creates_the_four_tables_and_can_run_again(
+    request: pytest.FixtureRequest, dialect: Any
+) -> None:
+    tables = {"runs", "search_attribute_types", "pending_activities", "offsets"}
+    if dialect == "sqlite":
+        conn = sqlite3.connect(":memory:")
+        for statement in ddl(dialect) * 2:
+            conn.execute(statement)
+        found = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        conn.execute("INSERT INTO offsets VALUES ('history', 3, 42)")
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(request.getfixturevalue("postgres_dsn"), autocommit=True) as pg:
+            for statement in ddl(dialect) * 2:
+                pg.execute(statement)
+            rows = pg.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            found = {r[0] for r in rows.fetchall()}
+            pg.execute("INSERT INTO offsets VALUES ('history', 3, 42)")
+            (kind,) = pg.execute(
+                "SELECT data_type FROM information_schema.columns"
+                " WHERE table_name = 'runs' AND column_name = 'search_attributes'"
+            ).fetchone() or ("",)
+            assert kind == "jsonb"
+    assert found == tables
