@@ -137,6 +137,31 @@ class RequestRejectedError(EverflowError, ValueError):
     activity that is not open, a run that is not blocked…); the message says why."""
 
 
+class FilterError(EverflowError, ValueError):
+    """A run-index filter (`ExecutionStatus = 'Running' AND ...`) could not be understood.
+
+    `query` is the filter as given, `position` the 0-based offset of the bad token in it and
+    `token` that token's text; str() shows the message, the query and a caret under the token.
+    Fix the filter as the message says.
+    """
+
+    def __init__(self, message: str, *, query: str, position: int, token: str) -> None:
+        self.message = message
+        self.query = query
+        self.position = position
+        self.token = token
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        start = self.query.rfind("\n", 0, self.position) + 1
+        end = self.query.find("\n", self.position)
+        line = self.query[start : end if end >= 0 else len(self.query)]
+        first_line = self.token.split("\n", 1)[0]
+        width = max(1, min(len(first_line), len(line) - (self.position - start)))
+        caret = " " * (self.position - start) + "^" * width
+        return f"{self.message}\n  {line}\n  {caret}"
+
+
 # ---- failures: what workflows and activities raise and catch -----------------------------
 
 

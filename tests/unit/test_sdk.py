@@ -136,6 +136,7 @@ def test_public_api_is_pinned() -> None:
             "DataConverter",
             "EverflowError",
             "FailureError",
+            "FilterError",
             "NonDeterminismError",
             "NondeterministicCallError",
             "NotInActivityError",
