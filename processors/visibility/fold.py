@@ -13,6 +13,7 @@ import json
 from dataclasses import replace
 from typing import assert_never
 
+from streams.visibility.query import is_attribute_name
 from streams.visibility.records import ActivityRow, RunRow
 from streams.wire.events import (
     ActivityAttemptFailed,
@@ -93,9 +94,11 @@ def attribute_types(event: HistoryEvent) -> dict[str, SearchAttributeType]:
 
 
 def _attributes_of(event: HistoryEvent) -> list[SearchAttribute]:
+    # a name the filter language could not address (a built-in, a keyword) is not indexed
     a = event.attributes
     if isinstance(a, WorkflowStarted | SearchAttributesUpserted):
-        return list(a.search_attributes if isinstance(a, WorkflowStarted) else a.attributes)
+        given = a.search_attributes if isinstance(a, WorkflowStarted) else a.attributes
+        return [s for s in given if is_attribute_name(s.name)]
     return []
 
 

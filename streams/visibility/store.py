@@ -25,9 +25,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from streams.errors import VisibilityUnavailableError
+from streams.visibility import schema
+from streams.visibility.query import DEFAULT_ORDER
 from streams.visibility.records import (
     ActivityRow,
     PendingActivity,
@@ -36,11 +38,11 @@ from streams.visibility.records import (
     WorkflowExecution,
     from_millis,
 )
+from streams.visibility.schema import Dialect
 from streams.wire.records import SearchAttributeType
 
 log = logging.getLogger(__name__)
 
-Dialect = Literal["sqlite", "postgresql"]
 
 HOW_TO_START = (
     "the run index is written by a projector: `everflow worker` runs one by default, "
@@ -74,72 +76,25 @@ ACTIVITY_COLUMNS = (
     "next_retry_time",
 )
 
-DEFAULT_ORDER = (
-    "CASE WHEN close_time IS NULL THEN 0 ELSE 1 END, close_time DESC, start_time DESC, run_id"
+
+_MORE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS runs_type_status_start ON runs (workflow_type, status, start_time)",
+    "CREATE INDEX IF NOT EXISTS runs_workflow_id_start ON runs (workflow_id, start_time)",
+    # the default order (`query.DEFAULT_ORDER`): open runs first, then latest closed/started
+    "CREATE INDEX IF NOT EXISTS runs_default_order"
+    " ON runs (close_time DESC NULLS FIRST, start_time DESC, run_id)",
 )
-"""Running (and blocked) runs first, then the latest closed, then the latest started."""
+_POSTGRESQL_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS runs_search_attributes ON runs USING GIN (search_attributes)",
+    # STARTS_WITH on the keyword columns (LIKE 'prefix%') under any collation
+    "CREATE INDEX IF NOT EXISTS runs_workflow_id_prefix ON runs (workflow_id text_pattern_ops)",
+    "CREATE INDEX IF NOT EXISTS runs_workflow_type_prefix ON runs (workflow_type text_pattern_ops)",
+)
 
 
 def _ddl(dialect: Dialect) -> list[str]:
-    json_type = "JSONB" if dialect == "postgresql" else "TEXT"
-    statements = [
-        f"""CREATE TABLE IF NOT EXISTS runs (
-            run_id TEXT PRIMARY KEY,
-            workflow_id TEXT NOT NULL,
-            workflow_type TEXT NOT NULL,
-            task_queue TEXT NOT NULL,
-            status TEXT NOT NULL,
-            start_time BIGINT NOT NULL,
-            close_time BIGINT NULL,
-            execution_duration BIGINT NULL,
-            history_length BIGINT NOT NULL,
-            last_event_id BIGINT NOT NULL,
-            parent_workflow_id TEXT NULL,
-            parent_run_id TEXT NULL,
-            pending_activities INTEGER NOT NULL DEFAULT 0,
-            max_attempt INTEGER NOT NULL DEFAULT 0,
-            search_attributes {json_type} NOT NULL DEFAULT '{{}}'
-        )""",
-        """CREATE TABLE IF NOT EXISTS pending_activities (
-            run_id TEXT NOT NULL,
-            activity_id BIGINT NOT NULL,
-            activity_type TEXT NOT NULL,
-            attempt INTEGER NOT NULL,
-            maximum_attempts INTEGER NOT NULL,
-            last_failure TEXT NULL,
-            next_retry_time BIGINT NULL,
-            PRIMARY KEY (run_id, activity_id)
-        )""",
-        """CREATE TABLE IF NOT EXISTS search_attribute_types (
-            name TEXT PRIMARY KEY,
-            type TEXT NOT NULL
-        )""",
-        """CREATE TABLE IF NOT EXISTS offsets (
-            topic TEXT NOT NULL,
-            partition INTEGER NOT NULL,
-            next_offset BIGINT NOT NULL,
-            PRIMARY KEY (topic, partition)
-        )""",
-        "CREATE INDEX IF NOT EXISTS runs_status_start ON runs (status, start_time)",
-        "CREATE INDEX IF NOT EXISTS runs_type_status_start"
-        " ON runs (workflow_type, status, start_time)",
-        "CREATE INDEX IF NOT EXISTS runs_workflow_id_start ON runs (workflow_id, start_time)",
-        "CREATE INDEX IF NOT EXISTS runs_close_time ON runs (close_time)",
-        # the default order: open runs first, then by close and start time
-        "CREATE INDEX IF NOT EXISTS runs_default_order ON runs"
-        " ((CASE WHEN close_time IS NULL THEN 0 ELSE 1 END), close_time DESC,"
-        " start_time DESC, run_id)",
-    ]
-    if dialect == "postgresql":
-        statements += [
-            "CREATE INDEX IF NOT EXISTS runs_search_attributes ON runs"
-            " USING GIN (search_attributes)",
-            "CREATE INDEX IF NOT EXISTS runs_workflow_type_prefix ON runs"
-            " (workflow_type text_pattern_ops)",
-            "CREATE INDEX IF NOT EXISTS runs_workflow_id_prefix ON runs"
-            " (workflow_id text_pattern_ops)",
-        ]
-    return statements
+    extra = _POSTGRESQL_INDEXES if dialect == "postgresql" else ()
+    return [*schema.ddl(dialect), *_MORE_INDEXES, *extra]
 
 
 @dataclass(frozen=True, slots=True)
