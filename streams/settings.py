@@ -141,7 +141,7 @@ def visibility_url(
     if chosen:
         return chosen
     name = topic_prefix.rstrip(".") or "everflow"
-    return f"sqlite:///{data_dir(env) / 'visibility' / name}.sqlite"
+    return f"sqlite://{(data_dir(env) / 'visibility' / name).resolve()}.sqlite"
 
 
 @dataclass(frozen=True, slots=True)

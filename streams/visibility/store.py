@@ -80,11 +80,12 @@ ACTIVITY_COLUMNS = (
 _MORE_INDEXES = (
     "CREATE INDEX IF NOT EXISTS runs_type_status_start ON runs (workflow_type, status, start_time)",
     "CREATE INDEX IF NOT EXISTS runs_workflow_id_start ON runs (workflow_id, start_time)",
-    # the default order (`query.DEFAULT_ORDER`): open runs first, then latest closed/started
-    "CREATE INDEX IF NOT EXISTS runs_default_order"
-    " ON runs (close_time DESC NULLS FIRST, start_time DESC, run_id)",
 )
 _POSTGRESQL_INDEXES = (
+    # the default order (`query.DEFAULT_ORDER`): open runs first, then latest closed/started
+    # (SQLite refuses NULLS FIRST in an index; its runs_close_time serves the order there)
+    "CREATE INDEX IF NOT EXISTS runs_default_order"
+    " ON runs (close_time DESC NULLS FIRST, start_time DESC, run_id)",
     "CREATE INDEX IF NOT EXISTS runs_search_attributes ON runs USING GIN (search_attributes)",
     # STARTS_WITH on the keyword columns (LIKE 'prefix%') under any collation
     "CREATE INDEX IF NOT EXISTS runs_workflow_id_prefix ON runs (workflow_id text_pattern_ops)",
@@ -119,7 +120,7 @@ def parse_url(url: str) -> StoreLocation:
             raise VisibilityUnavailableError(
                 f"store URL {url!r} is not sqlite:///absolute/path (three slashes)"
             )
-        return StoreLocation("sqlite", path)
+        return StoreLocation("sqlite", "/" + path.lstrip("/"))  # sqlite:////abs works too
     if "://" in url:
         raise VisibilityUnavailableError(
             f"store URL {url!r}: use sqlite:///path, a file path, or postgresql://…"
