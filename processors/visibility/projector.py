@@ -160,6 +160,11 @@ class Projector:
                 for p, s in sorted(self._partitions.items())
             }
 
+    @property
+    def ends_read_at(self) -> float:
+        """When (time.monotonic()) `lag()`'s partition ends were last read from the broker."""
+        return self._watermarks_read
+
     # ---- the loop -----------------------------------------------------------------------------
     def _project(self, store: Store, stop: threading.Event, *, group: bool) -> None:
         topic = self.topics.history
@@ -240,10 +245,16 @@ class Projector:
         now = time.monotonic()
         if now - self._watermarks_read < WATERMARK_INTERVAL:
             return
-        self._watermarks_read = now
         with self._lock:
             partitions = list(self._partitions)
         topic = self.topics.history
+        # the consumer's position steps over transaction markers, which the ends count: a
+        # position read after a batch is applied makes a caught-up partition's lag 0
+        for tp in consumer.position([TopicPartition(topic, p) for p in partitions]):
+            with self._lock:
+                state = self._partitions.get(tp.partition)
+                if state is not None and tp.offset >= 0:
+                    state.position = max(state.position, tp.offset)
         for p in partitions:
             try:
                 _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
@@ -253,6 +264,7 @@ class Projector:
             with self._lock:
                 if p in self._partitions:
                     self._partitions[p].high = max(self._partitions[p].high, int(high))
+        self._watermarks_read = now  # every end above was read after `now`
 
     # ---- one batch ----------------------------------------------------------------------------
     def _apply(self, store: Store, producer: Any, messages: list[Message]) -> None:

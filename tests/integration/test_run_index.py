@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,8 @@ def test_real_runs_reach_the_index_with_their_status_and_pending_activity(
         assert e.status == "Completed" and e.task_queue == "indexed"
         assert e.close_time is not None and e.execution_duration is not None
         assert e.close_time - e.start_time == e.execution_duration
-        assert e.history_length >= 5  # started, scheduled, started, completed, completed
+        history = LOOP.run(client.get_workflow_handle(e.workflow_id).fetch_history())
+        assert e.history_length == len(history) == history[-1].event_id
     running = listed(client, "ExecutionStatus = 'Running' ORDER BY WorkflowId")
     assert [e.workflow_id for e in running] == ["flaky", "waiter-0", "waiter-1"]
     assert all(e.close_time is None for e in running)
@@ -148,14 +150,26 @@ def attr(name: str, type_: SearchAttributeType, value: object) -> SearchAttribut
 
 
 def write_history(
-    config: KafkaConfig, events: list[HistoryEvent], raw: bytes | None = None
+    config: KafkaConfig,
+    events: list[HistoryEvent],
+    raw: bytes | None = None,
+    transactional: bool = False,
 ) -> None:
-    """Writes events to `history` as the processor would (keyed by workflow ID)."""
-    producer = kafka.producer(config)
+    """Writes events to `history` keyed by workflow ID; `transactional`: one Kafka transaction
+    per event, as the processor writes (each leaves a marker after it)."""
+    if transactional:
+        producer = kafka.transactional_producer(config, f"{config.topic_prefix}test-writer")
+        producer.init_transactions()
+    else:
+        producer = kafka.producer(config)
     topic = Topics(config.topic_prefix).history
     for e in events:
         partition = kafka.partition_for(e.workflow_id, config.partitions)
+        if transactional:
+            producer.begin_transaction()
         producer.produce(topic, wire().event.encode(e), e.workflow_id.encode(), partition=partition)
+        if transactional:
+            producer.commit_transaction()
     if raw is not None:
         producer.produce(topic, raw, b"poison", partition=0)
     assert producer.flush(30) == 0
@@ -298,7 +312,8 @@ def test_two_projectors_in_one_group_share_the_partitions_and_index_everything(
         )
         mine, theirs = set(first[0].lag()), set(second[0].lag())
         assert not mine & theirs and mine | theirs == {0, 1, 2, 3}
-        write_history(config, synthetic_runs(40, wave=1))
+        write_history(config, synthetic_runs(40, wave=1), transactional=True)
+        written = time.monotonic()
         store = open_store(postgres_dsn, create=False)
         try:
             wait_until(
@@ -311,6 +326,9 @@ def test_two_projectors_in_one_group_share_the_partitions_and_index_everything(
             rows = store.load_rows([f"run-{i}" for i in range(40)])
             assert [rows[f"run-{i}"].last_event_id for i in range(40)] == [2, 3] * 20
             assert store.offsets(Topics(topic_prefix).history).keys() == {0, 1, 2, 3}
+            for projector in (first[0], second[0]):
+                wait_until(lambda p=projector: p.ends_read_at > written, timeout=10)  # type: ignore[misc]
+                assert all(n == 0 for n, _ in projector.lag().values()), projector.lag()
         finally:
             store.close()
     finally:
