@@ -172,11 +172,13 @@ class VisibilitySettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> VisibilitySettings:
-        """Defaults, overridden by EVERFLOW_VISIBILITY (the store URL),
+        """Defaults, overridden by EVERFLOW_VISIBILITY_PROJECTOR (on/off: whether a worker
+        runs the projector), EVERFLOW_VISIBILITY (the store URL),
         EVERFLOW_VISIBILITY_BATCH_RECORDS, EVERFLOW_VISIBILITY_BATCH_SECONDS and
         EVERFLOW_FAULT_KILL_INDEX_BEFORE_COMMIT; then keyword overrides (None leaves one)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {
+            "enabled": _switch(env, "EVERFLOW_VISIBILITY_PROJECTOR"),
             "url": env.get("EVERFLOW_VISIBILITY") or None,
             "batch_records": _whole(env, "EVERFLOW_VISIBILITY_BATCH_RECORDS"),
             "batch_seconds": _seconds(env, "EVERFLOW_VISIBILITY_BATCH_SECONDS"),
@@ -267,3 +269,14 @@ def _seconds(env: Mapping[str, str], name: str) -> float | None:
 def _at_least(minimum: T, setting: str, variable: str, value: T) -> None:
     if not value >= minimum:  # also refuses NaN
         raise ConfigError(f"{setting} must be >= {minimum} ({variable}), got {value}")
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("1", "on", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "off", "false", "no"):
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")
