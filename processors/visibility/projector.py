@@ -55,50 +55,56 @@ class _Partition:
 
 @dataclass(slots=True)
 class Progress:
-    """A rebuild's progress: records applied of the total there was when it began; a bar on a
-    terminal, else a log line per 10%."""
+    """A rebuild's progress: how far each partition has come from where it started towards
+    the end it had when the rebuild began (offsets: transaction markers count as done when
+    passed). A bar on a terminal, else a log line per 10%."""
 
-    total: int
+    starts: dict[int, int]
+    ends: dict[int, int]
     out: IO[str] | None = None
-    applied: int = 0
     started: float = field(default_factory=time.monotonic)
+    done: bool = False
     _shown: float = 0.0
     _decile: int = 0
-    done: bool = False
 
-    def advance(self, records: int) -> None:
+    @property
+    def total(self) -> int:
+        return sum(max(0, self.ends[p] - self.starts[p]) for p in self.ends)
+
+    def update(self, positions: dict[int, int]) -> None:
+        """Shows the progress at these positions (next offset per partition)."""
         if self.done:
             return
-        self.applied += records
-        now = time.monotonic()
-        rate = self.applied / max(now - self.started, 1e-6)
-        finished = self.applied >= self.total
+        applied = sum(
+            max(0, min(positions.get(p, start), self.ends[p]) - start)
+            for p, start in self.starts.items()
+        )
+        total, now = self.total, time.monotonic()
+        rate = applied / max(now - self.started, 1e-6)
+        finished = applied >= total
         if self.out is not None and self.out.isatty():
             if finished or now - self._shown >= 0.2:
                 self._shown = now
-                share = min(1.0, self.applied / max(self.total, 1))
-                bar = "#" * int(share * 30)
+                bar = "#" * (30 * applied // max(total, 1))
                 self.out.write(
-                    f"\rindex rebuild [{bar:<30}] {min(self.applied, self.total):,}"
-                    f"/{self.total:,} records {rate:,.0f}/s"
+                    f"\rindex rebuild [{bar:<30}] {applied:,}/{total:,} records {rate:,.0f}/s"
                 )
-                if finished:
-                    self.out.write("\n")
+                self.out.write("\n" if finished else "")
                 self.out.flush()
         else:
-            decile = min(10, self.applied * 10 // max(self.total, 1))
+            decile = 10 if finished else applied * 10 // max(total, 1)
             if decile > self._decile:
                 self._decile = decile
                 log.info(
                     "index rebuild %d%% records=%d total=%d rate=%.0f/s",
                     decile * 10,
-                    self.applied,
-                    self.total,
+                    applied,
+                    total,
                     rate,
                 )
         if finished:
             self.done = True
-            log.info("index rebuilt records=%d seconds=%.1f", self.applied, now - self.started)
+            log.info("index rebuilt records=%d seconds=%.1f", total, now - self.started)
 
 
 class Projector:
@@ -210,9 +216,12 @@ class Projector:
             self._partitions = partitions
         log.info("projector assigned partitions=%s", sorted(tp.partition for tp in tps))
         if self._rebuilding and self._progress is None:
-            total = sum(max(0, s.high - s.position) for s in self._partitions.values())
-            self._progress = Progress(total, self.progress_out)
-            log.info("index rebuild from the start of history records=%d", total)
+            self._progress = Progress(
+                starts={p: st.position for p, st in partitions.items()},
+                ends={p: st.high for p, st in partitions.items()},
+                out=self.progress_out,
+            )
+            log.info("index rebuild from the start of history records=%d", self._progress.total)
 
     def _on_revoke(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
         # batches are written before the next poll: nothing is in flight to finish here
@@ -265,6 +274,13 @@ class Projector:
                 if p in self._partitions:
                     self._partitions[p].high = max(self._partitions[p].high, int(high))
         self._watermarks_read = now  # every end above was read after `now`
+        self._show_progress()
+
+    def _show_progress(self) -> None:
+        if self._progress is not None and not self._progress.done:
+            with self._lock:
+                positions = {p: st.position for p, st in self._partitions.items()}
+            self._progress.update(positions)
 
     # ---- one batch ----------------------------------------------------------------------------
     def _apply(self, store: Store, producer: Any, messages: list[Message]) -> None:
@@ -310,8 +326,7 @@ class Projector:
                     state.position = max(state.position, next_offset)
                     state.high = max(state.high, next_offset)
                     state.applied_time = last_time.get(p, state.applied_time)
-        if self._progress is not None:
-            self._progress.advance(len(messages))
+        self._show_progress()
 
     def _dead_letter(self, producer: Any, msg: Message, reason: str) -> None:
         _, partition, offset = kafka.where(msg)

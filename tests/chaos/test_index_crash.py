@@ -5,6 +5,7 @@ row for row, and every run's history length is what the history topic says."""
 from __future__ import annotations
 
 import asyncio
+import io
 import signal
 import subprocess
 import sys
@@ -145,25 +146,52 @@ def test_projector_killed_mid_batch_and_restarted_equals_a_rebuild_from_scratch(
         projector.stop()
         client.close()
 
+    # a new store replays history from the start; --rebuild empties a store and does the same
     rebuilt_url = f"sqlite://{tmp_path}/rebuilt.sqlite"
-    fresh = Projector(config, VisibilitySettings(url=rebuilt_url))
+    for rebuild in (False, True):
+        out = Terminal()
+        rebuild_index(config, rebuilt_url, rebuild, out)
+        rebuilt = open_store(rebuilt_url, create=False)
+        try:
+            assert snapshot(rebuilt) == incremental
+            assert rebuilt.offsets(Topics(topic_prefix).history) == incremental_offsets
+        finally:
+            rebuilt.close()
+        ends = history_end(config)  # records and transaction markers: offsets from 0
+        assert f"] {ends:,}/{ends:,} records" in out.getvalue()
+    assert sorted(lengths) == sorted(started)
+
+
+def history_end(config: KafkaConfig) -> int:
+    reader = kafka.consumer(config)
+    try:
+        topic = Topics(config.topic_prefix).history
+        return sum(kafka.end_offset(reader, topic, p) for p in range(config.partitions))
+    finally:
+        reader.close()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def rebuild_index(config: KafkaConfig, url: str, rebuild: bool, out: Terminal) -> None:
+    """Runs a projector into `url` until it has applied all of history."""
+    fresh = Projector(config, VisibilitySettings(url=url), rebuild=rebuild, progress_out=out)
     stop = threading.Event()
     thread = threading.Thread(target=fresh.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        wait_until(lambda: fresh.store is not None and fresh.lag(), timeout=20)
         wait_until(
-            lambda: fresh.ends_read_at > 0 and all(n == 0 for n, _ in fresh.lag().values()),
+            lambda: (
+                fresh.ends_read_at > 0
+                and fresh.lag()
+                and not any(n for n, _ in fresh.lag().values())
+            ),
             timeout=40,
             message="the rebuild catches up",
         )
     finally:
         stop.set()
         thread.join(30)
-    rebuilt = open_store(rebuilt_url, create=False)
-    try:
-        assert snapshot(rebuilt) == incremental
-        assert rebuilt.offsets(Topics(topic_prefix).history) == incremental_offsets
-    finally:
-        rebuilt.close()
-    assert sorted(lengths) == sorted(started)
