@@ -102,6 +102,8 @@ class Worker:
             enabled=self.settings.visibility.enabled if run_visibility is None else run_visibility,
             url=visibility or self.settings.visibility.url,
         )
+        # the run index's projector once run() started it (its lag() is a metrics source)
+        self.projector: Projector | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
@@ -134,6 +136,7 @@ class Worker:
             )
             self._spawn("activity-runner", runner.run)
         if self.visibility.enabled:
+            self.projector = Projector(config, self.visibility)
             self._spawn("visibility-projector", self._project)
         while not self._stop.is_set() and all(t.is_alive() for t in self._threads):
             await asyncio.sleep(0.1)
@@ -148,7 +151,8 @@ class Worker:
         # the workflows and activities this worker runs
         while not stop.is_set():
             try:
-                Projector(self.client.config, self.visibility).run(stop)
+                assert self.projector is not None
+                self.projector.run(stop)
                 return
             except VisibilityUnavailableError as e:
                 log.error("run index projector: %s; retrying in 5 s", e)
