@@ -93,9 +93,10 @@ def test_real_runs_reach_the_index_with_their_status_and_pending_activity(
         for i in range(2):
             await client.start_workflow("Waiter", id=f"waiter-{i}", task_queue="indexed")
         await client.start_workflow("Flaky", id="flaky", task_queue="indexed")
+        await client.start_workflow("Buggy", id="buggy", task_queue="indexed")
 
     LOOP.run(start_runs())
-    expected = {"Completed": 3, "Failed": 2, "Running": 3}
+    expected = {"Blocked": 1, "Completed": 3, "Failed": 2, "Running": 3}
     wait_until(
         lambda: LOOP.run(client.count_workflows(group_by_status=True)).groups == expected,
         timeout=45,
@@ -112,9 +113,11 @@ def test_real_runs_reach_the_index_with_their_status_and_pending_activity(
     running = listed(client, "ExecutionStatus = 'Running' ORDER BY WorkflowId")
     assert [e.workflow_id for e in running] == ["flaky", "waiter-0", "waiter-1"]
     assert all(e.close_time is None for e in running)
+    (buggy,) = listed(client, "Blocked = true")
+    assert (buggy.workflow_id, buggy.status, buggy.close_time) == ("buggy", "Blocked", None)
     # the default order: open runs first
     everything = listed(client, page_size=2)
-    assert len(everything) == 8 and {e.status for e in everything[:3]} == {"Running"}
+    assert len(everything) == 9 and {e.status for e in everything[:4]} == {"Running", "Blocked"}
     assert len(listed(client, limit=5, page_size=2)) == 5
 
     (flaky,) = [e for e in running if e.workflow_id == "flaky"]

@@ -63,3 +63,12 @@ class Flaky:
                 maximum_attempts=50,
             ),
         )
+
+
+@workflow.defn
+class Buggy:
+    """A bug in workflow code (not an ApplicationError): the run blocks until it is fixed."""
+
+    @workflow.run
+    async def run(self) -> str:
+        return {"present": "x"}["missing"]
