@@ -3,18 +3,18 @@
     ExecutionStatus = 'Running' AND (WorkflowType = 'Transfer' OR StartTime > '2026-12-01')
     ORDER BY StartTime DESC
 
-`compile_filter(query, dialect=..., attribute_types=...)` tokenizes the text, parses it by
-recursive descent into a small AST (`parse_filter`), checks every name and value against its
-type, and returns a `CompiledFilter`: a WHERE expression with placeholders and its parameters,
-and an ORDER BY list. Nothing from the user's text is spliced into the WHERE expression: names
-map through a whitelist of columns, custom attribute names and values travel as parameters.
-Only ORDER BY names a custom attribute in SQL, through a JSON path built from a registered
-name that is a plain identifier.
+`compile_filter(query, dialect=..., attribute_types=...)` parses the text (`syntax`), checks
+every name and value against its type (the built-ins in BUILTINS, the custom search
+attributes in `attribute_types`), and returns a `CompiledFilter`: a WHERE expression with
+placeholders and its parameters, and an ORDER BY list. Nothing from the user's text is spliced
+into the WHERE expression: names map through a whitelist of columns, custom attribute names
+and values travel as parameters. Only ORDER BY names a custom attribute in SQL, through a JSON
+path built from a registered name that is a plain identifier.
 
 Semantics worth knowing: a comparison with a missing value is false, `!=` and `NOT IN`
 included (as in SQL); ask for absence with `IS NULL`. On a keyword list attribute `=` and
 `IN` mean "contains"; on a text attribute `=` means "contains this word" (case-insensitive,
-words split at spaces and , . ; : ! ?). Every error is a `FilterError` pointing at the token.
+words split at spaces and , . ; : !). Every error is a `FilterError` pointing at the token.
 """
 
 from __future__ import annotations
@@ -27,420 +27,27 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeAlias, assert_never
 
 from streams.errors import FilterError
+from streams.visibility.syntax import (
+    KEYWORDS,
+    NAME_PATTERN,
+    OPERATOR_PATTERN,
+    And,
+    Between,
+    Comparison,
+    Constant,
+    Expr,
+    InList,
+    IsNull,
+    Name,
+    Or,
+    OrderItem,
+    StartsWith,
+    Value,
+    parse_filter,
+)
 from streams.wire.records import SearchAttributeType
 
 Dialect = Literal["sqlite", "postgresql"]
-
-# ---- tokens ---------------------------------------------------------------------------------
-
-KEYWORDS = frozenset(
-    {"AND", "OR", "BETWEEN", "IN", "NOT", "STARTS_WITH", "IS", "NULL", "ORDER", "BY", "ASC",
-     "DESC", "TRUE", "FALSE"}
-)  # fmt: skip
-COMPARISONS = ("=", "!=", "<", ">", "<=", ">=")
-NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
-_OPERATOR = re.compile(r"<=|>=|!=|<>|=|<|>")
-_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"'}
-
-TokenKind = Literal["name", "keyword", "string", "number", "op", "(", ")", ",", "end"]
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    """One token: its kind, its text as written, its value and its 0-based offset."""
-
-    kind: TokenKind
-    text: str
-    value: str | int | float | bool | None
-    position: int
-
-
-def tokenize(query: str) -> list[Token]:
-    """The tokens of `query`, ending with an "end" token; FilterError on a bad character."""
-    tokens: list[Token] = []
-    i = 0
-    while i < len(query):
-        char = query[i]
-        if char.isspace():
-            i += 1
-        elif char in "'\"":
-            value, end = _read_string(query, i)
-            tokens.append(Token("string", query[i:end], value, i))
-            i = end
-        elif char in "(),":
-            tokens.append(Token(char, char, char, i))  # type: ignore[arg-type]
-            i += 1
-        elif number := _NUMBER.match(query, i):
-            i = _read_number(query, number, tokens)
-        elif operator := _OPERATOR.match(query, i):
-            text = operator.group()
-            tokens.append(Token("op", text, "!=" if text == "<>" else text, i))
-            i = operator.end()
-        elif name := NAME_PATTERN.match(query, i):
-            word = name.group()
-            if word.upper() in KEYWORDS:
-                tokens.append(Token("keyword", word, word.upper(), i))
-            else:
-                tokens.append(Token("name", word, word, i))
-            i = name.end()
-        else:
-            raise FilterError(
-                f"unexpected character {char!r}: a filter is made of names, quoted values, "
-                "numbers, = != < > <= >=, parentheses and AND / OR",
-                query=query,
-                position=i,
-                token=char,
-            )
-    tokens.append(Token("end", "", None, len(query)))
-    return tokens
-
-
-def _read_string(query: str, start: int) -> tuple[str, int]:
-    quote = query[start]
-    out: list[str] = []
-    i = start + 1
-    while i < len(query):
-        char = query[i]
-        if char == "\\" and i + 1 < len(query):
-            following = query[i + 1]
-            out.append(_ESCAPES.get(following, "\\" + following))
-            i += 2
-        elif char == quote:
-            if query[i + 1 : i + 2] == quote:  # a doubled quote stands for one
-                out.append(quote)
-                i += 2
-            else:
-                return "".join(out), i + 1
-        else:
-            out.append(char)
-            i += 1
-    raise FilterError(
-        f"unclosed quote: the string starting here has no closing {quote}",
-        query=query,
-        position=start,
-        token=query[start:],
-    )
-
-
-def _read_number(query: str, match: re.Match[str], tokens: list[Token]) -> int:
-    end = match.end()
-    if end < len(query) and (query[end].isalnum() or query[end] in "-:._"):
-        # `5m`, `2026-12-01`, `10:00`: a date or duration someone forgot to quote
-        stop = end
-        while stop < len(query) and not query[stop].isspace() and query[stop] not in "(),":
-            stop += 1
-        word = query[match.start() : stop]
-        raise FilterError(
-            f"{word!r} is not a number; put dates, times and durations in quotes: '{word}'",
-            query=query,
-            position=match.start(),
-            token=word,
-        )
-    text = match.group()
-    value: int | float = float(text) if match.group(1) or match.group(2) else int(text)
-    tokens.append(Token("number", text, value, match.start()))
-    return end
-
-
-# ---- the syntax tree ------------------------------------------------------------------------
-
-Value: TypeAlias = str | int | float | bool
-
-
-@dataclass(frozen=True, slots=True)
-class Name:
-    """An attribute name as written, and where."""
-
-    name: str
-    position: int
-
-
-@dataclass(frozen=True, slots=True)
-class Constant:
-    """A literal value (string, number or boolean), its text as written, and where."""
-
-    value: Value
-    text: str
-    position: int
-
-
-@dataclass(frozen=True, slots=True)
-class Comparison:
-    """`name op value`, op one of = != < > <= >=."""
-
-    name: Name
-    op: str
-    op_position: int
-    value: Constant
-
-
-@dataclass(frozen=True, slots=True)
-class Between:
-    """`name BETWEEN low AND high` (both ends included)."""
-
-    name: Name
-    low: Constant
-    high: Constant
-    op_position: int
-
-
-@dataclass(frozen=True, slots=True)
-class InList:
-    """`name IN (values...)`, or `NOT IN` when `negated`."""
-
-    name: Name
-    values: tuple[Constant, ...]
-    negated: bool
-    op_position: int
-
-
-@dataclass(frozen=True, slots=True)
-class StartsWith:
-    """`name STARTS_WITH 'prefix'`."""
-
-    name: Name
-    prefix: Constant
-    op_position: int
-
-
-@dataclass(frozen=True, slots=True)
-class IsNull:
-    """`name IS NULL`, or `IS NOT NULL` when `negated`."""
-
-    name: Name
-    negated: bool
-
-
-@dataclass(frozen=True, slots=True)
-class And:
-    """Both sides hold."""
-
-    left: Expr
-    right: Expr
-
-
-@dataclass(frozen=True, slots=True)
-class Or:
-    """Either side holds."""
-
-    left: Expr
-    right: Expr
-
-
-Expr: TypeAlias = Comparison | Between | InList | StartsWith | IsNull | And | Or
-
-
-@dataclass(frozen=True, slots=True)
-class OrderItem:
-    """One `ORDER BY` term."""
-
-    name: Name
-    descending: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """A parsed filter: the condition (None: every run) and the ORDER BY terms."""
-
-    where: Expr | None
-    order_by: tuple[OrderItem, ...]
-
-
-def parse_filter(query: str) -> Query:
-    """Parses `query` into a `Query`; FilterError (with the bad token's position) if it is not
-    a well-formed filter. Names and value types are checked later, by `compile_filter`."""
-    return _Parser(query).parse()
-
-
-class _Parser:
-    """Recursive descent over the grammar:
-
-    query     := [or_expr] [ORDER BY order_item (',' order_item)*] end
-    or_expr   := and_expr (OR and_expr)*
-    and_expr  := primary (AND primary)*
-    primary   := '(' or_expr ')' | predicate
-    predicate := name ( op value | BETWEEN value AND value | [NOT] IN '(' value (',' value)* ')'
-                      | STARTS_WITH value | IS [NOT] NULL )
-    """
-
-    def __init__(self, query: str) -> None:
-        self.query = query
-        self.tokens = tokenize(query)
-        self.index = 0
-
-    @property
-    def token(self) -> Token:
-        return self.tokens[self.index]
-
-    def advance(self) -> Token:
-        token = self.tokens[self.index]
-        self.index += 1
-        return token
-
-    def at_keyword(self, *words: str) -> bool:
-        return self.token.kind == "keyword" and self.token.value in words
-
-    def error(self, message: str, token: Token | None = None) -> FilterError:
-        token = token or self.token
-        return FilterError(message, query=self.query, position=token.position, token=token.text)
-
-    def describe(self, token: Token) -> str:
-        return "the end of the filter" if token.kind == "end" else repr(token.text)
-
-    def parse(self) -> Query:
-        where = None
-        if self.token.kind != "end" and not self.at_keyword("ORDER"):
-            where = self.or_expr()
-        order_by = self.order_by() if self.at_keyword("ORDER") else ()
-        if self.token.kind == ")":
-            raise self.error("unmatched ')': there is no '(' before it to close")
-        if self.token.kind != "end":
-            raise self.error(
-                f"unexpected {self.describe(self.token)} after a complete filter: join "
-                "conditions with AND or OR, and put ORDER BY last"
-            )
-        return Query(where, order_by)
-
-    def or_expr(self) -> Expr:
-        expr = self.and_expr()
-        while self.at_keyword("OR"):
-            self.advance()
-            expr = Or(expr, self.and_expr())
-        return expr
-
-    def and_expr(self) -> Expr:
-        expr = self.primary()
-        while self.at_keyword("AND"):
-            self.advance()
-            expr = And(expr, self.primary())
-        return expr
-
-    def primary(self) -> Expr:
-        if self.token.kind == "(":
-            opening = self.advance()
-            expr = self.or_expr()
-            if self.token.kind != ")":
-                if self.token.kind == "end":
-                    raise self.error("unclosed parenthesis: this '(' has no matching ')'", opening)
-                raise self.error(
-                    f"expected ')' to close the '(' at column {opening.position}, got "
-                    f"{self.describe(self.token)}"
-                )
-            self.advance()
-            return expr
-        return self.predicate()
-
-    def predicate(self) -> Expr:
-        token = self.token
-        if token.kind != "name":
-            what = (
-                f"the keyword {token.text!r}" if token.kind == "keyword" else self.describe(token)
-            )
-            raise self.error(f"expected an attribute name such as WorkflowId, got {what}")
-        self.advance()
-        name = Name(str(token.value), token.position)
-        op = self.token
-        if op.kind == "op":
-            self.advance()
-            return Comparison(name, str(op.value), op.position, self.value())
-        if self.at_keyword("BETWEEN"):
-            self.advance()
-            low = self.value()
-            if not self.at_keyword("AND"):
-                raise self.error(
-                    f"expected AND in '{name.name} BETWEEN low AND high', got "
-                    f"{self.describe(self.token)}"
-                )
-            self.advance()
-            return Between(name, low, self.value(), op.position)
-        if self.at_keyword("NOT", "IN"):
-            negated = self.advance().value == "NOT"
-            if negated and not self.at_keyword("IN"):
-                raise self.error(f"expected IN after NOT, got {self.describe(self.token)}")
-            if negated:
-                self.advance()
-            return InList(name, self.value_list(), negated, op.position)
-        if self.at_keyword("STARTS_WITH"):
-            self.advance()
-            return StartsWith(name, self.value(), op.position)
-        if self.at_keyword("IS"):
-            self.advance()
-            negated = self.at_keyword("NOT")
-            if negated:
-                self.advance()
-            if not self.at_keyword("NULL"):
-                raise self.error(
-                    f"expected NULL after IS{' NOT' if negated else ''}, got "
-                    f"{self.describe(self.token)}"
-                )
-            self.advance()
-            return IsNull(name, negated)
-        raise self.error(
-            f"expected an operator after {name.name} (= != < > <= >= BETWEEN IN NOT IN "
-            f"STARTS_WITH IS NULL), got {self.describe(op)}"
-        )
-
-    def value(self) -> Constant:
-        token = self.token
-        if token.kind in ("string", "number") or (
-            token.kind == "keyword" and token.value in ("TRUE", "FALSE")
-        ):
-            self.advance()
-            if token.kind == "keyword":
-                return Constant(token.value == "TRUE", token.text, token.position)
-            assert isinstance(token.value, str | int | float)
-            return Constant(token.value, token.text, token.position)
-        if token.kind == "keyword" and token.value == "NULL":
-            raise self.error("compare with NULL using IS NULL or IS NOT NULL")
-        if token.kind == "name":
-            raise self.error(
-                f"expected a value, got the name {token.text!r}; put strings in quotes: "
-                f"'{token.text}'"
-            )
-        raise self.error(
-            f"expected a value (a 'quoted string', a number, true or false), got "
-            f"{self.describe(token)}"
-        )
-
-    def value_list(self) -> tuple[Constant, ...]:
-        if self.token.kind != "(":
-            raise self.error(f"expected '(' to start the IN list, got {self.describe(self.token)}")
-        opening = self.advance()
-        values = [self.value()]
-        while self.token.kind == ",":
-            self.advance()
-            values.append(self.value())
-        if self.token.kind != ")":
-            if self.token.kind == "end":
-                raise self.error("unclosed parenthesis: this '(' has no matching ')'", opening)
-            raise self.error(f"expected ',' or ')' in the IN list, got {self.describe(self.token)}")
-        self.advance()
-        return tuple(values)
-
-    def order_by(self) -> tuple[OrderItem, ...]:
-        self.advance()
-        if not self.at_keyword("BY"):
-            raise self.error(f"expected BY after ORDER, got {self.describe(self.token)}")
-        self.advance()
-        items = [self.order_item()]
-        while self.token.kind == ",":
-            self.advance()
-            items.append(self.order_item())
-        return tuple(items)
-
-    def order_item(self) -> OrderItem:
-        token = self.token
-        if token.kind != "name":
-            raise self.error(f"expected an attribute name to ORDER BY, got {self.describe(token)}")
-        self.advance()
-        descending = False
-        if self.at_keyword("ASC", "DESC"):
-            descending = self.advance().value == "DESC"
-        return OrderItem(Name(token.text, token.position), descending)
-
-
-# ---- compiling to SQL -----------------------------------------------------------------------
 
 STATUSES = (
     "Running", "Blocked", "Completed", "Failed", "Canceled", "Terminated", "TimedOut",
@@ -503,7 +110,7 @@ _HINTS: Mapping[Kind, str] = {
     "datetime": "a datetime like '2026-12-01T10:00:00Z'",
     "duration": "a duration like '90s', '5m', '2h', '1d', '250ms', or milliseconds like 90000",
 }
-_PUNCTUATION = ",.;:!?"  # split words like spaces do, in text attributes
+_PUNCTUATION = ",.;:!"  # split words like spaces do, in text attributes
 _PG_CASTS: Mapping[Kind, str] = {
     "int": "::bigint",
     "datetime": "::bigint",
@@ -658,10 +265,15 @@ class _Compiler:
         allowed = _OPERATORS[field.kind]
         if op not in allowed:
             kind = "bool" if field.kind == "blocked" else field.kind.replace("_", " ")
+            article = "an" if kind[0] in "aeiou" else "a"
             ops = ", ".join(o for o in _OPERATOR_ORDER if o in allowed)
-            token = self.query[position:].split(None, 1)[0] if op != "!=" else op
+            written = OPERATOR_PATTERN.match(self.query, position) or NAME_PATTERN.match(
+                self.query, position
+            )
             raise self.error(
-                f"{field.name} is a {kind} attribute: it takes {ops}, not {op}", position, token
+                f"{field.name} is {article} {kind} attribute: it takes {ops}, not {op}",
+                position,
+                written.group() if written else op,
             )
 
     # -- SQL --
@@ -677,10 +289,19 @@ class _Compiler:
 
     def expr(self, node: Expr) -> Sql:
         match node:
-            case And(left, right) | Or(left, right):
-                word = "AND" if isinstance(node, And) else "OR"
-                (lsql, lparams), (rsql, rparams) = self.expr(left), self.expr(right)
-                return f"({lsql} {word} {rsql})", lparams + rparams
+            case And() | Or():
+                # a chain `a OR b OR c` is a left-deep tree: walk it, do not recurse down it
+                kind = type(node)
+                operands = [node.right]
+                left = node.left
+                while isinstance(left, kind):
+                    operands.append(left.right)
+                    left = left.left
+                operands.append(left)
+                parts = [self.expr(operand) for operand in reversed(operands)]
+                word = " AND " if kind is And else " OR "
+                params = [p for _, part_params in parts for p in part_params]
+                return "(" + word.join(text for text, _ in parts) + ")", params
             case Comparison(name, op, position, literal):
                 field = self.field(name)
                 self.check_operator(field, op, position)
@@ -699,7 +320,9 @@ class _Compiler:
             case StartsWith(name, prefix, position):
                 field = self.field(name)
                 self.check_operator(field, "STARTS_WITH", position)
-                return self.starts_with(field, str(self.value(field, prefix)))
+                # a prefix of a status is not itself one: check it as a plain keyword
+                as_keyword = _Field(field.name, "keyword", field.column)
+                return self.starts_with(field, str(self.value(as_keyword, prefix)))
             case IsNull(name, negated):
                 sql, params = self.column(self.field(name), cast=False)
                 return f"{sql} IS {'NOT ' if negated else ''}NULL", params
