@@ -25,9 +25,13 @@ from streams.wire.events import (
     TimerFired,
     TimerStarted,
     WorkflowBlocked,
+    WorkflowCanceled,
     WorkflowCompleted,
+    WorkflowContinuedAsNew,
     WorkflowFailed,
     WorkflowStarted,
+    WorkflowTerminated,
+    WorkflowTimedOut,
     WorkflowUnblocked,
 )
 from streams.wire.records import Failure, SearchAttribute, SearchAttributeType
@@ -189,3 +193,26 @@ def test_re_reading_any_prefix_or_overlap_equals_one_fold_in_order(seed: int) ->
         a, b = sorted(rng.sample(range(applied + 1), 2))
         assert fold_all(events[a:b], row) == row
     assert row == expected
+
+
+@pytest.mark.parametrize(
+    ("close", "status"),
+    [
+        (WorkflowCompleted(PAYLOAD), "Completed"),
+        (WorkflowFailed(Failure("x", "E")), "Failed"),
+        (WorkflowCanceled(), "Canceled"),
+        (WorkflowTerminated("ops"), "Terminated"),
+        (WorkflowTimedOut("execution"), "TimedOut"),
+        (WorkflowContinuedAsNew("r2"), "ContinuedAsNew"),
+    ],
+)
+def test_every_close_has_its_status_and_leaves_no_pending_activity(
+    close: EventAttributes, status: str
+) -> None:
+    row = fold_all(history(started(), scheduled(1), close))
+    assert row is not None
+    assert (row.status, row.close_time, row.activities) == (status, 1030, ())
+    blocked_late = fold(
+        row, HistoryEvent("wf", "r1", 4, 2000, WorkflowBlocked("x", Failure("x", "E")))
+    )
+    assert blocked_late is not None and blocked_late.status == status
