@@ -63,3 +63,9 @@ def test_a_batch_that_fails_before_commit_leaves_nothing(tmp_path: Path) -> None
     with pytest.raises(RuntimeError):
         store.write_batch([row], {}, {("h", 0): 1}, before_commit=crash)
     assert store.offsets("h") == {} and store.load_rows(["r1"]) == {}
+
+
+def test_an_unreachable_postgresql_index_is_unavailable_without_showing_the_password() -> None:
+    with pytest.raises(VisibilityUnavailableError, match="cannot reach the run index") as e:
+        open_store("postgresql://ix:s3cret@127.0.0.1:1/ix", create=False)
+    assert "s3cret" not in str(e.value) and "everflow visibility" in str(e.value)
