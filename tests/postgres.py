@@ -56,36 +56,14 @@ def local_postgres() -> Iterator[str]:
     def run(*args: str) -> None:
         subprocess.run(args, check=True, user=user, capture_output=True, cwd=root)
 
-    run(
-        str(bindir / "initdb"),
-        "-D",
-        str(data),
-        "-U",
-        "everflow",
-        "-A",
-        "trust",
-        "-E",
-        "UTF8",
-        "--no-sync",
-    )
-    run(
-        str(bindir / "pg_ctl"),
-        "-D",
-        str(data),
-        "-l",
-        str(root / "server.log"),
-        "-w",
-        "-o",
-        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-        "start",
-    )
+    run(str(bindir / "initdb"), "-D", str(data), "-U", "everflow", "-A", "trust", "-E", "UTF8",
+        "--no-sync")
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w",
+        "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
+              "-c max_connections=200", "start")
     try:
         yield f"postgresql://everflow@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            user=user,
-            capture_output=True,
-            cwd=root,
-        )
+        subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                       user=user, capture_output=True, cwd=root)
         shutil.rmtree(root, ignore_errors=True)

@@ -94,10 +94,8 @@ def test_paused_processor_is_fenced_and_its_late_transaction_stays_invisible(
         # wake-up, before or after the failed commit (the session expiry may reach the
         # consumer while the commit thread is still committing)
         wait_until(
-            lambda: (
-                "revoked partitions"
-                in workers.log_of(zombie).split("resumed before commit of transaction 3", 1)[1]
-            ),
+            lambda: "revoked partitions"
+            in workers.log_of(zombie).split("resumed before commit of transaction 3", 1)[1],
             60,
             0.2,
             "the rejoining zombie learns its partitions moved",
