@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,13 @@ def test_search_attributes_from_history_are_typed_filterable_and_poison_is_dead_
         finally:
             stop.set()
             thread.join(30)
+        # with the projector stopped, what history gains is lag
+        late = synthetic_runs(20, wave=1)[0]
+        write_history(config, [replace(late, event_id=4)])
+        behind = LOOP.run(client.visibility_lag())
+        partition = kafka.partition_for(late.workflow_id, config.partitions)
+        assert behind.records == {p: int(p == partition) for p in range(config.partitions)}
+        assert behind.total == 1
     finally:
         client.close()
     store = open_store(store_url, create=False)
