@@ -12,14 +12,15 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from streams import kafka
 from streams.errors import (
+    BrokerError,
     RequestRejectedError,
     RPCTimeoutError,
     WorkflowAlreadyStartedError,
@@ -33,6 +34,10 @@ from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.options import IdConflictPolicy, IdReusePolicy, option
 from streams.payload import DataConverter, check_size
+from streams.settings import visibility_url
+from streams.visibility.query import compile_filter
+from streams.visibility.records import IndexLag, WorkflowCount, WorkflowExecution
+from streams.visibility.store import Store, open_store
 from streams.wire import wire
 from streams.wire.commands import (
     CancelWorkflow,
@@ -72,9 +77,17 @@ log = logging.getLogger(__name__)
 class Client:
     """A connection to an Everflow deployment (a Kafka cluster and a topic prefix)."""
 
-    def __init__(self, config: KafkaConfig, converter: DataConverter | None = None) -> None:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        converter: DataConverter | None = None,
+        visibility: str | None = None,
+    ) -> None:
         self.config = config
         self.converter = converter or DataConverter()
+        # the run index's store URL; opened on the first list or count
+        self.visibility_url = visibility_url(config.topic_prefix, visibility)
+        self._store: Store | None = None
         self.topics = Topics(config.topic_prefix)
         self.client_id = f"client-{uuid.uuid4().hex[:12]}"
         self.wire = wire()
@@ -120,13 +133,18 @@ class Client:
         *,
         topic_prefix: str | None = None,
         converter: DataConverter | None = None,
+        visibility: str | None = None,
         **kafka_settings: Any,
     ) -> Client:
-        """Connects to the cluster (settings from arguments, then `EVERFLOW_*` variables)."""
+        """Connects to the cluster (settings from arguments, then `EVERFLOW_*` variables).
+
+        `visibility` is the run index's store URL (`sqlite:///path` or `postgresql://…`);
+        None means EVERFLOW_VISIBILITY, else the default SQLite file for this topic prefix.
+        """
         config = KafkaConfig.from_env(
             bootstrap=bootstrap, topic_prefix=topic_prefix, kafka=kafka_settings
         )
-        return await asyncio.to_thread(cls, config, converter)
+        return await asyncio.to_thread(cls, config, converter, visibility)
 
     def close(self) -> None:
         self._stop.set()
@@ -135,6 +153,74 @@ class Client:
         else:
             self._consumer.close()
         self._producer.flush(10)
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+
+    # ---- the run index ------------------------------------------------------------------------
+    def _index(self) -> Store:
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(self.visibility_url, create=False)
+            return self._store
+
+    async def list_workflows(
+        self, query: str = "", *, page_size: int = 100, limit: int | None = None
+    ) -> AsyncIterator[WorkflowExecution]:
+        """The runs the index has that match `query` (the list filter), page by page.
+
+        Order: the query's ORDER BY, else open runs first, then the latest closed, then the
+        latest started. `limit` caps how many are yielded. Raises FilterError for a bad
+        query, VisibilityUnavailableError when there is no index to read. The index follows
+        `history` a little behind (`visibility_lag`).
+        """
+        if page_size < 1:
+            raise ValueError(f"page_size must be >= 1, got {page_size}")
+        store = await asyncio.to_thread(self._index)
+        types = await asyncio.to_thread(store.refresh_attribute_types)
+        compiled = compile_filter(query, dialect=store.dialect, attribute_types=types)
+        shown = 0
+        while limit is None or shown < limit:
+            size = page_size if limit is None else min(page_size, limit - shown)
+            page = await asyncio.to_thread(
+                store.list_runs,
+                compiled.where,
+                compiled.params,
+                compiled.order_by,
+                limit=size,
+                offset=shown,
+            )
+            for execution in page:
+                yield execution
+            shown += len(page)
+            if len(page) < size:
+                return
+
+    async def count_workflows(
+        self, query: str = "", *, group_by_status: bool = False
+    ) -> WorkflowCount:
+        """How many runs in the index match `query`; per status too if `group_by_status`.
+
+        Raises FilterError for a bad query, VisibilityUnavailableError with no index.
+        """
+        store = await asyncio.to_thread(self._index)
+        types = await asyncio.to_thread(store.refresh_attribute_types)
+        compiled = compile_filter(query, dialect=store.dialect, attribute_types=types)
+        return await asyncio.to_thread(
+            store.count_runs, compiled.where, compiled.params, group_by_status=group_by_status
+        )
+
+    async def describe_indexed(self, run_id: str) -> WorkflowExecution | None:
+        """The index's row of one run with its pending activities (attempt, maximum, last
+        failure, next retry), or None if the index has no such run."""
+        store = await asyncio.to_thread(self._index)
+        return await asyncio.to_thread(store.describe_run, run_id)
+
+    async def visibility_lag(self) -> IndexLag:
+        """How far the index is behind `history`: records per partition, and the age of the
+        oldest record not yet indexed (0 when caught up)."""
+        store = await asyncio.to_thread(self._index)
+        return await asyncio.to_thread(_index_lag, self.config, self.topics.history, store)
 
     # ---- workflows ----------------------------------------------------------------------------
     async def start_workflow(
@@ -459,3 +545,41 @@ class WorkflowHandle:
             raise WorkflowNotFoundError(reply.message)
         assert isinstance(reply, RunDescription)
         return reply
+
+
+def _index_lag(config: KafkaConfig, topic: str, store: Store) -> IndexLag:
+    """Compares the index's stored offsets with the ends of `history`.
+
+    The end of a partition counts transaction markers, so a partition whose stored offset is
+    below its end is read from there: if no record comes before the end, it is caught up.
+    """
+    stored = store.offsets(topic)
+    consumer = kafka.consumer(config, settings={"enable.partition.eof": True})
+    try:
+        partitions = partition_count(kafka.admin(config), topic)
+        ends = {p: kafka.end_offset(consumer, topic, p) for p in range(partitions)}
+        behind = {p: end - stored.get(p, 0) for p, end in ends.items() if end > stored.get(p, 0)}
+        records = dict.fromkeys(ends, 0)
+        oldest: float | None = None
+        if behind:
+            consumer.assign(
+                [TopicPartition(topic, p, stored.get(p, OFFSET_BEGINNING)) for p in behind]
+            )
+            pending, deadline = set(behind), time.monotonic() + 10
+            while pending and time.monotonic() < deadline:
+                msg = consumer.poll(0.2)
+                p = None if msg is None else msg.partition()
+                if msg is None or p is None or p not in pending:
+                    continue
+                err = msg.error()
+                pending.discard(p)
+                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                    raise BrokerError(f"reading {topic} for the index lag failed: {err.str()}")
+                if err is None:
+                    records[p] = behind[p]
+                    ts = msg.timestamp()[1] / 1000
+                    oldest = ts if oldest is None else min(oldest, ts)
+        seconds = 0.0 if oldest is None else max(0.0, time.time() - oldest)
+        return IndexLag(records, seconds)
+    finally:
+        consumer.close()

@@ -314,3 +314,12 @@ class QueryError(EverflowError):
 
     Queries must only read the workflow's state; fix the handler (the message says why).
     """
+
+
+class VisibilityUnavailableError(EverflowError):
+    """The run index (the store `list_workflows` and `count_workflows` read) is missing or
+    unreachable.
+
+    The message names the store. The index is written by a projector: `everflow worker` runs
+    one by default, or run `everflow visibility` (same `--visibility` URL or EVERFLOW_VISIBILITY).
+    """

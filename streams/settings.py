@@ -15,6 +15,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 from streams.errors import ConfigError
@@ -123,6 +124,70 @@ class FaultSettings:
         return cls(**{k: v for k, v in values.items() if v is not None})
 
 
+def data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where Everflow keeps local files: EVERFLOW_DATA_DIR, else ~/.cache/everflow."""
+    env = os.environ if env is None else env
+    raw = env.get("EVERFLOW_DATA_DIR")
+    return Path(raw).expanduser() if raw else Path.home() / ".cache" / "everflow"
+
+
+def visibility_url(
+    topic_prefix: str, url: str | None = None, env: Mapping[str, str] | None = None
+) -> str:
+    """The run index's store: `url` if given, else EVERFLOW_VISIBILITY, else the SQLite file
+    `<data dir>/visibility/<topic prefix without its trailing dot>.sqlite`."""
+    env = os.environ if env is None else env
+    chosen = url or env.get("EVERFLOW_VISIBILITY")
+    if chosen:
+        return chosen
+    name = topic_prefix.rstrip(".") or "everflow"
+    return f"sqlite://{(data_dir(env) / 'visibility' / name).resolve()}.sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class VisibilitySettings:
+    """The run index's projector: whether a worker runs one, its store, its batches.
+
+    `url` None means `visibility_url()` for the worker's topic prefix. A batch is up to
+    `batch_records` history records or `batch_seconds` of waiting, written in one SQL
+    transaction. `kill_before_commit` (a test hook, 0 = off) SIGKILLs the process after the
+    N-th batch's rows are written and before its transaction commits.
+    """
+
+    enabled: bool = True
+    url: str | None = None
+    batch_records: int = 500
+    batch_seconds: float = 0.2
+    kill_before_commit: int = 0
+
+    def __post_init__(self) -> None:
+        _at_least(1, "batch_records", "EVERFLOW_VISIBILITY_BATCH_RECORDS", self.batch_records)
+        _at_least(0.0, "batch_seconds", "EVERFLOW_VISIBILITY_BATCH_SECONDS", self.batch_seconds)
+        _at_least(
+            0,
+            "kill_before_commit",
+            "EVERFLOW_FAULT_KILL_INDEX_BEFORE_COMMIT",
+            self.kill_before_commit,
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> VisibilitySettings:
+        """Defaults, overridden by EVERFLOW_VISIBILITY_PROJECTOR (on/off: whether a worker
+        runs the projector), EVERFLOW_VISIBILITY (the store URL),
+        EVERFLOW_VISIBILITY_BATCH_RECORDS, EVERFLOW_VISIBILITY_BATCH_SECONDS and
+        EVERFLOW_FAULT_KILL_INDEX_BEFORE_COMMIT; then keyword overrides (None leaves one)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {
+            "enabled": _switch(env, "EVERFLOW_VISIBILITY_PROJECTOR"),
+            "url": env.get("EVERFLOW_VISIBILITY") or None,
+            "batch_records": _whole(env, "EVERFLOW_VISIBILITY_BATCH_RECORDS"),
+            "batch_seconds": _seconds(env, "EVERFLOW_VISIBILITY_BATCH_SECONDS"),
+            "kill_before_commit": _whole(env, "EVERFLOW_FAULT_KILL_INDEX_BEFORE_COMMIT"),
+            **overrides,
+        }
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
     """Settings of one worker process and its components.
@@ -142,6 +207,7 @@ class WorkerSettings:
     switch_interval: float = 0.0005
     cache: CacheSettings = field(default_factory=CacheSettings)
     faults: FaultSettings = field(default_factory=FaultSettings)
+    visibility: VisibilitySettings = field(default_factory=VisibilitySettings)
 
     def __post_init__(self) -> None:
         if not self.instance_id:
@@ -172,6 +238,7 @@ class WorkerSettings:
             "switch_interval": _seconds(env, "EVERFLOW_SWITCH_INTERVAL"),
             "cache": CacheSettings.from_env(env),
             "faults": FaultSettings.from_env(env),
+            "visibility": VisibilitySettings.from_env(env),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: v for k, v in values.items() if v is not None})
@@ -202,3 +269,14 @@ def _seconds(env: Mapping[str, str], name: str) -> float | None:
 def _at_least(minimum: T, setting: str, variable: str, value: T) -> None:
     if not value >= minimum:  # also refuses NaN
         raise ConfigError(f"{setting} must be >= {minimum} ({variable}), got {value}")
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("1", "on", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "off", "false", "no"):
+        return False
+    raise ConfigError(f"{name} must be on or off, got {raw!r}")

@@ -1,4 +1,5 @@
-"""The worker: one process runs a workflow processor and an activity runner.
+"""The worker: one process runs a workflow processor, an activity runner and the run index's
+projector.
 
 A composition root: with `streams.replayer` and `streams.cli`, the only user-side modules
 that import `processors`.
@@ -15,13 +16,16 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from processors.activity_runner.runner import ActivityRunner, RunnerConfig
+from processors.visibility.projector import Projector
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.processor import ProcessorConfig, WorkflowProcessor
 from streams import kafka
 from streams.client import Client
+from streams.errors import VisibilityUnavailableError
 from streams.kafka.topics import ensure_topics, topic_specs
 from streams.settings import RunLimits, WorkerSettings
 
@@ -40,6 +44,12 @@ class Worker:
     the rest (the processor's run cache and snapshot cadence, profiling, fault hooks) are
     `settings`, by default `WorkerSettings.from_env()`; the keyword arguments given win
     over them. Raises ConfigError naming a setting that is invalid.
+
+    The worker also runs the run index's projector (`run_visibility`, default
+    `settings.visibility.enabled`), writing to `visibility` (a store URL; default
+    EVERFLOW_VISIBILITY, else a SQLite file per topic prefix in the data directory). With
+    SQLite one worker's projector indexes at a time; with PostgreSQL the workers' projectors
+    share the partitions of `history`.
     """
 
     def __init__(
@@ -58,6 +68,8 @@ class Worker:
         max_history_events: int | None = None,
         max_history_bytes: int | None = None,
         settings: WorkerSettings | None = None,
+        run_visibility: bool | None = None,
+        visibility: str | None = None,
     ) -> None:
         self.client = client
         self.task_queue = task_queue
@@ -85,6 +97,13 @@ class Worker:
         self.max_concurrent_activities = max_concurrent_activities
         self.run_workflows = run_workflows and bool(workflows)
         self.run_activities = run_activities and bool(activities)
+        self.visibility = replace(
+            self.settings.visibility,
+            enabled=self.settings.visibility.enabled if run_visibility is None else run_visibility,
+            url=visibility or self.settings.visibility.url,
+        )
+        # the run index's projector once run() started it (its lag() is a metrics source)
+        self.projector: Projector | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
@@ -116,6 +135,9 @@ class Worker:
                 ),
             )
             self._spawn("activity-runner", runner.run)
+        if self.visibility.enabled:
+            self.projector = Projector(config, self.visibility)
+            self._spawn("visibility-projector", self._project)
         while not self._stop.is_set() and all(t.is_alive() for t in self._threads):
             await asyncio.sleep(0.1)
         self._stop.set()
@@ -123,6 +145,18 @@ class Worker:
             await asyncio.to_thread(t.join, 60)
         if self._errors:
             raise self._errors[0]
+
+    def _project(self, stop: threading.Event) -> None:
+        # the index is a view: a store that cannot be reached is retried, and never stops
+        # the workflows and activities this worker runs
+        while not stop.is_set():
+            try:
+                assert self.projector is not None
+                self.projector.run(stop)
+                return
+            except VisibilityUnavailableError as e:
+                log.error("run index projector: %s; retrying in 5 s", e)
+                stop.wait(5.0)
 
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         def main() -> None:

@@ -16,6 +16,24 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """EVERFLOW_DATA_DIR for the session: the workers' run indexes (and anything else kept
+    on disk by default) go to a temporary directory, never the user's ~/.cache."""
+    import os
+
+    path = tmp_path_factory.mktemp("everflow-data")
+    before = os.environ.get("EVERFLOW_DATA_DIR")
+    os.environ["EVERFLOW_DATA_DIR"] = str(path)
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop("EVERFLOW_DATA_DIR", None)
+        else:
+            os.environ["EVERFLOW_DATA_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap servers of a broker for the whole session (see `provision_broker`)."""

@@ -14,6 +14,7 @@ run them (`set_defaults(run=...)`):
 - `audit`: check the history topic's invariants;
 - `replay`: replay recorded histories against current code;
 - `activity`: retry, pause, unpause one activity;
+- `visibility`: run the run index's projector (or rebuild the index);
 - `common`: the connection flags, defined once, the `KafkaConfig` and client they give,
   and the helpers that register a group or command with its description.
 
@@ -30,13 +31,24 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from streams.cli import activity, audit, dev, history, replay, topics, worker, workers, workflow
+from streams.cli import (
+    activity,
+    audit,
+    dev,
+    history,
+    replay,
+    topics,
+    visibility,
+    worker,
+    workers,
+    workflow,
+)
 from streams.cli.common import Action
 from streams.errors import EverflowError
 
 __all__ = ["Action", "build_parser", "main"]
 
-GROUPS = (dev, topics, worker, workflow, workers, history, audit, replay, activity)
+GROUPS = (dev, topics, worker, visibility, workflow, workers, history, audit, replay, activity)
 """The command groups, in the order `everflow --help` lists them."""
 
 

@@ -48,6 +48,17 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_visibility_argument(parser: argparse.ArgumentParser) -> None:
+    """The `--visibility URL` flag: the run index's store."""
+    parser.add_argument(
+        "--visibility",
+        metavar="URL",
+        help="the run index's store: sqlite:///path, a file path, or postgresql://user@host/db"
+        " (EVERFLOW_VISIBILITY; default: a SQLite file per topic prefix under"
+        " EVERFLOW_DATA_DIR, else ~/.cache/everflow)",
+    )
+
+
 def kafka_config(args: argparse.Namespace) -> KafkaConfig:
     """The `KafkaConfig` of the connection flags, the environment filling the gaps."""
     return KafkaConfig.from_env(

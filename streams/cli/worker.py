@@ -18,7 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 from streams import kafka
-from streams.cli.common import SubParsers, add_connection_arguments, add_subparser, kafka_config
+from streams.cli.common import (
+    SubParsers,
+    add_connection_arguments,
+    add_subparser,
+    add_visibility_argument,
+    kafka_config,
+)
 from streams.client import Client
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import ensure_topics, topic_specs
@@ -56,6 +62,12 @@ def add_parser(subparsers: SubParsers) -> None:
     worker.add_argument("--no-workflows", action="store_true", help="run activities only")
     worker.add_argument("--no-activities", action="store_true", help="run workflows only")
     worker.add_argument(
+        "--no-visibility",
+        action="store_true",
+        help="do not run the run index's projector in this worker",
+    )
+    add_visibility_argument(worker)
+    worker.add_argument(
         "--log-level",
         default="INFO",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -88,6 +100,8 @@ def run_worker(args: argparse.Namespace) -> int:
             settings=settings,
             run_workflows=not args.no_workflows,
             run_activities=not args.no_activities,
+            run_visibility=False if args.no_visibility else None,
+            visibility=args.visibility,
         )
         print(
             f"worker {worker.instance_id} running task queue {args.task_queue!r}: "

@@ -20,6 +20,7 @@ from streams.cli import (
     history,
     replay,
     topics,
+    visibility,
     worker,
     workers,
     workflow,
@@ -34,6 +35,7 @@ COMMANDS: dict[tuple[str, ...], tuple[list[str], Action]] = {
     ("dev", "cluster"): (["dev", "cluster"], dev.dev_cluster),
     ("topics", "create"): (["topics", "create", "--task-queue", "q"], topics.topics_create),
     ("worker",): (["worker", "examples.money_transfer", "--task-queue", "q"], worker.run_worker),
+    ("visibility",): (["visibility"], visibility.run_projector),
     ("workflow", "describe"): (["workflow", "describe", "wf-1"], workflow.workflow_describe),
     ("workflow", "result"): (["workflow", "result", "wf-1"], workflow.workflow_result),
     ("workflow", "show"): (["workflow", "show", "wf-1"], workflow.workflow_show),
@@ -135,6 +137,12 @@ def test_arguments_and_defaults_as_documented() -> None:
     assert (audited.since, audited.until, audited.workflow_type) == ("a", "b", "T")
     broker = parser.parse_args(["dev", "broker"])
     assert (broker.port, broker.data_dir) == (9092, None)
+    indexing = parser.parse_args(["visibility", "--visibility", "/x.sqlite", "--rebuild"])
+    assert (indexing.visibility, indexing.rebuild) == ("/x.sqlite", True)
+    plain = parser.parse_args(["visibility"])
+    assert (plain.visibility, plain.rebuild) == (None, False)
+    unindexed = parser.parse_args(["worker", "m", "--task-queue", "q", "--no-visibility"])
+    assert (unindexed.no_visibility, unindexed.visibility) == (True, None)
     ran = parser.parse_args(["worker", "m", "m2:X", "--task-queue", "q", "--no-activities"])
     assert (ran.targets, ran.no_activities, ran.no_workflows, ran.log_level) == (
         ["m", "m2:X"],

@@ -157,6 +157,7 @@ def test_public_api_is_pinned() -> None:
             "UnknownActivityError",
             "UnknownHandlerError",
             "UnknownWorkflowError",
+            "VisibilityUnavailableError",
             "Worker",
             "WorkflowAlreadyStartedError",
             "WorkflowFailureError",

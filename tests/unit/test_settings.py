@@ -12,7 +12,15 @@ import pytest
 
 from processors.activity_runner.runner import RunnerConfig
 from streams.errors import ConfigError
-from streams.settings import CacheSettings, FaultSettings, RunLimits, WorkerSettings
+from streams.settings import (
+    CacheSettings,
+    FaultSettings,
+    RunLimits,
+    VisibilitySettings,
+    WorkerSettings,
+    data_dir,
+    visibility_url,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -260,3 +268,34 @@ def test_runner_settings_refuse_what_cannot_run() -> None:
         RunnerConfig("q", max_concurrent=0)
     with pytest.raises(ConfigError, match="task_queue is empty"):
         RunnerConfig("")
+
+
+def test_the_run_index_lives_in_the_data_directory_unless_a_url_is_given() -> None:
+    env = {"EVERFLOW_DATA_DIR": "/var/lib/everflow"}
+    assert visibility_url("prod.", env=env) == "sqlite:///var/lib/everflow/visibility/prod.sqlite"
+    assert visibility_url("", env=env) == "sqlite:///var/lib/everflow/visibility/everflow.sqlite"
+    chosen = {**env, "EVERFLOW_VISIBILITY": "postgresql://ix@db/ix"}
+    assert visibility_url("prod.", env=chosen) == "postgresql://ix@db/ix"
+    assert visibility_url("prod.", "sqlite:///x.sqlite", env=chosen) == "sqlite:///x.sqlite"
+    assert str(data_dir({})).endswith(".cache/everflow")
+
+
+def test_visibility_settings_from_the_environment() -> None:
+    assert VisibilitySettings.from_env({}) == VisibilitySettings()
+    settings = VisibilitySettings.from_env(
+        {
+            "EVERFLOW_VISIBILITY_PROJECTOR": "off",
+            "EVERFLOW_VISIBILITY": "/tmp/i.sqlite",
+            "EVERFLOW_VISIBILITY_BATCH_RECORDS": "50",
+            "EVERFLOW_FAULT_KILL_INDEX_BEFORE_COMMIT": "3",
+        }
+    )
+    assert (settings.enabled, settings.url, settings.batch_records) == (False, "/tmp/i.sqlite", 50)
+    assert settings.kill_before_commit == 3
+    assert (
+        WorkerSettings.from_env({"EVERFLOW_VISIBILITY_PROJECTOR": "0"}).visibility.enabled is False
+    )
+    with pytest.raises(ConfigError, match="EVERFLOW_VISIBILITY_PROJECTOR must be on or off"):
+        VisibilitySettings.from_env({"EVERFLOW_VISIBILITY_PROJECTOR": "maybe"})
+    with pytest.raises(ConfigError, match="EVERFLOW_VISIBILITY_BATCH_RECORDS"):
+        VisibilitySettings.from_env({"EVERFLOW_VISIBILITY_BATCH_RECORDS": "0"})
