@@ -289,3 +289,12 @@ class QueryError(EverflowError):
 
     Queries must only read the workflow's state; fix the handler (the message says why).
     """
+
+
+class SearchAttributeError(EverflowError, ValueError):
+    """A custom search attribute cannot be set: its name is not a valid identifier or is one
+    of the built-in names, its value has a type search attributes do not take, or its type
+    differs from the type the run gave the name before.
+
+    The message names the attribute and what it accepts; change the name or the value.
+    """
