@@ -227,6 +227,7 @@ class WorkflowInstance(WorkflowRuntime):
         # name took in this run (kept after a removal: a name keeps its type)
         self._search_attributes: dict[str, SearchAttribute] = {}
         self._search_types: dict[str, SearchAttributeType] = {}
+        self._search_values: dict[str, Any] | None = None  # decoded, until the next upsert
         self._set_search_attributes(started.search_attributes)
         self.history_length = 1
         self.suggest_continue_as_new_after = 10_000
@@ -384,6 +385,7 @@ class WorkflowInstance(WorkflowRuntime):
         del self._decisions[before:]
         self.patches.rollback(patches)
         self._search_attributes, self._search_types = attributes
+        self._search_values = None
 
     def _run_until_idle(self) -> None:
         while True:
@@ -498,8 +500,13 @@ class WorkflowInstance(WorkflowRuntime):
             self._info,
             history_length=self.history_length,
             continue_as_new_suggested=self.history_length >= self.suggest_continue_as_new_after,
-            search_attributes=decode_search_attributes(self._search_attributes),
+            search_attributes=dict(self._decoded_search_attributes()),
         )
+
+    def _decoded_search_attributes(self) -> dict[str, Any]:
+        if self._search_values is None:  # info() is called often (each workflow log line)
+            self._search_values = decode_search_attributes(self._search_attributes)
+        return self._search_values
 
     def now(self) -> datetime:
         return _dt(self._time_ms)
@@ -532,6 +539,7 @@ class WorkflowInstance(WorkflowRuntime):
         self._decisions.append(UpsertSearchAttributes(attributes, _call_site()[0]))
 
     def _set_search_attributes(self, attributes: list[SearchAttribute]) -> None:
+        self._search_values = None
         for attribute in attributes:
             self._search_types[attribute.name] = attribute.type
             if attribute.value == "null":
