@@ -31,6 +31,8 @@ from streams.wire.records import (
     RunStatus,
     SearchAttribute,
     SearchAttributeType,
+    Timer,
+    TimerKind,
 )
 from tests.unit.test_commands import Outbox, Runs
 from tests.unit.test_run_core import conv
@@ -365,6 +367,21 @@ def test_the_events_of_the_codes_commands_record_where_the_code_issued_them() ->
     assert start_child.search_attributes == [SearchAttribute("X", K.INT, "1")]
     [timer] = [e.attributes for e in run.events if isinstance(e.attributes, TimerStarted)]
     assert timer.source is not None and timer.source.line == line_of(Places.run, "sleep(")
+    # wait_condition's timeout timer is set inside asyncio: the line recorded is the user's
+    [(_, record)] = [op for op in fx_timers(run)]
+    run.fire_timer(record, 3000, Effects())
+    timers = [e.attributes for e in run.events if isinstance(e.attributes, TimerStarted)]
+    assert len(timers) == 2 and timers[1].source is not None
+    assert timers[1].source.line == line_of(Places.run, "wait_condition(")
+    assert timers[1].source.function == "run"
+
+
+def fx_timers(run: Run) -> list[tuple[int, Timer]]:
+    """The run's pending user timers as the records the processor would fire."""
+    return [
+        (timer_id, Timer(run.workflow_id, run.run_id, TimerKind.USER_TIMER, timer_id, 0, at))
+        for timer_id, at in run.timers.pending.items()
+    ]
 
 
 def test_a_moved_call_is_not_non_determinism() -> None:
