@@ -11,14 +11,15 @@ import contextvars
 import logging
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from streams.errors import NotInWorkflowError
 from streams.options import ActivityCancellationType, ParentClosePolicy
 from streams.retry import RetryPolicy
+from streams.wire.records import SearchAttribute
 
 if TYPE_CHECKING:
     from streams.activity import ActivityContext
@@ -41,6 +42,8 @@ class WorkflowInfo:
     history_length: int
     continue_as_new_suggested: bool = False
     continued_from_run_id: str | None = None
+    # name -> Python value (`streams.search_attributes` says which types); a copy
+    search_attributes: dict[str, Any] = field(default_factory=dict)
 
     def is_continue_as_new_suggested(self) -> bool:
         """True once the history is long enough that the run should continue_as_new()."""
@@ -73,6 +76,7 @@ class ChildOptions:
     task_queue: str | None
     parent_close_policy: ParentClosePolicy
     result_type: Any
+    search_attributes: Sequence[SearchAttribute] = ()
 
 
 class WorkflowRuntime(ABC):
@@ -98,6 +102,9 @@ class WorkflowRuntime(ABC):
 
     @abstractmethod
     def deprecate_patch(self, patch_id: str) -> None: ...
+
+    @abstractmethod
+    def upsert_search_attributes(self, values: Mapping[str, Any]) -> None: ...
 
     @abstractmethod
     def schedule_activity(self, options: ActivityOptions) -> asyncio.Future[Any]: ...

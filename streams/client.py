@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +34,7 @@ from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.options import IdConflictPolicy, IdReusePolicy, option
 from streams.payload import DataConverter, check_size
+from streams.search_attributes import encode as encode_search_attributes
 from streams.settings import visibility_url
 from streams.visibility.query import compile_filter
 from streams.visibility.records import IndexLag, WorkflowCount, WorkflowExecution
@@ -236,6 +237,7 @@ class Client:
         id_reuse_policy: IdReusePolicy | str = IdReusePolicy.ALLOW_DUPLICATE,
         id_conflict_policy: IdConflictPolicy | str = IdConflictPolicy.FAIL,
         request_timeout: timedelta = timedelta(seconds=30),
+        search_attributes: Mapping[str, Any] | None = None,
     ) -> WorkflowHandle:
         """Starts a run; WorkflowAlreadyStartedError if one with this ID is running.
 
@@ -244,11 +246,14 @@ class Client:
         (signal-with-start). `id_reuse_policy` (an IdReusePolicy or its string:
         allow_duplicate, allow_duplicate_failed_only, reject_duplicate) governs an ID whose
         run closed; `id_conflict_policy` (IdConflictPolicy: fail, use_existing) one that is
-        running. ValueError for another value.
+        running. ValueError for another value. `search_attributes` (name -> value) are the
+        run's custom search attributes from its start, typed by their values as in
+        `workflow.upsert_search_attributes` (SearchAttributeError for a bad one or a None).
         """
         reuse = option(IdReusePolicy, id_reuse_policy, "id_reuse_policy")
         conflict = option(IdConflictPolicy, id_conflict_policy, "id_conflict_policy")
         name = workflow if isinstance(workflow, str) else WorkflowDefinition.of(workflow).name
+        attributes = encode_search_attributes(search_attributes or {}, allow_remove=False)
         payloads = self.converter.to_payloads(list(args))
         check_size(payloads, self.config.max_payload_bytes, f"the arguments of workflow {id!r}")
         run_id = str(uuid.uuid4())
@@ -265,6 +270,7 @@ class Client:
             self.converter.to_payloads(list(start_signal_args)),
             reuse,
             conflict,
+            search_attributes=attributes,
         )
         reply = await self.request(id, body, request_timeout)
         if isinstance(reply, StartRejected):
@@ -274,10 +280,18 @@ class Client:
         return WorkflowHandle(self, id, reply.run_id, waiter)
 
     async def execute_workflow(
-        self, workflow: Any, *args: Any, id: str, task_queue: str, timeout: timedelta | None = None
+        self,
+        workflow: Any,
+        *args: Any,
+        id: str,
+        task_queue: str,
+        timeout: timedelta | None = None,
+        search_attributes: Mapping[str, Any] | None = None,
     ) -> Any:
         """Starts a run and waits for its result."""
-        handle = await self.start_workflow(workflow, *args, id=id, task_queue=task_queue)
+        handle = await self.start_workflow(
+            workflow, *args, id=id, task_queue=task_queue, search_attributes=search_attributes
+        )
         return await handle.result(timeout=timeout)
 
     def get_workflow_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:

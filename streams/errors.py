@@ -323,3 +323,12 @@ class VisibilityUnavailableError(EverflowError):
     The message names the store. The index is written by a projector: `everflow worker` runs
     one by default, or run `everflow visibility` (same `--visibility` URL or EVERFLOW_VISIBILITY).
     """
+
+
+class SearchAttributeError(EverflowError, ValueError):
+    """A custom search attribute cannot be set: its name is not a valid identifier or is one
+    of the built-in names, its value has a type search attributes do not take, or its type
+    differs from the type the run gave the name before.
+
+    The message names the attribute and what it accepts; change the name or the value.
+    """

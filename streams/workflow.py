@@ -10,6 +10,19 @@
 Workflow code is replayed from history after a crash, so it must be deterministic: use
 `workflow.now()`, `workflow.random()`, `workflow.uuid4()` and `workflow.sleep()` instead of
 the clock, `random`, `uuid` and `asyncio.sleep` — the latter are caught with a clear error.
+
+Visibility:
+
+- `workflow.upsert_search_attributes({"Customer": "c-42", "Amount": 12.5})` sets (None
+  removes) custom search attributes of the run, recorded in its history as a
+  SearchAttributesUpserted event, so the run index can filter on them; their types follow
+  from the values (str keyword, `workflow.Text` text, bool, int, float double, aware
+  datetime, list of str keyword list). `workflow.info().search_attributes` reads them.
+- The events of the activities, timers and children the code starts record where it was
+  (`source`: file, line, function of the calling workflow code).
+- `await handle.query("__stack_trace")` (no handler needed) returns where each of the run's
+  tasks waits right now: `file:line in function` and the source line, one frame a line,
+  tasks separated by a blank line. It reads the run and records nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +33,7 @@ import logging
 import random as _random
 import typing
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
@@ -30,6 +43,8 @@ from streams._runtime import ActivityOptions, ChildOptions, WorkflowInfo
 from streams.errors import NotInWorkflowError
 from streams.options import ActivityCancellationType, ParentClosePolicy, option
 from streams.retry import RetryPolicy
+from streams.search_attributes import Text
+from streams.search_attributes import encode as _encode_search_attributes
 
 __all__ = [
     "ActivityCancellationType",
@@ -38,6 +53,7 @@ __all__ = [
     "Handler",
     "NotInWorkflowError",
     "ParentClosePolicy",
+    "Text",
     "WorkflowDefinition",
     "WorkflowInfo",
     "continue_as_new",
@@ -54,6 +70,7 @@ __all__ = [
     "sleep",
     "start_child_workflow",
     "update",
+    "upsert_search_attributes",
     "uuid4",
     "wait_condition",
 ]
@@ -219,16 +236,20 @@ async def start_child_workflow(
     task_queue: str | None = None,
     parent_close_policy: ParentClosePolicy | str = ParentClosePolicy.TERMINATE,
     result_type: Any = None,
+    search_attributes: Mapping[str, Any] | None = None,
 ) -> ChildWorkflowHandle:
     """Starts a child workflow (any partition, any worker) and returns once it started.
 
     Raises ChildWorkflowError if it cannot start (say its ID is running). When this run
     closes, a child still running is terminated, asked to cancel, or left alone per
     `parent_close_policy` (a ParentClosePolicy or its string; ValueError for another).
+    `search_attributes` are the child's at its start (see `upsert_search_attributes`;
+    SearchAttributeError for a bad one).
     """
     policy = option(ParentClosePolicy, parent_close_policy, "parent_close_policy")
     name = workflow if isinstance(workflow, str) else WorkflowDefinition.of(workflow).name
-    options = ChildOptions(name, args, id, task_queue, policy, result_type)
+    attributes = _encode_search_attributes(search_attributes or {}, allow_remove=False)
+    options = ChildOptions(name, args, id, task_queue, policy, result_type, attributes)
     started, result = _runtime.current().start_child(options)
     run_id = await started
     return ChildWorkflowHandle(id, run_id, result)
@@ -241,6 +262,7 @@ async def execute_child_workflow(
     task_queue: str | None = None,
     parent_close_policy: ParentClosePolicy | str = ParentClosePolicy.TERMINATE,
     result_type: Any = None,
+    search_attributes: Mapping[str, Any] | None = None,
 ) -> Any:
     """Starts a child workflow and waits for its result."""
     handle = await start_child_workflow(
@@ -250,6 +272,7 @@ async def execute_child_workflow(
         task_queue=task_queue,
         parent_close_policy=parent_close_policy,
         result_type=result_type,
+        search_attributes=search_attributes,
     )
     return await handle.result()
 
@@ -375,8 +398,26 @@ def deprecate_patch(patch_id: str) -> None:
 
 
 def info() -> WorkflowInfo:
-    """What the run knows about itself (IDs, type, task queue, start time)."""
+    """What the run knows about itself (IDs, type, task queue, start time, search
+    attributes)."""
     return _runtime.current().info()
+
+
+def upsert_search_attributes(values: Mapping[str, Any]) -> None:
+    """Sets custom search attributes of this run (None removes one), so that the run index
+    can find it: `workflow.upsert_search_attributes({"Customer": "c-42", "Amount": 12.5})`.
+
+    Recorded in the history as one SearchAttributesUpserted event, a command of the run
+    like an activity: a replay must issue the same upsert (same names, types and values, in
+    the same order), or the run blocks with a NonDeterminismError — guard a change with
+    `workflow.patched()`. Types follow from the values: str is a keyword, `workflow.Text`
+    full text, bool, int (64-bit), float (a double), an aware datetime, a list of str (a
+    keyword list). Raises SearchAttributeError (before anything is recorded) for a name
+    that is not an identifier or is built in (WorkflowId, ExecutionStatus…), a value of
+    another type or a naive datetime, or a name whose type changes within the run. An empty
+    mapping records nothing. `workflow.info().search_attributes` shows the values since.
+    """
+    _runtime.current().upsert_search_attributes(values)
 
 
 async def sleep(duration: timedelta | float) -> None:

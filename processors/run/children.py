@@ -67,6 +67,7 @@ class Children:
             queue,
             decision.args,
             child.parent_close_policy,
+            source=decision.source,
         )
         log.append(initiated, now, fx)
         child_run = uuid.uuid5(uuid.NAMESPACE_URL, f"everflow:{log.run_id}:{decision.seq}")
@@ -78,6 +79,7 @@ class Children:
             parent_workflow_id=log.workflow_id,
             parent_run_id=log.run_id,
             parent_seq=decision.seq,
+            search_attributes=list(child.search_attributes),
         )
         command_id = f"{log.run_id}/child/{decision.seq}"
         fx.commands.append(Command(command_id, child.workflow_id, now, start))

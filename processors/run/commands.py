@@ -16,6 +16,7 @@ from processors.run.repair import control_activity, reset_refusal, scheduled_bef
 from processors.run.state import Run
 from processors.workflow_code.handlers import find_handler
 from processors.workflow_code.registry import Registry
+from processors.workflow_code.stack import STACK_TRACE_QUERY
 from streams.errors import (
     NonDeterminismError,
     QueryError,
@@ -207,6 +208,7 @@ def on_start_workflow(
             parent_workflow_id=body.parent_workflow_id,
             parent_run_id=body.parent_run_id,
             parent_seq=body.parent_seq,
+            search_attributes=body.search_attributes,
         )
         fx = out.effects(run)
         # the parent hears "started" before anything else of the child, even a close in
@@ -257,6 +259,8 @@ def continue_runs(run: Run, runs: Runs, now: int, out: Outbox) -> None:
             parent_workflow_id=first.parent_workflow_id,
             parent_run_id=first.parent_run_id,
             parent_seq=first.parent_seq,
+            # the attributes as the closing run left them, as Temporal carries them
+            search_attributes=list(run.search_attributes.values()),
         )
         nxt = Run(run.workflow_id, new_run_id, run.partition, run.registry)
         runs[run.workflow_id] = nxt
@@ -298,6 +302,12 @@ def on_query_workflow(command: Command, body: QueryWorkflow, run: Run | None, ou
     reply: ReplyBody
     if run is None or (body.run_id is not None and body.run_id != run.run_id):
         reply = not_found(command.workflow_id)
+    elif run.closed and body.query_name == STACK_TRACE_QUERY:  # no code waits: say so
+        closed = (
+            f"run {run.run_id} of workflow {command.workflow_id!r} is closed "
+            f"({run.status.value}): no code is waiting"
+        )
+        reply = QueryResult(run.registry.converter.to_payload(closed))
     else:
         try:
             reply = QueryResult(run.live_instance().handlers.query(body.query_name, body.args))

@@ -34,6 +34,7 @@ from processors.workflow_code.instance import (
     StartChild,
     StartTimer,
     Step,
+    UpsertSearchAttributes,
     WorkflowInstance,
 )
 from processors.workflow_code.patches import RecordMarker
@@ -422,10 +423,12 @@ class Run:
                     schedule_to_start_timeout_ms=millis(o.schedule_to_start_timeout),
                     heartbeat_timeout_ms=millis(o.heartbeat_timeout),
                     cancellation_type=o.cancellation_type,
+                    source=decision.source,
                 )
                 self.activities.schedule(scheduled, now, fx)
             case StartTimer():
-                self.timers.start(decision.timer_id, millis(decision.delay) or 0, now, fx)
+                delay = millis(decision.delay) or 0
+                self.timers.start(decision.timer_id, delay, now, fx, decision.source)
             case CancelTimer():
                 self.timers.cancel(decision.timer_id, now, fx)
             case CompleteRun():
@@ -450,6 +453,8 @@ class Run:
                 new_run_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"everflow:{self.run_id}:next"))
                 self.append(WorkflowContinuedAsNew(new_run_id, decision.args), now, fx)
                 self._close(now, fx)
+            case UpsertSearchAttributes():
+                self.append(SearchAttributesUpserted(decision.attributes), now, fx)
             case _:
                 assert_never(decision)
 

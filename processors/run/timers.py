@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, assert_never
 
 from streams.wire.events import TimerCanceled, TimerFired, TimerStarted, WorkflowStarted
-from streams.wire.records import Timer, TimerKind
+from streams.wire.records import SourceLocation, Timer, TimerKind
 
 if TYPE_CHECKING:
     from processors.run.effects import Effects
@@ -40,10 +40,17 @@ class Timers:
             case _:
                 assert_never(a)
 
-    def start(self, timer_id: int, delay_ms: int, now: int, fx: Effects) -> None:
-        """Records a timer the code started, and sets its record."""
+    def start(
+        self,
+        timer_id: int,
+        delay_ms: int,
+        now: int,
+        fx: Effects,
+        source: SourceLocation | None = None,
+    ) -> None:
+        """Records a timer the code started (where, if known), and sets its record."""
         fire_at = now + delay_ms
-        self._log.append(TimerStarted(timer_id, fire_at), now, fx)
+        self._log.append(TimerStarted(timer_id, fire_at, source), now, fx)
         log = self._log
         timer = Timer(log.workflow_id, log.run_id, TimerKind.USER_TIMER, timer_id, 0, fire_at)
         fx.timer_ops.append((timer.key, timer))

@@ -3,6 +3,7 @@
 Signals and accepted updates are history events, delivered to their handlers in order like
 any other event; an update's outcome becomes an UpdateCompleted event and a reply. Queries
 and update validators run against the current state outside any step and record nothing.
+The built-in `__stack_trace` query needs no handler: it reads where the run's tasks wait.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from processors.workflow_code.loop import WorkflowEventLoop
+from processors.workflow_code.stack import STACK_TRACE_QUERY, stack_trace
 from streams.errors import QueryError, UnknownHandlerError
 from streams.failures import to_failure
 from streams.payload import DataConverter, Payload
@@ -64,7 +67,7 @@ class MessageHandlers:
         self,
         definition: WorkflowDefinition,
         converter: DataConverter,
-        loop: asyncio.AbstractEventLoop,
+        loop: WorkflowEventLoop,
         record: Callable[[CompleteUpdate], None],
         read_only: ReadOnlyCall,
     ) -> None:
@@ -129,7 +132,11 @@ class MessageHandlers:
         return self._read_only(f"{kind} {name!r}", lambda: getattr(obj, method)(*values))
 
     def query(self, name: str, args: list[Payload]) -> Payload:
-        """Runs a query handler; raises UnknownHandlerError, QueryError or its own error."""
+        """Runs a query handler; raises UnknownHandlerError, QueryError or its own error.
+        `__stack_trace` answers where the run's tasks wait (text; empty before the code
+        started), whatever handlers the workflow has."""
+        if name == STACK_TRACE_QUERY:
+            return self._converter.to_payload(stack_trace(self._loop.pending_tasks()))
         handler = find_handler(self._definition, "query", name)
         if self._obj is None:
             raise QueryError(f"query {name!r}: the run has not started its code yet")

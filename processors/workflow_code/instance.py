@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import random
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, assert_never
@@ -39,6 +39,8 @@ from streams.errors import (
 from streams.failures import from_failure, to_failure
 from streams.options import ActivityCancellationType
 from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES, DataConverter, Payload, check_size
+from streams.search_attributes import decode as decode_search_attributes
+from streams.search_attributes import encode as encode_search_attributes
 from streams.wire.events import (
     ActivityAttemptFailed,
     ActivityCanceled,
@@ -78,7 +80,7 @@ from streams.wire.events import (
     WorkflowTimedOut,
     WorkflowUnblocked,
 )
-from streams.wire.records import Failure
+from streams.wire.records import Failure, SearchAttribute, SearchAttributeType, SourceLocation
 from streams.workflow import ContinueAsNewError, WorkflowDefinition
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,7 @@ class ScheduleActivity:
     options: ActivityOptions
     args: list[Payload]
     location: str
+    source: SourceLocation | None = None  # recorded on the event (location is for errors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,7 @@ class StartTimer:
     timer_id: int
     delay: timedelta
     location: str
+    source: SourceLocation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +125,13 @@ class StartChild:
     seq: int
     options: ChildOptions
     args: list[Payload]
+    location: str = ""
+    source: SourceLocation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertSearchAttributes:
+    attributes: list[SearchAttribute]
     location: str = ""
 
 
@@ -156,6 +167,7 @@ Decision = (
     | ContinueAsNewRun
     | StartChild
     | RecordMarker
+    | UpsertSearchAttributes
 )
 
 
@@ -211,12 +223,18 @@ class WorkflowInstance(WorkflowRuntime):
             int, tuple[asyncio.Future[str], asyncio.Future[Any], ChildOptions]
         ] = {}
         self._next_child = 1
+        # the run's custom search attributes as its code has set them, and the type each
+        # name took in this run (kept after a removal: a name keeps its type)
+        self._search_attributes: dict[str, SearchAttribute] = {}
+        self._search_types: dict[str, SearchAttributeType] = {}
+        self._search_values: dict[str, Any] | None = None  # decoded, until the next upsert
+        self._set_search_attributes(started.search_attributes)
         self.history_length = 1
         self.suggest_continue_as_new_after = 10_000
         self._given_up: set[int] = set()
         self._decisions: list[Decision] = []
         self._replaying = False
-        self.patches = Patches(recorded_patches, self._record, _user_location)
+        self.patches = Patches(recorded_patches, self._record, lambda: _call_site()[0])
         self._guard = DeterminismGuard() if guard else None
         self._logger = logging.LoggerAdapter(logging.getLogger("everflow.workflow"), {})
         self.loop = WorkflowEventLoop(self, self)  # type: ignore[abstract]
@@ -237,7 +255,7 @@ class WorkflowInstance(WorkflowRuntime):
         step = Step()
         try:
             with self._guarded() as guard:
-                self._deliver(attrs)
+                self._deliver_on_loop(attrs)
                 self._run_until_idle()
             if guard is not None and guard.violation is not None:
                 raise guard.violation
@@ -258,6 +276,17 @@ class WorkflowInstance(WorkflowRuntime):
         if blocked is not None:
             step.blocked = blocked
         return step
+
+    def _deliver_on_loop(self, attrs: EventAttributes) -> None:
+        # a plain (sync) signal handler runs here, not in a task: it too may call the
+        # workflow API (`workflow.upsert_search_attributes`, `workflow.now()`), which
+        # finds the run through the running loop
+        previous = asyncio.events._get_running_loop()
+        asyncio.events._set_running_loop(self.loop)
+        try:
+            self._deliver(attrs)
+        finally:
+            asyncio.events._set_running_loop(previous)
 
     def _deliver(self, attrs: EventAttributes) -> None:
         match attrs:
@@ -327,28 +356,36 @@ class WorkflowInstance(WorkflowRuntime):
         """Calls a query or validator against the current state, recording nothing."""
         mark = (len(self._decisions), self._next_activity, self._next_timer, self._next_child)
         patches = self.patches.mark()
+        attributes = (dict(self._search_attributes), dict(self._search_types))
         previous = asyncio.events._get_running_loop()
         asyncio.events._set_running_loop(self.loop)
         try:
             with self._guarded():
                 result = call()
         except BaseException:
-            self._roll_back(mark, patches)
+            self._roll_back(mark, patches, attributes)
             raise
         finally:
             asyncio.events._set_running_loop(previous)
         if len(self._decisions) != mark[0]:
-            self._roll_back(mark, patches)
+            self._roll_back(mark, patches, attributes)
             raise QueryError(f"{what} tried to schedule work; it may only read state")
         return result
 
-    def _roll_back(self, mark: tuple[int, int, int, int], patches: int) -> None:
+    def _roll_back(
+        self,
+        mark: tuple[int, int, int, int],
+        patches: int,
+        attributes: tuple[dict[str, SearchAttribute], dict[str, SearchAttributeType]],
+    ) -> None:
         """Drops what a read-only call issued and hands back the IDs and patch answers it
         took, so the code's next activity, timer, child and patch get what a replay of the
-        history will give them."""
+        history will give them (and the search attributes an upsert it made changed)."""
         before, self._next_activity, self._next_timer, self._next_child = mark
         del self._decisions[before:]
         self.patches.rollback(patches)
+        self._search_attributes, self._search_types = attributes
+        self._search_values = None
 
     def _run_until_idle(self) -> None:
         while True:
@@ -463,7 +500,13 @@ class WorkflowInstance(WorkflowRuntime):
             self._info,
             history_length=self.history_length,
             continue_as_new_suggested=self.history_length >= self.suggest_continue_as_new_after,
+            search_attributes=dict(self._decoded_search_attributes()),
         )
+
+    def _decoded_search_attributes(self) -> dict[str, Any]:
+        if self._search_values is None:  # info() is called often (each workflow log line)
+            self._search_values = decode_search_attributes(self._search_attributes)
+        return self._search_values
 
     def now(self) -> datetime:
         return _dt(self._time_ms)
@@ -488,6 +531,22 @@ class WorkflowInstance(WorkflowRuntime):
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
         return self._logger
 
+    def upsert_search_attributes(self, values: Mapping[str, Any]) -> None:
+        attributes = encode_search_attributes(values, self._search_types)
+        if not attributes:
+            return
+        self._set_search_attributes(attributes)
+        self._decisions.append(UpsertSearchAttributes(attributes, _call_site()[0]))
+
+    def _set_search_attributes(self, attributes: list[SearchAttribute]) -> None:
+        self._search_values = None
+        for attribute in attributes:
+            self._search_types[attribute.name] = attribute.type
+            if attribute.value == "null":
+                self._search_attributes.pop(attribute.name, None)
+            else:
+                self._search_attributes[attribute.name] = attribute
+
     def schedule_activity(self, options: ActivityOptions) -> asyncio.Future[Any]:
         activity_id = self._next_activity
         self._next_activity += 1
@@ -498,7 +557,7 @@ class WorkflowInstance(WorkflowRuntime):
         check_size(
             args, self.max_payload_bytes, f"the arguments of activity {options.activity_type!r}"
         )
-        self._decisions.append(ScheduleActivity(activity_id, options, args, _user_location()))
+        self._decisions.append(ScheduleActivity(activity_id, options, args, *_call_site()))
         return fut
 
     def start_timer(self, delay: timedelta) -> asyncio.Future[None]:
@@ -506,7 +565,7 @@ class WorkflowInstance(WorkflowRuntime):
         self._next_timer += 1
         fut: asyncio.Future[None] = self.loop.create_future()
         self._timers[timer_id] = fut
-        self._decisions.append(StartTimer(timer_id, delay, _user_location()))
+        self._decisions.append(StartTimer(timer_id, delay, *_call_site()))
         fut.add_done_callback(lambda f: self._on_timer_done(timer_id, f))
         return fut
 
@@ -520,7 +579,7 @@ class WorkflowInstance(WorkflowRuntime):
         check_size(
             args, self.max_payload_bytes, f"the arguments of child workflow {options.workflow_id!r}"
         )
-        self._decisions.append(StartChild(seq, options, args, _user_location()))
+        self._decisions.append(StartChild(seq, options, args, *_call_site()))
         return started, result
 
     def _child_started(self, seq: int, run_id: str) -> None:
@@ -592,11 +651,16 @@ def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000.0, tz=UTC)
 
 
-def _user_location() -> str:
-    """file:line of the workflow code that made the current decision."""
+def _call_site() -> tuple[str, SourceLocation | None]:
+    """Where the workflow code that made the current decision is: `file:line` (for error
+    messages) and the location recorded on the event. The first frame outside Everflow and
+    the standard library (`asyncio.sleep` is the line that awaited it), found by walking
+    the frames (a few pointer hops; no `inspect`, which reads source files)."""
     frame = sys._getframe(1)
     while frame is not None and not is_user_frame(frame):
         frame = frame.f_back  # type: ignore[assignment]
     if frame is None:
-        return "?"
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        return "?", None
+    code = frame.f_code
+    line = frame.f_lineno or 0
+    return f"{code.co_filename}:{line}", SourceLocation(code.co_filename, line, code.co_name)

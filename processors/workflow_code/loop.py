@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextvars
+import weakref
 from collections.abc import Callable, Coroutine, Generator
 from datetime import timedelta
 from typing import Any, Protocol
@@ -55,6 +56,10 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._timers = timers
         self._ready: collections.deque[asyncio.Handle] = collections.deque()
         self._exceptions: list[dict[str, Any]] = []
+        # the run's tasks in the order they were created (a task goes when collected)
+        self._tasks: weakref.WeakKeyDictionary[asyncio.Task[Any], None] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # ---- what asyncio's futures and tasks call ------------------------------------------
     def call_soon(  # type: ignore[override]
@@ -99,7 +104,13 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[Any]:
-        return asyncio.Task(coro, loop=self, name=name, context=context)
+        task = asyncio.Task(coro, loop=self, name=name, context=context)
+        self._tasks[task] = None
+        return task
+
+    def pending_tasks(self) -> list[asyncio.Task[Any]]:
+        """The run's tasks not done yet, oldest first (the main task leads)."""
+        return [task for task in list(self._tasks) if not task.done()]
 
     def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
         pass  # the durable timer behind the handle is canceled by the handle itself

@@ -20,6 +20,7 @@ from processors.workflow_code.instance import (
     StartChild,
     StartTimer,
     Step,
+    UpsertSearchAttributes,
     WorkflowInstance,
 )
 from processors.workflow_code.patches import RecordMarker
@@ -37,6 +38,7 @@ from streams.wire.events import (
     EventAttributes,
     HistoryEvent,
     MarkerRecorded,
+    SearchAttributesUpserted,
     SignalReceived,
     TimerCanceled,
     TimerFired,
@@ -52,7 +54,7 @@ from streams.wire.events import (
     WorkflowStarted,
     WorkflowUnblocked,
 )
-from streams.wire.records import Failure
+from streams.wire.records import Failure, SearchAttribute
 
 # events that wake the code up, and events that record what the code decided
 RESOLVING = (
@@ -80,6 +82,7 @@ DECISION_EVENTS = (
     WorkflowContinuedAsNew,
     ChildWorkflowInitiated,
     MarkerRecorded,
+    SearchAttributesUpserted,
 )
 CHANGED = "the workflow code changed — guard the change with workflow.patched()"
 
@@ -191,6 +194,14 @@ def matches(decision: Decision, recorded: EventAttributes) -> bool:
                 and recorded.seq == decision.seq
                 and recorded.workflow_type == decision.options.workflow_type
             )
+        case UpsertSearchAttributes():
+            # the same names, types and values in the same order: the index and every
+            # later decision that reads them depend on the values, so a changed value is a
+            # change of behaviour (Temporal's strict matching does the same)
+            return (
+                isinstance(recorded, SearchAttributesUpserted)
+                and recorded.attributes == decision.attributes
+            )
         case _:
             assert_never(decision)
 
@@ -219,6 +230,8 @@ def describe_decision(c: Decision | None) -> str:
             return f"ChildWorkflowInitiated({c.options.workflow_type!r})"
         case RecordMarker():
             return f"MarkerRecorded({c.patch_id!r})"
+        case UpsertSearchAttributes():
+            return f"SearchAttributesUpserted({_attributes(c.attributes)})"
         case None:
             return "nothing"
         case _:
@@ -232,4 +245,10 @@ def location(c: Decision | None) -> str:
 def describe_event(a: EventAttributes) -> str:
     if isinstance(a, ActivityScheduled):
         return f"ActivityScheduled({a.activity_type!r})"
+    if isinstance(a, SearchAttributesUpserted):
+        return f"SearchAttributesUpserted({_attributes(a.attributes)})"
     return type(a).__name__
+
+
+def _attributes(attributes: list[SearchAttribute]) -> str:
+    return ", ".join(f"{a.name}={a.value}" for a in attributes)

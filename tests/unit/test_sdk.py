@@ -153,6 +153,7 @@ def test_public_api_is_pinned() -> None:
             "Replayer",
             "RequestRejectedError",
             "RetryPolicy",
+            "SearchAttributeError",
             "TopicMismatchError",
             "UnknownActivityError",
             "UnknownHandlerError",
