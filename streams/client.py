@@ -33,6 +33,8 @@ from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.options import IdConflictPolicy, IdReusePolicy, option
 from streams.payload import DataConverter, check_size
+from streams.settings import tracing_from_env
+from streams.tracing import Headers, Tracing
 from streams.wire import wire
 from streams.wire.commands import (
     CancelWorkflow,
@@ -72,12 +74,16 @@ log = logging.getLogger(__name__)
 class Client:
     """A connection to an Everflow deployment (a Kafka cluster and a topic prefix)."""
 
-    def __init__(self, config: KafkaConfig, converter: DataConverter | None = None) -> None:
+    def __init__(
+        self, config: KafkaConfig, converter: DataConverter | None = None, tracing: bool = False
+    ) -> None:
         self.config = config
         self.converter = converter or DataConverter()
         self.topics = Topics(config.topic_prefix)
         self.client_id = f"client-{uuid.uuid4().hex[:12]}"
         self.wire = wire()
+        # spans around requests, their context in the commands' headers (`streams.tracing`)
+        self._tracing = Tracing() if tracing else None
         self._producer = kafka.producer(config, **{"linger.ms": 0})
         admin = kafka.admin(config)
         self._partitions = partition_count(admin, self.topics.commands)
@@ -120,13 +126,19 @@ class Client:
         *,
         topic_prefix: str | None = None,
         converter: DataConverter | None = None,
+        tracing: bool | None = None,
         **kafka_settings: Any,
     ) -> Client:
-        """Connects to the cluster (settings from arguments, then `EVERFLOW_*` variables)."""
+        """Connects to the cluster (settings from arguments, then `EVERFLOW_*` variables).
+
+        `tracing` (default: `EVERFLOW_TRACING`) makes OpenTelemetry spans of starts,
+        signals, queries and updates and sends their context with the command; it needs
+        the `otel` extra (ImportError without it)."""
         config = KafkaConfig.from_env(
             bootstrap=bootstrap, topic_prefix=topic_prefix, kafka=kafka_settings
         )
-        return await asyncio.to_thread(cls, config, converter)
+        traced = tracing_from_env() if tracing is None else tracing
+        return await asyncio.to_thread(cls, config, converter, traced)
 
     def close(self) -> None:
         self._stop.set()
@@ -199,12 +211,20 @@ class Client:
         return WorkflowHandle(self, workflow_id, run_id, None)
 
     # ---- plumbing -----------------------------------------------------------------------------
-    def _send(self, workflow_id: str, body: CommandBody, command_id: str | None = None) -> str:
+    def _send(
+        self,
+        workflow_id: str,
+        body: CommandBody,
+        command_id: str | None = None,
+        headers: Headers | None = None,
+    ) -> str:
         command_id = command_id or uuid.uuid4().hex
         command = Command(command_id, workflow_id, int(time.time() * 1000), body)
-        self._producer.produce(
-            self.topics.commands, self.wire.command.encode(command), workflow_id.encode()
-        )
+        raw, key = self.wire.command.encode(command), workflow_id.encode()
+        if headers:
+            self._producer.produce(self.topics.commands, raw, key, headers=headers)
+        else:
+            self._producer.produce(self.topics.commands, raw, key)
         self._producer.poll(0)
         return command_id
 
@@ -214,13 +234,25 @@ class Client:
         The low-level call under every `WorkflowHandle` method; RPCTimeoutError when no reply
         comes within `timeout` (the command may still take effect).
         """
+        if self._tracing is None:
+            return await self._request(workflow_id, body, timeout, None)
+        with self._tracing.client_span(workflow_id, body) as headers:
+            return await self._request(workflow_id, body, timeout, headers)
+
+    async def _request(
+        self,
+        workflow_id: str,
+        body: CommandBody,
+        timeout: timedelta,
+        headers: Headers | None,
+    ) -> ReplyBody:
         self._start_reading()
         loop = asyncio.get_running_loop()
         command_id = uuid.uuid4().hex
         fut: asyncio.Future[ReplyBody] = loop.create_future()
         with self._lock:
             self._replies[command_id] = (loop, fut)
-        self._send(workflow_id, body, command_id)
+        self._send(workflow_id, body, command_id, headers)
         try:
             return await asyncio.wait_for(fut, timeout.total_seconds())
         except TimeoutError:

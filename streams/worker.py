@@ -40,6 +40,11 @@ class Worker:
     the rest (the processor's run cache and snapshot cadence, profiling, fault hooks) are
     `settings`, by default `WorkerSettings.from_env()`; the keyword arguments given win
     over them. Raises ConfigError naming a setting that is invalid.
+
+    `tracing` (default: EVERFLOW_TRACING) makes OpenTelemetry spans of runs, activities,
+    signals and updates with the global tracer provider; install
+    `streams.tracing.WorkflowIdGenerator` on it (see `streams.tracing`). Needs the `otel`
+    extra.
     """
 
     def __init__(
@@ -57,6 +62,7 @@ class Worker:
         suggest_continue_as_new_after: int = 10_000,
         max_history_events: int | None = None,
         max_history_bytes: int | None = None,
+        tracing: bool | None = None,
         settings: WorkerSettings | None = None,
     ) -> None:
         self.client = client
@@ -65,6 +71,7 @@ class Worker:
             "instance_id": instance_id,
             "max_history_events": max_history_events,
             "max_history_bytes": max_history_bytes,
+            "tracing": tracing,
         }
         self.settings = (
             WorkerSettings.from_env(**overrides)
@@ -102,6 +109,7 @@ class Worker:
                     instance_id=self.instance_id,
                     cache=self.settings.cache,
                     faults=self.settings.faults,
+                    tracing=self.settings.tracing,
                 ),
             )
             self._spawn("workflow-processor", processor.run)
@@ -113,6 +121,7 @@ class Worker:
                     self.task_queue,
                     max_concurrent=self.max_concurrent_activities,
                     instance_id=self.instance_id,
+                    tracing=self.settings.tracing,
                 ),
             )
             self._spawn("activity-runner", runner.run)
