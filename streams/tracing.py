@@ -130,17 +130,17 @@ def _span_id_next(value: int) -> Iterator[None]:
 
 # ---- spans ------------------------------------------------------------------------------------
 class Tracing:
-    """Makes Everflow's spans with the global tracer provider (built only when tracing is on:
-    it imports OpenTelemetry; ImportError without the `otel` extra)."""
+    """Makes Everflow's spans with `tracer_provider` (default: the global one); built only
+    when tracing is on: it imports OpenTelemetry (ImportError without the `otel` extra)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tracer_provider: Any = None) -> None:
         from opentelemetry import context, trace
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self._trace = trace
         self._context = context
         self._propagator = TraceContextTextMapPropagator()
-        self._tracer = trace.get_tracer(TRACER_NAME)
+        self._tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
         self._warned = False
 
     # ---- client ---------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from streams.errors import (
 from streams.failures import from_failure, to_failure
 from streams.options import ActivityCancellationType
 from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES, DataConverter, Payload, check_size
+from streams.tracing import trace_ids
 from streams.wire.events import (
     ActivityAttemptFailed,
     ActivityCanceled,
@@ -487,6 +488,9 @@ class WorkflowInstance(WorkflowRuntime):
 
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
         return self._logger
+
+    def trace_ids(self) -> tuple[str, str] | None:
+        return trace_ids(self._started.trace, self._info.run_id) if self._started.trace else None
 
     def schedule_activity(self, options: ActivityOptions) -> asyncio.Future[Any]:
         activity_id = self._next_activity
