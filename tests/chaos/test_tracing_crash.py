@@ -48,7 +48,7 @@ def run_all(config: KafkaConfig, ids: list[str], during: Any = None) -> Runs:
             ]
             await watcher
             for h in handles:
-                assert await h.result(timeout=timedelta(seconds=60)) == 1 + 2 + 3 + 10
+                assert await h.result(timeout=timedelta(seconds=60)) == 1 + 2 + 3 + 10 + 100
             return {h.id: (str(h.run_id), await h.fetch_history()) for h in handles}
         finally:
             client.close()
@@ -62,7 +62,8 @@ def read_spans(path: Path) -> list[dict[str, Any]]:
 
 def check_traces(spans: list[dict[str, Any]], runs: Runs) -> None:
     """Each run's trace: the client's StartWorkflow as root, one RunWorkflow, one
-    StartActivity per scheduled activity, one RunActivity per attempt; no span ID twice."""
+    StartActivity per scheduled activity, one RunActivity per attempt, the child's run
+    under its StartChildWorkflow; no span ID twice."""
     ids = Counter(s["span_id"] for s in spans)
     assert [i for i, n in ids.items() if n > 1] == [], "span IDs emitted twice"
     for workflow_id, (run_id, history) in runs.items():
@@ -78,11 +79,15 @@ def check_traces(spans: list[dict[str, Any]], runs: Runs) -> None:
         assert names == {
             "StartWorkflow:TracedOrder": 1,
             "RunWorkflow:TracedOrder": 1,
-            "StartActivity:step": STEPS,
+            "StartActivity:step": STEPS + 1,  # one of them the child's
             "StartActivity:flaky": 1,
-            "RunActivity:step": STEPS,
+            "RunActivity:step": STEPS + 1,
             "RunActivity:flaky": 2,
+            "StartChildWorkflow:TracedShipment": 1,
+            "RunWorkflow:TracedShipment": 1,
         }, (workflow_id, names)
+        check_child(trace, run_id)
+        trace = [s for s in trace if s["attributes"].get("everflow.run_id", run_id) == run_id]
         [run] = [s for s in trace if s["name"].startswith("RunWorkflow:")]
         assert run["span_id"] == f"{span_id(run_id, 1):016x}"
         assert run["parent_id"] == root["span_id"]
@@ -116,6 +121,23 @@ def check_traces(spans: list[dict[str, Any]], runs: Runs) -> None:
         assert [(s["name"], s["attributes"]["everflow.attempt"]) for s in failed] == [
             ("RunActivity:flaky", 1)
         ]
+
+
+def check_child(trace: list[dict[str, Any]], parent_run_id: str) -> None:
+    """The child's RunWorkflow under the parent's StartChildWorkflow, its activity under it."""
+    named = {s["name"]: s for s in trace if s["name"].endswith("TracedShipment")}
+    started, run = named["StartChildWorkflow:TracedShipment"], named["RunWorkflow:TracedShipment"]
+    assert started["attributes"]["everflow.run_id"] == parent_run_id
+    assert run["parent_id"] == started["span_id"]
+    child_run = run["attributes"]["everflow.run_id"]
+    [scheduled] = [
+        s
+        for s in trace
+        if s["name"] == "StartActivity:step" and s["attributes"]["everflow.run_id"] == child_run
+    ]
+    assert scheduled["parent_id"] == run["span_id"]
+    [attempt] = [s for s in trace if s["parent_id"] == scheduled["span_id"]]
+    assert attempt["name"] == "RunActivity:step"
 
 
 def test_a_processor_killed_mid_run_leaves_one_span_per_step_and_none_twice(
@@ -194,7 +216,7 @@ def test_a_worker_with_tracing_off_loads_no_opentelemetry(
         client = await asyncio.to_thread(Client, config, None, False)
         try:
             h = await client.start_workflow(TracedOrder, 0, id="untraced", task_queue=QUEUE)
-            assert await h.result(timeout=timedelta(seconds=60)) == 16
+            assert await h.result(timeout=timedelta(seconds=60)) == 116
         finally:
             client.close()
 

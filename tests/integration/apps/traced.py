@@ -1,5 +1,5 @@
-"""A workflow for the tracing tests: activities and sleeps in turn, and an activity whose
-first attempt fails (so one of its activities has two attempts)."""
+"""A workflow for the tracing tests: activities and sleeps in turn, an activity whose first
+attempt fails (so one of its activities has two attempts), and a child with one activity."""
 
 from __future__ import annotations
 
@@ -24,6 +24,15 @@ def flaky(n: int) -> int:
 
 
 @workflow.defn
+class TracedShipment:
+    @workflow.run
+    async def run(self) -> int:
+        return await workflow.execute_activity(  # type: ignore[no-any-return]
+            step, 99, start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK_RETRY
+        )
+
+
+@workflow.defn
 class TracedOrder:
     @workflow.run
     async def run(self, pause_ms: int) -> int:
@@ -33,6 +42,10 @@ class TracedOrder:
                 step, n, start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK_RETRY
             )
             await workflow.sleep(timedelta(milliseconds=pause_ms))
-        return total + await workflow.execute_activity(
+        total += await workflow.execute_activity(
             flaky, 10, start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK_RETRY
         )
+        shipped = await workflow.execute_child_workflow(
+            TracedShipment, id=f"{workflow.info().workflow_id}-shipment"
+        )
+        return total + shipped
