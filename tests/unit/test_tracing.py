@@ -278,6 +278,81 @@ def test_workflow_and_activity_spans_form_one_tree_with_derived_ids(
     assert run.start_time == run.end_time == 1000 * 1_000_000  # an instant at the event
 
 
+@workflow.defn
+class Account:
+    def __init__(self) -> None:
+        self.closed = False
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: self.closed)
+
+    @workflow.signal
+    def close(self) -> None:
+        self.closed = True
+
+    @workflow.update
+    def rename(self, name: str) -> str:
+        return name
+
+
+def test_signal_and_update_handling_spans_are_children_of_the_senders_spans(
+    spans: tuple[Tracing, InMemorySpanExporter],
+) -> None:
+    tracing, exporter = spans
+    registry = Registry([Account], [])
+    runs, events = Runs(), []
+    carriers = []
+    for n, body in enumerate(
+        [
+            StartWorkflow("r-1", "Account", "q"),
+            UpdateWorkflow("rename", conv.to_payloads(["b"]), "u-1", "c"),
+            SignalWorkflow("close", []),
+        ]
+    ):
+        with tracing.client_span("acct-1", body) as headers:
+            carriers.append(carrier_of(headers))
+        out = Outbox()
+        now = 1000 * (n + 1)
+        handle_command(Command(f"c-{n}", "acct-1", now, body), runs, 0, now, registry, out,
+                       carriers[-1])  # fmt: skip
+        events += out.fx.events
+    tracing.workflow_spans(events)
+    s = by_name(exporter)
+    for client, handled in (
+        ("UpdateWorkflow:rename", "HandleUpdate:rename"),
+        ("SignalWorkflow:close", "HandleSignal:close"),
+    ):
+        assert s[handled].parent is not None
+        assert s[handled].parent.span_id == s[client].context.span_id
+        assert s[handled].context.trace_id == s[client].context.trace_id
+    accepted = next(e for e in events if type(e.attributes).__name__ == "UpdateAccepted")
+    assert s["HandleUpdate:rename"].context.span_id == span_id("r-1", accepted.event_id)
+
+
+def test_a_childs_run_joins_its_parents_trace(
+    spans: tuple[Tracing, InMemorySpanExporter],
+) -> None:
+    tracing, exporter = spans
+    runs = Runs()
+    events = send(runs, StartWorkflow("r-1", "Order", "q"), 1000, PARENT).fx.events
+    events += send(runs, SignalWorkflow("pay", []), 2000, None).fx.events
+    out = send(runs, CompleteActivity("r-1", 1, 1, conv.to_payload("ok")), 3000, None)
+    events += out.fx.events
+    [start] = out.fx.commands
+    assert isinstance(start.body, StartWorkflow)
+    child_runs = Runs()
+    child = Outbox()
+    handle_command(start, child_runs, 1, 3000, REG, child, out.fx.command_traces[start.command_id])
+    tracing.workflow_spans([*events, *child.fx.events])
+    s = by_name(exporter)
+    initiated, child_run = s["StartChildWorkflow:Child"], s["RunWorkflow:Child"]
+    assert initiated.parent is not None and child_run.parent is not None
+    assert initiated.parent.span_id == s["RunWorkflow:Order"].context.span_id
+    assert child_run.parent.span_id == initiated.context.span_id
+    assert child_run.context.trace_id == int(TRACE, 16)
+
+
 def test_workflow_spans_made_again_carry_the_same_ids(
     spans: tuple[Tracing, InMemorySpanExporter],
 ) -> None:
