@@ -97,6 +97,11 @@ class WorkflowRuntime(ABC):
     @abstractmethod
     def logger(self) -> logging.LoggerAdapter[logging.Logger]: ...
 
+    def trace_ids(self) -> tuple[str, str] | None:
+        """(trace ID, span ID) in hex of the run's RunWorkflow span, for log records; None
+        when the run is not traced."""
+        return None
+
     @abstractmethod
     def patched(self, patch_id: str) -> bool: ...
 

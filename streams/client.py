@@ -35,7 +35,8 @@ from streams.kafka.topics import Topics, partition_count
 from streams.options import IdConflictPolicy, IdReusePolicy, option
 from streams.payload import DataConverter, check_size
 from streams.search_attributes import encode as encode_search_attributes
-from streams.settings import visibility_url
+from streams.settings import tracing_from_env, visibility_url
+from streams.tracing import Headers, Tracing
 from streams.visibility.query import compile_filter
 from streams.visibility.records import IndexLag, WorkflowCount, WorkflowExecution
 from streams.visibility.store import Store, open_store
@@ -83,6 +84,7 @@ class Client:
         config: KafkaConfig,
         converter: DataConverter | None = None,
         visibility: str | None = None,
+        tracing: bool = False,
     ) -> None:
         self.config = config
         self.converter = converter or DataConverter()
@@ -92,6 +94,8 @@ class Client:
         self.topics = Topics(config.topic_prefix)
         self.client_id = f"client-{uuid.uuid4().hex[:12]}"
         self.wire = wire()
+        # spans around requests, their context in the commands' headers (`streams.tracing`)
+        self._tracing = Tracing() if tracing else None
         self._producer = kafka.producer(config, **{"linger.ms": 0})
         admin = kafka.admin(config)
         self._partitions = partition_count(admin, self.topics.commands)
@@ -135,17 +139,23 @@ class Client:
         topic_prefix: str | None = None,
         converter: DataConverter | None = None,
         visibility: str | None = None,
+        tracing: bool | None = None,
         **kafka_settings: Any,
     ) -> Client:
         """Connects to the cluster (settings from arguments, then `EVERFLOW_*` variables).
 
         `visibility` is the run index's store URL (`sqlite:///path` or `postgresql://…`);
         None means EVERFLOW_VISIBILITY, else the default SQLite file for this topic prefix.
+
+        `tracing` (default: `EVERFLOW_TRACING`) makes OpenTelemetry spans of starts,
+        signals, queries and updates and sends their context with the command; it needs
+        the `otel` extra (ImportError without it).
         """
         config = KafkaConfig.from_env(
             bootstrap=bootstrap, topic_prefix=topic_prefix, kafka=kafka_settings
         )
-        return await asyncio.to_thread(cls, config, converter, visibility)
+        traced = tracing_from_env() if tracing is None else tracing
+        return await asyncio.to_thread(cls, config, converter, visibility, traced)
 
     def close(self) -> None:
         self._stop.set()
@@ -299,12 +309,20 @@ class Client:
         return WorkflowHandle(self, workflow_id, run_id, None)
 
     # ---- plumbing -----------------------------------------------------------------------------
-    def _send(self, workflow_id: str, body: CommandBody, command_id: str | None = None) -> str:
+    def _send(
+        self,
+        workflow_id: str,
+        body: CommandBody,
+        command_id: str | None = None,
+        headers: Headers | None = None,
+    ) -> str:
         command_id = command_id or uuid.uuid4().hex
         command = Command(command_id, workflow_id, int(time.time() * 1000), body)
-        self._producer.produce(
-            self.topics.commands, self.wire.command.encode(command), workflow_id.encode()
-        )
+        raw, key = self.wire.command.encode(command), workflow_id.encode()
+        if headers:
+            self._producer.produce(self.topics.commands, raw, key, headers=headers)
+        else:
+            self._producer.produce(self.topics.commands, raw, key)
         self._producer.poll(0)
         return command_id
 
@@ -314,13 +332,25 @@ class Client:
         The low-level call under every `WorkflowHandle` method; RPCTimeoutError when no reply
         comes within `timeout` (the command may still take effect).
         """
+        if self._tracing is None:
+            return await self._request(workflow_id, body, timeout, None)
+        with self._tracing.client_span(workflow_id, body) as headers:
+            return await self._request(workflow_id, body, timeout, headers)
+
+    async def _request(
+        self,
+        workflow_id: str,
+        body: CommandBody,
+        timeout: timedelta,
+        headers: Headers | None,
+    ) -> ReplyBody:
         self._start_reading()
         loop = asyncio.get_running_loop()
         command_id = uuid.uuid4().hex
         fut: asyncio.Future[ReplyBody] = loop.create_future()
         with self._lock:
             self._replies[command_id] = (loop, fut)
-        self._send(workflow_id, body, command_id)
+        self._send(workflow_id, body, command_id, headers)
         try:
             return await asyncio.wait_for(fut, timeout.total_seconds())
         except TimeoutError:

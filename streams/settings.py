@@ -208,6 +208,7 @@ class WorkerSettings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     faults: FaultSettings = field(default_factory=FaultSettings)
     visibility: VisibilitySettings = field(default_factory=VisibilitySettings)
+    tracing: bool = False  # OpenTelemetry spans (the otel extra; see streams.tracing)
 
     def __post_init__(self) -> None:
         if not self.instance_id:
@@ -227,7 +228,8 @@ class WorkerSettings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
         """Settings from EVERFLOW_INSTANCE_ID (default: the host name),
         EVERFLOW_MAX_HISTORY_EVENTS / _BYTES, EVERFLOW_PROFILE (a directory),
-        EVERFLOW_SWITCH_INTERVAL, the cache's and the fault hooks' variables; then keyword
+        EVERFLOW_SWITCH_INTERVAL, EVERFLOW_TRACING, the cache's and the fault hooks'
+        variables; then keyword
         overrides (None leaves a setting as it is)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {
@@ -239,6 +241,7 @@ class WorkerSettings:
             "cache": CacheSettings.from_env(env),
             "faults": FaultSettings.from_env(env),
             "visibility": VisibilitySettings.from_env(env),
+            "tracing": tracing_from_env(env),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: v for k, v in values.items() if v is not None})
@@ -246,6 +249,18 @@ class WorkerSettings:
     def with_overrides(self, **overrides: Any) -> WorkerSettings:
         """These settings with the given ones replaced (None leaves a setting as it is)."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def tracing_from_env(env: Mapping[str, str] | None = None) -> bool:
+    """Whether EVERFLOW_TRACING turns OpenTelemetry spans on (1/true/yes, 0/false/no;
+    unset is off)."""
+    env = os.environ if env is None else env
+    raw = env.get("EVERFLOW_TRACING", "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"EVERFLOW_TRACING must be 1/true/yes or 0/false/no, got {raw!r}")
 
 
 def _parsed(env: Mapping[str, str], name: str, parse: Callable[[str], T], accepts: str) -> T | None:

@@ -50,6 +50,11 @@ class Worker:
     EVERFLOW_VISIBILITY, else a SQLite file per topic prefix in the data directory). With
     SQLite one worker's projector indexes at a time; with PostgreSQL the workers' projectors
     share the partitions of `history`.
+
+    `tracing` (default: EVERFLOW_TRACING) makes OpenTelemetry spans of runs, activities,
+    signals and updates with the global tracer provider; install
+    `streams.tracing.WorkflowIdGenerator` on it (see `streams.tracing`). Needs the `otel`
+    extra.
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class Worker:
         suggest_continue_as_new_after: int = 10_000,
         max_history_events: int | None = None,
         max_history_bytes: int | None = None,
+        tracing: bool | None = None,
         settings: WorkerSettings | None = None,
         run_visibility: bool | None = None,
         visibility: str | None = None,
@@ -77,6 +83,7 @@ class Worker:
             "instance_id": instance_id,
             "max_history_events": max_history_events,
             "max_history_bytes": max_history_bytes,
+            "tracing": tracing,
         }
         self.settings = (
             WorkerSettings.from_env(**overrides)
@@ -121,6 +128,7 @@ class Worker:
                     instance_id=self.instance_id,
                     cache=self.settings.cache,
                     faults=self.settings.faults,
+                    tracing=self.settings.tracing,
                 ),
             )
             self._spawn("workflow-processor", processor.run)
@@ -132,6 +140,7 @@ class Worker:
                     self.task_queue,
                     max_concurrent=self.max_concurrent_activities,
                     instance_id=self.instance_id,
+                    tracing=self.settings.tracing,
                 ),
             )
             self._spawn("activity-runner", runner.run)

@@ -444,8 +444,13 @@ class _WorkflowLogger(logging.LoggerAdapter):
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         if _runtime.in_workflow():
-            i = _runtime.current().info()
+            runtime = _runtime.current()
+            i = runtime.info()
             msg = f"{msg} workflow_id={i.workflow_id} run_id={i.run_id}"
+            ids = runtime.trace_ids()
+            if ids is not None:  # the record joins the run's trace in log pipelines
+                extra = kwargs.get("extra") or {}
+                kwargs["extra"] = {**extra, "trace_id": ids[0], "span_id": ids[1]}
         return msg, kwargs
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import logging
 import queue
@@ -40,6 +41,7 @@ from streams.failures import to_failure
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.payload import check_size
+from streams.tracing import Tracing
 from streams.wire import wire
 from streams.wire.commands import (
     Command,
@@ -62,6 +64,7 @@ class RunnerConfig:
     max_concurrent: int = 64  # activities running at once; the consumer pauses beyond
     threads: int = 16  # for plain (non-async) activity functions
     instance_id: str = ""
+    tracing: bool = False  # a RunActivity span per attempt (see `streams.tracing`)
 
     def __post_init__(self) -> None:
         if not self.task_queue:
@@ -88,6 +91,7 @@ class ActivityRunner:
         # async activities of the batch being taken, started together on the loop: one
         # wake-up of the loop thread per batch instead of one per activity
         self._to_spawn: list[tuple[Any, concurrent.futures.Future[Any]]] = []
+        self.tracing = Tracing() if settings.tracing else None
 
     def run(self, stop: threading.Event) -> None:
         """Runs tasks until `stop` is set, then waits for the running ones to finish."""
@@ -252,10 +256,14 @@ class ActivityRunner:
             tuple(self.registry.converter.from_payloads(task.heartbeat_details)),
         )
         running = RunningActivity(task, info, self._send_heartbeat)
+        tracing = self.tracing
+        span = None if tracing is None else tracing.start_activity(task, msg.headers())
         try:
             definition = self.registry.activity(task.activity_type)
         except UnknownActivityError as e:
             self._report(task, error=e)
+            if tracing is not None:
+                tracing.end_activity(span, e)
             self._done.put((partition, offset))
             return
         args = self.registry.converter.from_payloads(task.args, definition.arg_types)
@@ -270,14 +278,18 @@ class ActivityRunner:
         def finish(result: Any = None, error: BaseException | None = None) -> None:
             self._active.pop(running.key, None)
             self._report(task, result, error)
+            if tracing is not None:
+                tracing.end_activity(span, error)
             self._done.put((partition, offset))
 
+        activated = contextlib.nullcontext if tracing is None else tracing.activated
         if definition.is_async:
 
             async def call() -> None:
                 _runtime.ACTIVITY_CONTEXT.set(running)
                 try:
-                    result = await definition.fn(*args)
+                    with activated(span):
+                        result = await definition.fn(*args)
                 except BaseException as e:
                     finish(error=e)
                 else:
@@ -293,7 +305,8 @@ class ActivityRunner:
 
             def call_sync() -> None:
                 try:
-                    result = definition.fn(*args)
+                    with activated(span):
+                        result = definition.fn(*args)
                 except BaseException as e:
                     finish(error=e)
                 else:

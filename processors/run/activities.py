@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, assert_never
 
 from streams.payload import Payload
+from streams.tracing import workflow_carrier
 from streams.wire.events import (
     ActivityAttemptFailed,
     ActivityCanceled,
@@ -65,6 +66,7 @@ class ActivityState:
     cancel_requested: bool = False
     paused: bool = False  # an operator holds its attempts
     budget_base: int = 0  # attempts before an operator's retry (not counted by the policy)
+    event_id: int = 0  # of its ActivityScheduled: names its StartActivity span
 
     def deadline(self, kind: TimerKind) -> int | None:
         """When the current attempt times out by `kind` (None: no such timeout)."""
@@ -117,11 +119,12 @@ class Activities:
         self._partition = partition  # activity tasks carry it: their reports come back here
         self.open: dict[int, ActivityState] = {}
 
-    def fold(self, a: ActivityEvent, time: int) -> None:
-        """Folds an activity event into the state."""
+    def fold(self, a: ActivityEvent, time: int, event_id: int = 0) -> None:
+        """Folds an activity event (number `event_id` of the history) into the state."""
         match a:  # the commonest first: a case is an isinstance check
             case ActivityScheduled():
-                self.open[a.activity_id] = ActivityState(a, time, dispatched_at=time)
+                state = ActivityState(a, time, dispatched_at=time, event_id=event_id)
+                self.open[a.activity_id] = state
             case ActivityCompleted() | ActivityFailed() | ActivityCanceled():
                 self.open.pop(a.activity_id, None)
             case ActivityStarted():
@@ -231,6 +234,9 @@ class Activities:
     def _dispatch(self, state: ActivityState, now: int, fx: Effects, first: bool) -> None:
         """Sends the current attempt to the runners and arms its timeouts."""
         s, log = state.scheduled, self._log
+        if s.trace:  # the attempt's span is a child of the StartActivity span
+            key = (log.run_id, s.activity_id, state.attempt)
+            fx.task_traces[key] = workflow_carrier(s.trace, log.run_id, state.event_id)
         fx.tasks.append(
             (
                 s.task_queue,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, assert_never
 
 from streams.options import ParentClosePolicy
 from streams.payload import Payload
+from streams.tracing import workflow_carrier
 from streams.wire.commands import (
     CancelWorkflow,
     Command,
@@ -68,8 +69,9 @@ class Children:
             decision.args,
             child.parent_close_policy,
             source=decision.source,
+            trace=log.trace,
         )
-        log.append(initiated, now, fx)
+        event = log.append(initiated, now, fx)
         child_run = uuid.uuid5(uuid.NAMESPACE_URL, f"everflow:{log.run_id}:{decision.seq}")
         start = StartWorkflow(
             str(child_run),
@@ -83,6 +85,9 @@ class Children:
         )
         command_id = f"{log.run_id}/child/{decision.seq}"
         fx.commands.append(Command(command_id, child.workflow_id, now, start))
+        if log.trace:  # the child's run joins the trace, under this StartChildWorkflow span
+            trace = workflow_carrier(log.trace, log.run_id, event.event_id)
+            fx.command_traces[command_id] = trace
 
     def report(self, attrs: ChildReport, now: int, fx: Effects) -> bool:
         """A child reported in (started, could not start, closed); False if stale."""

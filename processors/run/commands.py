@@ -101,20 +101,27 @@ class Outbox(Protocol):
 
 
 def handle_command(
-    command: Command, runs: Runs, partition: int, now: int, registry: Registry, out: Outbox
+    command: Command,
+    runs: Runs,
+    partition: int,
+    now: int,
+    registry: Registry,
+    out: Outbox,
+    trace: dict[str, str] | None = None,
 ) -> None:
-    """Hands `command` to the handler of its type."""
+    """Hands `command` to the handler of its type. `trace` is the trace context its record
+    carried: the event a start, signal or update causes keeps it."""
     run = runs.get(command.workflow_id)
     body = command.body
     match body:
         case StartWorkflow():
-            on_start_workflow(command, body, runs, partition, now, registry, out)
+            on_start_workflow(command, body, runs, partition, now, registry, out, trace)
         case SignalWorkflow():
-            on_signal_workflow(command, body, run, runs, now, out)
+            on_signal_workflow(command, body, run, runs, now, out, trace)
         case QueryWorkflow():
             on_query_workflow(command, body, run, out)
         case UpdateWorkflow():
-            on_update_workflow(command, body, run, runs, now, out)
+            on_update_workflow(command, body, run, runs, now, out, trace)
         case ReportChildStarted():
             on_report_child_started(body, run, now, out)
         case ReportChildStartFailed():
@@ -164,6 +171,7 @@ def on_start_workflow(
     now: int,
     registry: Registry,
     out: Outbox,
+    trace: dict[str, str] | None = None,
 ) -> None:
     """Starts a run, unless a run of the ID exists and the ID policies say otherwise."""
     run = runs.get(command.workflow_id)
@@ -174,7 +182,8 @@ def on_start_workflow(
         if body.id_conflict_policy == IdConflictPolicy.USE_EXISTING:
             reply = StartAccepted(run.run_id)
             if body.start_signal:
-                run.signal(body.start_signal, body.start_signal_args, now, out.effects(run))
+                signal_args = body.start_signal_args
+                run.signal(body.start_signal, signal_args, now, out.effects(run), trace)
         else:
             reply = StartRejected(
                 RejectionCode.ALREADY_STARTED,
@@ -209,6 +218,7 @@ def on_start_workflow(
             parent_run_id=body.parent_run_id,
             parent_seq=body.parent_seq,
             search_attributes=body.search_attributes,
+            trace=trace or {},
         )
         fx = out.effects(run)
         # the parent hears "started" before anything else of the child, even a close in
@@ -216,7 +226,7 @@ def on_start_workflow(
         _report_to_parent(command, body, StartAccepted(run.run_id), partition, now, out)
         run.start(started, now, fx)
         if body.start_signal and not run.closed:
-            run.signal(body.start_signal, body.start_signal_args, now, fx)
+            run.signal(body.start_signal, body.start_signal_args, now, fx, trace)
         reply = StartAccepted(run.run_id)
     out.reply(body.reply_to, command.command_id, reply)
     if not isinstance(reply, StartAccepted) or run is None or run.run_id != body.run_id:
@@ -261,6 +271,7 @@ def continue_runs(run: Run, runs: Runs, now: int, out: Outbox) -> None:
             parent_seq=first.parent_seq,
             # the attributes as the closing run left them, as Temporal carries them
             search_attributes=list(run.search_attributes.values()),
+            trace=first.trace,  # the chain stays in the trace of its first start
         )
         nxt = Run(run.workflow_id, new_run_id, run.partition, run.registry)
         runs[run.workflow_id] = nxt
@@ -282,7 +293,13 @@ def _not_running(run: Run | None, workflow_id: str, what: str) -> ReplyBody | No
 
 
 def on_signal_workflow(
-    command: Command, body: SignalWorkflow, run: Run | None, runs: Runs, now: int, out: Outbox
+    command: Command,
+    body: SignalWorkflow,
+    run: Run | None,
+    runs: Runs,
+    now: int,
+    out: Outbox,
+    trace: dict[str, str] | None = None,
 ) -> None:
     refused = _not_running(run, command.workflow_id, f"signal {body.signal_name!r} to")
     if refused is not None or run is None:
@@ -293,7 +310,7 @@ def on_signal_workflow(
     except (UnknownHandlerError, UnknownWorkflowError) as e:
         out.reply(body.reply_to, command.command_id, Rejected(RejectionCode.UNKNOWN_SIGNAL, str(e)))
         return
-    run.signal(body.signal_name, body.args, now, out.effects(run))
+    run.signal(body.signal_name, body.args, now, out.effects(run), trace)
     out.reply(body.reply_to, command.command_id, _describe(run, runs))
 
 
@@ -324,7 +341,13 @@ def on_query_workflow(command: Command, body: QueryWorkflow, run: Run | None, ou
 
 
 def on_update_workflow(
-    command: Command, body: UpdateWorkflow, run: Run | None, runs: Runs, now: int, out: Outbox
+    command: Command,
+    body: UpdateWorkflow,
+    run: Run | None,
+    runs: Runs,
+    now: int,
+    out: Outbox,
+    trace: dict[str, str] | None = None,
 ) -> None:
     """Validates an update (rejection leaves no trace in history), then runs it."""
     refused = _not_running(run, command.workflow_id, f"update {body.update_name!r} on")
@@ -353,6 +376,7 @@ def on_update_workflow(
         command.command_id,
         now,
         out.effects(run),
+        trace,
     )
 
 

@@ -20,6 +20,10 @@ class Effects:
     completions: list[Completion] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)  # to other workflows' partitions
+    # the trace context the record headers carry, of a task by (run ID, activity ID,
+    # attempt), of a command (a child's start) by command ID; none for what is not traced
+    task_traces: dict[tuple[str, int, int], dict[str, str]] = field(default_factory=dict)
+    command_traces: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def timers(self) -> list[Timer]:

@@ -27,6 +27,11 @@ class RunLog(Protocol):
     @property
     def closed(self) -> bool: ...
 
+    @property
+    def trace(self) -> dict[str, str]:
+        """The trace context of the run's RunWorkflow span (empty: not traced)."""
+        ...
+
     def append(self, attrs: EventAttributes, now: int, fx: Effects) -> HistoryEvent:
         """Records an event and folds it into the run's state."""
         ...

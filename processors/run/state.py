@@ -43,6 +43,7 @@ from processors.workflow_code.replay import in_record_order, replay
 from streams.errors import NonDeterminismError, UnknownWorkflowError
 from streams.payload import Payload
 from streams.retry import RetryPolicy
+from streams.tracing import workflow_carrier
 from streams.wire.events import (
     ActivityAttemptFailed,
     ActivityCanceled,
@@ -135,6 +136,7 @@ class Run:
         "status",
         "task_queue",
         "timers",
+        "trace",
         "updates",
         "workflow_id",
         "workflow_type",
@@ -165,6 +167,9 @@ class Run:
         self.instance: WorkflowInstance | None = None
         # custom search attributes as they stand (JSON "null" removed one)
         self.search_attributes: dict[str, SearchAttribute] = {}
+        # the trace context of the run's RunWorkflow span (empty: the run is not traced),
+        # the parent of the spans of what the run starts
+        self.trace: dict[str, str] = {}
 
     def _set_search_attributes(self, attributes: list[SearchAttribute]) -> None:
         for attribute in attributes:
@@ -197,10 +202,12 @@ class Run:
                 | ActivityUnpaused()
                 | ActivityReset()
             ):
-                self.activities.fold(a, event.time)
+                self.activities.fold(a, event.time, event.event_id)
             case WorkflowStarted():
                 self.workflow_type, self.task_queue = a.workflow_type, a.task_queue
                 self.start_command_id, self.start_time = a.start_command_id, event.time
+                if a.trace:
+                    self.trace = workflow_carrier(a.trace, self.run_id, event.event_id)
                 self._set_search_attributes(a.search_attributes)
             case TimerStarted() | TimerFired() | TimerCanceled():
                 self.timers.fold(a)
@@ -322,9 +329,17 @@ class Run:
         self.resolve(WorkflowCancelRequested(reason), now, fx)
         return True
 
-    def signal(self, name: str, args: list[Payload], now: int, fx: Effects) -> None:
-        """Records a signal and delivers it to its handler."""
-        self.resolve(SignalReceived(name, args), now, fx)
+    def signal(
+        self,
+        name: str,
+        args: list[Payload],
+        now: int,
+        fx: Effects,
+        trace: dict[str, str] | None = None,
+    ) -> None:
+        """Records a signal and delivers it to its handler (`trace`: the sender's trace
+        context, kept on the event)."""
+        self.resolve(SignalReceived(name, args, trace or {}), now, fx)
 
     def accept_update(
         self,
@@ -335,10 +350,12 @@ class Run:
         request_id: str,
         now: int,
         fx: Effects,
+        trace: dict[str, str] | None = None,
     ) -> None:
         """Records a validated update and runs its handler; the outcome is replied when
         the handler finishes (possibly in a later transaction)."""
-        self.resolve(UpdateAccepted(update_id, name, args, reply_to, request_id), now, fx)
+        accepted = UpdateAccepted(update_id, name, args, reply_to, request_id, trace or {})
+        self.resolve(accepted, now, fx)
 
     def child_reported(self, attrs: ChildReport, now: int, fx: Effects) -> bool:
         """A child reported in (started, could not start, closed); False if stale."""
@@ -424,6 +441,7 @@ class Run:
                     heartbeat_timeout_ms=millis(o.heartbeat_timeout),
                     cancellation_type=o.cancellation_type,
                     source=decision.source,
+                    trace=self.trace,
                 )
                 self.activities.schedule(scheduled, now, fx)
             case StartTimer():

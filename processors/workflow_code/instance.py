@@ -41,6 +41,7 @@ from streams.options import ActivityCancellationType
 from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES, DataConverter, Payload, check_size
 from streams.search_attributes import decode as decode_search_attributes
 from streams.search_attributes import encode as encode_search_attributes
+from streams.tracing import trace_ids
 from streams.wire.events import (
     ActivityAttemptFailed,
     ActivityCanceled,
@@ -546,6 +547,8 @@ class WorkflowInstance(WorkflowRuntime):
                 self._search_attributes.pop(attribute.name, None)
             else:
                 self._search_attributes[attribute.name] = attribute
+    def trace_ids(self) -> tuple[str, str] | None:
+        return trace_ids(self._started.trace, self._info.run_id) if self._started.trace else None
 
     def schedule_activity(self, options: ActivityOptions) -> asyncio.Future[Any]:
         activity_id = self._next_activity

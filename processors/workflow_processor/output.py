@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Producer
@@ -23,8 +23,9 @@ from processors.workflow_processor.run_cache import (
 from processors.workflow_processor.stats import Counters
 from streams import kafka
 from streams.kafka.topics import Topics
+from streams.tracing import headers_of
 from streams.wire import Wire
-from streams.wire.events import WorkflowStarted
+from streams.wire.events import HistoryEvent, WorkflowStarted
 from streams.wire.records import Snapshot, Timer
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ class AfterCommit:
 
     timers: list[tuple[int, Timer]]  # (partition, timer) it set
     deferred: dict[int, list[StoredRun]]  # per partition checkpointed: runs whose snapshot waits
+    # events it wrote that have a trace context, for their spans (only when tracing is on)
+    traced: list[HistoryEvent] = field(default_factory=list)
 
 
 class _Patient:
@@ -75,6 +78,7 @@ class Output:
         replies_partitions: int,
         stats: Counters,
         defer: Callable[[Delivery], Delivery],
+        tracing: bool = False,
     ) -> None:
         self.producer = _Patient(producer, defer)
         self.topics = topics
@@ -83,13 +87,17 @@ class Output:
         self.commands_partitions = commands_partitions
         self.replies_partitions = replies_partitions
         self.stats = stats
+        self.tracing = tracing
 
     def produce(
         self, batch: Batch, owned: dict[int, PartitionRuns], now_ms: int, retention_ms: int
     ) -> AfterCommit:
         """Writes the batch; returns the timers it set and the partitions checkpointed."""
         new_timers: list[tuple[int, Timer]] = []
+        traced: list[HistoryEvent] = []
         for p, fx in batch.fx.items():
+            if self.tracing:
+                traced.extend(e for e in fx.events if getattr(e.attributes, "trace", None))
             state = owned.get(p)
             dirty = batch.dirty.get(p, {})
             self._events(p, fx.events, dirty, state)
@@ -107,7 +115,7 @@ class Output:
             batch.replies.extend(fx.replies)
         self._replies(batch)
         self._dead_letters(batch)
-        return AfterCommit(new_timers, checkpointed)
+        return AfterCommit(new_timers, checkpointed, traced)
 
     def _events(
         self,
@@ -143,8 +151,12 @@ class Output:
     def _effects(self, p: int, fx: Effects, new_timers: list[tuple[int, Timer]]) -> None:
         produce, t, w = self.producer.produce, self.topics, self.wire
         for queue, task in fx.tasks:
-            topic = self.task_topic(queue)
-            produce(topic, w.task.encode(task), task.workflow_id.encode(), partition=p)
+            topic, key = self.task_topic(queue), task.workflow_id.encode()
+            trace = fx.task_traces.get((task.run_id, task.activity_id, task.attempt))
+            if trace is None:
+                produce(topic, w.task.encode(task), key, partition=p)
+            else:
+                produce(topic, w.task.encode(task), key, partition=p, headers=headers_of(trace))
         for timer_key, timer in fx.timer_ops:  # in order: cleared, then maybe set again
             value = None if timer is None else w.timer.encode(timer)
             produce(t.timers, value, timer_key.encode(), partition=p)
@@ -153,7 +165,12 @@ class Output:
         new_timers.extend((p, timer) for timer in fx.derived_timers)
         for out in fx.commands:  # to other workflows: their partition, by murmur2
             cp = kafka.partition_for(out.workflow_id, self.commands_partitions)
-            produce(t.commands, w.command.encode(out), out.workflow_id.encode(), partition=cp)
+            raw, key = w.command.encode(out), out.workflow_id.encode()
+            trace = fx.command_traces.get(out.command_id)
+            if trace is None:
+                produce(t.commands, raw, key, partition=cp)
+            else:
+                produce(t.commands, raw, key, partition=cp, headers=headers_of(trace))
         for completion in fx.completions:
             key = completion.workflow_id.encode()
             produce(t.completions, w.completion.encode(completion), key, partition=p)

@@ -32,6 +32,7 @@ from streams.errors import PayloadDecodeError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, ensure_topics, partition_count, topic_specs
 from streams.settings import CacheSettings, FaultSettings
+from streams.tracing import Tracing, carrier_of
 from streams.wire import Wire, wire
 from streams.wire.records import RestoreReport, Timer, TimerKind
 
@@ -54,6 +55,7 @@ class ProcessorConfig:
     # a paused or crashed owner's open transaction is aborted this long after it began, so
     # a new owner of its partitions waits at most this long (plus the coordinator's sweep)
     transaction_timeout_ms: int = 10_000
+    tracing: bool = False  # make spans (see `streams.tracing`; needs the otel extra)
 
 
 class WorkflowProcessor:
@@ -77,6 +79,7 @@ class WorkflowProcessor:
         self.stats = Counters()
         self.restore_reports: dict[int, RestoreReport] = {}
         self.timing = Timing()
+        self.tracing = Tracing() if settings.tracing else None
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -102,6 +105,7 @@ class WorkflowProcessor:
             self._replies_partitions,
             self.stats,
             self.transactions.deferred,
+            tracing=self.tracing is not None,
         )
         self.loader = SnapshotReader(self.config, self.wire, self.registry)
         self._status_producer = kafka.producer(self.config, **{"linger.ms": 50})
@@ -285,7 +289,9 @@ class WorkflowProcessor:
             return
         self.stats.commands += 1
         runs = self.partitions[partition]
-        handle_command(command, runs, partition, now, self.registry, batch)
+        # the request's trace context, kept on the event it causes (a C call when none)
+        trace = carrier_of(msg.headers())
+        handle_command(command, runs, partition, now, self.registry, batch, trace)
         current = runs.get(command.workflow_id)
         if current is not None:
             self._after(current, runs, now, batch)
@@ -356,6 +362,10 @@ class WorkflowProcessor:
             self._timers.push(partition, timer)
         for p, deferred in after.deferred.items():
             self.partitions[p].checkpointed(deferred)
+        if self.tracing is not None and after.traced:
+            # only now: a transaction that never commits is processed again, and its
+            # events get their spans then (restore and replay append no event, so no span)
+            self.tracing.workflow_spans(after.traced)
         return True
 
     def _task_topic(self, queue: str) -> str:

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +36,24 @@ class WorkerProcesses:
         *targets: str,
         task_queue: str = "transfers",
         extra_env: dict[str, str] | None = None,
+        options: Sequence[str] = (),
+        module: str = "streams.cli",
     ) -> subprocess.Popen[bytes]:
+        """`python -m <module> worker <targets> ...` (`options` after the others)."""
         log = open(self.log_dir / f"worker-{instance_id}-{len(self.procs)}.log", "wb")
         self._logs.append(log)
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "streams.cli",
+                module,
                 "worker",
                 *(targets or ("examples.money_transfer",)),
                 "--task-queue",
                 task_queue,
                 "--instance-id",
                 instance_id,
+                *options,
             ],
             cwd=ROOT,
             env={**self.env, **(extra_env or {})},
