@@ -1,11 +1,19 @@
 """What a workflow processor counts about itself: `Counters`, kept by the processor and its
-`Output` and reported in its `WorkerStatus`, and `Timing`, the seconds its transactions
-take, logged when it stops."""
+`Output` and reported in its `WorkerStatus`; `Timing`, the seconds its transactions take,
+logged when it stops; `ProcessorTally`, the aggregates its metrics endpoint reads."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
+from processors.tally import (
+    BATCH_BUCKETS,
+    LATENCY_BUCKETS,
+    RUN_BUCKETS,
+    Counts,
+    Histogram,
+    Histograms,
+)
 from streams.wire.records import ProcessorStats
 
 
@@ -50,3 +58,55 @@ class Timing:
     def rounded(self) -> dict[str, float]:
         """Each figure to the millisecond, for the log."""
         return {name: round(seconds, 3) for name, seconds in asdict(self).items()}
+
+
+@dataclass(slots=True)
+class BatchTally:
+    """What one transaction adds to the processor's metrics, counted as `Output` writes it
+    (per started or closed run, never per event) and applied once the transaction
+    committed, so an aborted batch run again is counted once."""
+
+    commands: int = 0  # commands and due timers the batch ran
+    dead_letters: int = 0
+    started: dict[str, int] = field(default_factory=dict)  # workflow type -> runs started
+    closed: list[tuple[str, str, float]] = field(default_factory=list)  # (type, status, s)
+
+
+class ProcessorTally:
+    """The processor's aggregates for its metrics (see `processors.tally`): updated on the
+    processor's thread once per batch, restore or close; read at scrape time."""
+
+    def __init__(self) -> None:
+        self.started: Counts[str] = Counts()
+        self.closed: Counts[tuple[str, str]] = Counts()  # (workflow type, status)
+        self.endtoend: Histograms[tuple[str, str]] = Histograms(RUN_BUCKETS)
+        self.commit_latency = Histogram(LATENCY_BUCKETS)
+        self.batch_size = Histogram(BATCH_BUCKETS)
+        self.transactions: Counts[str] = Counts()  # committed | aborted
+        self.timer_lateness = Histogram(LATENCY_BUCKETS)
+        self.restore_seconds = Histogram(LATENCY_BUCKETS)
+        self.restore_events = 0
+        self.dead_letters = 0
+        self.blocked: dict[str, int] = {}  # workflow type -> blocked open runs (a gauge)
+        # run cache figures of partitions no longer owned: the counters stay monotonic
+        self.retired_hits = 0
+        self.retired_loads = 0
+        self.retired_evictions = 0
+        # consumer lag of the commands topic per (topic, partition), from librdkafka stats
+        self.consumer_lag: dict[tuple[str, int], int] = {}
+
+    def committed(self, batch: BatchTally, commit_seconds: float) -> None:
+        self.transactions.add("committed")
+        self.commit_latency.observe(commit_seconds)
+        self.batch_size.observe(batch.commands)
+        self.dead_letters += batch.dead_letters
+        for workflow_type, n in batch.started.items():
+            self.started.add(workflow_type, n)
+        for workflow_type, status, seconds in batch.closed:
+            self.closed.add((workflow_type, status))
+            self.endtoend.observe((workflow_type, status), seconds)
+
+    def timers_due(self, now_ms: int, fire_at: list[int]) -> None:
+        """How late the timers of a batch fire: now - due, in seconds."""
+        for due in fire_at:
+            self.timer_lateness.observe(max(0, now_ms - due) / 1000.0)
