@@ -8,7 +8,7 @@ prefix `everflow_`, seconds, `_total` on counters; labels are workflow and activ
 task queue, status, outcome, topic and partition, never a workflow or run ID.
 
     collector = EngineCollector(task_queue="transfers")
-    collector.processor = processor             # either may be left out
+    collector.processor = processor.tally       # either may be left out
     collector.runners.append(runner)
     collector.register_lag_source(index.lag)   # {partition: (records, seconds)}
     server = MetricsServer(collector, "127.0.0.1", 0)
@@ -34,7 +34,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from processors.activity_runner.runner import ActivityRunner
 from processors.tally import Histogram, Histograms
-from processors.workflow_processor.processor import WorkflowProcessor
+from processors.workflow_processor.stats import ProcessorTally
 from streams.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class EngineCollector(Collector):
 
     def __init__(self, task_queue: str) -> None:
         self.task_queue = task_queue
-        self.processor: WorkflowProcessor | None = None
+        self.processor: ProcessorTally | None = None  # the workflow processor's
         self.runners: list[ActivityRunner] = []
         self._lag_sources: list[LagSource] = []
 
@@ -144,10 +144,10 @@ class MetricsServer:
 
 # ---- the workflow processor ------------------------------------------------------------------
 def _processor_metrics(
-    processor: WorkflowProcessor, lag: GaugeMetricFamily, dead: CounterMetricFamily
+    tally: ProcessorTally, lag: GaugeMetricFamily, dead: CounterMetricFamily
 ) -> Iterator[Metric]:
-    tally, stats = processor.tally, processor.stats
-    yield from _run_metrics(processor)
+    stats = tally.stats
+    yield from _run_metrics(tally)
     for name, doc, value in (
         ("everflow_commands", "Commands read from the commands topic", stats.commands),
         ("everflow_history_events", "History events written", stats.events),
@@ -164,7 +164,7 @@ def _processor_metrics(
         "How late timers fire: fire time minus due time",
         tally.timer_lateness,
     )
-    yield _gauge("everflow_timers_pending", "Timers waiting to fire", processor.timers_pending)
+    yield _gauge("everflow_timers_pending", "Timers waiting to fire", len(tally.timers))
     yield _histogram(
         "everflow_restore_duration_seconds",
         "Time to restore a partition (snapshots, timers, history tail)",
@@ -186,15 +186,14 @@ def _processor_metrics(
         "Commands and due timers one transaction carries",
         tally.batch_size,
     )
-    yield from _cache_metrics(processor)
-    partitions = dict(processor.partitions)
+    yield from _cache_metrics(tally)
+    partitions = dict(tally.partitions)
     yield _gauge("everflow_partitions_owned", "Command partitions owned", len(partitions))
     _add_lag(lag, tally.consumer_lag)
-    dead.add_metric([processor.topics.commands, "undecodable"], tally.dead_letters)
+    dead.add_metric([tally.commands_topic, "undecodable"], tally.dead_letters)
 
 
-def _run_metrics(processor: WorkflowProcessor) -> Iterator[Metric]:
-    tally = processor.tally
+def _run_metrics(tally: ProcessorTally) -> Iterator[Metric]:
     started = CounterMetricFamily(
         "everflow_workflow_started", "Runs started, by workflow type", labels=["workflow_type"]
     )
@@ -226,9 +225,8 @@ def _run_metrics(processor: WorkflowProcessor) -> Iterator[Metric]:
     yield blocked
 
 
-def _cache_metrics(processor: WorkflowProcessor) -> Iterator[Metric]:
-    tally = processor.tally
-    caches = list(dict(processor.partitions).values())
+def _cache_metrics(tally: ProcessorTally) -> Iterator[Metric]:
+    caches = list(dict(tally.partitions).values())
     yield _gauge("everflow_run_cache_runs", "Runs loaded in memory", sum(s.cached for s in caches))
     yield _counter(
         "everflow_run_cache_hits",

@@ -122,7 +122,7 @@ class Worker:
                     statistics_interval_ms=statistics,
                 ),
             )
-            self.metrics.processor = processor
+            self.metrics.processor = processor.tally
             self._spawn("workflow-processor", processor.run)
         if self.run_activities:
             runner = ActivityRunner(

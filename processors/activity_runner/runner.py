@@ -85,6 +85,13 @@ class RunnerTally:
         self.dead_letters = 0
         self.consumer_lag: dict[tuple[str, int], int] = {}
 
+    def attempt_done(self, outcome: Outcome) -> None:
+        self.attempts.add(outcome.activity_type)
+        result = "completed" if outcome.error_type is None else "failed"
+        self.execution.observe((outcome.activity_type, result), outcome.seconds)
+        if outcome.error_type is not None:
+            self.failed.add((outcome.activity_type, outcome.error_type))
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -394,11 +401,7 @@ class ActivityRunner:
             self._running -= 1
             self.completed += 1
             if outcome is not None:
-                tally.attempts.add(outcome.activity_type)
-                result = "completed" if outcome.error_type is None else "failed"
-                tally.execution.observe((outcome.activity_type, result), outcome.seconds)
-                if outcome.error_type is not None:
-                    tally.failed.add((outcome.activity_type, outcome.error_type))
+                tally.attempt_done(outcome)
         if self._taken and time.monotonic() - self._last_commit > 0.2:
             self._commit_done()
 

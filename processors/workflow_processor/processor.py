@@ -81,7 +81,7 @@ class WorkflowProcessor:
         self.stats = Counters()
         self.restore_reports: dict[int, RestoreReport] = {}
         self.timing = Timing()
-        self.tally = ProcessorTally()
+        self.tally = ProcessorTally(self.stats, self.partitions, self._timers, self.topics.commands)
         self._gauges_at = 0.0  # monotonic time the blocked-runs gauge was last counted
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -376,11 +376,6 @@ class WorkflowProcessor:
         return True
 
     # ---- metrics (read by `processors.metrics` at scrape time) ---------------------------------
-    @property
-    def timers_pending(self) -> int:
-        """Timers in memory waiting to fire (some may be stale, see `TimerHeap`)."""
-        return len(self._timers)
-
     def _on_statistics(self, statistics: str) -> None:
         """librdkafka's statistics report (on this thread, inside a poll): the lag of the
         owned command partitions, swapped in whole for the scrape to read."""
@@ -394,19 +389,11 @@ class WorkflowProcessor:
             self.tally.retired_evictions += state.evictions
 
     def _count_blocked(self) -> None:
-        """Blocked open runs by workflow type, counted every statistics interval: a blocked
-        run stays loaded (it is never evicted), so the loaded runs have them all."""
         interval = self.settings.statistics_interval_ms / 1000.0
         clock = time.monotonic()
-        if not interval or clock - self._gauges_at < interval:
-            return
-        self._gauges_at = clock
-        blocked: dict[str, int] = {}
-        for state in self.partitions.values():
-            for run in state.loaded():
-                if run.blocked is not None and not run.closed:
-                    blocked[run.workflow_type] = blocked.get(run.workflow_type, 0) + 1
-        self.tally.blocked = blocked
+        if interval and clock - self._gauges_at >= interval:
+            self._gauges_at = clock
+            self.tally.count_blocked()
 
     def _task_topic(self, queue: str) -> str:
         topic = self.topics.tasks(queue)

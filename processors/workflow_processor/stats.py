@@ -4,6 +4,7 @@ logged when it stops; `ProcessorTally`, the aggregates its metrics endpoint read
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sized
 from dataclasses import asdict, dataclass, field
 
 from processors.tally import (
@@ -14,6 +15,7 @@ from processors.tally import (
     Histogram,
     Histograms,
 )
+from processors.workflow_processor.run_cache import PartitionRuns
 from streams.wire.records import ProcessorStats
 
 
@@ -73,10 +75,21 @@ class BatchTally:
 
 
 class ProcessorTally:
-    """The processor's aggregates for its metrics (see `processors.tally`): updated on the
-    processor's thread once per batch, restore or close; read at scrape time."""
+    """What the processor's metrics read at scrape time: its aggregates (see
+    `processors.tally`), updated on the processor's thread once per batch, restore or close,
+    with its counters, its owned partitions' run caches and its timers."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        stats: Counters,
+        partitions: Mapping[int, PartitionRuns],
+        timers: Sized,
+        commands_topic: str,
+    ) -> None:
+        self.stats = stats
+        self.partitions = partitions  # the processor's own dict: owned partitions, live
+        self.timers = timers
+        self.commands_topic = commands_topic
         self.started: Counts[str] = Counts()
         self.closed: Counts[tuple[str, str]] = Counts()  # (workflow type, status)
         self.endtoend: Histograms[tuple[str, str]] = Histograms(RUN_BUCKETS)
@@ -110,3 +123,14 @@ class ProcessorTally:
         """How late the timers of a batch fire: now - due, in seconds."""
         for due in fire_at:
             self.timer_lateness.observe(max(0, now_ms - due) / 1000.0)
+
+    def count_blocked(self) -> None:
+        """Counts the blocked open runs by workflow type (the gauge): a blocked run stays
+        loaded (it is never evicted), so the loaded runs have them all. O(loaded runs):
+        the processor calls it once per statistics interval, not per batch."""
+        blocked: dict[str, int] = {}
+        for state in self.partitions.values():
+            for run in state.loaded():
+                if run.blocked is not None and not run.closed:
+                    blocked[run.workflow_type] = blocked.get(run.workflow_type, 0) + 1
+        self.blocked = blocked
