@@ -102,13 +102,26 @@ def _le(bound: float) -> str:
 
 def consumer_lag(statistics: str) -> dict[tuple[str, int], int]:
     """Records behind per (topic, partition), from a librdkafka statistics report (the JSON
-    `stats_cb` receives every `statistics.interval.ms`); partitions whose lag librdkafka
-    does not know yet (-1) and its internal partition (-1) are left out."""
+    `stats_cb` receives every `statistics.interval.ms`): the partition's end (its last
+    stable offset, as a read_committed consumer sees it) minus the consumer's position.
+
+    librdkafka's own `consumer_lag` counts from the consumer's committed offset, which a
+    processor committing in its transactions never learns; so the position is the offset
+    after the last message handed to the application, else the committed one. Partitions
+    whose end or position is not known yet, and the internal partition -1, are left out.
+    """
     report = json.loads(statistics)
     lag: dict[tuple[str, int], int] = {}
     for topic, entry in report.get("topics", {}).items():
         for key, partition in entry.get("partitions", {}).items():
-            behind = partition.get("consumer_lag", -1)
-            if int(key) >= 0 and behind >= 0:
-                lag[(topic, int(key))] = behind
+            if int(key) < 0:
+                continue
+            end = partition.get("ls_offset", -1)
+            if end < 0:
+                end = partition.get("hi_offset", -1)
+            position = max(partition.get("app_offset", -1), partition.get("committed_offset", -1))
+            if end >= 0 and position >= 0:
+                lag[(topic, int(key))] = max(0, end - position)
+            elif partition.get("consumer_lag", -1) >= 0:
+                lag[(topic, int(key))] = partition["consumer_lag"]
     return lag

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class WorkerProcesses:
         *targets: str,
         task_queue: str = "transfers",
         extra_env: dict[str, str] | None = None,
+        extra_args: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"worker-{instance_id}-{len(self.procs)}.log", "wb")
         self._logs.append(log)
@@ -50,6 +51,7 @@ class WorkerProcesses:
                 task_queue,
                 "--instance-id",
                 instance_id,
+                *extra_args,
             ],
             cwd=ROOT,
             env={**self.env, **(extra_env or {})},

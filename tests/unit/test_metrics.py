@@ -211,21 +211,20 @@ def test_a_histogram_counts_each_observation_in_its_bucket_and_cumulates_them() 
 
 
 def test_consumer_lag_is_read_from_librdkafka_statistics() -> None:
-    report = {
-        "name": "rdkafka#consumer-1",
-        "type": "consumer",
-        "topics": {
-            "p.commands": {
-                "topic": "p.commands",
-                "partitions": {
-                    "0": {"partition": 0, "consumer_lag": 3, "hi_offset": 10},
-                    "1": {"partition": 1, "consumer_lag": -1, "hi_offset": -1},
-                    "-1": {"partition": -1, "consumer_lag": -1},
-                },
-            }
-        },
+    unknown = -1001  # librdkafka's "no offset"
+    partitions = {
+        # read up to offset 7 of 10 committed records; nothing committed by the consumer
+        "0": {"app_offset": 7, "committed_offset": unknown, "hi_offset": 12, "ls_offset": 10},
+        # nothing read yet since the assignment: from the committed offset
+        "1": {"app_offset": unknown, "committed_offset": 4, "hi_offset": 4, "ls_offset": 4},
+        # nothing known: left out
+        "2": {"app_offset": unknown, "committed_offset": unknown, "hi_offset": 3},
+        "-1": {"app_offset": unknown, "committed_offset": unknown, "hi_offset": unknown},
     }
-    assert consumer_lag(json.dumps(report)) == {("p.commands", 0): 3}
+    for p in partitions.values():
+        p["consumer_lag"] = -1
+    report = {"name": "rdkafka#consumer-1", "topics": {"p.commands": {"partitions": partitions}}}
+    assert consumer_lag(json.dumps(report)) == {("p.commands", 0): 3, ("p.commands", 1): 0}
 
 
 @pytest.fixture
