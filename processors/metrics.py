@@ -164,7 +164,11 @@ def _processor_metrics(
         "How late timers fire: fire time minus due time",
         tally.timer_lateness,
     )
-    yield _gauge("everflow_timers_pending", "Timers waiting to fire", len(tally.timers))
+    yield _gauge(
+        "everflow_timers_pending",
+        "Timers in memory waiting to fire (a stale one stays until its time)",
+        len(tally.timers),
+    )
     yield _histogram(
         "everflow_restore_duration_seconds",
         "Time to restore a partition (snapshots, timers, history tail)",

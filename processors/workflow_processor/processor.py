@@ -253,11 +253,12 @@ class WorkflowProcessor:
                 continue  # revoked while this batch was read: its new owner handles it
             batch.offsets[msg.partition()] = msg.offset() + 1
             self._handle_message(msg, now, batch)
-        for partition, timer in due:
-            self._fire(partition, timer, now, batch)
+        fired = [
+            timer.fire_at for partition, timer in due if self._fire(partition, timer, now, batch)
+        ]
         self._try_unblock(now, batch)
-        if due:
-            self.tally.timers_due(now, [timer.fire_at for _, timer in due])
+        if fired:
+            self.tally.timers_fired(now, fired)
         self._commit(batch, len(messages) + len(due))
 
     def _checkpoint_due(self) -> bool:
@@ -313,18 +314,21 @@ class WorkflowProcessor:
         if not run.closed:
             run.check_history_limits(runs.stored(run).history_bytes, now, batch.effects)
 
-    def _fire(self, partition: int, timer: Timer, now: int, batch: Batch) -> None:
+    def _fire(self, partition: int, timer: Timer, now: int, batch: Batch) -> bool:
+        """Fires a due timer if its run still waits on it; whether it did."""
         state = self.partitions.get(partition)
         run = None if state is None else state.get(timer.workflow_id)
         if state is None or run is None or run.run_id != timer.run_id:
             if timer.kind in PERSISTED_TIMERS:  # its run is gone: drop the record too
                 batch.partition_effects(partition).timer_ops.append((timer.key, None))
-            return
+            return False
         # a stale timer (already fired, cancelled, superseded) is simply not acted on; its
         # record, if it had one, was tombstoned or replaced when the state moved on
         if run.fire_timer(timer, now, batch.effects(run)):
             self.stats.timers_fired += 1
             self._after(run, state, now, batch)
+            return True
+        return False
 
     def _try_unblock(self, now: int, batch: Batch) -> None:
         for p in list(self._restore_needed):

@@ -119,8 +119,8 @@ class ProcessorTally:
             self.closed.add((workflow_type, status))
             self.endtoend.observe((workflow_type, status), seconds)
 
-    def timers_due(self, now_ms: int, fire_at: list[int]) -> None:
-        """How late the timers of a batch fire: now - due, in seconds."""
+    def timers_fired(self, now_ms: int, fire_at: list[int]) -> None:
+        """How late the timers a batch fired were: now - due, in seconds."""
         for due in fire_at:
             self.timer_lateness.observe(max(0, now_ms - due) / 1000.0)
 

@@ -58,7 +58,7 @@ def processor_tally() -> ProcessorTally:
     tally.committed(batch, commit_seconds=0.004)
     tally.committed(BatchTally(commands=1), commit_seconds=0.02)
     tally.transactions.add("aborted")
-    tally.timers_due(now_ms=10_500, fire_at=[10_000, 10_490])
+    tally.timers_fired(now_ms=10_500, fire_at=[10_000, 10_490])
     tally.restore_seconds.observe(0.3)
     tally.restore_events = 17
     tally.consumer_lag = {(f"{PREFIX}commands", 0): 5, (f"{PREFIX}commands", 1): 0}
