@@ -190,6 +190,9 @@ class ActivityRunner:
             self._cancels.close()
             pool.shutdown(wait=False, cancel_futures=True)
             loop.call_soon_threadsafe(loop.stop)
+            loop_thread.join(5)
+            if not loop_thread.is_alive():  # a runner in a longer-lived process leaves no loop
+                loop.close()
 
     def _dead_letter(self, msg: Message, partition: int, offset: int, reason: str) -> None:
         """An unreadable task goes to dead letters with its reason; it is done once delivered

@@ -20,9 +20,10 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams import Client
+from streams import Client, Worker
 from streams.errors import WorkflowFailureError
 from tests.helpers import wait_until
+from tests.integration.apps.metrics import greet
 from tests.integration.workers import WorkerProcesses, topics_for
 
 pytestmark = pytest.mark.integration
@@ -74,9 +75,10 @@ def test_a_worker_metrics_endpoint_is_scraped_by_prometheus(
     def settled() -> dict[str, Metric] | None:
         families = scrape(port)
         closed = totals(families, "everflow_workflow_closed", "status")
-        lag = families["everflow_consumer_lag_records"].samples
+        lag = {s.labels["topic"] for s in families["everflow_consumer_lag_records"].samples}
         done = closed == {"completed": COMPLETED, "failed": 1}
-        return families if done and lag else None
+        read = {f"{topic_prefix}commands", f"{topic_prefix}tasks.{QUEUE}"}
+        return families if done and lag == read else None
 
     families = wait_until(settled, timeout=20, interval=0.2, message="the counters settle")
     started = totals(families, "everflow_workflow_started", "workflow_type")
@@ -109,7 +111,7 @@ def test_a_worker_metrics_endpoint_is_scraped_by_prometheus(
     assert sample_sum(families, "everflow_transaction_commit_latency_seconds", "_count") >= 1
     assert sample_sum(families, "everflow_restore_duration_seconds", "_count") >= 1
     lag_topics = {s.labels["topic"] for s in families["everflow_consumer_lag_records"].samples}
-    assert f"{topic_prefix}commands" in lag_topics
+    assert lag_topics == {f"{topic_prefix}commands", f"{topic_prefix}tasks.{QUEUE}"}
     assert families["everflow_partitions_owned"].samples[0].value == 4
 
     text = fetch(port)
@@ -127,6 +129,42 @@ def test_a_worker_metrics_endpoint_is_scraped_by_prometheus(
         )
         completed = 'sum(everflow_workflow_closed_total{status="completed"})'
         assert wait_until(lambda: query(api, completed), timeout=10) == COMPLETED
+
+
+def test_an_in_process_worker_serves_the_port_it_chose_and_the_run_index_lag(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    config = topics_for(kafka_bootstrap, topic_prefix, QUEUE)
+
+    async def main() -> tuple[int, dict[str, Metric]]:
+        client = await asyncio.to_thread(Client, config)
+        worker = Worker(
+            client, task_queue=QUEUE, activities=[greet], instance_id="m2", metrics_port=0
+        )
+        worker.metrics.register_lag_source(lambda: {1: (3, 1.5)})
+        running = asyncio.create_task(worker.run())
+        try:
+            for _ in range(300):
+                if worker.metrics_port or running.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert worker.metrics_port, "the worker chose a port"
+            return worker.metrics_port, await asyncio.to_thread(scrape, worker.metrics_port)
+        finally:
+            worker.shutdown()
+            await running
+            client.close()
+
+    port, families = asyncio.run(main())
+    lag = families["everflow_visibility_lag_records"].samples
+    assert [(s.labels, s.value) for s in lag] == [({"partition": "1"}, 3)]
+    seconds = families["everflow_visibility_lag_seconds"].samples
+    assert [(s.labels, s.value) for s in seconds] == [({"partition": "1"}, 1.5)]
+    slots = families["everflow_activity_slots_available"].samples
+    assert [(s.labels, s.value) for s in slots] == [({"task_queue": QUEUE}, 64)]
+    assert "everflow_workflow_closed" not in families  # no workflow processor in this worker
+    with pytest.raises(OSError):  # stopped with the worker
+        fetch(port)
 
 
 # ---- scraping ------------------------------------------------------------------------------------
