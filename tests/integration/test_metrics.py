@@ -24,7 +24,7 @@ from streams import Client, Worker
 from streams.errors import WorkflowFailureError
 from tests.helpers import wait_until
 from tests.integration.apps.metrics import greet
-from tests.integration.workers import WorkerProcesses, topics_for
+from tests.integration.workers import WorkerProcesses, topics_for, with_client
 
 pytestmark = pytest.mark.integration
 
@@ -61,14 +61,7 @@ def test_a_worker_metrics_endpoint_is_scraped_by_prometheus(
             await refused.result(timeout=timedelta(seconds=60))
         return results
 
-    async def main() -> list[Any]:
-        client = await asyncio.to_thread(Client, config)
-        try:
-            return await runs(client)
-        finally:
-            client.close()
-
-    results = asyncio.run(main())
+    results = with_client(config, runs)
     assert results[-1] == "hello f, at last"
 
     # the counts are read once their transactions committed; lag once librdkafka reported it
