@@ -57,6 +57,7 @@ def test_a_worker_metrics_endpoint_is_scraped_by_prometheus(
         handles.append(await client.start_workflow("GreetFlaky", "f", id="flaky", task_queue=QUEUE))
         results = [await h.result(timeout=timedelta(seconds=60)) for h in handles]
         refused = await client.start_workflow("Refuse", "r", id="refuse", task_queue=QUEUE)
+        await client.start_workflow("Buggy", "b", id="buggy", task_queue=QUEUE)
         with pytest.raises(WorkflowFailureError):
             await refused.result(timeout=timedelta(seconds=60))
         return results
@@ -69,13 +70,14 @@ def test_a_worker_metrics_endpoint_is_scraped_by_prometheus(
         families = scrape(port)
         closed = totals(families, "everflow_workflow_closed", "status")
         lag = {s.labels["topic"] for s in families["everflow_consumer_lag_records"].samples}
-        done = closed == {"completed": COMPLETED, "failed": 1}
+        blocked = totals(families, "everflow_workflow_blocked", "workflow_type", "")
+        done = closed == {"completed": COMPLETED, "failed": 1} and blocked == {"Buggy": 1}
         read = {f"{topic_prefix}commands", f"{topic_prefix}tasks.{QUEUE}"}
         return families if done and lag == read else None
 
     families = wait_until(settled, timeout=20, interval=0.2, message="the counters settle")
     started = totals(families, "everflow_workflow_started", "workflow_type")
-    assert started == {"Greet": GREETED, "GreetFlaky": 1, "Refuse": 1}
+    assert started == {"Greet": GREETED, "GreetFlaky": 1, "Refuse": 1, "Buggy": 1}
     closed = {
         (s.labels["workflow_type"], s.labels["status"]): s.value
         for s in families["everflow_workflow_closed"].samples
@@ -170,10 +172,12 @@ def scrape(port: int) -> dict[str, Metric]:
     return {f.name: f for f in text_string_to_metric_families(fetch(port))}
 
 
-def totals(families: dict[str, Metric], name: str, label: str) -> dict[str, float]:
+def totals(
+    families: dict[str, Metric], name: str, label: str, suffix: str = "_total"
+) -> dict[str, float]:
     out: dict[str, float] = {}
     for s in families[name].samples:
-        if s.name == f"{name}_total":
+        if s.name == f"{name}{suffix}":
             out[s.labels[label]] = out.get(s.labels[label], 0) + s.value
     return out
 

@@ -1,5 +1,6 @@
 """Workflows for the metrics test: one that completes after an activity and a short sleep,
-one whose activity fails its first attempt and then succeeds, one that fails."""
+one whose activity fails its first attempt and then succeeds, one that fails, and one with
+a bug (its run blocks, waiting for fixed code)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,10 @@ class Refuse:
     @workflow.run
     async def run(self, name: str) -> str:
         raise ApplicationError(f"{name} is not welcome", non_retryable=True)
+
+
+@workflow.defn
+class Buggy:
+    @workflow.run
+    async def run(self, name: str) -> str:
+        return {"known": name}["unknown"]  # a KeyError: a bug, not a failure on purpose
