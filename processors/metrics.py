@@ -17,6 +17,7 @@ task queue, status, outcome, topic and partition, never a workflow or run ID.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
@@ -46,7 +47,9 @@ LagSource = Callable[[], Mapping[int, tuple[int, float]]]
 """A function returning, per partition, how far behind the run index is: (records, seconds)."""
 
 
+@functools.cache
 def version() -> str:
+    """The installed distribution's version (read once)."""
     try:
         return metadata.version("everflow")
     except metadata.PackageNotFoundError:  # run from a source tree without installing
