@@ -10,7 +10,10 @@ Read it in this order:
   write history, tasks, timers, snapshots, replies and completions in one transaction,
   restore partitions, cache runs, fire timers, report status;
 - `activity_runner/`: consume `tasks.<queue>`, run activities, report results;
-- `audit`: per-run invariants of the history topic (pure), driven by `everflow audit`.
+- `audit`: per-run invariants of the history topic (pure), driven by `everflow audit`;
+- `tally`: the plain aggregates (histograms, counts by label) the engine keeps for metrics,
+  updated per batch, close or attempt; `metrics`: a worker's Prometheus endpoint, which
+  reads them, and the processor's and runner's counters, at scrape time.
 
 May import: `streams` (wire format, Kafka I/O, user-API definitions), never the composition
 roots (`streams.worker`, `streams.replayer`, `streams.cli`). `run/` and `workflow_code/` never

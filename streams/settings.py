@@ -197,7 +197,8 @@ class WorkerSettings:
     reaches `max_history_events` or `max_history_bytes`. `profile_dir`, when set, gets a
     cProfile dump of each component's thread (and turns the determinism guard off).
     `switch_interval` is the interpreter's thread switch interval the `everflow worker`
-    command sets (seconds).
+    command sets (seconds). `metrics_port`, when set, serves Prometheus metrics on
+    http://`metrics_host`:`metrics_port`/metrics (0 picks a free port).
     """
 
     instance_id: str = field(default_factory=socket.gethostname)
@@ -209,6 +210,8 @@ class WorkerSettings:
     faults: FaultSettings = field(default_factory=FaultSettings)
     visibility: VisibilitySettings = field(default_factory=VisibilitySettings)
     tracing: bool = False  # OpenTelemetry spans (the otel extra; see streams.tracing)
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         if not self.instance_id:
@@ -223,14 +226,21 @@ class WorkerSettings:
                 "switch_interval must be > 0 seconds (EVERFLOW_SWITCH_INTERVAL), "
                 f"got {self.switch_interval}"
             )
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(
+                "metrics_port must be a TCP port, 0 to 65535 (EVERFLOW_METRICS_PORT; 0 picks a "
+                f"free one), got {self.metrics_port}"
+            )
+        if not self.metrics_host:
+            raise ConfigError("metrics_host is empty (EVERFLOW_METRICS_HOST): name an address")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
         """Settings from EVERFLOW_INSTANCE_ID (default: the host name),
         EVERFLOW_MAX_HISTORY_EVENTS / _BYTES, EVERFLOW_PROFILE (a directory),
-        EVERFLOW_SWITCH_INTERVAL, EVERFLOW_TRACING, the cache's and the fault hooks'
-        variables; then keyword
-        overrides (None leaves a setting as it is)."""
+        EVERFLOW_SWITCH_INTERVAL, EVERFLOW_TRACING, EVERFLOW_METRICS_PORT / _HOST, the
+        cache's and the fault hooks' variables; then keyword overrides (None leaves a setting
+        as it is)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {
             "instance_id": env.get("EVERFLOW_INSTANCE_ID") or None,
@@ -242,6 +252,8 @@ class WorkerSettings:
             "faults": FaultSettings.from_env(env),
             "visibility": VisibilitySettings.from_env(env),
             "tracing": tracing_from_env(env),
+            "metrics_port": _whole(env, "EVERFLOW_METRICS_PORT"),
+            "metrics_host": env.get("EVERFLOW_METRICS_HOST") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: v for k, v in values.items() if v is not None})

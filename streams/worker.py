@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from processors.activity_runner.runner import ActivityRunner, RunnerConfig
+from processors.metrics import STATISTICS_INTERVAL_MS, EngineCollector, MetricsServer
 from processors.visibility.projector import Projector
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.processor import ProcessorConfig, WorkflowProcessor
@@ -55,6 +56,11 @@ class Worker:
     signals and updates with the global tracer provider; install
     `streams.tracing.WorkflowIdGenerator` on it (see `streams.tracing`). Needs the `otel`
     extra.
+
+    With `metrics_port` (or EVERFLOW_METRICS_PORT) the worker serves Prometheus metrics on
+    http://`metrics_host`:port/metrics while it runs (host default 127.0.0.1; port 0 picks
+    a free one, then `metrics_port` is the port chosen). `metrics` is the collector: its
+    `register_lag_source()` adds the run index's lag to it.
     """
 
     def __init__(
@@ -76,6 +82,8 @@ class Worker:
         settings: WorkerSettings | None = None,
         run_visibility: bool | None = None,
         visibility: str | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str | None = None,
     ) -> None:
         self.client = client
         self.task_queue = task_queue
@@ -84,6 +92,8 @@ class Worker:
             "max_history_events": max_history_events,
             "max_history_bytes": max_history_bytes,
             "tracing": tracing,
+            "metrics_port": metrics_port,
+            "metrics_host": metrics_host,
         }
         self.settings = (
             WorkerSettings.from_env(**overrides)
@@ -114,12 +124,19 @@ class Worker:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
+        self.metrics = EngineCollector(task_queue)
+        self.metrics_port = self.settings.metrics_port
 
     async def run(self) -> None:
         """Runs until shutdown(); raises if a component failed for good."""
         config = self.client.config
         admin = kafka.admin(config)
         await asyncio.to_thread(ensure_topics, admin, topic_specs(config, [self.task_queue]))
+        server = None
+        if self.metrics_port is not None:
+            server = MetricsServer(self.metrics, self.settings.metrics_host, self.metrics_port)
+            self.metrics_port = server.start()
+        statistics = 0 if server is None else STATISTICS_INTERVAL_MS
         if self.run_workflows:
             processor = WorkflowProcessor(
                 config,
@@ -129,8 +146,10 @@ class Worker:
                     cache=self.settings.cache,
                     faults=self.settings.faults,
                     tracing=self.settings.tracing,
+                    statistics_interval_ms=statistics,
                 ),
             )
+            self.metrics.processor = processor.tally
             self._spawn("workflow-processor", processor.run)
         if self.run_activities:
             runner = ActivityRunner(
@@ -141,17 +160,24 @@ class Worker:
                     max_concurrent=self.max_concurrent_activities,
                     instance_id=self.instance_id,
                     tracing=self.settings.tracing,
+                    statistics_interval_ms=statistics,
                 ),
             )
+            self.metrics.runners.append(runner)
             self._spawn("activity-runner", runner.run)
         if self.visibility.enabled:
             self.projector = Projector(config, self.visibility)
+            self.metrics.register_lag_source(self.projector.lag)
             self._spawn("visibility-projector", self._project)
-        while not self._stop.is_set() and all(t.is_alive() for t in self._threads):
-            await asyncio.sleep(0.1)
-        self._stop.set()
-        for t in self._threads:
-            await asyncio.to_thread(t.join, 60)
+        try:
+            while not self._stop.is_set() and all(t.is_alive() for t in self._threads):
+                await asyncio.sleep(0.1)
+            self._stop.set()
+            for t in self._threads:
+                await asyncio.to_thread(t.join, 60)
+        finally:
+            if server is not None:
+                server.stop()
         if self._errors:
             raise self._errors[0]
 

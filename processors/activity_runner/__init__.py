@@ -4,5 +4,6 @@
 running attempt of an activity with its context. An unreadable task goes to dead letters.
 
 May import: `confluent_kafka`, `streams.kafka`, `streams.wire`, `streams.activity`,
-`processors.workflow_code.registry`. Never `processors.run` or the workflow processor.
+`processors.workflow_code.registry`, `processors.tally`. Never `processors.run` or the
+workflow processor.
 """

@@ -27,6 +27,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from processors.activity_runner.attempt import RunningActivity
+from processors.tally import Counts, Histograms, consumer_lag
 from processors.workflow_code.registry import Registry
 from streams import _runtime, kafka
 from streams.activity import ActivityInfo
@@ -65,6 +66,7 @@ class RunnerConfig:
     threads: int = 16  # for plain (non-async) activity functions
     instance_id: str = ""
     tracing: bool = False  # a RunActivity span per attempt (see `streams.tracing`)
+    statistics_interval_ms: int = 0  # librdkafka statistics (task lag) this often; 0 is off
 
     def __post_init__(self) -> None:
         if not self.task_queue:
@@ -74,6 +76,35 @@ class RunnerConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
+class RunnerTally:
+    """The runner's aggregates for its metrics (see `processors.tally`), updated on the
+    runner's thread once per attempt, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.schedule_to_start: Histograms[str] = Histograms()  # activity type
+        self.execution: Histograms[tuple[str, str]] = Histograms()  # (type, outcome)
+        self.attempts: Counts[str] = Counts()  # activity type
+        self.failed: Counts[tuple[str, str]] = Counts()  # (activity type, error type)
+        self.dead_letters = 0
+        self.consumer_lag: dict[tuple[str, int], int] = {}
+
+    def attempt_done(self, outcome: Outcome) -> None:
+        self.attempts.add(outcome.activity_type)
+        result = "completed" if outcome.error_type is None else "failed"
+        self.execution.observe((outcome.activity_type, result), outcome.seconds)
+        if outcome.error_type is not None:
+            self.failed.add((outcome.activity_type, outcome.error_type))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended, as the runner's thread learns it."""
+
+    activity_type: str
+    seconds: float
+    error_type: str | None  # None: completed
+
+
 class ActivityRunner:
     def __init__(self, config: KafkaConfig, registry: Registry, settings: RunnerConfig) -> None:
         self.config = config
@@ -81,7 +112,9 @@ class ActivityRunner:
         self.settings = settings
         self.topics = Topics(config.topic_prefix)
         self.wire = wire()
-        self._done: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
+        # (partition, offset) of each task done, with how its attempt ended when it ran
+        self._done: queue.SimpleQueue[tuple[int, int, Outcome | None]] = queue.SimpleQueue()
+        self.tally = RunnerTally()
         self._taken: dict[int, int] = {}  # partition -> offset to commit
         self._running = 0
         self._last_commit = 0.0
@@ -92,6 +125,11 @@ class ActivityRunner:
         # wake-up of the loop thread per batch instead of one per activity
         self._to_spawn: list[tuple[Any, concurrent.futures.Future[Any]]] = []
         self.tracing = Tracing() if settings.tracing else None
+
+    @property
+    def running(self) -> int:
+        """Attempts taken and not finished."""
+        return self._running
 
     def run(self, stop: threading.Event) -> None:
         """Runs tasks until `stop` is set, then waits for the running ones to finish."""
@@ -111,6 +149,7 @@ class ActivityRunner:
             settings={
                 "session.timeout.ms": 10000,
                 "client.id": f"everflow-ar-{self.settings.instance_id or self.runner_id}",
+                **self._statistics(),
             },
         )
         self._cancels = self._reply_consumer()
@@ -155,15 +194,19 @@ class ActivityRunner:
             self._cancels.close()
             pool.shutdown(wait=False, cancel_futures=True)
             loop.call_soon_threadsafe(loop.stop)
+            loop_thread.join(5)
+            if not loop_thread.is_alive():  # a runner in a longer-lived process leaves no loop
+                loop.close()
 
     def _dead_letter(self, msg: Message, partition: int, offset: int, reason: str) -> None:
         """An unreadable task goes to dead letters with its reason; it is done once delivered
         (a failed delivery is tried again, so the task is never silently dropped)."""
         log.error("dead-lettering task: %s", reason)
+        self.tally.dead_letters += 1
 
         def delivered(err: Any, _: Any) -> None:
             if err is None:
-                self._done.put((partition, offset))
+                self._done.put((partition, offset, None))
             else:
                 log.error("dead letter not delivered (trying again): %s", err)
                 kafka.dead_letter(
@@ -173,6 +216,17 @@ class ActivityRunner:
         kafka.dead_letter(
             self.producer, self.topics.dead_letters, msg, reason, on_delivery=delivered
         )
+
+    def _statistics(self) -> dict[str, Any]:
+        """librdkafka statistics for the task consumer, when asked for (the metrics)."""
+        interval = self.settings.statistics_interval_ms
+        if not interval:
+            return {}
+
+        def on_statistics(statistics: str) -> None:
+            self.tally.consumer_lag = consumer_lag(statistics)
+
+        return {"statistics.interval.ms": interval, "stats_cb": on_statistics}
 
     def _reply_consumer(self) -> Consumer:
         # cancellation requests come back on the replies topic, keyed by this runner's ID
@@ -264,7 +318,7 @@ class ActivityRunner:
             self._report(task, error=e)
             if tracing is not None:
                 tracing.end_activity(span, e)
-            self._done.put((partition, offset))
+            self._done.put((partition, offset, Outcome(task.activity_type, 0.0, type(e).__name__)))
             return
         args = self.registry.converter.from_payloads(task.args, definition.arg_types)
         if task.report_start:
@@ -274,13 +328,18 @@ class ActivityRunner:
                 f"{task.idempotency_key}/{task.attempt}/started",
             )
         self._active[running.key] = running
+        lateness = max(0, int(time.time() * 1000) - task.scheduled_at) / 1000.0
+        self.tally.schedule_to_start.observe(task.activity_type, lateness)
+        began = time.perf_counter()
 
         def finish(result: Any = None, error: BaseException | None = None) -> None:
+            seconds = time.perf_counter() - began
             self._active.pop(running.key, None)
-            self._report(task, result, error)
+            failed = self._report(task, result, error)
             if tracing is not None:
                 tracing.end_activity(span, error)
-            self._done.put((partition, offset))
+            outcome = Outcome(task.activity_type, seconds, failed)
+            self._done.put((partition, offset, outcome))
 
         activated = contextlib.nullcontext if tracing is None else tracing.activated
         if definition.is_async:
@@ -316,7 +375,8 @@ class ActivityRunner:
 
     def _report(
         self, task: ActivityTask, result: Any = None, error: BaseException | None = None
-    ) -> None:
+    ) -> str | None:
+        """Sends the attempt's result or failure; the failure's type, or None."""
         converter = self.registry.converter
         body: CompleteActivity | FailActivity
         payload = converter.to_payload(result) if error is None else None
@@ -345,15 +405,19 @@ class ActivityRunner:
                 task.run_id, task.activity_id, task.attempt, to_failure(error, converter)
             )
         self._send(task, body, f"{task.idempotency_key}/{task.attempt}")
+        return None if isinstance(body, CompleteActivity) else body.failure.type
 
     def _collect_done(self) -> None:
+        tally = self.tally
         while True:
             try:
-                self._done.get_nowait()
+                _, _, outcome = self._done.get_nowait()
             except queue.Empty:
                 break
             self._running -= 1
             self.completed += 1
+            if outcome is not None:
+                tally.attempt_done(outcome)
         if self._taken and time.monotonic() - self._last_commit > 0.2:
             self._commit_done()
 

@@ -7,9 +7,9 @@
 - `restore`: rebuilds a partition from snapshots, timers and the history tail;
 - `run_cache`: the loaded runs of a partition with their storage bookkeeping;
 - `timer_heap`: due timers in time order;
-- `stats`: the processor's counters and timings;
+- `stats`: the processor's counters, timings, and the tally its metrics read;
 - `status`: the worker's status records for `everflow workers`.
 
 May import: `confluent_kafka`, `streams.kafka`, `streams.wire`, `streams.settings`,
-`processors.run`, `processors.workflow_code`. Never a composition root.
+`processors.run`, `processors.workflow_code`, `processors.tally`. Never a composition root.
 """

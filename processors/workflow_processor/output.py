@@ -20,7 +20,7 @@ from processors.workflow_processor.run_cache import (
     StoredRun,
     chunk_key,
 )
-from processors.workflow_processor.stats import Counters
+from processors.workflow_processor.stats import BatchTally, Counters
 from streams import kafka
 from streams.kafka.topics import Topics
 from streams.tracing import headers_of
@@ -39,6 +39,7 @@ class AfterCommit:
 
     timers: list[tuple[int, Timer]]  # (partition, timer) it set
     deferred: dict[int, list[StoredRun]]  # per partition checkpointed: runs whose snapshot waits
+    tally: BatchTally  # what the transaction adds to the metrics
     # events it wrote that have a trace context, for their spans (only when tracing is on)
     traced: list[HistoryEvent] = field(default_factory=list)
 
@@ -95,13 +96,14 @@ class Output:
         """Writes the batch; returns the timers it set and the partitions checkpointed."""
         new_timers: list[tuple[int, Timer]] = []
         traced: list[HistoryEvent] = []
+        tally = BatchTally(dead_letters=len(batch.dead))
         for p, fx in batch.fx.items():
             if self.tracing:
                 traced.extend(e for e in fx.events if getattr(e.attributes, "trace", None))
             state = owned.get(p)
             dirty = batch.dirty.get(p, {})
-            self._events(p, fx.events, dirty, state)
-            self._effects(p, fx, new_timers)
+            self._events(p, fx.events, dirty, state, tally)
+            self._effects(p, fx, new_timers, tally)
             if state is not None:
                 for stored in dirty.values():
                     if stored.pending_events:  # touched without new events: nothing to write
@@ -115,7 +117,7 @@ class Output:
             batch.replies.extend(fx.replies)
         self._replies(batch)
         self._dead_letters(batch)
-        return AfterCommit(new_timers, checkpointed, traced)
+        return AfterCommit(new_timers, checkpointed, tally, traced)
 
     def _events(
         self,
@@ -123,6 +125,7 @@ class Output:
         events: list[Any],
         dirty: dict[tuple[str, str], StoredRun],
         state: PartitionRuns | None,
+        tally: BatchTally,
     ) -> None:
         produce, topic, encode = self.producer.produce, self.topics.history, self.wire.event.encode
         last, clock = len(events) - 1, time.monotonic()
@@ -144,11 +147,16 @@ class Output:
                 produce(topic, raw, event.workflow_id.encode(), partition=p)
             else:
                 produce(topic, raw, event.workflow_id.encode(), partition=p, on_delivery=callback)
+                if first:  # once per run, off the common path
+                    started, kind = tally.started, event.attributes.workflow_type
+                    started[kind] = started.get(kind, 0) + 1
         self.stats.events += len(events)
         if state is not None:
             state.records_since_checkpoint += len(events)
 
-    def _effects(self, p: int, fx: Effects, new_timers: list[tuple[int, Timer]]) -> None:
+    def _effects(
+        self, p: int, fx: Effects, new_timers: list[tuple[int, Timer]], tally: BatchTally
+    ) -> None:
         produce, t, w = self.producer.produce, self.topics, self.wire
         for queue, task in fx.tasks:
             topic, key = self.task_topic(queue), task.workflow_id.encode()
@@ -174,6 +182,8 @@ class Output:
         for completion in fx.completions:
             key = completion.workflow_id.encode()
             produce(t.completions, w.completion.encode(completion), key, partition=p)
+            seconds = max(0, completion.close_time - completion.start_time) / 1000.0
+            tally.closed.append((completion.workflow_type, completion.status.lower(), seconds))
 
     def _checkpoint(
         self, p: int, state: PartitionRuns, now_ms: int, retention_ms: int

@@ -18,12 +18,13 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from processors.run.commands import continue_runs, handle_command
 from processors.run.state import Run
+from processors.tally import consumer_lag
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.batch import Batch
 from processors.workflow_processor.output import AfterCommit, Output
 from processors.workflow_processor.restore import SnapshotReader, restore_partitions
 from processors.workflow_processor.run_cache import PartitionRuns
-from processors.workflow_processor.stats import Counters, Timing
+from processors.workflow_processor.stats import Counters, ProcessorTally, Timing
 from processors.workflow_processor.status import StatusReporter
 from processors.workflow_processor.timer_heap import TimerHeap
 from processors.workflow_processor.transactions import Transactions
@@ -56,6 +57,9 @@ class ProcessorConfig:
     # a new owner of its partitions waits at most this long (plus the coordinator's sweep)
     transaction_timeout_ms: int = 10_000
     tracing: bool = False  # make spans (see `streams.tracing`; needs the otel extra)
+    # librdkafka statistics (consumer lag) this often, and the blocked-runs gauge refreshed
+    # as often, for the metrics endpoint; 0 (no endpoint) is off
+    statistics_interval_ms: int = 0
 
 
 class WorkflowProcessor:
@@ -80,6 +84,8 @@ class WorkflowProcessor:
         self.restore_reports: dict[int, RestoreReport] = {}
         self.timing = Timing()
         self.tracing = Tracing() if settings.tracing else None
+        self.tally = ProcessorTally(self.stats, self.partitions, self._timers, self.topics.commands)
+        self._gauges_at = 0.0  # monotonic time the blocked-runs gauge was last counted
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -112,14 +118,16 @@ class WorkflowProcessor:
         self.status = StatusReporter(
             self._status_producer, self.topics, self.wire, self.settings.instance_id
         )
+        consumer_settings: dict[str, object] = {
+            "session.timeout.ms": 10000,
+            "max.poll.interval.ms": 300000,
+            "client.id": f"everflow-wp-{self.settings.instance_id}",
+        }
+        if self.settings.statistics_interval_ms:
+            consumer_settings["statistics.interval.ms"] = self.settings.statistics_interval_ms
+            consumer_settings["stats_cb"] = self._on_statistics
         self.consumer = kafka.consumer(
-            self.config,
-            f"{self.config.topic_prefix}workflow-processor",
-            settings={
-                "session.timeout.ms": 10000,
-                "max.poll.interval.ms": 300000,
-                "client.id": f"everflow-wp-{self.settings.instance_id}",
-            },
+            self.config, f"{self.config.topic_prefix}workflow-processor", consumer_settings
         )
         self.consumer.subscribe(
             [self.topics.commands],
@@ -162,6 +170,7 @@ class WorkflowProcessor:
         self._settle()  # what this owner computed is written before the partitions move
         self._epoch += 1
         for p in ids:
+            self._retire(self.partitions.get(p))
             self.partitions.pop(p, None)
             self._catching_up.pop(p, None)
             self.restore_reports.pop(p, None)
@@ -186,12 +195,15 @@ class WorkflowProcessor:
                 self._catching_up[tp.partition] = end
         self._timers.discard(restored.keys())
         for p, part in restored.items():
+            self._retire(self.partitions.get(p))
             state = PartitionRuns(p, self.settings.cache, 1, self.loader.load)
             state.index, state.history_end = part.index, part.history_end
             state.closed.extend(part.closed)
             state.garbage.extend(part.garbage)
             self.partitions[p] = state
             self.restore_reports[p] = part.report()
+            self.tally.restore_seconds.observe(part.seconds)
+            self.tally.restore_events += part.tail_records
             for timer in part.timers.values():
                 self._timers.push(p, timer)
             for stored in part.runs.values():
@@ -209,6 +221,7 @@ class WorkflowProcessor:
     # ---- one batch ------------------------------------------------------------------------
     def process_once(self) -> None:
         self.status.report(self.partitions, self.stats, self.restore_reports)
+        self._count_blocked()
         wait = self.settings.max_wait
         next_due = self._timers.next_due()
         if next_due is not None:
@@ -244,10 +257,13 @@ class WorkflowProcessor:
                 continue  # revoked while this batch was read: its new owner handles it
             batch.offsets[msg.partition()] = msg.offset() + 1
             self._handle_message(msg, now, batch)
-        for partition, timer in due:
-            self._fire(partition, timer, now, batch)
+        fired = [
+            timer.fire_at for partition, timer in due if self._fire(partition, timer, now, batch)
+        ]
         self._try_unblock(now, batch)
-        self._commit(batch)
+        if fired:
+            self.tally.timers_fired(now, fired)
+        self._commit(batch, len(messages) + len(due))
 
     def _checkpoint_due(self) -> bool:
         clock = time.monotonic()
@@ -304,18 +320,21 @@ class WorkflowProcessor:
         if not run.closed:
             run.check_history_limits(runs.stored(run).history_bytes, now, batch.effects)
 
-    def _fire(self, partition: int, timer: Timer, now: int, batch: Batch) -> None:
+    def _fire(self, partition: int, timer: Timer, now: int, batch: Batch) -> bool:
+        """Fires a due timer if its run still waits on it; whether it did."""
         state = self.partitions.get(partition)
         run = None if state is None else state.get(timer.workflow_id)
         if state is None or run is None or run.run_id != timer.run_id:
             if timer.kind in PERSISTED_TIMERS:  # its run is gone: drop the record too
                 batch.partition_effects(partition).timer_ops.append((timer.key, None))
-            return
+            return False
         # a stale timer (already fired, cancelled, superseded) is simply not acted on; its
         # record, if it had one, was tombstoned or replaced when the state moved on
         if run.fire_timer(timer, now, batch.effects(run)):
             self.stats.timers_fired += 1
             self._after(run, state, now, batch)
+            return True
+        return False
 
     def _try_unblock(self, now: int, batch: Batch) -> None:
         for p in list(self._restore_needed):
@@ -326,7 +345,7 @@ class WorkflowProcessor:
         self._restore_needed.clear()
 
     # ---- the transaction ----------------------------------------------------------------------
-    def _commit(self, batch: Batch) -> None:
+    def _commit(self, batch: Batch, size: int) -> None:
         """Writes the batch in a transaction and hands its commit off; settles the previous
         one first (if that failed, the batch is dropped: state and input were restored)."""
         if not self._settle():
@@ -345,6 +364,7 @@ class WorkflowProcessor:
         for state in self.partitions.values():
             state.trim()
         self.timing.produce += time.perf_counter() - started
+        after.tally.commands = size
         self.transactions.hand_off(offsets, metadata, after)
 
     def _settle(self) -> bool:
@@ -358,6 +378,7 @@ class WorkflowProcessor:
         if after is None:
             return True
         self.stats.transactions = self.transactions.committed
+        self.tally.committed(after.tally, self.transactions.last_commit_seconds)
         for partition, timer in after.timers:
             self._timers.push(partition, timer)
         for p, deferred in after.deferred.items():
@@ -367,6 +388,26 @@ class WorkflowProcessor:
             # events get their spans then (restore and replay append no event, so no span)
             self.tracing.workflow_spans(after.traced)
         return True
+
+    # ---- metrics (read by `processors.metrics` at scrape time) ---------------------------------
+    def _on_statistics(self, statistics: str) -> None:
+        """librdkafka's statistics report (on this thread, inside a poll): the lag of the
+        owned command partitions, swapped in whole for the scrape to read."""
+        self.tally.consumer_lag = consumer_lag(statistics)
+
+    def _retire(self, state: PartitionRuns | None) -> None:
+        """Keeps a dropped partition's run cache figures, so the counters never go back."""
+        if state is not None:
+            self.tally.retired_hits += state.hits
+            self.tally.retired_loads += state.loads
+            self.tally.retired_evictions += state.evictions
+
+    def _count_blocked(self) -> None:
+        interval = self.settings.statistics_interval_ms / 1000.0
+        clock = time.monotonic()
+        if interval and clock - self._gauges_at >= interval:
+            self._gauges_at = clock
+            self.tally.count_blocked()
 
     def _task_topic(self, queue: str) -> str:
         topic = self.topics.tasks(queue)
@@ -384,6 +425,7 @@ class WorkflowProcessor:
             log.error("fatal transaction error, stopping: %s", err.str())
             raise error
         log.warning("transaction aborted, restoring owned partitions: %s", err.str())
+        self.tally.transactions.add("aborted")
         self.transactions.abort()
         self._restore(sorted(self.partitions))
         self._rewind()

@@ -87,14 +87,16 @@ class PartitionRuns:
         self.marked = -1  # the watermark of the last checkpoint written
         self.records_since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
-        self.loads = 0
+        self.loads = 0  # misses: runs read back from their snapshots
         self.evictions = 0
+        self.hits = 0  # lookups served from memory
 
     # ---- the mapping the command handlers use (`processors.run.commands.Runs`) ------------
     def get(self, workflow_id: str) -> Run | None:
         stored = self._cache.get(workflow_id)
         if stored is not None:
             self._cache.move_to_end(workflow_id)
+            self.hits += 1
             return stored.run
         where = self.index.get(workflow_id)
         if where is None:

@@ -1,11 +1,21 @@
 """What a workflow processor counts about itself: `Counters`, kept by the processor and its
-`Output` and reported in its `WorkerStatus`, and `Timing`, the seconds its transactions
-take, logged when it stops."""
+`Output` and reported in its `WorkerStatus`; `Timing`, the seconds its transactions take,
+logged when it stops; `ProcessorTally`, the aggregates its metrics endpoint reads."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sized
+from dataclasses import asdict, dataclass, field
 
+from processors.tally import (
+    BATCH_BUCKETS,
+    LATENCY_BUCKETS,
+    RUN_BUCKETS,
+    Counts,
+    Histogram,
+    Histograms,
+)
+from processors.workflow_processor.run_cache import PartitionRuns
 from streams.wire.records import ProcessorStats
 
 
@@ -50,3 +60,77 @@ class Timing:
     def rounded(self) -> dict[str, float]:
         """Each figure to the millisecond, for the log."""
         return {name: round(seconds, 3) for name, seconds in asdict(self).items()}
+
+
+@dataclass(slots=True)
+class BatchTally:
+    """What one transaction adds to the processor's metrics, counted as `Output` writes it
+    (per started or closed run, never per event) and applied once the transaction
+    committed, so an aborted batch run again is counted once."""
+
+    commands: int = 0  # commands and due timers the batch ran
+    dead_letters: int = 0
+    started: dict[str, int] = field(default_factory=dict)  # workflow type -> runs started
+    closed: list[tuple[str, str, float]] = field(default_factory=list)  # (type, status, s)
+
+
+class ProcessorTally:
+    """What the processor's metrics read at scrape time: its aggregates (see
+    `processors.tally`), updated on the processor's thread once per batch, restore or close,
+    with its counters, its owned partitions' run caches and its timers."""
+
+    def __init__(
+        self,
+        stats: Counters,
+        partitions: Mapping[int, PartitionRuns],
+        timers: Sized,
+        commands_topic: str,
+    ) -> None:
+        self.stats = stats
+        self.partitions = partitions  # the processor's own dict: owned partitions, live
+        self.timers = timers
+        self.commands_topic = commands_topic
+        self.started: Counts[str] = Counts()
+        self.closed: Counts[tuple[str, str]] = Counts()  # (workflow type, status)
+        self.endtoend: Histograms[tuple[str, str]] = Histograms(RUN_BUCKETS)
+        self.commit_latency = Histogram(LATENCY_BUCKETS)
+        self.batch_size = Histogram(BATCH_BUCKETS)
+        self.transactions: Counts[str] = Counts()  # committed | aborted
+        self.timer_lateness = Histogram(LATENCY_BUCKETS)
+        self.restore_seconds = Histogram(LATENCY_BUCKETS)
+        self.restore_events = 0
+        self.dead_letters = 0
+        self.blocked: dict[str, int] = {}  # workflow type -> blocked open runs (a gauge)
+        # run cache figures of partitions no longer owned: the counters stay monotonic
+        self.retired_hits = 0
+        self.retired_loads = 0
+        self.retired_evictions = 0
+        # consumer lag of the commands topic per (topic, partition), from librdkafka stats
+        self.consumer_lag: dict[tuple[str, int], int] = {}
+
+    def committed(self, batch: BatchTally, commit_seconds: float) -> None:
+        self.transactions.add("committed")
+        self.commit_latency.observe(commit_seconds)
+        self.batch_size.observe(batch.commands)
+        self.dead_letters += batch.dead_letters
+        for workflow_type, n in batch.started.items():
+            self.started.add(workflow_type, n)
+        for workflow_type, status, seconds in batch.closed:
+            self.closed.add((workflow_type, status))
+            self.endtoend.observe((workflow_type, status), seconds)
+
+    def timers_fired(self, now_ms: int, fire_at: list[int]) -> None:
+        """How late the timers a batch fired were: now - due, in seconds."""
+        for due in fire_at:
+            self.timer_lateness.observe(max(0, now_ms - due) / 1000.0)
+
+    def count_blocked(self) -> None:
+        """Counts the blocked open runs by workflow type (the gauge): a blocked run stays
+        loaded (it is never evicted), so the loaded runs have them all. O(loaded runs):
+        the processor calls it once per statistics interval, not per batch."""
+        blocked: dict[str, int] = {}
+        for state in self.partitions.values():
+            for run in state.loaded():
+                if run.blocked is not None and not run.closed:
+                    blocked[run.workflow_type] = blocked.get(run.workflow_type, 0) + 1
+        self.blocked = blocked

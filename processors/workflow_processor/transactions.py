@@ -45,8 +45,9 @@ class Transactions(Generic[After]):
         self.timing = timing
         self.faults = faults or FaultSettings()
         self.committed = 0
+        self.last_commit_seconds = 0.0  # how long the last settled transaction took to commit
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="commit")
-        self._in_flight: tuple[concurrent.futures.Future[None], After] | None = None
+        self._in_flight: tuple[concurrent.futures.Future[float], After] | None = None
         self._deliveries: deque[tuple[Delivery, Any, Any]] = deque()
 
     @property
@@ -79,7 +80,7 @@ class Transactions(Generic[After]):
         (future, after), self._in_flight = self._in_flight, None
         waited = time.perf_counter()
         try:
-            future.result()
+            self.last_commit_seconds = future.result()
         finally:
             self.timing.settle += time.perf_counter() - waited
         self.committed += 1
@@ -97,13 +98,15 @@ class Transactions(Generic[After]):
     def close(self) -> None:
         self._thread.shutdown(wait=True)
 
-    def _end(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
+    def _end(self, offsets: list[TopicPartition], group_metadata: Any) -> float:
         started = time.perf_counter()
         if offsets:
             self.producer.send_offsets_to_transaction(offsets, group_metadata, 30)
         self._fault_point()
         self.producer.commit_transaction(60)
-        self.timing.commit += time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self.timing.commit += seconds
+        return seconds
 
     def _fault_point(self) -> None:
         """Testing hooks, after the N-th transaction produced its records (they are on the

@@ -68,6 +68,15 @@ def add_parser(subparsers: SubParsers) -> None:
     )
     add_visibility_argument(worker)
     worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port, 0 for a free one (EVERFLOW_METRICS_PORT)",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        help="address the metrics endpoint listens on (EVERFLOW_METRICS_HOST; 127.0.0.1)",
+    )
+    worker.add_argument(
         "--log-level",
         default="INFO",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -86,7 +95,11 @@ def run_worker(args: argparse.Namespace) -> int:
     # The processor thread blocks in librdkafka several times per transaction; each return
     # must win the GIL back from the runner threads. Python's default 5 ms switch interval
     # would add up to 5 ms per call; a short one keeps the transaction loop tight.
-    settings = WorkerSettings.from_env(instance_id=args.instance_id)
+    settings = WorkerSettings.from_env(
+        instance_id=args.instance_id,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+    )
     sys.setswitchinterval(settings.switch_interval)
     config = kafka_config(args)
 
