@@ -22,7 +22,10 @@ from streams.cli import (
     topics,
     worker,
     workers,
-    workflow,
+    workflow_control,
+    workflow_list,
+    workflow_start,
+    workflow_view,
 )
 from streams.cli.common import Action, kafka_config
 
@@ -34,14 +37,42 @@ COMMANDS: dict[tuple[str, ...], tuple[list[str], Action]] = {
     ("dev", "cluster"): (["dev", "cluster"], dev.dev_cluster),
     ("topics", "create"): (["topics", "create", "--task-queue", "q"], topics.topics_create),
     ("worker",): (["worker", "examples.money_transfer", "--task-queue", "q"], worker.run_worker),
-    ("workflow", "describe"): (["workflow", "describe", "wf-1"], workflow.workflow_describe),
-    ("workflow", "result"): (["workflow", "result", "wf-1"], workflow.workflow_result),
-    ("workflow", "show"): (["workflow", "show", "wf-1"], workflow.workflow_show),
+    ("workflow", "start"): (
+        ["workflow", "start", "--type", "T", "-t", "q"],
+        workflow_start.workflow_start,
+    ),
+    ("workflow", "execute"): (
+        ["workflow", "execute", "--type", "T", "-t", "q"],
+        workflow_start.workflow_execute,
+    ),
+    ("workflow", "describe"): (["workflow", "describe", "wf-1"], workflow_view.workflow_describe),
+    ("workflow", "result"): (["workflow", "result", "wf-1"], workflow_view.workflow_result),
+    ("workflow", "show"): (["workflow", "show", "wf-1"], workflow_view.workflow_show),
+    ("workflow", "list"): (["workflow", "list"], workflow_list.workflow_list),
+    ("workflow", "count"): (["workflow", "count"], workflow_list.workflow_count),
+    ("workflow", "signal"): (
+        ["workflow", "signal", "wf-1", "--name", "s"],
+        workflow_control.workflow_signal,
+    ),
+    ("workflow", "query"): (
+        ["workflow", "query", "wf-1", "--name", "q"],
+        workflow_control.workflow_query,
+    ),
+    ("workflow", "update"): (
+        ["workflow", "update", "wf-1", "--name", "u"],
+        workflow_control.workflow_update,
+    ),
+    ("workflow", "cancel"): (["workflow", "cancel", "wf-1"], workflow_control.workflow_cancel),
+    ("workflow", "terminate"): (
+        ["workflow", "terminate", "wf-1"],
+        workflow_control.workflow_terminate,
+    ),
+    ("workflow", "stack"): (["workflow", "stack", "wf-1"], workflow_control.workflow_stack),
     ("workflow", "reset"): (
         ["workflow", "reset", "wf-1", "--to-event", "7"],
-        workflow.workflow_reset,
+        workflow_control.workflow_reset,
     ),
-    ("workflow", "unblock"): (["workflow", "unblock", "wf-1"], workflow.workflow_unblock),
+    ("workflow", "unblock"): (["workflow", "unblock", "wf-1"], workflow_control.workflow_unblock),
     ("workers",): (["workers", "--json"], workers.workers_show),
     ("history", "export"): (
         ["history", "export", "wf-1", "--format", "avro", "-o", "run.avro"],
