@@ -93,15 +93,19 @@ def details(event: dict[str, Any]) -> str:
 def print_event(event: HistoryEvent, client: Client, out: Output) -> None:
     """One event as it comes: a fixed-width row (text) or one JSON line (json, jsonl)."""
     if out.text:
-        row = event_row(event, client, out)
-        out.line("  ".join([*(c.ljust(w) for c, w in zip(row, _WIDTHS, strict=False)), row[3]]))
+        out.line(fixed_row(event_row(event, client, out)))
     else:
         out.json(event_to_json(event, client.converter))
 
 
 def print_event_header(out: Output) -> None:
     if out.text:
-        out.line("  ".join([*(h.ljust(w) for h, w in zip(EVENT_HEADERS, _WIDTHS, strict=False))]))
+        out.line(fixed_row(list(EVENT_HEADERS)))
+
+
+def fixed_row(cells: list[str]) -> str:
+    """ID, time and type padded to fixed widths, then the details."""
+    return "  ".join([*(c.ljust(w) for c, w in zip(cells, _WIDTHS, strict=False)), cells[3]])
 
 
 async def follow(
