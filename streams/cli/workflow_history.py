@@ -72,19 +72,22 @@ def event_row(event: HistoryEvent, client: Client, out: Output) -> list[str]:
         str(event.event_id),
         out.time(event.time),
         type(event.attributes).__name__,
-        details(event_to_json(event, client.converter)),
+        details(event_to_json(event, client.converter), out),
     ]
 
 
-def details(event: dict[str, Any]) -> str:
+def details(event: dict[str, Any], out: Output) -> str:
     """The attributes of an event (as from `event_to_json`) on one line: `name=value`, empty
-    ones left out, a failure by its message, cut at 100 characters."""
+    ones left out, a failure by its message, instants (`*_at`) in the time format, cut at 100
+    characters."""
     parts = []
     for name, value in event.items():
         if name in _QUIET or value in (None, "", [], {}):
             continue
         if isinstance(value, dict) and "message" in value:
             value = value["message"]
+        elif name.endswith("_at") and isinstance(value, int):
+            value = out.time(value)
         parts.append(f"{name}={value if isinstance(value, str) else dumps(value)}")
     text = " ".join(parts)
     return text if len(text) <= _DETAILS_MAX else text[: _DETAILS_MAX - 1] + "…"
