@@ -16,9 +16,7 @@ from confluent_kafka import KafkaException
 from streams.client import Client, WorkflowHandle
 from streams.errors import (
     BrokerError,
-    EverflowError,
     RPCTimeoutError,
-    WorkflowFailureError,
     WorkflowNotFoundError,
 )
 from streams.kafka.config import KafkaConfig
@@ -55,9 +53,7 @@ def exit_code(error: BaseException) -> int:
     # index; import it here then
     if isinstance(error, UNREACHABLE) or type(error).__name__ == "VisibilityUnavailableError":
         return EXIT_UNREACHABLE
-    if isinstance(error, WorkflowFailureError | EverflowError):
-        return EXIT_FAILED
-    raise error
+    return EXIT_FAILED  # WorkflowFailureError (the run did not complete) among them
 
 
 def add_subparser(

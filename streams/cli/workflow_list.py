@@ -125,14 +125,19 @@ def workflow_count(args: argparse.Namespace) -> int:
         async with connected(args) as client:
             return await index(client).count_workflows(args.query, group_by_status=True)
 
-    counted = asyncio.run(count())
-    if out.text:
-        out.line(f"Total: {counted.count}")
-        by_status = sorted(counted.groups.items(), key=lambda kv: (-kv[1], kv[0]))
-        out.table(("STATUS", "COUNT"), [[out.status(s), str(n)] for s, n in by_status])
-    else:
-        out.json({"count": counted.count, "groups": counted.groups})
+    print_count(out, asyncio.run(count()))
     return EXIT_OK
+
+
+def print_count(out: Output, counted: WorkflowCount) -> None:
+    """The total, then a table of statuses, the most frequent first (text); or one object."""
+    if not out.text:
+        out.json({"count": counted.count, "groups": counted.groups})
+        return
+    out.line(f"Total: {counted.count}")
+    by_status = sorted(counted.groups.items(), key=lambda kv: (-kv[1], kv[0]))
+    if by_status:
+        out.table(("STATUS", "COUNT"), [[out.status(s), str(n)] for s, n in by_status])
 
 
 @dataclass(frozen=True, slots=True)

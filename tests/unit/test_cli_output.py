@@ -20,8 +20,10 @@ from streams.cli.workflow_list import (
     BatchResult,
     act_on,
     execution_json,
+    print_count,
     print_executions,
     report_batch,
+    report_dry_run,
 )
 from streams.errors import (
     BrokerError,
@@ -33,7 +35,7 @@ from streams.errors import (
 )
 from streams.payload import DataConverter
 from streams.retry import RetryPolicy
-from streams.visibility.records import PendingActivity, WorkflowExecution
+from streams.visibility.records import PendingActivity, WorkflowCount, WorkflowExecution
 from streams.wire.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
@@ -270,6 +272,29 @@ def test_a_batch_counts_done_skipped_and_failed_runs() -> None:
     as_json = captured(output="json")
     report_batch(as_json, "terminate", 3, result)
     assert json.loads(printed(as_json))["failed"] == 1
+
+
+def test_counts_print_the_total_then_each_status_most_frequent_first() -> None:
+    out = captured()
+    print_count(out, WorkflowCount(12, {"Completed": 2, "Running": 9, "Failed": 1}))
+    assert printed(out).splitlines() == [
+        "Total: 12",
+        "STATUS     COUNT",
+        "Running    9",
+        "Completed  2",
+        "Failed     1",
+    ]
+    as_json = captured(output="json")
+    print_count(as_json, WorkflowCount(3, {"Running": 3}))
+    assert json.loads(printed(as_json)) == {"count": 3, "groups": {"Running": 3}}
+
+
+def test_a_batch_without_yes_says_how_many_runs_match_and_that_nothing_was_done() -> None:
+    out = captured()
+    report_dry_run(out, "terminate", "WorkflowType = 'Charge'", 7)
+    assert printed(out) == (
+        "7 runs match \"WorkflowType = 'Charge'\"; nothing done: add --yes to terminate them\n"
+    )
 
 
 @pytest.mark.parametrize(
