@@ -154,7 +154,7 @@ def test_show_prints_a_table_follows_until_the_close_and_reset_starts_anew(
 
 
 def test_a_run_that_does_not_exist_exits_3(env: dict[str, str]) -> None:
-    for verb in ("describe", "show", "result"):
-        missing = everflow(env, "workflow", verb, "-w", "no-such-run")
+    for verb in ("describe", "show", "result", "terminate", "query --name progress"):
+        missing = everflow(env, "workflow", *verb.split(), "-w", "no-such-run")
         assert missing.returncode == 3, (verb, missing.stderr)
         assert "no-such-run" in missing.stderr
