@@ -82,7 +82,7 @@ class Output:
         out.flush()
 
     def json(self, value: Any) -> None:
-        """`value` as one indented JSON document (json) or one compact line (jsonl)."""
+        """`value` as one indented JSON document (json) or one compact line (text, jsonl)."""
         option = orjson.OPT_INDENT_2 if self.format == "json" else 0
         self.line(dumps(value, option))
 

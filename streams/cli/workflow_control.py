@@ -152,7 +152,7 @@ def workflow_query(args: argparse.Namespace) -> int:
 
     async def query(handle: WorkflowHandle, out: Output) -> None:
         value = await handle.query(args.name, *inputs(args))
-        out.line(dumps(value)) if out.text else out.json(value)
+        out.json(value)
 
     return on_one_run(args, query)
 
@@ -162,7 +162,7 @@ def workflow_update(args: argparse.Namespace) -> int:
 
     async def update(handle: WorkflowHandle, out: Output) -> None:
         value = await handle.execute_update(args.name, *inputs(args), update_id=args.update_id)
-        out.line(dumps(value)) if out.text else out.json(value)
+        out.json(value)
 
     return on_one_run(args, update)
 

@@ -74,7 +74,7 @@ def workflow_describe(args: argparse.Namespace) -> int:
         children = [dataclasses.asdict(c) for c in pending_children(events)]
         paused = paused_activities(events)
         if not out.text:
-            out.json(describedumps(client, d, activities, children, paused))
+            out.json(description_json(client, d, activities, children, paused))
             return
         print_description(out, client, d, activities, paused)
         out.line()
@@ -88,13 +88,15 @@ def workflow_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def describedumps(
+def description_json(
     client: Client,
     d: RunDescription,
     activities: list[PendingActivity],
     children: list[dict[str, Any]],
     paused: set[int],
 ) -> dict[str, Any]:
+    """What `describe -o json` prints: the run's fields, its pending activities (with
+    `paused`) and children."""
     conv = client.converter
     return {
         "workflow_id": d.workflow_id,
@@ -194,10 +196,7 @@ def workflow_result(args: argparse.Namespace) -> int:
     async def result() -> None:
         async with connected(args) as client:
             value = await client.get_workflow_handle(workflow_id(args), args.run_id).result()
-        if out.format == "text":
-            out.line(dumps(value))
-        else:
-            out.json(value)
+        out.json(value)
 
     asyncio.run(result())
     return 0
