@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import textwrap
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,19 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
 def add_command(
-    commands: SubParsers, name: str, summary: str, run: Action, example: str
+    commands: SubParsers,
+    name: str,
+    summary: str,
+    run: Action,
+    example: str,
+    description: str | None = None,
 ) -> argparse.ArgumentParser:
     """`everflow workflow <name>`, run by `run`, with the connection and output flags and an
     epilog giving `example` (lines of shell) and the exit codes."""
-    parser = add_subparser(commands, name, summary)
+    parser = add_subparser(commands, name, summary, description)
+    # raw, to keep the example's lines; the description is wrapped here instead
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = textwrap.fill(parser.description or "", 88)
     parser.epilog = f"example:\n  {example.strip()}\n\n{EXIT_CODES}"
     add_connection_arguments(parser)
     add_output_arguments(parser)

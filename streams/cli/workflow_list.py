@@ -28,6 +28,12 @@ FILTER_HELP = (
     "CloseTime, HistoryLength, ... and search attributes with = != < > <= >= AND OR () "
     "BETWEEN IN STARTS_WITH IS NULL ORDER BY (empty: every run)"
 )
+INDEX_HELP = (
+    "Reads the run index that `everflow worker` (or `everflow visibility`) keeps: the store "
+    "EVERFLOW_VISIBILITY names (sqlite:///path or postgresql://...), else the SQLite file of "
+    "this topic prefix in the data directory. A run shows up once the index has read its "
+    "events (usually within a second)."
+)
 LIST_HEADERS = ("STATUS", "WORKFLOW ID", "TYPE", "START TIME", "CLOSE TIME")
 BATCH_CONCURRENCY = 32
 
@@ -53,6 +59,7 @@ def add_parsers(commands: SubParsers) -> None:
         workflow_list,
         "everflow workflow list -q \"ExecutionStatus = 'Running' AND WorkflowType = 'Charge'\"\n"
         "  everflow workflow list -q \"StartTime > '2026-12-01'\" --limit 20 -o jsonl",
+        f"List the runs a filter matches, the running first, then the latest closed. {INDEX_HELP}",
     )
     listed.add_argument("-q", "--query", default="", help=FILTER_HELP)
     listed.add_argument("--limit", type=int, help="print at most this many runs")
@@ -63,6 +70,7 @@ def add_parsers(commands: SubParsers) -> None:
         "count the runs a filter matches, in all and per status",
         workflow_count,
         "everflow workflow count -q \"WorkflowType = 'Charge'\"",
+        f"Count the runs a filter matches, in all and per status. {INDEX_HELP}",
     )
     counted.add_argument("-q", "--query", default="", help=FILTER_HELP)
 
