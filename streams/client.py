@@ -503,11 +503,13 @@ class WorkflowHandle:
         *args: Any,
         result_type: Any = None,
         timeout: timedelta = timedelta(seconds=30),
+        update_id: str | None = None,
     ) -> Any:
         """Runs an update handler and returns its result; its validator may reject it
-        (nothing is recorded then) — the rejection or the handler's failure is raised."""
+        (nothing is recorded then) — the rejection or the handler's failure is raised.
+        `update_id` names the update in the history (default: a new one)."""
         payloads = self.client.converter.to_payloads(list(args))
-        update_id = uuid.uuid4().hex
+        update_id = update_id or uuid.uuid4().hex
         body = UpdateWorkflow(_handler_name(update), payloads, update_id, self.client.client_id)
         reply = self._check(await self.client.request(self.id, body, timeout))
         assert isinstance(reply, UpdateResult)

@@ -1,14 +1,18 @@
 """The `everflow` command line (`everflow = "streams.cli:main"`, or `python -m streams.cli`).
 
 `main()` parses the arguments and runs the function the chosen subcommand names; an
-`EverflowError` becomes a one-line message and exit code 1. One module per command group,
+`EverflowError` (or a Kafka error) becomes a one-line message and the exit code
+`common.exit_code` gives it: 3 for a workflow not found, 4 for a broker or worker that does
+not answer, 1 otherwise (2 is argparse's, for usage errors). One module per command group,
 each with an `add_parser(subparsers)` that registers its subcommands and the `Action`s that
 run them (`set_defaults(run=...)`):
 
 - `dev`: a local Kafka broker or cluster;
 - `topics`: create the topic set;
 - `worker`: run workflows and activities;
-- `workflow`: describe, result, show, reset, unblock one run;
+- `workflow`: start, execute, signal, query, update, cancel, terminate, list, count,
+  describe, show, result, stack, reset, unblock (in `workflow` and the `workflow_*`
+  modules, printing through `output`);
 - `workers`: who owns which partitions, lag, cache, restores;
 - `history`: export one run's events (and read exports and the history topic back);
 - `audit`: check the history topic's invariants;
@@ -31,6 +35,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from confluent_kafka import KafkaException
+
 from streams.cli import (
     activity,
     audit,
@@ -43,7 +49,7 @@ from streams.cli import (
     workers,
     workflow,
 )
-from streams.cli.common import Action
+from streams.cli.common import Action, exit_code
 from streams.errors import EverflowError
 
 __all__ = ["Action", "build_parser", "main"]
@@ -62,9 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Action = args.run
     try:
         return run(args)
-    except EverflowError as e:
+    except (EverflowError, KafkaException) as e:
         print(f"everflow: {e}", file=sys.stderr)
-        return 1
+        return exit_code(e)
     except KeyboardInterrupt:
         return 130
 

@@ -1,21 +1,59 @@
 """What the command groups share: the connection flags (defined here once), the
-`KafkaConfig` they give, a client handle on one run, and `add_group`/`add_subparser`, so
-every group and command lists and describes itself the same way."""
+`KafkaConfig` they give, a client handle on one run, the exit codes scripts can rely on, and
+`add_group`/`add_subparser`, so every group and command lists and describes itself the same
+way."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TypeAlias
 
+from confluent_kafka import KafkaException
+
 from streams.client import Client, WorkflowHandle
+from streams.errors import (
+    BrokerError,
+    RPCTimeoutError,
+    WorkflowNotFoundError,
+)
 from streams.kafka.config import KafkaConfig
 
 Action: TypeAlias = Callable[[argparse.Namespace], int]
 """What a subparser's `run` default is: the parsed arguments in, the exit code out."""
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the run failed / was canceled / terminated / timed out, a batch had failures
+EXIT_USAGE = 2  # argparse's own code; also: a batch matched runs but --yes was not given
+EXIT_NOT_FOUND = 3
+EXIT_UNREACHABLE = 4  # the broker, a worker or the run index did not answer
+
+EXIT_CODES = """\
+exit codes:
+  0  done
+  1  the run failed, was canceled, terminated or timed out; a batch had failures; any other error
+  2  usage error; a batch matched runs but --yes was not given (nothing was done)
+  3  no such workflow or run
+  4  the broker, a worker or the run index cannot be reached or did not answer in time"""
+"""The epilog block every `workflow` command's --help ends with."""
+
+UNREACHABLE: tuple[type[BaseException], ...] = (BrokerError, RPCTimeoutError, KafkaException)
+"""Errors meaning "could not reach it", exit code 4."""
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code of a command that raised `error` (see EXIT_CODES)."""
+    if isinstance(error, WorkflowNotFoundError):
+        return EXIT_NOT_FOUND
+    # VisibilityUnavailableError (the run index's) is named, not imported: it lands with the
+    # index; import it here then
+    if isinstance(error, UNREACHABLE) or type(error).__name__ == "VisibilityUnavailableError":
+        return EXIT_UNREACHABLE
+    return EXIT_FAILED  # WorkflowFailureError (the run did not complete) among them
 
 
 def add_subparser(
@@ -40,8 +78,19 @@ def add_group(
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of every command that talks to Kafka; unset, they fall back to the
     `EVERFLOW_*` environment variables (see `KafkaConfig.from_env`)."""
-    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (EVERFLOW_BOOTSTRAP)")
-    parser.add_argument("--topic-prefix", help="topic prefix (EVERFLOW_TOPIC_PREFIX)")
+    parser.add_argument(
+        "--bootstrap",
+        "--address",
+        dest="bootstrap",
+        help="Kafka bootstrap servers (EVERFLOW_BOOTSTRAP)",
+    )
+    parser.add_argument(
+        "--topic-prefix",
+        "-n",
+        "--namespace",
+        dest="topic_prefix",
+        help="topic prefix: the deployment's namespace (EVERFLOW_TOPIC_PREFIX)",
+    )
     parser.add_argument("--partitions", type=int, help="partitions (EVERFLOW_PARTITIONS)")
     parser.add_argument(
         "--replication-factor", type=int, help="replication (EVERFLOW_REPLICATION_FACTOR)"
@@ -67,6 +116,16 @@ def kafka_config(args: argparse.Namespace) -> KafkaConfig:
         partitions=args.partitions,
         replication_factor=args.replication_factor,
     )
+
+
+@asynccontextmanager
+async def connected(args: argparse.Namespace) -> AsyncIterator[Client]:
+    """A client connected by the connection flags, closed on the way out."""
+    client = await asyncio.to_thread(Client, kafka_config(args))
+    try:
+        yield client
+    finally:
+        await asyncio.to_thread(client.close)
 
 
 def on_run(

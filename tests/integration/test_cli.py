@@ -66,11 +66,11 @@ def test_workflow_commands_describe_show_and_result(
         timeout=120,
     )
     assert start.returncode == 0, start.stderr
-    described = everflow(worker_env, "workflow", "describe", "cli-1")
+    described = everflow(worker_env, "workflow", "describe", "cli-1", "-o", "json")
     assert described.returncode == 0, described.stderr
     info = json.loads(described.stdout)
     assert info["status"] == "COMPLETED" and info["history_length"] == 6
-    shown = everflow(worker_env, "workflow", "show", "cli-1")
+    shown = everflow(worker_env, "workflow", "show", "cli-1", "-o", "jsonl")
     events = [json.loads(line) for line in shown.stdout.splitlines()]
     assert [e["type"] for e in events] == [
         "WorkflowStarted",
@@ -86,4 +86,4 @@ def test_workflow_commands_describe_show_and_result(
     result = everflow(worker_env, "workflow", "result", "cli-1")
     assert json.loads(result.stdout) == "withdrew 3 from a; deposited 3 into b"
     missing = everflow(worker_env, "workflow", "describe", "no-such-run")
-    assert missing.returncode == 1 and "no run of workflow 'no-such-run'" in missing.stderr
+    assert missing.returncode == 3 and "no run of workflow 'no-such-run'" in missing.stderr

@@ -8,6 +8,7 @@ import argparse
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,10 @@ from streams.cli import (
     visibility,
     worker,
     workers,
-    workflow,
+    workflow_control,
+    workflow_list,
+    workflow_start,
+    workflow_view,
 )
 from streams.cli.common import Action, kafka_config
 
@@ -36,14 +40,42 @@ COMMANDS: dict[tuple[str, ...], tuple[list[str], Action]] = {
     ("topics", "create"): (["topics", "create", "--task-queue", "q"], topics.topics_create),
     ("worker",): (["worker", "examples.money_transfer", "--task-queue", "q"], worker.run_worker),
     ("visibility",): (["visibility"], visibility.run_projector),
-    ("workflow", "describe"): (["workflow", "describe", "wf-1"], workflow.workflow_describe),
-    ("workflow", "result"): (["workflow", "result", "wf-1"], workflow.workflow_result),
-    ("workflow", "show"): (["workflow", "show", "wf-1"], workflow.workflow_show),
+    ("workflow", "start"): (
+        ["workflow", "start", "--type", "T", "-t", "q"],
+        workflow_start.workflow_start,
+    ),
+    ("workflow", "execute"): (
+        ["workflow", "execute", "--type", "T", "-t", "q"],
+        workflow_start.workflow_execute,
+    ),
+    ("workflow", "describe"): (["workflow", "describe", "wf-1"], workflow_view.workflow_describe),
+    ("workflow", "result"): (["workflow", "result", "wf-1"], workflow_view.workflow_result),
+    ("workflow", "show"): (["workflow", "show", "wf-1"], workflow_view.workflow_show),
+    ("workflow", "list"): (["workflow", "list"], workflow_list.workflow_list),
+    ("workflow", "count"): (["workflow", "count"], workflow_list.workflow_count),
+    ("workflow", "signal"): (
+        ["workflow", "signal", "wf-1", "--name", "s"],
+        workflow_control.workflow_signal,
+    ),
+    ("workflow", "query"): (
+        ["workflow", "query", "wf-1", "--name", "q"],
+        workflow_control.workflow_query,
+    ),
+    ("workflow", "update"): (
+        ["workflow", "update", "wf-1", "--name", "u"],
+        workflow_control.workflow_update,
+    ),
+    ("workflow", "cancel"): (["workflow", "cancel", "wf-1"], workflow_control.workflow_cancel),
+    ("workflow", "terminate"): (
+        ["workflow", "terminate", "wf-1"],
+        workflow_control.workflow_terminate,
+    ),
+    ("workflow", "stack"): (["workflow", "stack", "wf-1"], workflow_control.workflow_stack),
     ("workflow", "reset"): (
         ["workflow", "reset", "wf-1", "--to-event", "7"],
-        workflow.workflow_reset,
+        workflow_control.workflow_reset,
     ),
-    ("workflow", "unblock"): (["workflow", "unblock", "wf-1"], workflow.workflow_unblock),
+    ("workflow", "unblock"): (["workflow", "unblock", "wf-1"], workflow_control.workflow_unblock),
     ("workers",): (["workers", "--json"], workers.workers_show),
     ("history", "export"): (
         ["history", "export", "wf-1", "--format", "avro", "-o", "run.avro"],
@@ -194,3 +226,118 @@ def test_building_the_parser_does_not_load_the_engine() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert loaded.strip() == "[]"
+
+
+WORKFLOW_COMMANDS = [path for path in COMMANDS if path[0] == "workflow"]
+
+
+@pytest.mark.parametrize("path", WORKFLOW_COMMANDS, ids=" ".join)
+def test_every_workflow_command_takes_the_output_flags_and_documents_exit_codes(
+    path: tuple[str, ...],
+) -> None:
+    argv, _ = COMMANDS[path]
+    defaults = build_parser().parse_args(argv)
+    assert (defaults.output, defaults.time_format, defaults.color) == ("text", "relative", "auto")
+    flags = ["-o", "jsonl", "--time-format", "iso", "--color", "never"]
+    args = build_parser().parse_args([*argv, *flags])
+    assert (args.output, args.time_format, args.color) == ("jsonl", "iso", "never")
+    epilog = _commands(build_parser())[path].epilog or ""
+    assert f"everflow workflow {path[1]} " in epilog.split("exit codes:")[0]
+    for code in ("0", "1", "2", "3", "4"):
+        assert re.search(rf"^  {code}  \w", epilog, re.M), (path, code)
+
+
+def test_address_and_namespace_are_aliases_of_bootstrap_and_topic_prefix() -> None:
+    args = build_parser().parse_args(["workflow", "list", "--address", "k:1", "-n", "prod."])
+    assert (kafka_config(args).bootstrap, kafka_config(args).topic_prefix) == ("k:1", "prod.")
+    args = build_parser().parse_args(["workers", "--namespace", "p."])
+    assert args.topic_prefix == "p."
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["workflow", "describe", "-w", "wf-1", "-r", "r-2"],
+        ["workflow", "describe", "-r", "r-2", "wf-1"],
+        ["workflow", "describe", "--workflow-id", "wf-1", "--run-id", "r-2"],
+    ],
+)
+def test_a_run_is_named_by_its_id_or_by_w(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    assert (args.workflow_id, args.run_id) == ("wf-1", "r-2")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["workflow", "describe"],  # no run named
+        ["workflow", "describe", "wf-1", "-w", "wf-2"],  # named twice
+        ["workflow", "terminate", "-w", "wf-1", "-q", "WorkflowType = 'T'"],  # one run or a query
+        ["workflow", "signal", "wf-1"],  # no --name
+        ["workflow", "start", "--type", "T", "-t", "q", "-i", "not json"],
+        ["workflow", "start", "--type", "T", "-t", "q", "--execution-timeout", "soon"],
+        ["workflow", "start", "--type", "T", "-t", "q", "--id-reuse-policy", "Sometimes"],
+        ["workflow", "start", "--type", "T", "-t", "q", "--search-attribute", "novalue"],
+        ["workflow", "start", "--type", "T", "-t", "q", "-i", "1", "--input-file", "f.json"],
+        ["workflow", "list", "-o", "yaml"],
+    ],
+)
+def test_a_usage_error_exits_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(argv)
+    assert exited.value.code == 2
+
+
+def test_start_flags_parse_like_temporals(tmp_path: Path) -> None:
+    order = tmp_path / "order.json"
+    order.write_text('{"amount": 3}')
+    argv = ["workflow", "start", "--type", "Charge", "-t", "payments", "-w", "o-1"]
+    argv += ["--input-file", str(order), "--input-file", str(order)]
+    argv += ["--execution-timeout", "2h", "--run-timeout", "90s"]
+    argv += ["--search-attribute", "CustomerId=c-7", "--search-attribute", 'Tags=["a","b"]']
+    argv += ["--search-attribute", "Amount=12.5"]
+    argv += [
+        "--id-reuse-policy",
+        "AllowDuplicateFailedOnly",
+        "--id-conflict-policy",
+        "use_existing",
+    ]
+    args = build_parser().parse_args(argv)
+    assert (args.type, args.task_queue, args.workflow_id) == ("Charge", "payments", "o-1")
+    assert args.input_file == [{"amount": 3}, {"amount": 3}] and args.input == []
+    assert (args.execution_timeout, args.run_timeout) == (timedelta(hours=2), timedelta(seconds=90))
+    assert dict(args.search_attribute) == {"CustomerId": "c-7", "Tags": ["a", "b"], "Amount": 12.5}
+    assert (args.id_reuse_policy, args.id_conflict_policy) == (
+        "allow_duplicate_failed_only",
+        "use_existing",
+    )
+    inputs = build_parser().parse_args(
+        ["workflow", "execute", "--type", "T", "-t", "q", "-i", '"a"', "-i", "3", "-i", "[1]"]
+    )
+    assert inputs.input == ["a", 3, [1]]
+    assert build_parser().parse_args(
+        ["workflow", "start", "--type", "T", "-t", "q", "--run-timeout", "250ms"]
+    ).run_timeout == timedelta(milliseconds=250)
+
+
+def test_batch_flags_and_the_other_workflow_flags() -> None:
+    parser = build_parser()
+    batch = parser.parse_args(["workflow", "terminate", "-q", "WorkflowType = 'T'", "--yes"])
+    assert (batch.query, batch.yes, batch.workflow_id, batch.reason) == (
+        "WorkflowType = 'T'",
+        True,
+        None,
+        "",
+    )
+    signal = parser.parse_args(["workflow", "signal", "-q", "x", "--name", "go", "-i", "1"])
+    assert (signal.query, signal.yes, signal.name, signal.input) == ("x", False, "go", [1])
+    update = parser.parse_args(
+        ["workflow", "update", "-w", "w", "--name", "u", "--update-id", "u1"]
+    )
+    assert (update.name, update.update_id) == ("u", "u1")
+    listed = parser.parse_args(["workflow", "list", "-q", "x", "--limit", "5", "--page-size", "9"])
+    assert (listed.query, listed.limit, listed.page_size) == ("x", 5, 9)
+    assert parser.parse_args(["workflow", "count"]).query == ""
+    assert parser.parse_args(["workflow", "show", "w", "-f"]).follow
+    reset = parser.parse_args(["workflow", "reset", "-w", "w", "-e", "4"])
+    assert (reset.workflow_id, reset.to_event) == ("w", 4)
