@@ -17,6 +17,7 @@ from streams.client import Client, WorkflowHandle
 from streams.errors import (
     BrokerError,
     RPCTimeoutError,
+    VisibilityUnavailableError,
     WorkflowNotFoundError,
 )
 from streams.kafka.config import KafkaConfig
@@ -41,7 +42,12 @@ exit codes:
   4  the broker, a worker or the run index cannot be reached or did not answer in time"""
 """The epilog block every `workflow` command's --help ends with."""
 
-UNREACHABLE: tuple[type[BaseException], ...] = (BrokerError, RPCTimeoutError, KafkaException)
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    BrokerError,
+    RPCTimeoutError,
+    KafkaException,
+    VisibilityUnavailableError,
+)
 """Errors meaning "could not reach it", exit code 4."""
 
 
@@ -49,9 +55,7 @@ def exit_code(error: BaseException) -> int:
     """The exit code of a command that raised `error` (see EXIT_CODES)."""
     if isinstance(error, WorkflowNotFoundError):
         return EXIT_NOT_FOUND
-    # VisibilityUnavailableError (the run index's) is named, not imported: it lands with the
-    # index; import it here then
-    if isinstance(error, UNREACHABLE) or type(error).__name__ == "VisibilityUnavailableError":
+    if isinstance(error, UNREACHABLE):
         return EXIT_UNREACHABLE
     return EXIT_FAILED  # WorkflowFailureError (the run did not complete) among them
 
