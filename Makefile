@@ -44,9 +44,10 @@ demo: $(STAMP)
 broker: $(STAMP)
 	$(BIN)/everflow dev broker
 
-bench: $(STAMP)
+bench: $(STAMP) system
 	$(BIN)/python -m benchmarks.copy_loop
 	$(BIN)/python -m benchmarks.money_transfer
+	$(BIN)/python -m benchmarks.visibility --postgres
 
 clean:
 	rm -rf $(VENV) build *.egg-info
