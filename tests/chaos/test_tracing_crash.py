@@ -40,7 +40,7 @@ def run_all(config: KafkaConfig, ids: list[str], during: Any = None) -> Runs:
     meanwhile, and returns each run's history once all completed."""
 
     async def main() -> Runs:
-        client = await asyncio.to_thread(Client, config, None, True)
+        client = await asyncio.to_thread(Client, config, None, tracing=True)
         try:
             watcher = asyncio.ensure_future(asyncio.to_thread(during or (lambda: None)))
             handles = [
@@ -213,7 +213,7 @@ def test_a_worker_with_tracing_off_loads_no_opentelemetry(
     )
 
     async def main() -> None:
-        client = await asyncio.to_thread(Client, config, None, False)
+        client = await asyncio.to_thread(Client, config, None, tracing=False)
         try:
             h = await client.start_workflow(TracedOrder, 0, id="untraced", task_queue=QUEUE)
             assert await h.result(timeout=timedelta(seconds=60)) == 116
