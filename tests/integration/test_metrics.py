@@ -134,7 +134,12 @@ def test_an_in_process_worker_serves_the_port_it_chose_and_the_run_index_lag(
     async def main() -> tuple[int, dict[str, Metric]]:
         client = await asyncio.to_thread(Client, config)
         worker = Worker(
-            client, task_queue=QUEUE, activities=[greet], instance_id="m2", metrics_port=0
+            client,
+            task_queue=QUEUE,
+            activities=[greet],
+            instance_id="m2",
+            metrics_port=0,
+            run_visibility=False,  # the only lag source is the test's
         )
         worker.metrics.register_lag_source(lambda: {1: (3, 1.5)})
         running = asyncio.create_task(worker.run())
