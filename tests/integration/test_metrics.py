@@ -38,7 +38,7 @@ def test_a_worker_metrics_endpoint_is_scraped_by_prometheus(
     kafka_bootstrap: str, topic_prefix: str, workers: WorkerProcesses, tmp_path: Path
 ) -> None:
     config = topics_for(kafka_bootstrap, topic_prefix, QUEUE)
-    proc = workers.start("m1", APP, task_queue=QUEUE, extra_args=["--metrics-port", "0"])
+    proc = workers.start("m1", APP, task_queue=QUEUE, options=["--metrics-port", "0"])
     port = int(
         wait_until(
             lambda: re.search(

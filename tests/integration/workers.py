@@ -38,7 +38,6 @@ class WorkerProcesses:
         extra_env: dict[str, str] | None = None,
         options: Sequence[str] = (),
         module: str = "streams.cli",
-        extra_args: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
         """`python -m <module> worker <targets> ...` (`options` after the others)."""
         log = open(self.log_dir / f"worker-{instance_id}-{len(self.procs)}.log", "wb")
@@ -55,7 +54,6 @@ class WorkerProcesses:
                 "--instance-id",
                 instance_id,
                 *options,
-                *extra_args,
             ],
             cwd=ROOT,
             env={**self.env, **(extra_env or {})},
