@@ -7,15 +7,17 @@ STAMP   = $(VENV)/.installed
 
 .PHONY: test demo unit lint broker bench clean system
 
-# Servers the tests run for real, from the distribution's packages: PostgreSQL (the run
-# index's scale-out store) and Prometheus (scrapes a worker). Installed once, when missing.
-SYSTEM_PACKAGES = postgresql prometheus
+# What the tests run for real, from the distribution's packages: PostgreSQL (the run
+# index's scale-out store), Prometheus (scrapes a worker) and Chromium (the UI's tests drive
+# it headless through Playwright; no browser is ever downloaded). Installed once, when missing.
+SYSTEM_PACKAGES = postgresql prometheus chromium
 APT = DEBIAN_FRONTEND=noninteractive apt-get -y -q --no-install-recommends
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-## make system: install the servers the tests need (PostgreSQL, Prometheus) if missing
+## make system: install what the tests need (PostgreSQL, Prometheus, Chromium) if missing
 system:
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v promtool >/dev/null; then :; \
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v promtool >/dev/null \
+	  && command -v chromium >/dev/null; then :; \
 	else echo "installing $(SYSTEM_PACKAGES) from the distribution"; \
 	  $(SUDO) $(APT) install $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) $(APT) install $(SYSTEM_PACKAGES) >/dev/null; }; fi

@@ -8,6 +8,7 @@ the waiting coroutines.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -83,6 +84,7 @@ class Client:
         self,
         config: KafkaConfig,
         converter: DataConverter | None = None,
+        *,
         visibility: str | None = None,
         tracing: bool = False,
     ) -> None:
@@ -155,7 +157,9 @@ class Client:
             bootstrap=bootstrap, topic_prefix=topic_prefix, kafka=kafka_settings
         )
         traced = tracing_from_env() if tracing is None else tracing
-        return await asyncio.to_thread(cls, config, converter, visibility, traced)
+        return await asyncio.to_thread(
+            functools.partial(cls, config, converter, visibility=visibility, tracing=traced)
+        )
 
     def close(self) -> None:
         self._stop.set()

@@ -263,6 +263,84 @@ class WorkerSettings:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
+UI_PORT = 8233
+"""The Web UI's default port (the one Temporal's UI uses, so habits carry over)."""
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+@dataclass(frozen=True, slots=True)
+class UiSettings:
+    """The Web UI server (`everflow ui`): where it listens and who may use it.
+
+    It listens on loopback by default. Anywhere else it needs `token` (sent as
+    `Authorization: Bearer <token>`, or typed once into the sign-in page, which keeps it
+    in a cookie) or `basic_auth` ("user:password", HTTP basic authentication); without
+    one of them the server refuses to start. `visibility` is the run index's store URL
+    (None: the default for the topic prefix).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = UI_PORT
+    token: str | None = None
+    basic_auth: str | None = None
+    visibility: str | None = None
+
+    def __post_init__(self) -> None:
+        _at_least(0, "port", "EVERFLOW_UI_LISTEN", self.port)
+        if self.basic_auth is not None and ":" not in self.basic_auth:
+            raise ConfigError(
+                "EVERFLOW_UI_BASIC_AUTH must be user:password, got a value without ':'"
+            )
+        if not self.loopback and not (self.token or self.basic_auth):
+            raise ConfigError(
+                f"the UI would listen on {self.host}, beyond this machine, with no sign-in:"
+                " set EVERFLOW_UI_TOKEN (or --token) or EVERFLOW_UI_BASIC_AUTH"
+                " (or --basic-auth user:password), or listen on 127.0.0.1"
+            )
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> UiSettings:
+        """Defaults, overridden by EVERFLOW_UI_LISTEN (host:port), EVERFLOW_UI_TOKEN,
+        EVERFLOW_UI_BASIC_AUTH and EVERFLOW_VISIBILITY; then keyword overrides (None
+        leaves one)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {
+            "token": env.get("EVERFLOW_UI_TOKEN") or None,
+            "basic_auth": env.get("EVERFLOW_UI_BASIC_AUTH") or None,
+            "visibility": env.get("EVERFLOW_VISIBILITY") or None,
+        }
+        listen = env.get("EVERFLOW_UI_LISTEN")
+        if listen:
+            values["host"], values["port"] = parse_listen(listen, "EVERFLOW_UI_LISTEN")
+        values.update(overrides)
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+def parse_listen(text: str, source: str = "--listen") -> tuple[str, int]:
+    """`host:port`, `[v6]:port`, `:port` (loopback) or `port` as (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigError(f"{source} must be host:port, got {text!r}") from None
+    if not 0 <= number <= 65535:
+        raise ConfigError(f"{source}: port must be 0-65535, got {number}")
+    return host, number
+
+
 def tracing_from_env(env: Mapping[str, str] | None = None) -> bool:
     """Whether EVERFLOW_TRACING turns OpenTelemetry spans on (1/true/yes, 0/false/no;
     unset is off)."""

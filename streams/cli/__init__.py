@@ -19,6 +19,7 @@ run them (`set_defaults(run=...)`):
 - `replay`: replay recorded histories against current code;
 - `activity`: retry, pause, unpause one activity;
 - `visibility`: run the run index's projector (or rebuild the index);
+- `ui`: serve the Web UI (`streams.ui`);
 - `common`: the connection flags, defined once, the `KafkaConfig` and client they give,
   and the helpers that register a group or command with its description.
 
@@ -44,6 +45,7 @@ from streams.cli import (
     history,
     replay,
     topics,
+    ui,
     visibility,
     worker,
     workers,
@@ -54,7 +56,9 @@ from streams.errors import EverflowError
 
 __all__ = ["Action", "build_parser", "main"]
 
-GROUPS = (dev, topics, worker, visibility, workflow, workers, history, audit, replay, activity)
+GROUPS = (
+    dev, topics, worker, visibility, ui, workflow, workers, history, audit, replay, activity
+)
 """The command groups, in the order `everflow --help` lists them."""
 
 

@@ -6,6 +6,7 @@ consumer group share the partitions."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 import time
@@ -72,7 +73,7 @@ LOOP = _Loop()
 @pytest.fixture
 def client(kafka_bootstrap: str, topic_prefix: str, store_url: str) -> Iterator[Client]:
     config = topics_for(kafka_bootstrap, topic_prefix, "indexed")
-    c = LOOP.run(asyncio.to_thread(Client, config, None, store_url))
+    c = LOOP.run(asyncio.to_thread(functools.partial(Client, config, visibility=store_url)))
     try:
         yield c
     finally:

@@ -21,6 +21,7 @@ from streams.cli import (
     history,
     replay,
     topics,
+    ui,
     visibility,
     worker,
     workers,
@@ -40,6 +41,7 @@ COMMANDS: dict[tuple[str, ...], tuple[list[str], Action]] = {
     ("topics", "create"): (["topics", "create", "--task-queue", "q"], topics.topics_create),
     ("worker",): (["worker", "examples.money_transfer", "--task-queue", "q"], worker.run_worker),
     ("visibility",): (["visibility"], visibility.run_projector),
+    ("ui",): (["ui"], ui.serve),
     ("workflow", "start"): (
         ["workflow", "start", "--type", "T", "-t", "q"],
         workflow_start.workflow_start,

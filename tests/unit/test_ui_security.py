@@ -1,0 +1,95 @@
+"""The Web UI's sign-in and cross-site protection, through Starlette's test client (no
+broker: these routes need none, so the app's lifespan, which connects a Client, is not run).
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from starlette.testclient import TestClient
+
+from streams.errors import ConfigError
+from streams.kafka.config import KafkaConfig
+from streams.settings import UiSettings, parse_listen
+from streams.ui import create_app
+from streams.ui.security import CSRF_COOKIE, safe_next
+
+CONFIG = KafkaConfig(bootstrap="127.0.0.1:1", topic_prefix="ui-test.")
+
+
+def client(**settings: object) -> TestClient:
+    return TestClient(create_app(CONFIG, UiSettings(**settings)), follow_redirects=False)
+
+
+def test_loopback_needs_no_sign_in() -> None:
+    assert client().get("/api/health").json() == {"status": "ok", "prefix": "ui-test."}
+
+
+def test_listening_beyond_loopback_without_sign_in_is_refused() -> None:
+    with pytest.raises(ConfigError, match="EVERFLOW_UI_TOKEN"):
+        UiSettings(host="0.0.0.0")
+    assert UiSettings(host="0.0.0.0", token="s3cret").token == "s3cret"
+    assert UiSettings(host="0.0.0.0", basic_auth="ann:pw").basic_auth == "ann:pw"
+    with pytest.raises(ConfigError, match="user:password"):
+        UiSettings(basic_auth="no-colon")
+
+
+def test_settings_come_from_the_environment() -> None:
+    env = {"EVERFLOW_UI_LISTEN": "0.0.0.0:9000", "EVERFLOW_UI_TOKEN": "t"}
+    settings = UiSettings.from_env(env)
+    assert (settings.host, settings.port, settings.token) == ("0.0.0.0", 9000, "t")
+    assert settings.address == "http://0.0.0.0:9000"
+    assert parse_listen(":8300") == ("127.0.0.1", 8300)
+    assert parse_listen("8300") == ("127.0.0.1", 8300)
+    assert parse_listen("[::1]:8300") == ("::1", 8300)
+    with pytest.raises(ConfigError, match="host:port"):
+        parse_listen("localhost:http")
+
+
+def test_a_token_is_required_as_bearer_or_cookie() -> None:
+    c = client(token="s3cret")
+    assert c.get("/api/health").status_code == 401
+    assert c.get("/api/health", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert c.get("/api/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    page = c.get("/runs/x", headers={"Accept": "text/html"})
+    assert page.status_code == 303 and page.headers["location"] == "/login?next=/runs/x"
+    # the stylesheet of the sign-in page is served before signing in
+    assert c.get("/static/everflow.css").status_code == 200
+
+
+def test_the_sign_in_page_sets_the_cookie_for_the_right_token_only() -> None:
+    c = client(token="s3cret")
+    wrong = c.post("/login", data={"token": "nope", "next": "/"})
+    assert wrong.status_code == 401 and "not the one" in wrong.text
+    right = c.post("/login", data={"token": "s3cret", "next": "/workers"})
+    assert right.status_code == 303 and right.headers["location"] == "/workers"
+    assert c.get("/api/health").status_code == 200  # the cookie now signs in
+    # never sends the browser to another site after signing in
+    assert safe_next("//evil.example/") == "/" and safe_next("https://x/") == "/"
+
+
+def test_basic_auth() -> None:
+    c = client(basic_auth="ann:pw")
+    refused = c.get("/api/health")
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
+    good = base64.b64encode(b"ann:pw").decode()
+    bad = base64.b64encode(b"ann:nope").decode()
+    assert c.get("/api/health", headers={"Authorization": f"Basic {good}"}).status_code == 200
+    assert c.get("/api/health", headers={"Authorization": f"Basic {bad}"}).status_code == 401
+
+
+def test_pages_set_a_csrf_cookie_and_embed_its_token() -> None:
+    c = client()
+    response = c.get("/no-such-page")
+    assert response.status_code == 404
+    token = response.cookies.get(CSRF_COOKIE)
+    assert token and f'content="{token}"' in response.text
+    assert "samesite=strict" in response.headers["set-cookie"].lower()
+
+
+def test_static_files_are_packaged_and_name_no_other_site() -> None:
+    c = client()
+    for name in ("everflow.js", "everflow.css"):
+        body = c.get(f"/static/{name}").text
+        assert body and "http://" not in body and "https://" not in body
