@@ -3,6 +3,8 @@
 Provisions a broker (EVERFLOW_BOOTSTRAP, Docker, or a local Apache Kafka), starts a worker
 process, runs transfers and a saga, SIGKILLs the worker in the middle of a transfer, starts a
 new one, and prints the completions and one run's history as it was recorded in Kafka.
+The Web UI runs beside it (its address is printed first: open it and watch the runs move);
+in a terminal, the demo then keeps the broker, a worker and the UI up until Enter.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from pathlib import Path
 from examples.money_transfer import Bank, MoneyTransferSaga, MoneyTransferWorkflow, TransferOrder
 from streams import Client, WorkflowFailureError, kafka
 from streams.dev.broker import provision_broker
+from streams.errors import EverflowError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import ensure_topics, topic_specs
+from streams.settings import UI_PORT, UiSettings
+from streams.ui import UiServer
 
 QUEUE = "transfers"
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +53,21 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-async def demo(config: KafkaConfig, env: dict[str, str], ledger: Path, log: Path) -> None:
+def start_ui(config: KafkaConfig) -> UiServer:
+    """The Web UI on 127.0.0.1:8233, or any free port if that one is taken."""
+    for port in (UI_PORT, 0):
+        server = UiServer(config, UiSettings(port=port))
+        try:
+            server.start()
+            return server
+        except (OSError, SystemExit, EverflowError):
+            continue
+    raise EverflowError("the demo could not start the Web UI on 127.0.0.1")
+
+
+async def demo(
+    config: KafkaConfig, env: dict[str, str], ledger: Path, log: Path, ui: str
+) -> None:
     client = await asyncio.to_thread(Client, config)
     bank = Bank(ledger)
     worker = start_worker({**env, "EVERFLOW_BANK_DEPOSIT_DELAY": "3"}, log)
@@ -94,6 +113,12 @@ async def demo(config: KafkaConfig, env: dict[str, str], ledger: Path, log: Path
         for event in await client.get_workflow_handle("transfer-0").fetch_history():
             when = time.strftime("%H:%M:%S", time.localtime(event.time / 1000))
             print(f"   {event.event_id:>3} {when} {type(event.attributes).__name__}")
+        if sys.stdin.isatty():
+            print(
+                f"6. the broker, a worker and the Web UI stay up: open {ui}/ and look around"
+                f" (transfer-0: {ui}/runs/transfer-0). Press Enter to stop."
+            )
+            await asyncio.to_thread(sys.stdin.readline)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
@@ -120,7 +145,12 @@ def main() -> None:
             "PYTHONPATH": str(ROOT),
         }
         print(f"topics: {config.topic_prefix}* created")
-        asyncio.run(demo(config, env, ledger, log))
+        ui = start_ui(config)
+        print(f"Web UI: {ui.address}/  (open it now: the runs appear as the demo starts them)")
+        try:
+            asyncio.run(demo(config, env, ledger, log, ui.address))
+        finally:
+            ui.stop()
     print(f"demo done in {time.monotonic() - started:.1f} s")
 
 

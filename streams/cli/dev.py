@@ -1,20 +1,32 @@
-"""`everflow dev broker|cluster`: Kafka on this machine, in the foreground until Ctrl-C."""
+"""`everflow dev broker|cluster`: Kafka on this machine, in the foreground until Ctrl-C.
+
+`dev broker` can start the rest of a development setup beside it: `--worker MODULE` runs a
+worker process for the module's workflows and activities, `--ui` serves the Web UI; both
+stop with the broker."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
+from streams import kafka as kafka_io
 from streams.cli.common import SubParsers, add_group, add_subparser
 from streams.dev.broker import KAFKA_VERSION, LocalKafka, ensure_kafka_libs
 from streams.dev.cluster import NODES, LocalCluster
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import ensure_topics, topic_specs
+from streams.settings import UI_PORT, UiSettings, parse_listen
+from streams.ui import UiServer
 
 T = TypeVar("T")
 
@@ -41,6 +53,25 @@ def add_parser(subparsers: SubParsers) -> None:
         type=int,
         default=9092,
         help="client port on 127.0.0.1, 0 for any free one (default: %(default)s)",
+    )
+    broker.add_argument(
+        "--worker",
+        metavar="MODULE",
+        help="also run a worker for this module's workflows and activities (e.g."
+        " examples.money_transfer), with the topics it needs",
+    )
+    broker.add_argument(
+        "-t",
+        "--task-queue",
+        default="default",
+        help="the worker's task queue (default: %(default)s)",
+    )
+    broker.add_argument(
+        "--ui",
+        nargs="?",
+        const=f"127.0.0.1:{UI_PORT}",
+        metavar="HOST:PORT",
+        help=f"also serve the Web UI (default address 127.0.0.1:{UI_PORT})",
     )
     broker.set_defaults(run=dev_broker)
 
@@ -69,13 +100,52 @@ def dev_broker(args: argparse.Namespace) -> int:
             f"  started in {started_s:.1f} s; Ctrl-C to stop",
             flush=True,
         )
-        if not _wait_for_signal(alive=lambda: kafka.pid is not None):
-            print(f"everflow: the broker exited; see {kafka.log_path}", file=sys.stderr)
-            return 1
-        print("stopping the broker…", flush=True)
+        with _beside(kafka.bootstrap, args) as beside:
+            for line in beside:
+                print(line, flush=True)
+            if not _wait_for_signal(alive=lambda: kafka.pid is not None):
+                print(f"everflow: the broker exited; see {kafka.log_path}", file=sys.stderr)
+                return 1
+            print("stopping…", flush=True)
     finally:
         kafka.close()  # stops the JVM; deletes the data only if it is a temporary dir
     return 0
+
+
+@contextmanager
+def _beside(bootstrap: str, args: argparse.Namespace) -> Iterator[list[str]]:
+    """The worker and UI `dev broker` was asked for, started on `bootstrap`; yields the
+    lines that say where they are, and stops them on the way out."""
+    if not (args.worker or args.ui):
+        yield []
+        return
+    config = KafkaConfig.from_env(bootstrap=bootstrap)
+    ensure_topics(kafka_io.admin(config), topic_specs(config, [args.task_queue]))
+    lines = [f"  topics     {config.topic_prefix}* (task queue {args.task_queue})"]
+    worker: subprocess.Popen[bytes] | None = None
+    ui: UiServer | None = None
+    try:
+        if args.worker:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker", args.worker,
+                 "--task-queue", args.task_queue],
+                env={**os.environ, "EVERFLOW_BOOTSTRAP": bootstrap},
+            )
+            lines.append(f"  worker     {args.worker} on {args.task_queue} (pid {worker.pid})")
+        if args.ui:
+            host, port = parse_listen(args.ui, "--ui")
+            ui = UiServer(config, UiSettings.from_env(host=host, port=port))
+            lines.append(f"  web UI     {ui.start()}/")
+        yield lines
+    finally:
+        if ui is not None:
+            ui.stop()
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
 
 
 def dev_cluster(args: argparse.Namespace) -> int:

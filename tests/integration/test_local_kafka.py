@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -224,6 +226,37 @@ def test_dev_broker_command_serves_until_sigterm_then_cleans_up() -> None:
             assert cli.wait(timeout=30) == 0
             assert not jvm_alive(jvm_pid)
             assert not data_dir.exists()  # a temporary data dir goes with the broker
+        finally:
+            cli.kill()
+
+
+def test_dev_broker_runs_a_worker_and_the_web_ui_beside_it() -> None:
+    command = [
+        sys.executable, "-m", "streams.cli", "dev", "broker", "--port", "0",
+        "--worker", "tests.integration.apps.messages", "-t", "devq", "--ui", "127.0.0.1:0",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EVERFLOW_TOPIC_PREFIX": "devui."}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) as cli:
+        try:
+            assert cli.stdout is not None
+            printed = {}
+            for line in cli.stdout:  # bounded by the test timeout
+                key, _, value = line.strip().partition(" ")
+                printed[key] = value.strip()
+                if key == "web":
+                    break
+            assert printed["topics"] == "devui.* (task queue devq)"
+            worker_pid = int(printed["worker"].rsplit("pid ", 1)[1].rstrip(")"))
+            address = printed["web"].removeprefix("UI").strip()
+            with urllib.request.urlopen(address + "api/health", timeout=10) as answer:
+                assert json.loads(answer.read()) == {"status": "ok", "prefix": "devui."}
+            os.kill(worker_pid, 0)  # the worker runs
+
+            cli.send_signal(signal.SIGTERM)
+
+            assert cli.wait(timeout=60) == 0
+            with pytest.raises(ProcessLookupError):
+                os.kill(worker_pid, 0)  # stopped (and reaped) with the broker
         finally:
             cli.kill()
 
