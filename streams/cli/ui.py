@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import argparse
-
-import uvicorn
+import signal
+import threading
+from types import FrameType
 
 from streams.cli.common import (
     SubParsers,
@@ -18,7 +19,7 @@ from streams.cli.common import (
     kafka_config,
 )
 from streams.settings import UI_PORT, UiSettings, parse_listen
-from streams.ui import create_app
+from streams.ui import UiServer
 
 DESCRIPTION = f"""\
 Serve the Web UI: the runs (filtered with the list filter, live), each run's history, what
@@ -63,7 +64,20 @@ def serve(args: argparse.Namespace) -> int:
         visibility=args.visibility,
     )
     config = kafka_config(args)
-    app = create_app(config, settings)
-    print(f"Everflow UI for {config.topic_prefix}* on {settings.address}", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    server = UiServer(config, settings)
+    address = server.start()
+    print(f"Everflow UI for {config.topic_prefix}* on {address}/  (Ctrl-C to stop)", flush=True)
+    try:
+        while not stop.wait(0.5):
+            if not server.running:
+                return 1
+    finally:
+        server.stop()
     return 0

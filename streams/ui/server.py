@@ -68,6 +68,10 @@ class UiServer:
             self.port = int(sockets[0].getsockname()[1])
         return self.address
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self, timeout: float = 10.0) -> None:
         self._server.should_exit = True
         self._thread.join(timeout)
