@@ -257,7 +257,10 @@ def event_number(form: Mapping[str, Any]) -> int:
 
 
 def shown(value: Any) -> str:
-    """A decoded answer as indented JSON (values JSON cannot hold as their repr)."""
+    """A decoded answer as people read it: text as it is (a stack trace keeps its lines),
+    anything else as indented JSON (what JSON cannot hold, as its repr)."""
+    if isinstance(value, str):
+        return value
     return json.dumps(value, indent=2, ensure_ascii=False, default=repr)
 
 

@@ -18,6 +18,7 @@ from playwright.sync_api import expect
 
 from streams.client import Client
 from streams.wire.records import RunStatus
+from tests.helpers import wait_until
 from tests.integration.workers import WorkerProcesses, with_client
 from tests.ui.conftest import RunningUi, shot
 
@@ -88,6 +89,15 @@ def test_a_signal_typed_in_the_form_reaches_the_run_and_cancel_sends_nothing(
         "Signal add sent to collect-1"
     )
     shot(page, "actions-signal")
+    # a query's answer is shown decoded; an update the run does not know is refused, clearly
+    send(page, "query", name="__stack_trace")
+    answer = page.locator("#query-result [role=status]")
+    expect(answer).to_contain_text("Query __stack_trace answered")
+    expect(page.locator("#query-result pre")).to_contain_text("wait_condition")
+    send(page, "update", name="no_such_update", args="1")
+    confirm(page, "Confirm")
+    expect(page.locator("#update-result [role=alert]")).to_contain_text("no_such_update")
+    shot(page, "actions-query-update")
     send(page, "signal", name="finish", args="")
     confirm(page, "Confirm")
     expect(page.locator("#signal-result [role=status]")).to_contain_text("Signal finish sent")
@@ -123,3 +133,26 @@ def test_a_reset_from_the_form_starts_a_new_run_and_links_to_it(
     link.click()
     page.wait_for_url(ui.url(href))
     expect(page.locator("#run-actions #action-signal")).to_be_visible()
+
+    # a batch terminate of what a filter matches, as the runs page sends it
+    query = f"RunId = '{new_run}' AND ExecutionStatus = 'Running'"
+
+    async def count(client: Client) -> int:
+        return (await client.count_workflows(query)).count
+
+    wait_until(lambda: talk(ui, count) == 1, timeout=60, interval=0.5)
+    said = page.evaluate(
+        """async (query) => {
+            const form = new FormData();
+            form.append("query", query);
+            form.append("reason", "batch from the browser");
+            return (await EF.post("/batch/terminate", form)).html;
+        }""",
+        query,
+    )
+    assert "1 runs matched: 1 terminated, 0 already closed, 0 failed." in said
+
+    async def status(client: Client) -> Any:
+        return (await client.get_workflow_handle("collect-2", new_run).describe()).status
+
+    assert talk(ui, status) is RunStatus.TERMINATED

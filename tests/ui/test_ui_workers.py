@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from streams import kafka
+from tests.helpers import wait_until
 from tests.integration.workers import WorkerProcesses
 from tests.ui.conftest import RunningUi, shot
 
@@ -32,6 +33,10 @@ def test_a_workers_partitions_are_shown_and_a_poison_record_is_re_published(
     expect(processor.first).to_contain_text("ui-w1")
     expect(page.locator('#task-queues tr[data-queue="ui-workers"]')).to_be_visible()
     shot(page, "workers")
+    twin = page.request.get(ui.url("/api/workers")).json()
+    processors = [g for g in twin["groups"] if g["topic"] == ui.config.topic_prefix + "commands"]
+    assert [sorted(m["partitions"]) for m in processors[0]["members"]] == [[0, 1, 2, 3]]
+    assert "ui-workers" in [q["name"] for q in twin["task_queues"]]
 
     producer = kafka.producer(ui.config)
     producer.produce(ui.config.topic_prefix + "commands", b"\x00garbage, not a command",
@@ -40,11 +45,14 @@ def test_a_workers_partitions_are_shown_and_a_poison_record_is_re_published(
 
     page.goto(ui.url("/dead-letters"))
     letter = page.locator("article.dead-letter").first
-    for _ in range(60):  # the processor dead-letters it within its next batch
+
+    def listed() -> bool:  # the processor dead-letters it within its next batch
         if letter.count():
-            break
-        page.wait_for_timeout(1000)
+            return True
         page.reload()
+        return False
+
+    wait_until(listed, timeout=60, interval=0.5, message="the poison record was not listed")
     expect(letter).to_contain_text("commands partition 2")
     expect(letter.locator(".reason")).not_to_be_empty()
     expect(letter).to_contain_text("poison-1")
@@ -62,3 +70,12 @@ def test_a_workers_partitions_are_shown_and_a_poison_record_is_re_published(
     expect(republished.locator(".republished")).to_contain_text("re-published at")
     expect(republished.get_by_role("button", name="Re-publish again")).to_be_visible()
     shot(page, "dead-letters-republished")
+
+    # a second re-publish is refused unless forced
+    assert letter_id is not None
+    _, partition, offset = letter_id.rsplit("-", 2)
+    twice = page.evaluate(
+        """async (path) => (await EF.post(path, new FormData())).html""",
+        f"/dead-letters/{partition}/{offset}/republish",
+    )
+    assert "re-published already" in twice and 'role="alert"' in twice

@@ -19,7 +19,7 @@ from streams.kafka.dead_letters import DeadLetter, Republished
 from streams.kafka.ownership import Group, Member, TaskQueue, WorkersView
 from streams.settings import UiSettings
 from streams.ui import create_app
-from streams.ui.actions import InputError, json_arguments, read_inputs
+from streams.ui.actions import InputError, json_arguments, read_inputs, shown
 from streams.ui.context import Ui
 from streams.ui.security import CSRF_COOKIE
 from streams.ui.workers import decode_value, workers_context
@@ -112,6 +112,10 @@ def test_json_arguments_one_value_or_an_array_of_them() -> None:
         json_arguments("alice")
     assert read_inputs("reset", {"event_id": "7", "reason": " r "}).event_id == 7
     assert read_inputs("signal", {"name": "add", "args": "5"}).args == (5,)
+    # answers: text as it is (its lines kept), anything else as indented JSON
+    assert shown("at line 3\nat line 9") == "at line 3\nat line 9"
+    assert shown({"step": 2}) == '{\n  "step": 2\n}'
+
 
 
 # ---- the templates -----------------------------------------------------------------------------
