@@ -1,6 +1,7 @@
 """Acting on a run from its page, in a real browser, against a real worker and broker: a
 signal typed in the form (JSON) reaches the run, Cancel in the confirmation sends nothing,
-and a reset starts a new run that the answer links to.
+a reset starts a new run that the answer links to, and a pending activity's buttons pause
+it and retry it.
 
 These open the run page (`/runs/{workflow_id}/{run_id}`), which includes the actions.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -17,6 +19,7 @@ import pytest
 from playwright.sync_api import expect
 
 from streams.client import Client
+from streams.wire.events import ActivityPaused
 from streams.wire.records import RunStatus
 from tests.helpers import wait_until
 from tests.integration.workers import WorkerProcesses, with_client
@@ -156,3 +159,54 @@ def test_a_reset_from_the_form_starts_a_new_run_and_links_to_it(
         return (await client.get_workflow_handle("collect-2", new_run).describe()).status
 
     assert talk(ui, status) is RunStatus.TERMINATED
+
+
+def test_an_activitys_pause_and_retry_buttons_hold_then_rerun_it(
+    ui: RunningUi, workers: WorkerProcesses, page: Any, tmp_path: Path
+) -> None:
+    lock = tmp_path / "locked"
+    lock.touch()  # the charge fails while the account is locked, retried without end
+    files = {"EVERFLOW_REPAIR_LOCK": str(lock), "EVERFLOW_REPAIR_LOG": str(tmp_path / "log")}
+    workers.start("ui-actions-3", "tests.integration.apps.repair", task_queue=QUEUE,
+                  extra_env=files)  # fmt: skip
+
+    async def start(client: Client) -> str:
+        handle = await client.start_workflow("Checkout", "o-9", 0, id="o-9", task_queue=QUEUE)
+        assert handle.run_id is not None
+        return handle.run_id
+
+    run_id = talk(ui, start)
+    page.goto(ui.url(f"/runs/o-9/{run_id}"))
+    pause = page.locator('form[action$="/activities/2/pause"] button')
+
+    def shown() -> bool:  # the run page lists pending activities from the run index
+        if pause.count():
+            return True
+        page.reload()
+        return False
+
+    wait_until(shown, timeout=60, interval=0.5, message="the charge is not shown pending")
+    pause.click()
+    expect(page.locator("#confirm-dialog .confirm-message")).to_contain_text(
+        "Pause activity 2?"
+    )
+    confirm(page, "Confirm")
+    expect(page.locator("#activity-2-result [role=status]")).to_contain_text("paused")
+    shot(page, "actions-activity")
+    lock.unlink()  # the account is fixed: retry now, without waiting for an unpause
+    page.locator('form[action$="/activities/2/retry"] button').click()
+    confirm(page, "Confirm")
+    expect(page.locator("#activity-2-result [role=status]")).to_contain_text(
+        "next attempt starts now"
+    )
+
+    async def result(client: Client) -> Any:
+        return await client.get_workflow_handle("o-9").result(timeout=timedelta(seconds=60))
+
+    assert talk(ui, result) == "reserved, charged"
+
+    async def history(client: Client) -> list[Any]:
+        return await client.get_workflow_handle("o-9").fetch_history()
+
+    paused = [e.attributes for e in talk(ui, history) if isinstance(e.attributes, ActivityPaused)]
+    assert [p.activity_id for p in paused] == [2]
