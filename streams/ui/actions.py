@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import orjson
+from confluent_kafka import KafkaException
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -199,6 +200,8 @@ async def _guarded(act: Callable[[], Awaitable[Outcome]]) -> Outcome:
         return Outcome(False, f"Kafka did not answer as expected: {e}", status_code=502)
     except EverflowError as e:
         return Outcome(False, f"{type(e).__name__}: {e}", status_code=409)
+    except KafkaException as e:
+        return Outcome(False, f"Kafka refused the request: {e}", status_code=502)
 
 
 async def _on_current(handle: WorkflowHandle, name: str, inputs: Inputs, act: Act) -> Outcome:
@@ -226,8 +229,9 @@ def _text(form: Mapping[str, Any], name: str) -> str:
 
 
 def handler_name(form: Mapping[str, Any], what: str) -> str:
-    """The signal's / query's / update's name; InputError if none was given."""
-    name = _text(form, "name")
+    """The signal's / query's / update's name (typed, else chosen from the list the page
+    offers); InputError if none was given."""
+    name = _text(form, "name") or _text(form, "name_choice")
     if not name:
         raise InputError(f"give the {what}'s name")
     return name

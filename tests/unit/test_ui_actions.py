@@ -156,7 +156,11 @@ def test_a_running_run_offers_every_action_but_unblock() -> None:
     assert html.count("data-confirm=") == 5  # all but the query, which changes nothing
     assert f'value="{TOKEN}"' in html
     assert 'max="12"' in html and 'min="1"' in html
-    assert '<option value="progress">' in html
+    assert '<option value="progress">progress</option>' in html
+    assert read_inputs("query", {"name": "", "name_choice": "progress"}).name == "progress"
+    assert read_inputs("query", {"name": "other", "name_choice": "progress"}).name == "other"
+    assert 'name="name" required' not in html.split('id="action-query"')[1].split("</form>")[0]
+    assert 'placeholder="__stack_trace"' in run_actions("Running")
 
 
 def test_a_blocked_run_offers_unblock_and_no_update() -> None:
