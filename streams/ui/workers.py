@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
+from confluent_kafka import KafkaException
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import (
@@ -72,7 +73,7 @@ def routes(ui: Ui) -> list[BaseRoute]:
         start = _number(request.query_params.get("start", "0"))
         try:
             page = await asyncio.to_thread(read_dead_letters, ui.config, start, PAGE_SIZE)
-        except EverflowError as e:
+        except (EverflowError, KafkaException) as e:
             failed: dict[str, Any] = {"page": "dead_letters", "error": str(e)}
             failed.update(letters=[], listing=None)
             return ui.page(request, "dead_letters.html", failed)
@@ -99,7 +100,7 @@ def routes(ui: Ui) -> list[BaseRoute]:
             ok, message = True, f"Dead letter {partition}/{offset} re-published as {to}."
             log.info("dead letter re-published partition=%d offset=%d to=%s", partition, offset,
                      to)  # fmt: skip
-        except EverflowError as e:
+        except (EverflowError, KafkaException) as e:
             ok, message = False, f"Not re-published: {e}"
         if request.headers.get(security.CSRF_HEADER):
             html = ui.fragment(request, "dead_letters_result.html", {"ok": ok, "message": message})
@@ -132,7 +133,7 @@ async def _view(ui: Ui) -> tuple[WorkersView | None, str]:
         return await asyncio.to_thread(workers_view, ui.config, 10.0), ""
     except EverflowError as e:
         return None, str(e)
-    except Exception as e:  # librdkafka's own errors (KafkaException): shown, not a 500
+    except KafkaException as e:  # librdkafka's own errors: shown (and logged), not a 500
         log.warning("reading the workers failed: %s", e)
         return None, f"Kafka did not answer: {e}"
 

@@ -235,6 +235,11 @@ def test_workers_context_splits_processors_from_runners_and_adds_reports() -> No
     assert view.to_dict()["task_queues"][1]["total"] == 5
 
 
+def test_the_dead_letters_page_refuses_a_bad_page_start() -> None:
+    response = client().get("/dead-letters?start=-1")
+    assert response.status_code == 400 and "whole number" in response.text
+
+
 def letter(value: bytes | None, source: str = "ui-test.commands") -> DeadLetter:
     headers = (("everflow.reason", b"x"), ("trace", b"abc"))
     when = datetime(2026, 1, 2, tzinfo=UTC)
