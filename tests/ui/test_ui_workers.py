@@ -65,15 +65,29 @@ def test_a_workers_partitions_are_shown_and_a_poison_record_is_re_published(
     dialog.get_by_role("button", name="Confirm").click()
     expect(letter.locator("[role=status]")).to_contain_text("re-published as")
     letter_id = letter.get_attribute("id")
+    assert letter_id is not None
+    _, partition, offset = letter_id.rsplit("-", 2)
     page.reload()
     republished = page.locator(f"#{letter_id}")
     expect(republished.locator(".republished")).to_contain_text("re-published at")
     expect(republished.get_by_role("button", name="Re-publish again")).to_be_visible()
+
+    # still poison: it comes back as a new dead letter, listed first (newest first), and
+    # says which dead letter it was re-published from
+    articles = page.locator("article.dead-letter")
+
+    def came_back() -> bool:
+        if articles.count() >= 2:
+            return True
+        page.reload()
+        return False
+
+    wait_until(came_back, timeout=60, interval=0.5, message="the re-published record is back")
+    expect(articles.first).not_to_have_id(letter_id)
+    expect(articles.first).to_contain_text(f"dead-letters/{partition}/{offset}")
     shot(page, "dead-letters-republished")
 
     # a second re-publish is refused unless forced
-    assert letter_id is not None
-    _, partition, offset = letter_id.rsplit("-", 2)
     twice = page.evaluate(
         """async (path) => (await EF.post(path, new FormData())).html""",
         f"/dead-letters/{partition}/{offset}/republish",
