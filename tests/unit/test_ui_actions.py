@@ -281,3 +281,9 @@ def test_the_dead_letters_page_shows_reason_source_and_re_publication() -> None:
     assert "ui-test.commands partition 2 offset 33" in html
     assert "re-published at 2026-01-03 00:00:00.000 UTC" in html
     assert 'name="force" value="yes"' in html and html.count("/dead-letters/1/9/republish") == 2
+
+
+def test_the_action_scripts_and_styles_are_packaged_and_name_no_other_site() -> None:
+    for name in ("actions.js", "actions.css"):
+        body = client().get(f"/static/{name}").text
+        assert body and "http://" not in body and "https://" not in body
