@@ -23,6 +23,11 @@ def event_to_json(event: HistoryEvent, converter: DataConverter) -> dict[str, An
     }
 
 
+def record_to_json(record: Any, converter: DataConverter) -> Any:
+    """Any wire record (a command, a task, ...) as plain JSON-able data, payloads decoded."""
+    return _plain(record, converter)
+
+
 def _plain(value: Any, converter: DataConverter) -> Any:
     if isinstance(value, Payload):
         try:
