@@ -7,7 +7,6 @@ stop with the broker."""
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -128,8 +127,7 @@ def _beside(bootstrap: str, args: argparse.Namespace) -> Iterator[list[str]]:
         if args.worker:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "worker", args.worker,
-                 "--task-queue", args.task_queue],
-                env={**os.environ, "EVERFLOW_BOOTSTRAP": bootstrap},
+                 "--task-queue", args.task_queue, "--bootstrap", bootstrap],
             )
             lines.append(f"  worker     {args.worker} on {args.task_queue} (pid {worker.pid})")
         if args.ui:
