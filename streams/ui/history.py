@@ -15,12 +15,14 @@ import orjson
 
 from streams.errors import PayloadDecodeError
 from streams.payload import ENCODING, DataConverter, Payload
+from streams.ui.context import format_millis
 from streams.visibility.history_fold import CLOSES
 from streams.wire.events import (
     ActivityAttemptFailed,
     ActivityCanceled,
     ActivityCompleted,
     ActivityFailed,
+    ActivityRetried,
     ActivityScheduled,
     ActivityStarted,
     ChildWorkflowClosed,
@@ -113,7 +115,7 @@ def blocked(events: list[HistoryEvent]) -> Blocked | None:
         a = event.attributes
         if isinstance(a, WorkflowBlocked):
             found = Blocked(a.reason, a.failure)
-        elif isinstance(a, WorkflowUnblocked | CLOSES):
+        elif isinstance(a, (WorkflowUnblocked, *CLOSES)):
             found = None
     return found
 
@@ -242,26 +244,28 @@ def compact(events: list[HistoryEvent]) -> list[CompactRow]:
             case ActivityScheduled():
                 r = row("activity", a.activity_id, a.activity_type, event)
                 r.steps.append("scheduled")
-            case ActivityStarted():
+            case ActivityStarted() | ActivityRetried():
                 r = row("activity", a.activity_id, "", event)
-                r.steps.append(f"started #{a.attempt}")
+                verb = "started" if isinstance(a, ActivityStarted) else "retried"
+                r.steps.append(f"{verb} #{a.attempt}")
                 r.attempts = max(r.attempts, a.attempt)
             case ActivityAttemptFailed():
                 r = row("activity", a.activity_id, "", event)
                 r.steps.append(f"failed #{a.attempt}")
                 r.failure = a.failure.message
-            case ActivityCompleted():
+                r.attempts = max(r.attempts, a.attempt)
+            case ActivityCompleted() | ActivityFailed() | ActivityCanceled():
                 r = row("activity", a.activity_id, "", event)
-                r.steps.append("completed")
-                r.state = "completed"
-            case ActivityFailed():
-                r = row("activity", a.activity_id, "", event)
-                r.steps.append("failed")
-                r.state, r.failure = "failed", a.failure.message
-            case ActivityCanceled():
-                r = row("activity", a.activity_id, "", event)
-                r.steps.append("canceled")
-                r.state = "canceled"
+                r.attempts = max(r.attempts, a.attempt)
+                if isinstance(a, ActivityCompleted):
+                    r.steps.append("completed")
+                    r.state = "completed"
+                elif isinstance(a, ActivityFailed):
+                    r.steps.append("failed")
+                    r.state, r.failure = "failed", a.failure.message
+                else:
+                    r.steps.append("canceled")
+                    r.state = "canceled"
             case TimerStarted():
                 row("timer", a.timer_id, f"timer {a.timer_id}", event).steps.append("started")
             case TimerFired():
@@ -324,8 +328,9 @@ class Timeline:
 
 
 def timeline(events: list[HistoryEvent], now: int) -> Timeline:
-    """Bars over time: one per activity attempt (scheduled or retried → its end, failures
-    red) and one per timer (started → fired), each activity and timer on its own lane."""
+    """Bars over time: one per activity attempt (from its start, retry or scheduling to
+    its end; failures red) and one per timer (started to fired), each activity and timer on
+    its own lane; positions and widths in percent of the run's span."""
     spans: list[tuple[str, str, int, int | None, bool]] = []  # lane key, kind, start, end, failed
     labels: dict[str, str] = {}
     open_attempt: dict[int, int] = {}
@@ -336,15 +341,13 @@ def timeline(events: list[HistoryEvent], now: int) -> Timeline:
             case ActivityScheduled():
                 labels[f"a{a.activity_id}"] = f"{a.activity_type} #{a.activity_id}"
                 open_attempt[a.activity_id] = t
-            case ActivityStarted():
-                open_attempt.setdefault(a.activity_id, t)
+            case ActivityStarted() | ActivityRetried():
+                open_attempt[a.activity_id] = t  # the attempt really began here
             case ActivityAttemptFailed() | ActivityFailed():
-                begin = open_attempt.pop(a.activity_id, t)
+                begin = min(open_attempt.pop(a.activity_id, t), t)
                 spans.append((f"a{a.activity_id}", "activity", begin, t, True))
-                if isinstance(a, ActivityAttemptFailed):
-                    open_attempt[a.activity_id] = a.retry_at  # the next attempt's start
             case ActivityCompleted() | ActivityCanceled():
-                begin = open_attempt.pop(a.activity_id, t)
+                begin = min(open_attempt.pop(a.activity_id, t), t)
                 spans.append((f"a{a.activity_id}", "activity", begin, t, False))
             case TimerStarted():
                 labels[f"t{a.timer_id}"] = f"timer {a.timer_id}"
@@ -417,6 +420,8 @@ def summary(data: dict[str, Any], limit: int = 160) -> str:
             continue
         if isinstance(value, dict) and "message" in value:
             value = value["message"]
+        elif name.endswith("_at") and isinstance(value, int):
+            value = format_millis(value)
         text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
         parts.append(f"{name}={text}")
     line = " ".join(parts)

@@ -250,7 +250,14 @@ class RunPages:
             nonlocal seen
             pinged = time.monotonic()
             yield ": listening\n\n"
+            closed = facts.status not in ("Running", "Blocked")
             while not await request.is_disconnected():
+                if closed:  # a closed run gets no more events: keep the stream, stop reading
+                    if time.monotonic() - pinged > LIVE_PING:
+                        yield ": ping\n\n"
+                        pinged = time.monotonic()
+                    await asyncio.sleep(LIVE_POLL)
+                    continue
                 events = await self.loader.events(facts, seen + 1, MAX_PAGE)
                 if events:
                     seen = events[-1].event_id
@@ -258,6 +265,7 @@ class RunPages:
                     yield _message("history", self.history_message(events, seen))
                     view = await self.loader.view(facts)
                     facts.status = view.status
+                    closed = not view.open
                     yield _message("swap", self.swaps(request, view))
                     pinged = time.monotonic()
                 elif time.monotonic() - pinged > LIVE_PING:
@@ -282,6 +290,7 @@ class RunPages:
             ("run-summary", "run_summary.html"),
             ("run-pending", "run_pending.html"),
             ("run-waits", "run_waits.html"),
+            ("run-actions", "run_actions.html"),
         ]
         if not view.open:
             context["current"] = CurrentLine(None, recorded_location(view.events), "")

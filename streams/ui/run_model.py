@@ -331,6 +331,8 @@ def build_view(
     )
     last = events[-1].attributes if events else None
     result = failure = None
+    if status not in ("Running", "Blocked") and facts.close_time is None and events:
+        facts.close_time = events[-1].time  # closed since the index (or processor) said
     if isinstance(last, WorkflowCompleted):
         result = show_payload(converter, last.result)
     elif isinstance(last, WorkflowFailed):

@@ -84,7 +84,10 @@
   const setLength = (n) => {
     const follow = atEnd();
     length = n;
-    if (list) list.canvas.style.height = `${length * ROW}px`;
+    if (list) {
+      list.canvas.style.height = `${length * ROW}px`;
+      list.viewport.style.height = `${Math.min(length * ROW + 2, Math.round(window.innerHeight * 0.6))}px`;
+    }
     const count = document.getElementById("history-count");
     if (count) count.textContent = String(length);
     if (list) list.summary.textContent = `${length} events`;
