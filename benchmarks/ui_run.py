@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import tempfile
 import threading
@@ -25,6 +24,7 @@ from benchmarks.setup import bench_config
 from processors.visibility.projector import Projector
 from streams import kafka
 from streams.dev.broker import provision_broker
+from streams.errors import VisibilityUnavailableError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics
 from streams.payload import to_payload
@@ -91,15 +91,30 @@ def index_run(config: KafkaConfig, url: str, run_id: str, events: int) -> None:
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            if Path(url.removeprefix("sqlite://")).exists():
-                found = open_store(url, create=False).describe_run(run_id)
-                if found is not None and found.history_length >= events:
-                    return
+            try:
+                store = open_store(url, create=False)
+            except VisibilityUnavailableError:  # the projector has not created it yet
+                time.sleep(0.2)
+                continue
+            try:
+                found = store.describe_run(run_id)
+            finally:
+                store.close()
+            if found is not None and found.history_length >= events:
+                return
             time.sleep(0.2)
         raise RuntimeError("the projector did not index the run within 5 minutes")
     finally:
         stop.set()
         thread.join(30)
+
+
+def rss_mib() -> float:
+    """This process's resident memory now (Linux), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def timed_get(url: str) -> tuple[float, float, int]:
@@ -127,13 +142,14 @@ def main() -> None:
         began = time.perf_counter()
         index_run(config, url, run, args.events)
         indexed = time.perf_counter() - began
+        before = rss_mib()
         server = UiServer(config, UiSettings(port=0, visibility=url))
         address = server.start()
         try:
             rows = measure(address, wf, run, args.events, args.repeat)
+            serving = rss_mib()
         finally:
             server.stop()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"run of {args.events:,} events: written in {written:.1f} s, indexed in {indexed:.1f} s")
     print(f"{'what':<34} {'median ms':>10} {'max ms':>10} {'bytes':>10}")
     for name, times, size in rows:
@@ -141,7 +157,11 @@ def main() -> None:
             f"{name:<34} {statistics.median(times) * 1000:>10.1f} {max(times) * 1000:>10.1f}"
             f" {size:>10,}"
         )
-    print(f"peak RSS of this process (UI server in it): {rss:.0f} MiB")
+    print(
+        f"RSS of this process: {before:.0f} MiB before the UI server started (writer and"
+        f" projector done), {serving:.0f} MiB after serving the requests above"
+        f" (+{serving - before:.0f} MiB)"
+    )
     print(f"settings: repeat={args.repeat} partitions=4 index=SQLite")
 
 

@@ -124,12 +124,15 @@ class RunPages:
         facts = await self._facts(request)
         view_name = request.query_params.get("view", "table")
         view_name = view_name if view_name in VIEWS else "table"
-        view, children = await asyncio.gather(self.loader.view(facts), self.loader.children(facts))
-        current = await self.current_line(view)
         first = _int(request.query_params.get("from"), 1)
-        first = min(max(1, first), max(1, view.history_length))
+        first = min(max(1, first), max(1, facts.history_length))
         first -= (first - 1) % PAGE_SIZE
-        table = await self.loader.events(facts, first, PAGE_SIZE)
+        view, children, table = await asyncio.gather(
+            self.loader.view(facts),
+            self.loader.children(facts),
+            self.loader.events(facts, first, PAGE_SIZE),
+        )
+        current = await self.current_line(view)
         now = int(time.time() * 1000)
         context = {
             **self.run_context(view, current),

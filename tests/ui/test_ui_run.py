@@ -1,8 +1,9 @@
 """The run page in a real browser, on a real broker with real workers: a retried activity
 shows its attempt of its budget and its last failure, a sleeping run shows the line of code
 it waits on (from the running code, and as recorded when no worker is up), a run that
-closes while its page is open shows it without a reload, and a 50,000-event history opens
-and scrolls to its last event."""
+closes while its page is open shows it without a reload, its history downloads as JSON
+lines and Avro that replay reads back, and a 50,000-event history opens and scrolls to its
+last event."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from playwright.sync_api import expect
 from benchmarks.ui_run import write_long_history
 from processors.visibility.projector import Projector
 from streams import Client
+from streams.cli.history import read_history_file
 from tests.helpers import wait_until
 from tests.integration.workers import WorkerProcesses, with_client
 from tests.ui.conftest import RunningUi, shot
@@ -39,7 +42,7 @@ def start(ui: RunningUi, workflow: str, arg: Any, workflow_id: str) -> str:
 
 
 def test_run_page_shows_attempts_the_current_line_and_a_close_without_reload(
-    ui: RunningUi, workers: WorkerProcesses, page: Any
+    ui: RunningUi, workers: WorkerProcesses, page: Any, tmp_path: Path
 ) -> None:
     worker = workers.start("run-page", APP, task_queue="default")
     start(ui, "FlakyCharge", 42, "charge-1")
@@ -73,7 +76,7 @@ def test_run_page_shows_attempts_the_current_line_and_a_close_without_reload(
     shot(page, "run-current-line")
 
     # a run that closes while its page is open: the page shows it, no reload
-    start(ui, "Sleeper", 4, "sleeper-short")
+    short_run = start(ui, "Sleeper", 4, "sleeper-short")
     page.goto(ui.url("/runs/sleeper-short"))
     expect(page.locator("#run-status")).to_have_text("Running")
     page.evaluate("window.keptAcrossUpdates = 'yes'")
@@ -82,6 +85,15 @@ def test_run_page_shows_attempts_the_current_line_and_a_close_without_reload(
     expect(page.locator("#history-count")).to_have_text("4")  # started, timer, fired, done
     assert page.evaluate("window.keptAcrossUpdates") == "yes"
     shot(page, "run-closed-live")
+
+    # both downloads are histories `everflow replay` reads back
+    for ext in ("jsonl", "avro"):
+        url = ui.url(f"/runs/sleeper-short/{short_run}/history.{ext}")
+        with urllib.request.urlopen(url, timeout=30) as response:
+            (tmp_path / f"h.{ext}").write_bytes(response.read())
+        (events,) = read_history_file(tmp_path / f"h.{ext}")
+        assert [e.event_id for e in events] == [1, 2, 3, 4]
+        assert type(events[-1].attributes).__name__ == "WorkflowCompleted"
 
     # no worker: the location recorded with the timer, and the source around it
     workers.kill(worker)
