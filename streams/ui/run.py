@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from streams.errors import EverflowError, QueryError, RPCTimeoutError, WorkflowNotFoundError
+from streams.errors import EverflowError, RPCTimeoutError
 from streams.ui.context import Ui
 from streams.ui.history import (
     Frame,
@@ -127,12 +127,16 @@ class RunPages:
         first = _int(request.query_params.get("from"), 1)
         first = min(max(1, first), max(1, facts.history_length))
         first -= (first - 1) % PAGE_SIZE
+        # asked at once, beside the reads: a run with no worker up costs the query's timeout
+        asked = None
+        if facts.status in ("Running", "Blocked"):
+            asked = asyncio.create_task(self.ask_stack(facts))
         view, children, table = await asyncio.gather(
             self.loader.view(facts),
             self.loader.children(facts),
             self.loader.events(facts, first, PAGE_SIZE),
         )
-        current = await self.current_line(view)
+        current = await self.current_line(view, asked)
         now = int(time.time() * 1000)
         context = {
             **self.run_context(view, current),
@@ -167,20 +171,32 @@ class RunPages:
             "duration": _duration(f.start_time, f.close_time),
         }
 
-    async def current_line(self, view: RunView) -> CurrentLine:
-        """The stack query (short timeout) when the run is open, else the recorded line."""
-        recorded = recorded_location(view.events)
-        if not view.open:
-            return CurrentLine(None, recorded, "")
-        handle = self.ui.client.get_workflow_handle(view.facts.workflow_id, view.facts.run_id)
+    async def ask_stack(self, facts: RunFacts) -> tuple[str, str]:
+        """The stack query's answer, or "" and why there is none (short timeout)."""
+        handle = self.ui.client.get_workflow_handle(facts.workflow_id, facts.run_id)
         try:
             text = await handle.query(STACK_QUERY, timeout=STACK_TIMEOUT)
         except RPCTimeoutError:
-            return CurrentLine(None, recorded, "no worker answered the stack query")
-        except (QueryError, WorkflowNotFoundError, EverflowError) as e:
-            return CurrentLine(None, recorded, str(e))
-        stack = parse_stack(text if isinstance(text, str) else "")
-        return CurrentLine(stack or None, recorded, "" if stack else "the code waits nowhere")
+            return "", "no worker answered the stack query"
+        except EverflowError as e:  # QueryError, WorkflowNotFoundError, a rejection
+            return "", str(e)
+        return (text if isinstance(text, str) else ""), ""
+
+    async def current_line(
+        self, view: RunView, asked: asyncio.Task[tuple[str, str]] | None
+    ) -> CurrentLine:
+        """The stack query's frames when the run is open and a worker answers, else the
+        location recorded with the run's latest command."""
+        recorded = recorded_location(view.events)
+        if not view.open:
+            if asked is not None:
+                asked.cancel()
+            return CurrentLine(None, recorded, "")
+        text, error = await (asked if asked is not None else self.ask_stack(view.facts))
+        stack = parse_stack(text)
+        if not stack:
+            return CurrentLine(None, recorded, error or "the code waits nowhere")
+        return CurrentLine(stack, recorded, "")
 
     # ---- history --------------------------------------------------------------------------------
     async def history_api(self, request: Request) -> Response:

@@ -15,12 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import TopicPartition
 from playwright.sync_api import expect
 
 from benchmarks.ui_run import write_long_history
 from processors.visibility.projector import Projector
-from streams import Client
+from streams import Client, kafka
 from streams.cli.history import read_history_file
+from streams.kafka.topics import Topics
+from streams.settings import visibility_url
+from streams.visibility.store import open_store
+from streams.wire import wire
 from tests.helpers import wait_until
 from tests.integration.workers import WorkerProcesses, with_client
 from tests.ui.conftest import RunningUi, shot
@@ -126,6 +131,22 @@ def test_a_50000_event_history_opens_and_scrolls_to_its_last_event(
     finally:
         stop.set()
         thread.join(30)
+
+    # the projector kept where each page of 200 events starts: the last one is event 49801
+    store = open_store(visibility_url(ui.config.topic_prefix, None), create=False)
+    try:
+        last_page = store.history_page("run-long-1")
+    finally:
+        store.close()
+    assert last_page is not None and last_page.first_event_id == 49_801
+    consumer = kafka.consumer(ui.config)
+    try:
+        topic = Topics(ui.config.topic_prefix).history
+        consumer.assign([TopicPartition(topic, last_page.partition, last_page.offset)])
+        msg = wait_until(lambda: consumer.poll(0.5), timeout=30)
+        assert wire().event.decode(msg.value()).event_id == 49_801
+    finally:
+        consumer.close()
 
     page.goto(ui.url("/runs/long-run/run-long-1"))
     expect(page.locator("#run-status")).to_have_text("Completed")

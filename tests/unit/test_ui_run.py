@@ -294,3 +294,28 @@ def test_the_run_page_renders_its_cards_from_a_model() -> None:
     assert "Recorded when the run scheduled timer 1" in html
     assert 'role="status">Signal sent' in html
     assert 'id="run-actions"' in html
+
+
+def test_a_blocked_run_with_an_encrypted_input_renders_its_reason_and_no_error() -> None:
+    ui = Ui(KafkaConfig(bootstrap="127.0.0.1:1", topic_prefix="t."), UiSettings(port=0))
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": [],
+                       "query_string": b""})  # fmt: skip
+    sealed = Payload(b"\x01" * 32, {"encoding": b"binary/encrypted"})
+    events = history(
+        WorkflowStarted("Transfer", "q", [sealed], "cmd"),
+        WorkflowBlocked("non-determinism", failure("replayed TimerStarted at event 2")),
+    )
+    view = build_view(facts(), events, False, DataConverter())
+    assert view.status == "Blocked"
+    context = {
+        **RunPages(ui).run_context(view, CurrentLine(None, None, "no worker")),
+        "page": "run", "view_name": "compact", "children": [], "rows": [], "first": 1,
+        "page_size": 200, "compact": compact(events), "timeline": None, "done": "",
+        "error": "the run is not running",
+    }  # fmt: skip
+    html = ui.render(request, "run.html", context)
+    assert "encrypted or undecodable payload (encoding: binary/encrypted, 32 bytes)" in html
+    assert 'id="blocked-reason">non-determinism' in html
+    assert "ConnectionError: replayed TimerStarted at event 2" in html  # its stack
+    assert 'role="alert">the run is not running' in html
+    assert 'class="status status-blocked"' in html
