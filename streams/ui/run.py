@@ -57,6 +57,7 @@ MAX_PAGE = 1000
 
 def routes(ui: Ui) -> list[BaseRoute]:
     pages = RunPages(ui)
+    ui.on_close(pages.loader.reader.close)
     return [
         Route("/runs/{workflow_id}", pages.latest),
         Route("/runs/{workflow_id}/{run_id}", pages.run_page),
@@ -277,7 +278,11 @@ class RunPages:
                         pinged = time.monotonic()
                     await asyncio.sleep(LIVE_POLL)
                     continue
-                events = await self.loader.events(facts, seen + 1, MAX_PAGE)
+                length = await self.loader.length_now(facts)
+                events = []
+                if length > seen:
+                    size = min(length - seen, MAX_PAGE)
+                    events = await self.loader.events(facts, seen + 1, size, length)
                 if events:
                     seen = events[-1].event_id
                     facts.history_length = max(facts.history_length, seen)

@@ -283,11 +283,23 @@ class RunLoader:
     async def records(
         self, facts: RunFacts, first: int, size: int, last: int | None = None
     ) -> list[tuple[int, bytes]]:
-        """The run's records with event IDs first..first+size-1 (what is written of them)."""
+        """The run's records with event IDs first..first+size-1, up to `last` (default: the
+        run's history length as known, so a read never scans past the run's last event to
+        the partition's end; events written since are read once the index has them)."""
+        if last is None and facts.history_length > 0:
+            last = facts.history_length
         start = await self.start_for(facts, first)
         return await asyncio.to_thread(
             self.reader.read, facts.workflow_id, facts.run_id, start, first, size, last
         )
+
+    async def length_now(self, facts: RunFacts) -> int:
+        """The run's history length now: the index's, else its processor's."""
+        e = await self.indexed(facts.run_id)
+        if e is not None:
+            return e.history_length
+        d = await self.described(facts.workflow_id, facts.run_id)
+        return facts.history_length if d is None else d.history_length
 
     async def events(
         self, facts: RunFacts, first: int, size: int, last: int | None = None
