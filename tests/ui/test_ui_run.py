@@ -110,7 +110,7 @@ def test_run_page_shows_attempts_the_current_line_and_a_close_without_reload(
 
 
 def test_a_50000_event_history_opens_and_scrolls_to_its_last_event(
-    ui: RunningUi, page: Any
+    ui: RunningUi, page: Any, browser: Any
 ) -> None:
     write_long_history(ui.config, "long-run", "run-long-1", 50_000)
     stop = threading.Event()
@@ -161,3 +161,17 @@ def test_a_50000_event_history_opens_and_scrolls_to_its_last_event(
     last.click()
     expect(page.locator(".vdetail")).to_contain_text('"event_id": 50000')
     shot(page, "run-long-history-end")
+
+    # without JavaScript the table pages with plain links
+    plain = browser.new_context(java_script_enabled=False)
+    try:
+        tab = plain.new_page()
+        tab.goto(ui.url("/runs/long-run/run-long-1"))
+        expect(tab.locator("table.events tbody tr")).to_have_count(200)
+        tab.get_by_role("link", name="Last").click()
+        expect(tab.locator("table.events tbody tr").last).to_contain_text("50000")
+        expect(tab.locator(".pager")).to_contain_text("of 50000")
+        expect(tab.locator(".pager")).to_contain_text("Events 49801")
+        shot(tab, "run-long-history-no-js")
+    finally:
+        plain.close()
