@@ -160,9 +160,7 @@ def parse_stack(text: str) -> list[list[Frame]]:
         for line in block.splitlines():
             match = _FRAME.match(line)
             if match:
-                frames.append(
-                    Frame(match["file"], int(match["line"]), match["function"])
-                )
+                frames.append(Frame(match["file"], int(match["line"]), match["function"]))
             elif frames and line.startswith("    "):
                 last = frames[-1]
                 frames[-1] = Frame(last.file, last.line, last.function, line.strip())
@@ -193,9 +191,7 @@ def recorded_location(events: list[HistoryEvent]) -> RecordedLocation | None:
         if isinstance(a, TimerStarted) and a.source is not None:
             return RecordedLocation(event.event_id, f"timer {a.timer_id}", a.source)
         if isinstance(a, ChildWorkflowInitiated) and a.source is not None:
-            return RecordedLocation(
-                event.event_id, f"child workflow {a.workflow_type!r}", a.source
-            )
+            return RecordedLocation(event.event_id, f"child workflow {a.workflow_type!r}", a.source)
     return None
 
 

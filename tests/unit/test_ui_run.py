@@ -55,9 +55,7 @@ HERE = SourceLocation(__file__, 30, "run")
 
 
 def history(*attributes: EventAttributes, step: int = 1000) -> list[HistoryEvent]:
-    return [
-        HistoryEvent("wf-1", "r-1", i + 1, T0 + i * step, a) for i, a in enumerate(attributes)
-    ]
+    return [HistoryEvent("wf-1", "r-1", i + 1, T0 + i * step, a) for i, a in enumerate(attributes)]
 
 
 def scheduled(activity_id: int = 1, maximum: int = 100) -> ActivityScheduled:
