@@ -64,6 +64,7 @@ def test_run_page_shows_attempts_the_current_line_and_a_close_without_reload(
     page.get_by_role("link", name="Compact").click()
     steps = "scheduled → failed #1 → retried #2 → failed #2"
     expect(page.locator("table.compact")).to_contain_text(steps)
+    shot(page, "run-compact")
     page.get_by_role("link", name="Timeline").click()
     expect(page.locator(".timeline .bar-failed")).to_have_count(2)
     shot(page, "run-timeline")
