@@ -15,6 +15,7 @@ from typing import assert_never
 
 from streams.visibility.query import is_attribute_name
 from streams.visibility.records import ActivityRow, RunRow
+from streams.visibility.schema import PAGE_EVENTS
 from streams.wire.events import (
     ActivityAttemptFailed,
     ActivityCanceled,
@@ -86,6 +87,15 @@ def fold(row: RunRow | None, event: HistoryEvent) -> RunRow | None:
         return row
     changed = _apply(row, event)
     return replace(changed, last_event_id=event.event_id)
+
+
+def starts_page(before: RunRow | None, after: RunRow | None, event: HistoryEvent) -> bool:
+    """Whether `event`, folded from `before` into `after`, starts a page of its run's history
+    (events 1, 1 + PAGE_EVENTS, …): only an event the fold applied, so a re-read never adds
+    a page twice nor one of a run the index does not keep."""
+    if after is None or (before is not None and event.event_id <= before.last_event_id):
+        return False
+    return (event.event_id - 1) % PAGE_EVENTS == 0
 
 
 def attribute_types(event: HistoryEvent) -> dict[str, SearchAttributeType]:

@@ -28,12 +28,12 @@ from typing import IO, Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
-from processors.visibility.fold import attribute_types, fold
+from processors.visibility.fold import attribute_types, fold, starts_page
 from streams import kafka
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.settings import VisibilitySettings, visibility_url
-from streams.visibility.records import RunRow
+from streams.visibility.records import HistoryPage, RunRow
 from streams.visibility.store import Store, open_store
 from streams.wire import wire
 from streams.wire.events import HistoryEvent
@@ -296,6 +296,7 @@ class Projector:
         rows: dict[str, RunRow | None] = dict(store.load_rows({e.run_id for _, e in events}))
         changed: dict[str, RunRow] = {}
         types: dict[str, SearchAttributeType] = {}
+        pages: list[HistoryPage] = []
         for msg, event in events:
             before = rows.get(event.run_id)
             try:
@@ -304,13 +305,18 @@ class Projector:
             except ValueError as e:  # a search attribute value that is not JSON
                 self._dead_letter(producer, msg, f"history event cannot be indexed: {e}")
                 continue
+            if starts_page(before, after, event):
+                _, partition, offset = kafka.where(msg)
+                pages.append(HistoryPage(event.run_id, event.event_id, partition, offset))
             if after is not None and after is not before:
                 rows[event.run_id] = changed[event.run_id] = after
             types.update((n, t) for n, t in seen.items() if n not in self._known_types)
         # dead letters are durable before the offsets move past them
         producer.flush(30)
         self._batches += 1
-        store.write_batch(list(changed.values()), types, offsets, self._fault_hook())
+        store.write_batch(
+            list(changed.values()), types, offsets, self._fault_hook(), pages=pages
+        )
         self._known_types.update(types)
         self._applied(messages, offsets)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +50,7 @@ class Ui:
         self._client: Client | None = None
         self._store: Store | None = None
         self._lock = threading.Lock()
+        self._closers: list[Callable[[], None]] = []
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("streams.ui", "templates"),
             autoescape=True,
@@ -69,7 +70,14 @@ class Ui:
             )
         )
 
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Calls `closer` (blocking, in a thread) when the server stops: a page's own
+        resources, e.g. Kafka consumers it keeps."""
+        self._closers.append(closer)
+
     async def close(self) -> None:
+        for closer in self._closers:
+            await asyncio.to_thread(closer)
         client, self._client = self._client, None
         if client is not None:
             await asyncio.to_thread(client.close)

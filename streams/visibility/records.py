@@ -114,6 +114,16 @@ class WorkflowCount:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Where a page of a run's history starts: its first event's ID and record's place."""
+
+    run_id: str
+    first_event_id: int
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class IndexLag:
     """How far the index is behind `history`: records per partition, and the age of the
     oldest record not yet applied (0 when caught up)."""

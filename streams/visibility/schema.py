@@ -7,6 +7,9 @@ order. Both dialects get the same columns; instants and durations are epoch mill
 - `runs`: one row per run, the columns the filter language reads (see `query.BUILTINS`).
 - `search_attribute_types`: each custom search attribute's `SearchAttributeType`.
 - `pending_activities`: each run's activities scheduled and not yet closed.
+- `history_pages`: where each page of a run's history starts in the `history` topic (one
+  row per `PAGE_EVENTS` events: the page's first event ID, partition and offset), so a page
+  of a long history is read by seeking there, never by reading the whole run.
 - `offsets`: the next history offset to fold, per partition, written in the same
   transaction as the rows it produced.
 """
@@ -16,6 +19,9 @@ from __future__ import annotations
 from typing import Literal
 
 Dialect = Literal["sqlite", "postgresql"]
+
+PAGE_EVENTS = 200
+"""Events per row of `history_pages`: events 1, 201, 401, … of a run each start a page."""
 
 _RUNS = """CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -49,6 +55,13 @@ _TABLES = (
     last_failure TEXT,
     next_retry_time BIGINT,
     PRIMARY KEY (run_id, activity_id)
+)""",
+    """CREATE TABLE IF NOT EXISTS history_pages (
+    run_id TEXT NOT NULL,
+    first_event_id BIGINT NOT NULL,
+    partition INTEGER NOT NULL,
+    record_offset BIGINT NOT NULL,
+    PRIMARY KEY (run_id, first_event_id)
 )""",
     """CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT NOT NULL,

@@ -4,12 +4,13 @@
     store = open_store("postgresql://everflow@db:5432/everflow")          # psycopg, lazily
 
 Both dialects have the same tables and columns (`runs`, `pending_activities`,
-`search_attribute_types`, `offsets`); PostgreSQL keeps search attributes as JSONB with a GIN
-index. SQLite runs in WAL mode with a busy timeout, so readers never block the projector.
-The projector (`processors.visibility`) writes a batch of rows and the Kafka offsets it
-consumed in one transaction (`write_batch`); the client reads (`list_runs`, `count_runs`,
-`describe_run`). SQL text here is this module's own: a filter's WHERE and ORDER BY come
-from `streams.visibility.query` with the values as parameters.
+`search_attribute_types`, `history_pages`, `offsets`); PostgreSQL keeps search attributes as
+JSONB with a GIN index. SQLite runs in WAL mode with a busy timeout, so readers never block
+the projector. The projector (`processors.visibility`) writes a batch of rows and the Kafka
+offsets it consumed in one transaction (`write_batch`); the client reads (`list_runs`,
+`count_runs`, `describe_run`), the Web UI also `history_page` (where a page of a run's history
+starts). SQL text here is this module's own: a filter's WHERE and ORDER BY come from
+`streams.visibility.query` with the values as parameters.
 
 Raises VisibilityUnavailableError when the store is missing or cannot be reached.
 """
@@ -32,6 +33,7 @@ from streams.visibility import schema
 from streams.visibility.query import DEFAULT_ORDER
 from streams.visibility.records import (
     ActivityRow,
+    HistoryPage,
     PendingActivity,
     RunRow,
     WorkflowCount,
@@ -264,7 +266,8 @@ class Store:
     def clear(self) -> None:
         """Empties every table (a rebuild starts from the beginning of `history`)."""
         with self.transaction() as conn:
-            for table in ("runs", "pending_activities", "search_attribute_types", "offsets"):
+            tables = ("runs", "pending_activities", "search_attribute_types", "history_pages")
+            for table in (*tables, "offsets"):
                 conn.execute(f"DELETE FROM {table}")  # names from this module, not input
         self._types = None
 
@@ -322,9 +325,12 @@ class Store:
         types: Mapping[str, SearchAttributeType],
         offsets: Mapping[tuple[str, int], int],
         before_commit: Callable[[], None] | None = None,
+        *,
+        pages: Sequence[HistoryPage] = (),
     ) -> None:
-        """Writes the changed rows, newly seen attribute types and the next offsets per
-        partition in ONE transaction: the index and what it has consumed never disagree.
+        """Writes the changed rows, newly seen attribute types, the history pages started and
+        the next offsets per partition in ONE transaction: the index and what it has consumed
+        never disagree.
 
         An offset only moves forward (a projector that lost its partition cannot move it
         back). `before_commit` runs inside the transaction, after every write (a test hook).
@@ -338,6 +344,15 @@ class Store:
                         " ON CONFLICT (name) DO NOTHING"
                     ),
                     [(name, str(t)) for name, t in types.items()],
+                )
+            if pages:
+                conn.cursor().executemany(
+                    self._sql(
+                        "INSERT INTO history_pages (run_id, first_event_id, partition,"
+                        " record_offset) VALUES (?, ?, ?, ?)"
+                        " ON CONFLICT (run_id, first_event_id) DO NOTHING"
+                    ),
+                    [(p.run_id, p.first_event_id, p.partition, p.offset) for p in pages],
                 )
             conn.cursor().executemany(
                 self._sql(
@@ -466,6 +481,25 @@ class Store:
             )
             for aid, atype, attempt, maximum, failure, retry in rows
         )
+
+
+    def history_page(self, run_id: str, event_id: int | None = None) -> HistoryPage | None:
+        """The page of the run's history that holds `event_id` (None: its last page), or
+        None when the index has no page of the run (a run indexed before pages were kept)."""
+        sql = (
+            "SELECT first_event_id, partition, record_offset FROM history_pages"
+            " WHERE run_id = ?{} ORDER BY first_event_id DESC LIMIT 1"
+        )
+        if event_id is None:
+            rows = self._rows(self._sql(sql.format("")), (run_id,))
+        else:
+            rows = self._rows(
+                self._sql(sql.format(" AND first_event_id <= ?")), (run_id, event_id)
+            )
+        if not rows:
+            return None
+        first, partition, offset = rows[0]
+        return HistoryPage(run_id, int(first), int(partition), int(offset))
 
 
 def _run_values(r: RunRow) -> tuple[object, ...]:
