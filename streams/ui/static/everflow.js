@@ -2,7 +2,8 @@
 // library, nothing fetched at run time. Pages work without it; it adds:
 // - live parts: an element with data-live="URL" listens to server-sent events there; an
 //   event "swap" carries {"id", "html"} (or a list of them) and replaces that element,
-//   "append" adds html at the end of the element with that id;
+//   "append" adds html at the end of the element with that id; inside a replaced element,
+//   a non-empty element with data-keep and an id keeps its content;
 // - countdowns: data-countdown-to="<epoch ms>" reads "in 12 s", then "due";
 // - confirmations: a form with data-confirm="question" asks first (a <dialog>); with
 //   data-result="ID" it is sent in the background and the answer shown in that element;
@@ -21,10 +22,48 @@ const EF = (() => {
     return template.content;
   };
 
+  // A live swap never wipes what the user is reading: an element marked data-keep (an
+  // action's answer, say) keeps its content in the new HTML when an element with its id is
+  // there.
+  const carry = (old, content) => {
+    old.querySelectorAll("[data-keep][id]").forEach((kept) => {
+      if (!kept.innerHTML.trim()) return;
+      const twin = content.querySelector(`#${CSS.escape(kept.id)}`);
+      if (!twin) return;
+      twin.innerHTML = kept.innerHTML;
+      twin.className = kept.className;
+    });
+  };
+
+  // Nor does it throw away what the user is typing: while a field inside the element has
+  // focus or holds an edit, the swap waits (the newest HTML is kept) until the field is
+  // left unedited or its form was sent.
+  const busy = (el) => {
+    const active = document.activeElement;
+    if (active && el.contains(active) && active.matches("input, textarea, select")) return true;
+    return Array.from(el.querySelectorAll("input:not([type=hidden]), textarea"))
+      .some((field) => field.value !== field.defaultValue);
+  };
+
+  const flush = (el, force) => {
+    const holder = el && el.closest ? el.closest("[data-pending-swap]") : null;
+    if (!holder || (!force && busy(holder))) return;
+    const html = holder.efPending;
+    holder.removeAttribute("data-pending-swap");
+    holder.efPending = null;
+    replace(holder.id, html);
+  };
+
   const replace = (id, html) => {
     const old = document.getElementById(id);
     if (!old) return;
+    if (busy(old)) {
+      old.efPending = html;
+      old.setAttribute("data-pending-swap", "");
+      return;
+    }
     const content = parse(html);
+    carry(old, content);
     const fresh = content.firstElementChild;
     old.replaceWith(content);
     if (fresh) enhance(fresh);
@@ -132,6 +171,10 @@ const EF = (() => {
   };
 
   document.addEventListener("submit", onSubmit);
+  document.addEventListener("focusout", (e) => setTimeout(() => flush(e.target, false), 0));
+  document.addEventListener("ef:done", (e) => {
+    if (e.detail && e.detail.ok) flush(e.target, true);
+  });
   document.addEventListener("DOMContentLoaded", () => {
     enhance(document.body);
     setInterval(tick, 1000);
