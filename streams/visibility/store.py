@@ -460,6 +460,12 @@ class Store:
             )
 
     # ---- the reader's side --------------------------------------------------------------------
+    def change_mark(self) -> int:
+        """A number that grows each time the projector commits a batch (the offsets it has
+        consumed, summed): cheap to ask every second, to tell whether lists may have changed."""
+        ((total,),) = self._rows("SELECT COALESCE(SUM(next_offset), 0) FROM offsets")
+        return int(total)
+
     def attribute_types(self) -> dict[str, SearchAttributeType]:
         """Every custom search attribute the index has seen, with its type."""
         if self._types is None:
