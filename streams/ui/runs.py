@@ -188,35 +188,18 @@ def run_link(run: WorkflowExecution) -> str:
 
 def render_context(view: RunsView, listing: Listing | None, error: str = "") -> dict[str, Any]:
     """What the page's templates need (the whole page and the swapped parts alike)."""
-    sorted_by = current_sort(view)
-    headings = []
-    for name, label in COLUMNS:
-        descending = sorted_by is not None and sorted_by == (name, True)
-        ascending = sorted_by is not None and sorted_by == (name, False)
-        toggled = name if descending else f"-{name}"
-        aria = "descending" if descending else "ascending" if ascending else "none"
-        href = view.params(sort=toggled, after="", before="")
-        headings.append({"name": name, "label": label, "href": href, "sort": aria})
-    chips = []
-    if listing is not None:
-        chips.append({"label": "All", "count": listing.matching, "current": not view.status,
-                      "status": "", "href": view.params(status="", after="", before="")})
-        for status in STATUSES:
-            chips.append({"label": status, "count": listing.counts.groups.get(status, 0),
-                          "current": view.status == status, "status": status,
-                          "href": view.params(status=status, after="", before="")})  # fmt: skip
     page = listing.page if listing is not None else RunPage([], None, None)
     paged = bool(view.after or view.before)
+    previous, after = page.previous, page.next
     return {
         "view": view,
         "error": error,
         "runs": page.runs,
-        "headings": headings,
-        "chips": chips,
+        "headings": headings(view),
+        "chips": chips(view, listing),
         "first_href": view.params(after="", before="") if paged else "",
-        "previous_href": view.params(after="", before=page.previous.encode())
-        if page.previous else "",
-        "next_href": view.params(before="", after=page.next.encode()) if page.next else "",
+        "previous_href": view.params(after="", before=previous.encode()) if previous else "",
+        "next_href": view.params(before="", after=after.encode()) if after else "",
         "run_link": run_link,
         "query": view.condition,
         "total": listing.total(view) if listing is not None else 0,
@@ -224,11 +207,43 @@ def render_context(view: RunsView, listing: Listing | None, error: str = "") -> 
         "statuses": STATUSES,
         "live_url": "/live/runs" + view.params(),
         "views": [
-            {"label": label, "href": RunsView(q=q).params(), "current": view.q == q
-             and not view.status and not view.sort}
+            {
+                "label": label,
+                "href": RunsView(q=q).params(),
+                "current": (view.q, view.status, view.sort) == (q, "", ""),
+            }
             for label, q in saved_views(datetime.now(UTC))
-        ],  # fmt: skip
+        ],
     }
+
+
+def headings(view: RunsView) -> list[dict[str, str]]:
+    """Each column's heading: its link sorts by it (descending first, then ascending)."""
+    sorted_by = current_sort(view)
+    out = []
+    for name, label in COLUMNS:
+        descending, ascending = sorted_by == (name, True), sorted_by == (name, False)
+        aria = "descending" if descending else "ascending" if ascending else "none"
+        href = view.params(sort=name if descending else f"-{name}", after="", before="")
+        out.append({"name": name, "label": label, "href": href, "sort": aria})
+    return out
+
+
+def chips(view: RunsView, listing: Listing | None) -> list[dict[str, Any]]:
+    """ "All" and one chip per status, with the filter's counts; the view's is current."""
+    if listing is None:
+        return []
+    found = [{"label": "All", "count": listing.matching, "current": not view.status,
+              "status": "", "href": view.params(status="", after="", before="")}]  # fmt: skip
+    for status in STATUSES:
+        found.append({
+            "label": status,
+            "count": listing.counts.groups.get(status, 0),
+            "current": view.status == status,
+            "status": status,
+            "href": view.params(status=status, after="", before=""),
+        })  # fmt: skip
+    return found
 
 
 def routes(ui: Ui) -> list[BaseRoute]:
@@ -341,4 +356,3 @@ def run_json(run: WorkflowExecution) -> dict[str, object]:
         },
         "url": run_link(run),
     }
-

@@ -152,8 +152,10 @@ class Cursor:
             values = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         except (ValueError, binascii.Error):
             values = None
-        if not isinstance(values, list) or not values or not all(
-            v is None or isinstance(v, str | int | float) for v in values
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(v is None or isinstance(v, str | int | float) for v in values)
         ):
             raise ValueError(f"{text[:40]!r} is not a cursor of the run list; start from the top")
         return Cursor(tuple(values))
@@ -528,9 +530,7 @@ class Store:
             if len(found) <= limit:  # back at the start: show the first page as it is
                 return self.page_runs(where, params, order, limit=limit)
             found = found[:limit][::-1]
-            return RunPage(
-                [row for row, _ in found], Cursor(found[-1][1]), Cursor(found[0][1])
-            )
+            return RunPage([row for row, _ in found], Cursor(found[-1][1]), Cursor(found[0][1]))
         found = self._keyset_rows(where, params, terms, after, limit + 1)
         more = len(found) > limit
         found = found[:limit]

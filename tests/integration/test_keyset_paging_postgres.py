@@ -30,9 +30,7 @@ def test_the_running_list_on_postgresql_reads_its_index_in_order(postgres_dsn: s
     store = open_store(postgres_dsn)
     try:
         fill_varied(store, 2000)
-        f = compile_filter(
-            "ExecutionStatus = 'Running'", dialect="postgresql", attribute_types={}
-        )
+        f = compile_filter("ExecutionStatus = 'Running'", dialect="postgresql", attribute_types={})
         with store.transaction() as conn:
             conn.execute("SET LOCAL enable_seqscan = off")
             conn.execute("SET LOCAL enable_sort = off")
