@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from streams import Client
+from streams.errors import VisibilityUnavailableError
 from streams.kafka.config import KafkaConfig
 from streams.settings import visibility_url
 from streams.visibility.store import open_store
@@ -45,7 +46,7 @@ def start_runs(client: Client) -> Any:
 def indexed_counts(url: str) -> dict[str, int]:
     try:
         store = open_store(url, create=False)
-    except Exception:  # noqa: BLE001 (the projector has not created the index yet)
+    except VisibilityUnavailableError:  # the projector has not created it yet
         return {}
     try:
         return store.count_runs(group_by_status=True).groups
