@@ -577,6 +577,22 @@ class Store:
         )
         return text, (*params, *condition_params, limit)
 
+    def cursor_at(
+        self,
+        where: str = "",
+        params: Sequence[object] = (),
+        order: Sequence[OrderTerm] = DEFAULT_ORDER_TERMS,
+        *,
+        offset: int = 0,
+    ) -> Cursor | None:
+        """The cursor of the row at `offset` in `order` (None past the end): a page deep in
+        the list without walking to it. It reads `offset` rows (an OFFSET query), so it is for
+        tools and benchmarks, not for paging."""
+        terms = _indexed(order)
+        text, values = self._page_query(where, params, terms, None, 1)
+        rows = self._rows(f"{text} OFFSET {self.placeholder}", (*values, offset))
+        return Cursor(tuple(rows[0][len(RUN_COLUMNS) :])) if rows else None
+
     def explain_page(
         self,
         where: str = "",

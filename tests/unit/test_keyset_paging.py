@@ -12,7 +12,7 @@ import pytest
 from streams.visibility.query import compile_filter, keyset_condition
 from streams.visibility.schema import ddl
 from streams.visibility.store import Cursor, open_store
-from tests.run_pages import ORDERS, assert_pages_walk_like_one_query, fill_varied
+from tests.run_pages import ORDERS, TYPES, assert_pages_walk_like_one_query, fill_varied
 
 
 @pytest.mark.parametrize("query", ORDERS)
@@ -82,3 +82,15 @@ def test_an_index_file_of_an_older_version_gains_the_list_indexes_when_opened(
     f = compile_filter("ExecutionStatus = 'Running'", dialect="sqlite", attribute_types={})
     assert "USING INDEX runs_listed_status (" in store.explain_page(f.where, f.params, f.order)
     assert [r.run_id for r in store.page_runs(f.where, f.params, f.order).runs] == ["r1"]
+
+
+def test_a_cursor_at_an_offset_starts_the_page_after_that_row(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "ix.sqlite"))
+    fill_varied(store)
+    f = compile_filter("ORDER BY Amount DESC", dialect="sqlite", attribute_types=TYPES)
+    everything = [r.run_id for r in store.list_runs(f.where, f.params, f.order_by, limit=1000)]
+    cursor = store.cursor_at(f.where, f.params, f.order, offset=100)
+    assert cursor is not None and cursor.values[-1] == everything[100]
+    page = store.page_runs(f.where, f.params, f.order, limit=10, after=cursor)
+    assert [r.run_id for r in page.runs] == everything[101:111]
+    assert store.cursor_at(f.where, f.params, f.order, offset=len(everything)) is None
