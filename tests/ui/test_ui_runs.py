@@ -1,7 +1,7 @@
 """The runs page in a real browser, over runs that real workers ran: a filter typed into the
 box (its names suggested as you type) lists only the runs it matches, a status chip shows its
 count and its runs, a heading sorts the table both ways, and a run started while the page is
-open appears in it without a reload."""
+open appears in it without a reload; a view is saved in the browser and deleted."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def indexed_counts(url: str) -> dict[str, int]:
         store.close()
 
 
-def test_the_runs_page_filters_counts_sorts_and_updates_live(
+def test_the_runs_page_filters_counts_sorts_updates_live_and_saves_views(
     ui: RunningUi, workers: WorkerProcesses, page: Any
 ) -> None:
     config = topics_for(ui.config.bootstrap, ui.config.topic_prefix, "indexed")
@@ -129,3 +129,20 @@ def test_the_runs_page_filters_counts_sorts_and_updates_live(
     expect(page.locator("#runs-chips a", has_text="Running").locator(".count")).to_have_text("4")
     assert page.evaluate("window.stillTheSamePage") is True
     shot(page, "runs-live")
+
+    # a built-in view, then a view saved in this browser: named, listed, opened, deleted
+    page.get_by_role("link", name="Retrying", exact=True).click()
+    expect(rows).to_have_count(1)
+    expect(rows.nth(0)).to_contain_text("flaky")
+    page.get_by_placeholder("Name this view").fill("Gateway trouble")
+    page.get_by_role("button", name="Save view").click()
+    saved = page.locator("#saved-views").get_by_role("link", name="Gateway trouble")
+    expect(saved).to_have_attribute("aria-current", "true")
+    shot(page, "runs-saved-view")
+    page.get_by_role("link", name="All", exact=True).first.click()
+    expect(rows).to_have_count(7)
+    saved.click()
+    expect(rows).to_have_count(1)
+    expect(page.get_by_label("Filter", exact=True)).to_have_value("ActivityAttempt >= 2")
+    page.get_by_role("button", name="Delete the view Gateway trouble").click()
+    expect(saved).to_have_count(0)
