@@ -122,8 +122,10 @@ def main() -> None:
         store = open_store(url)
         started = time.perf_counter()
         fill(store, args.runs)
-        print(f"filled {args.runs:,} runs in {time.perf_counter() - started:.0f} s "
-              f"(SQLite, {Path(tmp, 'index.sqlite').stat().st_size / 2**20:,.0f} MiB)")
+        print(
+            f"filled {args.runs:,} runs in {time.perf_counter() - started:.0f} s "
+            f"(SQLite, {Path(tmp, 'index.sqlite').stat().st_size / 2**20:,.0f} MiB)"
+        )
         paths = views(store)
         store.close()
         config = bench_config(bootstrap, 4)
@@ -131,8 +133,10 @@ def main() -> None:
         server = UiServer(config, UiSettings(port=0, visibility=url))
         address = server.start()
         try:
-            print(f"{'view':18} {'cold':>7} {'first byte p50':>14} {'max':>8} {'full p50':>9}"
-                  f" {'max':>8} {'KiB':>6}")
+            print(
+                f"{'view':18} {'cold':>7} {'first byte p50':>14} {'max':>8} {'full p50':>9}"
+                f" {'max':>8} {'KiB':>6}"
+            )
             for name, path in paths.items():
                 cold, _, status, _ = fetch(address, path)  # counts per status not yet kept
                 if status != 200:
@@ -141,14 +145,20 @@ def main() -> None:
                 firsts = [t[0] for t in timings]
                 fulls = [t[1] for t in timings]
                 size = timings[0][3] / 1024
-                print(f"{name:18} {cold:7.1f} {statistics.median(firsts):14.1f} {max(firsts):8.1f}"
-                      f" {statistics.median(fulls):9.1f} {max(fulls):8.1f} {size:6.0f}")
-            print(f"(ms; cold: the first fetch, which counts the filter's runs per status; then"
-                  f" {args.tries} tries, counts reused while the index is unchanged;"
-                  " 50 rows a page)")
+                print(
+                    f"{name:18} {cold:7.1f} {statistics.median(firsts):14.1f} {max(firsts):8.1f}"
+                    f" {statistics.median(fulls):9.1f} {max(fulls):8.1f} {size:6.0f}"
+                )
+            print(
+                f"(ms; cold: the first fetch, which counts the filter's runs per status; then"
+                f" {args.tries} tries, counts reused while the index is unchanged;"
+                " 50 rows a page)"
+            )
             rss, peak = rss_kib()
-            print(f"process RSS before the server {rss_before / 1024:,.0f} MiB, while serving "
-                  f"{rss / 1024:,.0f} MiB (peak {peak / 1024:,.0f} MiB, the fill included)")
+            print(
+                f"process RSS before the server {rss_before / 1024:,.0f} MiB, while serving "
+                f"{rss / 1024:,.0f} MiB (peak {peak / 1024:,.0f} MiB, the fill included)"
+            )
         finally:
             server.stop()
 

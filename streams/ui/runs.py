@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from streams.errors import FilterError
+from streams.errors import FilterError, VisibilityUnavailableError
 from streams.ui.context import Ui
 from streams.visibility.query import BUILTINS, STATUSES, compile_filter
 from streams.visibility.records import WorkflowCount, WorkflowExecution
@@ -297,7 +297,10 @@ def routes(ui: Ui) -> list[BaseRoute]:
         if "cursor" in params:
             params.setdefault("after", params["cursor"])
         view = RunsView.from_params(params)
-        listing, error = await listing_of(view)
+        try:
+            listing, error = await listing_of(view)
+        except VisibilityUnavailableError as e:
+            return JSONResponse({"error": str(e), "query": view.query}, status_code=503)
         if listing is None:
             return JSONResponse({"error": error, "query": view.query}, status_code=400)
         page = listing.page
@@ -330,7 +333,10 @@ async def live_updates(
 ) -> AsyncIterator[str]:
     """The page's chips and table, re-rendered and sent (`swap`) when the index moved; at
     most one update a second, a ping comment every 15 s, until the page goes away."""
-    store = await asyncio.to_thread(ui.store)
+    try:
+        store = await asyncio.to_thread(ui.store)
+    except VisibilityUnavailableError:
+        return  # no index yet: the browser asks again in a few seconds
     mark = -1  # render once at the start: the index may have moved since the page was made
     sent: dict[str, str] = {}
     pinged = settling = time.monotonic()

@@ -237,3 +237,13 @@ def test_status_counts_are_reused_until_the_index_moves(index: Store) -> None:
     assert counts.count(index, "1=1", ()) == first
     index.write_batch([], {}, {("h", 0): 7})
     assert counts.count(index, "1=1", ()).groups["Failed"] == first.groups["Failed"] + 1
+
+
+def test_without_an_index_the_page_says_how_to_get_one(tmp_path: Path) -> None:
+    settings = UiSettings(visibility=f"sqlite://{tmp_path}/none.sqlite")
+    client = TestClient(create_app(CONFIG, settings))
+    page = client.get("/")
+    assert page.status_code == 503 and "No run index yet" in page.text
+    assert "everflow worker" in page.text
+    answer = client.get("/api/runs")
+    assert answer.status_code == 503 and "everflow visibility" in answer.json()["error"]
