@@ -69,6 +69,9 @@ def test_the_page_lists_the_latest_runs_first_with_links_to_each(
     # the attempt column highlights runs retrying an activity
     assert re.search(r'<span class="retrying"[^>]*>[234]</span>', page.text)
     assert 'data-live="/live/runs?"' in page.text and 'id="runs-batch"' in page.text
+    # without scripts, a datalist and the help line name every field, custom ones included
+    assert '<option value="Amount">' in page.text and '<option value="WorkflowType">' in page.text
+    assert "<code>Customer</code>" in page.text
 
 
 def test_a_filter_that_does_not_compile_is_shown_next_to_the_box_with_its_caret(
