@@ -185,7 +185,10 @@ class Client:
         """The runs the index has that match `query` (the list filter), page by page.
 
         Order: the query's ORDER BY, else open runs first, then the latest closed, then the
-        latest started. `limit` caps how many are yielded. Raises FilterError for a bad
+        latest started. Each page starts after the last run of the one before (keyset
+        paging), so a deep page costs what the first does; a run whose place in the order
+        changes while you iterate (an open run that closes) may be missed or seen twice.
+        `limit` caps how many are yielded. Raises FilterError for a bad
         query, VisibilityUnavailableError when there is no index to read. The index follows
         `history` a little behind (`visibility_lag`).
         """
