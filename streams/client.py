@@ -185,7 +185,10 @@ class Client:
         """The runs the index has that match `query` (the list filter), page by page.
 
         Order: the query's ORDER BY, else open runs first, then the latest closed, then the
-        latest started. `limit` caps how many are yielded. Raises FilterError for a bad
+        latest started. Each page starts after the last run of the one before (keyset
+        paging), so a deep page costs what the first does; a run whose place in the order
+        changes while you iterate (an open run that closes) may be missed or seen twice.
+        `limit` caps how many are yielded. Raises FilterError for a bad
         query, VisibilityUnavailableError when there is no index to read. The index follows
         `history` a little behind (`visibility_lag`).
         """
@@ -194,22 +197,27 @@ class Client:
         store = await asyncio.to_thread(self._index)
         types = await asyncio.to_thread(store.refresh_attribute_types)
         compiled = compile_filter(query, dialect=store.dialect, attribute_types=types)
-        shown = 0
+        shown, after = 0, None
         while limit is None or shown < limit:
             size = page_size if limit is None else min(page_size, limit - shown)
+            # keyset paging: each page starts after the last row of the one before, so a
+            # deep page costs what the first does and rows written meanwhile shift nothing
             page = await asyncio.to_thread(
-                store.list_runs,
-                compiled.where,
-                compiled.params,
-                compiled.order_by,
-                limit=size,
-                offset=shown,
+                functools.partial(
+                    store.page_runs,
+                    compiled.where,
+                    compiled.params,
+                    compiled.order,
+                    limit=size,
+                    after=after,
+                )
             )
-            for execution in page:
+            for execution in page.runs:
                 yield execution
-            shown += len(page)
-            if len(page) < size:
+            shown += len(page.runs)
+            if page.next is None:
                 return
+            after = page.next
 
     async def count_workflows(
         self, query: str = "", *, group_by_status: bool = False

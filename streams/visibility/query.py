@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeAlias, assert_never
@@ -82,6 +82,41 @@ BUILTINS: Mapping[str, tuple[str, Kind]] = {
 DEFAULT_ORDER = "close_time DESC NULLS FIRST, start_time DESC, run_id"
 """Without ORDER BY: open runs first, then the latest closed, then the latest started."""
 
+
+@dataclass(frozen=True, slots=True)
+class OrderTerm:
+    """One term of an ORDER BY: a SQL expression over `runs`, its direction, where NULLs go.
+
+    `nulls_first` is None for an expression that is never NULL (no NULLS clause is written,
+    so an index in the same direction serves the order in both dialects)."""
+
+    sql: str
+    descending: bool = False
+    nulls_first: bool | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.sql} {'DESC' if self.descending else 'ASC'}"
+        if self.nulls_first is not None:
+            text += " NULLS FIRST" if self.nulls_first else " NULLS LAST"
+        return text
+
+    def reversed(self) -> OrderTerm:
+        """The term in the opposite order (NULLs on the other side too)."""
+        nulls = None if self.nulls_first is None else not self.nulls_first
+        return OrderTerm(self.sql, not self.descending, nulls)
+
+
+DEFAULT_ORDER_TERMS = (
+    OrderTerm("close_time", descending=True, nulls_first=True),
+    OrderTerm("start_time", descending=True),
+    OrderTerm("run_id"),
+)
+"""DEFAULT_ORDER as terms (what keyset paging reads)."""
+
+_NEVER_NULL = frozenset({
+    "run_id", "workflow_id", "workflow_type", "task_queue", "status", "start_time",
+    "history_length", "pending_activities", "max_attempt",
+})  # fmt: skip
 _RANGE = frozenset({"=", "!=", "<", ">", "<=", ">=", "BETWEEN", "IN", "NOT IN", "IS NULL"})
 _OPERATORS: Mapping[Kind, frozenset[str]] = {
     "keyword": _RANGE | {"STARTS_WITH"},
@@ -135,6 +170,8 @@ class CompiledFilter:
     where: str
     params: tuple[object, ...]
     order_by: str
+    order: tuple[OrderTerm, ...] = DEFAULT_ORDER_TERMS
+    """`order_by` as terms, for keyset paging (`keyset_condition`)."""
 
 
 def is_attribute_name(name: str) -> bool:
@@ -171,7 +208,55 @@ def compile_filter(
     params: list[object] = []
     if parsed.where is not None:
         where, params = compiler.expr(parsed.where)
-    return CompiledFilter(where, tuple(params), compiler.order_by(parsed.order_by))
+    order_by = compiler.order_by(parsed.order_by)
+    return CompiledFilter(where, tuple(params), order_by, compiler.order_terms(parsed.order_by))
+
+
+def keyset_condition(
+    order: Sequence[OrderTerm], values: Sequence[object], *, dialect: Dialect
+) -> tuple[str, list[object]]:
+    """The WHERE condition (and its parameters) that keeps the rows strictly after a row
+    whose `order` expressions have `values`, in that order: keyset paging.
+
+    Rows after are those greater on the first term, or equal on it and greater on the
+    second, and so on; "greater" follows each term's direction and where its NULLs go. The
+    last term must make the order total (run_id). A first term that is never NULL also gets
+    a plain range bound, so an index on it seeks instead of scanning from the start."""
+    if len(values) != len(order):
+        raise ValueError(f"a cursor of {len(values)} values for an order of {len(order)} terms")
+    ph = "?" if dialect == "sqlite" else "%s"
+    alternatives: list[str] = []
+    params: list[object] = []
+    equal: list[str] = []
+    equal_params: list[object] = []
+    for term, value in zip(order, values, strict=True):
+        after, after_params = _after(term, value, ph)
+        if after != "1=0":
+            alternatives.append(" AND ".join([*equal, after]))
+            params += [*equal_params, *after_params]
+        if value is None:
+            equal.append(f"{term.sql} IS NULL")
+        else:
+            equal.append(f"{term.sql} = {ph}")
+            equal_params.append(value)
+    condition = "(" + " OR ".join(f"({a})" for a in alternatives) + ")" if alternatives else "1=0"
+    first, value = order[0], values[0]
+    if first.nulls_first is not False and value is not None:
+        bound = f"{first.sql} {'<=' if first.descending else '>='} {ph}"
+        return f"{bound} AND {condition}", [value, *params]
+    return condition, params
+
+
+def _after(term: OrderTerm, value: object, ph: str) -> tuple[str, list[object]]:
+    """Rows strictly after `value` on this one term."""
+    # NULLs come first ascending in SQLite and last ascending in PostgreSQL; every term that
+    # may be NULL says where they go (nulls_first), so only never-NULL terms omit it
+    if value is None:
+        return ("1=0", []) if not term.nulls_first else (f"{term.sql} IS NOT NULL", [])
+    test = f"{term.sql} {'<' if term.descending else '>'} {ph}"
+    if term.nulls_first is False:
+        return f"({test} OR {term.sql} IS NULL)", [value]
+    return test, [value]
 
 
 def parse_datetime(text: str) -> datetime | None:
@@ -409,6 +494,20 @@ class _Compiler:
         if "RunId" not in [item.name.name for item in items]:
             terms.append("run_id")
         return ", ".join(f"{t} NULLS LAST" if t != "run_id" else t for t in terms)
+
+    def order_terms(self, items: tuple[OrderItem, ...]) -> tuple[OrderTerm, ...]:
+        """The same order as `order_by`, as terms (called after it has checked the names)."""
+        if not items:
+            return DEFAULT_ORDER_TERMS
+        terms = []
+        for item in items:
+            field = self.field(item.name)
+            # a column that is never NULL needs no NULLS clause: its keyset bound can seek
+            nulls = None if field.column in _NEVER_NULL else False
+            terms.append(OrderTerm(self.order_column(field), item.descending, nulls))
+        if "RunId" not in [item.name.name for item in items]:
+            terms.append(OrderTerm("run_id"))
+        return tuple(terms)
 
     def order_column(self, field: _Field) -> str:
         # ORDER BY takes no parameters, so a custom attribute's name is written into the SQL:

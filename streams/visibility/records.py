@@ -103,6 +103,8 @@ class WorkflowExecution:
     search_attributes: dict[str, object]
     pending_activity_count: int = 0
     pending_activities: tuple[PendingActivity, ...] = ()
+    max_attempt: int = 0
+    """The highest attempt among its pending activities (2 and up: one is retrying)."""
 
 
 @dataclass(frozen=True, slots=True)

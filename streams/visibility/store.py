@@ -17,6 +17,8 @@ Raises VisibilityUnavailableError when the store is missing or cannot be reached
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import sqlite3
@@ -30,7 +32,12 @@ from typing import Any
 
 from streams.errors import VisibilityUnavailableError
 from streams.visibility import schema
-from streams.visibility.query import DEFAULT_ORDER
+from streams.visibility.query import (
+    DEFAULT_ORDER,
+    DEFAULT_ORDER_TERMS,
+    OrderTerm,
+    keyset_condition,
+)
 from streams.visibility.records import (
     ActivityRow,
     HistoryPage,
@@ -95,9 +102,77 @@ _POSTGRESQL_INDEXES = (
 )
 
 
+# The default order as one indexable key: an open run's key (2**62 + its start) is above every
+# close time, so `key DESC, start_time DESC, run_id` is exactly DEFAULT_ORDER, and unlike it
+# (NULLS FIRST on a DESC column) SQLite can read it from an index. The lists people open most
+# (all runs, one status, one type, a type and a status) each get an index in that order, so
+# their first page reads 100 index entries instead of sorting every match.
+_LISTED_KEY = "COALESCE(close_time, 4611686018427387904 + start_time)"
+_LISTED_ORDER = (
+    OrderTerm(_LISTED_KEY, descending=True),
+    OrderTerm("start_time", descending=True),
+    OrderTerm("run_id"),
+)
+_LISTED_INDEXES = tuple(
+    f"CREATE INDEX IF NOT EXISTS runs_listed{name} ON runs"
+    f" ({columns}({_LISTED_KEY}) DESC, start_time DESC, run_id)"
+    for name, columns in (
+        ("", ""),
+        ("_status", "status, "),
+        ("_type", "workflow_type, "),
+        ("_type_status", "workflow_type, status, "),
+    )
+)
+
+
 def _ddl(dialect: Dialect) -> list[str]:
     extra = _POSTGRESQL_INDEXES if dialect == "postgresql" else ()
-    return [*schema.ddl(dialect), *_MORE_INDEXES, *extra]
+    return [*schema.ddl(dialect), *_MORE_INDEXES, *_LISTED_INDEXES, *extra]
+
+
+def _indexed(order: Sequence[OrderTerm]) -> tuple[OrderTerm, ...]:
+    """`order`, with the default order written as its indexed key."""
+    return _LISTED_ORDER if tuple(order) == DEFAULT_ORDER_TERMS else tuple(order)
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page of runs ends: the values of its last row's order terms (run_id last).
+
+    `encode()` makes it a URL-safe string; `Cursor.decode(text)` reads one back (ValueError
+    if it is not one)."""
+
+    values: tuple[object, ...]
+
+    def encode(self) -> str:
+        raw = json.dumps(list(self.values), separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @staticmethod
+    def decode(text: str) -> Cursor:
+        try:
+            values = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        except (ValueError, binascii.Error):
+            values = None
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(v is None or isinstance(v, str | int | float) for v in values)
+        ):
+            raise ValueError(f"{text[:40]!r} is not a cursor of the run list; start from the top")
+        return Cursor(tuple(values))
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """One page of runs in order, and the cursors to the pages beside it.
+
+    `next` is the cursor of the last row when more rows follow (pass it as `after`);
+    `previous` the cursor of the first row when rows precede it (pass it as `before`)."""
+
+    runs: list[WorkflowExecution]
+    next: Cursor | None
+    previous: Cursor | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +477,12 @@ class Store:
             )
 
     # ---- the reader's side --------------------------------------------------------------------
+    def change_mark(self) -> int:
+        """A number that grows each time the projector commits a batch (the offsets it has
+        consumed, summed): cheap to ask every second, to tell whether lists may have changed."""
+        ((total,),) = self._rows("SELECT COALESCE(SUM(next_offset), 0) FROM offsets")
+        return int(total)
+
     def attribute_types(self) -> dict[str, SearchAttributeType]:
         """Every custom search attribute the index has seen, with its type."""
         if self._types is None:
@@ -426,6 +507,8 @@ class Store:
         in `order_by` (default: open first, then latest closed, then latest started); the
         run ID breaks ties, so offset paging is stable."""
         order = order_by or DEFAULT_ORDER
+        if order == DEFAULT_ORDER:
+            order = ", ".join(map(str, _LISTED_ORDER))
         if not order.rstrip().endswith("run_id"):
             order = f"{order}, run_id"
         p = self.placeholder
@@ -436,6 +519,109 @@ class Store:
         )
         types = self.attribute_types()
         return [_execution(dict(zip(RUN_COLUMNS, r, strict=True)), types) for r in rows]
+
+    def page_runs(
+        self,
+        where: str = "",
+        params: Sequence[object] = (),
+        order: Sequence[OrderTerm] = DEFAULT_ORDER_TERMS,
+        *,
+        limit: int = 100,
+        after: Cursor | None = None,
+        before: Cursor | None = None,
+    ) -> RunPage:
+        """One page of runs matching `where` (with `params`) in `order` (a compiled filter's
+        `order`, which ends with run_id): the first page, the page after the row `after`
+        points at, or the one before `before`. Keyset paging: every page costs what the
+        first does, however deep.
+
+        Raises ValueError when a cursor does not fit `order` (it came from another order)."""
+        if limit < 1:
+            raise ValueError(f"a page holds at least one run, not {limit}")
+        terms = _indexed(order)
+        if before is not None:
+            backwards = tuple(t.reversed() for t in terms)
+            found = self._keyset_rows(where, params, backwards, before, limit + 1)
+            if len(found) <= limit:  # back at the start: show the first page as it is
+                return self.page_runs(where, params, order, limit=limit)
+            found = found[:limit][::-1]
+            return RunPage([row for row, _ in found], Cursor(found[-1][1]), Cursor(found[0][1]))
+        found = self._keyset_rows(where, params, terms, after, limit + 1)
+        more = len(found) > limit
+        found = found[:limit]
+        return RunPage(
+            [row for row, _ in found],
+            Cursor(found[-1][1]) if more else None,
+            Cursor(found[0][1]) if after is not None and found else None,
+        )
+
+    def _keyset_rows(
+        self,
+        where: str,
+        params: Sequence[object],
+        terms: tuple[OrderTerm, ...],
+        cursor: Cursor | None,
+        limit: int,
+    ) -> list[tuple[WorkflowExecution, tuple[object, ...]]]:
+        rows = self._rows(*self._page_query(where, params, terms, cursor, limit))
+        types = self.attribute_types()
+        width = len(RUN_COLUMNS)
+        return [
+            (_execution(dict(zip(RUN_COLUMNS, r[:width], strict=True)), types), tuple(r[width:]))
+            for r in rows
+        ]
+
+    def _page_query(
+        self,
+        where: str,
+        params: Sequence[object],
+        terms: tuple[OrderTerm, ...],
+        cursor: Cursor | None,
+        limit: int,
+    ) -> tuple[str, tuple[object, ...]]:
+        condition, condition_params = "1=1", list[object]()
+        if cursor is not None:
+            condition, condition_params = keyset_condition(
+                terms, cursor.values, dialect=self.dialect
+            )
+        keys = ", ".join(term.sql for term in terms)
+        text = (
+            f"SELECT {', '.join(RUN_COLUMNS)}, {keys} FROM runs"
+            f" WHERE ({where or '1=1'}) AND {condition}"
+            f" ORDER BY {', '.join(map(str, terms))} LIMIT {self.placeholder}"
+        )
+        return text, (*params, *condition_params, limit)
+
+    def cursor_at(
+        self,
+        where: str = "",
+        params: Sequence[object] = (),
+        order: Sequence[OrderTerm] = DEFAULT_ORDER_TERMS,
+        *,
+        offset: int = 0,
+    ) -> Cursor | None:
+        """The cursor of the row at `offset` in `order` (None past the end): a page deep in
+        the list without walking to it. It reads `offset` rows (an OFFSET query), so it is for
+        tools and benchmarks, not for paging."""
+        terms = _indexed(order)
+        text, values = self._page_query(where, params, terms, None, 1)
+        rows = self._rows(f"{text} OFFSET {self.placeholder}", (*values, offset))
+        return Cursor(tuple(rows[0][len(RUN_COLUMNS) :])) if rows else None
+
+    def explain_page(
+        self,
+        where: str = "",
+        params: Sequence[object] = (),
+        order: Sequence[OrderTerm] = DEFAULT_ORDER_TERMS,
+        *,
+        after: Cursor | None = None,
+    ) -> str:
+        """How the database would read the page `page_runs` asks for (its query plan, one
+        step a line): to check that a list reads an index rather than sorting every match."""
+        text, values = self._page_query(where, params, _indexed(order), after, 101)
+        if self.dialect == "sqlite":
+            return "\n".join(str(r[-1]) for r in self._rows(f"EXPLAIN QUERY PLAN {text}", values))
+        return "\n".join(str(r[0]) for r in self._rows(f"EXPLAIN {text}", values))
 
     def count_runs(
         self, where: str = "", params: Sequence[object] = (), *, group_by_status: bool = False
@@ -547,6 +733,7 @@ def _execution(v: dict[str, Any], types: Mapping[str, SearchAttributeType]) -> W
         parent_run_id=v["parent_run_id"],
         search_attributes=attributes,
         pending_activity_count=int(v["pending_activities"]),
+        max_attempt=int(v["max_attempt"]),
     )
 
 
