@@ -68,7 +68,7 @@ def test_the_page_lists_the_latest_runs_first_with_links_to_each(
     assert re.search(r'<a href="/runs/wf-\d\d/r-\d{4}">wf-\d\d</a>', page.text)
     # the attempt column highlights runs retrying an activity
     assert re.search(r'<span class="retrying"[^>]*>[234]</span>', page.text)
-    assert 'data-live="/live/runs?"' in page.text and 'id="runs-batch"' in page.text
+    assert 'data-live="/live/runs?"' in page.text and 'id="batch-actions"' in page.text
     # without scripts, a datalist and the help line name every field, custom ones included
     assert '<option value="Amount">' in page.text and '<option value="WorkflowType">' in page.text
     assert "<code>Customer</code>" in page.text
@@ -109,9 +109,9 @@ def test_status_chips_count_the_filter_and_filter_it(client: TestClient, index: 
     # the chips still count every status of the filter; the batch acts on the chip's runs
     assert re.search(r'data-status="Completed">Completed <span class="count">[1-9]', chosen.text)
     assert (
-        'data-query="(WorkflowType = &#39;Order&#39;) AND ExecutionStatus = &#39;Failed'
+        'name="query" value="(WorkflowType = &#39;Order&#39;) AND ExecutionStatus = &#39;Failed'
         in (chosen.text)
-        and f'data-total="{len(expected(index, query))}"' in chosen.text
+        and f"Terminate {len(expected(index, query))} runs</button>" in chosen.text
     )
 
 
