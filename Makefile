@@ -50,6 +50,8 @@ bench: $(STAMP) system
 	$(BIN)/python -m benchmarks.copy_loop
 	$(BIN)/python -m benchmarks.money_transfer
 	$(BIN)/python -m benchmarks.visibility --postgres
+	$(BIN)/python -m benchmarks.ui_runs
+	$(BIN)/python -m benchmarks.ui_run
 
 clean:
 	rm -rf $(VENV) build *.egg-info

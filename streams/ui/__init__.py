@@ -14,7 +14,12 @@ confirmations and the history's scrolling.
 - `context`: `Ui`, what every page shares (the Client, the index, the templates);
 - `security`: sign-in (token or basic auth) and protection against cross-site requests;
 - `server`: `UiServer`, uvicorn on a thread (tests, `everflow dev`, the demo);
-- `runs`, `run`, `actions`, `workers`: the pages and their fragments.
+- `runs`: the runs list (filter, chips, sorting, keyset pages, live);
+- `run`, `run_model`, `history`, `history_pages`: a run's page, the facts it gathers (index,
+  processor, history), the pure views of its history (waits-on, compact, timeline, payloads)
+  and the reader of history pages from Kafka;
+- `actions`: the forms and routes that send commands (one run, one activity, a batch);
+- `workers`: the workers page and the dead letters (list, re-publish).
 """
 
 from __future__ import annotations

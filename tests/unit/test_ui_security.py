@@ -5,10 +5,13 @@ broker: these routes need none, so the app's lifespan, which connects a Client, 
 from __future__ import annotations
 
 import base64
+import re
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+import streams.ui
 from streams.errors import ConfigError
 from streams.kafka.config import KafkaConfig
 from streams.settings import UiSettings, parse_listen
@@ -90,6 +93,13 @@ def test_pages_set_a_csrf_cookie_and_embed_its_token() -> None:
 
 def test_static_files_are_packaged_and_name_no_other_site() -> None:
     c = client()
-    for name in ("everflow.js", "everflow.css"):
-        body = c.get(f"/static/{name}").text
-        assert body and "http://" not in body and "https://" not in body
+    package = Path(streams.ui.__file__).parent
+    static = sorted((package / "static").iterdir())
+    assert {p.suffix for p in static} == {".js", ".css"}
+    for path in static:
+        served = c.get(f"/static/{path.name}")
+        assert served.status_code == 200 and served.text == path.read_text()
+    # nothing a page loads or links to comes from another site (no CDN, no fonts)
+    for path in [*static, *(package / "templates").iterdir()]:
+        text = path.read_text()
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), path.name
