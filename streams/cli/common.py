@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import TypeAlias
 
 from confluent_kafka import KafkaException
@@ -149,3 +152,21 @@ def on_run(
 
     asyncio.run(main())
     return 0
+
+
+def wait_for_signal(alive: Callable[[], bool]) -> bool:
+    """Block until SIGINT or SIGTERM (True) or until `alive()` turns false (False)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            if not alive():
+                return False
+        return True
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -10,16 +10,14 @@ import argparse
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import TypeVar
 
 from streams import kafka as kafka_io
-from streams.cli.common import SubParsers, add_group, add_subparser
+from streams.cli.common import SubParsers, add_group, add_subparser, wait_for_signal
 from streams.dev.broker import KAFKA_VERSION, LocalKafka, ensure_kafka_libs
 from streams.dev.cluster import NODES, LocalCluster
 from streams.kafka.config import KafkaConfig
@@ -102,7 +100,7 @@ def dev_broker(args: argparse.Namespace) -> int:
         with _beside(kafka.bootstrap, args) as beside:
             for line in beside:
                 print(line, flush=True)
-            if not _wait_for_signal(alive=lambda: kafka.pid is not None):
+            if not wait_for_signal(alive=lambda: kafka.pid is not None):
                 print(f"everflow: the broker exited; see {kafka.log_path}", file=sys.stderr)
                 return 1
             print("stopping…", flush=True)
@@ -162,7 +160,7 @@ def dev_cluster(args: argparse.Namespace) -> int:
             f"  started in {started_s:.1f} s; Ctrl-C to stop",
             flush=True,
         )
-        if not _wait_for_signal(alive=lambda: any(cluster.pid(i) for i in range(NODES))):
+        if not wait_for_signal(alive=lambda: any(cluster.pid(i) for i in range(NODES))):
             print("everflow: every node exited; see their logs", file=sys.stderr)
             return 1
         print("stopping the cluster…", flush=True)
@@ -179,21 +177,3 @@ def _timed(function: Callable[[], T]) -> tuple[T, float]:
 
 def _kept(data_dir: Path | None) -> str:
     return "   (temporary: deleted on exit; --data-dir keeps it)" if data_dir is None else ""
-
-
-def _wait_for_signal(alive: Callable[[], bool]) -> bool:
-    """Block until SIGINT or SIGTERM (True) or until `alive()` turns false (False)."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while not stop.wait(0.5):
-            if not alive():
-                return False
-        return True
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)

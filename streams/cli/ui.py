@@ -7,9 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
-from types import FrameType
 
 from streams.cli.common import (
     SubParsers,
@@ -17,6 +14,7 @@ from streams.cli.common import (
     add_subparser,
     add_visibility_argument,
     kafka_config,
+    wait_for_signal,
 )
 from streams.settings import UI_PORT, UiSettings, parse_listen
 from streams.ui import UiServer
@@ -64,20 +62,10 @@ def serve(args: argparse.Namespace) -> int:
         visibility=args.visibility,
     )
     config = kafka_config(args)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
     server = UiServer(config, settings)
     address = server.start()
     print(f"Everflow UI for {config.topic_prefix}* on {address}/  (Ctrl-C to stop)", flush=True)
     try:
-        while not stop.wait(0.5):
-            if not server.running:
-                return 1
+        return 0 if wait_for_signal(alive=lambda: server.running) else 1
     finally:
         server.stop()
-    return 0
