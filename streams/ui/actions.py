@@ -48,6 +48,8 @@ from streams.ui.context import Ui
 
 log = logging.getLogger(__name__)
 
+RUN_ROUTE = "/runs/{workflow_id:segment}/{run_id:segment}"
+
 BATCH_CONCURRENCY = 32
 """How many runs a batch acts on at once."""
 OPEN_STATUSES = ("Running", "Blocked")
@@ -110,7 +112,8 @@ def routes(ui: Ui) -> list[BaseRoute]:
 
             return answer(ui, request, wf, run, await _guarded(checked_then_sent))
 
-        return Route(f"/runs/{{workflow_id}}/{{run_id}}/{name}", endpoint, methods=["POST"])
+        path = f"{RUN_ROUTE}/{name}"
+        return Route(path, endpoint, methods=["POST"])
 
     def on_activity(name: str) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -129,7 +132,7 @@ def routes(ui: Ui) -> list[BaseRoute]:
 
             return answer(ui, request, wf, run, await _guarded(checked_then_sent))
 
-        path = f"/runs/{{workflow_id}}/{{run_id}}/activities/{{activity_id:int}}/{name}"
+        path = f"{RUN_ROUTE}/activities/{{activity_id:int}}/{name}"
         return Route(path, endpoint, methods=["POST"])
 
     def on_batch(verb: str) -> Route:
@@ -367,7 +370,7 @@ async def _batch(ui: Ui, verb: str, form: FormData) -> Outcome:
             except WorkflowNotRunningError:
                 skipped += 1
             except EverflowError as e:
-                failures.append(f"{workflow_id}: {e}")
+                failures.append(f"{workflow_id:segment}: {e}")
 
     await asyncio.gather(*(one(r.workflow_id, r.run_id) for r in runs))
     past = "canceled" if verb == "cancel" else "terminated"

@@ -24,7 +24,7 @@ from streams.errors import VisibilityUnavailableError
 from streams.kafka.config import KafkaConfig
 from streams.payload import DataConverter
 from streams.settings import UiSettings
-from streams.ui import actions, run, runs, security, workers
+from streams.ui import actions, paths, run, runs, security, workers
 from streams.ui.context import Ui
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,13 @@ def create_app(
             return security.login_page("That token is not the one this server expects.", target)
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
-            security.TOKEN_COOKIE, token, httponly=True, samesite="strict", path="/"
+            security.TOKEN_COOKIE,
+            security.token_cookie_value(token),
+            httponly=True,
+            # Lax: a link from elsewhere keeps the user signed in (CSRF has its own token)
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/",
         )
         return response
 
@@ -98,7 +104,10 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(security.SignInMiddleware, settings=settings)],
+        middleware=[
+            Middleware(paths.SegmentPaths),
+            Middleware(security.SignInMiddleware, settings=settings),
+        ],
         exception_handlers={
             security.CsrfError: refused,
             VisibilityUnavailableError: no_index,

@@ -26,6 +26,7 @@ from streams.kafka.topics import Topics
 from streams.payload import DataConverter
 from streams.settings import UiSettings, visibility_url
 from streams.ui import security
+from streams.ui.paths import segment
 from streams.visibility.store import Store, open_store
 
 NAVIGATION = (("runs", "/", "Runs"), ("workers", "/workers", "Workers"),
@@ -58,6 +59,7 @@ class Ui:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.templates.filters["segment"] = segment
         self.templates.filters["instant"] = format_instant
         self.templates.filters["millis"] = format_millis
         self.templates.filters["duration"] = format_duration

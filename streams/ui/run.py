@@ -59,12 +59,12 @@ def routes(ui: Ui) -> list[BaseRoute]:
     pages = RunPages(ui)
     ui.on_close(pages.loader.reader.close)
     return [
-        Route("/runs/{workflow_id}", pages.latest),
-        Route("/runs/{workflow_id}/{run_id}", pages.run_page),
-        Route("/runs/{workflow_id}/{run_id}/history.jsonl", pages.download_json),
-        Route("/runs/{workflow_id}/{run_id}/history.avro", pages.download_avro),
-        Route("/api/runs/{workflow_id}/{run_id}/history", pages.history_api),
-        Route("/live/runs/{workflow_id}/{run_id}", pages.live),
+        Route("/runs/{workflow_id:segment}", pages.latest),
+        Route("/runs/{workflow_id:segment}/{run_id:segment}", pages.run_page),
+        Route("/runs/{workflow_id:segment}/{run_id:segment}/history.jsonl", pages.download_json),
+        Route("/runs/{workflow_id:segment}/{run_id:segment}/history.avro", pages.download_avro),
+        Route("/api/runs/{workflow_id:segment}/{run_id:segment}/history", pages.history_api),
+        Route("/live/runs/{workflow_id:segment}/{run_id:segment}", pages.live),
     ]
 
 

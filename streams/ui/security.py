@@ -1,10 +1,13 @@
 """Who may use the Web UI, and protection of its actions against cross-site requests.
 
-Sign-in: on loopback (the default) no sign-in is needed. Elsewhere `UiSettings` insists on
-a token or basic auth (the server refuses to start without one). With a token, a request
-carries it as `Authorization: Bearer <token>` or in the `everflow_token` cookie the sign-in
-page (`/login`) sets; with basic auth, the browser's own dialog asks. Comparisons are
-constant-time.
+Sign-in: on loopback (the default) no sign-in is needed, and then the UI answers only to
+the names of this machine (127.0.0.1, localhost, [::1] in the Host header), so a page of
+another site whose name was made to resolve to 127.0.0.1 (DNS rebinding) gets nothing.
+Elsewhere `UiSettings` insists on a token or basic auth (the server refuses to start
+without one). With a token, a request carries it as `Authorization: Bearer <token>` or in
+the `everflow_token` cookie the sign-in page (`/login`) sets (a digest of the token, not
+the token); with basic auth, the browser's own dialog asks. Comparisons are constant-time.
+`/login`, `/static/` and `/api/health` are served before signing in.
 
 Cross-site requests: every request that changes something (POST) must
 - carry the CSRF token, in the `csrf_token` form field or the `X-Everflow-CSRF` header,
@@ -18,6 +21,7 @@ nor a page, so it cannot know the token.
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
@@ -35,8 +39,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-everflow-csrf"
 TOKEN_COOKIE = "everflow_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-OPEN_PATHS = ("/login", "/static/")
-"""Paths served before sign-in: the sign-in page and the stylesheet it uses."""
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class CsrfError(Exception):
@@ -91,7 +94,19 @@ class SignInMiddleware:
         self.basic = settings.basic_auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.allowed(scope):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not (self.token or self.basic) and not _loopback_host(Headers(scope=scope)):
+            # Without a sign-in the UI serves this machine only, by name too: a page of
+            # another site whose name was made to resolve here (DNS rebinding) is refused.
+            await PlainTextResponse(
+                "this UI, which has no sign-in, answers to 127.0.0.1, localhost and [::1]"
+                " only; to serve other names, give it a token (EVERFLOW_UI_TOKEN)",
+                status_code=403,
+            )(scope, receive, send)
+            return
+        if self.allowed(scope):
             await self.app(scope, receive, send)
             return
         await self.refusal(scope)(scope, receive, send)
@@ -100,7 +115,7 @@ class SignInMiddleware:
         if not (self.token or self.basic):
             return True
         path: str = scope["path"]
-        if path == "/login" or path.startswith("/static/"):
+        if path in ("/login", "/api/health") or path.startswith("/static/"):
             return True
         headers = Headers(scope=scope)
         return self.accepts(headers.get("authorization", ""), _cookie(headers, TOKEN_COOKIE))
@@ -111,7 +126,7 @@ class SignInMiddleware:
         if self.token:
             if scheme.lower() == "bearer" and _same(value.strip(), self.token):
                 return True
-            if cookie and _same(cookie, self.token):
+            if cookie and _same(cookie, token_cookie_value(self.token)):
                 return True
         if self.basic and scheme.lower() == "basic":
             try:
@@ -131,8 +146,9 @@ class SignInMiddleware:
             )
         wants_page = scope["method"] == "GET" and "text/html" in headers.get("accept", "")
         if wants_page:
-            target = scope["path"] + (
-                "?" + scope["query_string"].decode() if scope["query_string"] else ""
+            raw = scope.get("raw_path") or scope["path"].encode()
+            target = raw.decode("latin-1") + (
+                "?" + scope["query_string"].decode("latin-1") if scope["query_string"] else ""
             )
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
         return PlainTextResponse(
@@ -162,6 +178,18 @@ def safe_next(path: str) -> str:
     if not path.startswith("/") or path.startswith("//") or "\\" in path:
         return "/"
     return path
+
+
+def token_cookie_value(token: str) -> str:
+    """What the sign-in cookie holds for `token`: a digest (plain hex, so no cookie quoting
+    can alter it, and the token itself never sits in the browser's cookie store)."""
+    return hashlib.sha256(b"everflow-ui-sign-in:" + token.encode()).hexdigest()
+
+
+def _loopback_host(headers: Headers) -> bool:
+    host = headers.get("host", "")
+    name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] or host
+    return name.lower() in LOOPBACK_NAMES
 
 
 def _same(given: str, expected: str) -> bool:

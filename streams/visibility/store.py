@@ -158,6 +158,8 @@ class Cursor:
             not isinstance(values, list)
             or not values
             or not all(v is None or isinstance(v, str | int | float) for v in values)
+            # a BIGINT column holds no more; SQLite would raise OverflowError past it
+            or any(isinstance(v, int) and not -(2**63) <= v < 2**63 for v in values)
         ):
             raise ValueError(f"{text[:40]!r} is not a cursor of the run list; start from the top")
         return Cursor(tuple(values))

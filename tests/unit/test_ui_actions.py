@@ -27,6 +27,7 @@ from streams.wire import wire
 from streams.wire.commands import Command, SignalWorkflow
 
 CONFIG = KafkaConfig(bootstrap="127.0.0.1:1", topic_prefix="ui-test.")
+LOCAL = "http://127.0.0.1:8233"  # the UI without sign-in answers to loopback names only
 TOKEN = "t" * 43
 
 RUN = "/runs/order-42/run-1"
@@ -41,7 +42,7 @@ POSTS = [
 
 
 def client() -> TestClient:
-    c = TestClient(create_app(CONFIG, UiSettings()), follow_redirects=False)
+    c = TestClient(create_app(CONFIG, UiSettings()), follow_redirects=False, base_url=LOCAL)
     c.cookies.set(CSRF_COOKIE, TOKEN)
     return c
 

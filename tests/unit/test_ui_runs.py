@@ -26,6 +26,7 @@ from streams.visibility.store import Store, open_store
 from tests.run_pages import fill_varied
 
 CONFIG = KafkaConfig(bootstrap="127.0.0.1:1", topic_prefix="ui-runs.")
+LOCAL = "http://127.0.0.1:8233"  # the UI without sign-in answers to loopback names only
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def app_for(store: Store) -> Starlette:
 
 @pytest.fixture
 def client(index: Store) -> TestClient:
-    return TestClient(app_for(index), follow_redirects=False)
+    return TestClient(app_for(index), follow_redirects=False, base_url=LOCAL)
 
 
 def run_ids(html: str) -> list[str]:
@@ -244,7 +245,7 @@ def test_status_counts_are_reused_until_the_index_moves(index: Store) -> None:
 
 def test_without_an_index_the_page_says_how_to_get_one(tmp_path: Path) -> None:
     settings = UiSettings(visibility=f"sqlite://{tmp_path}/none.sqlite")
-    client = TestClient(create_app(CONFIG, settings))
+    client = TestClient(create_app(CONFIG, settings), base_url=LOCAL)
     page = client.get("/")
     assert page.status_code == 503 and "No run index yet" in page.text
     assert "everflow worker" in page.text

@@ -19,10 +19,12 @@ from streams.ui import create_app
 from streams.ui.security import CSRF_COOKIE, safe_next
 
 CONFIG = KafkaConfig(bootstrap="127.0.0.1:1", topic_prefix="ui-test.")
+LOCAL = "http://127.0.0.1:8233"  # the UI without sign-in answers to loopback names only
 
 
 def client(**settings: object) -> TestClient:
-    return TestClient(create_app(CONFIG, UiSettings(**settings)), follow_redirects=False)
+    app = create_app(CONFIG, UiSettings(**settings))
+    return TestClient(app, follow_redirects=False, base_url=LOCAL)
 
 
 def test_loopback_needs_no_sign_in() -> None:
@@ -52,13 +54,16 @@ def test_settings_come_from_the_environment() -> None:
 
 def test_a_token_is_required_as_bearer_or_cookie() -> None:
     c = client(token="s3cret")
-    assert c.get("/api/health").status_code == 401
-    assert c.get("/api/health", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert c.get("/api/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-    page = c.get("/runs/x", headers={"Accept": "text/html"})
-    assert page.status_code == 303 and page.headers["location"] == "/login?next=/runs/x"
-    # the stylesheet of the sign-in page is served before signing in
+    # past the sign-in, an unknown path is a 404; before it, a 401
+    assert c.get("/api/nothing").status_code == 401
+    assert c.get("/api/nothing", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert c.get("/api/nothing", headers={"Authorization": "Bearer s3cret"}).status_code == 404
+    page = c.get("/runs/a%2Fb", headers={"Accept": "text/html"})
+    assert page.status_code == 303
+    assert page.headers["location"] == "/login?next=/runs/a%252Fb"  # the raw path, quoted
+    # the sign-in page's stylesheet and the health check are served before signing in
     assert c.get("/static/everflow.css").status_code == 200
+    assert c.get("/api/health").status_code == 200
 
 
 def test_the_sign_in_page_sets_the_cookie_for_the_right_token_only() -> None:
@@ -67,19 +72,40 @@ def test_the_sign_in_page_sets_the_cookie_for_the_right_token_only() -> None:
     assert wrong.status_code == 401 and "not the one" in wrong.text
     right = c.post("/login", data={"token": "s3cret", "next": "/workers"})
     assert right.status_code == 303 and right.headers["location"] == "/workers"
-    assert c.get("/api/health").status_code == 200  # the cookie now signs in
+    assert "s3cret" not in right.headers["set-cookie"]  # a digest, not the token
+    assert c.get("/api/nothing").status_code == 404  # the cookie now signs in
     # never sends the browser to another site after signing in
     assert safe_next("//evil.example/") == "/" and safe_next("https://x/") == "/"
 
 
 def test_basic_auth() -> None:
     c = client(basic_auth="ann:pw")
-    refused = c.get("/api/health")
+    refused = c.get("/api/nothing")
     assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
     good = base64.b64encode(b"ann:pw").decode()
     bad = base64.b64encode(b"ann:nope").decode()
-    assert c.get("/api/health", headers={"Authorization": f"Basic {good}"}).status_code == 200
-    assert c.get("/api/health", headers={"Authorization": f"Basic {bad}"}).status_code == 401
+    assert c.get("/api/nothing", headers={"Authorization": f"Basic {good}"}).status_code == 404
+    assert c.get("/api/nothing", headers={"Authorization": f"Basic {bad}"}).status_code == 401
+
+
+@pytest.mark.parametrize("token", ["ab/c+d==", 'with "quotes"; and=semicolons', "ünïcode"])
+def test_any_token_signs_in_through_the_cookie(token: str) -> None:
+    c = client(token=token)
+    assert c.post("/login", data={"token": token, "next": "/"}).status_code == 303
+    assert c.get("/api/nothing").status_code == 404
+
+
+def test_without_sign_in_only_this_machines_names_are_served() -> None:
+    for host in ("127.0.0.1:8233", "localhost:8233", "[::1]:8233", "LOCALHOST"):
+        assert client().get("/api/health", headers={"Host": host}).status_code == 200
+    # DNS rebinding: another site's name resolved to 127.0.0.1 gets nothing, not even a page
+    # to read the CSRF token from
+    rebound = client().get("/", headers={"Host": "evil.example:8233"})
+    assert rebound.status_code == 403 and "answers to 127.0.0.1" in rebound.text
+    assert "csrf" not in rebound.text
+    # with a sign-in, any name is served (the cookie of another name is not sent)
+    signed = client(token="t").get("/api/health", headers={"Host": "ui.example.org"})
+    assert signed.status_code == 200
 
 
 def test_pages_set_a_csrf_cookie_and_embed_its_token() -> None:
