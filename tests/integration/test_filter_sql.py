@@ -431,10 +431,10 @@ def test_a_value_shaped_like_sql_is_only_a_value(store: Store, query: str) -> No
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
-def test_the_ddl_creates_the_four_tables_and_can_run_again(
+def test_the_ddl_creates_the_five_tables_and_can_run_again(
     request: pytest.FixtureRequest, dialect: Any
 ) -> None:
-    tables = {"runs", "search_attribute_types", "pending_activities", "offsets"}
+    tables = {"runs", "search_attribute_types", "pending_activities", "offsets", "history_pages"}
     if dialect == "sqlite":
         conn = sqlite3.connect(":memory:")
         for statement in ddl(dialect) * 2:

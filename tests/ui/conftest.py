@@ -1,7 +1,7 @@
 """Fixtures of the Web UI's tests: a real headless Chromium (the distribution's, driven by
 Playwright, never a downloaded browser) looking at a real UI server on a real broker.
 
-- `browser` (session): Chromium from /usr/bin/chromium (`make test` installs the package);
+- `browser` (this package): Chromium from /usr/bin/chromium (`make test` installs the package);
   without it the tests fail and say how to install it, never skip.
 - `ui` (per test): the UI for the test's topic prefix, served on a free loopback port by
   `UiServer`, with its run index in the test's own SQLite file; `ui.url(path)`.
@@ -52,7 +52,9 @@ def chromium_path() -> str:
     )
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's synchronous API keeps an event loop running on the main thread
+# while it is open, and the tests after this package (asyncio.run) need that thread free.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
