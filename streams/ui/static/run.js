@@ -179,6 +179,6 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     build();
-    if (page.dataset.liveUrl) EF.live(page.dataset.liveUrl, { history: onHistory });
+    if (page.dataset.liveUrl) page.efLive = EF.live(page.dataset.liveUrl, { history: onHistory });
   });
 })();
