@@ -85,7 +85,10 @@ class HistoryReader:
                 )
             if found.offset >= 0:
                 return int(found.offset)
-            return kafka.end_offset(consumer, self.topic, partition)
+            try:
+                return kafka.end_offset(consumer, self.topic, partition)
+            except KafkaException as e:
+                raise BrokerError(f"cannot read the end of {self.topic}: {e}") from e
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -107,7 +110,10 @@ class HistoryReader:
         end of what is written; `last`, the run's last event ID if known, stops the read
         there), reading from `start`."""
         wanted_last = first + size - 1 if last is None else min(first + size - 1, last)
-        return list(self._records(workflow_id, run_id, start, first, wanted_last))
+        try:
+            return list(self._records(workflow_id, run_id, start, first, wanted_last))
+        except KafkaException as e:  # the broker is away: an EverflowError the page can say
+            raise BrokerError(f"cannot read {self.topic}: {e}") from e
 
     def _records(
         self, workflow_id: str, run_id: str, start: Start, first: int, last: int

@@ -4,7 +4,8 @@
     GET /runs/{workflow_id}/{run_id}          the page (?view=table|compact|timeline, ?from=N)
     GET /api/runs/{wf}/{run}/history          a page of events as JSON (?from=N&size=M)
     GET /runs/{wf}/{run}/history.jsonl|.avro  the whole history, streamed
-    GET /live/runs/{wf}/{run}                 server-sent events: new events, status swaps
+    GET /live/runs/{wf}/{run}                 server-sent events: new events, status swaps,
+                                              `end` once the run is closed and caught up
 
 The history is read in pages (see `streams.ui.history_pages`), never whole, so a run of
 50,000 events opens as fast as a short one; the table is a virtual list over those pages.
