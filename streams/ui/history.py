@@ -9,6 +9,7 @@ from __future__ import annotations
 import linecache
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -169,9 +170,31 @@ def parse_stack(text: str) -> list[list[Frame]]:
     return tasks
 
 
+_NO_SOURCE_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def readable_source(file: str) -> str | None:
+    """`file` resolved, when it is a Python source this host may show: an existing regular
+    file ending in .py (symlinks followed), outside /proc, /sys and /dev. The name comes
+    from a run's history or a worker's answer, so nothing else on this host is read."""
+    try:
+        path = Path(file).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if path.suffix != ".py" or any(path.is_relative_to(r) for r in _NO_SOURCE_ROOTS):
+        return None
+    return str(path) if path.is_file() else None
+
+
 def source_lines(file: str, line: int, around: int = 4) -> list[SourceLine]:
     """The lines of `file` around `line` (the current one marked), from this host's copy of
-    the file; empty when this host does not have it."""
+    the file (as it is now: a redeploy shows the new source); empty when this host does not
+    have it or it is not a Python source file (see `readable_source`)."""
+    path = readable_source(file)
+    if path is None:
+        return []
+    linecache.checkcache(path)
+    file = path
     lines = []
     for number in range(max(1, line - around), line + around + 1):
         text = linecache.getline(file, number)

@@ -4,7 +4,8 @@ The run index keeps where every `PAGE_EVENTS`-th event of a run was written
 (`Store.history_page`); a page is read by seeking the run's `history` partition there
 (read_committed) and reading until it holds the page's events of that run. A run the index
 has no page of yet starts at the offset its processor reports (`RunDescription.first_offset`),
-and a tail not yet indexed is read on from the last page the index has.
+else at the first offset written since the run's start (`offset_at`), and a tail not yet
+indexed is read on from the last page the index has.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streams import kafka
-from streams.errors import EverflowError
+from streams.errors import BrokerError, EverflowError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.wire import wire
@@ -39,22 +41,57 @@ class Start:
 
 class HistoryReader:
     """Reads runs' history records from Kafka, one request at a time per consumer (a small
-    pool of consumers, reused: making one costs a connection)."""
+    pool of consumers, reused: making one costs a connection). `executor` has one thread per
+    consumer: run the blocking calls there."""
 
-    def __init__(self, config: KafkaConfig, pool_size: int = 4) -> None:
+    def __init__(
+        self, config: KafkaConfig, pool_size: int = 4, metadata_timeout: float = 10.0
+    ) -> None:
         self.config = config
+        self.metadata_timeout = metadata_timeout
         self.topic = Topics(config.topic_prefix).history
         self._free: list[Consumer] = []
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(pool_size)
         self._partitions: int | None = None
+        self.executor = ThreadPoolExecutor(pool_size, thread_name_prefix="ui-history")
 
     def partition_of(self, workflow_id: str) -> int:
         if self._partitions is None:
-            self._partitions = partition_count(kafka.admin(self.config), self.topic)
+            try:
+                admin = kafka.admin(self.config)
+                self._partitions = partition_count(admin, self.topic, self.metadata_timeout)
+            except KafkaException as e:
+                raise BrokerError(f"cannot read the partitions of {self.topic}: {e}") from e
         return kafka.partition_for(workflow_id, self._partitions)
 
+    def offset_at(self, partition: int, epoch_ms: int) -> int:
+        """The first offset of `partition` written at or after `epoch_ms` (the partition's
+        end when none is); raises EverflowError when the broker does not say."""
+        with self._consumer() as consumer:
+            try:
+                (found,) = consumer.offsets_for_times(
+                    [TopicPartition(self.topic, partition, max(0, epoch_ms))], timeout=10.0
+                )
+            except KafkaException as e:
+                raise EverflowError(
+                    f"cannot find where the run starts in partition {partition} of"
+                    f" {self.topic}: {e}"
+                ) from e
+            if found.error is not None:
+                raise EverflowError(
+                    f"cannot find where the run starts in partition {partition} of"
+                    f" {self.topic}: {found.error}"
+                )
+            if found.offset >= 0:
+                return int(found.offset)
+            try:
+                return kafka.end_offset(consumer, self.topic, partition)
+            except KafkaException as e:
+                raise BrokerError(f"cannot read the end of {self.topic}: {e}") from e
+
     def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             free, self._free = self._free, []
         for consumer in free:
@@ -73,7 +110,10 @@ class HistoryReader:
         end of what is written; `last`, the run's last event ID if known, stops the read
         there), reading from `start`."""
         wanted_last = first + size - 1 if last is None else min(first + size - 1, last)
-        return list(self._records(workflow_id, run_id, start, first, wanted_last))
+        try:
+            return list(self._records(workflow_id, run_id, start, first, wanted_last))
+        except KafkaException as e:  # the broker is away: an EverflowError the page can say
+            raise BrokerError(f"cannot read {self.topic}: {e}") from e
 
     def _records(
         self, workflow_id: str, run_id: str, start: Start, first: int, last: int

@@ -4,7 +4,8 @@
     GET /runs/{workflow_id}/{run_id}          the page (?view=table|compact|timeline, ?from=N)
     GET /api/runs/{wf}/{run}/history          a page of events as JSON (?from=N&size=M)
     GET /runs/{wf}/{run}/history.jsonl|.avro  the whole history, streamed
-    GET /live/runs/{wf}/{run}                 server-sent events: new events, status swaps
+    GET /live/runs/{wf}/{run}                 server-sent events: new events, status swaps,
+                                              `end` once the run is closed and caught up
 
 The history is read in pages (see `streams.ui.history_pages`), never whole, so a run of
 50,000 events opens as fast as a short one; the table is a virtual list over those pages.
@@ -43,7 +44,7 @@ from streams.ui.history import (
     source_lines,
     timeline,
 )
-from streams.ui.run_model import PAGE_SIZE, RunFacts, RunLoader, RunView
+from streams.ui.run_model import PAGE_SIZE, RunFacts, RunLoader, RunView, build_view
 from streams.wire import wire
 from streams.wire.history_json import event_to_json
 
@@ -122,29 +123,38 @@ class RunPages:
         return RedirectResponse(run_path(wf, run_id), status_code=303)
 
     async def run_page(self, request: Request) -> Response:
+        first = _query_int(request, "from", 1)
         facts = await self._facts(request)
         view_name = request.query_params.get("view", "table")
         view_name = view_name if view_name in VIEWS else "table"
-        first = _int(request.query_params.get("from"), 1)
         first = min(max(1, first), max(1, facts.history_length))
         first -= (first - 1) % PAGE_SIZE
         # asked at once, beside the reads: a run with no worker up costs the query's timeout
         asked = None
         if facts.status in ("Running", "Blocked"):
             asked = asyncio.create_task(self.ask_stack(facts))
-        view, children, table = await asyncio.gather(
+        read = asyncio.gather(
             self.loader.view(facts),
-            self.loader.children(facts),
             self.loader.events(facts, first, PAGE_SIZE),
         )
+        children = await self.loader.children(facts)
+        history_error = ""
+        try:
+            view, table = await read
+        except EverflowError as e:  # no start found, a read timed out, the broker is down
+            history_error = f"history unavailable: {e}"
+            view = await asyncio.to_thread(build_view, facts, [], False, self.ui.converter)
+            table = []
         current = await self.current_line(view, asked)
         now = int(time.time() * 1000)
+        rows = await asyncio.to_thread(event_rows, table, self.ui.converter)
         context = {
             **self.run_context(view, current),
             "page": "run",
             "view_name": view_name,
             "children": children,
-            "rows": event_rows(table, self.ui.converter),
+            "history_error": history_error,
+            "rows": rows,
             "first": first,
             "page_size": PAGE_SIZE,
             "compact": compact(view.events) if view_name == "compact" else [],
@@ -201,37 +211,58 @@ class RunPages:
 
     # ---- history --------------------------------------------------------------------------------
     async def history_api(self, request: Request) -> Response:
-        """`{"history_length", "events": [{event_id, time, type, details, failed, json}]}`."""
+        """`{"history_length", "events": [{event_id, time, type, details, failed, json}]}`;
+        past the run's length, no events (nothing is read)."""
+        first = max(1, _query_int(request, "from", 1))
+        size = min(max(1, _query_int(request, "size", PAGE_SIZE)), MAX_PAGE)
         facts = await self._facts(request)
-        first = max(1, _int(request.query_params.get("from"), 1))
-        size = min(max(1, _int(request.query_params.get("size"), PAGE_SIZE)), MAX_PAGE)
-        events = await self.loader.events(facts, first, size)
+        events: list[Any] = []
+        if first <= facts.history_length:
+            try:
+                events = await self.loader.events(facts, first, size)
+            except EverflowError as e:
+                return JSONResponse({"error": f"history unavailable: {e}"}, status_code=503)
         length = max(facts.history_length, events[-1].event_id if events else 0)
-        return JSONResponse(self.history_message(events, length))
+        return JSONResponse(await self.history_message(events, length))
 
     async def _all_records(self, facts: RunFacts) -> AsyncIterator[list[tuple[int, bytes]]]:
-        first = 1
-        while True:
-            records = await self.loader.records(facts, first, 2000)
-            if not records:
-                return
-            yield records
-            first += len(records)
+        """The run's records in chunks. The first chunk is read before this returns (before
+        a response's headers go out), so a history that cannot be read is a clear 503, not a
+        cut-off file sent with 200."""
+        try:
+            records = await self.loader.records(facts, 1, 2000)
+        except EverflowError as e:
+            raise HTTPException(503, f"history unavailable: {e}") from e
+
+        async def chunks() -> AsyncIterator[list[tuple[int, bytes]]]:
+            nonlocal records
+            first = 1
+            while records:
+                yield records
+                first += len(records)
+                records = await self.loader.records(facts, first, 2000)
+
+        return chunks()
 
     async def download_json(self, request: Request) -> Response:
         """JSON lines as `everflow history export` writes them (readable + `raw`)."""
         facts = await self._facts(request)
         decode, converter = wire().event.decode, self.ui.converter
 
+        def encoded(records: list[tuple[int, bytes]]) -> bytes:
+            chunk = []
+            for offset, raw in records:
+                row = event_to_json(decode(raw), converter)
+                row["offset"] = offset
+                row["raw"] = base64.b64encode(raw).decode()
+                chunk.append(orjson.dumps(row, default=str) + b"\n")
+            return b"".join(chunk)
+
+        chunks = await self._all_records(facts)
+
         async def lines() -> AsyncIterator[bytes]:
-            async for records in self._all_records(facts):
-                chunk = []
-                for offset, raw in records:
-                    row = event_to_json(decode(raw), converter)
-                    row["offset"] = offset
-                    row["raw"] = base64.b64encode(raw).decode()
-                    chunk.append(orjson.dumps(row, default=str) + b"\n")
-                yield b"".join(chunk)
+            async for records in chunks:
+                yield await asyncio.to_thread(encoded, records)
 
         return StreamingResponse(
             lines(), media_type="application/x-ndjson", headers=_attachment(facts, "jsonl")
@@ -241,19 +272,24 @@ class RunPages:
         """An Avro object container file with the HistoryEvent schema, written in blocks."""
         facts = await self._facts(request)
         codec = wire().event
+        buffer = io.BytesIO()
+        writer = fastavro.write.Writer(buffer, codec.schema)
+
+        def block(records: list[tuple[int, bytes]]) -> bytes:
+            for _, raw in records:
+                writer.write(codec.to_record(codec.decode(raw)))
+            writer.flush()
+            data = buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            return data
+
+        chunks = await self._all_records(facts)
 
         async def blocks() -> AsyncIterator[bytes]:
-            buffer = io.BytesIO()
-            writer = fastavro.write.Writer(buffer, codec.schema)
-            async for records in self._all_records(facts):
-                for _, raw in records:
-                    writer.write(codec.to_record(codec.decode(raw)))
-                writer.flush()
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-            writer.flush()
-            yield buffer.getvalue()
+            async for records in chunks:
+                yield await asyncio.to_thread(block, records)
+            yield await asyncio.to_thread(block, [])
 
         return StreamingResponse(
             blocks(), media_type="application/avro", headers=_attachment(facts, "avro")
@@ -262,37 +298,44 @@ class RunPages:
     # ---- live ---------------------------------------------------------------------------------
     async def live(self, request: Request) -> Response:
         """New events (`history`: the new length and rows) and swaps of the status badge and
-        the cards when the run changes; ends when the client goes."""
+        the cards when the run changes. Whenever the run has events past `seen` (the page's
+        length) they are read first, so a run that closed before the stream connected (or
+        before a reconnect) still shows its last events and its close; once the run is closed
+        and caught up, an `end` event ends the stream (no connection held for a closed run)."""
+        seen = _query_int(request, "seen", -1)
         facts = await self._facts(request)
-        seen = _int(request.query_params.get("seen"), facts.history_length)
+        seen = facts.history_length if seen < 0 else min(seen, facts.history_length)
 
         async def stream() -> AsyncIterator[str]:
             nonlocal seen
             pinged = time.monotonic()
             yield ": listening\n\n"
-            closed = facts.status not in ("Running", "Blocked")
             while not await request.is_disconnected():
-                if closed:  # a closed run gets no more events: keep the stream, stop reading
-                    if time.monotonic() - pinged > LIVE_PING:
-                        yield ": ping\n\n"
+                events: list[Any] = []
+                try:
+                    length = await self.loader.length_now(facts)  # (a close it sees, too)
+                    closed = facts.status not in ("Running", "Blocked")
+                    if length > seen:
+                        size = min(length - seen, MAX_PAGE)
+                        events = await self.loader.events(facts, seen + 1, size, length)
+                    if events:
+                        seen = events[-1].event_id
+                        facts.history_length = max(facts.history_length, seen)
+                        yield _message("history", await self.history_message(events, seen))
+                        view = await self.loader.view(facts)
+                        facts.status = view.status
+                        closed = not view.open
+                        children = await self.loader.children(facts)
+                        yield _message("swap", self.swaps(request, view, children))
                         pinged = time.monotonic()
-                    await asyncio.sleep(LIVE_POLL)
-                    continue
-                length = await self.loader.length_now(facts)
-                events = []
-                if length > seen:
-                    size = min(length - seen, MAX_PAGE)
-                    events = await self.loader.events(facts, seen + 1, size, length)
-                if events:
-                    seen = events[-1].event_id
-                    facts.history_length = max(facts.history_length, seen)
-                    yield _message("history", self.history_message(events, seen))
-                    view = await self.loader.view(facts)
-                    facts.status = view.status
-                    closed = not view.open
-                    yield _message("swap", self.swaps(request, view))
-                    pinged = time.monotonic()
-                elif time.monotonic() - pinged > LIVE_PING:
+                        if seen < length:
+                            continue  # more to catch up: at once
+                except EverflowError:  # the broker or the index is away: look again shortly
+                    closed = False
+                if closed:  # caught up (or nothing more can be read): the run says no more
+                    yield _message("end", {"status": facts.status})
+                    return
+                if time.monotonic() - pinged > LIVE_PING:
                     yield ": ping\n\n"
                     pinged = time.monotonic()
                 await asyncio.sleep(LIVE_POLL)
@@ -303,12 +346,12 @@ class RunPages:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    def history_message(self, events: list[Any], length: int) -> dict[str, Any]:
-        rows = event_rows(events, self.ui.converter)
+    async def history_message(self, events: list[Any], length: int) -> dict[str, Any]:
+        rows = await asyncio.to_thread(event_rows, events, self.ui.converter)
         return {"history_length": length, "events": [dataclasses.asdict(r) for r in rows]}
 
-    def swaps(self, request: Request, view: RunView) -> list[dict[str, str]]:
-        context = {**self.run_context(view, None), "children": []}
+    def swaps(self, request: Request, view: RunView, children: list[Any]) -> list[dict[str, str]]:
+        context = {**self.run_context(view, None), "children": children}
         parts = [
             ("run-status", "run_status.html"),
             ("run-summary", "run_summary.html"),
@@ -326,11 +369,14 @@ def _message(name: str, data: object) -> str:
     return f"event: {name}\ndata: {orjson.dumps(data, default=str).decode()}\n\n"
 
 
-def _int(value: str | None, default: int) -> int:
-    try:
-        return int(value) if value is not None else default
-    except ValueError:
+def _query_int(request: Request, name: str, default: int) -> int:
+    """A query parameter of ASCII digits (at most 18: it fits SQL's BIGINT), else 400."""
+    value = request.query_params.get(name)
+    if value is None or value == "":
         return default
+    if not (value.isascii() and value.isdecimal() and len(value) <= 18):
+        raise HTTPException(400, f"{name}={value!r} is not a whole number of at most 18 digits")
+    return int(value)
 
 
 def _duration(start: int, close: int | None) -> float:

@@ -13,12 +13,12 @@ processor.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
-
-from confluent_kafka import OFFSET_BEGINNING
+from typing import Any, TypeVar
 
 from streams.errors import (
     RPCTimeoutError,
@@ -61,6 +61,8 @@ FOLD_LIMIT = 5000
 TAIL_EVENTS = 1000
 PAGE_SIZE = 200
 ASK_TIMEOUT = timedelta(seconds=3)
+START_MARGIN = timedelta(minutes=5)  # clocks of the host that started a run and the broker's
+T = TypeVar("T")
 
 _CLOSED = {
     WorkflowCompleted: "Completed",
@@ -259,9 +261,17 @@ class RunLoader:
             return []
 
     # ---- history pages -------------------------------------------------------------------------
+    async def on_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on the reader's own threads (as many as its consumers), so reads that
+        wait for a consumer never hold the event loop's default executor."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.reader.executor, functools.partial(fn, *args)
+        )
+
     async def start_for(self, facts: RunFacts, event_id: int) -> Start:
         """Where to read from to find `event_id`: the index's page, else the run's first
-        offset as its processor knows it, else the partition's beginning."""
+        offset as its processor knows it, else the first offset written at or after the
+        run's start time (less `START_MARGIN`), never the partition's beginning."""
 
         def page() -> Any:
             try:
@@ -272,13 +282,15 @@ class RunLoader:
         found = await asyncio.to_thread(page)
         if found is not None:
             return Start(found.partition, found.offset, found.first_event_id)
-        partition = await asyncio.to_thread(self.reader.partition_of, facts.workflow_id)
-        if facts.first_offset < 0:
+        partition = await self.on_reader(self.reader.partition_of, facts.workflow_id)
+        if facts.first_offset < 0 and facts.status in ("Running", "Blocked"):
             d = await self.described(facts.workflow_id, facts.run_id)
             if d is not None:
                 facts.first_offset = d.first_offset
-        offset = facts.first_offset if facts.first_offset >= 0 else OFFSET_BEGINNING
-        return Start(partition, offset, 1)
+        if facts.first_offset < 0:
+            since = facts.start_time - int(START_MARGIN.total_seconds() * 1000)
+            facts.first_offset = await self.on_reader(self.reader.offset_at, partition, since)
+        return Start(partition, facts.first_offset, 1)
 
     async def records(
         self, facts: RunFacts, first: int, size: int, last: int | None = None
@@ -289,14 +301,17 @@ class RunLoader:
         if last is None and facts.history_length > 0:
             last = facts.history_length
         start = await self.start_for(facts, first)
-        return await asyncio.to_thread(
+        return await self.on_reader(
             self.reader.read, facts.workflow_id, facts.run_id, start, first, size, last
         )
 
     async def length_now(self, facts: RunFacts) -> int:
-        """The run's history length now: the index's, else its processor's."""
+        """The run's history length now: the index's (and its status when it says the run
+        closed), else its processor's."""
         e = await self.indexed(facts.run_id)
         if e is not None:
+            if e.status not in ("Running", "Blocked"):
+                facts.status = e.status  # closed since the facts were read
             return e.history_length
         d = await self.described(facts.workflow_id, facts.run_id)
         return facts.history_length if d is None else d.history_length
@@ -304,7 +319,7 @@ class RunLoader:
     async def events(
         self, facts: RunFacts, first: int, size: int, last: int | None = None
     ) -> list[HistoryEvent]:
-        return decode_records(await self.records(facts, first, size, last))
+        return await asyncio.to_thread(decode_records, await self.records(facts, first, size, last))
 
     async def card_events(self, facts: RunFacts) -> tuple[list[HistoryEvent], bool]:
         """The events the cards fold: all of them, or the head and tail of a long history."""
@@ -318,7 +333,7 @@ class RunLoader:
     # ---- the whole view ------------------------------------------------------------------------
     async def view(self, facts: RunFacts) -> RunView:
         events, partial = await self.card_events(facts)
-        return build_view(facts, events, partial, self.ui.converter)
+        return await asyncio.to_thread(build_view, facts, events, partial, self.ui.converter)
 
 
 def history_status(events: list[HistoryEvent], fallback: str) -> str:

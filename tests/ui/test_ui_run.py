@@ -1,13 +1,15 @@
 """The run page in a real browser, on a real broker with real workers: a retried activity
 shows its attempt of its budget and its last failure, a sleeping run shows the line of code
 it waits on (from the running code, and as recorded when no worker is up), a run that
-closes while its page is open shows it without a reload, its history downloads as JSON
-lines and Avro that replay reads back, and a 50,000-event history opens and scrolls to its
-last event."""
+closes while its page is open shows it without a reload, the live stream of a closed run
+catches up and ends, its history downloads as JSON lines and Avro that replay reads back
+(also with no history pages indexed and no worker), and a 50,000-event history opens and
+scrolls to its last event."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -101,6 +103,18 @@ def test_run_page_shows_attempts_the_current_line_and_a_close_without_reload(
         assert [e.event_id for e in events] == [1, 2, 3, 4]
         assert type(events[-1].attributes).__name__ == "WorkflowCompleted"
 
+    # the page of a closed run: its live stream ends (no connection held open); a stream
+    # that starts behind the run (a reconnect, a close before it connected) catches up first
+    page.goto(ui.url(f"/runs/sleeper-short/{short_run}"))
+    expect(page.locator("#run-status")).to_have_text("Completed")
+    page.wait_for_function("document.getElementById('run-page').efLive.readyState === 2")
+    live = ui.url(f"/live/runs/sleeper-short/{short_run}?seen=1")
+    with urllib.request.urlopen(live, timeout=30) as response:
+        body = response.read().decode()
+    assert '"history_length":4' in body and "WorkflowCompleted" in body
+    assert "status-completed" in body  # the status swap
+    assert body.endswith('event: end\ndata: {"status":"Completed"}\n\n')
+
     # no worker: the location recorded with the timer, and the source around it
     workers.kill(worker)
     page.goto(ui.url("/runs/sleeper-long"))
@@ -108,6 +122,17 @@ def test_run_page_shows_attempts_the_current_line_and_a_close_without_reload(
     expect(current).to_contain_text("Recorded when the run scheduled timer 1")
     expect(current.locator(".source-line.current")).to_contain_text(SLEEP_LINE)
     shot(page, "run-recorded-location")
+
+    # a closed run the index has no history pages of (indexed before they were kept) and no
+    # processor describes: read from where the partition was at the run's start
+    index = visibility_url(ui.config.topic_prefix, None).removeprefix("sqlite://")
+    with sqlite3.connect(index) as db:
+        db.execute("DELETE FROM history_pages WHERE run_id = ?", (short_run,))
+    url = ui.url(f"/runs/sleeper-short/{short_run}/history.jsonl")
+    with urllib.request.urlopen(url, timeout=30) as response:
+        (tmp_path / "again.jsonl").write_bytes(response.read())
+    (events,) = read_history_file(tmp_path / "again.jsonl")
+    assert [e.event_id for e in events] == [1, 2, 3, 4]
 
 
 def test_a_50000_event_history_opens_and_scrolls_to_its_last_event(

@@ -5,15 +5,22 @@ templates rendered from a model."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.testclient import TestClient
 
 from processors.visibility.fold import fold, starts_page
 from streams.kafka.config import KafkaConfig
 from streams.payload import DataConverter, Payload, to_payload
 from streams.retry import RetryPolicy
 from streams.settings import UiSettings
+from streams.ui import create_app
 from streams.ui.context import Ui
 from streams.ui.history import (
     blocked,
@@ -25,9 +32,10 @@ from streams.ui.history import (
     source_lines,
     timeline,
 )
+from streams.ui.history_pages import HistoryReader
 from streams.ui.run import CurrentLine, RunPages
 from streams.ui.run_model import RunFacts, build_view
-from streams.visibility.records import HistoryPage, RunRow
+from streams.visibility.records import HistoryPage, RunRow, WorkflowExecution
 from streams.visibility.schema import PAGE_EVENTS
 from streams.visibility.store import open_store
 from streams.wire.events import (
@@ -317,3 +325,121 @@ def test_a_blocked_run_with_an_encrypted_input_renders_its_reason_and_no_error()
     assert "ConnectionError: replayed TimerStarted at event 2" in html  # its stack
     assert 'role="alert">the run is not running' in html
     assert 'class="status status-blocked"' in html
+
+
+# ---- the routes, on a real index and no broker ------------------------------------------------
+
+LOCAL = "http://127.0.0.1:8233"  # the UI without sign-in answers to loopback names only
+NO_BROKER = KafkaConfig(bootstrap="127.0.0.1:1", topic_prefix="ui-run.")
+CLOSED = RunRow("r-1", "wf-1", "Transfer", "q", "Completed", T0, 5, close_time=T0 + 5000)
+
+
+def indexed(tmp_path: Path, *rows: RunRow) -> UiSettings:
+    store = open_store(f"sqlite://{tmp_path}/ix.sqlite")
+    store.write_batch(list(rows), {}, {("history", 0): 1})
+    store.close()
+    return UiSettings(visibility=f"sqlite://{tmp_path}/ix.sqlite")
+
+
+def get(path: str, path_params: dict[str, str], query: bytes = b"") -> Request:
+    return Request({"type": "http", "method": "GET", "path": path, "headers": [],
+                    "query_string": query, "path_params": path_params})  # fmt: skip
+
+
+@pytest.mark.timeout(30)
+def test_the_live_stream_of_a_closed_run_it_has_caught_up_on_ends(tmp_path: Path) -> None:
+    client = TestClient(create_app(NO_BROKER, indexed(tmp_path, CLOSED)), base_url=LOCAL)
+    for seen in ("5", "99999"):  # the page's length, or past it (clamped): nothing to read
+        response = client.get(f"/live/runs/wf-1/r-1?seen={seen}")
+        assert response.status_code == 200
+        assert 'event: end\ndata: {"status":"Completed"}' in response.text
+
+
+def test_history_positions_are_checked_and_clamped_never_a_500(tmp_path: Path) -> None:
+    client = TestClient(create_app(NO_BROKER, indexed(tmp_path, CLOSED)), base_url=LOCAL)
+    for path in (
+        "/api/runs/wf-1/r-1/history?from=99999999999999999999",  # past BIGINT
+        "/api/runs/wf-1/r-1/history?from=²",  # a digit to str.isdigit, not to int()
+        "/api/runs/wf-1/r-1/history?from=-3",
+        "/api/runs/wf-1/r-1/history?size=1e9",
+        "/live/runs/wf-1/r-1?seen=-1e30",
+        "/runs/wf-1/r-1?from=%D9%A3",  # an Arabic-Indic 3
+    ):
+        response = client.get(path)
+        assert response.status_code == 400, path
+        assert "is not a whole number" in response.text
+    past = client.get("/api/runs/wf-1/r-1/history?from=999999999999999999")
+    assert past.status_code == 200  # past the run's end: no events, and nothing read
+    assert past.json() == {"history_length": 5, "events": []}
+
+
+def test_a_history_that_cannot_be_read_is_said_on_the_page_and_refused_as_a_download(
+    tmp_path: Path,
+) -> None:
+    ui = Ui(NO_BROKER, indexed(tmp_path, CLOSED))
+    pages = RunPages(ui)
+    pages.loader.reader = HistoryReader(NO_BROKER, metadata_timeout=0.2)
+    ids = {"workflow_id": "wf-1", "run_id": "r-1"}
+    try:
+        page = asyncio.run(pages.run_page(get("/runs/wf-1/r-1", ids)))
+        assert page.status_code == 200
+        html = bytes(page.body).decode()
+        assert 'id="history-error" role="alert">history unavailable: cannot read the' in html
+        assert 'class="status status-completed"' in html  # the rest of the page is there
+        for download in (pages.download_json, pages.download_avro):
+            with pytest.raises(HTTPException) as refused:  # before any header goes out
+                asyncio.run(download(get("/runs/wf-1/r-1/history.jsonl", ids)))
+            assert refused.value.status_code == 503
+            assert refused.value.detail.startswith("history unavailable: ")
+        api = asyncio.run(pages.history_api(get("/api/runs/wf-1/r-1/history", ids)))
+        assert api.status_code == 503
+    finally:
+        pages.loader.reader.close()
+        asyncio.run(ui.close())
+
+
+def test_kafka_reads_run_on_the_readers_own_threads() -> None:
+    ui = Ui(NO_BROKER, UiSettings())
+    loader = RunPages(ui).loader
+    try:
+        name = asyncio.run(loader.on_reader(lambda: threading.current_thread().name))
+    finally:
+        loader.reader.close()
+    assert name.startswith("ui-history")
+
+
+def test_a_live_swap_keeps_the_children_list() -> None:
+    ui = Ui(NO_BROKER, UiSettings())
+    child = WorkflowExecution(
+        "child-7", "r-7", "Refund", "q", "Running", datetime.fromtimestamp(T0 / 1000, UTC),
+        None, None, 2, "wf-1", "r-1", {},
+    )  # fmt: skip
+    view = build_view(facts(), history(started()), False, DataConverter())
+    swaps = RunPages(ui).swaps(get("/", {}), view, [child])
+    summary = next(s["html"] for s in swaps if s["id"] == "run-summary")
+    assert "Children" in summary and "child-7" in summary
+
+
+def test_source_is_shown_only_from_python_files_and_read_fresh(tmp_path: Path) -> None:
+    assert source_lines("/proc/self/environ", 1) == []
+    assert source_lines("/proc/self/cwd/" + Path(__file__).name, 3) == []  # not via /proc
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOKEN=1\n")
+    assert source_lines(str(secret), 1) == []
+    (tmp_path / "link.py").symlink_to(secret)  # a .py name that is not a Python file
+    assert source_lines(str(tmp_path / "link.py"), 1) == []
+    (tmp_path / "dir.py").mkdir()
+    assert source_lines(str(tmp_path / "dir.py"), 1) == []
+
+    code = tmp_path / "app.py"
+    code.write_text("a = 1\nb = 2\n")
+    assert [s.text for s in source_lines(str(code), 2) if s.current] == ["b = 2"]
+    code.write_text("a = 1\nb = 'redeployed'\nc = 3\n")  # a new mtime and size
+    assert [s.text for s in source_lines(str(code), 2) if s.current] == ["b = 'redeployed'"]
+
+
+def test_the_waits_card_says_when_it_read_only_the_head_and_tail_of_a_long_history() -> None:
+    ui = Ui(NO_BROKER, UiSettings())
+    view = build_view(facts(history_length=9000), history(started()), True, DataConverter())
+    html = ui.render(get("/", {}), "run_waits.html", RunPages(ui).run_context(view, None))
+    assert "read from the first event and the last events of this long history" in html

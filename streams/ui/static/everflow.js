@@ -3,7 +3,8 @@
 // - live parts: an element with data-live="URL" listens to server-sent events there; an
 //   event "swap" carries {"id", "html"} (or a list of them) and replaces that element,
 //   "append" adds html at the end of the element with that id; inside a replaced element,
-//   a non-empty element with data-keep and an id keeps its content;
+//   a non-empty element with data-keep and an id keeps its content; "end" closes the
+//   stream (the server has no more to say: no reconnect);
 // - countdowns: data-countdown-to="<epoch ms>" reads "in 12 s", then "due";
 // - confirmations: a form with data-confirm="question" asks first (a <dialog>); with
 //   data-result="ID" it is sent in the background and the answer shown in that element;
@@ -86,6 +87,7 @@ const EF = (() => {
     const source = new EventSource(url);
     source.addEventListener("swap", (e) => each(JSON.parse(e.data), (p) => replace(p.id, p.html)));
     source.addEventListener("append", (e) => each(JSON.parse(e.data), (p) => append(p.id, p.html)));
+    source.addEventListener("end", () => source.close());
     for (const [name, fn] of Object.entries(handlers)) {
       source.addEventListener(name, (e) => fn(JSON.parse(e.data), e));
     }

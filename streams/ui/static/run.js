@@ -15,14 +15,19 @@
 
   const rows = new Map(); // event ID -> {event_id, time, type, details, failed, json}
   const loading = new Set(); // first event IDs of pages being fetched
+  const fetched = new Map(); // first event ID of a page -> when it may be fetched again (ms)
+  const RETRY = 5000; // ms before a page that came back short (or failed) is asked again
   let pageSize = 200;
   let list = null;
 
   const time = (ms) => new Date(ms).toISOString().replace("T", " ").replace("Z", "");
 
+  // A page is asked once; one that came back short or failed is asked again only after
+  // RETRY (a render never fetches it again at once, in a loop).
   const fetchPage = async (first) => {
-    if (loading.has(first)) return;
+    if (loading.has(first) || (fetched.get(first) || 0) > Date.now()) return;
     loading.add(first);
+    fetched.set(first, Date.now() + RETRY);
     try {
       const response = await fetch(`${api}?from=${first}&size=${pageSize}`, { credentials: "same-origin" });
       if (!response.ok) return;
@@ -32,6 +37,10 @@
       render();
     } finally {
       loading.delete(first);
+      const last = Math.min(length, first + pageSize - 1);
+      for (let id = first; id <= last; id += 1) {
+        if (!rows.has(id)) { setTimeout(render, RETRY + 100); break; } // short: look later
+      }
     }
   };
 
@@ -170,6 +179,6 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     build();
-    if (page.dataset.liveUrl) EF.live(page.dataset.liveUrl, { history: onHistory });
+    if (page.dataset.liveUrl) page.efLive = EF.live(page.dataset.liveUrl, { history: onHistory });
   });
 })();
