@@ -258,9 +258,15 @@ def json_arguments(text: str) -> list[Any]:
 def event_number(form: Mapping[str, Any]) -> int:
     """The reset's event ID: a whole number from 1."""
     text = _text(form, "event_id")
-    if not text.isdigit() or int(text) < 1:
+    if not whole_number(text) or int(text) < 1:
         raise InputError(f"the event ID must be a whole number from 1, not {text!r}")
     return int(text)
+
+
+def whole_number(text: str) -> bool:
+    """Whether `text` is ASCII digits only (what `int` reads; "²" and "٣" are digits to
+    `str.isdigit` but not to `int`)."""
+    return text.isascii() and text.isdigit()
 
 
 def shown(value: Any) -> str:

@@ -34,6 +34,7 @@ from streams.kafka.ownership import PROCESSOR_CLIENT_PREFIX, WorkersView, worker
 from streams.kafka.topics import Topics
 from streams.payload import DataConverter
 from streams.ui import security
+from streams.ui.actions import whole_number
 from streams.ui.context import Ui
 from streams.wire import wire
 from streams.wire.history_json import event_to_json, record_to_json
@@ -122,7 +123,7 @@ def routes(ui: Ui) -> list[BaseRoute]:
 
 
 def _number(text: str) -> int:
-    if not text.isdigit():
+    if not whole_number(text):
         raise HTTPException(400, f"start must be a whole number, not {text!r}")
     return int(text)
 

@@ -90,7 +90,7 @@ def test_a_missing_name_or_a_bad_event_id_is_refused() -> None:
     headers = {"X-Everflow-CSRF": TOKEN}
     no_name = c.post(f"{RUN}/query", data={"name": " "}, headers=headers)
     assert no_name.status_code == 400 and "give the query&#39;s name" in no_name.text
-    for bad in ("0", "-3", "seven", ""):
+    for bad in ("0", "-3", "seven", "", "\u00b2", "\u0663", "1\u00b2"):
         reset = c.post(f"{RUN}/reset", data={"event_id": bad}, headers=headers)
         assert reset.status_code == 400 and "whole number from 1" in reset.text
 
@@ -239,6 +239,9 @@ def test_workers_context_splits_processors_from_runners_and_adds_reports() -> No
 def test_the_dead_letters_page_refuses_a_bad_page_start() -> None:
     response = client().get("/dead-letters?start=-1")
     assert response.status_code == 400 and "whole number" in response.text
+    for digits in ("\u00b2", "\u0663", "1\u00b2"):  # digits to str.isdigit, not to int
+        response = client().get("/dead-letters", params={"start": digits})
+        assert response.status_code == 400 and "whole number" in response.text
 
 
 def letter(value: bytes | None, source: str = "ui-test.commands") -> DeadLetter:
