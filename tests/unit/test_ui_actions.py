@@ -6,6 +6,7 @@ not run: a request that got past the checks would need the Client and fail loudl
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from streams.ui import create_app
 from streams.ui.actions import InputError, json_arguments, read_inputs, shown
 from streams.ui.context import Ui
 from streams.ui.security import CSRF_COOKIE
-from streams.ui.workers import decode_value, workers_context
+from streams.ui.workers import Snapshot, decode_value, workers_context
 from streams.wire import wire
 from streams.wire.commands import Command, SignalWorkflow
 
@@ -291,3 +292,24 @@ def test_the_action_scripts_and_styles_are_packaged_and_name_no_other_site() -> 
     for name in ("actions.js", "actions.css"):
         body = client().get(f"/static/{name}").text
         assert body and "http://" not in body and "https://" not in body
+
+
+def test_one_workers_snapshot_serves_every_page_and_stream_asking_at_once() -> None:
+    reads = 0
+
+    async def read() -> int:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0)  # others ask meanwhile: they wait for this read, not start one
+        return reads
+
+    async def ask(snapshot: Snapshot[int], times: int) -> list[int]:
+        together = await asyncio.gather(*(snapshot.get() for _ in range(times)))
+        return [*together, await snapshot.get()]
+
+    shared = Snapshot(read, max_age=3600)
+    assert asyncio.run(ask(shared, 20)) == [1] * 21 and reads == 1
+    reads = 0
+    always = Snapshot(read, max_age=0)  # too old at once: each turn reads again
+    answers = asyncio.run(ask(always, 3))
+    assert reads == 4 and answers[-1] == 4
