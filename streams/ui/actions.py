@@ -45,6 +45,7 @@ from streams.errors import (
 )
 from streams.ui import security
 from streams.ui.context import Ui
+from streams.ui.runs import split_order
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ RUN_ROUTE = "/runs/{workflow_id:segment}/{run_id:segment}"
 BATCH_CONCURRENCY = 32
 """How many runs a batch acts on at once."""
 OPEN_STATUSES = ("Running", "Blocked")
+"""The statuses a batch acts on (closed runs are left out of its filter)."""
 
 
 class InputError(EverflowError, ValueError):
@@ -354,37 +356,57 @@ async def _activity(
 
 
 # ---- every run a filter matches ----------------------------------------------------------------
+def open_runs_of(query: str) -> str:
+    """`query`'s condition narrowed to open runs, in an order a run keeps when it closes (so
+    paging on while runs close skips none): closed runs are never asked, nor listed."""
+    where, _ = split_order(query)  # the filter's own ORDER BY is replaced
+    open_only = "ExecutionStatus IN (" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
+    condition = f"({where}) AND {open_only}" if where else open_only
+    return f"{condition} ORDER BY StartTime, RunId"
+
+
 async def _batch(ui: Ui, verb: str, form: FormData) -> Outcome:
-    """Cancels or terminates every run `query` matches (closed ones are skipped). An empty
-    filter (every run) only with the `all` box ticked."""
+    """Cancels or terminates every open run `query` matches, BATCH_CONCURRENCY at a time,
+    reading the matches page by page as it goes (never all at once). An empty filter (every
+    run) only with the `all` box ticked."""
     query, reason = _text(form, "query"), _text(form, "reason")
     if not query and _text(form, "all") != "yes":
         raise InputError(f'an empty filter matches every run: tick "all runs" to {verb} them all')
     client = ui.client
-    runs = [r async for r in client.list_workflows(query)]
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
-    done = skipped = 0
-    failures: list[str] = []
+    matched = done = skipped = failed = 0
+    failures: list[str] = []  # the first few, shown
+    running: set[asyncio.Task[None]] = set()
 
     async def one(workflow_id: str, run_id: str) -> None:
-        nonlocal done, skipped
+        nonlocal done, skipped, failed
         handle = client.get_workflow_handle(workflow_id, run_id)
-        async with gate:
-            try:
-                await (handle.cancel(reason) if verb == "cancel" else handle.terminate(reason))
-                done += 1
-            except WorkflowNotRunningError:
-                skipped += 1
-            except EverflowError as e:
-                failures.append(f"{workflow_id:segment}: {e}")
+        try:
+            await (handle.cancel(reason) if verb == "cancel" else handle.terminate(reason))
+            done += 1
+        except WorkflowNotRunningError:
+            skipped += 1  # closed since the index listed it
+        except EverflowError as e:
+            failed += 1
+            if len(failures) < 50:
+                failures.append(f"{workflow_id} / {run_id}: {e}")
+        finally:
+            gate.release()
 
-    await asyncio.gather(*(one(r.workflow_id, r.run_id) for r in runs))
+    try:
+        async for r in client.list_workflows(open_runs_of(query), page_size=BATCH_CONCURRENCY):
+            await gate.acquire()  # at most BATCH_CONCURRENCY at once; the listing waits too
+            matched += 1
+            task = asyncio.create_task(one(r.workflow_id, r.run_id))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            if matched % 1000 == 0:
+                log.info("batch %s query=%r: %d runs so far", verb, query, matched)
+    finally:
+        await asyncio.gather(*running)  # listing failed midway: what was sent, still counted
     past = "canceled" if verb == "cancel" else "terminated"
-    message = (
-        f"{len(runs)} runs matched: {done} {past}, {skipped} already closed, "
-        f"{len(failures)} failed."
-    )
-    log.info("batch %s query=%r matched=%d done=%d failed=%d", verb, query, len(runs), done,
-             len(failures))  # fmt: skip
-    value = "\n".join(failures[:50]) if failures else None
-    return Outcome(not failures, message, value=value, status_code=200 if not failures else 207)
+    message = f"{matched} runs matched: {done} {past}, {skipped} already closed, {failed} failed."
+    log.info("batch %s query=%r matched=%d done=%d failed=%d", verb, query, matched, done,
+             failed)  # fmt: skip
+    value = "\n".join(failures) if failures else None
+    return Outcome(not failed, message, value=value, status_code=200 if not failed else 207)

@@ -10,6 +10,7 @@ import asyncio
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +21,15 @@ from streams.kafka.dead_letters import DeadLetter, Republished
 from streams.kafka.ownership import Group, Member, TaskQueue, WorkersView
 from streams.settings import UiSettings
 from streams.ui import create_app
-from streams.ui.actions import InputError, json_arguments, read_inputs, shown
+from streams.ui.actions import InputError, json_arguments, open_runs_of, read_inputs, shown
 from streams.ui.context import Ui
 from streams.ui.security import CSRF_COOKIE
 from streams.ui.workers import Snapshot, decode_value, workers_context
+from streams.visibility.query import compile_filter
+from streams.visibility.store import open_store
 from streams.wire import wire
 from streams.wire.commands import Command, SignalWorkflow
+from tests.run_pages import fill_varied
 
 CONFIG = KafkaConfig(bootstrap="127.0.0.1:1", topic_prefix="ui-test.")
 LOCAL = "http://127.0.0.1:8233"  # the UI without sign-in answers to loopback names only
@@ -313,3 +317,21 @@ def test_one_workers_snapshot_serves_every_page_and_stream_asking_at_once() -> N
     always = Snapshot(read, max_age=0)  # too old at once: each turn reads again
     answers = asyncio.run(ask(always, 3))
     assert reads == 4 and answers[-1] == 4
+
+
+def test_a_batch_lists_only_the_open_runs_of_its_filter_whatever_its_order(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "ix.sqlite"))
+    fill_varied(store)
+    types = store.attribute_types()
+
+    def statuses(query: str) -> list[str]:
+        f = compile_filter(query, dialect="sqlite", attribute_types=types)
+        return [r.status for r in store.list_runs(f.where, f.params, f.order_by, limit=10_000)]
+
+    for query in ("WorkflowType = 'Order' ORDER BY HistoryLength DESC", "ORDER BY CloseTime",
+                  "ExecutionStatus = 'Completed' OR HistoryLength > 3", ""):  # fmt: skip
+        narrowed = statuses(open_runs_of(query))
+        where = query.split("ORDER BY")[0].strip()
+        everything = statuses(where)
+        assert narrowed and set(narrowed) <= {"Running", "Blocked"}
+        assert sorted(narrowed) == sorted(s for s in everything if s in ("Running", "Blocked"))
