@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -46,8 +46,10 @@ from streams.errors import (
 from streams.ui import security
 from streams.ui.context import Ui
 from streams.ui.runs import split_order
+from streams.visibility.records import WorkflowExecution
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RUN_ROUTE = "/runs/{workflow_id:segment}/{run_id:segment}"
 
@@ -373,14 +375,12 @@ async def _batch(ui: Ui, verb: str, form: FormData) -> Outcome:
     if not query and _text(form, "all") != "yes":
         raise InputError(f'an empty filter matches every run: tick "all runs" to {verb} them all')
     client = ui.client
-    gate = asyncio.Semaphore(BATCH_CONCURRENCY)
-    matched = done = skipped = failed = 0
+    done = skipped = failed = 0
     failures: list[str] = []  # the first few, shown
-    running: set[asyncio.Task[None]] = set()
 
-    async def one(workflow_id: str, run_id: str) -> None:
+    async def one(run: WorkflowExecution) -> None:
         nonlocal done, skipped, failed
-        handle = client.get_workflow_handle(workflow_id, run_id)
+        handle = client.get_workflow_handle(run.workflow_id, run.run_id)
         try:
             await (handle.cancel(reason) if verb == "cancel" else handle.terminate(reason))
             done += 1
@@ -389,24 +389,41 @@ async def _batch(ui: Ui, verb: str, form: FormData) -> Outcome:
         except EverflowError as e:
             failed += 1
             if len(failures) < 50:
-                failures.append(f"{workflow_id} / {run_id}: {e}")
-        finally:
-            gate.release()
+                failures.append(f"{run.workflow_id} / {run.run_id}: {e}")
 
-    try:
-        async for r in client.list_workflows(open_runs_of(query), page_size=BATCH_CONCURRENCY):
-            await gate.acquire()  # at most BATCH_CONCURRENCY at once; the listing waits too
-            matched += 1
-            task = asyncio.create_task(one(r.workflow_id, r.run_id))
-            running.add(task)
-            task.add_done_callback(running.discard)
-            if matched % 1000 == 0:
-                log.info("batch %s query=%r: %d runs so far", verb, query, matched)
-    finally:
-        await asyncio.gather(*running)  # listing failed midway: what was sent, still counted
+    matches = client.list_workflows(open_runs_of(query), page_size=BATCH_CONCURRENCY)
+    matched = await each_bounded(matches, BATCH_CONCURRENCY, one)
     past = "canceled" if verb == "cancel" else "terminated"
     message = f"{matched} runs matched: {done} {past}, {skipped} already closed, {failed} failed."
     log.info("batch %s query=%r matched=%d done=%d failed=%d", verb, query, matched, done,
              failed)  # fmt: skip
     value = "\n".join(failures) if failures else None
     return Outcome(not failed, message, value=value, status_code=200 if not failed else 207)
+
+
+async def each_bounded(
+    items: AsyncIterator[T], limit: int, act: Callable[[T], Awaitable[None]]
+) -> int:
+    """Awaits `act(item)` for every item, at most `limit` at once, taking the next item only
+    when one finishes (so a long listing is never held whole); returns how many there were.
+    If the listing fails midway, what was started is awaited before the error goes on."""
+    gate = asyncio.Semaphore(limit)
+    running: set[asyncio.Task[None]] = set()
+    count = 0
+
+    async def gated(item: T) -> None:
+        try:
+            await act(item)
+        finally:
+            gate.release()
+
+    try:
+        async for item in items:
+            await gate.acquire()
+            count += 1
+            task = asyncio.create_task(gated(item))
+            running.add(task)
+            task.add_done_callback(running.discard)
+    finally:
+        await asyncio.gather(*running)
+    return count

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,14 @@ from streams.kafka.dead_letters import DeadLetter, Republished
 from streams.kafka.ownership import Group, Member, TaskQueue, WorkersView
 from streams.settings import UiSettings
 from streams.ui import create_app
-from streams.ui.actions import InputError, json_arguments, open_runs_of, read_inputs, shown
+from streams.ui.actions import (
+    InputError,
+    each_bounded,
+    json_arguments,
+    open_runs_of,
+    read_inputs,
+    shown,
+)
 from streams.ui.context import Ui
 from streams.ui.security import CSRF_COOKIE
 from streams.ui.workers import Snapshot, decode_value, workers_context
@@ -335,3 +343,28 @@ def test_a_batch_lists_only_the_open_runs_of_its_filter_whatever_its_order(tmp_p
         everything = statuses(where)
         assert narrowed and set(narrowed) <= {"Running", "Blocked"}
         assert sorted(narrowed) == sorted(s for s in everything if s in ("Running", "Blocked"))
+
+
+def test_a_batch_acts_on_a_few_runs_at_a_time_and_lists_no_further_ahead() -> None:
+    listed = finished = in_flight = most = 0
+    seen: list[int] = []
+
+    async def runs() -> AsyncIterator[int]:
+        nonlocal listed
+        for n in range(100):
+            assert listed - finished <= 5  # the listing waits while 4 are in flight
+            listed += 1
+            yield n
+
+    async def act(n: int) -> None:
+        nonlocal finished, in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        for _ in range(n % 3 + 1):
+            await asyncio.sleep(0)
+        seen.append(n)
+        in_flight -= 1
+        finished += 1
+
+    assert asyncio.run(each_bounded(runs(), 4, act)) == 100
+    assert most == 4 and sorted(seen) == list(range(100))
