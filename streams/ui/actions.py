@@ -390,6 +390,9 @@ async def _batch(ui: Ui, verb: str, form: FormData) -> Outcome:
             failed += 1
             if len(failures) < 50:
                 failures.append(f"{run.workflow_id} / {run.run_id}: {e}")
+        if (done + skipped + failed) % 1000 == 0:  # a long batch says how far it got
+            log.info("batch %s query=%r: %d runs so far (%d %s, %d failed)", verb, query,
+                     done + skipped + failed, done, verb, failed)  # fmt: skip
 
     matches = client.list_workflows(open_runs_of(query), page_size=BATCH_CONCURRENCY)
     matched = await each_bounded(matches, BATCH_CONCURRENCY, one)
