@@ -11,11 +11,15 @@ added. It is then recorded durably in `dead-letters` itself: a marker record (no
 `everflow.republished` header names the dead letter (`partition/offset`) and
 `everflow.republished-to` the new record (`topic/partition/offset`). Readers show markers as
 "re-published at …" on their dead letter, never as dead letters; a second re-publish is
-refused unless forced. Blocking: call these from a thread in async code.
+refused unless forced; in one process, re-publishes of the same dead letter take turns,
+so two at once cannot both pass that check. A dead letter goes back only to one of this
+deployment's topics (`commands`, `history`, `completions`, `tasks.*` under its prefix),
+whatever its source header says. Blocking: call these from a thread in async code.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +43,29 @@ MARKER_KEY = REPUBLISHED.encode()
 DEAD_LETTER_HEADERS = (REASON, SOURCE)
 SCAN_LIMIT = 10_000
 """At most this many latest records of each partition are read for the page."""
+
+
+_turns: dict[tuple[str, int, int], threading.Lock] = {}
+_turns_lock = threading.Lock()
+
+
+def _turn(topic: str, partition: int, offset: int) -> threading.Lock:
+    """The lock re-publishes of one dead letter take turns on (in this process)."""
+    with _turns_lock:
+        return _turns.setdefault((topic, partition, offset), threading.Lock())
+
+
+def republish_targets(topics: Topics) -> str:
+    """Where a dead letter may go back to, as people read it."""
+    return f"{topics.commands}, {topics.history}, {topics.completions} or {topics.prefix}tasks.*"
+
+
+def may_republish_to(topics: Topics, topic: str) -> bool:
+    """Whether `topic` is one of this deployment's topics a dead letter comes from."""
+    if topic in (topics.commands, topics.history, topics.completions):
+        return True
+    queue = topic.removeprefix(topics.prefix + "tasks.")
+    return queue != topic and bool(queue)
 
 
 class DeadLetterError(EverflowError):
@@ -118,10 +145,19 @@ def republish(config: KafkaConfig, partition: int, offset: int, *, force: bool =
     """Produces the dead letter at `partition`/`offset` again to where it came from and
     records that it did; returns the new record's `topic/partition/offset`.
 
-    DeadLetterError if there is no such dead letter, it names no source, or it was
-    re-published already (unless `force`).
+    DeadLetterError if there is no such dead letter, it names no source or one that is not
+    this deployment's (see `may_republish_to`), or it was re-published already (unless
+    `force`; re-publishes of one dead letter in this process take turns).
     """
-    topic = Topics(config.topic_prefix).dead_letters
+    topics = Topics(config.topic_prefix)
+    with _turn(topics.dead_letters, partition, offset):
+        return _republish(config, topics, partition, offset, force=force)
+
+
+def _republish(
+    config: KafkaConfig, topics: Topics, partition: int, offset: int, *, force: bool
+) -> str:
+    topic = topics.dead_letters
     letter, marks = _find(config, topic, partition, offset)
     if letter is None:
         raise DeadLetterError(f"there is no dead letter at {topic} partition {partition} "
@@ -135,6 +171,12 @@ def republish(config: KafkaConfig, partition: int, offset: int, *, force: bool =
         raise DeadLetterError(
             f"dead letter {partition}/{offset} does not say where it came from "
             f"({SOURCE} header missing): it cannot be re-published"
+        )
+    if not may_republish_to(topics, letter.source_topic):
+        raise DeadLetterError(
+            f"dead letter {partition}/{offset} names {letter.source_topic!r} as its source, "
+            f"which is not one of this deployment's topics ({republish_targets(topics)}): "
+            "it is not re-published there"
         )
     producer = kafka_producer(config, **{"linger.ms": 0})
     delivered: list[Any] = []

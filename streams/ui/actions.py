@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -45,14 +45,18 @@ from streams.errors import (
 )
 from streams.ui import security
 from streams.ui.context import Ui
+from streams.ui.runs import split_order
+from streams.visibility.records import WorkflowExecution
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RUN_ROUTE = "/runs/{workflow_id:segment}/{run_id:segment}"
 
 BATCH_CONCURRENCY = 32
 """How many runs a batch acts on at once."""
 OPEN_STATUSES = ("Running", "Blocked")
+"""The statuses a batch acts on (closed runs are left out of its filter)."""
 
 
 class InputError(EverflowError, ValueError):
@@ -258,9 +262,15 @@ def json_arguments(text: str) -> list[Any]:
 def event_number(form: Mapping[str, Any]) -> int:
     """The reset's event ID: a whole number from 1."""
     text = _text(form, "event_id")
-    if not text.isdigit() or int(text) < 1:
+    if not whole_number(text) or int(text) < 1:
         raise InputError(f"the event ID must be a whole number from 1, not {text!r}")
     return int(text)
+
+
+def whole_number(text: str) -> bool:
+    """Whether `text` is ASCII digits only (what `int` reads; "²" and "٣" are digits to
+    `str.isdigit` but not to `int`)."""
+    return text.isascii() and text.isdigit()
 
 
 def shown(value: Any) -> str:
@@ -348,37 +358,75 @@ async def _activity(
 
 
 # ---- every run a filter matches ----------------------------------------------------------------
+def open_runs_of(query: str) -> str:
+    """`query`'s condition narrowed to open runs, in an order a run keeps when it closes (so
+    paging on while runs close skips none): closed runs are never asked, nor listed."""
+    where, _ = split_order(query)  # the filter's own ORDER BY is replaced
+    open_only = "ExecutionStatus IN (" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
+    condition = f"({where}) AND {open_only}" if where else open_only
+    return f"{condition} ORDER BY StartTime, RunId"
+
+
 async def _batch(ui: Ui, verb: str, form: FormData) -> Outcome:
-    """Cancels or terminates every run `query` matches (closed ones are skipped). An empty
-    filter (every run) only with the `all` box ticked."""
+    """Cancels or terminates every open run `query` matches, BATCH_CONCURRENCY at a time,
+    reading the matches page by page as it goes (never all at once). An empty filter (every
+    run) only with the `all` box ticked."""
     query, reason = _text(form, "query"), _text(form, "reason")
     if not query and _text(form, "all") != "yes":
         raise InputError(f'an empty filter matches every run: tick "all runs" to {verb} them all')
     client = ui.client
-    runs = [r async for r in client.list_workflows(query)]
-    gate = asyncio.Semaphore(BATCH_CONCURRENCY)
-    done = skipped = 0
-    failures: list[str] = []
+    done = skipped = failed = 0
+    failures: list[str] = []  # the first few, shown
 
-    async def one(workflow_id: str, run_id: str) -> None:
-        nonlocal done, skipped
-        handle = client.get_workflow_handle(workflow_id, run_id)
-        async with gate:
-            try:
-                await (handle.cancel(reason) if verb == "cancel" else handle.terminate(reason))
-                done += 1
-            except WorkflowNotRunningError:
-                skipped += 1
-            except EverflowError as e:
-                failures.append(f"{workflow_id:segment}: {e}")
+    async def one(run: WorkflowExecution) -> None:
+        nonlocal done, skipped, failed
+        handle = client.get_workflow_handle(run.workflow_id, run.run_id)
+        try:
+            await (handle.cancel(reason) if verb == "cancel" else handle.terminate(reason))
+            done += 1
+        except WorkflowNotRunningError:
+            skipped += 1  # closed since the index listed it
+        except EverflowError as e:
+            failed += 1
+            if len(failures) < 50:
+                failures.append(f"{run.workflow_id} / {run.run_id}: {e}")
+        if (done + skipped + failed) % 1000 == 0:  # a long batch says how far it got
+            log.info("batch %s query=%r: %d runs so far (%d %s, %d failed)", verb, query,
+                     done + skipped + failed, done, verb, failed)  # fmt: skip
 
-    await asyncio.gather(*(one(r.workflow_id, r.run_id) for r in runs))
+    matches = client.list_workflows(open_runs_of(query), page_size=BATCH_CONCURRENCY)
+    matched = await each_bounded(matches, BATCH_CONCURRENCY, one)
     past = "canceled" if verb == "cancel" else "terminated"
-    message = (
-        f"{len(runs)} runs matched: {done} {past}, {skipped} already closed, "
-        f"{len(failures)} failed."
-    )
-    log.info("batch %s query=%r matched=%d done=%d failed=%d", verb, query, len(runs), done,
-             len(failures))  # fmt: skip
-    value = "\n".join(failures[:50]) if failures else None
-    return Outcome(not failures, message, value=value, status_code=200 if not failures else 207)
+    message = f"{matched} runs matched: {done} {past}, {skipped} already closed, {failed} failed."
+    log.info("batch %s query=%r matched=%d done=%d failed=%d", verb, query, matched, done,
+             failed)  # fmt: skip
+    value = "\n".join(failures) if failures else None
+    return Outcome(not failed, message, value=value, status_code=200 if not failed else 207)
+
+
+async def each_bounded(
+    items: AsyncIterator[T], limit: int, act: Callable[[T], Awaitable[None]]
+) -> int:
+    """Awaits `act(item)` for every item, at most `limit` at once, taking the next item only
+    when one finishes (so a long listing is never held whole); returns how many there were.
+    If the listing fails midway, what was started is awaited before the error goes on."""
+    gate = asyncio.Semaphore(limit)
+    running: set[asyncio.Task[None]] = set()
+    count = 0
+
+    async def gated(item: T) -> None:
+        try:
+            await act(item)
+        finally:
+            gate.release()
+
+    try:
+        async for item in items:
+            await gate.acquire()
+            count += 1
+            task = asyncio.create_task(gated(item))
+            running.add(task)
+            task.add_done_callback(running.discard)
+    finally:
+        await asyncio.gather(*running)
+    return count

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -45,8 +46,8 @@ COLUMNS = (
     ("WorkflowId", "Workflow ID"),
     ("RunId", "Run ID"),
     ("WorkflowType", "Type"),
-    ("StartTime", "Start"),
-    ("CloseTime", "End"),
+    ("StartTime", "Start (UTC)"),
+    ("CloseTime", "End (UTC)"),
     ("ExecutionDuration", "Duration"),
     ("HistoryLength", "History"),
     ("TaskQueue", "Task queue"),
@@ -157,23 +158,28 @@ class StatusCounts:
     Counting a filter's runs per status reads every match (some 200 ms at a million runs),
     while a page reads 50 rows from an index: so counts are reused until the index moves
     (its change mark), and while it keeps moving, for at most `fresh_for` seconds.
-    Thread-safe enough: a lost update only costs a recount."""
+    Requests count from several threads at once: the kept counts are read and changed under
+    a lock (counting itself runs outside it)."""
 
     def __init__(self, fresh_for: float = 5.0, size: int = 64) -> None:
         self.fresh_for = fresh_for
         self.size = size
         self._kept: dict[tuple[str, str], tuple[int, float, WorkflowCount]] = {}
+        self._lock = threading.Lock()
 
     def count(self, store: Store, where: str, params: tuple[object, ...]) -> WorkflowCount:
         mark, now = store.change_mark(), time.monotonic()
         key = (where, repr(params))  # a parameter may be a list (PostgreSQL's ?| operand)
-        kept = self._kept.get(key)
+        with self._lock:
+            kept = self._kept.get(key)
         if kept is not None and (kept[0] == mark or now - kept[1] < self.fresh_for):
             return kept[2]
         counts = store.count_runs(where, params, group_by_status=True)
-        if len(self._kept) >= self.size:
-            self._kept.pop(next(iter(self._kept)))
-        self._kept[key] = (mark, now, counts)
+        with self._lock:
+            self._kept.pop(key, None)
+            while len(self._kept) >= self.size:
+                self._kept.pop(next(iter(self._kept)))
+            self._kept[key] = (mark, now, counts)
         return counts
 
 
@@ -207,7 +213,7 @@ def saved_views(now: datetime) -> list[tuple[str, str]]:
         ("Blocked", "Blocked = true"),
         ("Retrying", "ActivityAttempt >= 2"),
         ("Failed (24 h)", f"ExecutionStatus = 'Failed' AND CloseTime > '{day_ago}'"),
-        ("Today", f"StartTime >= '{today}'"),
+        ("Today (UTC)", f"StartTime >= '{today}'"),
     ]
 
 
@@ -281,7 +287,8 @@ def routes(ui: Ui) -> list[BaseRoute]:
 
     async def listing_of(view: RunsView) -> tuple[Listing | None, str]:
         try:
-            return await asyncio.to_thread(read_listing, ui.store(), view, counts), ""
+            # opening the index may wait on the database: in the thread too, never on the loop
+            return await asyncio.to_thread(lambda: read_listing(ui.store(), view, counts)), ""
         except FilterError as e:
             return None, str(e)
         except ValueError as e:  # a cursor that is not one (or of another order)
@@ -333,11 +340,14 @@ async def live_updates(
     ui: Ui, request: Request, view: RunsView, counts: StatusCounts
 ) -> AsyncIterator[str]:
     """The page's chips and table, re-rendered and sent (`swap`) when the index moved; at
-    most one update a second, a ping comment every 15 s, until the page goes away."""
+    most one update a second, a ping comment every 15 s, until the page goes away. Without
+    an index: one `end` event saying so, and the stream ends (rather than the browser
+    reconnecting every few seconds)."""
     try:
         store = await asyncio.to_thread(ui.store)
-    except VisibilityUnavailableError:
-        return  # no index yet: the browser asks again in a few seconds
+    except VisibilityUnavailableError as e:
+        yield f"event: end\ndata: {json.dumps({'message': str(e)})}\n\n"
+        return
     mark = -1  # render once at the start: the index may have moved since the page was made
     sent: dict[str, str] = {}
     pinged = settling = time.monotonic()

@@ -12,8 +12,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 from confluent_kafka import KafkaException
@@ -34,14 +34,19 @@ from streams.kafka.ownership import PROCESSOR_CLIENT_PREFIX, WorkersView, worker
 from streams.kafka.topics import Topics
 from streams.payload import DataConverter
 from streams.ui import security
+from streams.ui.actions import whole_number
 from streams.ui.context import Ui
 from streams.wire import wire
 from streams.wire.history_json import event_to_json, record_to_json
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LIVE_INTERVAL = 2.0
 """Seconds between two refreshes of the live Workers page."""
+SNAPSHOT_MAX_AGE = 2.0
+"""How old the workers view shown may be: one read of Kafka serves every page and stream
+asking within this many seconds."""
 PING_EVERY = 15.0
 PAGE_SIZE = 25
 PREVIEW_BYTES = 2048
@@ -51,20 +56,22 @@ def routes(ui: Ui) -> list[BaseRoute]:
     """`GET /workers`, `/api/workers`, `/live/workers`, `GET /dead-letters`,
     `POST /dead-letters/{partition}/{offset}/republish`."""
 
+    snapshot = Snapshot(lambda: _view(ui), SNAPSHOT_MAX_AGE)
+
     async def workers_page(request: Request) -> Response:
-        view, error = await _view(ui)
+        view, error = await snapshot.get()
         context = {"page": "workers", **workers_context(view, error)}
         return ui.page(request, "workers.html", context)
 
     async def workers_json(request: Request) -> Response:
-        view, error = await _view(ui)
+        view, error = await snapshot.get()
         if view is None:
             return JSONResponse({"error": error}, status_code=502)
         return JSONResponse(view.to_dict())
 
     async def workers_live(request: Request) -> Response:
         return StreamingResponse(
-            _live(ui, request),
+            _live(ui, request, snapshot),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -122,12 +129,33 @@ def routes(ui: Ui) -> list[BaseRoute]:
 
 
 def _number(text: str) -> int:
-    if not text.isdigit():
+    if not whole_number(text):
         raise HTTPException(400, f"start must be a whole number, not {text!r}")
     return int(text)
 
 
 # ---- workers -----------------------------------------------------------------------------------
+class Snapshot(Generic[T]):
+    """The latest answer of `read`, shared by everyone who asks: read again only once it is
+    older than `max_age` seconds, and by one asker at a time (the others wait for that
+    read and share it). Reading the workers opens an admin client and two consumers and
+    reads a whole topic: every open Workers page asking for its own would add up."""
+
+    def __init__(self, read: Callable[[], Awaitable[T]], max_age: float) -> None:
+        self.read = read
+        self.max_age = max_age
+        self._lock = asyncio.Lock()
+        self._value: T | None = None
+        self._at = 0.0
+
+    async def get(self) -> T:
+        async with self._lock:
+            if self._value is None or time.monotonic() - self._at >= self.max_age:
+                self._value = await self.read()
+                self._at = time.monotonic()
+            return self._value
+
+
 async def _view(ui: Ui) -> tuple[WorkersView | None, str]:
     try:
         return await asyncio.to_thread(workers_view, ui.config, 10.0), ""
@@ -175,12 +203,15 @@ def workers_context(view: WorkersView | None, error: str) -> dict[str, Any]:
     }
 
 
-async def _live(ui: Ui, request: Request) -> AsyncIterator[str]:
-    """`swap` of the page's body every LIVE_INTERVAL seconds; a comment now and then keeps
-    proxies from closing a quiet stream. Ends as soon as the browser goes."""
+async def _live(
+    ui: Ui, request: Request, snapshot: Snapshot[tuple[WorkersView | None, str]]
+) -> AsyncIterator[str]:
+    """`swap` of the page's body every LIVE_INTERVAL seconds (from the shared snapshot); a
+    comment now and then keeps proxies from closing a quiet stream. Ends as soon as the
+    browser goes."""
     last_ping = time.monotonic()
     while not await request.is_disconnected():
-        view, error = await _view(ui)
+        view, error = await snapshot.get()
         html = ui.fragment(request, "workers_body.html", workers_context(view, error))
         yield f"event: swap\ndata: {json.dumps({'id': 'workers-body', 'html': html})}\n\n"
         waited = 0.0

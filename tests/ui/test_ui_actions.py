@@ -137,13 +137,16 @@ def test_a_reset_from_the_form_starts_a_new_run_and_links_to_it(
     page.wait_for_url(ui.url(href))
     expect(page.locator("#run-actions #action-signal")).to_be_visible()
 
-    # a batch terminate of what a filter matches, as the runs page sends it
-    query = f"RunId = '{new_run}' AND ExecutionStatus = 'Running'"
+    # a batch terminate of what a filter matches, as the runs page sends it: the filter
+    # matches both runs, the reset one (terminated by the reset) and the new one; only the
+    # open one is acted on
+    query = "WorkflowId = 'collect-2'"
 
-    async def count(client: Client) -> int:
-        return (await client.count_workflows(query)).count
+    async def count(client: Client) -> dict[str, int]:
+        return (await client.count_workflows(query, group_by_status=True)).groups
 
-    wait_until(lambda: talk(ui, count) == 1, timeout=60, interval=0.5)
+    wait_until(lambda: talk(ui, count) == {"Terminated": 1, "Running": 1}, timeout=60,
+               interval=0.5)  # fmt: skip
     said = page.evaluate(
         """async (query) => {
             const form = new FormData();

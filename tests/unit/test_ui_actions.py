@@ -6,9 +6,12 @@ not run: a request that got past the checks would need the Client and fail loudl
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,12 +22,22 @@ from streams.kafka.dead_letters import DeadLetter, Republished
 from streams.kafka.ownership import Group, Member, TaskQueue, WorkersView
 from streams.settings import UiSettings
 from streams.ui import create_app
-from streams.ui.actions import InputError, json_arguments, read_inputs, shown
+from streams.ui.actions import (
+    InputError,
+    each_bounded,
+    json_arguments,
+    open_runs_of,
+    read_inputs,
+    shown,
+)
 from streams.ui.context import Ui
 from streams.ui.security import CSRF_COOKIE
-from streams.ui.workers import decode_value, workers_context
+from streams.ui.workers import Snapshot, decode_value, workers_context
+from streams.visibility.query import compile_filter
+from streams.visibility.store import open_store
 from streams.wire import wire
 from streams.wire.commands import Command, SignalWorkflow
+from tests.run_pages import fill_varied
 
 CONFIG = KafkaConfig(bootstrap="127.0.0.1:1", topic_prefix="ui-test.")
 LOCAL = "http://127.0.0.1:8233"  # the UI without sign-in answers to loopback names only
@@ -90,7 +103,7 @@ def test_a_missing_name_or_a_bad_event_id_is_refused() -> None:
     headers = {"X-Everflow-CSRF": TOKEN}
     no_name = c.post(f"{RUN}/query", data={"name": " "}, headers=headers)
     assert no_name.status_code == 400 and "give the query&#39;s name" in no_name.text
-    for bad in ("0", "-3", "seven", ""):
+    for bad in ("0", "-3", "seven", "", "\u00b2", "\u0663", "1\u00b2"):
         reset = c.post(f"{RUN}/reset", data={"event_id": bad}, headers=headers)
         assert reset.status_code == 400 and "whole number from 1" in reset.text
 
@@ -239,6 +252,9 @@ def test_workers_context_splits_processors_from_runners_and_adds_reports() -> No
 def test_the_dead_letters_page_refuses_a_bad_page_start() -> None:
     response = client().get("/dead-letters?start=-1")
     assert response.status_code == 400 and "whole number" in response.text
+    for digits in ("\u00b2", "\u0663", "1\u00b2"):  # digits to str.isdigit, not to int
+        response = client().get("/dead-letters", params={"start": digits})
+        assert response.status_code == 400 and "whole number" in response.text
 
 
 def letter(value: bytes | None, source: str = "ui-test.commands") -> DeadLetter:
@@ -288,3 +304,67 @@ def test_the_action_scripts_and_styles_are_packaged_and_name_no_other_site() -> 
     for name in ("actions.js", "actions.css"):
         body = client().get(f"/static/{name}").text
         assert body and "http://" not in body and "https://" not in body
+
+
+def test_one_workers_snapshot_serves_every_page_and_stream_asking_at_once() -> None:
+    reads = 0
+
+    async def read() -> int:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0)  # others ask meanwhile: they wait for this read, not start one
+        return reads
+
+    async def ask(snapshot: Snapshot[int], times: int) -> list[int]:
+        together = await asyncio.gather(*(snapshot.get() for _ in range(times)))
+        return [*together, await snapshot.get()]
+
+    shared = Snapshot(read, max_age=3600)
+    assert asyncio.run(ask(shared, 20)) == [1] * 21 and reads == 1
+    reads = 0
+    always = Snapshot(read, max_age=0)  # too old at once: each turn reads again
+    answers = asyncio.run(ask(always, 3))
+    assert reads == 4 and answers[-1] == 4
+
+
+def test_a_batch_lists_only_the_open_runs_of_its_filter_whatever_its_order(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "ix.sqlite"))
+    fill_varied(store)
+    types = store.attribute_types()
+
+    def statuses(query: str) -> list[str]:
+        f = compile_filter(query, dialect="sqlite", attribute_types=types)
+        return [r.status for r in store.list_runs(f.where, f.params, f.order_by, limit=10_000)]
+
+    for query in ("WorkflowType = 'Order' ORDER BY HistoryLength DESC", "ORDER BY CloseTime",
+                  "ExecutionStatus = 'Completed' OR HistoryLength > 3", ""):  # fmt: skip
+        narrowed = statuses(open_runs_of(query))
+        where = query.split("ORDER BY")[0].strip()
+        everything = statuses(where)
+        assert narrowed and set(narrowed) <= {"Running", "Blocked"}
+        assert sorted(narrowed) == sorted(s for s in everything if s in ("Running", "Blocked"))
+
+
+def test_a_batch_acts_on_a_few_runs_at_a_time_and_lists_no_further_ahead() -> None:
+    listed = finished = in_flight = most = 0
+    seen: list[int] = []
+
+    async def runs() -> AsyncIterator[int]:
+        nonlocal listed
+        for n in range(100):
+            assert listed - finished <= 5  # the listing waits while 4 are in flight
+            listed += 1
+            yield n
+
+    async def act(n: int) -> None:
+        nonlocal finished, in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        for _ in range(n % 3 + 1):
+            await asyncio.sleep(0)
+        seen.append(n)
+        in_flight -= 1
+        finished += 1
+
+    assert asyncio.run(each_bounded(runs(), 4, act)) == 100
+    assert most == 4 and sorted(seen) == list(range(100))

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
+import threading
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -251,3 +253,100 @@ def test_without_an_index_the_page_says_how_to_get_one(tmp_path: Path) -> None:
     assert "everflow worker" in page.text
     answer = client.get("/api/runs")
     assert answer.status_code == 503 and "everflow visibility" in answer.json()["error"]
+
+
+def test_status_counts_from_many_threads_at_once_keep_at_most_their_size(index: Store) -> None:
+    counts = StatusCounts(fresh_for=0, size=2)
+    failures: list[BaseException] = []
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads interleave as often as they can: evictions collide
+
+    def count_many(n: int) -> None:
+        try:
+            for i in range(200):
+                counts.count(index, f"{n * 1000 + i} = {n * 1000 + i}", ())
+        except BaseException as e:  # any error of any thread fails the test
+            failures.append(e)
+
+    try:
+        threads = [threading.Thread(target=count_many, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert failures == []
+    assert counts.count(index, "1=1", ()).count == len(expected(index, ""))
+
+
+def test_opening_the_index_never_holds_up_the_server(index: Store) -> None:
+    """While the index is slow to open (here: held by another thread), the page waits in a
+    thread and the server keeps answering other requests."""
+    app = app_for(index)
+    ui = app.state.ui
+    released = threading.Event()
+
+    def release() -> None:
+        if not released.is_set():
+            released.set()
+            ui._lock.release()  # noqa: SLF001  (holding it is how opening stays slow)
+
+    async def get(path: str) -> int:
+        status = 0
+        requested = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal requested
+            if not requested:
+                requested = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await asyncio.Event().wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "GET", "scheme": "http", "path": path, "raw_path": b"",
+                 "query_string": b"", "root_path": "", "headers": [(b"host", b"127.0.0.1")],
+                 "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80),
+                 "state": {}}  # fmt: skip
+        await app(scope, receive, send)
+        return status
+
+    async def both() -> tuple[int, bool, int]:
+        listing = asyncio.create_task(get("/api/runs"))
+        await asyncio.sleep(0)  # the listing starts first and waits for the index
+        health = await get("/api/health")
+        answered_while_held = not released.is_set()
+        release()
+        return health, answered_while_held, await listing
+
+    ui._lock.acquire()  # noqa: SLF001  (the lock Ui.store takes to open the index)
+    fallback = threading.Timer(30, release)  # without the fix the loop itself waits for this
+    fallback.start()
+    try:
+        health, answered_while_held, listed = asyncio.run(both())
+    finally:
+        fallback.cancel()
+        release()
+    assert health == 200 and answered_while_held
+    assert listed == 200
+
+
+def test_without_an_index_the_live_stream_ends_saying_so(tmp_path: Path) -> None:
+    settings = UiSettings(visibility=f"sqlite://{tmp_path}/none.sqlite")
+    client = TestClient(create_app(CONFIG, settings), base_url=LOCAL)
+    answer = client.get("/live/runs")
+    assert answer.status_code == 200
+    event, data = re.fullmatch(r"event: (\w+)\ndata: (.*)\n\n", answer.text).groups()  # type: ignore[union-attr]
+    assert event == "end" and "everflow visibility" in json.loads(data)["message"]
+
+
+def test_times_say_they_are_utc(client: TestClient) -> None:
+    page = client.get("/").text
+    assert ">Start (UTC)<" in page and ">End (UTC)<" in page
+    assert ">Today (UTC)<" in page
