@@ -103,11 +103,14 @@ def routes(ui: Ui) -> list[BaseRoute]:
         "unblock": _unblock,
     }
 
-    def on_run(name: str, act: Act) -> Route:
+    def run_route(path: str, name: str, act_for: Callable[[Request], Act]) -> Route:
+        """POST `path`: the action `name` on the page's run, done by `act_for(request)`."""
+
         async def endpoint(request: Request) -> Response:
             form = await request.form()
             security.check_csrf(request, form)
             wf, run = request.path_params["workflow_id"], request.path_params["run_id"]
+            act = act_for(request)
 
             async def checked_then_sent() -> Outcome:
                 inputs = read_inputs(name, form)
@@ -116,28 +119,21 @@ def routes(ui: Ui) -> list[BaseRoute]:
 
             return answer(ui, request, wf, run, await _guarded(checked_then_sent))
 
-        path = f"{RUN_ROUTE}/{name}"
         return Route(path, endpoint, methods=["POST"])
 
+    def on_run(name: str, act: Act) -> Route:
+        return run_route(f"{RUN_ROUTE}/{name}", name, lambda request: act)
+
     def on_activity(name: str) -> Route:
-        async def endpoint(request: Request) -> Response:
-            form = await request.form()
-            security.check_csrf(request, form)
-            wf, run = request.path_params["workflow_id"], request.path_params["run_id"]
+        def act_for(request: Request) -> Act:
             activity_id = request.path_params["activity_id"]
 
             async def act(h: WorkflowHandle, inputs: Inputs) -> Outcome:
                 return await _activity(h, inputs, name, activity_id)
 
-            async def checked_then_sent() -> Outcome:
-                inputs = read_inputs(name, form)
-                handle = ui.client.get_workflow_handle(wf, run)
-                return await _on_current(handle, name, inputs, act)
+            return act
 
-            return answer(ui, request, wf, run, await _guarded(checked_then_sent))
-
-        path = f"{RUN_ROUTE}/activities/{{activity_id:int}}/{name}"
-        return Route(path, endpoint, methods=["POST"])
+        return run_route(f"{RUN_ROUTE}/activities/{{activity_id:int}}/{name}", name, act_for)
 
     def on_batch(verb: str) -> Route:
         async def endpoint(request: Request) -> Response:
