@@ -128,9 +128,12 @@ def timed_get(url: str) -> tuple[float, float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=50_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--events", type=int, default=50_000, help="events of the run")
+    parser.add_argument("--repeat", type=int, default=5, help="fetches of each page")
     args = parser.parse_args()
     with provision_broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
         config = bench_config(bootstrap, 4, "default")

@@ -113,9 +113,12 @@ def views(store: Store) -> dict[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1_000_000)
-    parser.add_argument("--tries", type=int, default=20)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--runs", type=int, default=1_000_000, help="runs in the index")
+    parser.add_argument("--tries", type=int, default=20, help="warm fetches per view")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, provision_broker() as bootstrap:
         url = f"sqlite://{Path(tmp) / 'index.sqlite'}"

@@ -132,9 +132,16 @@ def stores(use_postgres: bool) -> Iterator[list[tuple[str, str]]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--list-runs", type=int, default=1_000_000)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--events", type=int, default=1_000_000, help="history events the projector applies"
+    )
+    parser.add_argument(
+        "--list-runs", type=int, default=1_000_000, help="runs in the store the filters read"
+    )
     parser.add_argument("--postgres", action="store_true", help="also PostgreSQL (local cluster)")
     args = parser.parse_args()
     with provision_broker() as bootstrap, stores(args.postgres) as urls:
