@@ -12,7 +12,8 @@ offsets it consumed in one transaction (`write_batch`); the client reads (`list_
 starts). SQL text here is this module's own: a filter's WHERE and ORDER BY come from
 `streams.visibility.query` with the values as parameters.
 
-Raises VisibilityUnavailableError when the store is missing or cannot be reached.
+Raises VisibilityUnavailableError when the store is missing or cannot be reached. Parsing a
+store URL and connecting live in `streams.visibility.connection`.
 """
 
 from __future__ import annotations
@@ -27,11 +28,18 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from streams.errors import VisibilityUnavailableError
 from streams.visibility import schema
+from streams.visibility.connection import (
+    HOW_TO_START,
+    StoreLocation,
+    connect_postgresql,
+    connect_sqlite,
+    parse_url,
+    shown,
+)
 from streams.visibility.query import (
     DEFAULT_ORDER,
     DEFAULT_ORDER_TERMS,
@@ -52,11 +60,6 @@ from streams.wire.records import SearchAttributeType
 
 log = logging.getLogger(__name__)
 
-
-HOW_TO_START = (
-    "the run index is written by a projector: `everflow worker` runs one by default, "
-    "or start `everflow visibility` with the same --visibility URL"
-)
 
 RUN_COLUMNS = (
     "run_id",
@@ -177,36 +180,6 @@ class RunPage:
     previous: Cursor | None
 
 
-@dataclass(frozen=True, slots=True)
-class StoreLocation:
-    """A parsed store URL: the dialect and what to connect to (a path or a DSN)."""
-
-    dialect: Dialect
-    target: str
-
-    @property
-    def path(self) -> Path | None:
-        return Path(self.target) if self.dialect == "sqlite" else None
-
-
-def parse_url(url: str) -> StoreLocation:
-    """`sqlite:///abs/path`, a bare path, or `postgresql://…` (also `postgres://`)."""
-    if url.startswith(("postgresql://", "postgres://")):
-        return StoreLocation("postgresql", url)
-    if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://")
-        if not path.startswith("/"):
-            raise VisibilityUnavailableError(
-                f"store URL {url!r} is not sqlite:///absolute/path (three slashes)"
-            )
-        return StoreLocation("sqlite", "/" + path.lstrip("/"))  # sqlite:////abs works too
-    if "://" in url:
-        raise VisibilityUnavailableError(
-            f"store URL {url!r}: use sqlite:///path, a file path, or postgresql://…"
-        )
-    return StoreLocation("sqlite", str(Path(url).expanduser().resolve()))
-
-
 def open_store(url: str, *, create: bool = True) -> Store:
     """The store at `url`, its tables created if `create` (idempotent).
 
@@ -215,54 +188,16 @@ def open_store(url: str, *, create: bool = True) -> Store:
     """
     location = parse_url(url)
     if location.dialect == "sqlite":
-        conn: Any = _connect_sqlite(location, create)
+        conn: Any = connect_sqlite(location, create)
     else:
-        conn = _connect_postgresql(location)
+        conn = connect_postgresql(location)
     store = Store(location, conn)
     if create:
         store.create_tables()
     elif not store.has_tables():
         store.close()
-        raise VisibilityUnavailableError(f"no run index in {_shown(location)} yet; {HOW_TO_START}")
+        raise VisibilityUnavailableError(f"no run index in {shown(location)} yet; {HOW_TO_START}")
     return store
-
-
-def _shown(location: StoreLocation) -> str:
-    if location.dialect == "sqlite":
-        return location.target
-    return location.target.split("@")[-1]  # never echo a password
-
-
-def _connect_sqlite(location: StoreLocation, create: bool) -> sqlite3.Connection:
-    path = Path(location.target)
-    if not create and not path.exists():
-        raise VisibilityUnavailableError(f"no run index at {path}; {HOW_TO_START}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # autocommit (isolation_level None): transactions are the explicit BEGINs below;
-        # one connection serves the threads that share a Store, under its lock
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA synchronous=NORMAL")
-    except (OSError, sqlite3.Error) as e:
-        raise VisibilityUnavailableError(f"cannot open the run index at {path}: {e}") from e
-    return conn
-
-
-def _connect_postgresql(location: StoreLocation) -> Any:
-    try:
-        import psycopg
-    except ImportError as e:
-        raise VisibilityUnavailableError(
-            "a postgresql:// run index needs psycopg: pip install 'everflow[postgres]'"
-        ) from e
-    try:
-        return psycopg.connect(location.target, autocommit=True, connect_timeout=10)
-    except psycopg.Error as e:
-        raise VisibilityUnavailableError(
-            f"cannot reach the run index at {_shown(location)}: {e}; {HOW_TO_START}"
-        ) from e
 
 
 class Store:
@@ -303,7 +238,7 @@ class Store:
             if not _is_database_error(e):
                 raise
             raise VisibilityUnavailableError(
-                f"the run index at {_shown(self.location)} failed: {e}"
+                f"the run index at {shown(self.location)} failed: {e}"
             ) from e
 
     @contextmanager
