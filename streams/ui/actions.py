@@ -179,32 +179,33 @@ def run_path(workflow_id: str, run_id: str) -> str:
     return f"/runs/{quote(workflow_id, safe='')}/{quote(run_id, safe='')}"
 
 
+_ANSWERS: tuple[tuple[type[Exception], str, int], ...] = (
+    # the first matching class wins: specific errors first, EverflowError last
+    (InputError, "{e}", 400),
+    (WorkflowNotFoundError, "No such run: {e}", 404),
+    (WorkflowNotRunningError, "The run is not running any more: {e}", 409),
+    (RPCTimeoutError, "No answer in time: {e}", 504),
+    (QueryError, "The query failed: {e}", 422),
+    (RequestRejectedError, "Refused: {e}", 409),
+    (FilterError, "That filter is not valid: {e}", 400),
+    (VisibilityUnavailableError, "{e}", 503),
+    (BrokerError, "Kafka did not answer as expected: {e}", 502),
+    (EverflowError, "{name}: {e}", 409),
+    (KafkaException, "Kafka refused the request: {e}", 502),
+)
+"""How a client error reads on the page, and its HTTP status."""
+
+
 async def _guarded(act: Callable[[], Awaitable[Outcome]]) -> Outcome:
     """The action's outcome, or the client's error as a sentence with a fitting status."""
     try:
         return await act()
-    except InputError as e:
-        return Outcome(False, str(e), status_code=400)
-    except WorkflowNotFoundError as e:
-        return Outcome(False, f"No such run: {e}", status_code=404)
-    except WorkflowNotRunningError as e:
-        return Outcome(False, f"The run is not running any more: {e}", status_code=409)
-    except RPCTimeoutError as e:
-        return Outcome(False, f"No answer in time: {e}", status_code=504)
-    except QueryError as e:
-        return Outcome(False, f"The query failed: {e}", status_code=422)
-    except RequestRejectedError as e:
-        return Outcome(False, f"Refused: {e}", status_code=409)
-    except FilterError as e:
-        return Outcome(False, f"That filter is not valid: {e}", status_code=400)
-    except VisibilityUnavailableError as e:
-        return Outcome(False, str(e), status_code=503)
-    except BrokerError as e:
-        return Outcome(False, f"Kafka did not answer as expected: {e}", status_code=502)
-    except EverflowError as e:
-        return Outcome(False, f"{type(e).__name__}: {e}", status_code=409)
-    except KafkaException as e:
-        return Outcome(False, f"Kafka refused the request: {e}", status_code=502)
+    except (EverflowError, KafkaException) as e:
+        for kind, sentence, status in _ANSWERS:
+            if isinstance(e, kind):
+                message = sentence.format(e=e, name=type(e).__name__)
+                return Outcome(False, message, status_code=status)
+        raise
 
 
 async def _on_current(handle: WorkflowHandle, name: str, inputs: Inputs, act: Act) -> Outcome:
