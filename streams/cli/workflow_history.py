@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from streams.cli.output import Output, dumps
+from streams.cli.output import Output
 from streams.client import Client
 from streams.visibility.history_fold import (
     CLOSES,
@@ -18,7 +18,7 @@ from streams.visibility.history_fold import (
     pending_children,
 )
 from streams.wire.events import HistoryEvent, WorkflowContinuedAsNew
-from streams.wire.history_json import event_to_json
+from streams.wire.history_json import event_summary, event_to_json
 
 __all__ = [
     "CLOSES",
@@ -36,8 +36,6 @@ __all__ = [
 
 EVENT_HEADERS = ("ID", "TIME", "TYPE", "DETAILS")
 _WIDTHS = (4, 12, 26)  # fixed while following: rows print before the widest is known
-_QUIET = {"workflow_id", "run_id", "event_id", "time", "type", "start_command_id"}
-_QUIET |= {"retry_policy", "reply_to", "request_id", "cancellation_type", "parent_seq"}
 _DETAILS_MAX = 100
 
 
@@ -52,20 +50,9 @@ def event_row(event: HistoryEvent, client: Client, out: Output) -> list[str]:
 
 
 def details(event: dict[str, Any], out: Output) -> str:
-    """The attributes of an event (as from `event_to_json`) on one line: `name=value`, empty
-    ones left out, a failure by its message, instants (`*_at`) in the time format, cut at 100
-    characters."""
-    parts = []
-    for name, value in event.items():
-        if name in _QUIET or value in (None, "", [], {}):
-            continue
-        if isinstance(value, dict) and "message" in value:
-            value = value["message"]
-        elif name.endswith("_at") and isinstance(value, int):
-            value = out.time(value)
-        parts.append(f"{name}={value if isinstance(value, str) else dumps(value)}")
-    text = " ".join(parts)
-    return text if len(text) <= _DETAILS_MAX else text[: _DETAILS_MAX - 1] + "…"
+    """The attributes of an event (as from `event_to_json`) on one line (`event_summary`),
+    instants in the time format, cut at 100 characters."""
+    return event_summary(event, instant=out.time, limit=_DETAILS_MAX)
 
 
 def print_event(event: HistoryEvent, client: Client, out: Output) -> None:

@@ -38,7 +38,7 @@ from streams.wire.events import (
     WorkflowBlocked,
     WorkflowUnblocked,
 )
-from streams.wire.history_json import event_to_json
+from streams.wire.history_json import SUMMARY_QUIET, event_summary, event_to_json
 from streams.wire.records import Failure, SourceLocation
 
 # ---- payloads -----------------------------------------------------------------------------
@@ -398,8 +398,8 @@ def timeline(events: list[HistoryEvent], now: int) -> Timeline:
 
 # ---- the full table -----------------------------------------------------------------------
 
-_QUIET = {"workflow_id", "run_id", "event_id", "time", "type", "start_command_id", "trace"}
-_QUIET |= {"retry_policy", "reply_to", "request_id", "cancellation_type", "parent_seq", "source"}
+# the table also leaves out the trace context and the recorded source location
+_QUIET = SUMMARY_QUIET | {"trace", "source"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,17 +431,6 @@ def event_rows(events: list[HistoryEvent], converter: DataConverter) -> list[Eve
 
 
 def summary(data: dict[str, Any], limit: int = 160) -> str:
-    """The attributes of an event (`event_to_json`) on one line: `name=value`, empty ones
-    left out, a failure by its message, cut at `limit` characters."""
-    parts = []
-    for name, value in data.items():
-        if name in _QUIET or value in (None, "", [], {}):
-            continue
-        if isinstance(value, dict) and "message" in value:
-            value = value["message"]
-        elif name.endswith("_at") and isinstance(value, int):
-            value = format_millis(value)
-        text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
-        parts.append(f"{name}={text}")
-    line = " ".join(parts)
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    """The attributes of an event (`event_to_json`) on one line (`event_summary`), instants
+    in UTC, cut at `limit` characters."""
+    return event_summary(data, instant=format_millis, limit=limit, quiet=_QUIET)
