@@ -376,13 +376,17 @@ async def execute_local_activity(
 
     For steps of milliseconds (a ledger write, a lookup) where a task on a topic and a
     runner's report cost more than the step: the attempt runs on a thread of the hosting
-    worker (off its processor thread, so no other run waits for it) once the transaction
-    that scheduled it committed, and its outcome is recorded in the run's next transaction
-    together with what the code does next: no task record, no runner, no report through
-    the `commands` topic. The function must be registered on the worker that runs the
-    workflow (`Worker(activities=...)`); the history records it with the events of a
-    regular activity (ActivityScheduled, flagged local, then ActivityCompleted or
-    ActivityFailed), so replay, audit, export and the UI show it like one.
+    worker (off its processor thread) as soon as the code asks for it, and its outcome is
+    recorded together with what the code does next — in the same transaction when it comes
+    within the worker's `local_activity_wait` (5 ms by default; a run whose steps are all
+    local and quick commits from start to close in one transaction), else in the run's
+    next one. No task record, no runner, no report through the `commands` topic. The
+    function must be registered on the worker that runs the workflow
+    (`Worker(activities=...)`); the history records it with the events of a regular
+    activity (ActivityScheduled, flagged local, then ActivityCompleted or ActivityFailed),
+    so replay, audit, export and the UI show it like one. An attempt may start before the
+    transaction that schedules it commits: if that transaction aborts, the attempt runs
+    again for the restored run.
 
     Semantics follow `execute_activity`: at least once per attempt — an attempt whose
     outcome was not recorded when the worker died runs again on the worker that restores

@@ -11,10 +11,10 @@ activity) is stale and ignored when it fires.
 
 Local activities (`ActivityScheduled.local`) share this life and its events; what differs is
 where an attempt goes and how a short retry waits. An attempt is not a task on a topic but
-an entry of `Effects.local_tasks`, which the processor hands to its in-process executor once
-the transaction that recorded it commits; the outcome comes back into the processor's next
-batch and is recorded there (`finish`, with the same attempt fence as a runner's report),
-together with what the code does next. A failed attempt whose backoff is at most the
+an entry of `Effects.local_tasks`, which the processor hands to its in-process executor; the
+outcome comes back into the processor's current batch (when quick) or a later one and is
+recorded there (`finish`, with the same attempt fence as a runner's report), together with
+what the code does next. A failed attempt whose backoff is at most the
 activity's `local_retry_threshold_ms` is retried at once in the history (ActivityAttemptFailed
 then ActivityRetried, the new attempt's clock starting at the end of the backoff, see
 `ActivityState.retry_at`) and its task waits out the backoff in the executor; a longer

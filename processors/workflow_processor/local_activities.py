@@ -1,13 +1,14 @@
 """The in-process executor of local activities (see `streams.workflow.execute_local_activity`).
 
-The processor submits an attempt once the transaction that recorded it (its ActivityScheduled
-or ActivityRetried) committed, so nothing runs for a state that could still be rolled back.
-The attempt runs on a thread of a small pool — never on the processor's thread, so no other
+The processor submits an attempt in the batch that decides it (its ActivityScheduled or
+ActivityRetried) and waits a few milliseconds for its outcome before the batch commits, so
+quick steps are recorded in the same transaction (see `WorkflowProcessor._run_local`). The
+attempt runs on a thread of a small pool — never on the processor's thread, so no other
 run waits for it; an async activity gets an event loop of its own on that thread — after
 waiting out its retry backoff (`ActivityTask.scheduled_at` is when it may start). Its outcome,
 the same CompleteActivity / FailActivity body a runner reports, goes to an in-process queue
-the processor drains into its next batch: it is recorded there, fenced by the attempt number
-like a runner's report, together with what the code does next.
+the processor drains into its current or next batch: it is recorded there, fenced by the
+attempt number like a runner's report, together with what the code does next.
 
 Nothing here is durable: a worker that dies loses the queue and the running attempts, and
 the run's new owner runs them again from the restored state (at least once, the idempotency
@@ -75,6 +76,16 @@ class LocalActivities:
             with self._lock:
                 self._running -= len(out)
         return out
+
+    def wait(self, timeout: float) -> list[Outcome]:
+        """The outcomes that arrived, waiting up to `timeout` seconds for the first one."""
+        try:
+            first = self._outcomes.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return []
+        with self._lock:
+            self._running -= 1
+        return [first, *self.outcomes()]
 
     def close(self) -> None:
         """Stops taking attempts; running ones finish on their own (their outcome is lost,

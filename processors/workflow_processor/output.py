@@ -26,7 +26,7 @@ from streams.kafka.topics import Topics
 from streams.tracing import headers_of
 from streams.wire import Wire
 from streams.wire.events import HistoryEvent, WorkflowStarted
-from streams.wire.records import ActivityTask, Snapshot, Timer
+from streams.wire.records import Snapshot, Timer
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,6 @@ class AfterCommit:
     tally: BatchTally  # what the transaction adds to the metrics
     # events it wrote that have a trace context, for their spans (only when tracing is on)
     traced: list[HistoryEvent] = field(default_factory=list)
-    # (partition, attempt) of local activities, for the in-process executor
-    local_tasks: list[tuple[int, ActivityTask]] = field(default_factory=list)
 
 
 class _Patient:
@@ -98,10 +96,8 @@ class Output:
         """Writes the batch; returns the timers it set and the partitions checkpointed."""
         new_timers: list[tuple[int, Timer]] = []
         traced: list[HistoryEvent] = []
-        local_tasks: list[tuple[int, ActivityTask]] = []
         tally = BatchTally(dead_letters=len(batch.dead))
         for p, fx in batch.fx.items():
-            local_tasks.extend((p, task) for task in fx.local_tasks)
             if self.tracing:
                 traced.extend(e for e in fx.events if getattr(e.attributes, "trace", None))
             state = owned.get(p)
@@ -121,7 +117,7 @@ class Output:
             batch.replies.extend(fx.replies)
         self._replies(batch)
         self._dead_letters(batch)
-        return AfterCommit(new_timers, checkpointed, tally, traced, local_tasks)
+        return AfterCommit(new_timers, checkpointed, tally, traced)
 
     def _events(
         self,

@@ -71,6 +71,9 @@ class ProcessorConfig:
     # as often, for the metrics endpoint; 0 (no endpoint) is off
     statistics_interval_ms: int = 0
     local_activity_threads: int = 8  # the pool that runs local activities
+    # how long a batch waits for the outcomes of the local attempts it started before it
+    # commits (seconds): quick local steps are recorded in the transaction that started them
+    local_activity_wait: float = 0.005
 
 
 class WorkflowProcessor:
@@ -288,9 +291,10 @@ class WorkflowProcessor:
             timer.fire_at for partition, timer in due if self._fire(partition, timer, now, batch)
         ]
         self._try_unblock(now, batch)
+        local_count = len(local) + self._run_local(batch)
         if fired:
             self.tally.timers_fired(now, fired)
-        self._commit(batch, len(messages) + len(due) + len(local))
+        self._commit(batch, len(messages) + len(due) + local_count)
 
     def _checkpoint_due(self) -> bool:
         clock = time.monotonic()
@@ -346,6 +350,38 @@ class WorkflowProcessor:
             run = runs.get(run.workflow_id) or run
         if not run.closed:
             run.check_history_limits(runs.stored(run).history_bytes, now, batch.effects)
+
+    def _run_local(self, batch: Batch) -> int:
+        """Starts the local-activity attempts the batch decided, and records the outcomes
+        that arrive within `local_activity_wait` in this same batch, with what the code does
+        next (which may start more): a run whose steps are all local and quick commits from
+        its start to its close in one transaction. An attempt may so run before the
+        transaction that schedules it commits; if that transaction aborts, the restored run
+        decides the same attempt again and it runs again (at least once, the same key).
+        Outcomes arriving later join a later batch. Returns the outcomes recorded."""
+        budget = self.settings.local_activity_wait
+        deadline = time.monotonic() + budget
+        awaited: set[tuple[str, int, int]] = set()
+        recorded = 0
+        while True:
+            now = int(time.time() * 1000)
+            for partition, fx in batch.fx.items():
+                for task in fx.local_tasks:
+                    self.local.submit(partition, task)
+                    if task.scheduled_at <= now:  # one waiting out a backoff is not awaited
+                        awaited.add((task.run_id, task.activity_id, task.attempt))
+                fx.local_tasks.clear()
+            left = deadline - time.monotonic()
+            if not awaited or left <= 0:
+                return recorded
+            outcomes = self.local.wait(left)
+            if not outcomes:
+                return recorded
+            now = int(time.time() * 1000)
+            for partition, workflow_id, body in outcomes:
+                awaited.discard((body.run_id, body.activity_id, body.attempt))
+                self._local_outcome(partition, workflow_id, body, now, batch)
+            recorded += len(outcomes)
 
     def _local_outcome(
         self,
@@ -429,9 +465,6 @@ class WorkflowProcessor:
         self.tally.committed(after.tally, self.transactions.last_commit_seconds)
         for partition, timer in after.timers:
             self._timers.push(partition, timer)
-        for partition, task in after.local_tasks:
-            if partition in self.partitions:
-                self.local.submit(partition, task)
         for p, deferred in after.deferred.items():
             self.partitions[p].checkpointed(deferred)
         if self.tracing is not None and after.traced:

@@ -5,12 +5,23 @@ topic or back through `commands`, and the recorded histories replay."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from confluent_kafka import TopicPartition
 
-from examples.money_transfer import RETRY, STEP, Bank, TransferOrder, deposit, withdraw
+from examples.money_transfer import (
+    RETRY,
+    STEP,
+    Bank,
+    MoneyTransferWorkflow,
+    TransferOrder,
+    deposit,
+    withdraw,
+)
 from streams import Client, kafka, workflow
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, ensure_topics, topic_specs
@@ -110,3 +121,55 @@ class RegularTransfer:
             deposit, order, start_to_close_timeout=STEP, retry_policy=RETRY
         )
         return f"{w}; {d}"
+
+
+def test_a_transfer_with_local_steps_commits_in_one_transaction_a_regular_one_in_three(
+    config: KafkaConfig, workers: WorkerProcesses
+) -> None:
+    """Each transaction writes a marker into every partition it wrote: consecutive events of
+    one run separated by a skipped offset were written by different transactions."""
+    # a generous wait, so how many transactions the run takes does not depend on the timing
+    env = {"EVERFLOW_BANK_FLAKY": "0", "EVERFLOW_LOCAL_ACTIVITY_WAIT": "5"}
+    workers.start("w1", APP, extra_env=env)
+
+    async def main() -> None:
+        client = await asyncio.to_thread(Client, config)
+        try:
+            for wf, ref in ((LocalTransferWorkflow, "one-local"), (MoneyTransferWorkflow, "one")):
+                order = TransferOrder("alice", "bob", 1, ref)
+                await client.execute_workflow(
+                    wf, order, id=ref, task_queue=QUEUE, timeout=timedelta(seconds=60)
+                )
+        finally:
+            client.close()
+
+    asyncio.run(main())
+    offsets = history_offsets(config)
+    assert len(offsets["one-local"]) == len(offsets["one"]) == 6
+    assert transactions(offsets["one-local"]) == 1
+    assert transactions(offsets["one"]) == 3
+
+
+def history_offsets(config: KafkaConfig) -> dict[str, list[int]]:
+    """Per workflow ID, the offsets of its events on `history` (read committed)."""
+    topic = Topics(config.topic_prefix).history
+    consumer = kafka.consumer(config, settings={"enable.partition.eof": True})
+    parts = [TopicPartition(topic, p, 0) for p in range(config.partitions)]
+    consumer.assign(parts)
+    out: dict[str, list[int]] = {}
+    eof: set[int] = set()
+    deadline = time.monotonic() + 30
+    while len(eof) < len(parts) and time.monotonic() < deadline:
+        for msg in consumer.consume(100, 0.5):
+            if msg.error():
+                eof.add(msg.partition())
+            elif msg.value() is not None:
+                event = wire().event.decode(msg.value())
+                out.setdefault(event.workflow_id, []).append(msg.offset())
+    consumer.close()
+    return out
+
+
+def transactions(offsets: list[int]) -> int:
+    """How many transactions wrote these events of one run (no other run wrote meanwhile)."""
+    return 1 + sum(1 for a, b in itertools.pairwise(offsets) if b != a + 1)
