@@ -211,3 +211,68 @@ def test_events_written_before_local_activities_read_as_regular_ones() -> None:
     event = w.event.decode(raw)
     assert isinstance(event.attributes, ActivityScheduled)
     assert event.attributes.local_retry_threshold_ms is None and not event.attributes.local
+
+
+def test_the_local_wait_is_a_setting_read_once_and_checked() -> None:
+    from streams.errors import ConfigError
+    from streams.settings import WorkerSettings
+
+    assert WorkerSettings(instance_id="w").local_activity_wait == 0.005
+    env = {"EVERFLOW_INSTANCE_ID": "w", "EVERFLOW_LOCAL_ACTIVITY_WAIT": "0.25"}
+    assert WorkerSettings.from_env(env).local_activity_wait == 0.25
+    with pytest.raises(ConfigError, match="local_activity_wait must be >= 0"):
+        WorkerSettings.from_env({**env, "EVERFLOW_LOCAL_ACTIVITY_WAIT": "-1"})
+
+
+@activity.defn
+def keyed(account: str) -> str:
+    info = activity.info()
+    if account == "broken":
+        raise ConnectionError(f"down for {info.idempotency_key}")
+    return f"{account} {info.idempotency_key} attempt {info.attempt}"
+
+
+@activity.defn
+async def keyed_async(account: str) -> str:
+    return f"async {account} {activity.info().idempotency_key}"
+
+
+def test_the_executor_runs_attempts_off_the_caller_thread_and_queues_their_outcomes() -> None:
+    from processors.workflow_processor.local_activities import LocalActivities
+    from streams.wire.commands import CompleteActivity, FailActivity
+    from streams.wire.records import ActivityTask
+
+    def task(activity_type: str, account: str, activity_id: int) -> ActivityTask:
+        return ActivityTask(
+            workflow_id="wf-9", run_id="r-9", workflow_type="T", activity_id=activity_id,
+            activity_type=activity_type, attempt=2, args=conv.to_payloads([account]),
+            partition=5, scheduled_at=0, start_to_close_timeout_ms=1000,
+            idempotency_key=f"wf-9/r-9/{activity_id}",
+        )  # fmt: skip
+
+    local = LocalActivities(Registry([], [keyed, keyed_async]), threads=2)
+    try:
+        local.submit(5, task("keyed", "alice", 1))
+        local.submit(5, task("keyed", "broken", 2))
+        local.submit(5, task("keyed_async", "bob", 3))
+        local.submit(5, task("unregistered", "x", 4))
+        outcomes = []
+        while len(outcomes) < 4:
+            got = local.wait(30)
+            assert got, "an outcome never came"
+            outcomes.extend(got)
+        assert local.running == 0
+        by_id = {body.activity_id: (p, wf, body) for p, wf, body in outcomes}
+        p, wf, ok = by_id[1]
+        assert (p, wf) == (5, "wf-9") and isinstance(ok, CompleteActivity)
+        assert conv.from_payload(ok.result) == "alice wf-9/r-9/1 attempt 2"
+        failed = by_id[2][2]
+        assert isinstance(failed, FailActivity) and failed.failure.type == "ConnectionError"
+        assert "wf-9/r-9/2" in failed.failure.message and failed.attempt == 2
+        done_async = by_id[3][2]
+        assert isinstance(done_async, CompleteActivity)
+        assert conv.from_payload(done_async.result) == "async bob wf-9/r-9/3"
+        unknown = by_id[4][2]
+        assert isinstance(unknown, FailActivity) and "unregistered" in unknown.failure.message
+    finally:
+        local.close()
