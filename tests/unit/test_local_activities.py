@@ -276,3 +276,22 @@ def test_the_executor_runs_attempts_off_the_caller_thread_and_queues_their_outco
         assert isinstance(unknown, FailActivity) and "unregistered" in unknown.failure.message
     finally:
         local.close()
+
+
+def test_audit_and_the_ui_history_views_understand_local_activities() -> None:
+    from processors.audit import Auditor
+    from streams.ui.history import compact, timeline
+
+    run, _ = start("short")
+    run.fail_activity(1, 1, Failure("locked", "Busy"), 2000, Effects())
+    run.complete_activity(1, 2, conv.to_payload("A"), 2300, Effects())
+    run.complete_activity(2, 1, conv.to_payload("B"), 2400, Effects())
+    auditor = Auditor()
+    for event in run.events:
+        auditor.feed(event, "history/3/0")
+    assert auditor.violations == [] and auditor.events == len(run.events)
+    rows = compact(run.events)
+    debit_1 = rows[0]
+    assert debit_1.steps == ["scheduled locally", "failed #1", "retried #2", "completed"]
+    assert debit_1.state == "completed" and debit_1.attempts == 2
+    assert "debit #1 (local)" in timeline(run.events, 2500).lanes
