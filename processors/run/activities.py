@@ -80,7 +80,7 @@ class ActivityState:
     paused: bool = False  # an operator holds its attempts
     budget_base: int = 0  # attempts before an operator's retry (not counted by the policy)
     event_id: int = 0  # of its ActivityScheduled: names its StartActivity span
-    retry_at: int = 0  # when the last failed attempt's backoff ends
+    retry_at: int = 0  # when a local activity's short backoff ends (0: none pending)
 
     def deadline(self, kind: TimerKind) -> int | None:
         """When the current attempt times out by `kind` (None: no such timeout)."""
@@ -148,12 +148,15 @@ class Activities:
                 state.last_heartbeat, state.heartbeat_details = time, a.details
             case ActivityAttemptFailed():
                 state = self.open[a.activity_id]
-                state.backoff, state.retry_at = True, a.retry_at
+                state.backoff = True
+                threshold = state.scheduled.local_retry_threshold_ms
+                short = threshold is not None and 0 <= a.retry_at - time <= threshold
+                state.retry_at = a.retry_at if short else 0
             case ActivityRetried():
                 state = self.open[a.activity_id]
                 # a local activity's short retry is recorded at once: its attempt (and its
                 # start-to-close clock) begins when the backoff ends
-                began = max(time, state.retry_at) if state.scheduled.local else time
+                began = max(time, state.retry_at)
                 state.attempt, state.backoff, state.dispatched_at = a.attempt, False, began
                 state.started_at = state.last_heartbeat = None
             case ActivityCancelRequested():

@@ -295,3 +295,12 @@ def test_audit_and_the_ui_history_views_understand_local_activities() -> None:
     assert debit_1.steps == ["scheduled locally", "failed #1", "retried #2", "completed"]
     assert debit_1.state == "completed" and debit_1.attempts == 2
     assert "debit #1 (local)" in timeline(run.events, 2500).lanes
+
+
+def test_an_operator_retry_of_a_long_local_backoff_starts_the_attempt_now() -> None:
+    run, _ = start("long")
+    run.fail_activity(1, 1, Failure("down", "ConnectionError"), 2000, Effects())
+    fx = Effects()
+    run.activities.retry(run.activities.open[1], "fixed the bank", 3000, fx)
+    assert kinds(fx) == ["ActivityReset", "ActivityRetried"]
+    assert [(t.attempt, t.scheduled_at) for t in fx.local_tasks] == [(2, 3000)]
