@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from examples.money_transfer import Bank, TransferOrder
-from streams import Client, kafka
+from streams import Client, WorkflowFailureError, kafka
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import ensure_topics, topic_specs
 from streams.wire.events import ActivityScheduled
 from tests.helpers import wait_until
-from tests.integration.apps.local_transfer import LocalTransferWorkflow
+from tests.integration.apps.local_transfer import LocalTransferSaga, LocalTransferWorkflow
 from tests.integration.workers import WorkerProcesses
 
 pytestmark = pytest.mark.integration
@@ -81,3 +81,53 @@ def test_worker_killed_while_local_deposits_run_completes_every_transfer_once(
     keys = [str(e["key"]) for e in bank.entries()]
     assert len(keys) == len(set(keys)) == 2 * RUNS
     assert bank.balance("alice") == -7 * RUNS and bank.balance("bob") == 7 * RUNS
+
+
+def test_worker_killed_during_a_local_saga_still_compensates_once(
+    config: KafkaConfig, workers: WorkerProcesses, worker_env: dict[str, str]
+) -> None:
+    # the deposit into a closed account sleeps, then fails for good; the refund fails twice
+    # (short retries in the worker) before it applies: money is conserved, each effect once
+    steady = {
+        "EVERFLOW_BANK_FLAKY": "0",
+        "EVERFLOW_BANK_STEP_TIMEOUT": "600",
+        "EVERFLOW_BANK_REFUND_FAILURES": "2",
+    }
+    first = workers.start("w1", APP, extra_env={**steady, "EVERFLOW_BANK_DEPOSIT_DELAY": "30"})
+    bank = Bank(Path(worker_env["EVERFLOW_BANK_LEDGER"]))
+    order = TransferOrder("alice", "closed-bob", 25, "local-saga-crash")
+
+    async def main() -> BaseException:
+        client = await asyncio.to_thread(Client, config)
+        try:
+            handle = await client.start_workflow(
+                LocalTransferSaga, order, id=order.reference, task_queue=QUEUE
+            )
+            await asyncio.to_thread(
+                wait_until, lambda: len(bank.entries()) == 1, 60, message="no withdraw"
+            )
+            workers.kill(first)  # SIGKILL while the deposit runs in the worker
+            workers.start("w2", APP, extra_env=steady)
+            with pytest.raises(WorkflowFailureError) as caught:
+                await handle.result(timeout=timedelta(seconds=60))
+            history = await handle.fetch_history()
+            kinds = [type(e.attributes).__name__ for e in history]
+            assert kinds.count("ActivityFailed") == 1  # the deposit, for good
+            assert kinds.count("ActivityAttemptFailed") >= 2  # the refund's two failures
+            scheduled = [
+                e.attributes for e in history if isinstance(e.attributes, ActivityScheduled)
+            ]
+            assert [(s.activity_type, s.local) for s in scheduled] == [
+                ("withdraw", True),
+                ("deposit", True),
+                ("refund", True),
+            ]
+            return caught.value
+        finally:
+            client.close()
+
+    error = asyncio.run(main())
+    assert "compensated" in str(error) and "is closed" in str(error)
+    assert bank.balance("alice") == 0 and bank.balance("closed-bob") == 0
+    keys = [str(e["key"]) for e in bank.entries()]
+    assert len(keys) == len(set(keys)) == 2  # the withdraw and the refund, once each

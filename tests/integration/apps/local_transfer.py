@@ -9,9 +9,10 @@ from examples.money_transfer import (
     MoneyTransferWorkflow,
     TransferOrder,
     deposit,
+    refund,
     withdraw,
 )
-from streams import workflow
+from streams import ActivityError, ApplicationError, workflow
 
 
 @workflow.defn
@@ -29,5 +30,37 @@ class LocalTransferWorkflow:
         return f"{w}; {d}"
 
 
-# a worker of this module runs both, so a test compares them on one worker
-__all__ = ["LocalTransferWorkflow", "MoneyTransferWorkflow", "deposit", "withdraw"]
+@workflow.defn
+class LocalTransferSaga:
+    """The seed's saga with local steps: if the deposit fails for good, refund."""
+
+    @workflow.run
+    async def run(self, order: TransferOrder) -> str:
+        await workflow.execute_local_activity(
+            withdraw, order, start_to_close_timeout=STEP, retry_policy=RETRY
+        )
+        try:
+            await workflow.execute_local_activity(
+                deposit, order, start_to_close_timeout=STEP, retry_policy=RETRY
+            )
+        except ActivityError as e:
+            await workflow.execute_local_activity(
+                refund, order, start_to_close_timeout=STEP, retry_policy=RETRY
+            )
+            raise ApplicationError(
+                f"transfer {order.reference} compensated: {e.cause}",
+                type="TransferCompensated",
+                non_retryable=True,
+            ) from None
+        return f"transferred {order.amount}"
+
+
+# a worker of this module runs the regular transfer too, so a test compares them on it
+__all__ = [
+    "LocalTransferSaga",
+    "LocalTransferWorkflow",
+    "MoneyTransferWorkflow",
+    "deposit",
+    "refund",
+    "withdraw",
+]
