@@ -5,9 +5,9 @@ carries the history events, activity tasks, timers, completions, replies, snapsh
 consumed offsets; a crash anywhere leaves all of a batch or none of it. Every output for a
 workflow goes to the same partition number as the command that caused it. A transaction
 ends on a thread of its own while the next batch is read and run (see `transactions`).
-Local activities run in this process (`local_activities`): an attempt starts once its
-transaction committed, and its outcome joins the next batch from an in-process queue, not
-through `commands`.
+Local activities run in this process (`local_activities`): an attempt starts in the batch
+that decides it, which waits briefly for its outcome (`_run_local`); a later outcome joins
+the next batch from an in-process queue, never through `commands`.
 """
 
 from __future__ import annotations
