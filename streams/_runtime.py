@@ -64,6 +64,7 @@ class ActivityOptions:
     schedule_to_start_timeout: timedelta | None = None
     heartbeat_timeout: timedelta | None = None
     cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL
+    local_retry_threshold: timedelta | None = None  # set: a local activity
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,8 +212,15 @@ class WorkerSettings:
     tracing: bool = False  # OpenTelemetry spans (the otel extra; see streams.tracing)
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # how long a processor batch waits for quick local activities' outcomes (seconds)
+    local_activity_wait: float = 0.005
 
     def __post_init__(self) -> None:
+        if not self.local_activity_wait >= 0:
+            raise ConfigError(
+                "local_activity_wait must be >= 0 seconds (EVERFLOW_LOCAL_ACTIVITY_WAIT), "
+                f"got {self.local_activity_wait}"
+            )
         if not self.instance_id:
             raise ConfigError(
                 "instance_id is empty: set EVERFLOW_INSTANCE_ID or pass instance_id= "
@@ -238,7 +245,8 @@ class WorkerSettings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
         """Settings from EVERFLOW_INSTANCE_ID (default: the host name),
         EVERFLOW_MAX_HISTORY_EVENTS / _BYTES, EVERFLOW_PROFILE (a directory),
-        EVERFLOW_SWITCH_INTERVAL, EVERFLOW_TRACING, EVERFLOW_METRICS_PORT / _HOST, the
+        EVERFLOW_SWITCH_INTERVAL, EVERFLOW_TRACING, EVERFLOW_METRICS_PORT / _HOST,
+        EVERFLOW_LOCAL_ACTIVITY_WAIT (seconds a batch waits for quick local activities), the
         cache's and the fault hooks' variables; then keyword overrides (None leaves a setting
         as it is)."""
         env = os.environ if env is None else env
@@ -254,6 +262,7 @@ class WorkerSettings:
             "tracing": tracing_from_env(env),
             "metrics_port": _whole(env, "EVERFLOW_METRICS_PORT"),
             "metrics_host": env.get("EVERFLOW_METRICS_HOST") or None,
+            "local_activity_wait": _seconds(env, "EVERFLOW_LOCAL_ACTIVITY_WAIT"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: v for k, v in values.items() if v is not None})

@@ -147,6 +147,7 @@ class Worker:
                     faults=self.settings.faults,
                     tracing=self.settings.tracing,
                     statistics_interval_ms=statistics,
+                    local_activity_wait=self.settings.local_activity_wait,
                 ),
             )
             self.metrics.processor = processor.tally

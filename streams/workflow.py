@@ -60,6 +60,7 @@ __all__ = [
     "defn",
     "execute_activity",
     "execute_child_workflow",
+    "execute_local_activity",
     "info",
     "logger",
     "now",
@@ -339,9 +340,13 @@ async def execute_activity(
         heartbeat_timeout=heartbeat_timeout,
         cancellation_type=cancellation,
     )
+    return await _wait_for_activity(options)
+
+
+async def _wait_for_activity(options: ActivityOptions) -> Any:
     runtime = _runtime.current()
     fut = runtime.schedule_activity(options)
-    if cancellation is not ActivityCancellationType.WAIT_CANCELLATION_COMPLETED:
+    if options.cancellation_type is not ActivityCancellationType.WAIT_CANCELLATION_COMPLETED:
         return await fut
     try:
         return await asyncio.shield(fut)
@@ -352,6 +357,67 @@ async def execute_activity(
         except Exception:  # its outcome no longer matters: the caller was canceled
             pass
         raise
+
+
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
+
+
+async def execute_local_activity(
+    activity: Callable[..., Any] | str,
+    *args: Any,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    retry_policy: RetryPolicy | None = None,
+    local_retry_threshold: timedelta = LOCAL_RETRY_THRESHOLD,
+    result_type: Any = None,
+    cancellation_type: ActivityCancellationType | str = ActivityCancellationType.TRY_CANCEL,
+) -> Any:
+    """Runs a short activity in the worker that hosts the run, and waits for its result.
+
+    For steps of milliseconds (a ledger write, a lookup) where a task on a topic and a
+    runner's report cost more than the step: the attempt runs on a thread of the hosting
+    worker (off its processor thread) as soon as the code asks for it, and its outcome is
+    recorded together with what the code does next — in the same transaction when it comes
+    within the worker's `local_activity_wait` (5 ms by default; a run whose steps are all
+    local and quick commits from start to close in one transaction), else in the run's
+    next one. No task record, no runner, no report through the `commands` topic. The
+    function must be registered on the worker that runs the workflow
+    (`Worker(activities=...)`); the history records it with the events of a regular
+    activity (ActivityScheduled, flagged local, then ActivityCompleted or ActivityFailed),
+    so replay, audit, export and the UI show it like one. An attempt may start before the
+    transaction that schedules it commits: if that transaction aborts, the attempt runs
+    again for the restored run.
+
+    Semantics follow `execute_activity`: at least once per attempt — an attempt whose
+    outcome was not recorded when the worker died runs again on the worker that restores
+    the run, with the same `activity.info().idempotency_key` (stable across attempts and
+    crashes). Failed attempts are retried per `retry_policy` (default: unlimited, with
+    exponential backoff from 1 s): a backoff of at most `local_retry_threshold` (default
+    1 s) waits in the worker, a longer one on a durable timer. At least one of
+    start_to_close_timeout / schedule_to_close_timeout is required; an attempt that
+    overruns start_to_close is failed (and retried) although its thread cannot be stopped.
+    Local activities do not heartbeat and have no task queue.
+    """
+    if start_to_close_timeout is None and schedule_to_close_timeout is None:
+        raise ValueError(
+            "execute_local_activity needs start_to_close_timeout or schedule_to_close_timeout"
+        )
+    if local_retry_threshold < timedelta(0):
+        raise ValueError("local_retry_threshold must not be negative")
+    cancellation = option(ActivityCancellationType, cancellation_type, "cancellation_type")
+    activity_type, hint = _activity_name(activity)
+    options = ActivityOptions(
+        activity_type=activity_type,
+        args=args,
+        task_queue=None,
+        start_to_close_timeout=start_to_close_timeout,
+        schedule_to_close_timeout=schedule_to_close_timeout,
+        retry_policy=retry_policy,
+        result_type=result_type if result_type is not None else hint,
+        cancellation_type=cancellation,
+        local_retry_threshold=local_retry_threshold,
+    )
+    return await _wait_for_activity(options)
 
 
 def _activity_name(activity: Callable[..., Any] | str) -> tuple[str, Any]:

@@ -8,6 +8,19 @@ they live only in the processor's timer heap and a restore recomputes them from 
 runs (`Activities.deadlines()`) — durable without two extra records per activity on the hot
 path. A timer that no longer matches the state (a later attempt, a newer heartbeat, a closed
 activity) is stale and ignored when it fires.
+
+Local activities (`ActivityScheduled.local`) share this life and its events; what differs is
+where an attempt goes and how a short retry waits. An attempt is not a task on a topic but
+an entry of `Effects.local_tasks`, which the processor hands to its in-process executor; the
+outcome comes back into the processor's current batch (when quick) or a later one and is
+recorded there (`finish`, with the same attempt fence as a runner's report), together with
+what the code does next. A failed attempt whose backoff is at most the
+activity's `local_retry_threshold_ms` is retried at once in the history (ActivityAttemptFailed
+then ActivityRetried, the new attempt's clock starting at the end of the backoff, see
+`ActivityState.retry_at`) and its task waits out the backoff in the executor; a longer
+backoff is a durable retry timer, like a regular activity's. An attempt whose outcome is not
+recorded when the worker dies is open in the restored state and runs again
+(`local_attempts`): at least once, under the same idempotency key.
 """
 
 from __future__ import annotations
@@ -67,6 +80,7 @@ class ActivityState:
     paused: bool = False  # an operator holds its attempts
     budget_base: int = 0  # attempts before an operator's retry (not counted by the policy)
     event_id: int = 0  # of its ActivityScheduled: names its StartActivity span
+    retry_at: int = 0  # when a local activity's short backoff ends (0: none pending)
 
     def deadline(self, kind: TimerKind) -> int | None:
         """When the current attempt times out by `kind` (None: no such timeout)."""
@@ -133,10 +147,17 @@ class Activities:
                 state = self.open[a.activity_id]
                 state.last_heartbeat, state.heartbeat_details = time, a.details
             case ActivityAttemptFailed():
-                self.open[a.activity_id].backoff = True
+                state = self.open[a.activity_id]
+                state.backoff = True
+                threshold = state.scheduled.local_retry_threshold_ms
+                short = threshold is not None and 0 <= a.retry_at - time <= threshold
+                state.retry_at = a.retry_at if short else 0
             case ActivityRetried():
                 state = self.open[a.activity_id]
-                state.attempt, state.backoff, state.dispatched_at = a.attempt, False, time
+                # a local activity's short retry is recorded at once: its attempt (and its
+                # start-to-close clock) begins when the backoff ends
+                began = max(time, state.retry_at)
+                state.attempt, state.backoff, state.dispatched_at = a.attempt, False, began
                 state.started_at = state.last_heartbeat = None
             case ActivityCancelRequested():
                 if a.activity_id in self.open:
@@ -216,6 +237,12 @@ class Activities:
         retryable = s.retry_policy.allows_retry(counted, failure.type, failure.non_retryable)
         if in_time and retryable and not state.cancel_requested:
             append(ActivityAttemptFailed(s.activity_id, attempt, failure, retry_at), now, fx)
+            threshold = s.local_retry_threshold_ms
+            if threshold is not None and retry_at - now <= threshold:
+                # a short local retry: the next attempt's task waits in the executor
+                append(ActivityRetried(s.activity_id, attempt + 1), now, fx)
+                self._dispatch(state, now, fx, first=False)
+                return
             retry = self._timer(TimerKind.ACTIVITY_RETRY, state, attempt + 1, retry_at)
             fx.timer_ops.append((retry.key, retry))
             return
@@ -232,34 +259,50 @@ class Activities:
         self._dispatch(self.open[scheduled.activity_id], now, fx, first=True)
 
     def _dispatch(self, state: ActivityState, now: int, fx: Effects, first: bool) -> None:
-        """Sends the current attempt to the runners and arms its timeouts."""
+        """Sends the current attempt to the runners (a local one to the hosting worker's
+        executor) and arms its timeouts."""
         s, log = state.scheduled, self._log
-        if s.trace:  # the attempt's span is a child of the StartActivity span
-            key = (log.run_id, s.activity_id, state.attempt)
-            fx.task_traces[key] = workflow_carrier(s.trace, log.run_id, state.event_id)
-        fx.tasks.append(
-            (
-                s.task_queue,
-                ActivityTask(
-                    workflow_id=log.workflow_id,
-                    run_id=log.run_id,
-                    workflow_type=log.workflow_type,
-                    activity_id=s.activity_id,
-                    activity_type=s.activity_type,
-                    attempt=state.attempt,
-                    args=s.args,
-                    partition=self._partition,
-                    scheduled_at=now,
-                    start_to_close_timeout_ms=s.start_to_close_timeout_ms,
-                    idempotency_key=f"{log.workflow_id}/{log.run_id}/{s.activity_id}",
-                    heartbeat_timeout_ms=s.heartbeat_timeout_ms,
-                    report_start=s.schedule_to_start_timeout_ms is not None,
-                    heartbeat_details=state.heartbeat_details,
-                ),
-            )
-        )
+        if s.local:
+            fx.local_tasks.append(self._task(state, state.dispatched_at))
+        else:
+            if s.trace:  # the attempt's span is a child of the StartActivity span
+                key = (log.run_id, s.activity_id, state.attempt)
+                fx.task_traces[key] = workflow_carrier(s.trace, log.run_id, state.event_id)
+            fx.tasks.append((s.task_queue, self._task(state, now)))
         kinds = [*ATTEMPT_TIMERS, TimerKind.ACTIVITY_SCHEDULE_TO_CLOSE] if first else ATTEMPT_TIMERS
         self._arm(state, kinds, fx)
+
+    def _task(self, state: ActivityState, scheduled_at: int) -> ActivityTask:
+        """The current attempt as a task; `scheduled_at` is when it may start."""
+        s, log = state.scheduled, self._log
+        return ActivityTask(
+            workflow_id=log.workflow_id,
+            run_id=log.run_id,
+            workflow_type=log.workflow_type,
+            activity_id=s.activity_id,
+            activity_type=s.activity_type,
+            attempt=state.attempt,
+            args=s.args,
+            partition=self._partition,
+            scheduled_at=scheduled_at,
+            start_to_close_timeout_ms=s.start_to_close_timeout_ms,
+            # stable across attempts and crashes: the same key for every attempt
+            idempotency_key=f"{log.workflow_id}/{log.run_id}/{s.activity_id}",
+            heartbeat_timeout_ms=s.heartbeat_timeout_ms,
+            report_start=s.schedule_to_start_timeout_ms is not None,
+            heartbeat_details=state.heartbeat_details,
+        )
+
+    def local_attempts(self) -> list[ActivityTask]:
+        """The attempts of local activities that wait for an outcome (for a restore: they
+        run again, as their outcome was never recorded)."""
+        if self._log.closed:
+            return []
+        return [
+            self._task(state, state.dispatched_at)
+            for state in self.open.values()
+            if state.scheduled.local and not state.backoff and not state.paused
+        ]
 
     def request_cancel(self, activity_id: int, now: int, fx: Effects) -> None:
         """The code stopped waiting on an activity: ask it to stop (on its next heartbeat)."""

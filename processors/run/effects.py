@@ -15,6 +15,9 @@ class Effects:
 
     events: list[HistoryEvent] = field(default_factory=list)
     tasks: list[tuple[str, ActivityTask]] = field(default_factory=list)
+    # attempts of local activities: handed to the hosting worker's executor by the
+    # processor (never written to a topic)
+    local_tasks: list[ActivityTask] = field(default_factory=list)
     timer_ops: list[tuple[str, Timer | None]] = field(default_factory=list)
     derived_timers: list[Timer] = field(default_factory=list)
     completions: list[Completion] = field(default_factory=list)

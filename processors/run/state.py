@@ -442,6 +442,7 @@ class Run:
                     cancellation_type=o.cancellation_type,
                     source=decision.source,
                     trace=self.trace,
+                    local_retry_threshold_ms=millis(o.local_retry_threshold),
                 )
                 self.activities.schedule(scheduled, now, fx)
             case StartTimer():

@@ -164,6 +164,8 @@ def matches(decision: Decision, recorded: EventAttributes) -> bool:
                 isinstance(recorded, ActivityScheduled)
                 and recorded.activity_id == decision.activity_id
                 and recorded.activity_type == decision.options.activity_type
+                # a local activity made regular (or the reverse) changes where it runs
+                and recorded.local == (decision.options.local_retry_threshold is not None)
             )
         case StartTimer():
             return isinstance(recorded, TimerStarted) and recorded.timer_id == decision.timer_id
@@ -209,7 +211,8 @@ def matches(decision: Decision, recorded: EventAttributes) -> bool:
 def describe_decision(c: Decision | None) -> str:
     match c:
         case ScheduleActivity():
-            return f"ActivityScheduled({c.options.activity_type!r})"
+            local = ", local" if c.options.local_retry_threshold is not None else ""
+            return f"ActivityScheduled({c.options.activity_type!r}{local})"
         case StartTimer():
             return f"TimerStarted({c.delay})"
         case CancelTimer():
@@ -244,7 +247,7 @@ def location(c: Decision | None) -> str:
 
 def describe_event(a: EventAttributes) -> str:
     if isinstance(a, ActivityScheduled):
-        return f"ActivityScheduled({a.activity_type!r})"
+        return f"ActivityScheduled({a.activity_type!r}{', local' if a.local else ''})"
     if isinstance(a, SearchAttributesUpserted):
         return f"SearchAttributesUpserted({_attributes(a.attributes)})"
     return type(a).__name__

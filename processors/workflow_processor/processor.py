@@ -5,6 +5,9 @@ carries the history events, activity tasks, timers, completions, replies, snapsh
 consumed offsets; a crash anywhere leaves all of a batch or none of it. Every output for a
 workflow goes to the same partition number as the command that caused it. A transaction
 ends on a thread of its own while the next batch is read and run (see `transactions`).
+Local activities run in this process (`local_activities`): an attempt starts in the batch
+that decides it, which waits briefly for its outcome (`_run_local`); a later outcome joins
+the next batch from an in-process queue, never through `commands`.
 """
 
 from __future__ import annotations
@@ -16,11 +19,17 @@ from dataclasses import asdict, dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
-from processors.run.commands import continue_runs, handle_command
+from processors.run.commands import (
+    continue_runs,
+    handle_command,
+    on_complete_activity,
+    on_fail_activity,
+)
 from processors.run.state import Run
 from processors.tally import consumer_lag
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.batch import Batch
+from processors.workflow_processor.local_activities import LocalActivities
 from processors.workflow_processor.output import AfterCommit, Output
 from processors.workflow_processor.restore import SnapshotReader, restore_partitions
 from processors.workflow_processor.run_cache import PartitionRuns
@@ -35,6 +44,7 @@ from streams.kafka.topics import Topics, ensure_topics, partition_count, topic_s
 from streams.settings import CacheSettings, FaultSettings
 from streams.tracing import Tracing, carrier_of
 from streams.wire import Wire, wire
+from streams.wire.commands import CompleteActivity, FailActivity
 from streams.wire.records import RestoreReport, Timer, TimerKind
 
 log = logging.getLogger(__name__)
@@ -60,6 +70,10 @@ class ProcessorConfig:
     # librdkafka statistics (consumer lag) this often, and the blocked-runs gauge refreshed
     # as often, for the metrics endpoint; 0 (no endpoint) is off
     statistics_interval_ms: int = 0
+    local_activity_threads: int = 8  # the pool that runs local activities
+    # how long a batch waits for the outcomes of the local attempts it started before it
+    # commits (seconds): quick local steps are recorded in the transaction that started them
+    local_activity_wait: float = 0.005
 
 
 class WorkflowProcessor:
@@ -86,6 +100,7 @@ class WorkflowProcessor:
         self.tracing = Tracing() if settings.tracing else None
         self.tally = ProcessorTally(self.stats, self.partitions, self._timers, self.topics.commands)
         self._gauges_at = 0.0  # monotonic time the blocked-runs gauge was last counted
+        self.local = LocalActivities(registry, settings.local_activity_threads)
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -140,6 +155,7 @@ class WorkflowProcessor:
                 self.process_once()
             self._settle()
         finally:
+            self.local.close()
             self.transactions.close()
             log.info(
                 "processor stopped instance=%s stats=%s timing_s=%s",
@@ -213,6 +229,9 @@ class WorkflowProcessor:
                     state.mark_dirty(stored)
                 for timer in run.derived_timers():
                     self._timers.push(p, timer)
+                # at least once: an attempt whose outcome was never recorded runs again
+                for task in run.activities.local_attempts():
+                    self.local.submit(p, task)
                 if run.blocked is not None:
                     self._restore_needed.add(p)
         self._size_caches()
@@ -228,6 +247,8 @@ class WorkflowProcessor:
             wait = min(wait, max(0.0, next_due / 1000.0 - time.time()))
         if self._catching_up:
             wait = max(wait, 0.01)
+        if self.local.running:
+            wait = min(wait, 0.002)  # a local activity's outcome joins the next batch soon
         if self.transactions.in_flight:
             wait = 0.0  # with nothing to read, settle the transaction in flight instead
         epoch = self._epoch
@@ -242,7 +263,14 @@ class WorkflowProcessor:
         self._update_catch_up(messages)
         now = int(time.time() * 1000)
         due = self._due_timers(now)
-        if not messages and not due and not self._restore_needed and not self._checkpoint_due():
+        local = self.local.outcomes()
+        if (
+            not messages
+            and not due
+            and not local
+            and not self._restore_needed
+            and not self._checkpoint_due()
+        ):
             self._settle()
             return
         batch = Batch(self.partitions)
@@ -257,13 +285,16 @@ class WorkflowProcessor:
                 continue  # revoked while this batch was read: its new owner handles it
             batch.offsets[msg.partition()] = msg.offset() + 1
             self._handle_message(msg, now, batch)
+        for partition, workflow_id, body in local:
+            self._local_outcome(partition, workflow_id, body, now, batch)
         fired = [
             timer.fire_at for partition, timer in due if self._fire(partition, timer, now, batch)
         ]
         self._try_unblock(now, batch)
+        local_count = len(local) + self._run_local(batch)
         if fired:
             self.tally.timers_fired(now, fired)
-        self._commit(batch, len(messages) + len(due))
+        self._commit(batch, len(messages) + len(due) + local_count)
 
     def _checkpoint_due(self) -> bool:
         clock = time.monotonic()
@@ -319,6 +350,59 @@ class WorkflowProcessor:
             run = runs.get(run.workflow_id) or run
         if not run.closed:
             run.check_history_limits(runs.stored(run).history_bytes, now, batch.effects)
+
+    def _run_local(self, batch: Batch) -> int:
+        """Starts the local-activity attempts the batch decided, and records the outcomes
+        that arrive within `local_activity_wait` in this same batch, with what the code does
+        next (which may start more): a run whose steps are all local and quick commits from
+        its start to its close in one transaction. An attempt may so run before the
+        transaction that schedules it commits; if that transaction aborts, the restored run
+        decides the same attempt again and it runs again (at least once, the same key).
+        Outcomes arriving later join a later batch. Returns the outcomes recorded."""
+        budget = self.settings.local_activity_wait
+        deadline = time.monotonic() + budget
+        awaited: set[tuple[str, int, int]] = set()
+        recorded = 0
+        while True:
+            now = int(time.time() * 1000)
+            for partition, fx in batch.fx.items():
+                for task in fx.local_tasks:
+                    self.local.submit(partition, task)
+                    if task.scheduled_at <= now:  # one waiting out a backoff is not awaited
+                        awaited.add((task.run_id, task.activity_id, task.attempt))
+                fx.local_tasks.clear()
+            left = deadline - time.monotonic()
+            if not awaited or left <= 0:
+                return recorded
+            outcomes = self.local.wait(left)
+            if not outcomes:
+                return recorded
+            now = int(time.time() * 1000)
+            for partition, workflow_id, body in outcomes:
+                awaited.discard((body.run_id, body.activity_id, body.attempt))
+                self._local_outcome(partition, workflow_id, body, now, batch)
+            recorded += len(outcomes)
+
+    def _local_outcome(
+        self,
+        partition: int,
+        workflow_id: str,
+        body: CompleteActivity | FailActivity,
+        now: int,
+        batch: Batch,
+    ) -> None:
+        """Records a local activity's outcome like a runner's report (same attempt fence);
+        dropped when the partition moved away (its new owner runs the attempt again)."""
+        runs = self.partitions.get(partition)
+        if runs is None:
+            return
+        run = runs.get(workflow_id)
+        if isinstance(body, CompleteActivity):
+            on_complete_activity(body, run, now, batch)
+        else:
+            on_fail_activity(body, run, now, batch)
+        if run is not None:
+            self._after(run, runs, now, batch)
 
     def _fire(self, partition: int, timer: Timer, now: int, batch: Batch) -> bool:
         """Fires a due timer if its run still waits on it; whether it did."""

@@ -262,7 +262,7 @@ def compact(events: list[HistoryEvent]) -> list[CompactRow]:
         match a:
             case ActivityScheduled():
                 r = row("activity", a.activity_id, a.activity_type, event)
-                r.steps.append("scheduled")
+                r.steps.append("scheduled locally" if a.local else "scheduled")
             case ActivityStarted() | ActivityRetried():
                 r = row("activity", a.activity_id, "", event)
                 verb = "started" if isinstance(a, ActivityStarted) else "retried"
@@ -358,7 +358,8 @@ def timeline(events: list[HistoryEvent], now: int) -> Timeline:
         a, t = event.attributes, event.time
         match a:
             case ActivityScheduled():
-                labels[f"a{a.activity_id}"] = f"{a.activity_type} #{a.activity_id}"
+                local = " (local)" if a.local else ""
+                labels[f"a{a.activity_id}"] = f"{a.activity_type} #{a.activity_id}{local}"
                 open_attempt[a.activity_id] = t
             case ActivityStarted() | ActivityRetried():
                 open_attempt[a.activity_id] = t  # the attempt really began here

@@ -43,6 +43,13 @@ class ActivityScheduled:
     cancellation_type: ActivityCancellationType = ActivityCancellationType.TRY_CANCEL
     source: SourceLocation | None = None
     trace: dict[str, str] = field(default_factory=dict)
+    # set only for a local activity: a backoff up to this waits in the hosting worker
+    local_retry_threshold_ms: int | None = None
+
+    @property
+    def local(self) -> bool:
+        """A local activity: run by the worker that hosts the run, no task on a topic."""
+        return self.local_retry_threshold_ms is not None
 
 
 @avro("everflow.history.ActivityAttemptFailed")
