@@ -223,13 +223,17 @@ def listening_pid(bootstrap: str) -> int | None:
 
 def requests_sent(stats: list[Path]) -> tuple[int, dict[str, int]]:
     """Requests the workers' Kafka clients sent so far, in total and by type, from the
-    files the workers keep (`EVERFLOW_REQUEST_STATS`)."""
+    files the workers keep (`EVERFLOW_REQUEST_STATS`); and the workers' GC collections per
+    generation, as `gc0`, `gc1`, `gc2`."""
     total, by_type = 0, {}
     for path in stats:
         if path.exists():
             report = json.loads(path.read_text())
             total += report["requests"]
-            for name, count in report["by_type"].items():
+            counts = {**report["by_type"]}
+            for generation, n in enumerate(report.get("gc_collections", [])):
+                counts[f"gc{generation}"] = n
+            for name, count in counts.items():
                 by_type[name] = by_type.get(name, 0) + count
     return total, by_type
 
@@ -331,12 +335,17 @@ async def run(
             name: (count - types_before.get(name, 0)) / measured
             for name, count in types_after.items()
         }
+        gcs = [figures.by_type.pop(f"gc{g}", 0.0) * 1000 for g in range(3)]
         top = sorted(figures.by_type.items(), key=lambda kv: -kv[1])[:8]
         print(
             f"{'broker requests per run':<28} {figures.requests:8.1f}       "
             "(sent by the worker's Kafka clients, librdkafka statistics)"
         )
         print(f"{'':<28} " + ", ".join(f"{name} {n:.2f}" for name, n in top if n >= 0.01))
+        print(
+            f"{'worker GC per 1000 runs':<28} {gcs[2]:8.1f}       full collections "
+            f"({gcs[1]:.0f} of gen1, {gcs[0]:.0f} of gen0)"
+        )
         print(
             f"{'client requests per run':<28} {(driver_after - driver_before) / measured:8.1f}"
             "       (sent by this benchmark's client)"

@@ -35,6 +35,10 @@ from streams.settings import RunLimits, WorkerSettings
 log = logging.getLogger(__name__)
 
 
+def _gc_collections() -> dict[str, Any]:
+    return {"gc_collections": [generation["collections"] for generation in gc.get_stats()]}
+
+
 class Worker:
     """Runs workflows and/or activities of one task queue.
 
@@ -133,7 +137,7 @@ class Worker:
         """Runs until shutdown(); raises if a component failed for good."""
         config = self.client.config
         if self.settings.kafka_statistics:
-            observe_statistics(RequestTally(self.settings.kafka_statistics))
+            observe_statistics(RequestTally(self.settings.kafka_statistics, _gc_collections))
         admin = kafka.admin(config)
         await asyncio.to_thread(ensure_topics, admin, topic_specs(config, [self.task_queue]))
         server = None

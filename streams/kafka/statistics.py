@@ -8,7 +8,8 @@ before and after its runs to tell broker requests per run.
 
 The file: {"requests": n, "by_type": {"Produce": n, "EndTxn": n, ...}, "clients": n}, the
 requests sent to every broker connection (bootstrap and coordinator ones included) by every
-client since it started; a client that closed keeps its last report.
+client since it started; a client that closed keeps its last report. A worker adds
+"gc_collections": the cyclic GC's collections so far, per generation.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ STATISTICS_INTERVAL_MS = 500
 class RequestTally:
     """The requests sent by the observed clients, kept in `path` (see the module doc)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, extra: Callable[[], dict[str, Any]] | None = None) -> None:
         self.path = Path(path)
+        self.extra = extra  # more figures of the process for the file, read at each write
         self._lock = threading.Lock()
         self._clients: dict[int, tuple[int, Counter[str]]] = {}
 
@@ -56,6 +58,7 @@ class RequestTally:
             "requests": sum(sent for sent, _ in self._clients.values()),
             "by_type": dict(by_type.most_common()),
             "clients": len(self._clients),
+            **(self.extra() if self.extra else {}),
         }
 
     def _write(self) -> None:

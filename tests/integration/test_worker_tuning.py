@@ -69,3 +69,5 @@ def test_worker_processes_apply_their_gc_settings_and_count_their_requests(
     assert {"Produce", "EndTxn", "Fetch"} <= set(report["by_type"]), report
     assert report["requests"] > 0
     assert report["clients"] >= 3  # the processor's consumer and producers, the runner's
+    assert len(report["gc_collections"]) == 3  # and the worker's collections per generation
+    assert all(isinstance(n, int) and n >= 0 for n in report["gc_collections"])
