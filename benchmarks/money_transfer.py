@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import TopicPartition
@@ -105,15 +105,18 @@ def main() -> None:
     print(f"\nsummary ({args.runs} runs, {args.in_flight} in flight; {args.sequential} sequential)")
     print(
         f"{'mode':<14} {'runs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'worker CPU':>11} "
-        f"{'broker CPU':>11} {'requests':>9}"
+        f"{'broker CPU':>11} {'requests':>9} {'seq. req.':>9}"
     )
     for row in rows:
         print(
             f"{row.mode:<14} {row.rate:8.1f} {row.p50:8.1f} {row.p99:8.1f} "
             f"{row.worker_cpu:8.2f} ms {_or_dash(row.broker_cpu, 'ms')} "
-            f"{_or_dash(row.requests, '')}"
+            f"{_or_dash(row.requests, '')} {_or_dash(row.requests_sequential, '')}"
         )
-    print("(CPU and requests per run; requests: sent by the worker's Kafka clients)")
+    print(
+        "(CPU and requests per run; requests: sent by the worker's Kafka clients, with "
+        f"{args.in_flight} in flight and sequential)"
+    )
 
 
 @dataclass(slots=True)
@@ -126,8 +129,8 @@ class Figures:
     p99: float = 0.0
     worker_cpu: float = 0.0
     broker_cpu: float | None = None
-    requests: float | None = None
-    by_type: dict[str, float] = field(default_factory=dict)
+    requests: float | None = None  # with many in flight
+    requests_sequential: float | None = None
 
 
 def _or_dash(value: float | None, unit: str) -> str:
@@ -299,22 +302,24 @@ async def run(
     observe_statistics(RequestTally(driver))
     client = await asyncio.to_thread(Client, config)
     observe_statistics(None)
+
+    async def counted() -> tuple[dict[str, int], int]:
+        # the statistics come every STATISTICS_INTERVAL_MS: wait for ones taken after now
+        await asyncio.sleep(STATISTICS_INTERVAL_MS * 2.5 / 1000)
+        sent, by_type = requests_sent(stats)
+        return {"requests": sent, **by_type}, requests_sent([driver])[0]
+
     try:
         await latency(client, flow, 20, "warmup")
-        # the workers' statistics come every STATISTICS_INTERVAL_MS: wait one out on each side
-        await asyncio.sleep(STATISTICS_INTERVAL_MS * 2.5 / 1000)
-        sent_before, types_before = requests_sent(stats)
-        driver_before, _ = requests_sent([driver])
+        start = await counted()
         rate = await throughput(client, flow, args.runs, args.in_flight, "tput")
+        middle = await counted()
         samples = await latency(client, flow, args.sequential, "lat")
-        await asyncio.sleep(STATISTICS_INTERVAL_MS * 2.5 / 1000)
-        sent_after, types_after = requests_sent(stats)
-        driver_after, _ = requests_sent([driver])
+        end = await counted()
     finally:
         client.close()
     events = history_offsets(config)
     total_runs = 20 + args.runs + args.sequential
-    measured = args.runs + args.sequential
     figures.rate, figures.p50, figures.p99 = rate, statistics.median(samples), pct(samples, 0.99)
     print(
         f"\nmoney transfer (2 activities), mode {mode}, broker {config.bootstrap} "
@@ -329,27 +334,28 @@ async def run(
         "(events + transaction markers)"
     )
     print(f"{'history events/s at peak':<28} {rate * 6:8.0f}       (6 events per run)")
-    if sent_after:
-        figures.requests = (sent_after - sent_before) / measured
-        figures.by_type = {
-            name: (count - types_before.get(name, 0)) / measured
-            for name, count in types_after.items()
-        }
-        gcs = [figures.by_type.pop(f"gc{g}", 0.0) * 1000 for g in range(3)]
-        top = sorted(figures.by_type.items(), key=lambda kv: -kv[1])[:8]
-        print(
-            f"{'broker requests per run':<28} {figures.requests:8.1f}       "
-            "(sent by the worker's Kafka clients, librdkafka statistics)"
-        )
-        print(f"{'':<28} " + ", ".join(f"{name} {n:.2f}" for name, n in top if n >= 0.01))
-        print(
-            f"{'worker GC per 1000 runs':<28} {gcs[2]:8.1f}       full collections "
-            f"({gcs[1]:.0f} of gen1, {gcs[0]:.0f} of gen0)"
-        )
-        print(
-            f"{'client requests per run':<28} {(driver_after - driver_before) / measured:8.1f}"
-            "       (sent by this benchmark's client)"
-        )
+    if end[0]["requests"]:
+        for phase, (before, after), runs in (
+            (f"{args.in_flight} in flight", (start, middle), args.runs),
+            ("sequential", (middle, end), args.sequential),
+        ):
+            per_run = {k: (n - before[0].get(k, 0)) / runs for k, n in after[0].items()}
+            if phase == "sequential":
+                figures.requests_sequential = per_run["requests"]
+            else:
+                figures.requests = per_run["requests"]
+            gcs = [per_run.pop(f"gc{g}", 0.0) * 1000 for g in range(3)]
+            total = per_run.pop("requests")
+            top = sorted(per_run.items(), key=lambda kv: -kv[1])[:8]
+            print(
+                f"{'broker requests per run':<28} {total:8.1f}       {phase}: sent by the "
+                f"worker's Kafka clients (+{(after[1] - before[1]) / runs:.1f} by this client)"
+            )
+            print(f"{'':<28} " + ", ".join(f"{name} {n:.2f}" for name, n in top if n >= 0.01))
+            print(
+                f"{'worker GC per 1000 runs':<28} {gcs[2]:8.1f}       {phase}: full "
+                f"collections ({gcs[1]:.0f} of gen1, {gcs[0]:.0f} of gen0)"
+            )
 
 
 def history_offsets(config: KafkaConfig) -> int:
