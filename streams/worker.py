@@ -67,6 +67,10 @@ class Worker:
     http://`metrics_host`:port/metrics while it runs (host default 127.0.0.1; port 0 picks
     a free one, then `metrics_port` is the port chosen). `metrics` is the collector: its
     `register_lag_source()` adds the run index's lag to it.
+
+    A process that is a worker calls `tune_gc()` once the worker is built (the `everflow
+    worker` command does): the cyclic GC then skips the start-up objects and runs far less
+    often (`settings.gc_tuning`, `settings.gc_threshold`).
     """
 
     def __init__(
