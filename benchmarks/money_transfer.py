@@ -1,42 +1,51 @@
 """Money transfer benchmark: throughput (N runs, K in flight) and latency (sequential runs).
 
 A worker process (workflow processor + activity runner) and this client process share the
-machine with the broker, as in the issue's setting. Prints a table; never asserts.
+machine with the broker, as in the issue's setting. Per mode (`transfer_app.MODES`: the
+workflow and the worker's environment) it prints runs/s, p50, p99, history offsets per run,
+CPU per run of the worker processes and of the broker separately (/proc), and the requests
+the worker's Kafka clients sent per run (librdkafka statistics); then a summary, a row per
+mode. Never asserts.
 
     python -m benchmarks.money_transfer [--runs 2000] [--in-flight 64] [--sequential 300]
+        [--modes activities] [--gc on|off] [--gc-threshold 50000,20,100]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import TopicPartition
 
 from benchmarks.setup import ROOT, bench_config, process_env
-from benchmarks.transfer_app import BenchTransfer
+from benchmarks.transfer_app import MODES
 from streams import Client, kafka
 from streams.dev.broker import provision_broker
 from streams.kafka.config import KafkaConfig
+from streams.kafka.statistics import STATISTICS_INTERVAL_MS, RequestTally, observe_statistics
 from streams.kafka.topics import Topics
 
 QUEUE = "bench"
 
 
-async def throughput(client: Client, runs: int, in_flight: int, tag: str) -> float:
+async def throughput(client: Client, flow: type, runs: int, in_flight: int, tag: str) -> float:
     gate = asyncio.Semaphore(in_flight)
 
     async def one(i: int) -> None:
         async with gate:
             await client.execute_workflow(
-                BenchTransfer, "alice", "bob", 1, id=f"{tag}-{i}", task_queue=QUEUE
+                flow, "alice", "bob", 1, id=f"{tag}-{i}", task_queue=QUEUE
             )
 
     started = time.perf_counter()
@@ -44,13 +53,11 @@ async def throughput(client: Client, runs: int, in_flight: int, tag: str) -> flo
     return runs / (time.perf_counter() - started)
 
 
-async def latency(client: Client, runs: int, tag: str) -> list[float]:
+async def latency(client: Client, flow: type, runs: int, tag: str) -> list[float]:
     samples = []
     for i in range(runs):
         started = time.perf_counter()
-        await client.execute_workflow(
-            BenchTransfer, "alice", "bob", 1, id=f"{tag}-{i}", task_queue=QUEUE
-        )
+        await client.execute_workflow(flow, "alice", "bob", 1, id=f"{tag}-{i}", task_queue=QUEUE)
         samples.append((time.perf_counter() - started) * 1000)
     return samples
 
@@ -67,52 +74,171 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=300)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"comma-separated modes to run, each on fresh topics (of: {', '.join(MODES)})",
+    )
+    parser.add_argument(
+        "--gc",
+        choices=("on", "off"),
+        help="the workers' GC tuning (EVERFLOW_GC; default: the worker's default, on)",
+    )
+    parser.add_argument("--gc-threshold", help="gen0,gen1,gen2 (EVERFLOW_GC_THRESHOLD)")
+    parser.add_argument(
+        "--broker-pid",
+        type=int,
+        help="the broker's process for its CPU figure (default: the one listening on the "
+        "bootstrap port, if it is on this machine)",
+    )
     parser.add_argument("--profile", help="directory for cProfile dumps of the workers")
     args = parser.parse_args()
-    with provision_broker() as bootstrap:
-        config = bench_config(bootstrap, args.partitions, QUEUE)
-        env = process_env(config)
-        if args.profile:
-            Path(args.profile).mkdir(parents=True, exist_ok=True)
-            env["EVERFLOW_PROFILE"] = str(Path(args.profile).resolve())
-        workers = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "streams.cli",
-                    "worker",
-                    "benchmarks.transfer_app",
-                    "--task-queue",
-                    QUEUE,
-                    "--instance-id",
-                    f"bench-{n}",
-                    "--log-level",
-                    "WARNING",
-                ],
-                cwd=ROOT,
-                env=env,
-            )
-            for n in range(args.workers)
-        ]
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        parser.error(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
+    rows = []
+    with provision_broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
+        broker = args.broker_pid or listening_pid(bootstrap)
+        for mode in modes:
+            rows.append(run_mode(mode, bootstrap, broker, Path(tmp), args))
+    print(f"\nsummary ({args.runs} runs, {args.in_flight} in flight; {args.sequential} sequential)")
+    print(
+        f"{'mode':<14} {'runs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'worker CPU':>11} "
+        f"{'broker CPU':>11} {'requests':>9} {'seq. req.':>9}"
+    )
+    for row in rows:
+        print(
+            f"{row.mode:<14} {row.rate:8.1f} {row.p50:8.1f} {row.p99:8.1f} "
+            f"{row.worker_cpu:8.2f} ms {_or_dash(row.broker_cpu, 'ms')} "
+            f"{_or_dash(row.requests, '')} {_or_dash(row.requests_sequential, '')}"
+        )
+    print(
+        "(CPU and requests per run; requests: sent by the worker's Kafka clients, with "
+        f"{args.in_flight} in flight and sequential)"
+    )
+
+
+@dataclass(slots=True)
+class Figures:
+    """One mode's figures; CPU in ms per run, requests per run (None: not measured)."""
+
+    mode: str
+    rate: float = 0.0
+    p50: float = 0.0
+    p99: float = 0.0
+    worker_cpu: float = 0.0
+    broker_cpu: float | None = None
+    requests: float | None = None  # with many in flight
+    requests_sequential: float | None = None
+
+
+def _or_dash(value: float | None, unit: str) -> str:
+    if value is None:
+        return f"{'-':>{8 + (len(unit) + 1 if unit else 1)}}"
+    return f"{value:8.2f} {unit}".rstrip() if unit else f"{value:9.2f}"
+
+
+def run_mode(
+    mode: str, bootstrap: str, broker: int | None, tmp: Path, args: argparse.Namespace
+) -> Figures:
+    """Starts the workers of one mode on fresh topics, measures, stops them."""
+    flow, extra = MODES[mode]
+    config = bench_config(bootstrap, args.partitions, QUEUE)
+    env = process_env(config, **extra)
+    if args.gc:
+        env["EVERFLOW_GC"] = args.gc
+    if args.gc_threshold:
+        env["EVERFLOW_GC_THRESHOLD"] = args.gc_threshold
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        env["EVERFLOW_PROFILE"] = str(Path(args.profile).resolve())
+    stats = [tmp / f"{mode}-{n}.json" for n in range(args.workers)]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "worker",
+                "benchmarks.transfer_app",
+                "--task-queue",
+                QUEUE,
+                "--instance-id",
+                f"bench-{n}",
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env={**env, "EVERFLOW_REQUEST_STATS": str(stats[n])},
+        )
+        for n in range(args.workers)
+    ]
+    figures = Figures(mode)
+    try:
+        wait_for_owners(config, args.workers)
+        before = sum(cpu_seconds(w.pid) for w in workers)
+        broker_before = cpu_seconds(broker) if broker else 0.0
+        asyncio.run(run(config, flow, mode, args, stats, figures))
+        total_runs = 20 + args.runs + args.sequential
+        figures.worker_cpu = (sum(cpu_seconds(w.pid) for w in workers) - before) * 1000 / total_runs
+        print(
+            f"{'worker CPU per run':<28} {figures.worker_cpu:8.2f} ms    "
+            "(all worker processes, user + system)"
+        )
+        if broker:
+            figures.broker_cpu = (cpu_seconds(broker) - broker_before) * 1000 / total_runs
+            print(f"{'broker CPU per run':<28} {figures.broker_cpu:8.2f} ms    (pid {broker})")
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(30)
+    print_amplification(config)
+    if args.profile:
+        print_profiles(Path(args.profile))
+    return figures
+
+
+def listening_pid(bootstrap: str) -> int | None:
+    """The process on this machine listening on the bootstrap's port, if any (Linux /proc)."""
+    port = int(bootstrap.split(",")[0].rsplit(":", 1)[1])
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            wait_for_owners(config, args.workers)
-            before = sum(cpu_seconds(w.pid) for w in workers)
-            asyncio.run(run(config, args))
-            spent = sum(cpu_seconds(w.pid) for w in workers) - before
-            per_run = spent * 1000 / (20 + args.runs + args.sequential)
-            print(
-                f"{'worker CPU per run':<28} {per_run:8.2f} ms    "
-                "(all worker processes, user + system)"
-            )
-        finally:
-            for worker in workers:
-                worker.send_signal(signal.SIGTERM)
-            for worker in workers:
-                worker.wait(30)
-        print_amplification(config)
-        if args.profile:
-            print_profiles(Path(args.profile))
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                return int(proc.name)
+        except OSError:  # gone, or not ours to read
+            continue
+    return None
+
+
+def requests_sent(stats: list[Path]) -> tuple[int, dict[str, int]]:
+    """Requests the workers' Kafka clients sent so far, in total and by type, from the
+    files the workers keep (`EVERFLOW_REQUEST_STATS`); and the workers' GC collections per
+    generation, as `gc0`, `gc1`, `gc2`."""
+    total, by_type = 0, {}
+    for path in stats:
+        if path.exists():
+            report = json.loads(path.read_text())
+            total += report["requests"]
+            counts = {**report["by_type"]}
+            for generation, n in enumerate(report.get("gc_collections", [])):
+                counts[f"gc{generation}"] = n
+            for name, count in counts.items():
+                by_type[name] = by_type.get(name, 0) + count
+    return total, by_type
 
 
 def cpu_seconds(pid: int) -> float:
@@ -164,32 +290,72 @@ def print_profiles(directory: Path, top: int = 18) -> None:
         pstats.Stats(str(path)).sort_stats("tottime").print_stats(top)
 
 
-async def run(config: KafkaConfig, args: argparse.Namespace) -> None:
+async def run(
+    config: KafkaConfig,
+    flow: type,
+    mode: str,
+    args: argparse.Namespace,
+    stats: list[Path],
+    figures: Figures,
+) -> None:
+    driver = stats[0].with_name(f"{mode}-driver.json")  # this process's own requests
+    observe_statistics(RequestTally(driver))
     client = await asyncio.to_thread(Client, config)
+    observe_statistics(None)
+
+    async def counted() -> tuple[dict[str, int], int]:
+        # the statistics come every STATISTICS_INTERVAL_MS: wait for ones taken after now
+        await asyncio.sleep(STATISTICS_INTERVAL_MS * 2.5 / 1000)
+        sent, by_type = requests_sent(stats)
+        return {"requests": sent, **by_type}, requests_sent([driver])[0]
+
     try:
-        await latency(client, 20, "warmup")
-        rate = await throughput(client, args.runs, args.in_flight, "tput")
-        samples = await latency(client, args.sequential, "lat")
+        await latency(client, flow, 20, "warmup")
+        start = await counted()
+        rate = await throughput(client, flow, args.runs, args.in_flight, "tput")
+        middle = await counted()
+        samples = await latency(client, flow, args.sequential, "lat")
+        end = await counted()
     finally:
         client.close()
     events = history_offsets(config)
     total_runs = 20 + args.runs + args.sequential
+    figures.rate, figures.p50, figures.p99 = rate, statistics.median(samples), pct(samples, 0.99)
     print(
-        f"money transfer (2 activities), broker {config.bootstrap} "
+        f"\nmoney transfer (2 activities), mode {mode}, broker {config.bootstrap} "
         f"(topics {config.topic_prefix}*), "
         f"{config.partitions} partitions, {args.workers} worker process(es)"
     )
     print(f"{'throughput':<28} {rate:8.1f} runs/s  ({args.runs} runs, {args.in_flight} in flight)")
-    print(
-        f"{'latency p50':<28} {statistics.median(samples):8.1f} ms    "
-        f"({args.sequential} sequential)"
-    )
-    print(f"{'latency p99':<28} {pct(samples, 0.99):8.1f} ms")
+    print(f"{'latency p50':<28} {figures.p50:8.1f} ms    ({args.sequential} sequential)")
+    print(f"{'latency p99':<28} {figures.p99:8.1f} ms")
     print(
         f"{'history offsets per run':<28} {events / total_runs:8.1f}       "
         "(events + transaction markers)"
     )
     print(f"{'history events/s at peak':<28} {rate * 6:8.0f}       (6 events per run)")
+    if end[0]["requests"]:
+        for phase, (before, after), runs in (
+            (f"{args.in_flight} in flight", (start, middle), args.runs),
+            ("sequential", (middle, end), args.sequential),
+        ):
+            per_run = {k: (n - before[0].get(k, 0)) / runs for k, n in after[0].items()}
+            if phase == "sequential":
+                figures.requests_sequential = per_run["requests"]
+            else:
+                figures.requests = per_run["requests"]
+            gcs = [per_run.pop(f"gc{g}", 0.0) * 1000 for g in range(3)]
+            total = per_run.pop("requests")
+            top = sorted(per_run.items(), key=lambda kv: -kv[1])[:8]
+            print(
+                f"{'broker requests per run':<28} {total:8.1f}       {phase}: sent by the "
+                f"worker's Kafka clients (+{(after[1] - before[1]) / runs:.1f} by this client)"
+            )
+            print(f"{'':<28} " + ", ".join(f"{name} {n:.2f}" for name, n in top if n >= 0.01))
+            print(
+                f"{'worker GC per 1000 runs':<28} {gcs[2]:8.1f}       {phase}: full "
+                f"collections ({gcs[1]:.0f} of gen1, {gcs[0]:.0f} of gen0)"
+            )
 
 
 def history_offsets(config: KafkaConfig) -> int:

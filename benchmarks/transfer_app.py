@@ -28,6 +28,14 @@ class BenchTransfer:
         return f"{w}; {d}"
 
 
+MODES: dict[str, tuple[type, dict[str, str]]] = {
+    # the benchmark's modes: the workflow its runs start and the worker's extra environment.
+    # A mode for another way to run the same two steps (local activities, eager dispatch
+    # off...) is one more entry here, and one more row in the benchmark's summary.
+    "activities": (BenchTransfer, {}),
+}
+
+
 @workflow.defn
 class Parked:
     """An open run: waits for its release signal (recovery and memory benchmarks)."""

@@ -25,6 +25,10 @@ T = TypeVar("T", int, float)
 
 DEFAULT_MAX_HISTORY_EVENTS = 50_000
 DEFAULT_MAX_HISTORY_BYTES = 50 * 1024 * 1024
+# the cyclic GC's thresholds in a worker: a young collection per 50,000 net allocations
+# (not 700) and a full one per 100 middle ones (not 10), so the thousands of cached runs are
+# walked far less often (issue 14: full collections paused runs for 40-70 ms)
+DEFAULT_GC_THRESHOLD = (50_000, 20, 100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +201,13 @@ class WorkerSettings:
     reaches `max_history_events` or `max_history_bytes`. `profile_dir`, when set, gets a
     cProfile dump of each component's thread (and turns the determinism guard off).
     `switch_interval` is the interpreter's thread switch interval the `everflow worker`
-    command sets (seconds). `metrics_port`, when set, serves Prometheus metrics on
-    http://`metrics_host`:`metrics_port`/metrics (0 picks a free port).
+    command sets (seconds). With `gc_tuning` the `everflow worker` command freezes the
+    objects of its start-up (modules, registry) out of the cyclic GC's reach and sets the
+    GC's thresholds to `gc_threshold` (gen0, gen1, gen2). `kafka_statistics`, when set, is a
+    file the worker keeps rewriting with the requests its Kafka clients sent so far (from
+    librdkafka statistics; a benchmark aid, off by default). `metrics_port`, when set,
+    serves Prometheus metrics on http://`metrics_host`:`metrics_port`/metrics (0 picks a
+    free port).
     """
 
     instance_id: str = field(default_factory=socket.gethostname)
@@ -206,6 +215,9 @@ class WorkerSettings:
     max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES
     profile_dir: str | None = None
     switch_interval: float = 0.0005
+    gc_tuning: bool = True
+    gc_threshold: tuple[int, int, int] = DEFAULT_GC_THRESHOLD
+    kafka_statistics: str | None = None
     cache: CacheSettings = field(default_factory=CacheSettings)
     faults: FaultSettings = field(default_factory=FaultSettings)
     visibility: VisibilitySettings = field(default_factory=VisibilitySettings)
@@ -233,6 +245,13 @@ class WorkerSettings:
                 "switch_interval must be > 0 seconds (EVERFLOW_SWITCH_INTERVAL), "
                 f"got {self.switch_interval}"
             )
+        if len(self.gc_threshold) != 3 or not all(
+            isinstance(n, int) and n >= 1 for n in self.gc_threshold
+        ):
+            raise ConfigError(
+                "gc_threshold must be three whole numbers >= 1, gen0,gen1,gen2 "
+                f"(EVERFLOW_GC_THRESHOLD), got {self.gc_threshold}"
+            )
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(
                 "metrics_port must be a TCP port, 0 to 65535 (EVERFLOW_METRICS_PORT; 0 picks a "
@@ -245,8 +264,10 @@ class WorkerSettings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
         """Settings from EVERFLOW_INSTANCE_ID (default: the host name),
         EVERFLOW_MAX_HISTORY_EVENTS / _BYTES, EVERFLOW_PROFILE (a directory),
-        EVERFLOW_SWITCH_INTERVAL, EVERFLOW_TRACING, EVERFLOW_METRICS_PORT / _HOST,
-        EVERFLOW_LOCAL_ACTIVITY_WAIT (seconds a batch waits for quick local activities), the
+        EVERFLOW_SWITCH_INTERVAL, EVERFLOW_GC (on/off: gc_tuning), EVERFLOW_GC_THRESHOLD
+        (gen0,gen1,gen2), EVERFLOW_REQUEST_STATS (a file), EVERFLOW_TRACING,
+        EVERFLOW_METRICS_PORT / _HOST, EVERFLOW_LOCAL_ACTIVITY_WAIT (seconds a batch waits for
+        quick local activities), the
         cache's and the fault hooks' variables; then keyword overrides (None leaves a setting
         as it is)."""
         env = os.environ if env is None else env
@@ -256,6 +277,9 @@ class WorkerSettings:
             "max_history_bytes": _whole(env, "EVERFLOW_MAX_HISTORY_BYTES"),
             "profile_dir": env.get("EVERFLOW_PROFILE") or None,
             "switch_interval": _seconds(env, "EVERFLOW_SWITCH_INTERVAL"),
+            "gc_tuning": _switch(env, "EVERFLOW_GC"),
+            "gc_threshold": _thresholds(env, "EVERFLOW_GC_THRESHOLD"),
+            "kafka_statistics": env.get("EVERFLOW_REQUEST_STATS") or None,
             "cache": CacheSettings.from_env(env),
             "faults": FaultSettings.from_env(env),
             "visibility": VisibilitySettings.from_env(env),
@@ -378,6 +402,20 @@ def _whole(env: Mapping[str, str], name: str) -> int | None:
 
 def _seconds(env: Mapping[str, str], name: str) -> float | None:
     return _parsed(env, name, float, "a number of seconds")
+
+
+def _thresholds(env: Mapping[str, str], name: str) -> tuple[int, int, int] | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    parts = raw.replace(" ", "").split(",")
+    try:
+        gen0, gen1, gen2 = (int(part) for part in parts)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be three whole numbers gen0,gen1,gen2 (e.g. 50000,20,100), got {raw!r}"
+        ) from None
+    return gen0, gen1, gen2
 
 
 def _at_least(minimum: T, setting: str, variable: str, value: T) -> None:

@@ -11,6 +11,7 @@ await worker.run()          # until worker.shutdown() or SIGTERM/SIGINT (run_unt
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -27,10 +28,15 @@ from processors.workflow_processor.processor import ProcessorConfig, WorkflowPro
 from streams import kafka
 from streams.client import Client
 from streams.errors import VisibilityUnavailableError
+from streams.kafka.statistics import RequestTally, observe_statistics
 from streams.kafka.topics import ensure_topics, topic_specs
 from streams.settings import RunLimits, WorkerSettings
 
 log = logging.getLogger(__name__)
+
+
+def _gc_collections() -> dict[str, Any]:
+    return {"gc_collections": [generation["collections"] for generation in gc.get_stats()]}
 
 
 class Worker:
@@ -61,6 +67,10 @@ class Worker:
     http://`metrics_host`:port/metrics while it runs (host default 127.0.0.1; port 0 picks
     a free one, then `metrics_port` is the port chosen). `metrics` is the collector: its
     `register_lag_source()` adds the run index's lag to it.
+
+    A process that is a worker calls `tune_gc()` once the worker is built (the `everflow
+    worker` command does): the cyclic GC then skips the start-up objects and runs far less
+    often (`settings.gc_tuning`, `settings.gc_threshold`).
     """
 
     def __init__(
@@ -130,6 +140,8 @@ class Worker:
     async def run(self) -> None:
         """Runs until shutdown(); raises if a component failed for good."""
         config = self.client.config
+        if self.settings.kafka_statistics:
+            observe_statistics(RequestTally(self.settings.kafka_statistics, _gc_collections))
         admin = kafka.admin(config)
         await asyncio.to_thread(ensure_topics, admin, topic_specs(config, [self.task_queue]))
         server = None
@@ -217,6 +229,25 @@ class Worker:
         thread = threading.Thread(target=main, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def tune_gc(self) -> None:
+        """Readies the cyclic GC for thousands of cached runs (if `settings.gc_tuning`):
+        collects once, freezes what is alive (modules, the registry: objects a worker keeps
+        for good) so no collection walks it again, and sets `settings.gc_threshold`.
+
+        For a process that is this worker (the `everflow worker` command calls it after
+        building the worker): frozen objects stay for the life of the process.
+        """
+        if not self.settings.gc_tuning:
+            return
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*self.settings.gc_threshold)
+        log.debug(
+            "GC: %d start-up objects frozen, thresholds %s",
+            gc.get_freeze_count(),
+            self.settings.gc_threshold,
+        )
 
     def shutdown(self) -> None:
         """Asks the worker to stop: running activities finish, open transactions end."""

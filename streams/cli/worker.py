@@ -116,6 +116,7 @@ def run_worker(args: argparse.Namespace) -> int:
             run_visibility=False if args.no_visibility else None,
             visibility=args.visibility,
         )
+        worker.tune_gc()  # after the imports and the registry: they stay for good
         print(
             f"worker {worker.instance_id} running task queue {args.task_queue!r}: "
             f"{len(workflows)} workflows, {len(activities)} activities",

@@ -4,7 +4,9 @@
 - `topics`: the topic set (names, partitions, compaction), created and verified;
 - `clients`: producers, consumers and admin clients with Everflow's settings, the
   Java-compatible partitioner, and read helpers. Its functions are re-exported here, so
-  `from streams import kafka; kafka.consumer(config, group)` reads as it is used.
+  `from streams import kafka; kafka.consumer(config, group)` reads as it is used;
+- `statistics`: the requests a process's clients sent (librdkafka statistics), kept in a
+  file when a worker is asked to (`WorkerSettings.kafka_statistics`).
 
 May import: `confluent_kafka`, `streams.errors`. Never the user API, the wire format's
 record classes, or `processors`.

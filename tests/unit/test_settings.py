@@ -13,6 +13,7 @@ import pytest
 from processors.activity_runner.runner import RunnerConfig
 from streams.errors import ConfigError
 from streams.settings import (
+    DEFAULT_GC_THRESHOLD,
     CacheSettings,
     FaultSettings,
     RunLimits,
@@ -299,3 +300,33 @@ def test_visibility_settings_from_the_environment() -> None:
         VisibilitySettings.from_env({"EVERFLOW_VISIBILITY_PROJECTOR": "maybe"})
     with pytest.raises(ConfigError, match="EVERFLOW_VISIBILITY_BATCH_RECORDS"):
         VisibilitySettings.from_env({"EVERFLOW_VISIBILITY_BATCH_RECORDS": "0"})
+
+
+def test_gc_tuning_is_on_by_default_and_read_from_the_environment() -> None:
+    settings = WorkerSettings.from_env({})
+    assert settings.gc_tuning and settings.gc_threshold == DEFAULT_GC_THRESHOLD
+    assert settings.kafka_statistics is None  # counting requests is off by default
+    settings = WorkerSettings.from_env(
+        {
+            "EVERFLOW_GC": "off",
+            "EVERFLOW_GC_THRESHOLD": "1000, 5,7",
+            "EVERFLOW_REQUEST_STATS": "/tmp/requests.json",
+        }
+    )
+    assert not settings.gc_tuning and settings.gc_threshold == (1000, 5, 7)
+    assert settings.kafka_statistics == "/tmp/requests.json"
+    assert WorkerSettings.from_env({"EVERFLOW_GC": "on"}).gc_tuning
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"EVERFLOW_GC": "maybe"}, "EVERFLOW_GC must be on or off"),
+        ({"EVERFLOW_GC_THRESHOLD": "1000,5"}, "EVERFLOW_GC_THRESHOLD must be three whole"),
+        ({"EVERFLOW_GC_THRESHOLD": "a,b,c"}, "EVERFLOW_GC_THRESHOLD must be three whole"),
+        ({"EVERFLOW_GC_THRESHOLD": "1000,0,10"}, r"gc_threshold must be .* >= 1"),
+    ],
+)
+def test_bad_gc_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        WorkerSettings.from_env(env)
