@@ -28,14 +28,6 @@ class BenchTransfer:
         return f"{w}; {d}"
 
 
-MODES: dict[str, tuple[type, dict[str, str]]] = {
-    # the benchmark's modes: the workflow its runs start and the worker's extra environment.
-    # A mode for another way to run the same two steps (local activities, eager dispatch
-    # off...) is one more entry here, and one more row in the benchmark's summary.
-    "activities": (BenchTransfer, {}),
-}
-
-
 @workflow.defn
 class Parked:
     """An open run: waits for its release signal (recovery and memory benchmarks)."""
@@ -51,6 +43,31 @@ class Parked:
     @workflow.signal
     def release(self) -> None:
         self.released = True
+
+
+@workflow.defn
+class BenchLocalTransfer:
+    """The same two steps as local activities: run by the worker that hosts the run."""
+
+    @workflow.run
+    async def run(self, source: str, target: str, amount: int) -> str:
+        step = timedelta(seconds=10)
+        w = await workflow.execute_local_activity(
+            withdraw, source, amount, start_to_close_timeout=step
+        )
+        d = await workflow.execute_local_activity(
+            deposit, target, amount, start_to_close_timeout=step
+        )
+        return f"{w}; {d}"
+
+
+MODES: dict[str, tuple[type, dict[str, str]]] = {
+    # the benchmark's modes: the workflow its runs start and the worker's extra environment.
+    # A mode for another way to run the same two steps (local activities, eager dispatch
+    # off...) is one more entry here, and one more row in the benchmark's summary.
+    "activities": (BenchTransfer, {}),
+    "local": (BenchLocalTransfer, {}),
+}
 
 
 @workflow.defn

@@ -4,7 +4,8 @@ The processor submits an attempt in the batch that decides it (its ActivitySched
 ActivityRetried) and waits a few milliseconds for its outcome before the batch commits, so
 quick steps are recorded in the same transaction (see `WorkflowProcessor._run_local`). The
 attempt runs on a thread of a small pool — never on the processor's thread, so no other
-run waits for it; an async activity gets an event loop of its own on that thread — after
+run waits for it; an async activity runs on that thread's own event loop, kept for the
+thread's life — after
 waiting out its retry backoff (`ActivityTask.scheduled_at` is when it may start). Its outcome,
 the same CompleteActivity / FailActivity body a runner reports, goes to an in-process queue
 the processor drains into its current or next batch: it is recorded there, fenced by the
@@ -50,6 +51,7 @@ class LocalActivities:
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, "everflow-local-activity")
         self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._threads = threading.local()  # each pool thread's event loop
         self._running = 0
         self.started = 0  # attempts submitted, for the stats
 
@@ -121,8 +123,16 @@ class LocalActivities:
         # activity.info() works; heartbeats are accepted and go nowhere
         _runtime.ACTIVITY_CONTEXT.set(RunningActivity(task, info, _ignore_heartbeat))
         if definition.is_async:
-            return asyncio.run(definition.fn(*args))
+            return self._loop().run_until_complete(definition.fn(*args))
         return definition.fn(*args)
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        # one loop per pool thread: making and closing a loop per attempt (asyncio.run)
+        # costs more than a quick step itself
+        loop: asyncio.AbstractEventLoop | None = getattr(self._threads, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = self._threads.loop = asyncio.new_event_loop()
+        return loop
 
     def _body(
         self, task: ActivityTask, result: Any, error: BaseException | None
