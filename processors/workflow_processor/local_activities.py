@@ -52,6 +52,8 @@ class LocalActivities:
         self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = threading.local()  # each pool thread's event loop
+        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._closed = False
         self._running = 0
         self.started = 0  # attempts submitted, for the stats
 
@@ -92,7 +94,13 @@ class LocalActivities:
     def close(self) -> None:
         """Stops taking attempts; running ones finish on their own (their outcome is lost,
         the partitions' next owner runs them again)."""
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            loops, self._loops = self._loops, []
+        for loop in loops:
+            if not loop.is_running():  # a running one is closed by its thread when done
+                loop.close()
 
     def _attempt(self, partition: int, task: ActivityTask) -> None:
         delay = task.scheduled_at / 1000.0 - time.time()
@@ -122,9 +130,14 @@ class LocalActivities:
         )
         # activity.info() works; heartbeats are accepted and go nowhere
         _runtime.ACTIVITY_CONTEXT.set(RunningActivity(task, info, _ignore_heartbeat))
-        if definition.is_async:
-            return self._loop().run_until_complete(definition.fn(*args))
-        return definition.fn(*args)
+        if not definition.is_async:
+            return definition.fn(*args)
+        loop = self._loop()
+        try:
+            return loop.run_until_complete(definition.fn(*args))
+        finally:
+            if self._closed:  # the last attempt on this thread: nobody else closes its loop
+                loop.close()
 
     def _loop(self) -> asyncio.AbstractEventLoop:
         # one loop per pool thread: making and closing a loop per attempt (asyncio.run)
@@ -132,6 +145,8 @@ class LocalActivities:
         loop: asyncio.AbstractEventLoop | None = getattr(self._threads, "loop", None)
         if loop is None or loop.is_closed():
             loop = self._threads.loop = asyncio.new_event_loop()
+            with self._lock:
+                self._loops.append(loop)
         return loop
 
     def _body(
