@@ -282,6 +282,11 @@ def _runner_metrics(
         "Activity attempts failed, by error type",
         labels=["activity_type", "task_queue", "error_type"],
     )
+    eager = CounterMetricFamily(
+        "everflow_activity_eager_attempts",
+        "Activity attempts handed to this worker's runner by its own processor (eager dispatch)",
+        labels=["activity_type", "task_queue"],
+    )
     slots = GaugeMetricFamily(
         "everflow_activity_slots_used", "Activities running now", labels=["task_queue"]
     )
@@ -300,12 +305,14 @@ def _runner_metrics(
             attempts.add_metric([kind, q], n)
         for (kind, error), n in sorted(tally.failed.items()):
             failed.add_metric([kind, q, error], n)
+        for kind, n in sorted(tally.eager.items()):
+            eager.add_metric([kind, q], n)
         running = runner.running
         slots.add_metric([q], running)
         free.add_metric([q], max(0, runner.settings.max_concurrent - running))
         dead.add_metric([runner.topics.tasks(q), "undecodable"], tally.dead_letters)
         _add_lag(lag, tally.consumer_lag)
-    yield from (schedule, execution, attempts, failed, slots, free)
+    yield from (schedule, execution, attempts, failed, eager, slots, free)
 
 
 # ---- helpers ---------------------------------------------------------------------------------

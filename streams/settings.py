@@ -226,6 +226,10 @@ class WorkerSettings:
     metrics_host: str = "127.0.0.1"
     # how long a processor batch waits for quick local activities' outcomes (seconds)
     local_activity_wait: float = 0.005
+    # a worker running both halves hands the activity tasks it schedules on its own queue
+    # straight to its runner once their transaction commits (see `processors.workflow_
+    # processor.eager`)
+    eager_activities: bool = True
 
     def __post_init__(self) -> None:
         if not self.local_activity_wait >= 0:
@@ -267,7 +271,7 @@ class WorkerSettings:
         EVERFLOW_SWITCH_INTERVAL, EVERFLOW_GC (on/off: gc_tuning), EVERFLOW_GC_THRESHOLD
         (gen0,gen1,gen2), EVERFLOW_REQUEST_STATS (a file), EVERFLOW_TRACING,
         EVERFLOW_METRICS_PORT / _HOST, EVERFLOW_LOCAL_ACTIVITY_WAIT (seconds a batch waits for
-        quick local activities), the
+        quick local activities), EVERFLOW_EAGER_ACTIVITIES (on/off: eager_activities), the
         cache's and the fault hooks' variables; then keyword overrides (None leaves a setting
         as it is)."""
         env = os.environ if env is None else env
@@ -287,6 +291,7 @@ class WorkerSettings:
             "metrics_port": _whole(env, "EVERFLOW_METRICS_PORT"),
             "metrics_host": env.get("EVERFLOW_METRICS_HOST") or None,
             "local_activity_wait": _seconds(env, "EVERFLOW_LOCAL_ACTIVITY_WAIT"),
+            "eager_activities": _switch(env, "EVERFLOW_EAGER_ACTIVITIES"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: v for k, v in values.items() if v is not None})

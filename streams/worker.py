@@ -68,6 +68,15 @@ class Worker:
     a free one, then `metrics_port` is the port chosen). `metrics` is the collector: its
     `register_lag_source()` adds the run index's lag to it.
 
+    A worker that runs both workflows and activities dispatches eagerly
+    (`settings.eager_activities`, EVERFLOW_EAGER_ACTIVITIES; on by default): an activity task
+    its processor schedules on this task queue goes to its own runner as soon as the
+    transaction that schedules it commits, and the result comes straight back, instead of a
+    round trip through `tasks.<queue>` and `commands`. The task is still written to the
+    tasks topic, marked as claimed, and no other runner runs it; if this worker dies, the
+    attempt's start-to-close timeout schedules the next one, as for any attempt lost with
+    its runner.
+
     A process that is a worker calls `tune_gc()` once the worker is built (the `everflow
     worker` command does): the cyclic GC then skips the start-up objects and runs far less
     often (`settings.gc_tuning`, `settings.gc_threshold`).
@@ -149,6 +158,7 @@ class Worker:
             server = MetricsServer(self.metrics, self.settings.metrics_host, self.metrics_port)
             self.metrics_port = server.start()
         statistics = 0 if server is None else STATISTICS_INTERVAL_MS
+        processor = runner = None
         if self.run_workflows:
             processor = WorkflowProcessor(
                 config,
@@ -163,7 +173,6 @@ class Worker:
                 ),
             )
             self.metrics.processor = processor.tally
-            self._spawn("workflow-processor", processor.run)
         if self.run_activities:
             runner = ActivityRunner(
                 config,
@@ -177,6 +186,14 @@ class Worker:
                 ),
             )
             self.metrics.runners.append(runner)
+        if processor is not None and runner is not None and self.settings.eager_activities:
+            # eager dispatch: the tasks the processor schedules on this queue go straight to
+            # this runner, and its reports straight back (see `processors.eager`)
+            processor.eager = runner
+            runner.eager_reports = processor.eager_reports
+        if processor is not None:
+            self._spawn("workflow-processor", processor.run)
+        if runner is not None:
             self._spawn("activity-runner", runner.run)
         if self.visibility.enabled:
             self.projector = Projector(config, self.visibility)

@@ -7,6 +7,11 @@ A task's offset is committed when it is taken: each attempt is dispatched once. 
 lost with a crashed runner is recovered by the processor's timeouts (start-to-close,
 heartbeat), which schedule the next attempt — with the last heartbeat details — instead of
 Kafka re-delivering the same attempt behind the engine's back.
+
+With eager dispatch (`processors.eager`) the processor of the same worker hands over the
+tasks it claimed for this runner as soon as their transaction committed (`start_eager`, on
+the processor's commit thread), and this runner offers its reports of them straight back
+(`eager_reports`); the claimed records on the tasks topic are skipped by every runner.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from processors.activity_runner.attempt import RunningActivity
+from processors.eager import CLAIM_HEADER, EagerReports, EagerTask, Report
 from processors.tally import Counts, Histograms, consumer_lag
 from processors.workflow_code.registry import Registry
 from streams import _runtime, kafka
@@ -42,7 +48,7 @@ from streams.failures import to_failure
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.payload import check_size
-from streams.tracing import Tracing
+from streams.tracing import Headers, Tracing
 from streams.wire import wire
 from streams.wire.commands import (
     Command,
@@ -85,11 +91,16 @@ class RunnerTally:
         self.execution: Histograms[tuple[str, str]] = Histograms()  # (type, outcome)
         self.attempts: Counts[str] = Counts()  # activity type
         self.failed: Counts[tuple[str, str]] = Counts()  # (activity type, error type)
+        self.eager: Counts[str] = Counts()  # attempts handed over by the processor, by type
+        self.claimed_skipped = 0  # claimed records read from the tasks topic (and skipped)
         self.dead_letters = 0
         self.consumer_lag: dict[tuple[str, int], int] = {}
 
     def attempt_done(self, outcome: Outcome) -> None:
         self.attempts.add(outcome.activity_type)
+        if outcome.lateness is not None:  # an eager attempt: its start is counted here
+            self.eager.add(outcome.activity_type)
+            self.schedule_to_start.observe(outcome.activity_type, outcome.lateness)
         result = "completed" if outcome.error_type is None else "failed"
         self.execution.observe((outcome.activity_type, result), outcome.seconds)
         if outcome.error_type is not None:
@@ -103,6 +114,7 @@ class Outcome:
     activity_type: str
     seconds: float
     error_type: str | None  # None: completed
+    lateness: float | None = None  # of an eager attempt, its schedule-to-start (seconds)
 
 
 class ActivityRunner:
@@ -125,11 +137,54 @@ class ActivityRunner:
         # wake-up of the loop thread per batch instead of one per activity
         self._to_spawn: list[tuple[Any, concurrent.futures.Future[Any]]] = []
         self.tracing = Tracing() if settings.tracing else None
+        # eager dispatch: the processor's queue for reports of attempts it handed over (set
+        # by the worker); those attempts are counted apart, under a lock, as they start on
+        # the processor's commit thread
+        self.eager_reports: EagerReports | None = None
+        self._eager_lock = threading.Lock()
+        self._eager_running = 0
+        self._accepting = False  # takes eager tasks: from start-up until it stops
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def running(self) -> int:
         """Attempts taken and not finished."""
-        return self._running
+        return self._running + self._eager_running
+
+    @property
+    def task_queue(self) -> str:
+        return self.settings.task_queue
+
+    @property
+    def eager_running(self) -> int:
+        """Eager attempts started and not finished."""
+        return self._eager_running
+
+    def free_slots(self) -> int:
+        """Attempts that could start now (eager dispatch claims no more than this)."""
+        if not self._accepting:
+            return 0
+        return max(0, self.settings.max_concurrent - self._running - self._eager_running)
+
+    def start_eager(self, tasks: list[EagerTask]) -> None:
+        """Starts tasks claimed for this runner (on the processor's commit thread). Ones that
+        come after the runner stopped are dropped: their attempts time out and run again."""
+        with self._eager_lock:
+            pool, loop = self._pool, self._loop
+            if pool is None or loop is None or loop.is_closed():
+                log.warning(
+                    "runner stopped: %d claimed activity task(s) dropped; their attempts "
+                    "run again once they time out",
+                    len(tasks),
+                )
+                return
+            self._eager_running += len(tasks)
+        calls: list[tuple[Any, concurrent.futures.Future[Any]]] = []
+        for eager in tasks:
+            self._begin(eager.task, eager.headers, -1, pool, calls)
+        if calls:
+            loop.call_soon_threadsafe(_spawn, loop, calls)
 
     def run(self, stop: threading.Event) -> None:
         """Runs tasks until `stop` is set, then waits for the running ones to finish."""
@@ -141,6 +196,7 @@ class ActivityRunner:
         pool = concurrent.futures.ThreadPoolExecutor(
             self.settings.threads, thread_name_prefix="activity"
         )
+        self._pool, self._loop = pool, loop
         self.producer = kafka.producer(self.config, **{"linger.ms": 0})
         self.consumer = kafka.consumer(
             self.config,
@@ -158,6 +214,7 @@ class ActivityRunner:
             on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
+        self._accepting = True
         paused = False
         try:
             while not stop.is_set():
@@ -182,13 +239,17 @@ class ActivityRunner:
                     loop.call_soon_threadsafe(_spawn, loop, self._to_spawn)
                     self._to_spawn = []
                 self.producer.poll(0)
+            self._accepting = False
             deadline = time.monotonic() + 30
-            while self._running and time.monotonic() < deadline:
+            while self.running and time.monotonic() < deadline:
                 self._collect_done()
                 time.sleep(0.01)
             self._collect_done()
             self._commit_done()
         finally:
+            self._accepting = False
+            with self._eager_lock:
+                self._pool = self._loop = None  # eager tasks handed over from now on drop
             self.producer.flush(10)
             self.consumer.close()
             self._cancels.close()
@@ -271,7 +332,13 @@ class ActivityRunner:
         )
         self._send(t, body, f"hb-{uuid.uuid4().hex}")
 
-    def _send(self, task: ActivityTask, body: CommandBody, command_id: str) -> None:
+    def _send(
+        self, task: ActivityTask, body: CommandBody, command_id: str, eager: bool = False
+    ) -> None:
+        reports = self.eager_reports
+        if eager and reports is not None:
+            if reports.offer(Report(task.partition, task.workflow_id, body, command_id)):
+                return  # the processor records it in its next batch
         command = Command(command_id, task.workflow_id, int(time.time() * 1000), body)
         self.producer.produce(
             self.topics.commands,
@@ -289,12 +356,29 @@ class ActivityRunner:
     def _start(self, msg: Message, pool: Any) -> None:
         topic, partition, offset = kafka.where(msg)
         self._taken[partition] = offset + 1
+        headers = cast("Headers | None", msg.headers())  # a list, as producers send them
+        if headers and any(key == CLAIM_HEADER for key, _ in headers):
+            self.tally.claimed_skipped += 1  # the runner that claimed it runs it
+            return
         self._running += 1
         try:
             task = self.wire.task.decode(msg.value())
         except PayloadDecodeError as e:
             self._dead_letter(msg, partition, offset, str(e.at(topic, partition, offset)))
             return
+        self._begin(task, headers, offset, pool, self._to_spawn)
+
+    def _begin(
+        self,
+        task: ActivityTask,
+        headers: Headers | None,
+        offset: int,
+        pool: Any,
+        to_spawn: list[tuple[Any, concurrent.futures.Future[Any]]],
+    ) -> None:
+        """Starts an attempt: read from the tasks topic at `offset`, or eager (-1)."""
+        eager = offset < 0
+        partition = task.partition
         info = ActivityInfo(
             task.workflow_id,
             task.run_id,
@@ -311,14 +395,17 @@ class ActivityRunner:
         )
         running = RunningActivity(task, info, self._send_heartbeat)
         tracing = self.tracing
-        span = None if tracing is None else tracing.start_activity(task, msg.headers())
+        span = None if tracing is None else tracing.start_activity(task, headers)
+        lateness = max(0, int(time.time() * 1000) - task.scheduled_at) / 1000.0
         try:
             definition = self.registry.activity(task.activity_type)
         except UnknownActivityError as e:
-            self._report(task, error=e)
+            self._report(task, error=e, eager=eager)
             if tracing is not None:
                 tracing.end_activity(span, e)
-            self._done.put((partition, offset, Outcome(task.activity_type, 0.0, type(e).__name__)))
+            late = lateness if eager else None
+            outcome = Outcome(task.activity_type, 0.0, type(e).__name__, late)
+            self._done.put((partition, offset, outcome))
             return
         args = self.registry.converter.from_payloads(task.args, definition.arg_types)
         if task.report_start:
@@ -326,19 +413,20 @@ class ActivityRunner:
                 task,
                 StartActivity(task.run_id, task.activity_id, task.attempt),
                 f"{task.idempotency_key}/{task.attempt}/started",
+                eager,
             )
         self._active[running.key] = running
-        lateness = max(0, int(time.time() * 1000) - task.scheduled_at) / 1000.0
-        self.tally.schedule_to_start.observe(task.activity_type, lateness)
+        if not eager:  # an eager one is counted on the runner's thread when it ends
+            self.tally.schedule_to_start.observe(task.activity_type, lateness)
         began = time.perf_counter()
 
         def finish(result: Any = None, error: BaseException | None = None) -> None:
             seconds = time.perf_counter() - began
             self._active.pop(running.key, None)
-            failed = self._report(task, result, error)
+            failed = self._report(task, result, error, eager)
             if tracing is not None:
                 tracing.end_activity(span, error)
-            outcome = Outcome(task.activity_type, seconds, failed)
+            outcome = Outcome(task.activity_type, seconds, failed, lateness if eager else None)
             self._done.put((partition, offset, outcome))
 
         activated = contextlib.nullcontext if tracing is None else tracing.activated
@@ -357,7 +445,7 @@ class ActivityRunner:
             handle: concurrent.futures.Future[Any] = concurrent.futures.Future()
             running.is_async = True
             running.future = handle
-            self._to_spawn.append((call(), handle))
+            to_spawn.append((call(), handle))
         else:
             ctx = contextvars.copy_context()
             ctx.run(_runtime.ACTIVITY_CONTEXT.set, running)
@@ -374,7 +462,11 @@ class ActivityRunner:
             pool.submit(ctx.run, call_sync)
 
     def _report(
-        self, task: ActivityTask, result: Any = None, error: BaseException | None = None
+        self,
+        task: ActivityTask,
+        result: Any = None,
+        error: BaseException | None = None,
+        eager: bool = False,
     ) -> str | None:
         """Sends the attempt's result or failure; the failure's type, or None."""
         converter = self.registry.converter
@@ -404,17 +496,21 @@ class ActivityRunner:
             body = FailActivity(
                 task.run_id, task.activity_id, task.attempt, to_failure(error, converter)
             )
-        self._send(task, body, f"{task.idempotency_key}/{task.attempt}")
+        self._send(task, body, f"{task.idempotency_key}/{task.attempt}", eager)
         return None if isinstance(body, CompleteActivity) else body.failure.type
 
     def _collect_done(self) -> None:
         tally = self.tally
         while True:
             try:
-                _, _, outcome = self._done.get_nowait()
+                _, offset, outcome = self._done.get_nowait()
             except queue.Empty:
                 break
-            self._running -= 1
+            if offset < 0:  # an eager attempt
+                with self._eager_lock:
+                    self._eager_running -= 1
+            else:
+                self._running -= 1
             self.completed += 1
             if outcome is not None:
                 tally.attempt_done(outcome)

@@ -11,6 +11,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from processors.eager import CLAIM_HEADER, EagerRunner, EagerTask
 from processors.run.effects import Effects
 from processors.workflow_processor.batch import Batch
 from processors.workflow_processor.run_cache import (
@@ -42,6 +43,8 @@ class AfterCommit:
     tally: BatchTally  # what the transaction adds to the metrics
     # events it wrote that have a trace context, for their spans (only when tracing is on)
     traced: list[HistoryEvent] = field(default_factory=list)
+    # tasks it claimed for this worker's runner, started once it committed
+    eager: list[EagerTask] = field(default_factory=list)
 
 
 class _Patient:
@@ -80,6 +83,7 @@ class Output:
         stats: Counters,
         defer: Callable[[Delivery], Delivery],
         tracing: bool = False,
+        eager: EagerRunner | None = None,
     ) -> None:
         self.producer = _Patient(producer, defer)
         self.topics = topics
@@ -89,6 +93,9 @@ class Output:
         self.replies_partitions = replies_partitions
         self.stats = stats
         self.tracing = tracing
+        self.eager = eager
+        self._room = 0  # slots of the eager runner this transaction may still claim
+        self._claimed: list[EagerTask] = []
 
     def produce(
         self, batch: Batch, owned: dict[int, PartitionRuns], now_ms: int, retention_ms: int
@@ -97,6 +104,8 @@ class Output:
         new_timers: list[tuple[int, Timer]] = []
         traced: list[HistoryEvent] = []
         tally = BatchTally(dead_letters=len(batch.dead))
+        self._room = 0 if self.eager is None else self.eager.free_slots()
+        self._claimed = []
         for p, fx in batch.fx.items():
             if self.tracing:
                 traced.extend(e for e in fx.events if getattr(e.attributes, "trace", None))
@@ -117,7 +126,7 @@ class Output:
             batch.replies.extend(fx.replies)
         self._replies(batch)
         self._dead_letters(batch)
-        return AfterCommit(new_timers, checkpointed, tally, traced)
+        return AfterCommit(new_timers, checkpointed, tally, traced, self._claimed)
 
     def _events(
         self,
@@ -161,10 +170,16 @@ class Output:
         for queue, task in fx.tasks:
             topic, key = self.task_topic(queue), task.workflow_id.encode()
             trace = fx.task_traces.get((task.run_id, task.activity_id, task.attempt))
-            if trace is None:
+            headers = None if trace is None else headers_of(trace)
+            if self._room > 0 and self.eager is not None and queue == self.eager.task_queue:
+                self._room -= 1
+                self._claimed.append(EagerTask(task, headers))
+                claim = (CLAIM_HEADER, self.eager.runner_id.encode())
+                headers = [*(headers or ()), claim]
+            if headers is None:
                 produce(topic, w.task.encode(task), key, partition=p)
             else:
-                produce(topic, w.task.encode(task), key, partition=p, headers=headers_of(trace))
+                produce(topic, w.task.encode(task), key, partition=p, headers=headers)
         for timer_key, timer in fx.timer_ops:  # in order: cleared, then maybe set again
             value = None if timer is None else w.timer.encode(timer)
             produce(t.timers, value, timer_key.encode(), partition=p)

@@ -7,7 +7,9 @@ workflow goes to the same partition number as the command that caused it. A tran
 ends on a thread of its own while the next batch is read and run (see `transactions`).
 Local activities run in this process (`local_activities`): an attempt starts in the batch
 that decides it, which waits briefly for its outcome (`_run_local`); a later outcome joins
-the next batch from an in-process queue, never through `commands`.
+the next batch from an in-process queue, never through `commands`. With eager dispatch
+(`processors.eager`) the tasks this worker's own runner can take start as soon as their
+transaction commits, and the runner's reports come back the same in-process way.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from dataclasses import asdict, dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
+from processors.eager import EagerReports, EagerRunner, Report
 from processors.run.commands import (
     continue_runs,
     handle_command,
     on_complete_activity,
     on_fail_activity,
+    on_start_activity,
 )
 from processors.run.state import Run
 from processors.tally import consumer_lag
@@ -44,7 +48,7 @@ from streams.kafka.topics import Topics, ensure_topics, partition_count, topic_s
 from streams.settings import CacheSettings, FaultSettings
 from streams.tracing import Tracing, carrier_of
 from streams.wire import Wire, wire
-from streams.wire.commands import CompleteActivity, FailActivity
+from streams.wire.commands import Command, CompleteActivity, FailActivity, StartActivity
 from streams.wire.records import RestoreReport, Timer, TimerKind
 
 log = logging.getLogger(__name__)
@@ -101,6 +105,10 @@ class WorkflowProcessor:
         self.tally = ProcessorTally(self.stats, self.partitions, self._timers, self.topics.commands)
         self._gauges_at = 0.0  # monotonic time the blocked-runs gauge was last counted
         self.local = LocalActivities(registry, settings.local_activity_threads)
+        # eager dispatch: the runner of this worker, when it serves a queue too (the worker
+        # sets it before run()), and the reports of the attempts it runs for us
+        self.eager: EagerRunner | None = None
+        self.eager_reports = EagerReports(lambda partition: partition in self.partitions)
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -115,7 +123,7 @@ class WorkflowProcessor:
         )
         self.producer.init_transactions(60)
         self.transactions: Transactions[AfterCommit] = Transactions(
-            self.producer, self.timing, self.settings.faults
+            self.producer, self.timing, self.settings.faults, self._committed
         )
         self.output = Output(
             self.producer,
@@ -127,6 +135,7 @@ class WorkflowProcessor:
             self.stats,
             self.transactions.deferred,
             tracing=self.tracing is not None,
+            eager=self.eager,
         )
         self.loader = SnapshotReader(self.config, self.wire, self.registry)
         self._status_producer = kafka.producer(self.config, **{"linger.ms": 50})
@@ -157,6 +166,7 @@ class WorkflowProcessor:
         finally:
             self.local.close()
             self.transactions.close()
+            self._forward(self.eager_reports.close())
             log.info(
                 "processor stopped instance=%s stats=%s timing_s=%s",
                 self.settings.instance_id,
@@ -247,8 +257,8 @@ class WorkflowProcessor:
             wait = min(wait, max(0.0, next_due / 1000.0 - time.time()))
         if self._catching_up:
             wait = max(wait, 0.01)
-        if self.local.running:
-            wait = min(wait, 0.002)  # a local activity's outcome joins the next batch soon
+        if self.local.running or self._eager_running():
+            wait = min(wait, 0.002)  # an in-process outcome joins the next batch soon
         if self.transactions.in_flight:
             wait = 0.0  # with nothing to read, settle the transaction in flight instead
         epoch = self._epoch
@@ -264,10 +274,12 @@ class WorkflowProcessor:
         now = int(time.time() * 1000)
         due = self._due_timers(now)
         local = self.local.outcomes()
+        reports = self.eager_reports.take()
         if (
             not messages
             and not due
             and not local
+            and not reports
             and not self._restore_needed
             and not self._checkpoint_due()
         ):
@@ -287,6 +299,7 @@ class WorkflowProcessor:
             self._handle_message(msg, now, batch)
         for partition, workflow_id, body in local:
             self._local_outcome(partition, workflow_id, body, now, batch)
+        self._eager_reports(reports, now, batch)
         fired = [
             timer.fire_at for partition, timer in due if self._fire(partition, timer, now, batch)
         ]
@@ -294,7 +307,7 @@ class WorkflowProcessor:
         local_count = len(local) + self._run_local(batch)
         if fired:
             self.tally.timers_fired(now, fired)
-        self._commit(batch, len(messages) + len(due) + local_count)
+        self._commit(batch, len(messages) + len(due) + local_count + len(reports))
 
     def _checkpoint_due(self) -> bool:
         clock = time.monotonic()
@@ -403,6 +416,50 @@ class WorkflowProcessor:
             on_fail_activity(body, run, now, batch)
         if run is not None:
             self._after(run, runs, now, batch)
+
+    # ---- eager dispatch (see `processors.eager`) ----------------------------------------------
+    def _eager_running(self) -> int:
+        return 0 if self.eager is None else self.eager.eager_running
+
+    def _committed(self, after: AfterCommit) -> None:
+        """On the commit thread, as soon as a transaction committed: its claimed tasks start."""
+        if after.eager and self.eager is not None:
+            self.eager.start_eager(after.eager)
+
+    def _eager_reports(self, reports: list[Report], now: int, batch: Batch) -> None:
+        """Records the runner's reports like ones read from `commands` (same attempt fence);
+        a report for a partition that moved away goes to its new owner through `commands`."""
+        elsewhere = []
+        for report in reports:
+            runs = self.partitions.get(report.partition)
+            if runs is None:
+                elsewhere.append(report)
+                continue
+            run = runs.get(report.workflow_id)
+            body = report.body
+            if isinstance(body, CompleteActivity):
+                on_complete_activity(body, run, now, batch)
+            elif isinstance(body, FailActivity):
+                on_fail_activity(body, run, now, batch)
+            elif isinstance(body, StartActivity):
+                on_start_activity(body, run, now, batch)
+            if run is not None:
+                self._after(run, runs, now, batch)
+        self._forward(elsewhere)
+
+    def _forward(self, reports: list[Report]) -> None:
+        """Sends reports this processor cannot record to `commands`, for the run's owner."""
+        now = int(time.time() * 1000)
+        for report in reports:
+            command = Command(report.command_id, report.workflow_id, now, report.body)
+            self._status_producer.produce(
+                self.topics.commands,
+                self.wire.command.encode(command),
+                report.workflow_id.encode(),
+                partition=report.partition,
+            )
+        if reports:
+            self._status_producer.poll(0)
 
     def _fire(self, partition: int, timer: Timer, now: int, batch: Batch) -> bool:
         """Fires a due timer if its run still waits on it; whether it did."""

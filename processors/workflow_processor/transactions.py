@@ -39,9 +39,16 @@ class Transactions(Generic[After]):
     carries what changes in the caller's memory once it committed (`After`)."""
 
     def __init__(
-        self, producer: Producer, timing: Timing, faults: FaultSettings | None = None
+        self,
+        producer: Producer,
+        timing: Timing,
+        faults: FaultSettings | None = None,
+        committed: Callable[[After], None] | None = None,
     ) -> None:
         self.producer = producer
+        # called on the commit thread with a transaction's `after` as soon as it committed
+        # (eager dispatch: the tasks it claimed start then, not when the caller settles)
+        self._committed = committed
         self.timing = timing
         self.faults = faults or FaultSettings()
         self.committed = 0
@@ -68,7 +75,7 @@ class Transactions(Generic[After]):
 
     def hand_off(self, offsets: list[TopicPartition], group_metadata: Any, after: After) -> None:
         """Ends the open transaction on the commit thread: offsets, then commit."""
-        self._in_flight = (self._thread.submit(self._end, offsets, group_metadata), after)
+        self._in_flight = (self._thread.submit(self._end, offsets, group_metadata, after), after)
 
     def settle(self) -> After | None:
         """Waits for the transaction in flight: when it committed, applies its delivery
@@ -98,7 +105,7 @@ class Transactions(Generic[After]):
     def close(self) -> None:
         self._thread.shutdown(wait=True)
 
-    def _end(self, offsets: list[TopicPartition], group_metadata: Any) -> float:
+    def _end(self, offsets: list[TopicPartition], group_metadata: Any, after: After) -> float:
         started = time.perf_counter()
         if offsets:
             self.producer.send_offsets_to_transaction(offsets, group_metadata, 30)
@@ -106,6 +113,11 @@ class Transactions(Generic[After]):
         self.producer.commit_transaction(60)
         seconds = time.perf_counter() - started
         self.timing.commit += seconds
+        if self._committed is not None:
+            try:
+                self._committed(after)
+            except Exception:  # the transaction stands; what the hook missed recovers on its own
+                log.exception("after-commit hook failed")
         return seconds
 
     def _fault_point(self) -> None:
