@@ -53,6 +53,10 @@ from streams.wire.records import RestoreReport, Timer, TimerKind
 
 log = logging.getLogger(__name__)
 
+# how long a read of `commands` may block while a local or eager attempt runs: its outcome
+# comes through an in-process queue, which a blocked read does not watch
+IN_PROCESS_POLL = 0.0005
+
 # timers with a record on the timers topic; the others are derived from run state
 PERSISTED_TIMERS = (TimerKind.USER_TIMER, TimerKind.ACTIVITY_RETRY)
 
@@ -258,7 +262,7 @@ class WorkflowProcessor:
         if self._catching_up:
             wait = max(wait, 0.01)
         if self.local.running or self._eager_running():
-            wait = min(wait, 0.002)  # an in-process outcome joins the next batch soon
+            wait = min(wait, IN_PROCESS_POLL)  # an in-process outcome joins the next batch soon
         if self.transactions.in_flight:
             wait = 0.0  # with nothing to read, settle the transaction in flight instead
         epoch = self._epoch
