@@ -133,6 +133,10 @@ class Worker:
         self.max_concurrent_activities = max_concurrent_activities
         self.run_workflows = run_workflows and bool(workflows)
         self.run_activities = run_activities and bool(activities)
+        # whether this worker's processor hands its own queue's tasks to its runner
+        self.eager_dispatch = (
+            self.run_workflows and self.run_activities and self.settings.eager_activities
+        )
         self.visibility = replace(
             self.settings.visibility,
             enabled=self.settings.visibility.enabled if run_visibility is None else run_visibility,
@@ -186,7 +190,7 @@ class Worker:
                 ),
             )
             self.metrics.runners.append(runner)
-        if processor is not None and runner is not None and self.settings.eager_activities:
+        if processor is not None and runner is not None and self.eager_dispatch:
             # eager dispatch: the tasks the processor schedules on this queue go straight to
             # this runner, and its reports straight back (see `processors.eager`)
             processor.eager = runner

@@ -62,6 +62,13 @@ def add_parser(subparsers: SubParsers) -> None:
     worker.add_argument("--no-workflows", action="store_true", help="run activities only")
     worker.add_argument("--no-activities", action="store_true", help="run workflows only")
     worker.add_argument(
+        "--no-eager-activities",
+        action="store_true",
+        help="send every activity task through the tasks topic, even when this worker runs "
+        "both halves (EVERFLOW_EAGER_ACTIVITIES=off; by default such a worker starts the "
+        "tasks it schedules on its own queue itself, as soon as they are committed)",
+    )
+    worker.add_argument(
         "--no-visibility",
         action="store_true",
         help="do not run the run index's projector in this worker",
@@ -99,6 +106,7 @@ def run_worker(args: argparse.Namespace) -> int:
         instance_id=args.instance_id,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        eager_activities=False if args.no_eager_activities else None,
     )
     sys.setswitchinterval(settings.switch_interval)
     config = kafka_config(args)
@@ -119,7 +127,8 @@ def run_worker(args: argparse.Namespace) -> int:
         worker.tune_gc()  # after the imports and the registry: they stay for good
         print(
             f"worker {worker.instance_id} running task queue {args.task_queue!r}: "
-            f"{len(workflows)} workflows, {len(activities)} activities",
+            f"{len(workflows)} workflows, {len(activities)} activities"
+            + (", eager dispatch" if worker.eager_dispatch else ""),
             flush=True,
         )
         try:
