@@ -5,10 +5,13 @@ machine with the broker, as in the issue's setting. Per mode (`transfer_app.MODE
 workflow and the worker's environment) it prints runs/s, p50, p99, history offsets per run,
 CPU per run of the worker processes and of the broker separately (/proc), and the requests
 the worker's Kafka clients sent per run (librdkafka statistics); then a summary, a row per
-mode. Never asserts.
+mode with the median of the rounds. Modes run in rounds, in alternating order, each after a
+warm-up of its own (the broker's JIT and the worker's caches), so modes compare within the
+same hour. Never asserts.
 
     python -m benchmarks.money_transfer [--runs 2000] [--in-flight 64] [--sequential 300]
-        [--modes activities] [--gc on|off] [--gc-threshold 50000,20,100]
+        [--modes activities,activities-no-eager,local] [--rounds 3] [--warmup 500]
+        [--gc on|off] [--gc-threshold 50000,20,100] [--txn-verification on|off|both]
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from benchmarks.setup import ROOT, bench_config, process_env
 from benchmarks.transfer_app import MODES
@@ -92,26 +96,59 @@ def main() -> None:
         "bootstrap port, if it is on this machine)",
     )
     parser.add_argument("--profile", help="directory for cProfile dumps of the workers")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every mode (median)")
+    parser.add_argument(
+        "--warmup", type=int, default=500, help="runs before each mode's measurement"
+    )
+    parser.add_argument(
+        "--txn-verification",
+        choices=("on", "off", "both"),
+        default="on",
+        help="the broker's transaction.partition.verification.enable while a mode runs; "
+        "'both' runs each mode with it on and off (the broker's dynamic setting is changed, "
+        "and put back at the end)",
+    )
     args = parser.parse_args()
     modes = [m for m in args.modes.split(",") if m]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
-    rows = []
+    verifications = ["on", "off"] if args.txn_verification == "both" else [args.txn_verification]
+    variants = [(mode, v) for mode in modes for v in verifications]
+    measured: dict[str, list[Figures]] = {}
     with provision_broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
         broker = args.broker_pid or listening_pid(bootstrap)
-        for mode in modes:
-            rows.append(run_mode(mode, bootstrap, broker, Path(tmp), args))
-    print(f"\nsummary ({args.runs} runs, {args.in_flight} in flight; {args.sequential} sequential)")
+        original = verification(bootstrap)
+        try:
+            for n in range(args.rounds):
+                for mode, verify in variants if n % 2 == 0 else variants[::-1]:
+                    label = mode if verify == "on" else f"{mode}/no-verify"
+                    if verify != verification(bootstrap):
+                        set_verification(bootstrap, verify)
+                    print(f"\n== round {n + 1} of {args.rounds}: {label}")
+                    figures = run_mode(mode, bootstrap, broker, Path(tmp), args)
+                    figures.mode = label
+                    measured.setdefault(label, []).append(figures)
+        finally:
+            if verification(bootstrap) != original:
+                set_verification(bootstrap, original)
+    rows = [median_of(label, runs) for label, runs in measured.items()]
     print(
-        f"{'mode':<14} {'runs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'worker CPU':>11} "
-        f"{'broker CPU':>11} {'requests':>9} {'seq. req.':>9}"
+        f"\nsummary: median of {args.rounds} round(s); {args.runs} runs, {args.in_flight} in "
+        f"flight; {args.sequential} sequential; transaction verification "
+        f"{args.txn_verification}"
+    )
+    width = max(12, *(len(row.mode) for row in rows))
+    print(
+        f"{'mode':<{width}} {'runs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'worker CPU':>11} "
+        f"{'broker CPU':>11} {'requests':>9} {'seq. req.':>9}  runs/s of each round"
     )
     for row in rows:
         print(
-            f"{row.mode:<14} {row.rate:8.1f} {row.p50:8.1f} {row.p99:8.1f} "
+            f"{row.mode:<{width}} {row.rate:8.1f} {row.p50:8.1f} {row.p99:8.1f} "
             f"{row.worker_cpu:8.2f} ms {_or_dash(row.broker_cpu, 'ms')} "
-            f"{_or_dash(row.requests, '')} {_or_dash(row.requests_sequential, '')}"
+            f"{_or_dash(row.requests, '')} {_or_dash(row.requests_sequential, '')}  "
+            + " ".join(f"{rate:.0f}" for rate in row.rates)
         )
     print(
         "(CPU and requests per run; requests: sent by the worker's Kafka clients, with "
@@ -131,6 +168,57 @@ class Figures:
     broker_cpu: float | None = None
     requests: float | None = None  # with many in flight
     requests_sequential: float | None = None
+    rates: list[float] = field(default_factory=list)  # every round's runs/s, in the summary
+
+
+def median_of(label: str, runs: list[Figures]) -> Figures:
+    """Each figure's median over the rounds of one mode."""
+
+    def mid(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    out = Figures(label)
+    for name in ("rate", "p50", "p99", "worker_cpu"):
+        setattr(out, name, statistics.median(getattr(f, name) for f in runs))
+    for name in ("broker_cpu", "requests", "requests_sequential"):
+        setattr(out, name, mid([getattr(f, name) for f in runs]))
+    out.rates = sorted(f.rate for f in runs)
+    return out
+
+
+VERIFICATION = "transaction.partition.verification.enable"
+
+
+def _broker_resource(bootstrap: str) -> tuple[AdminClient, str]:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    node = str(next(iter(admin.list_topics(timeout=10).brokers)))
+    return admin, node
+
+
+def verification(bootstrap: str) -> str:
+    """The broker's transaction partition verification setting ("on" or "off")."""
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    admin, node = _broker_resource(bootstrap)
+    resource = ConfigResource(ResourceType.BROKER, node)
+    configs = admin.describe_configs([resource])[resource].result(30)
+    return "on" if configs[VERIFICATION].value == "true" else "off"
+
+
+def set_verification(bootstrap: str, state: str) -> None:
+    """Turns the broker's transaction partition verification on or off (a dynamic setting)."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    admin, node = _broker_resource(bootstrap)
+    entry = ConfigEntry(
+        VERIFICATION,
+        "true" if state == "on" else "false",
+        incremental_operation=AlterConfigOpType.SET,
+    )
+    resource = ConfigResource(ResourceType.BROKER, node, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
 
 
 def _or_dash(value: float | None, unit: str) -> str:
@@ -180,7 +268,7 @@ def run_mode(
         before = sum(cpu_seconds(w.pid) for w in workers)
         broker_before = cpu_seconds(broker) if broker else 0.0
         asyncio.run(run(config, flow, mode, args, stats, figures))
-        total_runs = 20 + args.runs + args.sequential
+        total_runs = args.warmup + 20 + args.runs + args.sequential
         figures.worker_cpu = (sum(cpu_seconds(w.pid) for w in workers) - before) * 1000 / total_runs
         print(
             f"{'worker CPU per run':<28} {figures.worker_cpu:8.2f} ms    "
@@ -310,7 +398,8 @@ async def run(
         return {"requests": sent, **by_type}, requests_sent([driver])[0]
 
     try:
-        await latency(client, flow, 20, "warmup")
+        await throughput(client, flow, args.warmup, args.in_flight, "warmup")
+        await latency(client, flow, 20, "warmup-seq")
         start = await counted()
         rate = await throughput(client, flow, args.runs, args.in_flight, "tput")
         middle = await counted()
@@ -319,7 +408,7 @@ async def run(
     finally:
         client.close()
     events = history_offsets(config)
-    total_runs = 20 + args.runs + args.sequential
+    total_runs = args.warmup + 20 + args.runs + args.sequential
     figures.rate, figures.p50, figures.p99 = rate, statistics.median(samples), pct(samples, 0.99)
     print(
         f"\nmoney transfer (2 activities), mode {mode}, broker {config.bootstrap} "

@@ -63,9 +63,10 @@ class BenchLocalTransfer:
 
 MODES: dict[str, tuple[type, dict[str, str]]] = {
     # the benchmark's modes: the workflow its runs start and the worker's extra environment.
-    # A mode for another way to run the same two steps (local activities, eager dispatch
-    # off...) is one more entry here, and one more row in the benchmark's summary.
-    "activities": (BenchTransfer, {}),
+    # Another way to run the same two steps is one more entry here, and one more row in the
+    # benchmark's summary.
+    "activities": (BenchTransfer, {}),  # regular activities, eager dispatch (the default)
+    "activities-no-eager": (BenchTransfer, {"EVERFLOW_EAGER_ACTIVITIES": "off"}),
     "local": (BenchLocalTransfer, {}),
 }
 

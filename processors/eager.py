@@ -1,6 +1,6 @@
 """Eager dispatch: a worker that runs both halves hands the activity tasks its processor
 schedules on its own task queue straight to its runner, and the runner's reports straight
-back, instead of a trip through `tasks.<queue>` and another through `commands`.
+back, instead of waiting for a trip through `tasks.<queue>` and another through `commands`.
 
 The processor claims a task for its runner while it writes the task, if the runner has a
 free slot: the record goes to `tasks.<queue>` as always (the history of what was dispatched,
@@ -12,9 +12,13 @@ an attempt runs once: by the runner that claimed it.
 
 The runner's report of an eager attempt (started, completed, failed) is offered to the
 processor (`EagerReports.offer`), which records it in its next batch with the same attempt
-fence as a report read from `commands`. When the processor no longer owns the run's
-partition, or has stopped, the report goes through `commands` after all, so the run's owner
-gets it wherever it is.
+fence as a report read from `commands`: the run goes on without waiting for a round trip.
+The runner also sends the report to `commands`, as it would without eager dispatch: that
+copy keeps the outcome durable. A processor that dies before committing the in-process
+report reads the copy after its restore (so a finished attempt is not run again); a
+processor that no longer owns the run's partition leaves the report to its new owner, who
+reads the copy; otherwise the copy arrives after the run moved on and is dropped as a
+duplicate, its offset committed with the next transaction that writes something.
 
 A worker that dies takes its claimed attempts with it, as it would take attempts it had read
 from the tasks topic: the run's next owner sees the attempt in flight and its start-to-close
@@ -53,7 +57,7 @@ class Report:
     partition: int
     workflow_id: str
     body: CommandBody  # StartActivity, CompleteActivity or FailActivity
-    command_id: str  # the ID it carries when it goes through `commands` after all
+    command_id: str  # the ID its copy in `commands` carries
 
 
 class EagerRunner(Protocol):
@@ -83,7 +87,7 @@ class EagerReports:
     """The runner's reports of eager attempts, queued for the processor's next batch.
 
     `owned(partition)` tells whether the processor owns a partition now; a report for one it
-    does not own is refused, and the runner sends it through `commands` instead.
+    does not own is refused (its copy in `commands` reaches the partition's owner).
     """
 
     def __init__(self, owned: Callable[[int], bool]) -> None:
@@ -110,7 +114,7 @@ class EagerReports:
                 return out
 
     def close(self) -> list[Report]:
-        """Takes no more reports; returns the ones still queued (for `commands`)."""
+        """Takes no more reports; returns the ones still queued."""
         with self._lock:
             self._open = False
             return self.take()

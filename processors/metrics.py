@@ -160,6 +160,16 @@ def _processor_metrics(
         ("everflow_checkpoints", "Partition checkpoints written", stats.checkpoints),
         ("everflow_runs_expired", "Closed runs dropped after their retention", stats.runs_expired),
         ("everflow_restore_events", "History records replayed by restores", tally.restore_events),
+        (
+            "everflow_activity_reports_in_process",
+            "Reports of eager attempts the processor took from its own runner, not from commands",
+            tally.eager_reports,
+        ),
+        (
+            "everflow_local_activity_attempts",
+            "Local-activity attempts started in this worker",
+            tally.local_attempts,
+        ),
     ):
         yield _counter(name, doc, value)
     yield _histogram(

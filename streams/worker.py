@@ -71,8 +71,9 @@ class Worker:
     A worker that runs both workflows and activities dispatches eagerly
     (`settings.eager_activities`, EVERFLOW_EAGER_ACTIVITIES; on by default): an activity task
     its processor schedules on this task queue goes to its own runner as soon as the
-    transaction that schedules it commits, and the result comes straight back, instead of a
-    round trip through `tasks.<queue>` and `commands`. The task is still written to the
+    transaction that schedules it commits, and the result comes straight back, instead of
+    waiting for a round trip through `tasks.<queue>` and `commands` (a copy of the result
+    still goes to `commands`, for durability). The task is still written to the
     tasks topic, marked as claimed, and no other runner runs it; if this worker dies, the
     attempt's start-to-close timeout schedules the next one, as for any attempt lost with
     its runner.

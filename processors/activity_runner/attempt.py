@@ -8,12 +8,31 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from streams.activity import ActivityInfo
+from streams.payload import DataConverter
 from streams.wire.records import ActivityTask
 
 MAX_THROTTLE = 30.0
+
+
+def attempt_info(task: ActivityTask, task_queue: str, converter: DataConverter) -> ActivityInfo:
+    """What `activity.info()` tells the attempt of `task` (`task_queue` "" for a local one)."""
+    heartbeat = task.heartbeat_timeout_ms
+    return ActivityInfo(
+        task.workflow_id,
+        task.run_id,
+        task.workflow_type,
+        task.activity_id,
+        task.activity_type,
+        task.attempt,
+        task_queue,
+        task.idempotency_key,
+        None if heartbeat is None else timedelta(milliseconds=heartbeat),
+        tuple(converter.from_payloads(task.heartbeat_details)),
+    )
 
 
 class RunningActivity:

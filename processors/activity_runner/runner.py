@@ -11,7 +11,8 @@ Kafka re-delivering the same attempt behind the engine's back.
 With eager dispatch (`processors.eager`) the processor of the same worker hands over the
 tasks it claimed for this runner as soon as their transaction committed (`start_eager`, on
 the processor's commit thread), and this runner offers its reports of them straight back
-(`eager_reports`); the claimed records on the tasks topic are skipped by every runner.
+(`eager_reports`) besides sending them to `commands`; the claimed records on the tasks topic
+are skipped by every runner.
 """
 
 from __future__ import annotations
@@ -26,17 +27,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from processors.activity_runner.attempt import RunningActivity
+from processors.activity_runner.attempt import RunningActivity, attempt_info
 from processors.eager import CLAIM_HEADER, EagerReports, EagerTask, Report
 from processors.tally import Counts, Histograms, consumer_lag
 from processors.workflow_code.registry import Registry
 from streams import _runtime, kafka
-from streams.activity import ActivityInfo
 from streams.errors import (
     ApplicationError,
     ConfigError,
@@ -337,8 +336,10 @@ class ActivityRunner:
     ) -> None:
         reports = self.eager_reports
         if eager and reports is not None:
-            if reports.offer(Report(task.partition, task.workflow_id, body, command_id)):
-                return  # the processor records it in its next batch
+            # the processor records it in its next batch; the copy sent below keeps it
+            # durable (a processor that dies before committing it reads it after a restore),
+            # and is dropped as a duplicate when it arrives after the in-process one
+            reports.offer(Report(task.partition, task.workflow_id, body, command_id))
         command = Command(command_id, task.workflow_id, int(time.time() * 1000), body)
         self.producer.produce(
             self.topics.commands,
@@ -379,20 +380,7 @@ class ActivityRunner:
         """Starts an attempt: read from the tasks topic at `offset`, or eager (-1)."""
         eager = offset < 0
         partition = task.partition
-        info = ActivityInfo(
-            task.workflow_id,
-            task.run_id,
-            task.workflow_type,
-            task.activity_id,
-            task.activity_type,
-            task.attempt,
-            self.settings.task_queue,
-            task.idempotency_key,
-            None
-            if task.heartbeat_timeout_ms is None
-            else timedelta(milliseconds=task.heartbeat_timeout_ms),
-            tuple(self.registry.converter.from_payloads(task.heartbeat_details)),
-        )
+        info = attempt_info(task, self.settings.task_queue, self.registry.converter)
         running = RunningActivity(task, info, self._send_heartbeat)
         tracing = self.tracing
         span = None if tracing is None else tracing.start_activity(task, headers)

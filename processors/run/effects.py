@@ -28,6 +28,19 @@ class Effects:
     task_traces: dict[tuple[str, int, int], dict[str, str]] = field(default_factory=dict)
     command_traces: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    def writes(self) -> bool:
+        """Whether there is anything to write or hand on (trace maps alone are not)."""
+        return bool(
+            self.events
+            or self.tasks
+            or self.local_tasks
+            or self.timer_ops
+            or self.derived_timers
+            or self.completions
+            or self.replies
+            or self.commands
+        )
+
     @property
     def timers(self) -> list[Timer]:
         """Timers set, in order."""

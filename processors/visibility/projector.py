@@ -266,7 +266,12 @@ class Projector:
                     state.position = max(state.position, tp.offset)
         for p in partitions:
             try:
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+                # the end the last fetch response carried (no request); asked of the broker
+                # only while no fetch has told it yet
+                tp = TopicPartition(topic, p)
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0:
+                    _, high = consumer.get_watermark_offsets(tp, timeout=5)
             except KafkaException as e:
                 log.warning("projector watermark of partition=%d: %s", p, e)
                 continue

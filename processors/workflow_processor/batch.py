@@ -27,6 +27,10 @@ class Batch:
     offsets: dict[int, int] = field(default_factory=dict)
     dead: list[tuple[Message, str]] = field(default_factory=list)
 
+    def writes(self) -> bool:
+        """Whether the batch has anything to write besides its consumed offsets."""
+        return bool(self.replies or self.dead or any(fx.writes() for fx in self.fx.values()))
+
     def effects(self, run: Run) -> Effects:
         p = run.partition
         touched = self.dirty.get(p)

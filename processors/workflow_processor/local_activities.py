@@ -28,10 +28,9 @@ import threading
 import time
 from typing import Any
 
-from processors.activity_runner.attempt import RunningActivity
+from processors.activity_runner.attempt import RunningActivity, attempt_info
 from processors.workflow_code.registry import Registry
 from streams import _runtime
-from streams.activity import ActivityInfo
 from streams.errors import ApplicationError, PayloadTooLargeError, UnknownActivityError
 from streams.failures import to_failure
 from streams.payload import check_size
@@ -118,16 +117,7 @@ class LocalActivities:
     def _call(self, task: ActivityTask) -> Any:
         definition = self.registry.activity(task.activity_type)  # UnknownActivityError
         args = self.registry.converter.from_payloads(task.args, definition.arg_types)
-        info = ActivityInfo(
-            task.workflow_id,
-            task.run_id,
-            task.workflow_type,
-            task.activity_id,
-            task.activity_type,
-            task.attempt,
-            "",  # a local activity has no task queue
-            task.idempotency_key,
-        )
+        info = attempt_info(task, "", self.registry.converter)  # a local one has no queue
         # activity.info() works; heartbeats are accepted and go nowhere
         _runtime.ACTIVITY_CONTEXT.set(RunningActivity(task, info, _ignore_heartbeat))
         if not definition.is_async:

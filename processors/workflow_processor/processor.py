@@ -48,7 +48,7 @@ from streams.kafka.topics import Topics, ensure_topics, partition_count, topic_s
 from streams.settings import CacheSettings, FaultSettings
 from streams.tracing import Tracing, carrier_of
 from streams.wire import Wire, wire
-from streams.wire.commands import Command, CompleteActivity, FailActivity, StartActivity
+from streams.wire.commands import CompleteActivity, FailActivity, StartActivity
 from streams.wire.records import RestoreReport, Timer, TimerKind
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,10 @@ log = logging.getLogger(__name__)
 # how long a read of `commands` may block while a local or eager attempt runs: its outcome
 # comes through an in-process queue, which a blocked read does not watch
 IN_PROCESS_POLL = 0.0005
+
+# how long the offsets of commands that changed nothing (the `commands` copy of a report
+# already recorded in process, say) may wait to ride on a transaction with something to write
+DEFERRED_OFFSETS_MAX_AGE = 0.1
 
 # timers with a record on the timers topic; the others are derived from run state
 PERSISTED_TIMERS = (TimerKind.USER_TIMER, TimerKind.ACTIVITY_RETRY)
@@ -113,6 +117,9 @@ class WorkflowProcessor:
         # sets it before run()), and the reports of the attempts it runs for us
         self.eager: EagerRunner | None = None
         self.eager_reports = EagerReports(lambda partition: partition in self.partitions)
+        # consumed offsets of batches that wrote nothing, for the next transaction to commit
+        self._deferred_offsets: dict[int, int] = {}
+        self._deferred_since = 0.0
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -166,11 +173,13 @@ class WorkflowProcessor:
         try:
             while not stop.is_set():
                 self.process_once()
+            if self._deferred_offsets and self._settle():
+                self._commit(Batch(self.partitions), 0)
             self._settle()
         finally:
             self.local.close()
             self.transactions.close()
-            self._forward(self.eager_reports.close())
+            self.eager_reports.close()  # what it still holds has its copy in `commands`
             log.info(
                 "processor stopped instance=%s stats=%s timing_s=%s",
                 self.settings.instance_id,
@@ -200,6 +209,7 @@ class WorkflowProcessor:
         self._settle()  # what this owner computed is written before the partitions move
         self._epoch += 1
         for p in ids:
+            self._deferred_offsets.pop(p, None)  # the next owner reads those commands again
             self._retire(self.partitions.get(p))
             self.partitions.pop(p, None)
             self._catching_up.pop(p, None)
@@ -255,6 +265,7 @@ class WorkflowProcessor:
     def process_once(self) -> None:
         self.status.report(self.partitions, self.stats, self.restore_reports)
         self._count_blocked()
+        self.tally.local_attempts = self.local.started
         wait = self.settings.max_wait
         next_due = self._timers.next_due()
         if next_due is not None:
@@ -287,7 +298,10 @@ class WorkflowProcessor:
             and not self._restore_needed
             and not self._checkpoint_due()
         ):
-            self._settle()
+            if self._deferred_offsets and self._deferred_age() > DEFERRED_OFFSETS_MAX_AGE:
+                self._commit(Batch(self.partitions), 0)  # nothing else came: offsets alone
+            else:
+                self._settle()
             return
         batch = Batch(self.partitions)
         for msg in messages:
@@ -311,6 +325,13 @@ class WorkflowProcessor:
         local_count = len(local) + self._run_local(batch)
         if fired:
             self.tally.timers_fired(now, fired)
+        if not batch.writes() and not self._checkpoint_due():
+            # commands that changed nothing (a report recorded already, a late result): their
+            # offsets ride on the next transaction instead of one of their own. Read again
+            # after a crash, they change nothing again.
+            self._defer_offsets(batch.offsets)
+            self._settle()
+            return
         self._commit(batch, len(messages) + len(due) + local_count + len(reports))
 
     def _checkpoint_due(self) -> bool:
@@ -431,13 +452,12 @@ class WorkflowProcessor:
             self.eager.start_eager(after.eager)
 
     def _eager_reports(self, reports: list[Report], now: int, batch: Batch) -> None:
-        """Records the runner's reports like ones read from `commands` (same attempt fence);
-        a report for a partition that moved away goes to its new owner through `commands`."""
-        elsewhere = []
+        """Records the runner's reports like ones read from `commands` (same attempt fence).
+        One for a partition that moved away is left to its copy in `commands`."""
+        recorded = 0
         for report in reports:
             runs = self.partitions.get(report.partition)
             if runs is None:
-                elsewhere.append(report)
                 continue
             run = runs.get(report.workflow_id)
             body = report.body
@@ -449,21 +469,8 @@ class WorkflowProcessor:
                 on_start_activity(body, run, now, batch)
             if run is not None:
                 self._after(run, runs, now, batch)
-        self._forward(elsewhere)
-
-    def _forward(self, reports: list[Report]) -> None:
-        """Sends reports this processor cannot record to `commands`, for the run's owner."""
-        now = int(time.time() * 1000)
-        for report in reports:
-            command = Command(report.command_id, report.workflow_id, now, report.body)
-            self._status_producer.produce(
-                self.topics.commands,
-                self.wire.command.encode(command),
-                report.workflow_id.encode(),
-                partition=report.partition,
-            )
-        if reports:
-            self._status_producer.poll(0)
+            recorded += 1
+        self.tally.eager_reports += recorded
 
     def _fire(self, partition: int, timer: Timer, now: int, batch: Batch) -> bool:
         """Fires a due timer if its run still waits on it; whether it did."""
@@ -500,7 +507,10 @@ class WorkflowProcessor:
             self.transactions.begin()
             retention = self.settings.cache.closed_retention_ms
             after = self.output.produce(batch, self.partitions, int(time.time() * 1000), retention)
-            offsets = [TopicPartition(self.topics.commands, p, o) for p, o in batch.offsets.items()]
+            consumed = {p: o for p, o in self._deferred_offsets.items() if p in self.partitions}
+            consumed.update(batch.offsets)
+            self._deferred_offsets.clear()
+            offsets = [TopicPartition(self.topics.commands, p, o) for p, o in consumed.items()]
             metadata = self.consumer.consumer_group_metadata() if offsets else None
         except KafkaException as e:
             self._recover(e)
@@ -575,8 +585,17 @@ class WorkflowProcessor:
         self._restore(sorted(self.partitions))
         self._rewind()
 
+    def _defer_offsets(self, offsets: dict[int, int]) -> None:
+        if offsets and not self._deferred_offsets:
+            self._deferred_since = time.monotonic()
+        self._deferred_offsets.update(offsets)
+
+    def _deferred_age(self) -> float:
+        return time.monotonic() - self._deferred_since
+
     def _rewind(self) -> None:
         """Every owned partition's read position back to its committed offset."""
+        self._deferred_offsets.clear()  # what they covered is read again
         owned = [TopicPartition(self.topics.commands, p) for p in sorted(self.partitions)]
         for tp in self.consumer.committed(owned, 30):
             if tp.offset >= 0:

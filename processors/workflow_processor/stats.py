@@ -105,6 +105,8 @@ class ProcessorTally:
         self.retired_hits = 0
         self.retired_loads = 0
         self.retired_evictions = 0
+        self.local_attempts = 0  # local-activity attempts started (the processor counts them)
+        self.eager_reports = 0  # eager attempts' reports taken in process (some forwarded)
         # consumer lag of the commands topic per (topic, partition), from librdkafka stats
         self.consumer_lag: dict[tuple[str, int], int] = {}
 

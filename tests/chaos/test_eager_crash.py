@@ -1,11 +1,15 @@
-"""Eager dispatch under SIGKILL: workers die while the attempts they claimed run. Every run
-completes, and no attempt is executed twice: the attempts lost with a worker run again as
-their next attempt, only once their start-to-close timeout passed."""
+"""Eager dispatch under SIGKILL and SIGSTOP: workers die, or pause past their session, while
+the attempts they claimed run. Every run completes, and no attempt is executed twice: the
+attempts lost with a worker run again as their next attempt, only once their start-to-close
+timeout passed."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -14,8 +18,10 @@ import pytest
 
 from streams import Client
 from streams.kafka.config import KafkaConfig
+from tests.chaos.test_zombie import late_commit_outcome, stopped
 from tests.helpers import wait_until
 from tests.integration.apps.eager import STEP_TIMEOUT, ThreeSteps
+from tests.integration.history_check import history_problems, history_runs
 from tests.integration.test_eager_dispatch import (
     APP,
     QUEUE,
@@ -94,3 +100,47 @@ def test_workers_killed_while_claimed_attempts_run_never_run_an_attempt_twice(
     assert retried >= RUNS  # at least the steps lost with w1 ran again
     # the workers that died had claimed what they ran: every task record is claimed
     assert all(c is not None for c in claims(config))
+
+
+def test_a_paused_worker_with_eager_dispatch_is_fenced_and_runs_no_attempt_twice(
+    config: KafkaConfig, workers: WorkerProcesses, journal: Path
+) -> None:
+    """The zombie stops itself before its third commit, with the attempts it claimed in the
+    first two running; a second worker takes over and finishes every run. When the zombie
+    wakes, its attempts finish, their reports are dropped (fenced by attempt, or lost with
+    its failed transaction), and nothing it wrote after the pause is visible."""
+    pause = {"EVERFLOW_STEP_DELAY": "1", "EVERFLOW_FAULT_STOP_BEFORE_COMMIT": "3"}
+    zombie = workers.start("w1", APP, task_queue=QUEUE, extra_env=pause)
+
+    async def main() -> list[list[str]]:
+        client = await asyncio.to_thread(Client, config)
+        try:
+            runs = [
+                asyncio.create_task(
+                    client.execute_workflow(
+                        ThreeSteps,
+                        f"z{i}",
+                        id=f"z{i}",
+                        task_queue=QUEUE,
+                        timeout=timedelta(seconds=120),
+                    )
+                )
+                for i in range(RUNS)
+            ]
+            await asyncio.to_thread(wait_until, lambda: stopped(zombie.pid), 60, 0.1, "SIGSTOP")
+            workers.start("w2", APP, task_queue=QUEUE)
+            return list(await asyncio.gather(*runs))
+        finally:
+            client.close()
+
+    results = asyncio.run(main())
+    assert results == [[f"z{i}:{s}" for s in ("reserve", "charge", "ship")] for i in range(RUNS)]
+    os.kill(zombie.pid, signal.SIGCONT)
+    wait_until(lambda: late_commit_outcome(workers.log_of(zombie)), 120, 0.2, "late commit fails")
+    time.sleep(2)  # the zombie's paused attempts (1 s each) finish
+    ran = executions(journal)
+    assert {e["pid"] for e in ran} >= {zombie.pid}  # it had claimed and started attempts
+    twice = [k for k, n in Counter((e["key"], e["attempt"]) for e in ran).items() if n > 1]
+    assert twice == [], twice
+    committed = history_runs(config)
+    assert len(committed) == RUNS and history_problems(committed) == []

@@ -22,12 +22,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 RUNS = 40
 
 
-def _stopped(pid: int) -> bool:
+def stopped(pid: int) -> bool:
     state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     return state == "T"
 
 
-def _late_commit_outcome(log: str) -> str:
+def late_commit_outcome(log: str) -> str:
     late = log.split("resumed before commit of transaction 3", 1)[-1]
     if "fatal transaction error" in late:
         return "fenced"
@@ -66,7 +66,7 @@ def test_paused_processor_is_fenced_and_its_late_transaction_stays_invisible(
             for o in orders
         ]
         # the zombie stops itself with transaction 3 produced and not committed
-        await asyncio.to_thread(wait_until, lambda: _stopped(zombie.pid), 60, 0.1, "SIGSTOP")
+        await asyncio.to_thread(wait_until, lambda: stopped(zombie.pid), 60, 0.1, "SIGSTOP")
         workers.start("w2", "examples.money_transfer", "--no-activities", extra_env=quiet)
         return list(await asyncio.gather(*runs))
 
@@ -85,7 +85,7 @@ def test_paused_processor_is_fenced_and_its_late_transaction_stays_invisible(
     # coordinator already timed the transaction out (the process drops its state and
     # rejoins the group as a fresh member); either way nothing it wrote is committed
     outcome = wait_until(
-        lambda: _late_commit_outcome(workers.log_of(zombie)), 120, 0.2, "late commit fails"
+        lambda: late_commit_outcome(workers.log_of(zombie)), 120, 0.2, "late commit fails"
     )
     if outcome == "fenced":
         wait_until(lambda: zombie.poll() is not None, 60, 0.2, "the fenced zombie should stop")

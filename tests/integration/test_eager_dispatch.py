@@ -1,13 +1,14 @@
 """Eager dispatch on a real broker with real worker processes: a worker that runs both halves
 starts the tasks it schedules itself, once their transaction committed, and takes the
-results back without a trip through `commands`; the tasks are still on the tasks topic,
-claimed, and no other runner runs them; with the setting off, everything goes through Kafka
-as before."""
+results back in process (their copies in `commands` only keep them durable); the tasks are
+still on the tasks topic, claimed, and no other runner runs them; with the setting off,
+everything goes through Kafka as before."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from streams.kafka.topics import Topics, ensure_topics, topic_specs
 from streams.wire import wire
 from tests.helpers import wait_until
 from tests.integration.apps.eager import ThreeSteps
+from tests.integration.test_metrics import scrape, totals
 from tests.integration.test_money_transfer import read_all
 from tests.integration.workers import WorkerProcesses
 
@@ -89,6 +91,12 @@ def claims(config: KafkaConfig) -> list[bytes | None]:
     return [dict(headers).get(CLAIM_HEADER) for _, headers in records]
 
 
+def metrics_port(log: str) -> int:
+    served = re.search(r"metrics served at http://127\.0\.0\.1:(\d+)/", log)
+    assert served is not None, "the worker logs the port its metrics are served on"
+    return int(served.group(1))
+
+
 def task_runners(config: KafkaConfig) -> int:
     """Members of the queue's runner group that own partitions of its tasks topic."""
     from streams.cli.workers import workers_view
@@ -99,10 +107,10 @@ def task_runners(config: KafkaConfig) -> int:
     return 0
 
 
-def test_a_worker_running_both_halves_runs_its_tasks_eagerly_and_reports_in_process(
+def test_a_worker_running_both_halves_runs_its_tasks_eagerly_and_takes_reports_in_process(
     config: KafkaConfig, workers: WorkerProcesses, journal: Path
 ) -> None:
-    proc = workers.start("w1", APP, task_queue=QUEUE)
+    proc = workers.start("w1", APP, task_queue=QUEUE, options=["--metrics-port", "0"])
     results = run_all(config, "eager-")
     steps = ("reserve", "charge", "ship")
     assert results == [[f"eager-{i}:{s}" for s in steps] for i in range(RUNS)]
@@ -116,22 +124,30 @@ def test_a_worker_running_both_halves_runs_its_tasks_eagerly_and_reports_in_proc
     assert len(claimed) == 3 * RUNS
     assert all(c is not None and c.startswith(b"runner-") for c in claimed), claimed
     assert len(set(claimed)) == 1
-    # no report came back through `commands`: only the starts (and the history reads) are there
-    kinds = report_kinds(config)
-    assert kinds["StartWorkflow"] == RUNS
-    assert not {"CompleteActivity", "FailActivity", "StartActivity"} & set(kinds), kinds
+    # each report was recorded from the runner in process; its copy in `commands` (kept for
+    # durability) came later and was dropped as a duplicate
+    assert report_kinds(config)["CompleteActivity"] == 3 * RUNS
     assert "eager dispatch" in workers.log_of(proc)
+    families = scrape(metrics_port(workers.log_of(proc)))
+    eager = totals(families, "everflow_activity_eager_attempts", "activity_type")
+    assert eager == {"note": 3 * RUNS}
+    in_process = families["everflow_activity_reports_in_process"].samples[0].value
+    assert in_process == 3 * RUNS
 
 
 def test_with_eager_dispatch_off_tasks_and_reports_go_through_kafka(
     config: KafkaConfig, workers: WorkerProcesses, journal: Path
 ) -> None:
-    proc = workers.start("w1", APP, task_queue=QUEUE, options=["--no-eager-activities"])
+    off = ["--no-eager-activities", "--metrics-port", "0"]
+    proc = workers.start("w1", APP, task_queue=QUEUE, options=off)
     run_all(config, "classic-")
     assert len(executions(journal)) == 3 * RUNS
     assert claims(config) == [None] * (3 * RUNS)
     assert report_kinds(config)["CompleteActivity"] == 3 * RUNS
     assert "eager dispatch" not in workers.log_of(proc)
+    families = scrape(metrics_port(workers.log_of(proc)))
+    assert families["everflow_activity_reports_in_process"].samples[0].value == 0
+    assert totals(families, "everflow_activity_eager_attempts", "activity_type") == {}
 
 
 def test_claimed_tasks_are_skipped_by_every_other_runner(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from streams.wire import wire
 from streams.wire.events import ActivityScheduled, HistoryEvent
 from streams.wire.history_json import event_to_json
 from tests.integration.apps.local_transfer import LocalTransferWorkflow
+from tests.integration.test_metrics import scrape
 from tests.integration.test_money_transfer import read_all
 from tests.integration.workers import WorkerProcesses
 
@@ -50,7 +52,8 @@ def config(kafka_bootstrap: str, topic_prefix: str) -> KafkaConfig:
 def test_local_transfers_complete_without_tasks_or_reports_and_their_histories_replay(
     config: KafkaConfig, workers: WorkerProcesses, worker_env: dict[str, str]
 ) -> None:
-    workers.start("w1", APP)  # the bank fails attempt 1 of every third key: local retries
+    # the bank fails attempt 1 of every third key: local retries
+    proc = workers.start("w1", APP, options=["--metrics-port", "0"])
 
     async def main() -> tuple[list[str], list[list[HistoryEvent]]]:
         client = await asyncio.to_thread(Client, config)
@@ -93,6 +96,13 @@ def test_local_transfers_complete_without_tasks_or_reports_and_their_histories_r
         exported = [event_to_json(e, DataConverter()) for e in history]
         assert any("local_retry_threshold_ms" in str(x) for x in exported)
     assert retried > 0  # the flaky bank made some attempts retry, in the worker
+    # the worker's metrics count every attempt it started, retries included
+    served = re.search(r"metrics served at http://127\.0\.0\.1:(\d+)/", workers.log_of(proc))
+    assert served is not None
+    attempts = scrape(int(served.group(1)))["everflow_local_activity_attempts"]
+    assert [s.value for s in attempts.samples if s.name.endswith("_total")] == [
+        2 * RUNS + retried
+    ]
     # no attempt went through the tasks topic, no outcome came back through `commands`: the
     # commands topic holds the starts (and the history reads), no report of an attempt
     topics = Topics(config.topic_prefix)
