@@ -155,3 +155,18 @@ def test_reports_go_to_the_processor_only_for_partitions_it_owns_and_until_it_cl
     assert reports.offer(mine) is True
     assert reports.close() == [mine]  # the processor forwards what it did not record
     assert reports.offer(mine) is False
+
+
+def test_a_batch_that_only_touched_runs_writes_nothing_and_one_with_output_does() -> None:
+    """A duplicate report touches its run (its effects exist, empty): the batch has only
+    offsets to commit, which the processor defers to the next transaction."""
+    batch = Batch({}, fx={2: Effects(), 3: Effects(task_traces={("r", 1, 1): {"a": "b"}})})
+    batch.offsets[2] = 10
+    assert not batch.writes()
+    for fx in (
+        Effects(tasks=[("payments", task(1))]),
+        Effects(local_tasks=[task(2)]),
+        Effects(timer_ops=[("k", None)]),
+    ):
+        assert Batch({}, fx={2: fx}).writes()
+    assert Batch({}, dead=[(None, "bad")]).writes()  # type: ignore[list-item]
