@@ -120,6 +120,10 @@ class WorkflowProcessor:
         # consumed offsets of batches that wrote nothing, for the next transaction to commit
         self._deferred_offsets: dict[int, int] = {}
         self._deferred_since = 0.0
+        # per owned partition, the last offset committed (or found committed at restore): a
+        # transaction that consumed nothing commits it again, so that the group coordinator
+        # checks its generation and a zombie's transaction fails (see `_fencing_offsets`)
+        self._committed_offsets: dict[int, int] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -210,6 +214,7 @@ class WorkflowProcessor:
         self._epoch += 1
         for p in ids:
             self._deferred_offsets.pop(p, None)  # the next owner reads those commands again
+            self._committed_offsets.pop(p, None)
             self._retire(self.partitions.get(p))
             self.partitions.pop(p, None)
             self._catching_up.pop(p, None)
@@ -230,6 +235,8 @@ class WorkflowProcessor:
         commands = self.topics.commands
         committed = self.consumer.committed([TopicPartition(commands, p) for p in ids], 30)
         for tp in committed:
+            if tp.offset >= 0:
+                self._committed_offsets[tp.partition] = tp.offset
             end = kafka.end_offset(self.consumer, commands, tp.partition)
             if tp.offset < end:
                 self._catching_up[tp.partition] = end
@@ -510,6 +517,9 @@ class WorkflowProcessor:
             consumed = {p: o for p, o in self._deferred_offsets.items() if p in self.partitions}
             consumed.update(batch.offsets)
             self._deferred_offsets.clear()
+            if not consumed:
+                consumed = self._fencing_offsets(batch)
+            self._committed_offsets.update(consumed)
             offsets = [TopicPartition(self.topics.commands, p, o) for p, o in consumed.items()]
             metadata = self.consumer.consumer_group_metadata() if offsets else None
         except KafkaException as e:
@@ -584,6 +594,16 @@ class WorkflowProcessor:
         self.transactions.abort()
         self._restore(sorted(self.partitions))
         self._rewind()
+
+    def _fencing_offsets(self, batch: Batch) -> dict[int, int]:
+        """For a transaction that consumed no command (timers, in-process outcomes): the
+        committed offsets of the partitions it writes, committed again. Offsets in a
+        transaction carry the consumer group's generation, which the coordinator checks: a
+        processor that lost its partitions while paused (a zombie, whose transactional ID
+        nobody else fences) then fails to commit instead of writing history for runs that
+        are no longer its own."""
+        written = set(batch.fx) | set(batch.dirty)
+        return {p: o for p, o in self._committed_offsets.items() if p in written}
 
     def _defer_offsets(self, offsets: dict[int, int]) -> None:
         if offsets and not self._deferred_offsets:

@@ -113,6 +113,11 @@ class Transactions(Generic[After]):
         self.producer.commit_transaction(60)
         seconds = time.perf_counter() - started
         self.timing.commit += seconds
+        if self.faults.stop_after_commit and self.committed + 1 == self.faults.stop_after_commit:
+            n = self.committed + 1
+            log.warning("fault injection: SIGSTOP after commit of transaction %d", n)
+            os.kill(os.getpid(), signal.SIGSTOP)
+            log.warning("fault injection: resumed after commit of transaction %d", n)
         if self._committed is not None:
             try:
                 self._committed(after)

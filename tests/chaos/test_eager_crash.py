@@ -18,9 +18,10 @@ import pytest
 
 from streams import Client
 from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics
 from tests.chaos.test_zombie import late_commit_outcome, stopped
 from tests.helpers import wait_until
-from tests.integration.apps.eager import STEP_TIMEOUT, ThreeSteps
+from tests.integration.apps.eager import STEP_TIMEOUT, Nap, ThreeSteps
 from tests.integration.history_check import history_problems, history_runs
 from tests.integration.test_eager_dispatch import (
     APP,
@@ -30,6 +31,7 @@ from tests.integration.test_eager_dispatch import (
     executions,
     journal_file,
 )
+from tests.integration.test_money_transfer import read_all
 from tests.integration.workers import WorkerProcesses
 
 pytestmark = pytest.mark.integration
@@ -144,3 +146,49 @@ def test_a_paused_worker_with_eager_dispatch_is_fenced_and_runs_no_attempt_twice
     assert twice == [], twice
     committed = history_runs(config)
     assert len(committed) == RUNS and history_problems(committed) == []
+
+
+def test_a_zombie_paused_between_transactions_writes_nothing_after_waking(
+    config: KafkaConfig, workers: WorkerProcesses
+) -> None:
+    """The worker pauses right after its first commit (the run started, its timer set) and
+    wakes after another worker took the partitions, restored the run, fired the timer and
+    closed it. The zombie's own copy of the timer is overdue when it wakes; a batch firing
+    it would consume no command. It must not reach the log: the zombie drops its partitions
+    on waking (its consumer sees its session expired), and were it to commit such a
+    transaction first, that transaction carries the group's generation (the partition's
+    committed offset, committed again) for the coordinator to refuse. The run closes once."""
+    zombie = workers.start(
+        "w1", APP, task_queue=QUEUE, extra_env={"EVERFLOW_FAULT_STOP_AFTER_COMMIT": "1"}
+    )
+
+    async def main() -> str:
+        client = await asyncio.to_thread(Client, config)
+        try:
+            handle = await client.start_workflow(Nap, 3.0, id="nap", task_queue=QUEUE)
+            await asyncio.to_thread(wait_until, lambda: stopped(zombie.pid), 60, 0.1, "SIGSTOP")
+            workers.start("w2", APP, task_queue=QUEUE)
+            return await handle.result(timeout=timedelta(seconds=90))  # type: ignore[no-any-return]
+        finally:
+            client.close()
+
+    assert asyncio.run(main()) == "awake"
+    os.kill(zombie.pid, signal.SIGCONT)
+    wait_until(
+        lambda: (
+            "revoked partitions"
+            in workers.log_of(zombie).split("resumed after commit of transaction 1", 1)[-1]
+        ),
+        60,
+        0.2,
+        "the zombie learns its partitions moved",
+    )
+    time.sleep(1)
+    committed = history_runs(config)
+    assert history_problems(committed) == []
+    [(workflow_id, _)] = committed
+    assert workflow_id == "nap"
+    kinds = [type(e.attributes).__name__ for events in committed.values() for e in events]
+    assert kinds.count("TimerFired") == 1 and kinds.count("WorkflowCompleted") == 1, kinds
+    closes = read_all(config, Topics(config.topic_prefix).completions)
+    assert len(closes) == 1

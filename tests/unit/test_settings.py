@@ -71,11 +71,16 @@ def test_bad_cache_settings_name_the_variable(name: str, raw: str, message: str)
 
 
 def test_fault_hooks_are_off_by_default_and_read_from_the_environment() -> None:
-    assert FaultSettings.from_env({}) == FaultSettings(0, 0)
+    assert FaultSettings.from_env({}) == FaultSettings(0, 0, 0)
     faults = FaultSettings.from_env(
-        {"EVERFLOW_FAULT_KILL_BEFORE_COMMIT": "2", "EVERFLOW_FAULT_STOP_BEFORE_COMMIT": "3"}
+        {
+            "EVERFLOW_FAULT_KILL_BEFORE_COMMIT": "2",
+            "EVERFLOW_FAULT_STOP_BEFORE_COMMIT": "3",
+            "EVERFLOW_FAULT_STOP_AFTER_COMMIT": "4",
+        }
     )
     assert (faults.kill_before_commit, faults.stop_before_commit) == (2, 3)
+    assert faults.stop_after_commit == 4
     with pytest.raises(ConfigError, match="EVERFLOW_FAULT_KILL_BEFORE_COMMIT must be a whole"):
         FaultSettings.from_env({"EVERFLOW_FAULT_KILL_BEFORE_COMMIT": "yes"})
     with pytest.raises(ConfigError, match="EVERFLOW_FAULT_STOP_BEFORE_COMMIT"):
@@ -330,3 +335,10 @@ def test_gc_tuning_is_on_by_default_and_read_from_the_environment() -> None:
 def test_bad_gc_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         WorkerSettings.from_env(env)
+
+
+def test_eager_dispatch_is_on_by_default_and_turned_off_from_the_environment() -> None:
+    assert WorkerSettings.from_env({}).eager_activities is True
+    assert WorkerSettings.from_env({"EVERFLOW_EAGER_ACTIVITIES": "off"}).eager_activities is False
+    with pytest.raises(ConfigError, match="EVERFLOW_EAGER_ACTIVITIES must be on or off"):
+        WorkerSettings.from_env({"EVERFLOW_EAGER_ACTIVITIES": "sometimes"})

@@ -57,3 +57,9 @@ def test_the_stop_hook_fires_once_before_the_nth_commit(monkeypatch: pytest.Monk
 
 def test_the_kill_hook_fires_before_the_nth_commit(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _run(FaultSettings(kill_before_commit=1), 2, monkeypatch) == [signal.SIGKILL]
+
+
+def test_the_stop_after_hook_fires_once_after_the_nth_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _run(FaultSettings(stop_after_commit=2), 4, monkeypatch) == [signal.SIGSTOP]

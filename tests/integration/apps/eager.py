@@ -41,3 +41,13 @@ class ThreeSteps:
                 )
             )
         return done
+
+
+@workflow.defn
+class Nap:
+    """A durable timer, then a close: the batch that fires it consumes no command."""
+
+    @workflow.run
+    async def run(self, seconds: float) -> str:
+        await workflow.sleep(timedelta(seconds=seconds))
+        return "awake"
