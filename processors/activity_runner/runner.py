@@ -393,7 +393,7 @@ class ActivityRunner:
                 tracing.end_activity(span, e)
             late = lateness if eager else None
             outcome = Outcome(task.activity_type, 0.0, type(e).__name__, late)
-            self._done.put((partition, offset, outcome))
+            self._ended(partition, offset, outcome)
             return
         args = self.registry.converter.from_payloads(task.args, definition.arg_types)
         if task.report_start:
@@ -415,7 +415,7 @@ class ActivityRunner:
             if tracing is not None:
                 tracing.end_activity(span, error)
             outcome = Outcome(task.activity_type, seconds, failed, lateness if eager else None)
-            self._done.put((partition, offset, outcome))
+            self._ended(partition, offset, outcome)
 
         activated = contextlib.nullcontext if tracing is None else tracing.activated
         if definition.is_async:
@@ -487,6 +487,14 @@ class ActivityRunner:
         self._send(task, body, f"{task.idempotency_key}/{task.attempt}", eager)
         return None if isinstance(body, CompleteActivity) else body.failure.type
 
+    def _ended(self, partition: int, offset: int, outcome: Outcome) -> None:
+        """An attempt ended (on the thread that ran it). An eager one leaves the count at
+        once: the processor reads `commands` in short waits while eager attempts run."""
+        if offset < 0:
+            with self._eager_lock:
+                self._eager_running -= 1
+        self._done.put((partition, offset, outcome))
+
     def _collect_done(self) -> None:
         tally = self.tally
         while True:
@@ -494,10 +502,7 @@ class ActivityRunner:
                 _, offset, outcome = self._done.get_nowait()
             except queue.Empty:
                 break
-            if offset < 0:  # an eager attempt
-                with self._eager_lock:
-                    self._eager_running -= 1
-            else:
+            if offset >= 0:  # an eager attempt's count went down as it ended
                 self._running -= 1
             self.completed += 1
             if outcome is not None:
