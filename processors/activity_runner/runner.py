@@ -166,6 +166,19 @@ class ActivityRunner:
             return 0
         return max(0, self.settings.max_concurrent - self._running - self._eager_running)
 
+    def open_for_eager(
+        self, pool: concurrent.futures.ThreadPoolExecutor, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Where eager tasks start from now on: plain functions on `pool`, async ones on
+        `loop` (`run()` opens its own)."""
+        with self._eager_lock:
+            self._pool, self._loop = pool, loop
+
+    def close_for_eager(self) -> None:
+        """Eager tasks handed over from now on are dropped (the runner stops)."""
+        with self._eager_lock:
+            self._pool = self._loop = None
+
     def start_eager(self, tasks: list[EagerTask]) -> None:
         """Starts tasks claimed for this runner (on the processor's commit thread). Ones that
         come after the runner stopped are dropped: their attempts time out and run again."""
@@ -181,7 +194,13 @@ class ActivityRunner:
             self._eager_running += len(tasks)
         calls: list[tuple[Any, concurrent.futures.Future[Any]]] = []
         for eager in tasks:
-            self._begin(eager.task, eager.headers, -1, pool, calls)
+            task = eager.task
+            try:
+                self._begin(task, eager.headers, -1, pool, calls)
+            except Exception as e:  # it cannot even start (its arguments, say): it fails
+                log.exception("eager activity task could not start: %s", task.activity_type)
+                self._report(task, error=e, eager=True)
+                self._ended(task.partition, -1, Outcome(task.activity_type, 0.0, type(e).__name__))
         if calls:
             loop.call_soon_threadsafe(_spawn, loop, calls)
 
@@ -195,7 +214,7 @@ class ActivityRunner:
         pool = concurrent.futures.ThreadPoolExecutor(
             self.settings.threads, thread_name_prefix="activity"
         )
-        self._pool, self._loop = pool, loop
+        self.open_for_eager(pool, loop)
         self.producer = kafka.producer(self.config, **{"linger.ms": 0})
         self.consumer = kafka.consumer(
             self.config,
@@ -247,8 +266,7 @@ class ActivityRunner:
             self._commit_done()
         finally:
             self._accepting = False
-            with self._eager_lock:
-                self._pool = self._loop = None  # eager tasks handed over from now on drop
+            self.close_for_eager()
             self.producer.flush(10)
             self.consumer.close()
             self._cancels.close()

@@ -170,3 +170,62 @@ def test_a_batch_that_only_touched_runs_writes_nothing_and_one_with_output_does(
     ):
         assert Batch({}, fx={2: fx}).writes()
     assert Batch({}, dead=[(None, "bad")]).writes()  # type: ignore[list-item]
+
+
+def test_the_runner_starts_claimed_tasks_reports_in_process_and_fails_one_that_cannot_start() -> (
+    None
+):
+    """An eager task whose arguments do not decode fails at once (the slot is freed, the
+    failure reported); the others run and report, in process and with a copy for
+    `commands`."""
+    import asyncio
+    import concurrent.futures
+    import dataclasses
+    import threading
+    import time
+
+    from processors.activity_runner.runner import ActivityRunner, RunnerConfig
+    from processors.workflow_code.registry import Registry
+    from streams import activity
+    from streams.kafka.config import KafkaConfig
+    from streams.payload import DataConverter, Payload
+    from streams.wire.commands import FailActivity
+
+    @activity.defn(name="charge")
+    def charge(amount: int) -> str:
+        return f"charged {amount}"
+
+    converter = DataConverter()
+    runner = ActivityRunner(
+        KafkaConfig(bootstrap="127.0.0.1:1"), Registry([], [charge]), RunnerConfig("payments")
+    )
+    copies = _Producer()
+    runner.producer = copies  # type: ignore[assignment]
+    reports = EagerReports(lambda p: True)
+    runner.eager_reports = reports
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    runner.open_for_eager(pool, loop)
+    good = dataclasses.replace(task(1), args=converter.to_payloads([5]))
+    bad = dataclasses.replace(task(2), args=[Payload(b"{not json")])
+    try:
+        runner.start_eager([EagerTask(good, None), EagerTask(bad, None)])
+        got: list[Report] = []
+        deadline = time.monotonic() + 10
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += reports.take()
+            time.sleep(0.01)
+    finally:
+        runner.close_for_eager()
+        pool.shutdown()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+    by_id = {r.body.activity_id: r.body for r in got}  # type: ignore[union-attr]
+    assert isinstance(by_id[1], CompleteActivity)
+    assert converter.from_payload(by_id[1].result) == "charged 5"
+    assert isinstance(by_id[2], FailActivity)
+    assert runner.eager_running == 0
+    assert [topic for topic, _ in copies.records] == ["everflow.commands"] * 2
