@@ -57,7 +57,6 @@ class Report:
     partition: int
     workflow_id: str
     body: CommandBody  # StartActivity, CompleteActivity or FailActivity
-    command_id: str  # the ID its copy in `commands` carries
 
 
 class EagerRunner(Protocol):

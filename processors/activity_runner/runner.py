@@ -357,7 +357,7 @@ class ActivityRunner:
             # the processor records it in its next batch; the copy sent below keeps it
             # durable (a processor that dies before committing it reads it after a restore),
             # and is dropped as a duplicate when it arrives after the in-process one
-            reports.offer(Report(task.partition, task.workflow_id, body, command_id))
+            reports.offer(Report(task.partition, task.workflow_id, body))
         command = Command(command_id, task.workflow_id, int(time.time() * 1000), body)
         self.producer.produce(
             self.topics.commands,

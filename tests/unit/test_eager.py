@@ -148,7 +148,7 @@ def test_reports_go_to_the_processor_only_for_partitions_it_owns_and_until_it_cl
     owned = {2}
     reports = EagerReports(lambda p: p in owned)
     body = CompleteActivity("r-1", 1, 1, None)  # type: ignore[arg-type]
-    mine, moved = Report(2, "wf-1", body, "k/1"), Report(3, "wf-2", body, "k/2")
+    mine, moved = Report(2, "wf-1", body), Report(3, "wf-2", body)
     assert reports.offer(mine) is True
     assert reports.offer(moved) is False  # the runner sends it through `commands`
     assert reports.take() == [mine] and reports.take() == []
