@@ -9,8 +9,8 @@ import argparse
 import asyncio
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from types import FrameType
 from typing import TypeAlias
 
@@ -154,8 +154,11 @@ def on_run(
     return 0
 
 
-def wait_for_signal(alive: Callable[[], bool]) -> bool:
-    """Block until SIGINT or SIGTERM (True) or until `alive()` turns false (False)."""
+@contextmanager
+def caught_signals() -> Iterator[threading.Event]:
+    """SIGINT and SIGTERM set the event yielded instead of stopping the process (the previous
+    handlers come back after). Enter it before telling anyone the process is ready, so a
+    signal sent at once is not lost."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -163,10 +166,19 @@ def wait_for_signal(alive: Callable[[], bool]) -> bool:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop.wait(0.5):
-            if not alive():
-                return False
-        return True
+        yield stop
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def wait_for_signal(alive: Callable[[], bool], stop: threading.Event | None = None) -> bool:
+    """Block until SIGINT or SIGTERM (True) or until `alive()` turns false (False); `stop`
+    is the event of a `caught_signals()` already entered."""
+    if stop is None:
+        with caught_signals() as caught:
+            return wait_for_signal(alive, caught)
+    while not stop.wait(0.5):
+        if not alive():
+            return False
+    return True

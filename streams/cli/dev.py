@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from streams import kafka as kafka_io
-from streams.cli.common import SubParsers, add_group, add_subparser, wait_for_signal
+from streams.cli.common import (
+    SubParsers,
+    add_group,
+    add_subparser,
+    caught_signals,
+    wait_for_signal,
+)
 from streams.dev.broker import KAFKA_VERSION, LocalKafka, ensure_kafka_libs
 from streams.dev.cluster import NODES, LocalCluster
 from streams.kafka.config import KafkaConfig
@@ -97,10 +103,10 @@ def dev_broker(args: argparse.Namespace) -> int:
             f"  started in {started_s:.1f} s; Ctrl-C to stop",
             flush=True,
         )
-        with _beside(kafka.bootstrap, args) as beside:
+        with caught_signals() as stop, _beside(kafka.bootstrap, args) as beside:
             for line in beside:
                 print(line, flush=True)
-            if not wait_for_signal(alive=lambda: kafka.pid is not None):
+            if not wait_for_signal(alive=lambda: kafka.pid is not None, stop=stop):
                 print(f"everflow: the broker exited; see {kafka.log_path}", file=sys.stderr)
                 return 1
             print("stopping…", flush=True)
