@@ -67,3 +67,17 @@ def postgres_dsn(postgres_server: str) -> str:
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')  # a name made here, not user input
     return postgres_server.rsplit("/", 1)[0] + "/" + name
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Prints the bad-input table (tests/bad_inputs) when any of its tests ran, and writes it
+    to tests/reports/bad-inputs.md."""
+    from tests.bad_inputs.table import REPORT, ROWS, render
+
+    if not ROWS:
+        return
+    text = render(ROWS)
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(text)
+    terminalreporter.section(f"bad input: {len(ROWS)} kinds")
+    terminalreporter.write(text)
