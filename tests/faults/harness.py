@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streams.dev.cluster import NODES, LocalCluster
@@ -55,17 +56,56 @@ class Timeline:
         self.events.append((time.time(), kind, what))
         log.warning("fault timeline: %s %s", kind, what)
 
-    def recoveries(self, closed_at: list[float]) -> list[float]:
-        """For each event: seconds from it until the first run closed after it (none closed
-        after it: until the last close seen). The disruption a fault causes shows as a long
-        wait after its inject or heal."""
-        closes = sorted(closed_at)
+    def recoveries(self, progress: dict[int, list[float]], busy: float = 5.0) -> list[float]:
+        """For each event, how long the slowest busy partition made no progress after it:
+        the longest wait from the event to a partition's next history record, over the
+        partitions that wrote history in the `busy` seconds before the fault began (the
+        latest inject at or before the event: a partition stalled by a cut is busy in this
+        sense when the cut heals). `progress` holds each partition's record times (see
+        `history_progress`). An event that stalls nothing scores the usual gap between
+        records, milliseconds."""
         out = []
-        for t, _, _ in self.events:
-            after = [c for c in closes if c >= t]
-            if after:
-                out.append(after[0] - t)
+        began = None
+        for t, kind, _ in self.events:
+            if kind == "inject" or began is None:
+                began = t
+            waits = []
+            for times in progress.values():
+                if not any(began - busy <= x < began for x in times):
+                    continue  # idle then: a late record says nothing about the fault
+                after = [x for x in times if x >= t]
+                if after:
+                    waits.append(after[0] - t)
+            if waits:
+                out.append(max(waits))
         return out
+
+
+def history_progress(bootstrap: str, topic: str) -> dict[int, list[float]]:
+    """The times (wall clock, s) of every committed record of `topic`, by partition."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"progress-{os.getpid()}",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        pending, out = set(partitions), {p: [] for p in partitions}
+        deadline = time.monotonic() + 120
+        while pending and time.monotonic() < deadline:
+            for msg in consumer.consume(5000, 0.5):
+                if msg.error() is not None:
+                    pending.discard(msg.partition())
+                    continue
+                out[msg.partition()].append(msg.timestamp()[1] / 1000)
+        return out
+    finally:
+        consumer.close()
 
 
 class FaultLab:
