@@ -53,7 +53,7 @@ from fastavro.schema import fingerprint, load_schema, parse_schema, to_parsing_c
 
 from streams.kafka.config import KafkaConfig
 from tests.faults.driver import read_ops
-from tests.faults.workload import read_lines
+from tests.faults.workload import LEDGER_ENV, read_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
@@ -302,6 +302,10 @@ class Ledgers:
 
     bank: Path
     attempts: Path
+
+    def env(self) -> dict[str, str]:
+        """The environment variables that point a workload worker at these ledgers."""
+        return {"EVERFLOW_BANK_LEDGER": str(self.bank), LEDGER_ENV: str(self.attempts)}
 
 
 @dataclass

@@ -47,7 +47,7 @@ KINDS = ("transfer", "transfer", "transfer", "transfer", "saga", "saga")
 KINDS += ("timer", "timer", "signals", "signals")
 SENDERS = ("a", "b")
 # errors after which a start or a signal may or may not have taken effect
-INDETERMINATE = (EverflowError, KafkaException, TimeoutError, OSError)
+INDETERMINATE = (EverflowError, KafkaException, BufferError, TimeoutError, OSError)
 
 
 @dataclass(frozen=True, slots=True)

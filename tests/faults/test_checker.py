@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from confluent_kafka import Producer
 
@@ -35,11 +36,24 @@ from tests.faults.checker import (
     render,
 )
 from tests.faults.driver import Driver, read_ops
-from tests.faults.workload import LEDGER_ENV, QUEUE, append_line, read_lines
+from tests.faults.workload import QUEUE, append_line, read_lines
+from tests.helpers import wait_until
 from tests.integration.workers import ROOT, WorkerProcesses
 
 pytestmark = pytest.mark.integration
 RUNS = 200
+
+
+def worker_env(config: KafkaConfig, ledgers: Ledgers) -> dict[str, str]:
+    return {
+        **os.environ,
+        **ledgers.env(),
+        "EVERFLOW_BOOTSTRAP": config.bootstrap,
+        "EVERFLOW_TOPIC_PREFIX": config.topic_prefix,
+        "EVERFLOW_PARTITIONS": str(config.partitions),
+        "EVERFLOW_BANK_STEP_TIMEOUT": "5",
+        "PYTHONPATH": str(ROOT),
+    }
 
 
 @dataclass
@@ -57,16 +71,7 @@ def workload(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
     config = KafkaConfig(bootstrap=kafka_bootstrap, topic_prefix=prefix, partitions=4)
     ensure_topics(kafka.admin(config), topic_specs(config, [QUEUE]))
     ledgers = Ledgers(bank=tmp / "bank.jsonl", attempts=tmp / "attempts.jsonl")
-    env = {
-        "EVERFLOW_BOOTSTRAP": kafka_bootstrap,
-        "EVERFLOW_TOPIC_PREFIX": prefix,
-        "EVERFLOW_PARTITIONS": "4",
-        "EVERFLOW_BANK_LEDGER": str(ledgers.bank),
-        LEDGER_ENV: str(ledgers.attempts),
-        "EVERFLOW_BANK_STEP_TIMEOUT": "5",
-        "PYTHONPATH": str(ROOT),
-    }
-    procs = WorkerProcesses({**os.environ, **env}, tmp)
+    procs = WorkerProcesses(worker_env(config, ledgers), tmp)
     ops = tmp / "ops.jsonl"
     try:
         for i in range(2):
@@ -169,6 +174,12 @@ def planted(workload: Workload) -> tuple[Report, dict[str, str]]:
     p.append(wid, "ActivityCompleted")
     p.planted["I3"] = wid
 
+    # I3 again: an outcome in history that no execution in the attempts ledger produced
+    wid = p.run_of("transfer", 5)
+    kept = [a for a in read_lines(workload.ledgers.attempts) if a["workflow_id"] != wid]
+    workload.ledgers.attempts.write_bytes(b"".join(orjson.dumps(a) + b"\n" for a in kept))
+    p.planted["I3 ledger"] = wid
+
     # I4: an acknowledged signal delivered a second time
     wid = p.run_of("signals", 0)
     p.append(wid, "SignalReceived")
@@ -222,18 +233,21 @@ def planted(workload: Workload) -> tuple[Report, dict[str, str]]:
     return check(workload.config, workload.ops, workload.ledgers, fault="planted"), p.planted
 
 
-@pytest.mark.parametrize("invariant", INVARIANTS)
+@pytest.mark.parametrize("plant", [*INVARIANTS, "I3 ledger"])
 def test_planted_violation_is_reported_by_its_invariant_only(
-    planted: tuple[Report, dict[str, str]], invariant: str
+    planted: tuple[Report, dict[str, str]], plant: str
 ) -> None:
     report, plants = planted
-    wid = plants[invariant]
+    invariant, wid = plant[:2], plants[plant]
     assert report.violations[invariant], report.details()
     others = [i for i in INVARIANTS if any(names(v, wid) for v in report.violations[i])]
     assert others == [invariant], report.details()
-    # every violation of this invariant is the plant's (a line about a total names no run)
+    # every violation of this invariant is one of its plants' (a total names no run)
+    ours = [w for k, w in plants.items() if k[:2] == invariant]
     strays = [
-        v for v in report.violations[invariant] if not names(v, wid) and not v.startswith("sum ")
+        v
+        for v in report.violations[invariant]
+        if not any(names(v, w) for w in ours) and not v.startswith("sum ")
     ]
     assert strays == [], report.details()
 
@@ -241,6 +255,49 @@ def test_planted_violation_is_reported_by_its_invariant_only(
 def names(violation: str, workflow_id: str) -> bool:
     """Whether a violation is about this workflow ID (not one it is a prefix of)."""
     return re.search(rf"(^|\s){re.escape(workflow_id)}[/:]", violation) is not None
+
+
+def test_driver_retries_starts_through_an_outage_and_the_checker_accepts_them(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    # no worker answers at first: every start times out (indeterminate) and is retried,
+    # and the commands of the timed-out attempts still wait on the topic
+    config = KafkaConfig(bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, partitions=4)
+    ensure_topics(kafka.admin(config), topic_specs(config, [QUEUE]))
+    ledgers = Ledgers(bank=tmp_path / "bank.jsonl", attempts=tmp_path / "attempts.jsonl")
+    ops = tmp_path / "ops.jsonl"
+    driver = Driver(
+        config,
+        ops,
+        timer_seconds=(1.0, 2.0),
+        signal_count=(2, 3),
+        request_timeout=timedelta(seconds=1),
+    )
+    thread = threading.Thread(
+        target=driver.run, kwargs={"n_runs": 10, "deadline": timedelta(seconds=60)}
+    )
+    procs = WorkerProcesses(worker_env(config, ledgers), tmp_path)
+    thread.start()
+    try:
+        wait_until(
+            lambda: sum(o["type"] == "info" for o in read_ops(ops)) >= 10,
+            timeout=30,
+            message="no start timed out",
+        )
+        procs.start("faults-late", "tests.faults.workload", task_queue=QUEUE)
+        thread.join(90)
+    finally:
+        driver.stop()
+        thread.join(30)
+        procs.stop_all()
+    assert len(driver.closes) == 10, procs.logs()[-3000:]
+    log = read_ops(ops)
+    retried = {o["workflow_id"] for o in log if o["f"] == "start" and o["type"] == "info"}
+    acked = {o["workflow_id"] for o in log if o["f"] == "start" and o["type"] == "ok"}
+    assert retried & acked  # the same runs: timed out first, acknowledged on a retry
+    report = check(config, ops, ledgers, fault="late worker")
+    assert report.ok, report.details()
+    assert report.closed == 10
 
 
 def test_render_prints_a_row_per_fault(planted: tuple[Report, dict[str, str]]) -> None:
