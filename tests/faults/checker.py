@@ -24,7 +24,8 @@ workload's ledgers (`tests.faults.workload`) it checks:
   left out, so that one fault is reported once);
 - I8 nothing of an aborted transaction is visible: every committed completion and activity
   task has its cause in committed history (a cause only in records that `read_uncommitted`
-  shows is an aborted read), and every request on `commands` was answered or dead-lettered.
+  shows is an aborted read); every record on `commands` was consumed (the processors' group
+  committed past it) and every request among them answered, or it was dead-lettered.
 
 `check(...)` returns a `Report`; `render(reports)` prints one Markdown table row per fault.
 """
@@ -47,7 +48,13 @@ from typing import Any
 
 import fastavro
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 from fastavro.schema import fingerprint, load_schema, parse_schema, to_parsing_canonical_form
 
@@ -208,6 +215,15 @@ def list_topics(config: KafkaConfig) -> list[str]:
     return sorted(admin.list_topics(timeout=30).topics)
 
 
+def committed_offsets(config: KafkaConfig, group: str, topic: str) -> dict[int, int]:
+    """The offsets `group` committed on `topic`, by partition (absent: none committed)."""
+    admin = AdminClient(config.client_settings())
+    partitions = admin.list_topics(topic, timeout=30).topics[topic].partitions
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
+    result = admin.list_consumer_group_offsets([request], request_timeout=30)[group].result(30)
+    return {tp.partition: tp.offset for tp in result.topic_partitions if tp.offset >= 0}
+
+
 @dataclass
 class Event:
     """One history event, flattened: its attributes' record name and fields."""
@@ -319,6 +335,7 @@ class _Data:
     commands: list[tuple[Record, dict[str, Any]]]
     replies: list[dict[str, Any]]
     dead_letter_sources: set[str]
+    consumed: dict[int, int]  # commands partition -> the processors' committed offset
     bank: list[dict[str, Any]]
     attempts: list[dict[str, Any]]
     runs: dict[tuple[str, str], list[Event]] = field(default_factory=dict)
@@ -397,6 +414,7 @@ def _read(config: KafkaConfig, ops_log: Path, ledgers: Ledgers) -> _Data:
         if k == "everflow.source"
     }
     data = _Data(
+        consumed=committed_offsets(config, f"{prefix}workflow-processor", f"{prefix}commands"),
         ops=read_ops(ops_log),
         history=_events(schemas, history),
         aborted_history=_events(schemas, aborted),
@@ -703,6 +721,11 @@ def check_aborted(data: _Data) -> list[str]:
         source = f"{r.topic}/{r.partition}/{r.offset}"
         if source in data.dead_letter_sources:
             continue
+        if r.offset >= data.consumed.get(r.partition, 0):
+            out.append(
+                f"{c.get('workflow_id', '?')}: command at {source} never consumed by the "
+                f"workflow processors (their offset: {data.consumed.get(r.partition)})"
+            )
         if not c:
             out.append(f"{source}: an undecodable command neither processed nor dead-lettered")
             continue

@@ -229,11 +229,25 @@ def planted(workload: Workload) -> tuple[Report, dict[str, str]]:
     p.producer.produce(p.completions_topic, raw, aborted.encode(), partition=record.partition)
     p.planted["I8"] = aborted
 
+    # I8 again: a request the processors never consumed nor answered (sent after they stopped)
+    unconsumed = "planted-unconsumed"
+    record, command = next(
+        (r, c)
+        for r in read_topic(workload.config, f"{workload.config.topic_prefix}commands")
+        for c in [p.schemas.decode("Command", r.value)]
+        if c["body"][0].endswith(".StartWorkflow")
+    )
+    raw = p.schemas.encode(
+        "Command", {**command, "command_id": uuid.uuid4().hex, "workflow_id": unconsumed}
+    )
+    p.producer.produce(record.topic, raw, unconsumed.encode(), partition=record.partition)
+    p.planted["I8 unconsumed"] = unconsumed
+
     p.flush()
     return check(workload.config, workload.ops, workload.ledgers, fault="planted"), p.planted
 
 
-@pytest.mark.parametrize("plant", [*INVARIANTS, "I3 ledger"])
+@pytest.mark.parametrize("plant", [*INVARIANTS, "I3 ledger", "I8 unconsumed"])
 def test_planted_violation_is_reported_by_its_invariant_only(
     planted: tuple[Report, dict[str, str]], plant: str
 ) -> None:
