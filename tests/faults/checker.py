@@ -110,7 +110,7 @@ class Schemas:
         buf = io.BytesIO(raw)
         buf.seek(_HEADER.size)
         reader = self.current[name]
-        record: dict[str, Any] = fastavro.schemaless_reader(
+        record: Any = fastavro.schemaless_reader(
             buf,
             writer,
             None if reader is writer else reader,
@@ -119,6 +119,8 @@ class Schemas:
         )
         if buf.tell() != len(raw):
             raise ValueError(f"{len(raw) - buf.tell()} trailing bytes after a {name}")
+        if not isinstance(record, dict):
+            raise ValueError(f"a {name} that is not a record")
         return record
 
     def encode(self, name: str, record: dict[str, Any]) -> bytes:
@@ -191,9 +193,12 @@ def read_topic(
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
                         raise RuntimeError(f"reading {topic}: {err.str()}")
-                    pending.discard(msg.partition())
+                    pending.discard(msg.partition() or 0)
                     continue
-                headers = tuple((k, v or b"") for k, v in (msg.headers() or []))
+                pairs: Any = msg.headers() or []
+                headers = tuple(
+                    (k, v.encode() if isinstance(v, str) else v or b"") for k, v in pairs
+                )
                 out.append(
                     Record(
                         topic,
@@ -586,7 +591,7 @@ def check_signals(data: _Data) -> tuple[list[str], set[tuple[str, str]]]:
         last: dict[str, int] = {}
         for d in delivered:
             key = orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
-            if key not in sent:
+            if key not in sent or not isinstance(d, dict):
                 out.append(f"{wid}: delivered signal {key.decode()} was never sent")
                 continue
             sender, seq = d["sender"], d["seq"]

@@ -43,8 +43,8 @@ from streams.errors import (
 from streams.kafka.config import KafkaConfig
 from tests.faults.workload import QUEUE, SignalRun, TimerRun
 
-KINDS = ("transfer", "transfer", "transfer", "transfer", "saga", "saga")
-KINDS += ("timer", "timer", "signals", "signals")
+# ten runs: four transfers, two sagas, two timer runs, two signal runs
+KINDS = ("transfer",) * 4 + ("saga",) * 2 + ("timer",) * 2 + ("signals",) * 2
 SENDERS = ("a", "b")
 # errors after which a start or a signal may or may not have taken effect
 INDETERMINATE = (EverflowError, KafkaException, BufferError, TimeoutError, OSError)
