@@ -356,7 +356,14 @@ def check(
     replay: bool = True,
     workflows: str = "tests.faults.workload",
 ) -> Report:
-    """Reads everything the workload left and checks I1..I8 over it."""
+    """Reads everything the workload left and checks I1..I8 over it.
+
+    Call it after the heal-and-drain phase: the driver has returned, and the workers have
+    stopped or sit idle (a transaction still open is read as aborted, and a command they
+    have not consumed yet is an I8 violation). `ops_log` is the driver's log, `ledgers` the
+    workers' files; `recovery` (seconds) is only carried to the table; `replay=False` skips
+    I7; `workflows` is the module `everflow replay` loads.
+    """
     data = _read(config, ops_log, ledgers)
     started = {o["workflow_id"] for o in data.ops if o["f"] == "start"}
     report = Report(
