@@ -192,6 +192,14 @@ class FaultLab:
         self._worker_logs[name] = path
         return proc
 
+    def wait_ready(self, name: str, timeout: float = 90) -> None:
+        """Waits until worker `name` says it runs; raises with its log if it exits first."""
+        deadline = time.monotonic() + timeout
+        while " running task queue " not in self.worker_log(name):
+            if self.workers[name].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker {name} did not start:\n{self.worker_log(name)[-4000:]}")
+            time.sleep(0.2)
+
     def stop_worker(self, name: str) -> None:
         proc = self.workers.pop(name, None)
         if proc is None or proc.poll() is not None:
