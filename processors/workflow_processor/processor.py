@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
-from confluent_kafka import KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, Producer, TopicPartition
 
 from processors.eager import EagerReports, EagerRunner, Report
 from processors.run.commands import (
@@ -680,8 +680,12 @@ class WorkflowProcessor:
         self._deferred_offsets.clear()  # what they covered is read again
         owned = [TopicPartition(self.topics.commands, p) for p in sorted(self.partitions)]
         for tp in self.consumer.committed(owned, 30):
-            if tp.offset >= 0:
-                try:
-                    self.consumer.seek(tp)
-                except KafkaException as e:  # not fetching yet: it starts there anyway
-                    log.debug("seek %s: %s", tp, e)
+            if tp.offset < 0:
+                # nothing committed yet: back to where the group starts reading a partition
+                # (auto.offset.reset=earliest); staying put would skip the commands of the
+                # failed transaction, which nobody would ever read again
+                tp.offset = OFFSET_BEGINNING
+            try:
+                self.consumer.seek(tp)
+            except KafkaException as e:  # not fetching yet: it starts there anyway
+                log.debug("seek %s: %s", tp, e)
