@@ -70,10 +70,6 @@ DEFERRED_OFFSETS_MAX_AGE = 0.1
 # timers with a record on the timers topic; the others are derived from run state
 PERSISTED_TIMERS = (TimerKind.USER_TIMER, TimerKind.ACTIVITY_RETRY)
 
-# producers re-created one after the other without a transaction committing in between: past
-# this, the fault is not the producer's, and the processor stops instead of looping
-MAX_RECREATIONS_IN_A_ROW = 3
-
 
 @dataclass(frozen=True, slots=True)
 class ProcessorConfig:
@@ -135,7 +131,6 @@ class WorkflowProcessor:
         # checks its generation and a zombie's transaction fails (see `_fencing_offsets`)
         self._committed_offsets: dict[int, int] = {}
         self.transactional_id = f"{config.topic_prefix}wp-{settings.instance_id}"
-        self._recreations_in_a_row = 0
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -560,7 +555,6 @@ class WorkflowProcessor:
             return False
         if after is None:
             return True
-        self._recreations_in_a_row = 0
         self.stats.transactions = self.transactions.committed
         self.tally.committed(after.tally, self.transactions.last_commit_seconds)
         for partition, timer in after.timers:
@@ -629,14 +623,6 @@ class WorkflowProcessor:
     def _recreate_producer(self, failed: TransactionFailed) -> None:
         """Replaces the transactional producer (same transactional.id, a bumped epoch) in
         every place that holds it; never retries the commit (see `transactions`)."""
-        self._recreations_in_a_row += 1
-        if self._recreations_in_a_row > MAX_RECREATIONS_IN_A_ROW:
-            log.error(
-                "transactional producer re-created %d times without a commit, stopping: %s",
-                MAX_RECREATIONS_IN_A_ROW,
-                failed,
-            )
-            raise failed.cause
         if failed.failure is not Failure.UNKNOWN:
             what = "producer failed"
         else:
@@ -650,7 +636,7 @@ class WorkflowProcessor:
             failed.error.str(),
         )
         try:
-            self.producer = self.transactions.recreate()
+            self.producer = self.transactions.recreate(failed)
         except TransactionFailed as e:  # fenced: a newer producer holds the ID
             log.error("fatal transaction error, stopping: %s", e)
             raise e.cause from e

@@ -52,6 +52,9 @@ ABORT_TIMEOUT = 60.0  # seconds to abort a transaction that failed (nothing of i
 UNKNOWN_ABORT_TIMEOUT = 10.0  # seconds to try to abort one whose outcome is unknown
 INIT_TIMEOUT = 60.0  # seconds for one init_transactions
 INIT_TRIES = 3  # init_transactions calls, when it timed out or may be retried
+# producers re-created one after the other without a transaction committing in between: past
+# this, the fault is not the producer's, and the processor stops instead of looping
+MAX_RECREATIONS_IN_A_ROW = 3
 
 # the transactional.id has a newer producer (another process with this instance ID, or the
 # coordinator bumped the epoch when it timed the transaction out): this one must stop
@@ -171,6 +174,7 @@ class Transactions(Generic[After]):
         self.committed = 0
         self.ended = 0  # transactions handed off to end, failed ones too
         self.recreations = 0  # producers replaced by `recreate`
+        self._recreations_in_a_row = 0  # since the last commit
         self.last_commit_seconds = 0.0  # how long the last settled transaction took to commit
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="commit")
         self._in_flight: tuple[concurrent.futures.Future[float], After] | None = None
@@ -212,6 +216,7 @@ class Transactions(Generic[After]):
         finally:
             self.timing.settle += time.perf_counter() - waited
         self.committed += 1
+        self._recreations_in_a_row = 0
         self.producer.poll(0)
         while self._deliveries:
             callback, err, msg = self._deliveries.popleft()
@@ -227,7 +232,7 @@ class Transactions(Generic[After]):
         except KafkaException as e:
             raise TransactionFailed(Call.ABORT, e) from e
 
-    def recreate(self) -> Producer:
+    def recreate(self, failed: TransactionFailed) -> Producer:
         """Replaces the producer after a failure that left the transaction's outcome (or the
         producer) unknown: aborts the transaction if the producer still allows it (bounded
         by UNKNOWN_ABORT_TIMEOUT), purges what the old producer still holds without flushing
@@ -235,10 +240,18 @@ class Transactions(Generic[After]):
         init_transactions() bumps the epoch, fencing anything of the old one still in flight.
         Returns the new producer: the caller hands it to whatever else held the old one, and
         restores its state from Kafka (which tells whether the commit landed). Raises
-        TransactionFailed when the abort finds the producer fenced, KafkaException when the
-        new producer cannot be initialised."""
+        TransactionFailed when the abort finds the producer fenced; KafkaException when the
+        new producer cannot be initialised, or `failed`'s own when MAX_RECREATIONS_IN_A_ROW
+        producers were re-created with no commit since (the fault is not the producer's)."""
         assert self._in_flight is None, "settle() the transaction in flight first"
         assert self._new_producer is not None, "no producer factory to re-create with"
+        if self._recreations_in_a_row >= MAX_RECREATIONS_IN_A_ROW:
+            log.error(
+                "transactional producer re-created %d times without a commit, stopping: %s",
+                self._recreations_in_a_row,
+                failed,
+            )
+            raise failed.cause
         try:
             self.abort(UNKNOWN_ABORT_TIMEOUT)
         except TransactionFailed as e:
@@ -249,6 +262,7 @@ class Transactions(Generic[After]):
         self._deliveries.clear()
         self.producer = self._new_producer()
         self.recreations += 1
+        self._recreations_in_a_row += 1
         return self.producer
 
     def close(self) -> None:
