@@ -85,6 +85,7 @@ class Output:
         tracing: bool = False,
         eager: EagerRunner | None = None,
     ) -> None:
+        self._defer = defer
         self.producer = _Patient(producer, defer)
         self.topics = topics
         self.wire = wire
@@ -96,6 +97,10 @@ class Output:
         self.eager = eager
         self._room = 0  # slots of the eager runner this transaction may still claim
         self._claimed: list[EagerTask] = []
+
+    def use(self, producer: Producer) -> None:
+        """Produces with `producer` from now on (the processor re-created its producer)."""
+        self.producer = _Patient(producer, self._defer)
 
     def produce(
         self, batch: Batch, owned: dict[int, PartitionRuns], now_ms: int, retention_ms: int

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, Producer, TopicPartition
 
 from processors.eager import EagerReports, EagerRunner, Report
 from processors.run.commands import (
@@ -40,7 +40,13 @@ from processors.workflow_processor.run_cache import PartitionRuns
 from processors.workflow_processor.stats import Counters, ProcessorTally, Timing
 from processors.workflow_processor.status import StatusReporter
 from processors.workflow_processor.timer_heap import TimerHeap
-from processors.workflow_processor.transactions import Transactions
+from processors.workflow_processor.transactions import (
+    Call,
+    Failure,
+    TransactionFailed,
+    Transactions,
+    init_transactions,
+)
 from streams import kafka
 from streams.errors import PayloadDecodeError
 from streams.kafka.config import KafkaConfig
@@ -124,21 +130,14 @@ class WorkflowProcessor:
         # transaction that consumed nothing commits it again, so that the group coordinator
         # checks its generation and a zombie's transaction fails (see `_fencing_offsets`)
         self._committed_offsets: dict[int, int] = {}
+        self.transactional_id = f"{config.topic_prefix}wp-{settings.instance_id}"
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Processes until `stop` is set; raises on fatal Kafka errors (restart the process)."""
-        self.producer = kafka.transactional_producer(
-            self.config,
-            f"{self.config.topic_prefix}wp-{self.settings.instance_id}",
-            **{
-                "transaction.timeout.ms": self.settings.transaction_timeout_ms,
-                "message.timeout.ms": self.settings.transaction_timeout_ms - 1000,
-            },
-        )
-        self.producer.init_transactions(60)
+        self.producer = self._new_producer()
         self.transactions: Transactions[AfterCommit] = Transactions(
-            self.producer, self.timing, self.settings.faults, self._committed
+            self.producer, self.timing, self.settings.faults, self._committed, self._new_producer
         )
         self.output = Output(
             self.producer,
@@ -199,6 +198,20 @@ class WorkflowProcessor:
             self.partitions.clear()
             self.status.report(self.partitions, self.stats, {}, force=True)
             self._status_producer.flush(5)
+
+    def _new_producer(self) -> Producer:
+        """A transactional producer with this processor's transactional.id, initialised
+        (which fences any earlier one with the same ID: see `transactions`)."""
+        producer = kafka.transactional_producer(
+            self.config,
+            self.transactional_id,
+            **{
+                "transaction.timeout.ms": self.settings.transaction_timeout_ms,
+                "message.timeout.ms": self.settings.transaction_timeout_ms - 1000,
+            },
+        )
+        init_transactions(producer, self.transactional_id)
+        return producer
 
     def _on_assign(self, consumer: object, partitions: list[TopicPartition]) -> None:
         ids = [tp.partition for tp in partitions]
@@ -523,7 +536,7 @@ class WorkflowProcessor:
             offsets = [TopicPartition(self.topics.commands, p, o) for p, o in consumed.items()]
             metadata = self.consumer.consumer_group_metadata() if offsets else None
         except KafkaException as e:
-            self._recover(e)
+            self._recover(TransactionFailed(Call.PRODUCE, e))
             return
         # runs of this batch are dirty now, so eviction keeps them until it is checkpointed
         for state in self.partitions.values():
@@ -537,7 +550,7 @@ class WorkflowProcessor:
         False when it failed (and the owned partitions were restored)."""
         try:
             after = self.transactions.settle()
-        except KafkaException as e:
+        except TransactionFailed as e:
             self._recover(e)
             return False
         if after is None:
@@ -583,17 +596,52 @@ class WorkflowProcessor:
             self._task_topics.add(topic)
         return topic
 
-    def _recover(self, error: KafkaException) -> None:
-        """An aborted transaction: drop in-memory state, restore it, rewind the input."""
-        err: KafkaError = error.args[0]
-        if err.fatal() or (not err.txn_requires_abort() and not err.retriable()):
-            log.error("fatal transaction error, stopping: %s", err.str())
-            raise error
-        log.warning("transaction aborted, restoring owned partitions: %s", err.str())
-        self.tally.transactions.add("aborted")
-        self.transactions.abort()
+    def _recover(self, failed: TransactionFailed) -> None:
+        """A failed transaction: see that nothing of it can still commit (abort it, or, when
+        its outcome is unknown or the producer unusable, re-create the producer), then drop
+        in-memory state, restore it from Kafka and rewind the input. Raises the Kafka error
+        when the producer was fenced or the error is not a transaction's."""
+        if failed.failure in (Failure.FENCED, Failure.UNEXPECTED):
+            log.error("fatal transaction error, stopping: %s", failed)
+            raise failed.cause
+        if failed.failure in (Failure.RETRIABLE, Failure.ABORTABLE):
+            log.warning("transaction aborted, restoring owned partitions: %s", failed.error.str())
+            self.tally.transactions.add("aborted")
+            try:
+                self.transactions.abort()
+            except TransactionFailed as e:
+                if e.failure is Failure.FENCED:
+                    log.error("fatal transaction error, stopping: %s", e)
+                    raise e.cause from e
+                self._recreate_producer(e)
+        else:
+            self.tally.transactions.add(failed.failure.value)
+            self._recreate_producer(failed)
         self._restore(sorted(self.partitions))
         self._rewind()
+
+    def _recreate_producer(self, failed: TransactionFailed) -> None:
+        """Replaces the transactional producer (same transactional.id, a bumped epoch) in
+        every place that holds it; never retries the commit (see `transactions`)."""
+        if failed.failure is not Failure.UNKNOWN:
+            what = "producer failed"
+        else:
+            what = "commit outcome unknown" if failed.call is Call.COMMIT else "outcome unknown"
+        log.warning(
+            "%s after %s: aborting, re-creating the transactional producer %s (epoch bump "
+            "fences the old one): %s",
+            what,
+            failed.call.value,
+            self.transactional_id,
+            failed.error.str(),
+        )
+        try:
+            self.producer = self.transactions.recreate(failed)
+        except TransactionFailed as e:  # fenced: a newer producer holds the ID
+            log.error("fatal transaction error, stopping: %s", e)
+            raise e.cause from e
+        self.output.use(self.producer)
+        self.tally.producer_recreations.add(failed.failure.value)
 
     def _fencing_offsets(self, batch: Batch) -> dict[int, int]:
         """For a transaction that consumed no command (timers, in-process outcomes): the
@@ -618,8 +666,12 @@ class WorkflowProcessor:
         self._deferred_offsets.clear()  # what they covered is read again
         owned = [TopicPartition(self.topics.commands, p) for p in sorted(self.partitions)]
         for tp in self.consumer.committed(owned, 30):
-            if tp.offset >= 0:
-                try:
-                    self.consumer.seek(tp)
-                except KafkaException as e:  # not fetching yet: it starts there anyway
-                    log.debug("seek %s: %s", tp, e)
+            if tp.offset < 0:
+                # nothing committed yet: back to where the group starts reading a partition
+                # (auto.offset.reset=earliest); staying put would skip the commands of the
+                # failed transaction, which nobody would ever read again
+                tp.offset = OFFSET_BEGINNING
+            try:
+                self.consumer.seek(tp)
+            except KafkaException as e:  # not fetching yet: it starts there anyway
+                log.debug("seek %s: %s", tp, e)
