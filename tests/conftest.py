@@ -84,7 +84,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if faults is not None and faults.REPORTS:
         from tests.faults.checker import render as render_faults
 
-        text = render_faults(faults.REPORTS) + "\n"
+        notes = [f"- {r.fault}: " + ", ".join(f"{k} {v}" for k, v in r.notes.items())
+                 for r in faults.REPORTS]  # fmt: skip
+        text = render_faults(faults.REPORTS) + "\n\n" + "\n".join(notes) + "\n"
         path = REPORT.parent / "faults.md"
         path.write_text(text)
         terminalreporter.section(f"faults: {len(faults.REPORTS)} rounds")

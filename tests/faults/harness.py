@@ -236,6 +236,49 @@ class FaultLab:
             raise RuntimeError(f"{topic}[{partition}] has no leader right now")
         return int(meta.leader) - 1
 
+    def wait_healthy(self, timeout: float = 120) -> None:
+        """Starts any node that is down, then waits until all three are in the metadata and
+        the transaction and offsets topics are fully replicated: a round starts on a whole
+        cluster. Raises RuntimeError with `health()` if that does not happen in time."""
+        assert self.cluster is not None
+        for i in range(NODES):
+            if not self.node_running(i):
+                log.warning("node %d is down before the round: starting it", i)
+                self.cluster.start_node(i, timeout=timeout)
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                meta = admin.list_topics(timeout=5)
+            except Exception:  # a node still waking up: ask again
+                time.sleep(1)
+                continue
+            internal = [t for name, t in meta.topics.items() if name.startswith("__")]
+            whole = all(
+                p.leader >= 0 and len(p.isrs) == NODES
+                for t in internal
+                for p in t.partitions.values()
+            )
+            if len(meta.brokers) == NODES and whole:
+                return
+            time.sleep(1)
+        raise RuntimeError(f"the cluster did not become whole in {timeout:g} s\n{self.health()}")
+
+    def health(self) -> str:
+        """Each node's process, the brokers in the metadata, and each node's last log lines."""
+        assert self.cluster is not None
+        lines = []
+        try:
+            brokers = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=5)
+            lines.append(f"brokers in the metadata: {sorted(brokers.brokers)}")
+        except Exception as e:
+            lines.append(f"metadata: {e}")
+        for i in range(NODES):
+            lines.append(f"-- node {i}: pid {self.cluster.pid(i)}")
+            tail = self.cluster.log_path(i).read_text(errors="replace").splitlines()[-12:]
+            lines.extend(line[:300] for line in tail)
+        return "\n".join(lines)
+
     def node_running(self, i: int) -> bool:
         assert self.cluster is not None
         return self.cluster.pid(i) is not None

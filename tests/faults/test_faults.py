@@ -61,7 +61,11 @@ def _round(lab: FaultLab, fault: str, folder: Path, runs: int, repeat: bool) -> 
     config = KafkaConfig(
         bootstrap=lab.bootstrap, topic_prefix=prefix, partitions=PARTITIONS, replication_factor=3
     )
-    ensure_topics(kafka.admin(config), topic_specs(config, [QUEUE]))
+    lab.wait_healthy()
+    try:
+        ensure_topics(kafka.admin(config), topic_specs(config, [QUEUE]))
+    except Exception as e:
+        raise AssertionError(f"topics not made before {fault}\n{lab.health()}") from e
     ledgers = Ledgers(bank=folder / "bank.jsonl", attempts=folder / "attempts.jsonl")
     env = {
         **os.environ,
@@ -96,9 +100,13 @@ def _round(lab: FaultLab, fault: str, folder: Path, runs: int, repeat: bool) -> 
             done.set()
 
     timeline = Timeline()
+    began = time.monotonic()
     thread = threading.Thread(target=drive, name=f"driver-{fault}", daemon=True)
     thread.start()
     ctx = ScenarioContext(f"{prefix}commands", start, WORKERS)
+    under_way = time.monotonic() + 60
+    while len(driver.closes) < 20 and not done.is_set() and time.monotonic() < under_way:
+        time.sleep(0.1)  # the fault hits a busy workload, not one still connecting
     try:
         # on this thread: nodes restarted here must outlive it (their JVMs die with it)
         SCENARIOS[fault](lab, timeline, done, ctx)
@@ -107,6 +115,7 @@ def _round(lab: FaultLab, fault: str, folder: Path, runs: int, repeat: bool) -> 
     finally:
         lab.network.heal_all()
     thread.join(timeout=360)
+    drained = time.monotonic()
     for name in WORKERS:
         lab.stop_worker(name)
     if "error" in outcome:
@@ -114,9 +123,12 @@ def _round(lab: FaultLab, fault: str, folder: Path, runs: int, repeat: bool) -> 
     recovery = timeline.recoveries(history_progress(lab.bootstrap, f"{prefix}history"))
     report = check(config, ops, ledgers, fault=fault, recovery=recovery)
     report.notes["fault events"] = len(timeline.events)
+    report.notes["workload seconds"] = round(drained - began)
+    report.notes["check seconds"] = round(time.monotonic() - drained)
     return report
 
 
+@pytest.mark.timeout(3600 if SOAK else 420)
 @pytest.mark.parametrize("fault", list(SCENARIOS))
 def test_no_invariant_is_violated_under(lab: FaultLab, fault: str, tmp_path: Path) -> None:
     rounds = SOAK_ROUNDS if SOAK else 1
