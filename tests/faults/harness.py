@@ -95,14 +95,16 @@ def history_progress(bootstrap: str, topic: str) -> dict[int, list[float]]:
     try:
         partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        pending, out = set(partitions), {p: [] for p in partitions}
+        pending = set(partitions)
+        out: dict[int, list[float]] = {p: [] for p in partitions}
         deadline = time.monotonic() + 120
         while pending and time.monotonic() < deadline:
             for msg in consumer.consume(5000, 0.5):
+                partition = msg.partition() or 0
                 if msg.error() is not None:
-                    pending.discard(msg.partition())
+                    pending.discard(partition)
                     continue
-                out[msg.partition()].append(msg.timestamp()[1] / 1000)
+                out[partition].append(msg.timestamp()[1] / 1000)
         return out
     finally:
         consumer.close()

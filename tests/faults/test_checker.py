@@ -25,17 +25,9 @@ from confluent_kafka import Producer
 from streams import kafka
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import ensure_topics, topic_specs
-from tests.faults.checker import (
-    INVARIANTS,
-    Ledgers,
-    Record,
-    Report,
-    Schemas,
-    check,
-    read_topic,
-    render,
-)
+from tests.faults.checker import INVARIANTS, Ledgers, Report, check, render
 from tests.faults.driver import Driver, read_ops
+from tests.faults.records import Record, Schemas, read_topic
 from tests.faults.workload import QUEUE, append_line, read_lines
 from tests.helpers import wait_until
 from tests.integration.workers import ROOT, WorkerProcesses

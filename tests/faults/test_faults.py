@@ -88,12 +88,12 @@ def _round(lab: FaultLab, fault: str, folder: Path, runs: int, repeat: bool) -> 
     ops = folder / "ops.jsonl"
     driver = Driver(config, ops)
     done = threading.Event()
-    outcome: dict[str, object] = {}
+    outcome: dict[str, BaseException] = {}
 
     def drive() -> None:
         try:
             deadline = timedelta(minutes=20 if repeat else 4)
-            outcome["result"] = driver.run(runs, deadline=deadline)
+            driver.run(runs, deadline=deadline)
         except BaseException as e:
             outcome["error"] = e
         finally:
@@ -119,7 +119,7 @@ def _round(lab: FaultLab, fault: str, folder: Path, runs: int, repeat: bool) -> 
     for name in WORKERS:
         lab.stop_worker(name)
     if "error" in outcome:
-        raise AssertionError(f"the driver failed under {fault}") from outcome["error"]  # type: ignore[arg-type]
+        raise AssertionError(f"the driver failed under {fault}") from outcome["error"]
     recovery = timeline.recoveries(history_progress(lab.bootstrap, f"{prefix}history"))
     report = check(config, ops, ledgers, fault=fault, recovery=recovery)
     report.notes["fault events"] = len(timeline.events)
