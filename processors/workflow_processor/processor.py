@@ -33,6 +33,7 @@ from processors.run.state import Run
 from processors.tally import consumer_lag
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.batch import Batch
+from processors.workflow_processor.intake import Poison, check_command
 from processors.workflow_processor.local_activities import LocalActivities
 from processors.workflow_processor.output import AfterCommit, Output
 from processors.workflow_processor.restore import SnapshotReader, restore_partitions
@@ -42,7 +43,6 @@ from processors.workflow_processor.status import StatusReporter
 from processors.workflow_processor.timer_heap import TimerHeap
 from processors.workflow_processor.transactions import Transactions
 from streams import kafka
-from streams.errors import PayloadDecodeError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, ensure_topics, partition_count, topic_specs
 from streams.settings import CacheSettings, FaultSettings
@@ -372,13 +372,19 @@ class WorkflowProcessor:
 
     def _handle_message(self, msg: Message, now: int, batch: Batch) -> None:
         topic, partition, offset = kafka.where(msg)
-        try:
-            command = self.wire.command.decode(msg.value())
-        except PayloadDecodeError as e:
-            reason = str(e.at(topic, partition, offset))
-            log.error("dead-lettering command: %s", reason)
-            batch.dead.append((msg, reason))
+        checked = check_command(
+            self.wire.command, msg.key(), msg.value(), topic, partition, offset,
+            self._commands_partitions,
+        )  # fmt: skip
+        if checked is None:
+            log.warning("ignoring a tombstone (no value) partition=%d offset=%d", partition, offset)
+            self.tally.ignored.add("tombstone")
             return
+        if isinstance(checked, Poison):
+            log.error("dead-lettering command (%s): %s", checked.code, checked.reason)
+            batch.dead.append((msg, checked.reason))
+            return
+        command = checked
         self.stats.commands += 1
         runs = self.partitions[partition]
         # the request's trace context, kept on the event it causes (a C call when none)

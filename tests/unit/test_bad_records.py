@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from processors.workflow_processor.intake import Poison, check_command
 from streams.errors import PayloadDecodeError
+from streams.kafka.clients import partition_for
 from streams.payload import to_payload
 from streams.wire import Wire
 from streams.wire.avro import SchemaRegistry
@@ -26,7 +28,8 @@ def _signal(wire: Wire) -> bytes:
 def test_trailing_bytes_after_a_valid_command_are_refused(wire: Wire) -> None:
     raw = _signal(wire)
     assert wire.command.decode(raw).workflow_id == "wf-1"
-    with pytest.raises(PayloadDecodeError, match=r": 3 trailing bytes after a everflow\.Command of \d+ bytes"):
+    trailing = r": 3 trailing bytes after a everflow\.Command of \d+ bytes"
+    with pytest.raises(PayloadDecodeError, match=trailing):
         wire.command.decode(raw + b"\x00\x00\x00")
 
 
@@ -68,7 +71,7 @@ def test_an_array_count_claiming_billions_of_items_is_refused(wire: Wire) -> Non
     # cut the record there and claim 2**40 arguments
     bomb = bytearray(prefix[: prefix.index(b"\x02q") + 2])
     write_long(bomb, 2**40)
-    with pytest.raises(PayloadDecodeError, match="corrupt everflow.Command body"):
+    with pytest.raises(PayloadDecodeError, match=r"corrupt everflow\.Command body"):
         wire.command.decode(bytes(bomb))
 
 
@@ -78,3 +81,48 @@ def test_text_that_is_not_utf8_is_refused(wire: Wire) -> None:
     raw[at : at + 4] = b"\xed\xa0\x80w"  # a lone surrogate (U+D800) in UTF-8 form
     with pytest.raises(PayloadDecodeError, match="UnicodeDecodeError"):
         wire.command.decode(bytes(raw))
+
+
+# ---- a `commands` record checked before any run sees it (processors.workflow_processor.intake)
+def _check(wire: Wire, key: bytes | None, value: bytes | None, partition: int) -> object:
+    return check_command(wire.command, key, value, "p.commands", partition, 7, 4)
+
+
+def test_a_command_keyed_by_its_workflow_id_on_its_partition_passes(wire: Wire) -> None:
+    raw = _signal(wire)
+    home = partition_for("wf-1", 4)
+    command = _check(wire, b"wf-1", raw, home)
+    assert isinstance(command, Command) and command.workflow_id == "wf-1"
+
+
+def test_a_tombstone_carries_no_command(wire: Wire) -> None:
+    assert _check(wire, b"wf-1", None, partition_for("wf-1", 4)) is None
+
+
+@pytest.mark.parametrize(
+    ("key", "code", "says"),
+    [
+        (None, "null_key", "has no key"),
+        (b"wf-2", "key_mismatch", "is keyed 'wf-2' but is for workflow 'wf-1'"),
+        (b"\xff", "key_mismatch", r"is keyed '\\xff'"),
+    ],
+)
+def test_a_command_not_keyed_by_its_workflow_id_is_poison(
+    wire: Wire, key: bytes | None, code: str, says: str
+) -> None:
+    poison = _check(wire, key, _signal(wire), partition_for("wf-1", 4))
+    assert isinstance(poison, Poison) and poison.code == code
+    assert says in poison.reason and "p.commands[" in poison.reason
+
+
+def test_a_command_on_another_partition_than_its_key_hashes_to_is_poison(wire: Wire) -> None:
+    home = partition_for("wf-1", 4)
+    poison = _check(wire, b"wf-1", _signal(wire), (home + 1) % 4)
+    assert isinstance(poison, Poison) and poison.code == "wrong_partition"
+    assert f"belongs on partition {home}" in poison.reason
+
+
+def test_trailing_bytes_make_a_command_record_poison(wire: Wire) -> None:
+    poison = _check(wire, b"wf-1", _signal(wire) + b"\x00", partition_for("wf-1", 4))
+    assert isinstance(poison, Poison) and poison.code == "undecodable"
+    assert "1 trailing bytes" in poison.reason and "p.commands" in poison.reason
