@@ -35,7 +35,7 @@ from processors.workflow_code.registry import Registry
 from processors.workflow_processor.batch import Batch
 from processors.workflow_processor.intake import Poison, check_command
 from processors.workflow_processor.local_activities import LocalActivities
-from processors.workflow_processor.output import AfterCommit, Output
+from processors.workflow_processor.output import AfterCommit, Output, RecordTooLarge, record_limit
 from processors.workflow_processor.restore import SnapshotReader, restore_partitions
 from processors.workflow_processor.run_cache import PartitionRuns
 from processors.workflow_processor.stats import Counters, ProcessorTally, Timing
@@ -43,13 +43,21 @@ from processors.workflow_processor.status import StatusReporter
 from processors.workflow_processor.timer_heap import TimerHeap
 from processors.workflow_processor.transactions import Transactions
 from streams import kafka
+from streams.errors import PayloadTooLargeError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, ensure_topics, partition_count, topic_specs
 from streams.settings import CacheSettings, FaultSettings
 from streams.tracing import Tracing, carrier_of
 from streams.wire import Wire, wire
-from streams.wire.commands import CompleteActivity, FailActivity, StartActivity
-from streams.wire.records import RestoreReport, Timer, TimerKind
+from streams.wire.commands import (
+    Command,
+    CompleteActivity,
+    FailActivity,
+    ResetWorkflow,
+    StartActivity,
+    StartWorkflow,
+)
+from streams.wire.records import Failure, RestoreReport, Timer, TimerKind
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +132,9 @@ class WorkflowProcessor:
         # transaction that consumed nothing commits it again, so that the group coordinator
         # checks its generation and a zombie's transaction fails (see `_fencing_offsets`)
         self._committed_offsets: dict[int, int] = {}
+        # workflow ID -> (run ID, reason): runs whose records would not fit, started by a
+        # batch that was therefore not written; the command starting one is dead-lettered
+        self._too_large: dict[str, tuple[str, str]] = {}
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -151,6 +162,7 @@ class WorkflowProcessor:
             self.transactions.deferred,
             tracing=self.tracing is not None,
             eager=self.eager,
+            max_record_bytes=record_limit(self.config),
         )
         self.loader = SnapshotReader(self.config, self.wire, self.registry)
         self._status_producer = kafka.producer(self.config, **{"linger.ms": 50})
@@ -385,6 +397,11 @@ class WorkflowProcessor:
             batch.dead.append((msg, checked.reason))
             return
         command = checked
+        refused = self._starts_too_large(command) if self._too_large else None
+        if refused is not None:
+            log.error("dead-lettering command (record_too_large): %s", refused)
+            batch.dead.append((msg, refused))
+            return
         self.stats.commands += 1
         runs = self.partitions[partition]
         # the request's trace context, kept on the event it causes (a C call when none)
@@ -531,6 +548,9 @@ class WorkflowProcessor:
         except KafkaException as e:
             self._recover(e)
             return
+        except RecordTooLarge as e:
+            self._refuse_too_large(e)
+            return
         # runs of this batch are dirty now, so eviction keeps them until it is checkpointed
         for state in self.partitions.values():
             state.trim()
@@ -600,6 +620,49 @@ class WorkflowProcessor:
         self.transactions.abort()
         self._restore(sorted(self.partitions))
         self._rewind()
+
+    def _refuse_too_large(self, error: RecordTooLarge) -> None:
+        """A record of the batch would be over the record limit, found before it was
+        produced: nothing of the batch is written. The owned partitions are restored and
+        re-read, and the run that made the record fails first, with the reason, in a
+        transaction of its own; re-read, its commands find it closed and make nothing big
+        again. A run the aborted batch itself started does not exist after the restore: the
+        command that starts it is dead-lettered with the reason when it is read again."""
+        log.error(
+            "record too large, batch not written: workflow_id=%s run_id=%s partition=%d: %s",
+            error.workflow_id, error.run_id, error.partition, error.reason,
+        )  # fmt: skip
+        self.tally.transactions.add("aborted")
+        self.transactions.abort()
+        self._restore(sorted(self.partitions))
+        self._rewind()
+        if error.workflow_id is None or error.run_id is None:
+            raise PayloadTooLargeError(f"{error.reason} (it names no run to fail)") from error
+        runs = self.partitions.get(error.partition)
+        run = None if runs is None else runs.get(error.workflow_id)
+        if run is None or run.run_id != error.run_id:
+            self._too_large[error.workflow_id] = (error.run_id, error.reason)
+            return
+        batch = Batch(self.partitions)
+        failure = Failure(error.reason, "RecordTooLarge", "workflow")
+        if run.fail(failure, int(time.time() * 1000), batch.effects(run)):
+            self._commit(batch, 0)
+
+    def _starts_too_large(self, command: Command) -> str | None:
+        """The reason to dead-letter `command`: it starts a run whose records would not fit
+        (see `_refuse_too_large`); None for any other command."""
+        refused = self._too_large.get(command.workflow_id)
+        if refused is None:
+            return None
+        run_id, reason = refused
+        body = command.body
+        started = (isinstance(body, StartWorkflow) and body.run_id == run_id) or (
+            isinstance(body, ResetWorkflow) and body.new_run_id == run_id
+        )
+        if not started:
+            return None
+        del self._too_large[command.workflow_id]
+        return reason
 
     def _fencing_offsets(self, batch: Batch) -> dict[int, int]:
         """For a transaction that consumed no command (timers, in-process outcomes): the
