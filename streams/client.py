@@ -301,6 +301,8 @@ class Client:
         reply = await self.request(id, body, request_timeout)
         if isinstance(reply, StartRejected):
             self.unwatch_completion(id, waiter)
+            if reply.code != RejectionCode.ALREADY_STARTED:  # refused for another reason
+                raise RequestRejectedError(reply.message)
             raise WorkflowAlreadyStartedError(id, reply.existing_run_id, reply.message)
         assert isinstance(reply, StartAccepted)
         return WorkflowHandle(self, id, reply.run_id, waiter)

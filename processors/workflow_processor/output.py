@@ -378,7 +378,9 @@ class Output:
 
     def _dead_letters(self, batch: Batch) -> None:
         for msg, reason in batch.dead:
-            kafka.dead_letter(self.producer, self.topics.dead_letters, msg, reason)
+            kafka.dead_letter(
+                self.producer, self.topics.dead_letters, msg, reason, self.max_record_bytes
+            )
 
 
 def _delivered(

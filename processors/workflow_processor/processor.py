@@ -57,7 +57,14 @@ from streams.wire.commands import (
     StartActivity,
     StartWorkflow,
 )
-from streams.wire.records import Failure, RestoreReport, Timer, TimerKind
+from streams.wire.records import (
+    Failure,
+    RejectionCode,
+    RestoreReport,
+    StartRejected,
+    Timer,
+    TimerKind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -401,6 +408,10 @@ class WorkflowProcessor:
         if refused is not None:
             log.error("dead-lettering command (record_too_large): %s", refused)
             batch.dead.append((msg, refused))
+            body = command.body
+            if isinstance(body, StartWorkflow):  # the caller hears why, not nothing
+                rejected = StartRejected(RejectionCode.INVALID_ARGUMENT, refused)
+                batch.reply(body.reply_to, command.command_id, rejected)
             return
         self.stats.commands += 1
         runs = self.partitions[partition]
