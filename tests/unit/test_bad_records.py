@@ -4,12 +4,14 @@ quickly and without allocating what the record claims."""
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 
 from processors.workflow_processor.intake import Poison, check_command
 from streams.errors import PayloadDecodeError
 from streams.kafka.clients import partition_for
-from streams.payload import to_payload
+from streams.payload import Payload, ZlibCodec, from_payload, to_payload
 from streams.wire import Wire
 from streams.wire.avro import SchemaRegistry
 from streams.wire.commands import Command, SignalWorkflow, StartWorkflow
@@ -126,3 +128,28 @@ def test_trailing_bytes_make_a_command_record_poison(wire: Wire) -> None:
     poison = _check(wire, b"wf-1", _signal(wire) + b"\x00", partition_for("wf-1", 4))
     assert isinstance(poison, Poison) and poison.code == "undecodable"
     assert "1 trailing bytes" in poison.reason and "p.commands" in poison.reason
+
+
+# ---- payloads ---------------------------------------------------------------------------------
+def test_a_compression_bomb_is_refused_without_inflating_it() -> None:
+    codec = ZlibCodec(max_decompressed_bytes=1024 * 1024)
+    bomb = zlib.compress(b"\x00" * (50 * 1024 * 1024), 9)  # ~50 KB that inflates to 50 MiB
+    payload = Payload(bomb, {"encoding": b"binary/zlib", "inner": b"{}"})
+    with pytest.raises(PayloadDecodeError, match="refused as a compression bomb"):
+        codec.decode([payload])
+    exact = codec.encode([to_payload("x" * (1024 * 1024 - 2))])  # JSON quotes: exactly 1 MiB
+    assert len(codec.decode(exact)[0].data) == 1024 * 1024
+
+
+def test_corrupt_or_truncated_zlib_payloads_are_refused() -> None:
+    codec = ZlibCodec()
+    good = codec.encode([to_payload("y" * 4096)])[0]
+    for data, says in [(b"not zlib", "corrupt"), (good.data[:10], "truncated")]:
+        with pytest.raises(PayloadDecodeError, match=says):
+            codec.decode([Payload(data, good.metadata)])
+
+
+def test_deeply_nested_json_is_a_decode_error_not_a_recursion_error() -> None:
+    deep = Payload(b"[" * 100_000 + b"]" * 100_000, {"encoding": b"json/plain"})
+    with pytest.raises(PayloadDecodeError, match="not valid JSON"):
+        from_payload(deep)
