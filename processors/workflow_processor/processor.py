@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
@@ -33,6 +34,7 @@ from processors.run.state import Run
 from processors.tally import consumer_lag
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.batch import Batch
+from processors.workflow_processor.breaker import Breaker
 from processors.workflow_processor.intake import Poison, check_command
 from processors.workflow_processor.local_activities import LocalActivities
 from processors.workflow_processor.output import AfterCommit, Output, RecordTooLarge, record_limit
@@ -101,6 +103,8 @@ class ProcessorConfig:
     # how long a batch waits for the outcomes of the local attempts it started before it
     # commits (seconds): quick local steps are recorded in the transaction that started them
     local_activity_wait: float = 0.005
+    # the crash-loop breaker's note of what is in flight (see `breaker`); None: no breaker
+    inflight_path: Path | None = None
 
 
 class WorkflowProcessor:
@@ -142,6 +146,7 @@ class WorkflowProcessor:
         # workflow ID -> (run ID, reason): runs whose records would not fit, started by a
         # batch that was therefore not written; the command starting one is dead-lettered
         self._too_large: dict[str, tuple[str, str]] = {}
+        self.breaker = Breaker.open(settings.inflight_path)
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -200,6 +205,7 @@ class WorkflowProcessor:
                 self._commit(Batch(self.partitions), 0)
             self._settle()
         finally:
+            self.breaker.close()
             self.local.close()
             self.transactions.close()
             self.eager_reports.close()  # what it still holds has its copy in `commands`
@@ -232,6 +238,7 @@ class WorkflowProcessor:
         self._settle()  # what this owner computed is written before the partitions move
         self._epoch += 1
         for p in ids:
+            self.breaker.revoked(p)
             self._deferred_offsets.pop(p, None)  # the next owner reads those commands again
             self._committed_offsets.pop(p, None)
             self._retire(self.partitions.get(p))
@@ -254,6 +261,7 @@ class WorkflowProcessor:
         commands = self.topics.commands
         committed = self.consumer.committed([TopicPartition(commands, p) for p in ids], 30)
         for tp in committed:
+            self.breaker.assigned(tp.partition, tp.offset)
             if tp.offset >= 0:
                 self._committed_offsets[tp.partition] = tp.offset
             end = kafka.end_offset(self.consumer, commands, tp.partition)
@@ -303,7 +311,9 @@ class WorkflowProcessor:
         if self.transactions.in_flight:
             wait = 0.0  # with nothing to read, settle the transaction in flight instead
         epoch = self._epoch
-        messages = kafka.consume_batch(self.consumer, self.settings.batch_size, wait)
+        # after a crash, one command per batch until past what was in flight (see `breaker`)
+        size = 1 if self.breaker.stepping else self.settings.batch_size
+        messages = kafka.consume_batch(self.consumer, size, wait)
         if epoch != self._epoch and messages:
             # a rebalance ran while this batch was read: messages from before it may belong
             # to partitions revoked (or revoked and given back, restored and re-read from
@@ -330,6 +340,7 @@ class WorkflowProcessor:
                 self._settle()
             return
         batch = Batch(self.partitions)
+        mine = []
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -339,8 +350,13 @@ class WorkflowProcessor:
                 continue
             if msg.partition() not in self.partitions:
                 continue  # revoked while this batch was read: its new owner handles it
+            mine.append(msg)
+        if mine:
+            self.breaker.processing(_spans(mine))
+        for msg in mine:
             batch.offsets[msg.partition()] = msg.offset() + 1
             self._handle_message(msg, now, batch)
+            self.breaker.passed(msg.partition(), msg.offset())
         for partition, workflow_id, body in local:
             self._local_outcome(partition, workflow_id, body, now, batch)
         self._eager_reports(reports, now, batch)
@@ -391,6 +407,11 @@ class WorkflowProcessor:
 
     def _handle_message(self, msg: Message, now: int, batch: Batch) -> None:
         topic, partition, offset = kafka.where(msg)
+        doomed = self.breaker.reason(partition, offset)
+        if doomed is not None:  # not even decoded: that may be what kills the process
+            log.error("dead-lettering command (crash_loop): %s", doomed)
+            batch.dead.append((msg, doomed))
+            return
         checked = check_command(
             self.wire.command, msg.key(), msg.value(), topic, partition, offset,
             self._commands_partitions,
@@ -703,3 +724,13 @@ class WorkflowProcessor:
                     self.consumer.seek(tp)
                 except KafkaException as e:  # not fetching yet: it starts there anyway
                     log.debug("seek %s: %s", tp, e)
+
+
+def _spans(messages: list[Message]) -> dict[int, tuple[int, int]]:
+    """The offsets (first, last) of each partition among `messages`."""
+    spans: dict[int, tuple[int, int]] = {}
+    for msg in messages:
+        _, p, o = kafka.where(msg)
+        first, last = spans.get(p, (o, o))
+        spans[p] = (min(first, o), max(last, o))
+    return spans

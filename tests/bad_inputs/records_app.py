@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from streams import activity, workflow
@@ -54,3 +55,24 @@ class BigOutput:
     async def run(self, size: int) -> str:
         await workflow.execute_activity(echo, "first", start_to_close_timeout=timedelta(seconds=30))
         return "r" * size
+
+
+@workflow.defn
+class Fragile:
+    """Its `die` signal kills the worker process (a fault hook for the crash-loop breaker)."""
+
+    def __init__(self) -> None:
+        self.finished = False
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.finished)
+        return "survived"
+
+    @workflow.signal
+    def die(self) -> None:
+        os._exit(9)  # like a segfault: no exception, no cleanup, the process is gone
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.finished = True

@@ -5,9 +5,11 @@ quickly and without allocating what the record claims."""
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import pytest
 
+from processors.workflow_processor.breaker import Breaker
 from processors.workflow_processor.intake import Poison, check_command
 from streams.errors import PayloadDecodeError
 from streams.kafka.clients import partition_for
@@ -153,3 +155,41 @@ def test_deeply_nested_json_is_a_decode_error_not_a_recursion_error() -> None:
     deep = Payload(b"[" * 100_000 + b"]" * 100_000, {"encoding": b"json/plain"})
     with pytest.raises(PayloadDecodeError, match="not valid JSON"):
         from_payload(deep)
+
+
+# ---- the crash-loop breaker's note (processors.workflow_processor.breaker) ----------------------
+def _restarted(path: Path, committed: dict[int, int]) -> Breaker:
+    """A new process's breaker, after its partitions were assigned."""
+    breaker = Breaker.open(path)
+    for partition, offset in committed.items():
+        breaker.assigned(partition, offset)
+    return breaker
+
+
+def test_a_command_that_kills_the_process_three_times_is_doomed(tmp_path: Path) -> None:
+    note = tmp_path / "p.inflight"
+    breaker = Breaker.open(note)
+    breaker.processing({1: (5, 9), 2: (3, 3)})  # then the process dies
+    breaker = _restarted(note, {1: 5, 2: 4})  # partition 2's batch committed: no crash there
+    assert breaker.stepping and breaker.suspects == {1: 9} and not breaker.doomed
+    for crashes in (1, 2, 3):
+        breaker.processing({1: (7, 7)})  # stepping found it: offset 7 kills the process
+        breaker = _restarted(note, {1: 7})
+        assert breaker.crashes[(1, 7)] == crashes
+    assert breaker.reason(1, 6) is None
+    reason = breaker.reason(1, 7)
+    assert reason is not None and "died 3 times" in reason and "offset 7" in reason
+    breaker.passed(1, 9)
+    assert not breaker.stepping
+
+
+def test_a_clean_stop_or_a_committed_batch_counts_no_crash(tmp_path: Path) -> None:
+    note = tmp_path / "p.inflight"
+    breaker = Breaker.open(note)
+    breaker.processing({0: (4, 4)})
+    breaker.close()
+    assert not _restarted(note, {0: 4}).stepping
+    breaker = Breaker.open(note)
+    breaker.processing({0: (4, 4)})
+    assert not _restarted(note, {0: 5}).stepping  # committed past it: it finished
+    assert not Breaker.open(None).stepping  # no note: no breaker
