@@ -45,6 +45,10 @@ class AwaitsReport:
     def big(self, size: int) -> str:
         return "q" * size
 
+    @workflow.signal
+    def note(self, text: str) -> None:
+        """Recorded in history (the test makes it large); nothing else."""
+
 
 @workflow.defn
 class BigOutput:

@@ -329,7 +329,9 @@ def test_records_over_the_limit_are_refused_before_they_are_produced(
 ) -> None:
     config = deployment.config
     commands = deployment.topics.commands
-    big_output, big_start, awaiting = (on_partition(s) for s in ("output", "start", "query"))
+    big_output, big_start, awaiting, big_snapshot = (
+        on_partition(s) for s in ("output", "start", "query", "snapshot")
+    )
     size = RECORD_LIMIT + 50_000  # over the worker's record limit, within its payload limit
 
     consumer = kafka.consumer(config)
@@ -362,7 +364,18 @@ def test_records_over_the_limit_are_refused_before_they_are_produced(
         await handle.terminate("done")
         return failed.value, start_refused.value, rejected.value
 
+    async def snapshot_over(client: Client) -> Any:
+        # two signals that fit a record each, but not together in the run's snapshot
+        handle = await client.start_workflow("AwaitsReport", id=big_snapshot, task_queue=QUEUE)
+        for _ in range(2):
+            await handle.signal("note", "n" * (RECORD_LIMIT * 3 // 4))
+        await handle.terminate("closed, so its snapshot is due at once")
+        return await handle.describe()
+
     failed, start_refused, rejected = with_client(config, in_transaction)
+    described = with_client(config, snapshot_over)
+    assert described.status.value == "TERMINATED"
+    log_line(deployment, "snapshot of", f"workflow_id={big_snapshot}", "not written")
     assert "over the record limit of 200000 bytes" in str(failed)
     assert "WorkflowCompleted" in str(failed)
     assert "over the record limit" in str(rejected) and "QueryResult" in str(rejected)
