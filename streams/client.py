@@ -614,9 +614,7 @@ class WorkflowHandle:
 
     async def _describe(self, history: bool, timeout: timedelta) -> RunDescription:
         body = DescribeWorkflow(self.client.client_id, self.run_id, history)
-        reply = await self.client.request(self.id, body, timeout)
-        if isinstance(reply, NotFound):
-            raise WorkflowNotFoundError(reply.message)
+        reply = self._check(await self.client.request(self.id, body, timeout))
         assert isinstance(reply, RunDescription)
         return reply
 

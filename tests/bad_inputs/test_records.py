@@ -329,9 +329,7 @@ def test_records_over_the_limit_are_refused_before_they_are_produced(
 ) -> None:
     config = deployment.config
     commands = deployment.topics.commands
-    big_output, big_start, awaiting, big_snapshot = (
-        on_partition(s) for s in ("output", "start", "query", "snapshot")
-    )
+    big_output, big_start, awaiting = (on_partition(s) for s in ("output", "start", "query"))
     size = RECORD_LIMIT + 50_000  # over the worker's record limit, within its payload limit
 
     consumer = kafka.consumer(config)
@@ -364,18 +362,7 @@ def test_records_over_the_limit_are_refused_before_they_are_produced(
         await handle.terminate("done")
         return failed.value, start_refused.value, rejected.value
 
-    async def snapshot_over(client: Client) -> Any:
-        # two signals that fit a record each, but not together in the run's snapshot
-        handle = await client.start_workflow("AwaitsReport", id=big_snapshot, task_queue=QUEUE)
-        for _ in range(2):
-            await handle.signal("note", "n" * (RECORD_LIMIT * 3 // 4))
-        await handle.terminate("closed, so its snapshot is due at once")
-        return await handle.describe()
-
     failed, start_refused, rejected = with_client(config, in_transaction)
-    described = with_client(config, snapshot_over)
-    assert described.status.value == "TERMINATED"
-    log_line(deployment, "snapshot of", f"workflow_id={big_snapshot}", "not written")
     assert "over the record limit of 200000 bytes" in str(failed)
     assert "WorkflowCompleted" in str(failed)
     assert "over the record limit" in str(rejected) and "QueryResult" in str(rejected)
@@ -461,3 +448,40 @@ def test_duplicate_starts_make_one_run_and_old_timestamps_change_nothing(
         Outcome.IGNORED,
         f"run completed with {result!r}; the processor's clock, not CreateTime, is used",
     )
+
+
+def test_a_run_whose_snapshot_would_be_over_the_limit_is_restored_from_its_history(
+    deployment: Deployment, bad_input: Any
+) -> None:
+    """Its snapshot is never written (its events fit a record each, not all together): the
+    run's events stay in the history tail, and a restarted worker rebuilds it from there.
+    (Last in the module: it restarts the worker.)"""
+    config, workflow_id = deployment.config, on_partition("snapshot")
+    note = "n" * (RECORD_LIMIT * 3 // 4)  # fits a record; two of them do not
+
+    async def snapshot_over(client: Client) -> Any:
+        handle = await client.start_workflow("AwaitsReport", id=workflow_id, task_queue=QUEUE)
+        for _ in range(2):
+            await handle.signal("note", note)
+        await handle.terminate("closed, so its snapshot is due at once")
+        return await handle.describe()
+
+    before = with_client(config, snapshot_over)
+    assert before.status.value == "TERMINATED"
+    log_line(deployment, "snapshot of", f"workflow_id={workflow_id}", "not written")
+    deployment.procs.stop_all()
+    deployment.procs.start("w1", "tests.bad_inputs.records_app", task_queue=QUEUE)
+
+    async def restored(client: Client) -> tuple[Any, Exception]:
+        handle = client.get_workflow_handle(workflow_id)
+        described = await handle.describe(timeout=TIMEOUT)
+        with pytest.raises(RequestRejectedError) as whole:  # its history is too big to reply
+            await handle.fetch_history(TIMEOUT)
+        return described, whole.value
+
+    described, whole = with_client(config, restored)
+    assert described.status.value == "TERMINATED" and described.run_id == before.run_id
+    assert described.history_length == before.history_length >= 4
+    assert "RunDescription" in str(whole) and "over the record limit" in str(whole)
+    run_normally(config)
+    bad_input(0, "history export (describe) over the record limit", Outcome.REJECTED, str(whole))
