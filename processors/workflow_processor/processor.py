@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from processors.eager import EagerReports, EagerRunner, Report
 from processors.run.commands import (
@@ -719,11 +719,14 @@ class WorkflowProcessor:
         self._deferred_offsets.clear()  # what they covered is read again
         owned = [TopicPartition(self.topics.commands, p) for p in sorted(self.partitions)]
         for tp in self.consumer.committed(owned, 30):
-            if tp.offset >= 0:
-                try:
-                    self.consumer.seek(tp)
-                except KafkaException as e:  # not fetching yet: it starts there anyway
-                    log.debug("seek %s: %s", tp, e)
+            if tp.offset < 0:
+                # nothing committed yet: reading began at the start (auto.offset.reset),
+                # so the re-reading does too
+                tp = TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
+            try:
+                self.consumer.seek(tp)
+            except KafkaException as e:  # not fetching yet: it starts there anyway
+                log.debug("seek %s: %s", tp, e)
 
 
 def _spans(messages: list[Message]) -> dict[int, tuple[int, int]]:

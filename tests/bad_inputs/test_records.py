@@ -31,7 +31,7 @@ from streams import (
 from streams.kafka.config import KafkaConfig
 from streams.kafka.dead_letters import DeadLetter, read_dead_letters
 from streams.kafka.topics import Topics
-from streams.payload import to_payload
+from streams.payload import Payload, to_payload
 from streams.wire import wire
 from streams.wire.avro import MAGIC
 from streams.wire.commands import (
@@ -53,6 +53,7 @@ pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
 BAD = 1  # the partition the bad records go to
+FRESH = 3  # a partition with nothing on it until one test writes there
 RECORD_LIMIT = 200_000  # the worker's producer limit (message.max.bytes), for cheap big records
 QUEUE = "records"
 TIMEOUT = timedelta(seconds=60)
@@ -362,6 +363,16 @@ def test_records_over_the_limit_are_refused_before_they_are_produced(
         await handle.terminate("done")
         return failed.value, start_refused.value, rejected.value
 
+    # the same as the first record of a partition nothing was ever committed on: the batch
+    # is read again from the partition's start
+    fresh_id = on_partition("fresh", FRESH)
+    big_args = [to_payload("s" * size)]
+    raw_start = Command(uuid.uuid4().hex, fresh_id, int(time.time() * 1000),
+                        StartWorkflow(str(uuid.uuid4()), "Echo", QUEUE, big_args))  # fmt: skip
+    (fresh_offset,) = produce_raw(
+        config, [(fresh_id.encode(), wire().command.encode(raw_start), FRESH)]
+    )
+
     failed, start_refused, rejected = with_client(config, in_transaction)
     assert "over the record limit of 200000 bytes" in str(failed)
     assert "WorkflowCompleted" in str(failed)
@@ -371,6 +382,9 @@ def test_records_over_the_limit_are_refused_before_they_are_produced(
         d for d in read_dead_letters(config, size=10_000).letters if d.key == big_start.encode()
     ]
     assert letter.reason.startswith(str(start_refused))
+    fresh = dead_letters(config, {(FRESH, fresh_offset)})[(FRESH, fresh_offset)]
+    assert "WorkflowStarted" in fresh.reason and "over the record limit" in fresh.reason
+    run_normally(config, FRESH)
     assert "value is not kept here" in letter.reason and letter.value is None
     run_normally(config)
     bad_input(10, "workflow result over the record limit", Outcome.RUN_FAILED, str(failed))
@@ -448,6 +462,34 @@ def test_duplicate_starts_make_one_run_and_old_timestamps_change_nothing(
         Outcome.IGNORED,
         f"run completed with {result!r}; the processor's clock, not CreateTime, is used",
     )
+
+
+def test_deeply_nested_json_arguments_block_the_run_and_the_partition_goes_on(
+    deployment: Deployment, bad_input: Any
+) -> None:
+    config, workflow_id = deployment.config, on_partition("deep")
+    levels = 90_000  # as deep as fits the module's record limit
+    deep = Payload(b"[" * levels + b"]" * levels, {"encoding": b"json/plain"})
+    start = Command(uuid.uuid4().hex, workflow_id, int(time.time() * 1000),
+                    StartWorkflow(str(uuid.uuid4()), "Echo", QUEUE, [deep]))  # fmt: skip
+    produce_raw(config, [(workflow_id.encode(), wire().command.encode(start), BAD)])
+
+    async def described(client: Client) -> Any:
+        handle = client.get_workflow_handle(workflow_id)
+        return await handle.describe(timeout=TIMEOUT)
+
+    def blocked() -> Any:
+        try:
+            found = with_client(config, described)
+        except WorkflowNotFoundError:
+            return None
+        return found if found.blocked is not None else None
+
+    found = wait_until(blocked, timeout=60, interval=0.5, message="the run blocked")
+    assert found.status.value == "RUNNING" and "JSON" in found.blocked.message
+    run_normally(config)
+    bad_input(24, f"deeply nested JSON ({levels} levels) as an argument", Outcome.RUN_BLOCKED,
+              found.blocked.message)  # fmt: skip
 
 
 def test_a_run_whose_snapshot_would_be_over_the_limit_is_restored_from_its_history(
