@@ -547,6 +547,7 @@ class WorkflowInstance(WorkflowRuntime):
                 self._search_attributes.pop(attribute.name, None)
             else:
                 self._search_attributes[attribute.name] = attribute
+
     def trace_ids(self) -> tuple[str, str] | None:
         return trace_ids(self._started.trace, self._info.run_id) if self._started.trace else None
 

@@ -128,6 +128,7 @@ class Output:
         eager: EagerRunner | None = None,
         max_record_bytes: int = DEFAULT_RECORD_LIMIT,
     ) -> None:
+        self._defer = defer
         self.producer = _Patient(producer, defer)
         self.max_record_bytes = max_record_bytes
         self.topics = topics
@@ -140,6 +141,10 @@ class Output:
         self.eager = eager
         self._room = 0  # slots of the eager runner this transaction may still claim
         self._claimed: list[EagerTask] = []
+
+    def use(self, producer: Producer) -> None:
+        """Produces with `producer` from now on (the processor re-created its producer)."""
+        self.producer = _Patient(producer, self._defer)
 
     def produce(
         self, batch: Batch, owned: dict[int, PartitionRuns], now_ms: int, retention_ms: int

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, Producer, TopicPartition
 
 from processors.eager import EagerReports, EagerRunner, Report
 from processors.run.commands import (
@@ -43,7 +43,13 @@ from processors.workflow_processor.run_cache import PartitionRuns
 from processors.workflow_processor.stats import Counters, ProcessorTally, Timing
 from processors.workflow_processor.status import StatusReporter
 from processors.workflow_processor.timer_heap import TimerHeap
-from processors.workflow_processor.transactions import Transactions
+from processors.workflow_processor.transactions import (
+    Call,
+    Failure,
+    TransactionFailed,
+    Transactions,
+    init_transactions,
+)
 from streams import kafka
 from streams.errors import PayloadTooLargeError
 from streams.kafka.config import KafkaConfig
@@ -59,8 +65,8 @@ from streams.wire.commands import (
     StartActivity,
     StartWorkflow,
 )
+from streams.wire.records import Failure as RunFailure
 from streams.wire.records import (
-    Failure,
     RejectionCode,
     RestoreReport,
     StartRejected,
@@ -147,21 +153,14 @@ class WorkflowProcessor:
         # batch that was therefore not written; the command starting one is dead-lettered
         self._too_large: dict[str, tuple[str, str]] = {}
         self.breaker = Breaker.open(settings.inflight_path)
+        self.transactional_id = f"{config.topic_prefix}wp-{settings.instance_id}"
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Processes until `stop` is set; raises on fatal Kafka errors (restart the process)."""
-        self.producer = kafka.transactional_producer(
-            self.config,
-            f"{self.config.topic_prefix}wp-{self.settings.instance_id}",
-            **{
-                "transaction.timeout.ms": self.settings.transaction_timeout_ms,
-                "message.timeout.ms": self.settings.transaction_timeout_ms - 1000,
-            },
-        )
-        self.producer.init_transactions(60)
+        self.producer = self._new_producer()
         self.transactions: Transactions[AfterCommit] = Transactions(
-            self.producer, self.timing, self.settings.faults, self._committed
+            self.producer, self.timing, self.settings.faults, self._committed, self._new_producer
         )
         self.output = Output(
             self.producer,
@@ -224,6 +223,20 @@ class WorkflowProcessor:
             self.partitions.clear()
             self.status.report(self.partitions, self.stats, {}, force=True)
             self._status_producer.flush(5)
+
+    def _new_producer(self) -> Producer:
+        """A transactional producer with this processor's transactional.id, initialised
+        (which fences any earlier one with the same ID: see `transactions`)."""
+        producer = kafka.transactional_producer(
+            self.config,
+            self.transactional_id,
+            **{
+                "transaction.timeout.ms": self.settings.transaction_timeout_ms,
+                "message.timeout.ms": self.settings.transaction_timeout_ms - 1000,
+            },
+        )
+        init_transactions(producer, self.transactional_id)
+        return producer
 
     def _on_assign(self, consumer: object, partitions: list[TopicPartition]) -> None:
         ids = [tp.partition for tp in partitions]
@@ -578,7 +591,7 @@ class WorkflowProcessor:
             offsets = [TopicPartition(self.topics.commands, p, o) for p, o in consumed.items()]
             metadata = self.consumer.consumer_group_metadata() if offsets else None
         except KafkaException as e:
-            self._recover(e)
+            self._recover(TransactionFailed(Call.PRODUCE, e))
             return
         except RecordTooLarge as e:
             self._refuse_too_large(e)
@@ -595,7 +608,7 @@ class WorkflowProcessor:
         False when it failed (and the owned partitions were restored)."""
         try:
             after = self.transactions.settle()
-        except KafkaException as e:
+        except TransactionFailed as e:
             self._recover(e)
             return False
         if after is None:
@@ -641,15 +654,27 @@ class WorkflowProcessor:
             self._task_topics.add(topic)
         return topic
 
-    def _recover(self, error: KafkaException) -> None:
-        """An aborted transaction: drop in-memory state, restore it, rewind the input."""
-        err: KafkaError = error.args[0]
-        if err.fatal() or (not err.txn_requires_abort() and not err.retriable()):
-            log.error("fatal transaction error, stopping: %s", err.str())
-            raise error
-        log.warning("transaction aborted, restoring owned partitions: %s", err.str())
-        self.tally.transactions.add("aborted")
-        self.transactions.abort()
+    def _recover(self, failed: TransactionFailed) -> None:
+        """A failed transaction: see that nothing of it can still commit (abort it, or, when
+        its outcome is unknown or the producer unusable, re-create the producer), then drop
+        in-memory state, restore it from Kafka and rewind the input. Raises the Kafka error
+        when the producer was fenced or the error is not a transaction's."""
+        if failed.failure in (Failure.FENCED, Failure.UNEXPECTED):
+            log.error("fatal transaction error, stopping: %s", failed)
+            raise failed.cause
+        if failed.failure in (Failure.RETRIABLE, Failure.ABORTABLE):
+            log.warning("transaction aborted, restoring owned partitions: %s", failed.error.str())
+            self.tally.transactions.add("aborted")
+            try:
+                self.transactions.abort()
+            except TransactionFailed as e:
+                if e.failure is Failure.FENCED:
+                    log.error("fatal transaction error, stopping: %s", e)
+                    raise e.cause from e
+                self._recreate_producer(e)
+        else:
+            self.tally.transactions.add(failed.failure.value)
+            self._recreate_producer(failed)
         self._restore(sorted(self.partitions))
         self._rewind()
 
@@ -665,7 +690,13 @@ class WorkflowProcessor:
             error.workflow_id, error.run_id, error.partition, error.reason,
         )  # fmt: skip
         self.tally.transactions.add("aborted")
-        self.transactions.abort()
+        try:
+            self.transactions.abort()
+        except TransactionFailed as e:
+            if e.failure is Failure.FENCED:
+                log.error("fatal transaction error, stopping: %s", e)
+                raise e.cause from e
+            self._recreate_producer(e)
         self._restore(sorted(self.partitions))
         self._rewind()
         if error.workflow_id is None or error.run_id is None:
@@ -676,7 +707,7 @@ class WorkflowProcessor:
             self._too_large[error.workflow_id] = (error.run_id, error.reason)
             return
         batch = Batch(self.partitions)
-        failure = Failure(error.reason, "RecordTooLarge", "workflow")
+        failure = RunFailure(error.reason, "RecordTooLarge", "workflow")
         if run.fail(failure, int(time.time() * 1000), batch.effects(run)):
             self._commit(batch, 0)
 
@@ -695,6 +726,28 @@ class WorkflowProcessor:
             return None
         del self._too_large[command.workflow_id]
         return reason
+    def _recreate_producer(self, failed: TransactionFailed) -> None:
+        """Replaces the transactional producer (same transactional.id, a bumped epoch) in
+        every place that holds it; never retries the commit (see `transactions`)."""
+        if failed.failure is not Failure.UNKNOWN:
+            what = "producer failed"
+        else:
+            what = "commit outcome unknown" if failed.call is Call.COMMIT else "outcome unknown"
+        log.warning(
+            "%s after %s: aborting, re-creating the transactional producer %s (epoch bump "
+            "fences the old one): %s",
+            what,
+            failed.call.value,
+            self.transactional_id,
+            failed.error.str(),
+        )
+        try:
+            self.producer = self.transactions.recreate(failed)
+        except TransactionFailed as e:  # fenced: a newer producer holds the ID
+            log.error("fatal transaction error, stopping: %s", e)
+            raise e.cause from e
+        self.output.use(self.producer)
+        self.tally.producer_recreations.add(failed.failure.value)
 
     def _fencing_offsets(self, batch: Batch) -> dict[int, int]:
         """For a transaction that consumed no command (timers, in-process outcomes): the
@@ -720,9 +773,10 @@ class WorkflowProcessor:
         owned = [TopicPartition(self.topics.commands, p) for p in sorted(self.partitions)]
         for tp in self.consumer.committed(owned, 30):
             if tp.offset < 0:
-                # nothing committed yet: reading began at the start (auto.offset.reset),
-                # so the re-reading does too
-                tp = TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
+                # nothing committed yet: back to where the group starts reading a partition
+                # (auto.offset.reset=earliest); staying put would skip the commands of the
+                # failed transaction, which nobody would ever read again
+                tp.offset = OFFSET_BEGINNING
             try:
                 self.consumer.seek(tp)
             except KafkaException as e:  # not fetching yet: it starts there anyway

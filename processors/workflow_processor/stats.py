@@ -95,7 +95,9 @@ class ProcessorTally:
         self.endtoend: Histograms[tuple[str, str]] = Histograms(RUN_BUCKETS)
         self.commit_latency = Histogram(LATENCY_BUCKETS)
         self.batch_size = Histogram(BATCH_BUCKETS)
-        self.transactions: Counts[str] = Counts()  # committed | aborted
+        self.transactions: Counts[str] = Counts()  # committed | aborted | unknown | fatal
+        # transactional producers replaced, by why: unknown (a commit's outcome) | fatal
+        self.producer_recreations: Counts[str] = Counts()
         self.timer_lateness = Histogram(LATENCY_BUCKETS)
         self.restore_seconds = Histogram(LATENCY_BUCKETS)
         self.restore_events = 0
