@@ -47,6 +47,10 @@ from streams.wire.commands import (
     UpdateWorkflow,
 )
 from streams.wire.events import (
+    ActivityAttemptFailed,
+    ActivityCanceled,
+    ActivityCompleted,
+    ActivityFailed,
     ChildWorkflowClosed,
     ChildWorkflowStarted,
     ChildWorkflowStartFailed,
@@ -441,6 +445,9 @@ def report_ignored(what: str, body: CompleteActivity | FailActivity, run: Run | 
         why = "no run of its workflow is known here"
     elif run.run_id != body.run_id:
         why = f"its workflow's current run is {run.run_id}"
+    elif _outcome_recorded(run, body.activity_id, body.attempt):
+        why = "that attempt's outcome is recorded already (a repeat)"
+        level = logging.DEBUG
     elif run.closed:
         why = f"the run already closed ({run.status.value})"
     else:
@@ -453,6 +460,20 @@ def report_ignored(what: str, body: CompleteActivity | FailActivity, run: Run | 
     reason = f"ignoring the {what} of {attempt}: {why}"
     log.log(level, "%s", reason)
     return reason
+
+
+_OUTCOMES = (ActivityCompleted, ActivityAttemptFailed, ActivityFailed, ActivityCanceled)
+
+
+def _outcome_recorded(run: Run, activity_id: int, attempt: int) -> bool:
+    """Whether the run's history holds an outcome of that attempt (only asked for a report
+    that changed nothing, so the scan is off the common path)."""
+    return any(
+        isinstance(e.attributes, _OUTCOMES)
+        and e.attributes.activity_id == activity_id
+        and e.attributes.attempt == attempt
+        for e in reversed(run.events)
+    )
 
 
 def on_start_activity(body: StartActivity, run: Run | None, now: int, out: Outbox) -> None:

@@ -289,7 +289,7 @@ def test_activity_reports_for_unknown_runs_wrong_attempts_and_closed_runs_are_ig
         report(workflow_id, CompleteActivity(run_id, aid, attempt + 4, to_payload("wrong"))),
         right,
         right,  # the same report again (a retried send)
-        report(workflow_id, FailActivity(run_id, aid, attempt, failure)),  # the run closed
+        report(workflow_id, FailActivity(run_id, aid, attempt + 1, failure)),  # run closed
     ])  # fmt: skip
 
     async def outcome(client: Client) -> tuple[Any, list[Any], Any]:
