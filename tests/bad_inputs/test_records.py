@@ -108,9 +108,11 @@ def produce_raw(
     config: KafkaConfig,
     records: list[tuple[bytes | None, bytes | None, int]],
     timestamp: int = 0,
-) -> list[int]:
+    errors: bool = False,
+) -> list[Any]:
     """Produces (key, value, partition) records to `commands` as they are, in order (with
-    CreateTime `timestamp` if not 0); their offsets."""
+    CreateTime `timestamp` if not 0); their offsets (or, with `errors`, a KafkaError for a
+    record the broker refused)."""
     producer = Producer({"bootstrap.servers": config.bootstrap, "enable.idempotence": True})
     offsets: list[Any] = [None] * len(records)
     topic = Topics(config.topic_prefix).commands
@@ -122,7 +124,7 @@ def produce_raw(
         producer.produce(topic, value, key, partition=partition, on_delivery=delivered,
                          timestamp=timestamp)  # fmt: skip
     assert producer.flush(30) == 0
-    assert all(isinstance(o, int) for o in offsets), offsets
+    assert errors or all(isinstance(o, int) for o in offsets), offsets
     return offsets
 
 
@@ -456,6 +458,14 @@ def test_duplicate_starts_make_one_run_and_old_timestamps_change_nothing(
         f"{len(starts)} WorkflowStarted for 2 records of command {start.command_id}",
     )
     bad_input(19, "second start of a workflow ID", Outcome.REJECTED, str(again))
+    # a CreateTime far in the future: the broker refuses it (log.message.timestamp.after.max.ms)
+    future = Command(uuid.uuid4().hex, workflow_id, 1, SignalWorkflow("s"))
+    year_2100 = 4_102_444_800_000
+    (refused,) = produce_raw(config, [(workflow_id.encode(), wire().command.encode(future), BAD)],
+                             timestamp=year_2100, errors=True)  # fmt: skip
+    assert not isinstance(refused, int) and "timestamp" in refused.str().lower()
+    bad_input(23, "record CreateTime in the year 2100", Outcome.REJECTED,
+              f"the broker refused it: {refused.str()}")  # fmt: skip
     bad_input(
         23,
         "record CreateTime of 1970",
