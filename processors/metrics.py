@@ -193,6 +193,14 @@ def _processor_metrics(
     for result in ("committed", "aborted", "unknown", "fatal"):
         transactions.add_metric([result], tally.transactions.get(result))
     yield transactions
+    ignored = CounterMetricFamily(
+        "everflow_ignored_records",
+        "Records of commands ignored by design (a tombstone), by kind",
+        labels=["kind"],
+    )
+    for kind, count in sorted(tally.ignored.by_key.items()):
+        ignored.add_metric([kind], count)
+    yield ignored
     recreations = CounterMetricFamily(
         "everflow_producer_recreations",
         "Transactional producers re-created (same transactional.id, epoch bumped), by reason: "

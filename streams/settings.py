@@ -161,6 +161,15 @@ def data_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(raw).expanduser() if raw else Path.home() / ".cache" / "everflow"
 
 
+def inflight_path(
+    topic_prefix: str, instance_id: str, env: Mapping[str, str] | None = None
+) -> Path:
+    """Where a workflow processor notes what it is processing, for its crash-loop breaker:
+    `<data dir>/processors/<topic prefix without its trailing dot>-<instance ID>.inflight`."""
+    name = topic_prefix.rstrip(".") or "everflow"
+    return data_dir(env) / "processors" / f"{name}-{instance_id}.inflight"
+
+
 def visibility_url(
     topic_prefix: str, url: str | None = None, env: Mapping[str, str] | None = None
 ) -> str:

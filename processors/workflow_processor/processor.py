@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, Producer, TopicPartition
 
@@ -33,8 +34,10 @@ from processors.run.state import Run
 from processors.tally import consumer_lag
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.batch import Batch
+from processors.workflow_processor.breaker import Breaker
+from processors.workflow_processor.intake import Poison, check_command
 from processors.workflow_processor.local_activities import LocalActivities
-from processors.workflow_processor.output import AfterCommit, Output
+from processors.workflow_processor.output import AfterCommit, Output, RecordTooLarge, record_limit
 from processors.workflow_processor.restore import SnapshotReader, restore_partitions
 from processors.workflow_processor.run_cache import PartitionRuns
 from processors.workflow_processor.stats import Counters, ProcessorTally, Timing
@@ -48,14 +51,28 @@ from processors.workflow_processor.transactions import (
     init_transactions,
 )
 from streams import kafka
-from streams.errors import PayloadDecodeError
+from streams.errors import PayloadTooLargeError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, ensure_topics, partition_count, topic_specs
 from streams.settings import CacheSettings, FaultSettings
 from streams.tracing import Tracing, carrier_of
 from streams.wire import Wire, wire
-from streams.wire.commands import CompleteActivity, FailActivity, StartActivity
-from streams.wire.records import RestoreReport, Timer, TimerKind
+from streams.wire.commands import (
+    Command,
+    CompleteActivity,
+    FailActivity,
+    ResetWorkflow,
+    StartActivity,
+    StartWorkflow,
+)
+from streams.wire.records import Failure as RunFailure
+from streams.wire.records import (
+    RejectionCode,
+    RestoreReport,
+    StartRejected,
+    Timer,
+    TimerKind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +109,8 @@ class ProcessorConfig:
     # how long a batch waits for the outcomes of the local attempts it started before it
     # commits (seconds): quick local steps are recorded in the transaction that started them
     local_activity_wait: float = 0.005
+    # the crash-loop breaker's note of what is in flight (see `breaker`); None: no breaker
+    inflight_path: Path | None = None
 
 
 class WorkflowProcessor:
@@ -130,6 +149,10 @@ class WorkflowProcessor:
         # transaction that consumed nothing commits it again, so that the group coordinator
         # checks its generation and a zombie's transaction fails (see `_fencing_offsets`)
         self._committed_offsets: dict[int, int] = {}
+        # workflow ID -> (run ID, reason): runs whose records would not fit, started by a
+        # batch that was therefore not written; the command starting one is dead-lettered
+        self._too_large: dict[str, tuple[str, str]] = {}
+        self.breaker = Breaker.open(settings.inflight_path)
         self.transactional_id = f"{config.topic_prefix}wp-{settings.instance_id}"
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -150,6 +173,7 @@ class WorkflowProcessor:
             self.transactions.deferred,
             tracing=self.tracing is not None,
             eager=self.eager,
+            max_record_bytes=record_limit(self.config),
         )
         self.loader = SnapshotReader(self.config, self.wire, self.registry)
         self._status_producer = kafka.producer(self.config, **{"linger.ms": 50})
@@ -180,6 +204,7 @@ class WorkflowProcessor:
                 self._commit(Batch(self.partitions), 0)
             self._settle()
         finally:
+            self.breaker.close()
             self.local.close()
             self.transactions.close()
             self.eager_reports.close()  # what it still holds has its copy in `commands`
@@ -226,6 +251,7 @@ class WorkflowProcessor:
         self._settle()  # what this owner computed is written before the partitions move
         self._epoch += 1
         for p in ids:
+            self.breaker.revoked(p)
             self._deferred_offsets.pop(p, None)  # the next owner reads those commands again
             self._committed_offsets.pop(p, None)
             self._retire(self.partitions.get(p))
@@ -248,6 +274,7 @@ class WorkflowProcessor:
         commands = self.topics.commands
         committed = self.consumer.committed([TopicPartition(commands, p) for p in ids], 30)
         for tp in committed:
+            self.breaker.assigned(tp.partition, tp.offset)
             if tp.offset >= 0:
                 self._committed_offsets[tp.partition] = tp.offset
             end = kafka.end_offset(self.consumer, commands, tp.partition)
@@ -297,7 +324,9 @@ class WorkflowProcessor:
         if self.transactions.in_flight:
             wait = 0.0  # with nothing to read, settle the transaction in flight instead
         epoch = self._epoch
-        messages = kafka.consume_batch(self.consumer, self.settings.batch_size, wait)
+        # after a crash, one command per batch until past what was in flight (see `breaker`)
+        size = 1 if self.breaker.stepping else self.settings.batch_size
+        messages = kafka.consume_batch(self.consumer, size, wait)
         if epoch != self._epoch and messages:
             # a rebalance ran while this batch was read: messages from before it may belong
             # to partitions revoked (or revoked and given back, restored and re-read from
@@ -324,6 +353,7 @@ class WorkflowProcessor:
                 self._settle()
             return
         batch = Batch(self.partitions)
+        mine = []
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -333,8 +363,13 @@ class WorkflowProcessor:
                 continue
             if msg.partition() not in self.partitions:
                 continue  # revoked while this batch was read: its new owner handles it
+            mine.append(msg)
+        if mine:
+            self.breaker.processing(_spans(mine))
+        for msg in mine:
             batch.offsets[msg.partition()] = msg.offset() + 1
             self._handle_message(msg, now, batch)
+            self.breaker.passed(msg.partition(), msg.offset())
         for partition, workflow_id, body in local:
             self._local_outcome(partition, workflow_id, body, now, batch)
         self._eager_reports(reports, now, batch)
@@ -385,12 +420,32 @@ class WorkflowProcessor:
 
     def _handle_message(self, msg: Message, now: int, batch: Batch) -> None:
         topic, partition, offset = kafka.where(msg)
-        try:
-            command = self.wire.command.decode(msg.value())
-        except PayloadDecodeError as e:
-            reason = str(e.at(topic, partition, offset))
-            log.error("dead-lettering command: %s", reason)
-            batch.dead.append((msg, reason))
+        doomed = self.breaker.reason(partition, offset)
+        if doomed is not None:  # not even decoded: that may be what kills the process
+            log.error("dead-lettering command (crash_loop): %s", doomed)
+            batch.dead.append((msg, doomed))
+            return
+        checked = check_command(
+            self.wire.command, msg.key(), msg.value(), topic, partition, offset,
+            self._commands_partitions,
+        )  # fmt: skip
+        if checked is None:
+            log.warning("ignoring a tombstone (no value) partition=%d offset=%d", partition, offset)
+            self.tally.ignored.add("tombstone")
+            return
+        if isinstance(checked, Poison):
+            log.error("dead-lettering command (%s): %s", checked.code, checked.reason)
+            batch.dead.append((msg, checked.reason))
+            return
+        command = checked
+        refused = self._starts_too_large(command) if self._too_large else None
+        if refused is not None:
+            log.error("dead-lettering command (record_too_large): %s", refused)
+            batch.dead.append((msg, refused))
+            body = command.body
+            if isinstance(body, StartWorkflow):  # the caller hears why, not nothing
+                rejected = StartRejected(RejectionCode.INVALID_ARGUMENT, refused)
+                batch.reply(body.reply_to, command.command_id, rejected)
             return
         self.stats.commands += 1
         runs = self.partitions[partition]
@@ -538,6 +593,9 @@ class WorkflowProcessor:
         except KafkaException as e:
             self._recover(TransactionFailed(Call.PRODUCE, e))
             return
+        except RecordTooLarge as e:
+            self._refuse_too_large(e)
+            return
         # runs of this batch are dirty now, so eviction keeps them until it is checkpointed
         for state in self.partitions.values():
             state.trim()
@@ -620,6 +678,54 @@ class WorkflowProcessor:
         self._restore(sorted(self.partitions))
         self._rewind()
 
+    def _refuse_too_large(self, error: RecordTooLarge) -> None:
+        """A record of the batch would be over the record limit, found before it was
+        produced: nothing of the batch is written. The owned partitions are restored and
+        re-read, and the run that made the record fails first, with the reason, in a
+        transaction of its own; re-read, its commands find it closed and make nothing big
+        again. A run the aborted batch itself started does not exist after the restore: the
+        command that starts it is dead-lettered with the reason when it is read again."""
+        log.error(
+            "record too large, batch not written: workflow_id=%s run_id=%s partition=%d: %s",
+            error.workflow_id, error.run_id, error.partition, error.reason,
+        )  # fmt: skip
+        self.tally.transactions.add("aborted")
+        try:
+            self.transactions.abort()
+        except TransactionFailed as e:
+            if e.failure is Failure.FENCED:
+                log.error("fatal transaction error, stopping: %s", e)
+                raise e.cause from e
+            self._recreate_producer(e)
+        self._restore(sorted(self.partitions))
+        self._rewind()
+        if error.workflow_id is None or error.run_id is None:
+            raise PayloadTooLargeError(f"{error.reason} (it names no run to fail)") from error
+        runs = self.partitions.get(error.partition)
+        run = None if runs is None else runs.get(error.workflow_id)
+        if run is None or run.run_id != error.run_id:
+            self._too_large[error.workflow_id] = (error.run_id, error.reason)
+            return
+        batch = Batch(self.partitions)
+        failure = RunFailure(error.reason, "RecordTooLarge", "workflow")
+        if run.fail(failure, int(time.time() * 1000), batch.effects(run)):
+            self._commit(batch, 0)
+
+    def _starts_too_large(self, command: Command) -> str | None:
+        """The reason to dead-letter `command`: it starts a run whose records would not fit
+        (see `_refuse_too_large`); None for any other command."""
+        refused = self._too_large.get(command.workflow_id)
+        if refused is None:
+            return None
+        run_id, reason = refused
+        body = command.body
+        started = (isinstance(body, StartWorkflow) and body.run_id == run_id) or (
+            isinstance(body, ResetWorkflow) and body.new_run_id == run_id
+        )
+        if not started:
+            return None
+        del self._too_large[command.workflow_id]
+        return reason
     def _recreate_producer(self, failed: TransactionFailed) -> None:
         """Replaces the transactional producer (same transactional.id, a bumped epoch) in
         every place that holds it; never retries the commit (see `transactions`)."""
@@ -675,3 +781,13 @@ class WorkflowProcessor:
                 self.consumer.seek(tp)
             except KafkaException as e:  # not fetching yet: it starts there anyway
                 log.debug("seek %s: %s", tp, e)
+
+
+def _spans(messages: list[Message]) -> dict[int, tuple[int, int]]:
+    """The offsets (first, last) of each partition among `messages`."""
+    spans: dict[int, tuple[int, int]] = {}
+    for msg in messages:
+        _, p, o = kafka.where(msg)
+        first, last = spans.get(p, (o, o))
+        spans[p] = (min(first, o), max(last, o))
+    return spans

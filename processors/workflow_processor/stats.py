@@ -102,6 +102,7 @@ class ProcessorTally:
         self.restore_seconds = Histogram(LATENCY_BUCKETS)
         self.restore_events = 0
         self.dead_letters = 0
+        self.ignored: Counts[str] = Counts()  # records ignored by design, by kind
         self.blocked: dict[str, int] = {}  # workflow type -> blocked open runs (a gauge)
         # run cache figures of partitions no longer owned: the counters stay monotonic
         self.retired_hits = 0
