@@ -97,6 +97,7 @@ _BUSY = {
     KafkaError.REQUEST_TIMED_OUT,
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,  # a topic just made, not yet known to every broker
 }
 
 
