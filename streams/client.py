@@ -22,8 +22,10 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from streams import kafka
 from streams.errors import (
     BrokerError,
+    ReadOnlyContextError,
     RequestRejectedError,
     RPCTimeoutError,
+    SignalLimitError,
     WorkflowAlreadyStartedError,
     WorkflowFailureError,
     WorkflowNotFoundError,
@@ -490,7 +492,8 @@ class WorkflowHandle:
         self, signal: Any, *args: Any, timeout: timedelta = timedelta(seconds=30)
     ) -> None:
         """Sends a signal and waits until it is recorded in the run's history.
-        WorkflowNotRunningError if the run closed; ValueError for an unknown signal."""
+        WorkflowNotRunningError if the run closed; ValueError for an unknown signal;
+        SignalLimitError once the run has received the maximum number of signals."""
         payloads = self.client.converter.to_payloads(list(args))
         body = SignalWorkflow(_handler_name(signal), payloads, None, self.client.client_id)
         self._check(await self.client.request(self.id, body, timeout))
@@ -502,7 +505,8 @@ class WorkflowHandle:
         result_type: Any = None,
         timeout: timedelta = timedelta(seconds=30),
     ) -> Any:
-        """Asks the run's state (also of a closed run); never recorded in its history."""
+        """Asks the run's state (also of a closed run); never recorded in its history.
+        ReadOnlyContextError if the query handler tried to schedule work."""
         payloads = self.client.converter.to_payloads(list(args))
         body = QueryWorkflow(_handler_name(query), payloads, self.run_id, self.client.client_id)
         reply = self._check(await self.client.request(self.id, body, timeout))
@@ -538,6 +542,10 @@ class WorkflowHandle:
                 raise WorkflowNotRunningError(reply.message)
             if reply.code == RejectionCode.NOT_FOUND:
                 raise WorkflowNotFoundError(reply.message)
+            if reply.code == RejectionCode.SIGNAL_LIMIT:
+                raise SignalLimitError(reply.message)
+            if reply.code == RejectionCode.READ_ONLY:
+                raise ReadOnlyContextError(reply.message)
             raise RequestRejectedError(reply.message)
         return reply
 

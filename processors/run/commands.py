@@ -12,6 +12,7 @@ import uuid
 from typing import Protocol, assert_never
 
 from processors.run.effects import Effects
+from processors.run.limits import signal_limit_message
 from processors.run.repair import control_activity, reset_refusal, scheduled_before
 from processors.run.state import Run
 from processors.workflow_code.handlers import find_handler
@@ -20,6 +21,7 @@ from processors.workflow_code.stack import STACK_TRACE_QUERY
 from streams.errors import (
     NonDeterminismError,
     QueryError,
+    ReadOnlyContextError,
     UnknownHandlerError,
     UnknownWorkflowError,
 )
@@ -310,6 +312,10 @@ def on_signal_workflow(
     except (UnknownHandlerError, UnknownWorkflowError) as e:
         out.reply(body.reply_to, command.command_id, Rejected(RejectionCode.UNKNOWN_SIGNAL, str(e)))
         return
+    full = signal_limit_message(run.workflow_id, run.run_id, run.signals, run.registry.max_signals)
+    if full:
+        out.reply(body.reply_to, command.command_id, Rejected(RejectionCode.SIGNAL_LIMIT, full))
+        return
     run.signal(body.signal_name, body.args, now, out.effects(run), trace)
     out.reply(body.reply_to, command.command_id, _describe(run, runs))
 
@@ -330,6 +336,8 @@ def on_query_workflow(command: Command, body: QueryWorkflow, run: Run | None, ou
             reply = QueryResult(run.live_instance().handlers.query(body.query_name, body.args))
         except (UnknownHandlerError, UnknownWorkflowError) as e:
             reply = Rejected(RejectionCode.UNKNOWN_QUERY, str(e))
+        except ReadOnlyContextError as e:
+            reply = Rejected(RejectionCode.READ_ONLY, str(e))
         except (QueryError, NonDeterminismError) as e:
             reply = Rejected(RejectionCode.QUERY_FAILED, str(e))
         except Exception as e:  # the handler's own error goes back to the caller

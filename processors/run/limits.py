@@ -51,3 +51,16 @@ def near_limits(
         max_bytes,
     )
     return True
+
+
+def signal_limit_message(workflow_id: str, run_id: str, received: int, max_signals: int) -> str:
+    """Why a run that has received `received` signals refuses one more; empty while it
+    is under `max_signals`."""
+    if received < max_signals:
+        return ""
+    return (
+        f"workflow {workflow_id!r} run {run_id} has received the maximum of {max_signals} "
+        "signals (EVERFLOW_MAX_SIGNALS) and refuses more; a run that takes an unbounded "
+        "stream of signals must continue as new (workflow.continue_as_new()) before it "
+        "gets there"
+    )

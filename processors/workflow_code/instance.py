@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, assert_never
 
+from processors.workflow_code.deadlock import WATCHDOG, Interrupted, Watch
 from processors.workflow_code.determinism import (
     DeterminismGuard,
     UnguardedConverter,
@@ -32,9 +33,11 @@ from streams.errors import (
     ActivityCanceledError,
     ActivityError,
     ChildWorkflowError,
+    DeadlockError,
     FailureError,
     PayloadTooLargeError,
-    QueryError,
+    ReadOnlyContextError,
+    TimerDurationError,
 )
 from streams.failures import from_failure, to_failure
 from streams.options import ActivityCancellationType
@@ -85,6 +88,10 @@ from streams.wire.records import Failure, SearchAttribute, SearchAttributeType, 
 from streams.workflow import ContinueAsNewError, WorkflowDefinition
 
 log = logging.getLogger(__name__)
+
+# the longest timer the code may start: beyond it a duration is a bug (a unit mix-up), and
+# far beyond it the fire time would overflow the timer record's int64 milliseconds
+MAX_TIMER = timedelta(days=36_525)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +205,12 @@ class WorkflowInstance(WorkflowRuntime):
         guard: bool = True,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         recorded_patches: Collection[str] = (),
+        deadlock_timeout: float = 0.0,
     ) -> None:
         self.definition = definition
         self.converter = UnguardedConverter(converter) if guard else converter
         self.max_payload_bytes = max_payload_bytes
+        self.deadlock_timeout = deadlock_timeout  # seconds; 0: the detector is off
         self._info = WorkflowInfo(
             workflow_id=workflow_id,
             run_id=run_id,
@@ -247,10 +256,36 @@ class WorkflowInstance(WorkflowRuntime):
 
     # ---- driving --------------------------------------------------------------------------
     def activate(self, event: HistoryEvent, replaying: bool = False) -> Step:
-        """Delivers one resolving event to the code and runs it until it waits again."""
+        """Delivers one resolving event to the code and runs it until it waits again. Code
+        that runs `deadlock_timeout` seconds without yielding is interrupted: the step is
+        blocked with a DeadlockError (what the code decided is dropped)."""
+        watch = WATCHDOG.begin(self.deadlock_timeout)
+        if watch is None:
+            return self._activate(event, replaying)
+        step: Step | None = None
+        try:
+            step = self._activate(event, replaying)
+        except Interrupted:
+            pass
+        finally:
+            interrupted = WATCHDOG.end(watch)
+        if interrupted or step is None:
+            return Step(blocked=self._deadlock(watch))
+        return step
+
+    def _deadlock(self, watch: Watch) -> Failure:
+        message = (
+            f"workflow {self._info.workflow_id!r} run {self._info.run_id} did not yield "
+            f"within {watch.timeout:g} s: potential deadlock at {watch.location or '?'}; "
+            "workflow code must wait with await (workflow.sleep(), an activity for slow "
+            "work), never block the thread"
+        )
+        return to_failure(DeadlockError(message), self.converter, kind="workflow")
+
+    def _activate(self, event: HistoryEvent, replaying: bool) -> Step:
         self._time_ms = event.time
         self.history_length = event.event_id
-        self._replaying = replaying
+        self._replaying = self.handlers.replaying = replaying
         self._decisions = []
         attrs = event.attributes
         step = Step()
@@ -360,17 +395,31 @@ class WorkflowInstance(WorkflowRuntime):
         attributes = (dict(self._search_attributes), dict(self._search_types))
         previous = asyncio.events._get_running_loop()
         asyncio.events._set_running_loop(self.loop)
+        watch = WATCHDOG.begin(self.deadlock_timeout)
+        self.loop.begin_read_only()
         try:
             with self._guarded():
                 result = call()
-        except BaseException:
+        except BaseException:  # an Interrupted too: raised again as DeadlockError below
             self._roll_back(mark, patches, attributes)
             raise
         finally:
             asyncio.events._set_running_loop(previous)
-        if len(self._decisions) != mark[0]:
+            scheduled = self.loop.end_read_only()
+            if watch is not None and WATCHDOG.end(watch):
+                self._roll_back(mark, patches, attributes)
+                raise DeadlockError(
+                    f"{what} of workflow {self._info.workflow_id!r} did not return within "
+                    f"{watch.timeout:g} s: potential deadlock at {watch.location}; it may "
+                    "only read state"
+                ) from None
+        if len(self._decisions) != mark[0] or scheduled:
             self._roll_back(mark, patches, attributes)
-            raise QueryError(f"{what} tried to schedule work; it may only read state")
+            raise ReadOnlyContextError(
+                f"{what} tried to schedule work; it may only read state (what it issued, "
+                "an activity, a timer, a child or a signal, was discarded): do the work in "
+                "a signal or update handler"
+            )
         return result
 
     def _roll_back(
@@ -547,6 +596,7 @@ class WorkflowInstance(WorkflowRuntime):
                 self._search_attributes.pop(attribute.name, None)
             else:
                 self._search_attributes[attribute.name] = attribute
+
     def trace_ids(self) -> tuple[str, str] | None:
         return trace_ids(self._started.trace, self._info.run_id) if self._started.trace else None
 
@@ -564,6 +614,12 @@ class WorkflowInstance(WorkflowRuntime):
         return fut
 
     def start_timer(self, delay: timedelta) -> asyncio.Future[None]:
+        if not timedelta(0) <= delay <= MAX_TIMER:
+            why = "is negative" if delay < timedelta(0) else "is longer than 100 years"
+            raise TimerDurationError(
+                f"workflow {self._info.workflow_id!r} asked for a timer of {delay} at "
+                f"{_call_site()[0]}, which {why}; a timer's duration must be 0 to 100 years"
+            )
         timer_id = self._next_timer
         self._next_timer += 1
         fut: asyncio.Future[None] = self.loop.create_future()
