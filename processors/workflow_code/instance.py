@@ -295,6 +295,10 @@ class WorkflowInstance(WorkflowRuntime):
                 self._run_until_idle()
             if guard is not None and guard.violation is not None:
                 raise guard.violation
+        except FailureError as e:  # a (sync) signal handler failing on purpose fails the run
+            step.decisions = [*self._decisions, FailRun(to_failure(e, self.converter))]
+            self.closed = True
+            return step
         except Exception as e:  # the code's bug or misuse: the run blocks, the engine goes on
             step.blocked = to_failure(e, self.converter, kind="workflow")
             return step

@@ -11,12 +11,18 @@ import pytest
 from processors.run.commands import handle_command
 from processors.run.effects import Effects
 from processors.run.limits import signal_limit_message
-from processors.run.state import Run
+from processors.run.state import Run, replay_history
 from processors.workflow_code.deadlock import WATCHDOG
 from processors.workflow_code.handlers import DROPPED_SIGNALS
 from processors.workflow_code.registry import Registry
-from streams import DeadlockError, ReadOnlyContextError, TimerDurationError, workflow
-from streams.payload import DataConverter, Payload
+from streams import (
+    ApplicationError,
+    DeadlockError,
+    ReadOnlyContextError,
+    TimerDurationError,
+    workflow,
+)
+from streams.payload import DataConverter, Payload, ZlibCodec
 from streams.settings import RunLimits, WorkerSettings
 from streams.wire.commands import Command, CommandBody, QueryWorkflow, SignalWorkflow
 from streams.wire.events import WorkflowStarted
@@ -58,6 +64,14 @@ class Inbox:
             pass
         while True:
             pass
+
+    @workflow.signal
+    def refuse(self) -> None:
+        raise ApplicationError("refused on purpose")
+
+    @workflow.signal
+    def stumble(self) -> None:
+        self.items.append({}["missing"])
 
     @workflow.query
     def count(self) -> int:
@@ -294,3 +308,34 @@ def test_a_query_that_starts_an_activity_leaves_nothing_for_the_next_step() -> N
     fx = Effects()
     runs["w-1"].signal("add", conv.to_payloads([1]), 3000, fx)
     assert [type(e.attributes).__name__ for e in fx.events] == ["SignalReceived"]
+
+
+# ---- handlers that raise -----------------------------------------------------------------------
+def test_an_application_error_in_a_sync_signal_handler_fails_the_run() -> None:
+    reg = registry()
+    run = start(reg, Inbox)
+    run.signal("refuse", [], 2000, Effects())
+    assert run.status is RunStatus.FAILED and run.failure is not None
+    assert run.failure.message == "refused on purpose"
+    # and its history replays cleanly
+    assert replay_history(run.events, reg).error is None
+
+
+def test_a_plain_error_in_a_signal_handler_blocks_the_run() -> None:
+    run = start(registry(), Inbox)
+    run.signal("stumble", [], 2000, Effects())
+    assert run.status is RunStatus.RUNNING
+    assert run.blocked is not None and run.blocked.type == "KeyError"
+
+
+# ---- codecs ------------------------------------------------------------------------------------
+def test_a_payload_the_codec_cannot_decode_blocks_the_run_and_never_falls_back() -> None:
+    zlib = DataConverter([ZlibCodec(min_bytes=0)])
+    reg = Registry([Sleeper], [], zlib)
+    run = Run("w-1", "r-w-1", 0, reg)
+    (good,) = zlib.to_payloads([1.0])
+    corrupt = Payload(b"not zlib at all", good.metadata)
+    run.start(WorkflowStarted("Sleeper", "q", [corrupt], "c"), 1000, Effects())
+    assert run.status is RunStatus.RUNNING
+    assert run.blocked is not None and run.blocked.type == "error"
+    assert "incorrect header check" in run.blocked.message
