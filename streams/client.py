@@ -300,6 +300,9 @@ class Client:
         if isinstance(reply, StartRejected):
             self.unwatch_completion(id, waiter)
             raise WorkflowAlreadyStartedError(id, reply.existing_run_id, reply.message)
+        if isinstance(reply, Rejected) and reply.code == RejectionCode.SIGNAL_LIMIT:
+            self.unwatch_completion(id, waiter)  # signal-with-start to a run that is full
+            raise SignalLimitError(reply.message)
         assert isinstance(reply, StartAccepted)
         return WorkflowHandle(self, id, reply.run_id, waiter)
 

@@ -181,7 +181,12 @@ def on_start_workflow(
     if run is not None and run.start_command_id == command.command_id:
         reply = StartAccepted(run.run_id)  # a retried start: same answer, no second run
     elif run is not None and not run.closed:
-        if body.id_conflict_policy == IdConflictPolicy.USE_EXISTING:
+        full = signal_limit_message(
+            run.workflow_id, run.run_id, run.signals, run.registry.max_signals
+        )
+        if body.id_conflict_policy == IdConflictPolicy.USE_EXISTING and body.start_signal and full:
+            reply = Rejected(RejectionCode.SIGNAL_LIMIT, full)  # signal-with-start: no room
+        elif body.id_conflict_policy == IdConflictPolicy.USE_EXISTING:
             reply = StartAccepted(run.run_id)
             if body.start_signal:
                 signal_args = body.start_signal_args

@@ -7,7 +7,10 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from processors.metrics import EngineCollector, MetricsServer
 from processors.run.commands import handle_command
 from processors.run.effects import Effects
 from processors.run.limits import signal_limit_message
@@ -22,11 +25,19 @@ from streams import (
     TimerDurationError,
     workflow,
 )
+from streams.options import IdConflictPolicy
 from streams.payload import DataConverter, Payload, ZlibCodec
 from streams.settings import RunLimits, WorkerSettings
-from streams.wire.commands import Command, CommandBody, QueryWorkflow, SignalWorkflow
+from streams.wire.commands import (
+    Command,
+    CommandBody,
+    QueryWorkflow,
+    SignalWorkflow,
+    StartWorkflow,
+)
 from streams.wire.events import WorkflowStarted
 from streams.wire.records import Rejected, RejectionCode, Reply, ReplyBody, RunStatus
+from tests.unit.test_metrics import processor_tally
 
 conv = DataConverter()
 
@@ -284,6 +295,28 @@ def test_the_signal_count_survives_a_restore() -> None:
     assert signal_limit_message("w", "r", 1, 2) == ""
 
 
+def test_signal_with_start_to_a_full_run_is_refused_and_records_nothing() -> None:
+    reg = registry(max_signals=1)
+    runs = Runs()
+    runs["w-1"] = start(reg, Inbox)
+    send(runs, reg, SignalWorkflow("add", conv.to_payloads([1]), reply_to="c"))
+    events = len(runs["w-1"].events)
+    body = StartWorkflow(
+        "r-2",
+        "Inbox",
+        "q",
+        reply_to="c",
+        start_signal="add",
+        start_signal_args=conv.to_payloads([1]),
+        id_conflict_policy=IdConflictPolicy.USE_EXISTING,
+    )
+
+    refused = send(runs, reg, body, 3000)
+
+    assert isinstance(refused, Rejected) and refused.code == RejectionCode.SIGNAL_LIMIT
+    assert len(runs["w-1"].events) == events
+
+
 # ---- queries -----------------------------------------------------------------------------------
 def test_a_query_that_schedules_a_timer_is_refused_with_a_read_only_error() -> None:
     reg = registry()
@@ -339,3 +372,18 @@ def test_a_payload_the_codec_cannot_decode_blocks_the_run_and_never_falls_back()
     assert run.status is RunStatus.RUNNING
     assert run.blocked is not None and run.blocked.type == "error"
     assert "incorrect header check" in run.blocked.message
+
+
+def test_deadlocks_and_dropped_signals_are_counted_on_the_metrics_endpoint() -> None:
+    run = start(registry(deadlock_timeout=0.1), Inbox)
+    run.signal("add", [Payload(b"{not json", {"encoding": b"json/plain"})], 2000, Effects())
+    run.signal("spin", [], 2100, Effects())
+
+    collector = EngineCollector("q")
+    collector.processor = processor_tally()
+    text = generate_latest(MetricsServer(collector).registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+
+    [dropped] = [s for s in families["everflow_signals_dropped"].samples if s.labels]
+    assert dropped.labels == {"workflow_type": "Inbox"} and dropped.value >= 1
+    assert families["everflow_workflow_deadlocks"].samples[0].value >= 1
