@@ -9,9 +9,11 @@ the row of the bad-input table with the reason text it saw.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,8 +57,6 @@ def config(kafka_bootstrap: str) -> KafkaConfig:
 def worker(
     config: KafkaConfig, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcesses]:
-    import os
-
     env = {
         **os.environ,
         "EVERFLOW_BOOTSTRAP": kafka_bootstrap,
@@ -133,6 +133,45 @@ def test_code_that_never_yields_is_blocked_as_a_deadlock_and_the_partition_goes_
     assert described.status is RunStatus.RUNNING  # blocked, not failed: a fix resumes it
     assert "workflow code did not yield within 1 s" in worker.logs()
     bad_input(31, "workflow code blocks the loop (while True)", Outcome.RUN_BLOCKED, reason.message)
+
+
+def test_a_deadlocked_run_resumes_once_fixed_code_is_deployed(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """On topics of its own: the module's worker must not meet the other code."""
+    config = topics_for(kafka_bootstrap, f"t-{uuid.uuid4().hex[:8]}.", QUEUE, partitions=1)
+    env = {
+        **os.environ,
+        "EVERFLOW_BOOTSTRAP": kafka_bootstrap,
+        "EVERFLOW_TOPIC_PREFIX": config.topic_prefix,
+        "PYTHONPATH": str(ROOT),
+        **WORKER_ENV,
+        "EVERFLOW_PARTITIONS": "1",
+    }
+    procs = WorkerProcesses(env, tmp_path)
+    try:
+        buggy = procs.start("fix-1", "tests.bad_inputs.apps", task_queue=QUEUE)
+
+        async def block(client: Client) -> Failure:
+            await client.start_workflow("Busy", id="busy-then-fixed", task_queue=QUEUE)
+            return await blocked(client, "busy-then-fixed")
+
+        reason = run(config, block)
+        procs.kill(buggy)
+        procs.start("fix-1", "tests.bad_inputs.apps_fixed", task_queue=QUEUE)
+
+        async def resume(client: Client) -> tuple[str, list[str]]:
+            handle = client.get_workflow_handle("busy-then-fixed")
+            result = await handle.result(timeout=WAIT)
+            return result, [type(e.attributes).__name__ for e in await handle.fetch_history()]
+
+        result, kinds = run(config, resume)
+    finally:
+        procs.stop_all()
+
+    assert reason.type == "DeadlockError"
+    assert result == "fixed"
+    assert kinds.count("WorkflowBlocked") == 1 and kinds.count("WorkflowUnblocked") == 1
 
 
 def test_a_signal_handler_that_raises_a_plain_error_blocks_the_run(
