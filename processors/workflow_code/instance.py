@@ -268,7 +268,12 @@ class WorkflowInstance(WorkflowRuntime):
         except Interrupted:
             pass
         finally:
-            interrupted = WATCHDOG.end(watch)
+            while True:  # inline: an interrupt that came as the code ended may land at a call
+                try:
+                    interrupted = WATCHDOG.end(watch)
+                    break
+                except Interrupted:
+                    continue
         if interrupted or step is None:
             return Step(blocked=self._deadlock(watch))
         return step
@@ -401,24 +406,37 @@ class WorkflowInstance(WorkflowRuntime):
         asyncio.events._set_running_loop(self.loop)
         watch = WATCHDOG.begin(self.deadlock_timeout)
         self.loop.begin_read_only()
+        error: BaseException | None = None
         try:
             with self._guarded():
                 result = call()
-        except BaseException:  # an Interrupted too: raised again as DeadlockError below
-            self._roll_back(mark, patches, attributes)
-            raise
+        except Interrupted:
+            pass  # told by the watch below
+        except BaseException as e:
+            error = e
         finally:
-            asyncio.events._set_running_loop(previous)
-            scheduled = self.loop.end_read_only()
-            if watch is not None and WATCHDOG.end(watch):
-                self._roll_back(mark, patches, attributes)
-                raise DeadlockError(
-                    f"{what} of workflow {self._info.workflow_id!r} did not return within "
-                    f"{watch.timeout:g} s: potential deadlock at {watch.location}; it may "
-                    "only read state"
-                ) from None
-        if len(self._decisions) != mark[0] or scheduled:
+            interrupted = False
+            while watch is not None:  # inline, as in activate()
+                try:
+                    interrupted = WATCHDOG.end(watch)
+                    break
+                except Interrupted:
+                    continue
+        asyncio.events._set_running_loop(previous)
+        scheduled = self.loop.end_read_only()
+        issued = len(self._decisions) != mark[0] or scheduled
+        if interrupted or error is not None or issued:
             self._roll_back(mark, patches, attributes)
+        if interrupted:
+            assert watch is not None
+            raise DeadlockError(
+                f"{what} of workflow {self._info.workflow_id!r} did not return within "
+                f"{watch.timeout:g} s: potential deadlock at {watch.location}; it may "
+                "only read state"
+            )
+        if error is not None:
+            raise error
+        if issued:
             raise ReadOnlyContextError(
                 f"{what} tried to schedule work; it may only read state (what it issued, "
                 "an activity, a timer, a child or a signal, was discarded): do the work in "
