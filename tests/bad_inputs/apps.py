@@ -106,3 +106,17 @@ class Chatty:
     async def run(self) -> None:
         while True:
             await workflow.sleep(0.001)
+
+
+@workflow.defn
+class Steps:
+    """Its fixed-code twin (`apps_fixed.Steps`) reorders the steps: a run started here and
+    replayed there meets a history that its code no longer makes."""
+
+    @workflow.run
+    async def run(self) -> str:
+        first = await workflow.execute_activity(
+            echo, "a", start_to_close_timeout=timedelta(seconds=10)
+        )
+        await workflow.sleep(3)  # the test replaces the worker meanwhile
+        return first

@@ -1,5 +1,6 @@
-"""`apps.Busy` fixed: the same workflow type, now waiting with await. Deployed in place of
-`tests.bad_inputs.apps`, it resumes the runs the deadlock detector blocked."""
+"""Other code for two workflow types of `tests.bad_inputs.apps`, deployed in its place:
+`Busy` fixed (it waits with await: the runs the deadlock detector blocked resume), and
+`Steps` changed incompatibly (its open runs no longer replay: they block)."""
 
 from __future__ import annotations
 
@@ -12,3 +13,11 @@ class Busy:
     async def run(self) -> str:
         await workflow.sleep(0.01)
         return "fixed"
+
+
+@workflow.defn(name="Steps")
+class Steps:
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.sleep(3)  # moved before the activity: not what the history says
+        return "b"

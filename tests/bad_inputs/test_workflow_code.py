@@ -135,8 +135,8 @@ def test_code_that_never_yields_is_blocked_as_a_deadlock_and_the_partition_goes_
     bad_input(31, "workflow code blocks the loop (while True)", Outcome.RUN_BLOCKED, reason.message)
 
 
-def test_a_deadlocked_run_resumes_once_fixed_code_is_deployed(
-    kafka_bootstrap: str, tmp_path: Path
+def test_new_code_resumes_a_deadlocked_run_and_blocks_a_run_it_no_longer_replays(
+    kafka_bootstrap: str, tmp_path: Path, bad_input: Report
 ) -> None:
     """On topics of its own: the module's worker must not meet the other code."""
     config = topics_for(kafka_bootstrap, f"t-{uuid.uuid4().hex[:8]}.", QUEUE, partitions=1)
@@ -156,22 +156,36 @@ def test_a_deadlocked_run_resumes_once_fixed_code_is_deployed(
             await client.start_workflow("Busy", id="busy-then-fixed", task_queue=QUEUE)
             return await blocked(client, "busy-then-fixed")
 
+        async def sleep_after_a_step(client: Client) -> None:
+            handle = await client.start_workflow("Steps", id="steps", task_queue=QUEUE)
+            for _ in range(600):
+                history = await handle.fetch_history()
+                if any(type(e.attributes).__name__ == "TimerStarted" for e in history):
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError("the run never reached its timer")
+
         reason = run(config, block)
+        run(config, sleep_after_a_step)
         procs.kill(buggy)
         procs.start("fix-1", "tests.bad_inputs.apps_fixed", task_queue=QUEUE)
 
-        async def resume(client: Client) -> tuple[str, list[str]]:
+        async def resume(client: Client) -> tuple[str, list[str], Failure]:
             handle = client.get_workflow_handle("busy-then-fixed")
             result = await handle.result(timeout=WAIT)
-            return result, [type(e.attributes).__name__ for e in await handle.fetch_history()]
+            kinds = [type(e.attributes).__name__ for e in await handle.fetch_history()]
+            return result, kinds, await blocked(client, "steps")
 
-        result, kinds = run(config, resume)
+        result, kinds, diverged = run(config, resume)
     finally:
         procs.stop_all()
 
     assert reason.type == "DeadlockError"
     assert result == "fixed"
     assert kinds.count("WorkflowBlocked") == 1 and kinds.count("WorkflowUnblocked") == 1
+    assert diverged.type == "NonDeterminismError"
+    assert "ActivityScheduled('echo')" in diverged.message and "apps_fixed.py:" in diverged.message
+    bad_input(33, "changed code diverges on replay", Outcome.RUN_BLOCKED, diverged.message)
 
 
 def test_a_signal_handler_that_raises_a_plain_error_blocks_the_run(
