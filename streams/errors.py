@@ -345,6 +345,15 @@ class SignalLimitError(EverflowError):
     """
 
 
+class PendingLimitError(EverflowError):
+    """Workflow code asked for one more activity (or child workflow) while its run already
+    has the maximum open (EVERFLOW_MAX_PENDING, 2,000 each).
+
+    Raised into the workflow code at the call; uncaught, it blocks the run. Wait for some
+    to finish (in batches) before starting more.
+    """
+
+
 class TimerDurationError(EverflowError, ValueError):
     """Workflow code asked for a timer with a negative duration, or one too long to be
     recorded (over 100 years).

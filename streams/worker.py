@@ -130,6 +130,7 @@ class Worker:
             max_history_bytes=self.settings.max_history_bytes,
             deadlock_timeout=self.settings.deadlock_timeout,
             max_signals=self.settings.max_signals,
+            max_pending=self.settings.max_pending,
         )
         self.registry = Registry(workflows, activities, client.converter, limits)
         self.instance_id = self.settings.instance_id

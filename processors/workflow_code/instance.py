@@ -36,6 +36,7 @@ from streams.errors import (
     DeadlockError,
     FailureError,
     PayloadTooLargeError,
+    PendingLimitError,
     ReadOnlyContextError,
     TimerDurationError,
 )
@@ -44,6 +45,7 @@ from streams.options import ActivityCancellationType
 from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES, DataConverter, Payload, check_size
 from streams.search_attributes import decode as decode_search_attributes
 from streams.search_attributes import encode as encode_search_attributes
+from streams.settings import DEFAULT_MAX_PENDING
 from streams.tracing import trace_ids
 from streams.wire.events import (
     ActivityAttemptFailed,
@@ -206,11 +208,13 @@ class WorkflowInstance(WorkflowRuntime):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         recorded_patches: Collection[str] = (),
         deadlock_timeout: float = 0.0,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self.definition = definition
         self.converter = UnguardedConverter(converter) if guard else converter
         self.max_payload_bytes = max_payload_bytes
         self.deadlock_timeout = deadlock_timeout  # seconds; 0: the detector is off
+        self.max_pending = max_pending  # open activities, and apart open children
         self._info = WorkflowInfo(
             workflow_id=workflow_id,
             run_id=run_id,
@@ -623,6 +627,7 @@ class WorkflowInstance(WorkflowRuntime):
         return trace_ids(self._started.trace, self._info.run_id) if self._started.trace else None
 
     def schedule_activity(self, options: ActivityOptions) -> asyncio.Future[Any]:
+        self._check_pending(len(self._activities), "activities", options.activity_type)
         activity_id = self._next_activity
         self._next_activity += 1
         fut: asyncio.Future[Any] = self.loop.create_future()
@@ -650,7 +655,18 @@ class WorkflowInstance(WorkflowRuntime):
         fut.add_done_callback(lambda f: self._on_timer_done(timer_id, f))
         return fut
 
+    def _check_pending(self, pending: int, what: str, name: str) -> None:
+        if pending >= self.max_pending:
+            where = _call_site()[0]  # '?' in a task of its own: the caller is gone
+            at = f" at {where}" if where != "?" else ""
+            raise PendingLimitError(
+                f"workflow {self._info.workflow_id!r} has {pending} {what} open, the maximum "
+                f"(EVERFLOW_MAX_PENDING), and asked for one more ({name!r}){at}; wait for "
+                "some to finish before starting more"
+            )
+
     def start_child(self, options: ChildOptions) -> tuple[asyncio.Future[str], asyncio.Future[Any]]:
+        self._check_pending(len(self._children), "child workflows", options.workflow_id)
         seq = self._next_child
         self._next_child += 1
         started: asyncio.Future[str] = self.loop.create_future()

@@ -57,6 +57,10 @@ class Registry:
     def max_signals(self) -> int:
         return self.limits.max_signals
 
+    @property
+    def max_pending(self) -> int:
+        return self.limits.max_pending
+
     def workflow(self, name: str) -> WorkflowDefinition:
         try:
             return self.workflows[name]

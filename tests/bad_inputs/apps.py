@@ -120,3 +120,20 @@ class Steps:
         )
         await workflow.sleep(3)  # the test replaces the worker meanwhile
         return first
+
+
+@workflow.defn
+class FanOut:
+    """Opens `n` activities at once."""
+
+    @workflow.run
+    async def run(self, n: int) -> int:
+        pending = [
+            asyncio.ensure_future(
+                workflow.execute_activity(
+                    echo, str(i), start_to_close_timeout=timedelta(seconds=10)
+                )
+            )
+            for i in range(n)
+        ]
+        return len(await asyncio.gather(*pending))

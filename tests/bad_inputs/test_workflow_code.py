@@ -1,7 +1,7 @@
 """Bad workflow code and bad messages to a run, on a real broker and a real worker process.
 
 One worker serves the whole module, on two partitions, with a 1 s deadlock timeout, a limit
-of 5 signals per run and of 60 history events per run. Each test asserts what became of
+of 5 signals, 3 open activities and 60 history events per run. Each test asserts what became of
 the bad input, that the partition it landed on goes on serving other runs, and then reports
 the row of the bad-input table with the reason text it saw.
 """
@@ -43,6 +43,7 @@ WORKER_ENV = {
     "EVERFLOW_DEADLOCK_TIMEOUT": "1",
     "EVERFLOW_MAX_SIGNALS": "5",
     "EVERFLOW_MAX_HISTORY_EVENTS": "60",
+    "EVERFLOW_MAX_PENDING": "3",
 }
 WAIT = timedelta(seconds=60)
 
@@ -319,6 +320,25 @@ def test_a_history_that_grows_past_the_limit_fails_the_run(
 
     assert "history reached" in str(error.__cause__) and "continue_as_new" in str(error.__cause__)
     bad_input(35, "history grows without bound", Outcome.RUN_FAILED, str(error.__cause__))
+
+
+def test_code_that_opens_more_activities_than_the_limit_blocks_its_run(
+    config: KafkaConfig, worker: WorkerProcesses, bad_input: Report
+) -> None:
+    async def body(client: Client) -> tuple[int, Failure]:
+        within = await client.execute_workflow(
+            "FanOut", 3, id="fan-out-3", task_queue=QUEUE, timeout=WAIT
+        )
+        await client.start_workflow("FanOut", 4, id="fan-out-4", task_queue=QUEUE)
+        reason = await blocked(client, "fan-out-4")
+        await neighbour_completes(client, "fan-out-4")
+        return within, reason
+
+    within, reason = run(config, body)
+
+    assert within == 3
+    assert reason.type == "PendingLimitError" and "has 3 activities open" in reason.message
+    bad_input(34, "too many pending activities (limit + 1)", Outcome.RUN_BLOCKED, reason.message)
 
 
 # ---- messages that misbehave -------------------------------------------------------------------

@@ -387,3 +387,31 @@ def test_deadlocks_and_dropped_signals_are_counted_on_the_metrics_endpoint() -> 
     [dropped] = [s for s in families["everflow_signals_dropped"].samples if s.labels]
     assert dropped.labels == {"workflow_type": "Inbox"} and dropped.value >= 1
     assert families["everflow_workflow_deadlocks"].samples[0].value >= 1
+
+
+# ---- pending activities ------------------------------------------------------------------------
+@workflow.defn
+class FanOut:
+    @workflow.run
+    async def run(self, n: int) -> int:
+        pending = [
+            asyncio.ensure_future(
+                workflow.execute_activity("work", i, start_to_close_timeout=timedelta(seconds=5))
+            )
+            for i in range(n)
+        ]
+        return len(await asyncio.gather(*pending))
+
+
+def test_code_that_opens_more_activities_than_the_limit_blocks_by_name() -> None:
+    assert RunLimits().max_pending == 2_000
+    reg = Registry([FanOut], [], conv, RunLimits(max_pending=3))
+    within = Run("w-1", "r-1", 0, reg)
+    within.start(WorkflowStarted("FanOut", "q", conv.to_payloads([3]), "c"), 1000, Effects())
+    assert within.blocked is None and len(within.activities.open) == 3
+
+    over = Run("w-2", "r-2", 0, reg)
+    over.start(WorkflowStarted("FanOut", "q", conv.to_payloads([4]), "c"), 1000, Effects())
+
+    assert over.blocked is not None and over.blocked.type == "PendingLimitError"
+    assert "has 3 activities open, the maximum (EVERFLOW_MAX_PENDING)" in over.blocked.message

@@ -148,6 +148,7 @@ def test_public_api_is_pinned() -> None:
             "Payload",
             "PayloadDecodeError",
             "PayloadTooLargeError",
+            "PendingLimitError",
             "QueryError",
             "ReadOnlyContextError",
             "RPCTimeoutError",
