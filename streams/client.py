@@ -28,6 +28,7 @@ from streams.errors import (
     SignalLimitError,
     WorkflowAlreadyStartedError,
     WorkflowFailureError,
+    WorkflowIdError,
     WorkflowNotFoundError,
     WorkflowNotRunningError,
     WorkflowResultTimeoutError,
@@ -77,6 +78,21 @@ from streams.wire.records import (
 from streams.workflow import WorkflowDefinition
 
 log = logging.getLogger(__name__)
+
+
+MAX_WORKFLOW_ID_LENGTH = 1000  # characters (Temporal's limit)
+
+
+def check_workflow_id(workflow_id: str) -> None:
+    """Raises WorkflowIdError for an ID no run may have: empty, or over 1,000 characters
+    (it is the key of every record of the run, on every topic)."""
+    if not workflow_id:
+        raise WorkflowIdError("the workflow ID is empty; give the run an ID")
+    if len(workflow_id) > MAX_WORKFLOW_ID_LENGTH:
+        raise WorkflowIdError(
+            f"workflow ID {workflow_id[:40]!r}... is {len(workflow_id)} characters, over the "
+            f"limit of {MAX_WORKFLOW_ID_LENGTH}; use a shorter ID (a hash of a long key)"
+        )
 
 
 class Client:
@@ -274,6 +290,7 @@ class Client:
         run's custom search attributes from its start, typed by their values as in
         `workflow.upsert_search_attributes` (SearchAttributeError for a bad one or a None).
         """
+        check_workflow_id(id)
         reuse = option(IdReusePolicy, id_reuse_policy, "id_reuse_policy")
         conflict = option(IdConflictPolicy, id_conflict_policy, "id_conflict_policy")
         name = workflow if isinstance(workflow, str) else WorkflowDefinition.of(workflow).name
@@ -347,8 +364,10 @@ class Client:
         """Sends one command about a workflow and waits for the processor's reply.
 
         The low-level call under every `WorkflowHandle` method; RPCTimeoutError when no reply
-        comes within `timeout` (the command may still take effect).
+        comes within `timeout` (the command may still take effect); WorkflowIdError, before
+        anything is sent, for an empty ID or one over 1,000 characters.
         """
+        check_workflow_id(workflow_id)
         if self._tracing is None:
             return await self._request(workflow_id, body, timeout, None)
         with self._tracing.client_span(workflow_id, body) as headers:

@@ -354,6 +354,11 @@ class PendingLimitError(EverflowError):
     """
 
 
+class WorkflowIdError(EverflowError, ValueError):
+    """A workflow ID the client refuses before sending anything: empty, or longer than
+    1,000 characters (Temporal's limit). Use a shorter ID (a hash of a long key)."""
+
+
 class TimerDurationError(EverflowError, ValueError):
     """Workflow code asked for a timer with a negative duration, or one too long to be
     recorded (over 100 years).

@@ -12,7 +12,7 @@ import uuid
 from typing import Protocol, assert_never
 
 from processors.run.effects import Effects
-from processors.run.limits import signal_limit_message
+from processors.run.limits import signal_limit_message, updates_in_flight_message
 from processors.run.repair import control_activity, reset_refusal, scheduled_before
 from processors.run.state import Run
 from processors.workflow_code.handlers import find_handler
@@ -369,6 +369,10 @@ def on_update_workflow(
         return
     if body.update_id in run.updates:
         return  # already accepted; its outcome will be replied
+    full = updates_in_flight_message(run.workflow_id, run.run_id, len(run.updates))
+    if full:
+        out.reply(body.reply_to, command.command_id, Rejected(RejectionCode.UPDATE_LIMIT, full))
+        return
     try:
         run.live_instance().handlers.validate_update(body.update_name, body.args)
     except (UnknownHandlerError, UnknownWorkflowError) as e:

@@ -24,9 +24,12 @@ from streams import (
     RequestRejectedError,
     SignalLimitError,
     WorkflowFailureError,
+    WorkflowIdError,
+    kafka,
 )
 from streams.kafka.clients import partition_for
 from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import Topics
 from streams.payload import DataConverter, Payload
 from streams.wire.records import Failure, RunDescription, RunStatus
 from tests.bad_inputs.conftest import Report
@@ -428,3 +431,30 @@ def test_an_unknown_signal_name_is_refused_to_the_sender(
 
     assert "has no signal 'no_such_signal'" in str(error) and count == 1
     bad_input(13, "unknown signal name", Outcome.REJECTED, str(error))
+
+
+def test_an_over_long_workflow_id_is_refused_at_the_client_and_nothing_is_sent(
+    config: KafkaConfig, bad_input: Report
+) -> None:
+    def commands_written() -> int:
+        consumer = kafka.consumer(config)
+        try:
+            commands = Topics(config.topic_prefix).commands
+            return sum(kafka.end_offset(consumer, commands, p) for p in range(PARTITIONS))
+        finally:
+            consumer.close()
+
+    before = commands_written()
+
+    async def body(client: Client) -> WorkflowIdError:
+        with pytest.raises(WorkflowIdError) as refused:
+            await client.start_workflow("Quick", "x", id="x" * 1001, task_queue=QUEUE)
+        with pytest.raises(WorkflowIdError):
+            await client.get_workflow_handle("y" * 5000).signal("add", 1)
+        return refused.value
+
+    error = run(config, body)
+
+    assert "is 1001 characters, over the limit of 1000" in str(error)
+    assert commands_written() == before
+    bad_input(36, "workflow ID over 1,000 characters", Outcome.CLIENT_ERROR, str(error))

@@ -23,8 +23,10 @@ from streams import (
     DeadlockError,
     ReadOnlyContextError,
     TimerDurationError,
+    WorkflowIdError,
     workflow,
 )
+from streams.client import check_workflow_id
 from streams.options import IdConflictPolicy
 from streams.payload import DataConverter, Payload, ZlibCodec
 from streams.settings import RunLimits, WorkerSettings
@@ -34,6 +36,7 @@ from streams.wire.commands import (
     QueryWorkflow,
     SignalWorkflow,
     StartWorkflow,
+    UpdateWorkflow,
 )
 from streams.wire.events import WorkflowStarted
 from streams.wire.records import Rejected, RejectionCode, Reply, ReplyBody, RunStatus
@@ -415,3 +418,44 @@ def test_code_that_opens_more_activities_than_the_limit_blocks_by_name() -> None
 
     assert over.blocked is not None and over.blocked.type == "PendingLimitError"
     assert "has 3 activities open, the maximum (EVERFLOW_MAX_PENDING)" in over.blocked.message
+
+
+# ---- updates and IDs ---------------------------------------------------------------------------
+@workflow.defn
+class Gate:
+    def __init__(self) -> None:
+        self.open = False
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.update
+    async def wait_open(self) -> str:
+        await workflow.wait_condition(lambda: self.open)
+        return "in"
+
+
+def test_a_run_refuses_an_update_past_ten_in_flight() -> None:
+    reg = Registry([Gate], [], conv)
+    runs = Runs()
+    runs["w-1"] = Run("w-1", "r-1", 0, reg)
+    runs["w-1"].start(WorkflowStarted("Gate", "q", [], "c"), 1000, Effects())
+    for i in range(10):
+        out = Outbox()
+        body = UpdateWorkflow("wait_open", [], f"u-{i}", "c")
+        handle_command(Command(f"cmd-{i}", "w-1", 2000 + i, body), runs, 0, 2000 + i, reg, out)
+        assert out.replies == []  # accepted: the outcome comes when the handler finishes
+
+    refused = send(runs, reg, UpdateWorkflow("wait_open", [], "u-10", "c"), 3000)
+
+    assert isinstance(refused, Rejected) and refused.code == RejectionCode.UPDATE_LIMIT
+    assert "has 10 updates in flight, the maximum (10)" in refused.message
+
+
+def test_the_client_refuses_an_empty_or_over_long_workflow_id_before_sending() -> None:
+    check_workflow_id("x" * 1000)
+    with pytest.raises(WorkflowIdError, match="is 1001 characters, over the limit of 1000"):
+        check_workflow_id("x" * 1001)
+    with pytest.raises(WorkflowIdError, match="empty"):
+        check_workflow_id("")

@@ -167,6 +167,7 @@ def test_public_api_is_pinned() -> None:
             "Worker",
             "WorkflowAlreadyStartedError",
             "WorkflowFailureError",
+            "WorkflowIdError",
             "WorkflowHandle",
             "WorkflowNotFoundError",
             "WorkflowNotRunningError",
