@@ -5,19 +5,22 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: test demo unit lint broker bench clean system
+.PHONY: test demo unit lint broker bench soak clean system
 
 # What the tests run for real, from the distribution's packages: PostgreSQL (the run
-# index's scale-out store), Prometheus (scrapes a worker) and Chromium (the UI's tests drive
-# it headless through Playwright; no browser is ever downloaded). Installed once, when missing.
-SYSTEM_PACKAGES = postgresql prometheus chromium
+# index's scale-out store), Prometheus (scrapes a worker), Chromium (the UI's tests drive
+# it headless through Playwright; no browser is ever downloaded), and iproute2 and iptables
+# (the fault suite puts brokers in network namespaces and cuts them off). Installed once,
+# when missing.
+SYSTEM_PACKAGES = postgresql prometheus chromium iproute2 iptables
 APT = DEBIAN_FRONTEND=noninteractive apt-get -y -q --no-install-recommends
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-## make system: install what the tests need (PostgreSQL, Prometheus, Chromium) if missing
+## make system: install what the tests need (PostgreSQL, Prometheus, Chromium, iptables)
 system:
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v promtool >/dev/null \
-	  && command -v chromium >/dev/null; then :; \
+	  && command -v chromium >/dev/null && command -v iptables >/dev/null \
+	  && command -v ip >/dev/null; then :; \
 	else echo "installing $(SYSTEM_PACKAGES) from the distribution"; \
 	  $(SUDO) $(APT) install $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) $(APT) install $(SYSTEM_PACKAGES) >/dev/null; }; fi
@@ -45,6 +48,11 @@ demo: $(STAMP)
 ## make broker: start a local broker in the foreground (Ctrl-C stops it)
 broker: $(STAMP)
 	$(BIN)/everflow dev broker
+
+## make soak: the fault suite in long mode (5 rounds of ~5 minutes per fault), with the
+## fault table at the end (also in tests/reports/faults.md); root, about 4 hours
+soak: $(STAMP) system
+	EVERFLOW_SOAK=1 $(BIN)/pytest tests/faults -m faults --timeout 3600
 
 bench: $(STAMP) system
 	$(BIN)/python -m benchmarks.copy_loop

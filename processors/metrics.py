@@ -192,9 +192,26 @@ def _processor_metrics(
     transactions = CounterMetricFamily(
         "everflow_transactions", "Transactions by result", labels=["result"]
     )
-    for result in ("committed", "aborted"):
+    for result in ("committed", "aborted", "unknown", "fatal"):
         transactions.add_metric([result], tally.transactions.get(result))
     yield transactions
+    ignored = CounterMetricFamily(
+        "everflow_ignored_records",
+        "Records of commands ignored by design (a tombstone), by kind",
+        labels=["kind"],
+    )
+    for kind, count in sorted(tally.ignored.by_key.items()):
+        ignored.add_metric([kind], count)
+    yield ignored
+    recreations = CounterMetricFamily(
+        "everflow_producer_recreations",
+        "Transactional producers re-created (same transactional.id, epoch bumped), by reason: "
+        "unknown (a transaction's outcome) or fatal (the producer's error)",
+        labels=["reason"],
+    )
+    for reason in ("unknown", "fatal"):
+        recreations.add_metric([reason], tally.producer_recreations.get(reason))
+    yield recreations
     yield _histogram(
         "everflow_transaction_commit_latency_seconds",
         "Time to commit a transaction (offsets, then EndTxn)",

@@ -37,7 +37,7 @@ from streams.failures import from_failure
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.options import IdConflictPolicy, IdReusePolicy, option
-from streams.payload import DataConverter, check_size
+from streams.payload import DataConverter, Payload, check_size
 from streams.search_attributes import encode as encode_search_attributes
 from streams.settings import tracing_from_env, visibility_url
 from streams.tracing import Headers, Tracing
@@ -297,6 +297,10 @@ class Client:
         attributes = encode_search_attributes(search_attributes or {}, allow_remove=False)
         payloads = self.converter.to_payloads(list(args))
         check_size(payloads, self.config.max_payload_bytes, f"the arguments of workflow {id!r}")
+        signal_payloads = self.converter.to_payloads(list(start_signal_args))
+        if start_signal:
+            what = f"the arguments of signal {_handler_name(start_signal)!r} to workflow {id!r}"
+            check_size(signal_payloads, self.config.max_payload_bytes, what)
         run_id = str(uuid.uuid4())
         waiter = self.watch_completion(id)
         body = StartWorkflow(
@@ -308,7 +312,7 @@ class Client:
             millis(execution_timeout),
             millis(run_timeout),
             _handler_name(start_signal) if start_signal else None,
-            self.converter.to_payloads(list(start_signal_args)),
+            signal_payloads,
             reuse,
             conflict,
             search_attributes=attributes,
@@ -316,6 +320,8 @@ class Client:
         reply = await self.request(id, body, request_timeout)
         if isinstance(reply, StartRejected):
             self.unwatch_completion(id, waiter)
+            if reply.code != RejectionCode.ALREADY_STARTED:  # refused for another reason
+                raise RequestRejectedError(reply.message)
             raise WorkflowAlreadyStartedError(id, reply.existing_run_id, reply.message)
         if isinstance(reply, Rejected) and reply.code == RejectionCode.SIGNAL_LIMIT:
             self.unwatch_completion(id, waiter)  # signal-with-start to a run that is full
@@ -515,9 +521,11 @@ class WorkflowHandle:
     ) -> None:
         """Sends a signal and waits until it is recorded in the run's history.
         WorkflowNotRunningError if the run closed; ValueError for an unknown signal;
+        PayloadTooLargeError, nothing sent, if its arguments are over max_payload_bytes;
         SignalLimitError once the run has received the maximum number of signals."""
-        payloads = self.client.converter.to_payloads(list(args))
-        body = SignalWorkflow(_handler_name(signal), payloads, None, self.client.client_id)
+        name = _handler_name(signal)
+        payloads = self._sized(args, f"the arguments of signal {name!r} to workflow {self.id!r}")
+        body = SignalWorkflow(name, payloads, None, self.client.client_id)
         self._check(await self.client.request(self.id, body, timeout))
 
     async def query(
@@ -529,8 +537,9 @@ class WorkflowHandle:
     ) -> Any:
         """Asks the run's state (also of a closed run); never recorded in its history.
         ReadOnlyContextError if the query handler tried to schedule work."""
-        payloads = self.client.converter.to_payloads(list(args))
-        body = QueryWorkflow(_handler_name(query), payloads, self.run_id, self.client.client_id)
+        name = _handler_name(query)
+        payloads = self._sized(args, f"the arguments of query {name!r} to workflow {self.id!r}")
+        body = QueryWorkflow(name, payloads, self.run_id, self.client.client_id)
         reply = self._check(await self.client.request(self.id, body, timeout))
         assert isinstance(reply, QueryResult)
         return self.client.converter.from_payload(reply.result, result_type)
@@ -546,15 +555,22 @@ class WorkflowHandle:
         """Runs an update handler and returns its result; its validator may reject it
         (nothing is recorded then) — the rejection or the handler's failure is raised.
         `update_id` names the update in the history (default: a new one)."""
-        payloads = self.client.converter.to_payloads(list(args))
+        name = _handler_name(update)
+        payloads = self._sized(args, f"the arguments of update {name!r} to workflow {self.id!r}")
         update_id = update_id or uuid.uuid4().hex
-        body = UpdateWorkflow(_handler_name(update), payloads, update_id, self.client.client_id)
+        body = UpdateWorkflow(name, payloads, update_id, self.client.client_id)
         reply = self._check(await self.client.request(self.id, body, timeout))
         assert isinstance(reply, UpdateResult)
         conv = self.client.converter
         if reply.failure is not None:
             raise from_failure(reply.failure, conv)
         return conv.from_payload(reply.result, result_type) if reply.result else None
+
+    def _sized(self, args: Sequence[Any], what: str) -> list[Payload]:
+        """`args` as payloads; PayloadTooLargeError (nothing sent) over the limit."""
+        payloads = self.client.converter.to_payloads(list(args))
+        check_size(payloads, self.client.config.max_payload_bytes, what)
+        return payloads
 
     def _check(self, reply: ReplyBody) -> ReplyBody:
         if isinstance(reply, NotFound):
@@ -628,9 +644,7 @@ class WorkflowHandle:
 
     async def _describe(self, history: bool, timeout: timedelta) -> RunDescription:
         body = DescribeWorkflow(self.client.client_id, self.run_id, history)
-        reply = await self.client.request(self.id, body, timeout)
-        if isinstance(reply, NotFound):
-            raise WorkflowNotFoundError(reply.message)
+        reply = self._check(await self.client.request(self.id, body, timeout))
         assert isinstance(reply, RunDescription)
         return reply
 

@@ -41,12 +41,24 @@ class PayloadCodec(Protocol):
     def decode(self, payloads: Sequence[Payload]) -> list[Payload]: ...
 
 
-class ZlibCodec:
-    """Compresses payloads larger than `min_bytes` with zlib."""
+DEFAULT_MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 
-    def __init__(self, min_bytes: int = 512, level: int = 6) -> None:
+
+class ZlibCodec:
+    """Compresses payloads larger than `min_bytes` with zlib.
+
+    Decoding stops at `max_decompressed_bytes` of output: a payload that would inflate
+    past it (a compression bomb) or is not zlib data raises PayloadDecodeError."""
+
+    def __init__(
+        self,
+        min_bytes: int = 512,
+        level: int = 6,
+        max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+    ) -> None:
         self.min_bytes = min_bytes
         self.level = level
+        self.max_decompressed_bytes = max_decompressed_bytes
 
     def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         out = []
@@ -70,7 +82,25 @@ class ZlibCodec:
                 continue
             inner = orjson.loads(p.metadata["inner"])
             meta = {k: v.encode("latin-1") for k, v in inner.items()}
-            out.append(Payload(zlib.decompress(p.data), meta))
+            out.append(Payload(self._inflate(p.data), meta))
+        return out
+
+    def _inflate(self, data: bytes) -> bytes:
+        limit = self.max_decompressed_bytes
+        inflater = zlib.decompressobj()
+        try:
+            # one byte past the limit tells "exactly the limit" from "more"
+            out = inflater.decompress(data, limit + 1)
+            if len(out) > limit or inflater.unconsumed_tail:
+                raise PayloadDecodeError(
+                    f"zlib payload of {len(data)} bytes inflates past {limit} bytes "
+                    "(max_decompressed_bytes); refused as a compression bomb"
+                )
+            out += inflater.flush()
+        except zlib.error as e:
+            raise PayloadDecodeError(f"zlib payload is corrupt: {e}") from None
+        if not inflater.eof:
+            raise PayloadDecodeError(f"zlib payload of {len(data)} bytes is truncated")
         return out
 
 

@@ -119,11 +119,16 @@ class FaultSettings:
     """Testing hooks of the workflow processor: after the N-th transaction produced its
     records and before it commits, SIGKILL (`kill_before_commit`) or SIGSTOP
     (`stop_before_commit`) the process; right after the N-th transaction committed, SIGSTOP
-    it (`stop_after_commit`: a pause between transactions). 0 is off."""
+    it (`stop_after_commit`: a pause between transactions). The N-th transaction to end (every
+    one counts, failed ones too) reports a commit timeout, librdkafka's `_TIMED_OUT`, so its
+    outcome is unknown to the processor: `unknown_after_commit` after it really committed,
+    `unknown_before_commit` without committing it. 0 is off."""
 
     kill_before_commit: int = 0
     stop_before_commit: int = 0
     stop_after_commit: int = 0
+    unknown_after_commit: int = 0
+    unknown_before_commit: int = 0
 
     def __post_init__(self) -> None:
         _at_least(
@@ -135,16 +140,30 @@ class FaultSettings:
         _at_least(
             0, "stop_after_commit", "EVERFLOW_FAULT_STOP_AFTER_COMMIT", self.stop_after_commit
         )
+        _at_least(
+            0,
+            "unknown_after_commit",
+            "EVERFLOW_FAULT_UNKNOWN_AFTER_COMMIT",
+            self.unknown_after_commit,
+        )
+        _at_least(
+            0,
+            "unknown_before_commit",
+            "EVERFLOW_FAULT_UNKNOWN_BEFORE_COMMIT",
+            self.unknown_before_commit,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FaultSettings:
-        """Off, unless EVERFLOW_FAULT_KILL_BEFORE_COMMIT, _STOP_BEFORE_COMMIT or
-        _STOP_AFTER_COMMIT is set."""
+        """Off, unless EVERFLOW_FAULT_KILL_BEFORE_COMMIT, _STOP_BEFORE_COMMIT,
+        _STOP_AFTER_COMMIT, _UNKNOWN_AFTER_COMMIT or _UNKNOWN_BEFORE_COMMIT is set."""
         env = os.environ if env is None else env
         values = {
             "kill_before_commit": _whole(env, "EVERFLOW_FAULT_KILL_BEFORE_COMMIT"),
             "stop_before_commit": _whole(env, "EVERFLOW_FAULT_STOP_BEFORE_COMMIT"),
             "stop_after_commit": _whole(env, "EVERFLOW_FAULT_STOP_AFTER_COMMIT"),
+            "unknown_after_commit": _whole(env, "EVERFLOW_FAULT_UNKNOWN_AFTER_COMMIT"),
+            "unknown_before_commit": _whole(env, "EVERFLOW_FAULT_UNKNOWN_BEFORE_COMMIT"),
         }
         return cls(**{k: v for k, v in values.items() if v is not None})
 
@@ -154,6 +173,15 @@ def data_dir(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     raw = env.get("EVERFLOW_DATA_DIR")
     return Path(raw).expanduser() if raw else Path.home() / ".cache" / "everflow"
+
+
+def inflight_path(
+    topic_prefix: str, instance_id: str, env: Mapping[str, str] | None = None
+) -> Path:
+    """Where a workflow processor notes what it is processing, for its crash-loop breaker:
+    `<data dir>/processors/<topic prefix without its trailing dot>-<instance ID>.inflight`."""
+    name = topic_prefix.rstrip(".") or "everflow"
+    return data_dir(env) / "processors" / f"{name}-{instance_id}.inflight"
 
 
 def visibility_url(

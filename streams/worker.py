@@ -30,7 +30,7 @@ from streams.client import Client
 from streams.errors import VisibilityUnavailableError
 from streams.kafka.statistics import RequestTally, observe_statistics
 from streams.kafka.topics import ensure_topics, topic_specs
-from streams.settings import RunLimits, WorkerSettings
+from streams.settings import RunLimits, WorkerSettings, inflight_path
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,7 @@ class Worker:
                     tracing=self.settings.tracing,
                     statistics_interval_ms=statistics,
                     local_activity_wait=self.settings.local_activity_wait,
+                    inflight_path=inflight_path(config.topic_prefix, self.instance_id),
                 ),
             )
             self.metrics.processor = processor.tally

@@ -70,14 +70,24 @@ def postgres_dsn(postgres_server: str) -> str:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Prints the bad-input table (tests/bad_inputs) when any of its tests ran, and writes it
-    to tests/reports/bad-inputs.md."""
+    """Prints the bad-input table (tests/bad_inputs) and the fault table (tests/faults) when
+    their tests ran, and writes them to tests/reports/."""
     from tests.bad_inputs.table import REPORT, ROWS, render
 
-    if not ROWS:
-        return
-    text = render(ROWS)
-    REPORT.parent.mkdir(exist_ok=True)
-    REPORT.write_text(text)
-    terminalreporter.section(f"bad input: {len(ROWS)} kinds")
-    terminalreporter.write(text)
+    if ROWS:
+        text = render(ROWS)
+        REPORT.parent.mkdir(exist_ok=True)
+        REPORT.write_text(text)
+        terminalreporter.section(f"bad input: {len(ROWS)} kinds")
+        terminalreporter.write(text)
+    faults = sys.modules.get("tests.faults.test_faults")
+    if faults is not None and faults.REPORTS:
+        from tests.faults.checker import render as render_faults
+
+        notes = [f"- {r.fault}: " + ", ".join(f"{k} {v}" for k, v in r.notes.items())
+                 for r in faults.REPORTS]  # fmt: skip
+        text = render_faults(faults.REPORTS) + "\n\n" + "\n".join(notes) + "\n"
+        path = REPORT.parent / "faults.md"
+        path.write_text(text)
+        terminalreporter.section(f"faults: {len(faults.REPORTS)} rounds")
+        terminalreporter.write(text)

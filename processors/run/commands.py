@@ -8,6 +8,7 @@ asked to (`Outbox.reply`).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Protocol, assert_never
 
@@ -48,6 +49,10 @@ from streams.wire.commands import (
     UpdateWorkflow,
 )
 from streams.wire.events import (
+    ActivityAttemptFailed,
+    ActivityCanceled,
+    ActivityCompleted,
+    ActivityFailed,
     ChildWorkflowClosed,
     ChildWorkflowStarted,
     ChildWorkflowStartFailed,
@@ -68,6 +73,8 @@ from streams.wire.records import (
     StartRejected,
     UpdateResult,
 )
+
+log = logging.getLogger(__name__)
 
 _FAILED = (RunStatus.FAILED, RunStatus.CANCELED, RunStatus.TERMINATED, RunStatus.TIMED_OUT)
 
@@ -431,13 +438,59 @@ def on_report_child_closed(body: ReportChildClosed, run: Run | None, now: int, o
 def on_complete_activity(body: CompleteActivity, run: Run | None, now: int, out: Outbox) -> None:
     if run is not None and run.run_id == body.run_id:
         fx = out.effects(run)
-        run.complete_activity(body.activity_id, body.attempt, body.result, now, fx)
+        if run.complete_activity(body.activity_id, body.attempt, body.result, now, fx):
+            return
+    report_ignored("result", body, run)
 
 
 def on_fail_activity(body: FailActivity, run: Run | None, now: int, out: Outbox) -> None:
     if run is not None and run.run_id == body.run_id:
         fx = out.effects(run)
-        run.fail_activity(body.activity_id, body.attempt, body.failure, now, fx)
+        if run.fail_activity(body.activity_id, body.attempt, body.failure, now, fx):
+            return
+    report_ignored("failure", body, run)
+
+
+def report_ignored(what: str, body: CompleteActivity | FailActivity, run: Run | None) -> str:
+    """Says why an activity report changes nothing, and logs it: for no known run, another
+    run, a closed run, or an attempt never made at INFO; a repeat of an attempt already
+    recorded (a retried send, the `commands` copy of an eager report) only at DEBUG, as
+    it is routine. Returns the reason."""
+    attempt = f"attempt {body.attempt} of activity {body.activity_id} of run {body.run_id}"
+    level = logging.INFO
+    if run is None:
+        why = "no run of its workflow is known here"
+    elif run.run_id != body.run_id:
+        why = f"its workflow's current run is {run.run_id}"
+    elif _outcome_recorded(run, body.activity_id, body.attempt):
+        why = "that attempt's outcome is recorded already (a repeat)"
+        level = logging.DEBUG
+    elif run.closed:
+        why = f"the run already closed ({run.status.value})"
+    else:
+        state = run.activities.open.get(body.activity_id)
+        if state is not None and body.attempt > state.attempt:
+            why = f"the run never made that attempt (the activity is at attempt {state.attempt})"
+        else:
+            why = "that attempt is no longer awaited (recorded already, or timed out)"
+            level = logging.DEBUG
+    reason = f"ignoring the {what} of {attempt}: {why}"
+    log.log(level, "%s", reason)
+    return reason
+
+
+_OUTCOMES = (ActivityCompleted, ActivityAttemptFailed, ActivityFailed, ActivityCanceled)
+
+
+def _outcome_recorded(run: Run, activity_id: int, attempt: int) -> bool:
+    """Whether the run's history holds an outcome of that attempt (only asked for a report
+    that changed nothing, so the scan is off the common path)."""
+    return any(
+        isinstance(e.attributes, _OUTCOMES)
+        and e.attributes.activity_id == activity_id
+        and e.attributes.attempt == attempt
+        for e in reversed(run.events)
+    )
 
 
 def on_start_activity(body: StartActivity, run: Run | None, now: int, out: Outbox) -> None:

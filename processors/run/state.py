@@ -363,6 +363,16 @@ class Run:
         """A child reported in (started, could not start, closed); False if stale."""
         return self.children.report(attrs, now, fx)
 
+    def fail(self, failure: Failure, now: int, fx: Effects) -> bool:
+        """Fails the run at once, for a reason outside its code (a limit it reached); none
+        of its code runs any more."""
+        if self.closed:
+            return False
+        self.instance = None
+        self.append(WorkflowFailed(failure), now, fx)
+        self._close(now, fx)
+        return True
+
     def terminate(self, reason: str, now: int, fx: Effects) -> bool:
         """Ends the run at once; no workflow code runs."""
         if self.closed:
@@ -403,10 +413,7 @@ class Run:
         limits = (r.max_history_events, r.max_history_bytes)
         failure = limit_failure(self.workflow_id, self.run_id, length, history_bytes, *limits)
         if failure is not None:
-            fx = effects(self)
-            self.instance = None
-            self.append(WorkflowFailed(failure), now, fx)
-            self._close(now, fx)
+            self.fail(failure, now, effects(self))
         elif not self.limit_warned and near_limits(
             self.workflow_id, self.run_id, length, history_bytes, *limits
         ):

@@ -319,9 +319,7 @@ class Projector:
         # dead letters are durable before the offsets move past them
         producer.flush(30)
         self._batches += 1
-        store.write_batch(
-            list(changed.values()), types, offsets, self._fault_hook(), pages=pages
-        )
+        store.write_batch(list(changed.values()), types, offsets, self._fault_hook(), pages=pages)
         self._known_types.update(types)
         self._applied(messages, offsets)
 

@@ -23,15 +23,57 @@ from processors.workflow_processor.run_cache import (
 )
 from processors.workflow_processor.stats import BatchTally, Counters
 from streams import kafka
+from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics
 from streams.tracing import headers_of
 from streams.wire import Wire
+from streams.wire.commands import StartWorkflow
 from streams.wire.events import HistoryEvent, WorkflowStarted
-from streams.wire.records import Snapshot, Timer
+from streams.wire.records import Rejected, RejectionCode, Reply, Snapshot, Timer
 
 log = logging.getLogger(__name__)
 
 Delivery = Callable[[Any, Any], None]
+
+# librdkafka's producer refuses a record over `message.max.bytes` (1 000 000 by default, a
+# little under the broker's 1 048 588); room is kept for the headers and the record's framing
+DEFAULT_RECORD_LIMIT = 1_000_000
+RECORD_HEADROOM = 1024
+
+
+def record_limit(config: KafkaConfig) -> int:
+    """The largest record the producer takes: its `message.max.bytes` (a pass-through
+    setting, `EVERFLOW_KAFKA_MESSAGE_MAX_BYTES`), else librdkafka's default."""
+    return int(config.client_settings().get("message.max.bytes", DEFAULT_RECORD_LIMIT))
+
+
+class RecordTooLarge(BaseException):
+    """A run's record would be over the record limit: found before it is produced, so the
+    processor aborts the transaction and fails the run (see `WorkflowProcessor`), instead of
+    the broker failing the same transaction again and again. `workflow_id` is None when the
+    record cannot be pinned to one run. A control signal of the shell (never seen by users),
+    so a BaseException like the engine's others."""
+
+    def __init__(
+        self,
+        partition: int,
+        workflow_id: str | None,
+        run_id: str | None,
+        what: str,
+        size: int,
+        limit: int,
+    ) -> None:
+        self.partition = partition
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.size = size
+        self.limit = limit
+        self.reason = (
+            f"{what} is {size} bytes, over the record limit of {limit} bytes (the producer's "
+            "message.max.bytes, and the broker's); keep large data out of the workflow "
+            "(pass a reference, e.g. an object-store key) or raise both limits"
+        )
+        BaseException.__init__(self, self.reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +126,11 @@ class Output:
         defer: Callable[[Delivery], Delivery],
         tracing: bool = False,
         eager: EagerRunner | None = None,
+        max_record_bytes: int = DEFAULT_RECORD_LIMIT,
     ) -> None:
+        self._defer = defer
         self.producer = _Patient(producer, defer)
+        self.max_record_bytes = max_record_bytes
         self.topics = topics
         self.wire = wire
         self.task_topic = task_topic
@@ -96,6 +141,10 @@ class Output:
         self.eager = eager
         self._room = 0  # slots of the eager runner this transaction may still claim
         self._claimed: list[EagerTask] = []
+
+    def use(self, producer: Producer) -> None:
+        """Produces with `producer` from now on (the processor re-created its producer)."""
+        self.producer = _Patient(producer, self._defer)
 
     def produce(
         self, batch: Batch, owned: dict[int, PartitionRuns], now_ms: int, retention_ms: int
@@ -140,6 +189,9 @@ class Output:
         last, clock = len(events) - 1, time.monotonic()
         for i, event in enumerate(events):
             raw = encode(event)
+            if len(raw) + RECORD_HEADROOM > self.max_record_bytes:
+                what = f"event {event.event_id} ({type(event.attributes).__name__})"
+                self._too_large(p, event.workflow_id, event.run_id, what, raw)
             stored = dirty[(event.workflow_id, event.run_id)]
             stored.encoded.append(raw)
             stored.history_bytes += len(raw)
@@ -176,10 +228,14 @@ class Output:
                 self._claimed.append(EagerTask(task, headers))
                 claim = (CLAIM_HEADER, self.eager.runner_id.encode())
                 headers = [*(headers or ()), claim]
+            raw = w.task.encode(task)
+            if len(raw) + RECORD_HEADROOM > self.max_record_bytes:
+                what = f"the task of activity {task.activity_id} attempt {task.attempt}"
+                self._too_large(p, task.workflow_id, task.run_id, what, raw)
             if headers is None:
-                produce(topic, w.task.encode(task), key, partition=p)
+                produce(topic, raw, key, partition=p)
             else:
-                produce(topic, w.task.encode(task), key, partition=p, headers=headers)
+                produce(topic, raw, key, partition=p, headers=headers)
         for timer_key, timer in fx.timer_ops:  # in order: cleared, then maybe set again
             value = None if timer is None else w.timer.encode(timer)
             produce(t.timers, value, timer_key.encode(), partition=p)
@@ -189,14 +245,23 @@ class Output:
         for out in fx.commands:  # to other workflows: their partition, by murmur2
             cp = kafka.partition_for(out.workflow_id, self.commands_partitions)
             raw, key = w.command.encode(out), out.workflow_id.encode()
+            if len(raw) + RECORD_HEADROOM > self.max_record_bytes:
+                body = out.body
+                what = f"a {type(body).__name__} command to workflow {out.workflow_id!r}"
+                if isinstance(body, StartWorkflow):  # a child's start: its parent made it
+                    self._too_large(p, body.parent_workflow_id, body.parent_run_id, what, raw)
+                self._too_large(p, None, None, what, raw)
             trace = fx.command_traces.get(out.command_id)
             if trace is None:
                 produce(t.commands, raw, key, partition=cp)
             else:
                 produce(t.commands, raw, key, partition=cp, headers=headers_of(trace))
         for completion in fx.completions:
-            key = completion.workflow_id.encode()
-            produce(t.completions, w.completion.encode(completion), key, partition=p)
+            key, raw = completion.workflow_id.encode(), w.completion.encode(completion)
+            if len(raw) + RECORD_HEADROOM > self.max_record_bytes:
+                what = f"the completion record of run {completion.run_id}"
+                self._too_large(p, completion.workflow_id, completion.run_id, what, raw)
+            produce(t.completions, raw, key, partition=p)
             seconds = max(0, completion.close_time - completion.start_time) / 1000.0
             tally.closed.append((completion.workflow_type, completion.status.lower(), seconds))
 
@@ -213,6 +278,9 @@ class Output:
                 continue  # superseded by a newer run of the workflow in this checkpoint
             if not state.ripe(stored, clock):
                 deferred.append(stored)  # its events stay in the tail after the watermark
+                continue
+            if not self._snapshot_fits(p, stored):
+                deferred.append(stored)  # likewise, for good: restore reads them there
                 continue
             stored.pending_events, stored.pending_first_offset = 0, -1
             self._chunks(p, stored)
@@ -251,6 +319,27 @@ class Output:
         self.stats.checkpoints += 1
         return deferred
 
+    def _snapshot_fits(self, p: int, stored: StoredRun) -> bool:
+        """Whether the run's new snapshot chunks and its snapshot each fit in a record.
+        If one does not, none is written: the run's events stay in the history tail after
+        the watermark, where restore reads them (slower, never wrong), and the log says so."""
+        encoded, done = stored.encoded, stored.chunks_written
+        full = len(encoded) // CHUNK_EVENTS
+        parts = [encoded[n * CHUNK_EVENTS : (n + 1) * CHUNK_EVENTS] for n in range(done, full)]
+        parts.append(encoded[max(done, full) * CHUNK_EVENTS :])
+        # an event in a snapshot costs its bytes and a length of at most 5 bytes
+        largest = max(sum(len(e) + 5 for e in part) for part in parts) + RECORD_HEADROOM
+        if largest <= self.max_record_bytes:
+            return True
+        run = stored.run
+        log.warning(
+            "snapshot of workflow_id=%s run_id=%s not written: it would be %d bytes, over "
+            "the record limit of %d bytes; its events stay in the history tail of "
+            "partition=%d (restores read them there)",
+            run.workflow_id, run.run_id, largest, self.max_record_bytes, p,
+        )  # fmt: skip
+        return False
+
     def _chunks(self, p: int, stored: StoredRun) -> None:
         """Writes the run's newly filled chunks of events (each chunk once, ever)."""
         run = stored.run
@@ -268,15 +357,35 @@ class Output:
             )
         stored.chunks_written = max(stored.chunks_written, full)
 
+    def _too_large(
+        self, p: int, workflow_id: str | None, run_id: str | None, what: str, raw: bytes
+    ) -> None:
+        raise RecordTooLarge(p, workflow_id, run_id, what, len(raw), self.max_record_bytes)
+
     def _replies(self, batch: Batch) -> None:
         produce, topic, encode = self.producer.produce, self.topics.replies, self.wire.reply.encode
         for reply in batch.replies:
             rp = kafka.partition_for(reply.client_id, self.replies_partitions)
-            produce(topic, encode(reply), reply.client_id.encode(), partition=rp)
+            raw = encode(reply)
+            if len(raw) + RECORD_HEADROOM > self.max_record_bytes:
+                # the answer cannot travel: the caller gets why instead (nothing else changes)
+                body = type(reply.body).__name__
+                message = (
+                    f"the reply ({body}) would be {len(raw)} bytes, over the record limit of "
+                    f"{self.max_record_bytes} bytes; ask for less (a smaller query result, "
+                    "no history in a describe)"
+                )
+                log.warning("reply to client_id=%s refused: %s", reply.client_id, message)
+                refused = Reply(reply.client_id, reply.request_id,
+                                Rejected(RejectionCode.INVALID_ARGUMENT, message))  # fmt: skip
+                raw = encode(refused)
+            produce(topic, raw, reply.client_id.encode(), partition=rp)
 
     def _dead_letters(self, batch: Batch) -> None:
         for msg, reason in batch.dead:
-            kafka.dead_letter(self.producer, self.topics.dead_letters, msg, reason)
+            kafka.dead_letter(
+                self.producer, self.topics.dead_letters, msg, reason, self.max_record_bytes
+            )
 
 
 def _delivered(

@@ -18,8 +18,9 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, Producer, TopicPartition
 
 from processors.eager import EagerReports, EagerRunner, Report
 from processors.run.commands import (
@@ -33,23 +34,45 @@ from processors.run.state import Run
 from processors.tally import consumer_lag
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.batch import Batch
+from processors.workflow_processor.breaker import Breaker
+from processors.workflow_processor.intake import Poison, check_command
 from processors.workflow_processor.local_activities import LocalActivities
-from processors.workflow_processor.output import AfterCommit, Output
+from processors.workflow_processor.output import AfterCommit, Output, RecordTooLarge, record_limit
 from processors.workflow_processor.restore import SnapshotReader, restore_partitions
 from processors.workflow_processor.run_cache import PartitionRuns
 from processors.workflow_processor.stats import Counters, ProcessorTally, Timing
 from processors.workflow_processor.status import StatusReporter
 from processors.workflow_processor.timer_heap import TimerHeap
-from processors.workflow_processor.transactions import Transactions
+from processors.workflow_processor.transactions import (
+    Call,
+    Failure,
+    TransactionFailed,
+    Transactions,
+    init_transactions,
+)
 from streams import kafka
-from streams.errors import PayloadDecodeError
+from streams.errors import PayloadTooLargeError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, ensure_topics, partition_count, topic_specs
 from streams.settings import CacheSettings, FaultSettings
 from streams.tracing import Tracing, carrier_of
 from streams.wire import Wire, wire
-from streams.wire.commands import CompleteActivity, FailActivity, StartActivity
-from streams.wire.records import RestoreReport, Timer, TimerKind
+from streams.wire.commands import (
+    Command,
+    CompleteActivity,
+    FailActivity,
+    ResetWorkflow,
+    StartActivity,
+    StartWorkflow,
+)
+from streams.wire.records import Failure as RunFailure
+from streams.wire.records import (
+    RejectionCode,
+    RestoreReport,
+    StartRejected,
+    Timer,
+    TimerKind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +109,8 @@ class ProcessorConfig:
     # how long a batch waits for the outcomes of the local attempts it started before it
     # commits (seconds): quick local steps are recorded in the transaction that started them
     local_activity_wait: float = 0.005
+    # the crash-loop breaker's note of what is in flight (see `breaker`); None: no breaker
+    inflight_path: Path | None = None
 
 
 class WorkflowProcessor:
@@ -124,21 +149,18 @@ class WorkflowProcessor:
         # transaction that consumed nothing commits it again, so that the group coordinator
         # checks its generation and a zombie's transaction fails (see `_fencing_offsets`)
         self._committed_offsets: dict[int, int] = {}
+        # workflow ID -> (run ID, reason): runs whose records would not fit, started by a
+        # batch that was therefore not written; the command starting one is dead-lettered
+        self._too_large: dict[str, tuple[str, str]] = {}
+        self.breaker = Breaker.open(settings.inflight_path)
+        self.transactional_id = f"{config.topic_prefix}wp-{settings.instance_id}"
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Processes until `stop` is set; raises on fatal Kafka errors (restart the process)."""
-        self.producer = kafka.transactional_producer(
-            self.config,
-            f"{self.config.topic_prefix}wp-{self.settings.instance_id}",
-            **{
-                "transaction.timeout.ms": self.settings.transaction_timeout_ms,
-                "message.timeout.ms": self.settings.transaction_timeout_ms - 1000,
-            },
-        )
-        self.producer.init_transactions(60)
+        self.producer = self._new_producer()
         self.transactions: Transactions[AfterCommit] = Transactions(
-            self.producer, self.timing, self.settings.faults, self._committed
+            self.producer, self.timing, self.settings.faults, self._committed, self._new_producer
         )
         self.output = Output(
             self.producer,
@@ -151,6 +173,7 @@ class WorkflowProcessor:
             self.transactions.deferred,
             tracing=self.tracing is not None,
             eager=self.eager,
+            max_record_bytes=record_limit(self.config),
         )
         self.loader = SnapshotReader(self.config, self.wire, self.registry)
         self._status_producer = kafka.producer(self.config, **{"linger.ms": 50})
@@ -181,6 +204,7 @@ class WorkflowProcessor:
                 self._commit(Batch(self.partitions), 0)
             self._settle()
         finally:
+            self.breaker.close()
             self.local.close()
             self.transactions.close()
             self.eager_reports.close()  # what it still holds has its copy in `commands`
@@ -200,6 +224,20 @@ class WorkflowProcessor:
             self.status.report(self.partitions, self.stats, {}, force=True)
             self._status_producer.flush(5)
 
+    def _new_producer(self) -> Producer:
+        """A transactional producer with this processor's transactional.id, initialised
+        (which fences any earlier one with the same ID: see `transactions`)."""
+        producer = kafka.transactional_producer(
+            self.config,
+            self.transactional_id,
+            **{
+                "transaction.timeout.ms": self.settings.transaction_timeout_ms,
+                "message.timeout.ms": self.settings.transaction_timeout_ms - 1000,
+            },
+        )
+        init_transactions(producer, self.transactional_id)
+        return producer
+
     def _on_assign(self, consumer: object, partitions: list[TopicPartition]) -> None:
         ids = [tp.partition for tp in partitions]
         log.info("assigned partitions=%s instance=%s", ids, self.settings.instance_id)
@@ -213,6 +251,7 @@ class WorkflowProcessor:
         self._settle()  # what this owner computed is written before the partitions move
         self._epoch += 1
         for p in ids:
+            self.breaker.revoked(p)
             self._deferred_offsets.pop(p, None)  # the next owner reads those commands again
             self._committed_offsets.pop(p, None)
             self._retire(self.partitions.get(p))
@@ -235,6 +274,7 @@ class WorkflowProcessor:
         commands = self.topics.commands
         committed = self.consumer.committed([TopicPartition(commands, p) for p in ids], 30)
         for tp in committed:
+            self.breaker.assigned(tp.partition, tp.offset)
             if tp.offset >= 0:
                 self._committed_offsets[tp.partition] = tp.offset
             end = kafka.end_offset(self.consumer, commands, tp.partition)
@@ -284,7 +324,9 @@ class WorkflowProcessor:
         if self.transactions.in_flight:
             wait = 0.0  # with nothing to read, settle the transaction in flight instead
         epoch = self._epoch
-        messages = kafka.consume_batch(self.consumer, self.settings.batch_size, wait)
+        # after a crash, one command per batch until past what was in flight (see `breaker`)
+        size = 1 if self.breaker.stepping else self.settings.batch_size
+        messages = kafka.consume_batch(self.consumer, size, wait)
         if epoch != self._epoch and messages:
             # a rebalance ran while this batch was read: messages from before it may belong
             # to partitions revoked (or revoked and given back, restored and re-read from
@@ -311,6 +353,7 @@ class WorkflowProcessor:
                 self._settle()
             return
         batch = Batch(self.partitions)
+        mine = []
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -320,8 +363,13 @@ class WorkflowProcessor:
                 continue
             if msg.partition() not in self.partitions:
                 continue  # revoked while this batch was read: its new owner handles it
+            mine.append(msg)
+        if mine:
+            self.breaker.processing(_spans(mine))
+        for msg in mine:
             batch.offsets[msg.partition()] = msg.offset() + 1
             self._handle_message(msg, now, batch)
+            self.breaker.passed(msg.partition(), msg.offset())
         for partition, workflow_id, body in local:
             self._local_outcome(partition, workflow_id, body, now, batch)
         self._eager_reports(reports, now, batch)
@@ -372,12 +420,32 @@ class WorkflowProcessor:
 
     def _handle_message(self, msg: Message, now: int, batch: Batch) -> None:
         topic, partition, offset = kafka.where(msg)
-        try:
-            command = self.wire.command.decode(msg.value())
-        except PayloadDecodeError as e:
-            reason = str(e.at(topic, partition, offset))
-            log.error("dead-lettering command: %s", reason)
-            batch.dead.append((msg, reason))
+        doomed = self.breaker.reason(partition, offset)
+        if doomed is not None:  # not even decoded: that may be what kills the process
+            log.error("dead-lettering command (crash_loop): %s", doomed)
+            batch.dead.append((msg, doomed))
+            return
+        checked = check_command(
+            self.wire.command, msg.key(), msg.value(), topic, partition, offset,
+            self._commands_partitions,
+        )  # fmt: skip
+        if checked is None:
+            log.warning("ignoring a tombstone (no value) partition=%d offset=%d", partition, offset)
+            self.tally.ignored.add("tombstone")
+            return
+        if isinstance(checked, Poison):
+            log.error("dead-lettering command (%s): %s", checked.code, checked.reason)
+            batch.dead.append((msg, checked.reason))
+            return
+        command = checked
+        refused = self._starts_too_large(command) if self._too_large else None
+        if refused is not None:
+            log.error("dead-lettering command (record_too_large): %s", refused)
+            batch.dead.append((msg, refused))
+            body = command.body
+            if isinstance(body, StartWorkflow):  # the caller hears why, not nothing
+                rejected = StartRejected(RejectionCode.INVALID_ARGUMENT, refused)
+                batch.reply(body.reply_to, command.command_id, rejected)
             return
         self.stats.commands += 1
         runs = self.partitions[partition]
@@ -523,7 +591,10 @@ class WorkflowProcessor:
             offsets = [TopicPartition(self.topics.commands, p, o) for p, o in consumed.items()]
             metadata = self.consumer.consumer_group_metadata() if offsets else None
         except KafkaException as e:
-            self._recover(e)
+            self._recover(TransactionFailed(Call.PRODUCE, e))
+            return
+        except RecordTooLarge as e:
+            self._refuse_too_large(e)
             return
         # runs of this batch are dirty now, so eviction keeps them until it is checkpointed
         for state in self.partitions.values():
@@ -537,7 +608,7 @@ class WorkflowProcessor:
         False when it failed (and the owned partitions were restored)."""
         try:
             after = self.transactions.settle()
-        except KafkaException as e:
+        except TransactionFailed as e:
             self._recover(e)
             return False
         if after is None:
@@ -583,17 +654,100 @@ class WorkflowProcessor:
             self._task_topics.add(topic)
         return topic
 
-    def _recover(self, error: KafkaException) -> None:
-        """An aborted transaction: drop in-memory state, restore it, rewind the input."""
-        err: KafkaError = error.args[0]
-        if err.fatal() or (not err.txn_requires_abort() and not err.retriable()):
-            log.error("fatal transaction error, stopping: %s", err.str())
-            raise error
-        log.warning("transaction aborted, restoring owned partitions: %s", err.str())
-        self.tally.transactions.add("aborted")
-        self.transactions.abort()
+    def _recover(self, failed: TransactionFailed) -> None:
+        """A failed transaction: see that nothing of it can still commit (abort it, or, when
+        its outcome is unknown or the producer unusable, re-create the producer), then drop
+        in-memory state, restore it from Kafka and rewind the input. Raises the Kafka error
+        when the producer was fenced or the error is not a transaction's."""
+        if failed.failure in (Failure.FENCED, Failure.UNEXPECTED):
+            log.error("fatal transaction error, stopping: %s", failed)
+            raise failed.cause
+        if failed.failure in (Failure.RETRIABLE, Failure.ABORTABLE):
+            log.warning("transaction aborted, restoring owned partitions: %s", failed.error.str())
+            self.tally.transactions.add("aborted")
+            try:
+                self.transactions.abort()
+            except TransactionFailed as e:
+                if e.failure is Failure.FENCED:
+                    log.error("fatal transaction error, stopping: %s", e)
+                    raise e.cause from e
+                self._recreate_producer(e)
+        else:
+            self.tally.transactions.add(failed.failure.value)
+            self._recreate_producer(failed)
         self._restore(sorted(self.partitions))
         self._rewind()
+
+    def _refuse_too_large(self, error: RecordTooLarge) -> None:
+        """A record of the batch would be over the record limit, found before it was
+        produced: nothing of the batch is written. The owned partitions are restored and
+        re-read, and the run that made the record fails first, with the reason, in a
+        transaction of its own; re-read, its commands find it closed and make nothing big
+        again. A run the aborted batch itself started does not exist after the restore: the
+        command that starts it is dead-lettered with the reason when it is read again."""
+        log.error(
+            "record too large, batch not written: workflow_id=%s run_id=%s partition=%d: %s",
+            error.workflow_id, error.run_id, error.partition, error.reason,
+        )  # fmt: skip
+        self.tally.transactions.add("aborted")
+        try:
+            self.transactions.abort()
+        except TransactionFailed as e:
+            if e.failure is Failure.FENCED:
+                log.error("fatal transaction error, stopping: %s", e)
+                raise e.cause from e
+            self._recreate_producer(e)
+        self._restore(sorted(self.partitions))
+        self._rewind()
+        if error.workflow_id is None or error.run_id is None:
+            raise PayloadTooLargeError(f"{error.reason} (it names no run to fail)") from error
+        runs = self.partitions.get(error.partition)
+        run = None if runs is None else runs.get(error.workflow_id)
+        if run is None or run.run_id != error.run_id:
+            self._too_large[error.workflow_id] = (error.run_id, error.reason)
+            return
+        batch = Batch(self.partitions)
+        failure = RunFailure(error.reason, "RecordTooLarge", "workflow")
+        if run.fail(failure, int(time.time() * 1000), batch.effects(run)):
+            self._commit(batch, 0)
+
+    def _starts_too_large(self, command: Command) -> str | None:
+        """The reason to dead-letter `command`: it starts a run whose records would not fit
+        (see `_refuse_too_large`); None for any other command."""
+        refused = self._too_large.get(command.workflow_id)
+        if refused is None:
+            return None
+        run_id, reason = refused
+        body = command.body
+        started = (isinstance(body, StartWorkflow) and body.run_id == run_id) or (
+            isinstance(body, ResetWorkflow) and body.new_run_id == run_id
+        )
+        if not started:
+            return None
+        del self._too_large[command.workflow_id]
+        return reason
+    def _recreate_producer(self, failed: TransactionFailed) -> None:
+        """Replaces the transactional producer (same transactional.id, a bumped epoch) in
+        every place that holds it; never retries the commit (see `transactions`)."""
+        if failed.failure is not Failure.UNKNOWN:
+            what = "producer failed"
+        else:
+            what = "commit outcome unknown" if failed.call is Call.COMMIT else "outcome unknown"
+        log.warning(
+            "%s after %s: aborting, re-creating the transactional producer %s (epoch bump "
+            "fences the old one): %s",
+            what,
+            failed.call.value,
+            self.transactional_id,
+            failed.error.str(),
+        )
+        try:
+            self.producer = self.transactions.recreate(failed)
+        except TransactionFailed as e:  # fenced: a newer producer holds the ID
+            log.error("fatal transaction error, stopping: %s", e)
+            raise e.cause from e
+        self.output.use(self.producer)
+        self.tally.producer_recreations.add(failed.failure.value)
 
     def _fencing_offsets(self, batch: Batch) -> dict[int, int]:
         """For a transaction that consumed no command (timers, in-process outcomes): the
@@ -618,8 +772,22 @@ class WorkflowProcessor:
         self._deferred_offsets.clear()  # what they covered is read again
         owned = [TopicPartition(self.topics.commands, p) for p in sorted(self.partitions)]
         for tp in self.consumer.committed(owned, 30):
-            if tp.offset >= 0:
-                try:
-                    self.consumer.seek(tp)
-                except KafkaException as e:  # not fetching yet: it starts there anyway
-                    log.debug("seek %s: %s", tp, e)
+            if tp.offset < 0:
+                # nothing committed yet: back to where the group starts reading a partition
+                # (auto.offset.reset=earliest); staying put would skip the commands of the
+                # failed transaction, which nobody would ever read again
+                tp.offset = OFFSET_BEGINNING
+            try:
+                self.consumer.seek(tp)
+            except KafkaException as e:  # not fetching yet: it starts there anyway
+                log.debug("seek %s: %s", tp, e)
+
+
+def _spans(messages: list[Message]) -> dict[int, tuple[int, int]]:
+    """The offsets (first, last) of each partition among `messages`."""
+    spans: dict[int, tuple[int, int]] = {}
+    for msg in messages:
+        _, p, o = kafka.where(msg)
+        first, last = spans.get(p, (o, o))
+        spans[p] = (min(first, o), max(last, o))
+    return spans

@@ -95,11 +95,14 @@ class ProcessorTally:
         self.endtoend: Histograms[tuple[str, str]] = Histograms(RUN_BUCKETS)
         self.commit_latency = Histogram(LATENCY_BUCKETS)
         self.batch_size = Histogram(BATCH_BUCKETS)
-        self.transactions: Counts[str] = Counts()  # committed | aborted
+        self.transactions: Counts[str] = Counts()  # committed | aborted | unknown | fatal
+        # transactional producers replaced, by why: unknown (a commit's outcome) | fatal
+        self.producer_recreations: Counts[str] = Counts()
         self.timer_lateness = Histogram(LATENCY_BUCKETS)
         self.restore_seconds = Histogram(LATENCY_BUCKETS)
         self.restore_events = 0
         self.dead_letters = 0
+        self.ignored: Counts[str] = Counts()  # records ignored by design, by kind
         self.blocked: dict[str, int] = {}  # workflow type -> blocked open runs (a gauge)
         # run cache figures of partitions no longer owned: the counters stay monotonic
         self.retired_hits = 0

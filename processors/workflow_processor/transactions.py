@@ -10,6 +10,17 @@ its input rewound), so nothing of a batch run on top of a failed one is ever wri
 Delivery reports of a transaction's records may be served on the commit thread (commit
 flushes the producer); they are queued and applied on the processor's thread when it
 settles, so run state is only ever touched by that one thread.
+
+A failed call is classified (`classify`) into what it means for the transaction. The rule
+for a commit whose outcome is unknown (a timeout, or any error after which librdkafka cannot
+tell whether EndTxn landed) is: never retry the commit; abort if the producer still allows
+it, drop the producer and make a new one with the same `transactional.id`, whose
+`init_transactions()` bumps the producer epoch, then restore from Kafka, which tells whether
+the commit landed. librdkafka does not implement the client half of KIP-890 (transactions
+verified by the partition leaders, and an epoch bump per transaction), so a retried or late
+EndTxn or Produce request of the old transaction could otherwise land in a *later* one
+(Jepsen's lost writes and torn transactions); the epoch bump makes the coordinator and the
+partition leaders refuse everything still in flight from the old producer.
 """
 
 from __future__ import annotations
@@ -21,9 +32,10 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
+from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from processors.workflow_processor.stats import Timing
 from streams.settings import FaultSettings
@@ -33,10 +45,116 @@ log = logging.getLogger(__name__)
 Delivery = Callable[[Any, Any], None]
 After = TypeVar("After")
 
+COMMIT_TIMEOUT = 60.0  # seconds for EndTxn (commit_transaction flushes the records first)
+OFFSETS_TIMEOUT = 30.0  # seconds for one send_offsets_to_transaction
+OFFSETS_TRIES = 3  # send_offsets_to_transaction calls, when librdkafka says it may be retried
+ABORT_TIMEOUT = 60.0  # seconds to abort a transaction that failed (nothing of it commits)
+UNKNOWN_ABORT_TIMEOUT = 10.0  # seconds to try to abort one whose outcome is unknown
+INIT_TIMEOUT = 60.0  # seconds for one init_transactions
+INIT_TRIES = 3  # init_transactions calls, when it timed out or may be retried
+# producers re-created one after the other without a transaction committing in between: past
+# this, the fault is not the producer's, and the processor stops instead of looping
+MAX_RECREATIONS_IN_A_ROW = 3
+
+# the transactional.id has a newer producer (another process with this instance ID, or the
+# coordinator bumped the epoch when it timed the transaction out): this one must stop
+_FENCING = frozenset(
+    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+)
+_TIMEOUTS = frozenset({KafkaError._TIMED_OUT, KafkaError._TIMED_OUT_QUEUE})
+
+
+class Call(Enum):
+    """The producer call in which a transaction failed."""
+
+    PRODUCE = "produce"  # begin_transaction or produce, on the processor's thread
+    SEND_OFFSETS = "send_offsets_to_transaction"
+    COMMIT = "commit_transaction"
+    ABORT = "abort_transaction"
+
+
+class Failure(Enum):
+    """What a failed call means for the transaction, and so what the processor does."""
+
+    RETRIABLE = "retriable"  # send_offsets may be called again; elsewhere, like ABORTABLE
+    ABORTABLE = "abortable"  # nothing of it commits: abort it, restore
+    UNKNOWN = "unknown"  # it may or may not have committed: re-create the producer, restore
+    FATAL = "fatal"  # the producer is unusable: re-create it, restore
+    FENCED = "fenced"  # a newer producer holds the transactional.id: stop the processor
+    UNEXPECTED = "unexpected"  # none of these, on begin or produce (a bug): stop
+
+
+def classify(error: KafkaError, call: Call) -> Failure:
+    """What `error`, raised by `call`, means for the transaction.
+
+    Fencing first (it is also fatal, but re-creating the producer would fence the newer one
+    in turn), then fatal, then timeouts: librdkafka flags a timed-out commit retriable, as
+    the commit goes on in the background, but its outcome is unknown and the commit is never
+    retried (see the module docstring). After commit_transaction or abort_transaction any
+    error that is not abortable leaves the outcome unknown; so does one of
+    send_offsets_to_transaction that may not be retried (the producer's transaction state
+    is then unknown, and a new producer is the safe way out).
+    """
+    code = error.code()
+    if code in _FENCING:
+        return Failure.FENCED
+    if error.fatal():
+        return Failure.FATAL
+    if code in _TIMEOUTS:
+        return Failure.UNKNOWN
+    if error.txn_requires_abort() and call is not Call.ABORT:
+        return Failure.ABORTABLE
+    if call is Call.PRODUCE:
+        return Failure.RETRIABLE if error.retriable() else Failure.UNEXPECTED
+    if call is Call.SEND_OFFSETS and error.retriable():
+        return Failure.RETRIABLE
+    return Failure.UNKNOWN
+
+
+class TransactionFailed(BaseException):
+    """A transaction failed in `call` with librdkafka's error (`cause`, the KafkaException
+    raised); `failure` is what that means (see `classify`).
+
+    An engine signal between the commit thread and the processor, never seen by users: the
+    processor recovers from it or raises its `cause`. A BaseException, like the engine's
+    other signals, so that no `except Exception` on its way swallows it."""
+
+    def __init__(self, call: Call, cause: KafkaException) -> None:
+        self.call = call
+        self.cause = cause
+        self.error: KafkaError = cause.args[0]
+        self.failure = classify(self.error, call)
+        super().__init__(f"{call.value} failed ({self.failure.value}): {self.error.str()}")
+
+
+def init_transactions(producer: Producer, transactional_id: str) -> None:
+    """Initialises a new transactional producer: the coordinator completes (or aborts) what
+    an earlier producer with the same ID left open and bumps the epoch, fencing it. Called
+    again when it timed out or may be retried, as librdkafka allows; raises KafkaException
+    when it still fails."""
+    for attempt in range(1, INIT_TRIES + 1):
+        try:
+            producer.init_transactions(INIT_TIMEOUT)
+            break
+        except KafkaException as e:
+            err: KafkaError = e.args[0]
+            if attempt == INIT_TRIES or not (err.retriable() or err.code() in _TIMEOUTS):
+                raise
+            log.warning(
+                "init_transactions failed, trying again transactional_id=%s attempt=%d: %s",
+                transactional_id,
+                attempt,
+                err.str(),
+            )
+    log.info("transactional producer ready transactional_id=%s", transactional_id)
+
 
 class Transactions(Generic[After]):
     """Begins transactions on the caller's thread and ends them on the commit thread; each
-    carries what changes in the caller's memory once it committed (`After`)."""
+    carries what changes in the caller's memory once it committed (`After`).
+
+    `new_producer` makes a producer with the same transactional.id, initialised (see
+    `recreate`); without one, a failure that needs a new producer is raised as it is."""
 
     def __init__(
         self,
@@ -44,14 +162,19 @@ class Transactions(Generic[After]):
         timing: Timing,
         faults: FaultSettings | None = None,
         committed: Callable[[After], None] | None = None,
+        new_producer: Callable[[], Producer] | None = None,
     ) -> None:
         self.producer = producer
         # called on the commit thread with a transaction's `after` as soon as it committed
         # (eager dispatch: the tasks it claimed start then, not when the caller settles)
         self._committed = committed
+        self._new_producer = new_producer
         self.timing = timing
         self.faults = faults or FaultSettings()
         self.committed = 0
+        self.ended = 0  # transactions handed off to end, failed ones too
+        self.recreations = 0  # producers replaced by `recreate`
+        self._recreations_in_a_row = 0  # since the last commit
         self.last_commit_seconds = 0.0  # how long the last settled transaction took to commit
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="commit")
         self._in_flight: tuple[concurrent.futures.Future[float], After] | None = None
@@ -75,13 +198,15 @@ class Transactions(Generic[After]):
 
     def hand_off(self, offsets: list[TopicPartition], group_metadata: Any, after: After) -> None:
         """Ends the open transaction on the commit thread: offsets, then commit."""
-        self._in_flight = (self._thread.submit(self._end, offsets, group_metadata, after), after)
+        self.ended += 1
+        future = self._thread.submit(self._end, self.ended, offsets, group_metadata, after)
+        self._in_flight = (future, after)
 
     def settle(self) -> After | None:
         """Waits for the transaction in flight: when it committed, applies its delivery
-        reports and returns its `after`; None when none was in flight. Raises its
-        KafkaException when it failed: the caller aborts it (which voids its reports) and
-        restores its state."""
+        reports and returns its `after`; None when none was in flight. Raises
+        TransactionFailed when it failed: the caller aborts it (which voids its reports), or
+        re-creates the producer, and restores its state."""
         if self._in_flight is None:
             return None
         (future, after), self._in_flight = self._in_flight, None
@@ -91,26 +216,73 @@ class Transactions(Generic[After]):
         finally:
             self.timing.settle += time.perf_counter() - waited
         self.committed += 1
+        self._recreations_in_a_row = 0
         self.producer.poll(0)
         while self._deliveries:
             callback, err, msg = self._deliveries.popleft()
             callback(err, msg)
         return after
 
-    def abort(self) -> None:
-        """Aborts the open transaction; reports of its records (served meanwhile) are void."""
-        self.producer.abort_transaction(60)
+    def abort(self, timeout: float = ABORT_TIMEOUT) -> None:
+        """Aborts the open transaction; reports of its records (served meanwhile) are void.
+        Raises TransactionFailed (call ABORT) when it cannot."""
         self._deliveries.clear()
+        try:
+            self.producer.abort_transaction(timeout)
+        except KafkaException as e:
+            raise TransactionFailed(Call.ABORT, e) from e
+
+    def recreate(self, failed: TransactionFailed) -> Producer:
+        """Replaces the producer after a failure that left the transaction's outcome (or the
+        producer) unknown: aborts the transaction if the producer still allows it (bounded
+        by UNKNOWN_ABORT_TIMEOUT), purges what the old producer still holds without flushing
+        or closing it, and makes a new one with the same transactional.id; its
+        init_transactions() bumps the epoch, fencing anything of the old one still in flight.
+        Returns the new producer: the caller hands it to whatever else held the old one, and
+        restores its state from Kafka (which tells whether the commit landed). Raises
+        TransactionFailed when the abort finds the producer fenced; KafkaException when the
+        new producer cannot be initialised, or `failed`'s own when MAX_RECREATIONS_IN_A_ROW
+        producers were re-created with no commit since (the fault is not the producer's)."""
+        assert self._in_flight is None, "settle() the transaction in flight first"
+        assert self._new_producer is not None, "no producer factory to re-create with"
+        if self._recreations_in_a_row >= MAX_RECREATIONS_IN_A_ROW:
+            log.error(
+                "transactional producer re-created %d times without a commit, stopping: %s",
+                self._recreations_in_a_row,
+                failed,
+            )
+            raise failed.cause
+        try:
+            self.abort(UNKNOWN_ABORT_TIMEOUT)
+        except TransactionFailed as e:
+            if e.failure is Failure.FENCED:
+                raise
+            log.info("no abort before re-creating the producer: %s", e)
+        self.producer.purge(in_queue=True, in_flight=True, blocking=False)
+        self._deliveries.clear()
+        self.producer = self._new_producer()
+        self.recreations += 1
+        self._recreations_in_a_row += 1
+        return self.producer
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)
 
-    def _end(self, offsets: list[TopicPartition], group_metadata: Any, after: After) -> float:
+    def _end(
+        self, n: int, offsets: list[TopicPartition], group_metadata: Any, after: After
+    ) -> float:
         started = time.perf_counter()
         if offsets:
-            self.producer.send_offsets_to_transaction(offsets, group_metadata, 30)
+            self._send_offsets(offsets, group_metadata)
         self._fault_point()
-        self.producer.commit_transaction(60)
+        if self.faults.unknown_before_commit == n:
+            raise _timed_out(n, committed=False)
+        try:
+            self.producer.commit_transaction(COMMIT_TIMEOUT)
+        except KafkaException as e:
+            raise TransactionFailed(Call.COMMIT, e) from e
+        if self.faults.unknown_after_commit == n:
+            raise _timed_out(n, committed=True)
         seconds = time.perf_counter() - started
         self.timing.commit += seconds
         if self.faults.stop_after_commit and self.committed + 1 == self.faults.stop_after_commit:
@@ -124,6 +296,19 @@ class Transactions(Generic[After]):
             except Exception:  # the transaction stands; what the hook missed recovers on its own
                 log.exception("after-commit hook failed")
         return seconds
+
+    def _send_offsets(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
+        """send_offsets_to_transaction, called again (up to OFFSETS_TRIES) on an error
+        librdkafka documents as retriable; the commit itself never is (see `classify`)."""
+        for attempt in range(1, OFFSETS_TRIES + 1):
+            try:
+                self.producer.send_offsets_to_transaction(offsets, group_metadata, OFFSETS_TIMEOUT)
+                return
+            except KafkaException as e:
+                failed = TransactionFailed(Call.SEND_OFFSETS, e)
+                if failed.failure is not Failure.RETRIABLE or attempt == OFFSETS_TRIES:
+                    raise failed from e
+                log.warning("%s; trying again (attempt %d)", failed, attempt)
 
     def _fault_point(self) -> None:
         """Testing hooks, after the N-th transaction produced its records (they are on the
@@ -140,3 +325,21 @@ class Transactions(Generic[After]):
                 log.warning("fault injection: %s before commit of transaction %d", sig.name, n)
                 os.kill(os.getpid(), sig)
                 log.warning("fault injection: resumed before commit of transaction %d", n)
+
+
+def _timed_out(n: int, committed: bool) -> TransactionFailed:
+    """Testing hook (`faults.unknown_after_commit` / `unknown_before_commit`): the failure a
+    commit that timed out raises, as librdkafka would report it, for the N-th transaction
+    to end, which did (or did not) commit; the processor cannot tell which."""
+    what = "committed" if committed else "not committed"
+    log.warning(
+        "fault injection: transaction %d %s, its commit reported as timed out (outcome unknown)",
+        n,
+        what,
+    )
+    error = KafkaError(
+        KafkaError._TIMED_OUT,
+        f"fault injection: commit of transaction {n} timed out",
+        retriable=True,
+    )
+    return TransactionFailed(Call.COMMIT, KafkaException(error))

@@ -56,9 +56,7 @@ from streams.errors import EverflowError
 
 __all__ = ["Action", "build_parser", "main"]
 
-GROUPS = (
-    dev, topics, worker, visibility, ui, workflow, workers, history, audit, replay, activity
-)
+GROUPS = (dev, topics, worker, visibility, ui, workflow, workers, history, audit, replay, activity)
 """The command groups, in the order `everflow --help` lists them."""
 
 

@@ -130,8 +130,17 @@ def _beside(bootstrap: str, args: argparse.Namespace) -> Iterator[list[str]]:
     try:
         if args.worker:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", args.worker,
-                 "--task-queue", args.task_queue, "--bootstrap", bootstrap],
+                [
+                    sys.executable,
+                    "-m",
+                    "streams.cli",
+                    "worker",
+                    args.worker,
+                    "--task-queue",
+                    args.task_queue,
+                    "--bootstrap",
+                    bootstrap,
+                ],
             )
             lines.append(f"  worker     {args.worker} on {args.task_queue} (pid {worker.pid})")
         if args.ui:

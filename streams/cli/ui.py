@@ -1,7 +1,7 @@
 """`everflow ui`: serve the Web UI.
 
-    everflow ui                                  # http://127.0.0.1:8233
-    everflow ui --listen 0.0.0.0:8233 --token "$(cat ui-token)"
+everflow ui                                  # http://127.0.0.1:8233
+everflow ui --listen 0.0.0.0:8233 --token "$(cat ui-token)"
 """
 
 from __future__ import annotations

@@ -21,8 +21,15 @@ from streams.kafka.ownership import (
     workers_view,
 )
 
-__all__ = ["Group", "Member", "WorkersView", "add_parser", "describe_group", "render",
-           "workers_view"]
+__all__ = [
+    "Group",
+    "Member",
+    "WorkersView",
+    "add_parser",
+    "describe_group",
+    "render",
+    "workers_view",
+]
 
 
 def add_parser(subparsers: SubParsers) -> None:

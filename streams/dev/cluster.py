@@ -12,6 +12,7 @@ import signal
 import tempfile
 import time
 import weakref
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -50,29 +51,55 @@ class LocalCluster:
     """
 
     def __init__(
-        self, base_dir: str | Path | None = None, *, heap: str = "-Xmx384m -Xms64m"
+        self,
+        base_dir: str | Path | None = None,
+        *,
+        heap: str = "-Xmx384m -Xms64m",
+        hosts: Sequence[str] | None = None,
+        command_prefixes: Sequence[Sequence[str]] | None = None,
+        properties: Mapping[str, str] | None = None,
     ) -> None:
+        """`hosts`: each node's listen address (all 127.0.0.1 by default, then on free
+        ports; with distinct hosts every node uses ports 9092 and 9093). `command_prefixes`:
+        what each node's JVM is started through (e.g. `ip netns exec <ns>`, for a node in a
+        network namespace of its own). `properties` are added to every node's config."""
         owned = None if base_dir is not None else Path(tempfile.mkdtemp(prefix="everflow-kafka3-"))
         self.base_dir: Path = owned or Path(base_dir or ".")
-        self.ports = [_free_port() for _ in range(NODES)]
-        controller_ports = [_free_port() for _ in range(NODES)]
-        voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(controller_ports))
+        self.hosts = list(hosts or ["127.0.0.1"] * NODES)
+        if hosts:
+            self.ports, controller_ports = [9092] * NODES, [9093] * NODES
+        else:
+            self.ports = [_free_port() for _ in range(NODES)]
+            controller_ports = [_free_port() for _ in range(NODES)]
+        voters = ",".join(f"{i + 1}@{self.hosts[i]}:{p}" for i, p in enumerate(controller_ports))
         self._nodes: list[_KafkaNode] = []
         for i in range(NODES):
             directory = self.base_dir / f"node{i}"
-            properties = _node_properties(
-                i + 1, self.ports[i], controller_ports[i], directory / "data", replication=NODES
+            node_properties = _node_properties(
+                i + 1,
+                self.ports[i],
+                controller_ports[i],
+                directory / "data",
+                replication=NODES,
+                host=self.hosts[i],
             )
-            properties["controller.quorum.voters"] = voters  # static quorum: no --standalone
+            node_properties["controller.quorum.voters"] = voters  # static quorum
+            node_properties.update(properties or {})
             self._nodes.append(
-                _KafkaNode(directory, properties, [*heap.split(), *_JVM_OPTIONS], name=f"node {i}")
+                _KafkaNode(
+                    directory,
+                    node_properties,
+                    [*heap.split(), *_JVM_OPTIONS],
+                    name=f"node {i}",
+                    command_prefix=command_prefixes[i] if command_prefixes else (),
+                )
             )
         self._finalizer = weakref.finalize(self, _release, self._nodes, owned)
 
     @property
     def bootstrap(self) -> str:
         """`bootstrap.servers` naming all three nodes."""
-        return ",".join(f"127.0.0.1:{port}" for port in self.ports)
+        return ",".join(f"{host}:{port}" for host, port in zip(self.hosts, self.ports, strict=True))
 
     def log_path(self, i: int) -> Path:
         """Node `i`'s console output (WARN and above, plus the startup line)."""
@@ -138,7 +165,7 @@ class LocalCluster:
         except BaseException:
             self.kill_node(i)
             raise
-        log.info("Kafka cluster node %d is back at 127.0.0.1:%d", i, self.ports[i])
+        log.info("Kafka cluster node %d is back at %s:%d", i, self.hosts[i], self.ports[i])
 
     def close(self) -> None:
         """Stop the cluster and delete its data if it lives in a temporary dir."""

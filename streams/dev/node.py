@@ -113,11 +113,16 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 def _node_properties(
-    node_id: int, port: int, controller_port: int, data: Path, replication: int
+    node_id: int,
+    port: int,
+    controller_port: int,
+    data: Path,
+    replication: int,
+    host: str = "127.0.0.1",
 ) -> dict[str, str]:
     """The server.properties of one KRaft broker+controller, sized for tests and dev."""
     rf, min_isr = str(replication), str(min(replication, 2))
-    listeners = f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}"
+    listeners = f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}"
     return {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
@@ -163,12 +168,19 @@ class _KafkaNode:
     """One KRaft broker+controller JVM: its directory, config, process and log."""
 
     def __init__(
-        self, directory: Path, properties: Mapping[str, str], jvm_options: Iterable[str], name: str
+        self,
+        directory: Path,
+        properties: Mapping[str, str],
+        jvm_options: Iterable[str],
+        name: str,
+        command_prefix: Iterable[str] = (),
     ) -> None:
         self.directory = directory
         self.properties = dict(properties)
         self.jvm_options = list(jvm_options)
         self.name = name
+        # run the JVM through this (e.g. `ip netns exec <ns>`, which execs it: same pid)
+        self.command_prefix = list(command_prefix)
         self.process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
 
@@ -188,6 +200,8 @@ class _KafkaNode:
         return {f"{listener.lower()} port of {self.name}": int(port) for listener, port in found}
 
     def check_ports(self) -> None:
+        if self.command_prefix:  # its ports are in another network namespace
+            return
         for what, port in self.ports().items():
             _check_port_free(port, what)
 
@@ -248,7 +262,7 @@ class _KafkaNode:
             return
         self.check_ports()
         config = str(self.directory / "server.properties")
-        command = self._java_command(java, libs, "kafka.Kafka", config)
+        command = [*self.command_prefix, *self._java_command(java, libs, "kafka.Kafka", config)]
         with open(self.log_path, "ab") as out:
             self._log_offset = out.tell()
             # own session: a terminal's Ctrl-C reaches Python, which then stops the JVM in order

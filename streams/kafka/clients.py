@@ -128,21 +128,35 @@ class Produces(Protocol):
     def produce(self, *args: Any, **kwargs: Any) -> None: ...
 
 
-def dead_letter(producer: Produces, topic: str, msg: Message, reason: str, **kw: Any) -> None:
+def dead_letter(
+    producer: Produces,
+    topic: str,
+    msg: Message,
+    reason: str,
+    max_bytes: int | None = None,
+    **kw: Any,
+) -> None:
     """Produces `msg` unchanged to the dead-letter `topic`, with why and where it came from.
 
     The value, key and headers are kept; `everflow.reason` says why it could not be used and
     `everflow.source` where it was (`topic/partition/offset`). It goes to the same partition
-    number, so poison from one partition stays together. `kw` passes on (`on_delivery`).
+    number, so poison from one partition stays together. A value that would make the dead
+    letter larger than `max_bytes` is left out (the reason says so; the original stays in
+    its source topic until retention). `kw` passes on (`on_delivery`).
     """
     source_topic, partition, offset = where(msg)
     original = msg.headers() or []
+    value, key = msg.value(), msg.key()
+    size = len(value or b"") + len(key or b"") + len(reason) + 1024
+    if max_bytes is not None and value is not None and size > max_bytes:
+        reason = f"{reason} (its {len(value)}-byte value is not kept here: over the record limit)"
+        value = None
     headers: list[tuple[str, str | bytes | None]] = [
         ("everflow.reason", reason.encode()),
         ("everflow.source", f"{source_topic}/{partition}/{offset}".encode()),
         *(original.items() if isinstance(original, dict) else original),
     ]
-    producer.produce(topic, msg.value(), msg.key(), partition=partition, headers=headers, **kw)
+    producer.produce(topic, value, key, partition=partition, headers=headers, **kw)
 
 
 def consume_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[Any]:

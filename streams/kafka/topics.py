@@ -89,12 +89,44 @@ def topic_specs(
     return specs
 
 
-def ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
+# errors of a cluster that answers but is busy (a controller or leader moving, a node down)
+_BUSY = {
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError.NOT_CONTROLLER,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+}
+
+
+def ensure_topics(
+    admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0, patience: float = 90.0
+) -> list[str]:
     """Creates missing topics and verifies existing ones; returns the names it created.
 
     Raises TopicMismatchError when an existing topic has other settings than required, or
-    when the workflow-keyed topics do not all have the same partition count.
+    when the workflow-keyed topics do not all have the same partition count. A cluster that
+    cannot be reached at all fails at once (BrokerError or KafkaException, as before); one
+    that answered and then times out (a controller moving after a node died) is asked again
+    for up to `patience` seconds, with a warning each time.
     """
+    admin.list_topics(timeout=timeout)  # unreachable: fail now, not after `patience`
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return _ensure_topics(admin, specs, timeout)
+        except (KafkaException, BrokerError) as e:
+            cause = e if isinstance(e, KafkaException) else e.__cause__
+            error = cause.args[0] if isinstance(cause, KafkaException) and cause.args else None
+            busy = isinstance(error, KafkaError) and (error.retriable() or error.code() in _BUSY)
+            if not busy or time.monotonic() > deadline:
+                raise
+            log.warning("topics not checked yet, the cluster is busy (%s); asking again", e)
+            time.sleep(1)
+
+
+def _ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float) -> list[str]:
     existing = admin.list_topics(timeout=timeout).topics
     missing = [s for s in specs if s.name not in existing]
     created: list[str] = []

@@ -29,8 +29,11 @@ from streams.ui import security
 from streams.ui.paths import segment
 from streams.visibility.store import Store, open_store
 
-NAVIGATION = (("runs", "/", "Runs"), ("workers", "/workers", "Workers"),
-              ("dead_letters", "/dead-letters", "Dead letters"))
+NAVIGATION = (
+    ("runs", "/", "Runs"),
+    ("workers", "/workers", "Workers"),
+    ("dead_letters", "/dead-letters", "Dead letters"),
+)
 """The top bar: (page key, path, label)."""
 
 

@@ -152,7 +152,8 @@ class SignInMiddleware:
             )
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
         return PlainTextResponse(
-            "sign in: send Authorization: Bearer <token>", status_code=401,
+            "sign in: send Authorization: Bearer <token>",
+            status_code=401,
             headers={"WWW-Authenticate": 'Bearer realm="everflow"'},
         )
 

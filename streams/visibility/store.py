@@ -605,7 +605,6 @@ class Store:
             for aid, atype, attempt, maximum, failure, retry in rows
         )
 
-
     def history_page(self, run_id: str, event_id: int | None = None) -> HistoryPage | None:
         """The page of the run's history that holds `event_id` (None: its last page), or
         None when the index has no page of the run (a run indexed before pages were kept)."""
@@ -616,9 +615,7 @@ class Store:
         if event_id is None:
             rows = self._rows(self._sql(sql.format("")), (run_id,))
         else:
-            rows = self._rows(
-                self._sql(sql.format(" AND first_event_id <= ?")), (run_id, event_id)
-            )
+            rows = self._rows(self._sql(sql.format(" AND first_event_id <= ?")), (run_id, event_id))
         if not rows:
             return None
         first, partition, offset = rows[0]

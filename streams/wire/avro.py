@@ -185,19 +185,29 @@ class AvroCodec:
             raise PayloadDecodeError(f"expected a {self.name}, got a {writer_name}")
         try:
             if fp == self.fingerprint and self._compiled is not None:
-                return self._from(self._compiled.read(data, _HEADER.size)[0])
-            buf = io.BytesIO(data)
-            buf.seek(_HEADER.size)
-            record = fastavro.schemaless_reader(
-                buf,
-                writer_schema,
-                None if fp == self.fingerprint else self.schema,
-                return_record_name=True,
-                return_record_name_override=True,
-            )
-            return self._from(record)
+                record, end = self._compiled.read(data, _HEADER.size)
+            else:
+                buf = io.BytesIO(data)
+                buf.seek(_HEADER.size)
+                record = fastavro.schemaless_reader(
+                    buf,
+                    writer_schema,
+                    None if fp == self.fingerprint else self.schema,
+                    return_record_name=True,
+                    return_record_name_override=True,
+                )
+                end = buf.tell()
+            message = self._from(record)
         except Exception as e:  # fastavro raises many types on corrupt input
             raise PayloadDecodeError(f"corrupt {self.name} body: {type(e).__name__}: {e}") from e
+        if end != len(data):
+            # Avro is not self-describing: bytes left over mean the record is not what the
+            # schema says (another schema, two messages run together, a tampered record)
+            raise PayloadDecodeError(
+                f"{len(data) - end} trailing bytes after a {self.name} of {end} bytes; "
+                "the record is not one message"
+            )
+        return message
 
 
 # ---- dataclass <-> fastavro record conversion, built once per class -------------------------

@@ -10,6 +10,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams import kafka
 from streams.dev.cluster import NODES, LocalCluster
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import ensure_topics, topic_specs
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.cluster]
@@ -90,3 +92,23 @@ def test_acks_all_writes_succeed_with_one_node_killed(
     finally:
         consumer.close()
     assert sum(ends) == 30
+
+
+def test_topics_are_made_while_the_active_controller_fails_over(
+    cluster: LocalCluster, topic_prefix: str
+) -> None:
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    controller = admin.describe_cluster(request_timeout=10).result(timeout=15).controller.id
+    victim = controller - 1
+    config = KafkaConfig(
+        bootstrap=cluster.bootstrap, topic_prefix=topic_prefix, partitions=3, replication_factor=3
+    )
+    specs = topic_specs(config, ["q"])
+
+    cluster.kill_node(victim)
+    try:
+        created = ensure_topics(kafka.admin(config), specs)
+    finally:
+        cluster.start_node(victim)
+
+    assert sorted(created) == sorted(s.name for s in specs)

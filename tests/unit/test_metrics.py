@@ -58,6 +58,8 @@ def processor_tally() -> ProcessorTally:
     tally.committed(batch, commit_seconds=0.004)
     tally.committed(BatchTally(commands=1), commit_seconds=0.02)
     tally.transactions.add("aborted")
+    tally.transactions.add("unknown")
+    tally.producer_recreations.add("unknown")
     tally.timers_fired(now_ms=10_500, fire_at=[10_000, 10_490])
     tally.restore_seconds.observe(0.3)
     tally.restore_events = 17
@@ -133,6 +135,10 @@ def test_transactions_timers_restores_and_the_run_cache_are_exposed(
     txns = scrape["everflow_transactions"]
     assert value(txns, "everflow_transactions_total", result="committed") == 2
     assert value(txns, "everflow_transactions_total", result="aborted") == 1
+    assert value(txns, "everflow_transactions_total", result="unknown") == 1
+    recreations = scrape["everflow_producer_recreations"]
+    assert value(recreations, "everflow_producer_recreations_total", reason="unknown") == 1
+    assert value(recreations, "everflow_producer_recreations_total", reason="fatal") == 0
     commit = scrape["everflow_transaction_commit_latency_seconds"]
     assert value(commit, "everflow_transaction_commit_latency_seconds_count") == 2
     assert value(commit, "everflow_transaction_commit_latency_seconds_bucket", le="0.005") == 1

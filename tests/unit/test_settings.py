@@ -87,6 +87,21 @@ def test_fault_hooks_are_off_by_default_and_read_from_the_environment() -> None:
         FaultSettings.from_env({"EVERFLOW_FAULT_STOP_BEFORE_COMMIT": "-1"})
 
 
+def test_unknown_commit_hooks_are_read_from_the_environment() -> None:
+    faults = FaultSettings.from_env(
+        {
+            "EVERFLOW_FAULT_UNKNOWN_AFTER_COMMIT": "3",
+            "EVERFLOW_FAULT_UNKNOWN_BEFORE_COMMIT": "5",
+        }
+    )
+    assert (faults.unknown_after_commit, faults.unknown_before_commit) == (3, 5)
+    assert FaultSettings().unknown_after_commit == FaultSettings().unknown_before_commit == 0
+    with pytest.raises(ConfigError, match="EVERFLOW_FAULT_UNKNOWN_AFTER_COMMIT must be a whole"):
+        FaultSettings.from_env({"EVERFLOW_FAULT_UNKNOWN_AFTER_COMMIT": "soon"})
+    with pytest.raises(ConfigError, match="EVERFLOW_FAULT_UNKNOWN_BEFORE_COMMIT"):
+        FaultSettings.from_env({"EVERFLOW_FAULT_UNKNOWN_BEFORE_COMMIT": "-2"})
+
+
 def test_worker_settings_defaults() -> None:
     settings = WorkerSettings.from_env({})
     assert settings.instance_id == socket.gethostname()

@@ -1,0 +1,147 @@
+"""The fault suite: the workload (transfers, sagas, timers, signals) runs on a three-broker
+cluster while one fault, or a mix, is injected; then the history checker judges everything
+the run left in Kafka and the ledgers. A table per fault is printed at the end of the session
+and written to tests/reports/faults.md.
+
+CI mode (the default): one round of `FAULT_RUNS` (1,000) runs per fault, the fault injected
+once. Long mode (`make soak`, EVERFLOW_SOAK=1): `SOAK_ROUNDS` rounds per fault, each of
+`SOAK_RUNS` runs (about five minutes of work here) with the fault injected again and again
+until the round's runs are done.
+A fault test that cannot set up its network or cgroups fails with the reason; it never
+passes by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from streams import kafka
+from streams.kafka.config import KafkaConfig
+from streams.kafka.topics import ensure_topics, topic_specs
+from tests.faults.checker import Ledgers, Report, check
+from tests.faults.driver import Driver
+from tests.faults.harness import (
+    SCENARIOS,
+    FaultLab,
+    ScenarioContext,
+    Timeline,
+    history_progress,
+)
+from tests.faults.workload import LEDGER_ENV, QUEUE
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.faults]
+
+SOAK = os.environ.get("EVERFLOW_SOAK", "") not in ("", "0")
+FAULT_RUNS = int(os.environ.get("EVERFLOW_FAULT_RUNS", "1000"))
+SOAK_ROUNDS = 5
+SOAK_RUNS = int(os.environ.get("EVERFLOW_SOAK_RUNS", "12000"))
+WORKERS = ["w1", "w2"]
+PARTITIONS = 6
+
+REPORTS: list[Report] = []
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultLab]:
+    with FaultLab(tmp_path_factory.mktemp("fault-lab")) as lab:
+        yield lab
+
+
+def _round(lab: FaultLab, fault: str, folder: Path, runs: int, repeat: bool) -> Report:
+    """One workload under one fault scenario; the checker's report."""
+    prefix = f"f-{uuid.uuid4().hex[:6]}."
+    config = KafkaConfig(
+        bootstrap=lab.bootstrap, topic_prefix=prefix, partitions=PARTITIONS, replication_factor=3
+    )
+    lab.wait_healthy()
+    try:
+        ensure_topics(kafka.admin(config), topic_specs(config, [QUEUE]))
+    except Exception as e:
+        raise AssertionError(f"topics not made before {fault}\n{lab.health()}") from e
+    ledgers = Ledgers(bank=folder / "bank.jsonl", attempts=folder / "attempts.jsonl")
+    env = {
+        **os.environ,
+        "EVERFLOW_BOOTSTRAP": lab.bootstrap,
+        "EVERFLOW_TOPIC_PREFIX": prefix,
+        "EVERFLOW_PARTITIONS": str(PARTITIONS),
+        "EVERFLOW_REPLICATION_FACTOR": "3",
+        "EVERFLOW_BANK_LEDGER": str(ledgers.bank),
+        "EVERFLOW_BANK_STEP_TIMEOUT": "5",
+        LEDGER_ENV: str(ledgers.attempts),
+    }
+
+    def start(name: str) -> None:
+        lab.start_worker(name, env, "tests.faults.workload", "--task-queue", QUEUE)
+
+    for name in WORKERS:
+        start(name)
+    for name in WORKERS:  # faults begin in a steady state
+        lab.wait_ready(name)
+    ops = folder / "ops.jsonl"
+    driver = Driver(config, ops)
+    done = threading.Event()
+    outcome: dict[str, BaseException] = {}
+
+    def drive() -> None:
+        try:
+            deadline = timedelta(minutes=20 if repeat else 4)
+            driver.run(runs, deadline=deadline)
+        except BaseException as e:
+            outcome["error"] = e
+        finally:
+            done.set()
+
+    timeline = Timeline()
+    began = time.monotonic()
+    thread = threading.Thread(target=drive, name=f"driver-{fault}", daemon=True)
+    thread.start()
+    ctx = ScenarioContext(f"{prefix}commands", start, WORKERS)
+    under_way = time.monotonic() + 60
+    while len(driver.closes) < 20 and not done.is_set() and time.monotonic() < under_way:
+        time.sleep(0.1)  # the fault hits a busy workload, not one still connecting
+    try:
+        # on this thread: nodes restarted here must outlive it (their JVMs die with it)
+        SCENARIOS[fault](lab, timeline, done, ctx)
+        while repeat and not done.is_set():
+            SCENARIOS[fault](lab, timeline, done, ctx)
+    finally:
+        lab.network.heal_all()
+    thread.join(timeout=360)
+    drained = time.monotonic()
+    for name in WORKERS:
+        lab.stop_worker(name)
+    if "error" in outcome:
+        raise AssertionError(f"the driver failed under {fault}") from outcome["error"]
+    recovery = timeline.recoveries(history_progress(lab.bootstrap, f"{prefix}history"))
+    report = check(config, ops, ledgers, fault=fault, recovery=recovery)
+    report.notes["fault events"] = len(timeline.events)
+    report.notes["workload seconds"] = round(drained - began)
+    report.notes["check seconds"] = round(time.monotonic() - drained)
+    return report
+
+
+@pytest.mark.timeout(3600 if SOAK else 420)
+@pytest.mark.parametrize("fault", list(SCENARIOS))
+def test_no_invariant_is_violated_under(lab: FaultLab, fault: str, tmp_path: Path) -> None:
+    rounds = SOAK_ROUNDS if SOAK else 1
+    for n in range(rounds):
+        folder = tmp_path / f"round{n}"
+        folder.mkdir()
+        started = time.monotonic()
+        report = _round(lab, fault, folder, SOAK_RUNS if SOAK else FAULT_RUNS, repeat=SOAK)
+        REPORTS.append(report)
+        elapsed = time.monotonic() - started
+        assert report.runs > 0, f"{fault}: the driver started no run"
+        assert report.closed == report.runs, (
+            f"{fault}: {report.runs - report.closed} of {report.runs} runs never closed "
+            f"({elapsed:.0f} s)\n{lab.worker_logs()[-6000:]}"
+        )
+        assert report.ok, f"{fault}: invariants violated\n{report.details()}"
