@@ -373,7 +373,7 @@ def test_a_payload_the_codec_cannot_decode_blocks_the_run_and_never_falls_back()
     corrupt = Payload(b"not zlib at all", good.metadata)
     run.start(WorkflowStarted("Sleeper", "q", [corrupt], "c"), 1000, Effects())
     assert run.status is RunStatus.RUNNING
-    assert run.blocked is not None and run.blocked.type == "error"
+    assert run.blocked is not None and run.blocked.type == "PayloadDecodeError"
     assert "incorrect header check" in run.blocked.message
 
 
