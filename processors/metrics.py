@@ -35,6 +35,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from processors.activity_runner.runner import ActivityRunner
 from processors.tally import Histogram, Histograms
+from processors.workflow_code.deadlock import WATCHDOG
+from processors.workflow_code.handlers import DROPPED_SIGNALS
 from processors.workflow_processor.stats import ProcessorTally
 from streams.errors import ConfigError
 
@@ -225,6 +227,23 @@ def _processor_metrics(
     yield _gauge("everflow_partitions_owned", "Command partitions owned", len(partitions))
     _add_lag(lag, tally.consumer_lag)
     dead.add_metric([tally.commands_topic, "undecodable"], tally.dead_letters)
+    yield from _bad_code_metrics()
+
+
+def _bad_code_metrics() -> Iterator[Metric]:
+    yield _counter(
+        "everflow_workflow_deadlocks",
+        "Activations of workflow code interrupted for not yielding within the deadlock timeout",
+        WATCHDOG.interrupts,
+    )
+    dropped = CounterMetricFamily(
+        "everflow_signals_dropped",
+        "Signals dropped because their arguments did not decode, by workflow type",
+        labels=["workflow_type"],
+    )
+    for workflow_type, n in DROPPED_SIGNALS.items():
+        dropped.add_metric([workflow_type], n)
+    yield dropped
 
 
 def _run_metrics(tally: ProcessorTally) -> Iterator[Metric]:

@@ -22,10 +22,13 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from streams import kafka
 from streams.errors import (
     BrokerError,
+    ReadOnlyContextError,
     RequestRejectedError,
     RPCTimeoutError,
+    SignalLimitError,
     WorkflowAlreadyStartedError,
     WorkflowFailureError,
+    WorkflowIdError,
     WorkflowNotFoundError,
     WorkflowNotRunningError,
     WorkflowResultTimeoutError,
@@ -75,6 +78,21 @@ from streams.wire.records import (
 from streams.workflow import WorkflowDefinition
 
 log = logging.getLogger(__name__)
+
+
+MAX_WORKFLOW_ID_LENGTH = 1000  # characters (Temporal's limit)
+
+
+def check_workflow_id(workflow_id: str) -> None:
+    """Raises WorkflowIdError for an ID no run may have: empty, or over 1,000 characters
+    (it is the key of every record of the run, on every topic)."""
+    if not workflow_id:
+        raise WorkflowIdError("the workflow ID is empty; give the run an ID")
+    if len(workflow_id) > MAX_WORKFLOW_ID_LENGTH:
+        raise WorkflowIdError(
+            f"workflow ID {workflow_id[:40]!r}... is {len(workflow_id)} characters, over the "
+            f"limit of {MAX_WORKFLOW_ID_LENGTH}; use a shorter ID (a hash of a long key)"
+        )
 
 
 class Client:
@@ -272,6 +290,7 @@ class Client:
         run's custom search attributes from its start, typed by their values as in
         `workflow.upsert_search_attributes` (SearchAttributeError for a bad one or a None).
         """
+        check_workflow_id(id)
         reuse = option(IdReusePolicy, id_reuse_policy, "id_reuse_policy")
         conflict = option(IdConflictPolicy, id_conflict_policy, "id_conflict_policy")
         name = workflow if isinstance(workflow, str) else WorkflowDefinition.of(workflow).name
@@ -304,6 +323,9 @@ class Client:
             if reply.code != RejectionCode.ALREADY_STARTED:  # refused for another reason
                 raise RequestRejectedError(reply.message)
             raise WorkflowAlreadyStartedError(id, reply.existing_run_id, reply.message)
+        if isinstance(reply, Rejected) and reply.code == RejectionCode.SIGNAL_LIMIT:
+            self.unwatch_completion(id, waiter)  # signal-with-start to a run that is full
+            raise SignalLimitError(reply.message)
         assert isinstance(reply, StartAccepted)
         return WorkflowHandle(self, id, reply.run_id, waiter)
 
@@ -348,8 +370,10 @@ class Client:
         """Sends one command about a workflow and waits for the processor's reply.
 
         The low-level call under every `WorkflowHandle` method; RPCTimeoutError when no reply
-        comes within `timeout` (the command may still take effect).
+        comes within `timeout` (the command may still take effect); WorkflowIdError, before
+        anything is sent, for an empty ID or one over 1,000 characters.
         """
+        check_workflow_id(workflow_id)
         if self._tracing is None:
             return await self._request(workflow_id, body, timeout, None)
         with self._tracing.client_span(workflow_id, body) as headers:
@@ -497,7 +521,8 @@ class WorkflowHandle:
     ) -> None:
         """Sends a signal and waits until it is recorded in the run's history.
         WorkflowNotRunningError if the run closed; ValueError for an unknown signal;
-        PayloadTooLargeError, nothing sent, if its arguments are over max_payload_bytes."""
+        PayloadTooLargeError, nothing sent, if its arguments are over max_payload_bytes;
+        SignalLimitError once the run has received the maximum number of signals."""
         name = _handler_name(signal)
         payloads = self._sized(args, f"the arguments of signal {name!r} to workflow {self.id!r}")
         body = SignalWorkflow(name, payloads, None, self.client.client_id)
@@ -510,7 +535,8 @@ class WorkflowHandle:
         result_type: Any = None,
         timeout: timedelta = timedelta(seconds=30),
     ) -> Any:
-        """Asks the run's state (also of a closed run); never recorded in its history."""
+        """Asks the run's state (also of a closed run); never recorded in its history.
+        ReadOnlyContextError if the query handler tried to schedule work."""
         name = _handler_name(query)
         payloads = self._sized(args, f"the arguments of query {name!r} to workflow {self.id!r}")
         body = QueryWorkflow(name, payloads, self.run_id, self.client.client_id)
@@ -554,6 +580,10 @@ class WorkflowHandle:
                 raise WorkflowNotRunningError(reply.message)
             if reply.code == RejectionCode.NOT_FOUND:
                 raise WorkflowNotFoundError(reply.message)
+            if reply.code == RejectionCode.SIGNAL_LIMIT:
+                raise SignalLimitError(reply.message)
+            if reply.code == RejectionCode.READ_ONLY:
+                raise ReadOnlyContextError(reply.message)
             raise RequestRejectedError(reply.message)
         return reply
 

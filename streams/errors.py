@@ -316,6 +316,58 @@ class QueryError(EverflowError):
     """
 
 
+class ReadOnlyContextError(QueryError):
+    """A query handler or update validator tried to schedule work (an activity, a timer, a
+    child, a signal) or change the run's search attributes; what it issued was discarded.
+
+    Queries and validators may only read the workflow's state: move the work to a signal
+    or update handler. The run itself is unaffected.
+    """
+
+
+class DeadlockError(EverflowError):
+    """Workflow code ran too long without yielding (`while True:` with no await,
+    `time.sleep()`, heavy CPU): a potential deadlock. The run is blocked, not failed.
+
+    The message says where the code was; workflow code must only wait with `await`
+    (`workflow.sleep()`, an activity for slow work). After a fix is deployed the run
+    replays and goes on. The limit is EVERFLOW_DEADLOCK_TIMEOUT (seconds; 0 turns the
+    detector off, for debugging).
+    """
+
+
+class SignalLimitError(EverflowError):
+    """A run has received the maximum number of signals (EVERFLOW_MAX_SIGNALS) and refuses
+    more; nothing was recorded.
+
+    A run that takes an unbounded stream of signals must hand over to a fresh run with
+    `workflow.continue_as_new()` before it reaches the limit.
+    """
+
+
+class PendingLimitError(EverflowError):
+    """Workflow code asked for one more activity (or child workflow) while its run already
+    has the maximum open (EVERFLOW_MAX_PENDING, 2,000 each).
+
+    Raised into the workflow code at the call; uncaught, it blocks the run. Wait for some
+    to finish (in batches) before starting more.
+    """
+
+
+class WorkflowIdError(EverflowError, ValueError):
+    """A workflow ID the client refuses before sending anything: empty, or longer than
+    1,000 characters (Temporal's limit). Use a shorter ID (a hash of a long key)."""
+
+
+class TimerDurationError(EverflowError, ValueError):
+    """Workflow code asked for a timer with a negative duration, or one too long to be
+    recorded (over 100 years).
+
+    Raised into the workflow code at the call (`workflow.sleep()`); pass a duration
+    within range.
+    """
+
+
 class VisibilityUnavailableError(EverflowError):
     """The run index (the store `list_workflows` and `count_workflows` read) is missing or
     unreachable.

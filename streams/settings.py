@@ -25,6 +25,9 @@ T = TypeVar("T", int, float)
 
 DEFAULT_MAX_HISTORY_EVENTS = 50_000
 DEFAULT_MAX_HISTORY_BYTES = 50 * 1024 * 1024
+DEFAULT_DEADLOCK_TIMEOUT = 2.0  # seconds an activation may run without yielding (Temporal's)
+DEFAULT_MAX_SIGNALS = 10_000  # signals one run may receive (Temporal's per-execution limit)
+DEFAULT_MAX_PENDING = 2_000  # activities, and children, one run may have open (Temporal's)
 # the cyclic GC's thresholds in a worker: a young collection per 50,000 net allocations
 # (not 700) and a full one per 100 middle ones (not 10), so the thousands of cached runs are
 # walked far less often (issue 14: full collections paused runs for 40-70 ms)
@@ -42,9 +45,20 @@ class RunLimits:
     # a run that reaches either limit fails (warned at 80%): continue_as_new before it
     max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
     max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES
+    # seconds one activation of the code may run without yielding before the run is blocked
+    # with DeadlockError (0: never; a debugger's breakpoint needs that)
+    deadlock_timeout: float = DEFAULT_DEADLOCK_TIMEOUT
+    # signals one run may receive; the next is refused with SignalLimitError
+    max_signals: int = DEFAULT_MAX_SIGNALS
+    # activities (and, apart, child workflows) one run may have open at once; the code's
+    # next one raises PendingLimitError
+    max_pending: int = DEFAULT_MAX_PENDING
 
     def __post_init__(self) -> None:
         _at_least(1024, "max_payload_bytes", "EVERFLOW_MAX_PAYLOAD_BYTES", self.max_payload_bytes)
+        _at_least(0.0, "deadlock_timeout", "EVERFLOW_DEADLOCK_TIMEOUT", self.deadlock_timeout)
+        _at_least(1, "max_signals", "EVERFLOW_MAX_SIGNALS", self.max_signals)
+        _at_least(1, "max_pending", "EVERFLOW_MAX_PENDING", self.max_pending)
         if not self.suggest_continue_as_new_after >= 1:
             raise ConfigError(
                 "suggest_continue_as_new_after must be >= 1, "
@@ -233,7 +247,10 @@ class WorkerSettings:
 
     `instance_id` must be stable across restarts of the same worker and unique among
     running workers (it names the Kafka transactional ID). A run fails when its history
-    reaches `max_history_events` or `max_history_bytes`. `profile_dir`, when set, gets a
+    reaches `max_history_events` or `max_history_bytes`; a run whose code runs
+    `deadlock_timeout` seconds without yielding is blocked with DeadlockError (0: never); a
+    run refuses signals past `max_signals`; its code may have `max_pending` activities (and
+    as many children) open. `profile_dir`, when set, gets a
     cProfile dump of each component's thread (and turns the determinism guard off).
     `switch_interval` is the interpreter's thread switch interval the `everflow worker`
     command sets (seconds). With `gc_tuning` the `everflow worker` command freezes the
@@ -248,6 +265,9 @@ class WorkerSettings:
     instance_id: str = field(default_factory=socket.gethostname)
     max_history_events: int = DEFAULT_MAX_HISTORY_EVENTS
     max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES
+    deadlock_timeout: float = DEFAULT_DEADLOCK_TIMEOUT
+    max_signals: int = DEFAULT_MAX_SIGNALS
+    max_pending: int = DEFAULT_MAX_PENDING
     profile_dir: str | None = None
     switch_interval: float = 0.0005
     gc_tuning: bool = True
@@ -279,6 +299,9 @@ class WorkerSettings:
             )
         _at_least(1, "max_history_events", "EVERFLOW_MAX_HISTORY_EVENTS", self.max_history_events)
         _at_least(1, "max_history_bytes", "EVERFLOW_MAX_HISTORY_BYTES", self.max_history_bytes)
+        _at_least(0.0, "deadlock_timeout", "EVERFLOW_DEADLOCK_TIMEOUT", self.deadlock_timeout)
+        _at_least(1, "max_signals", "EVERFLOW_MAX_SIGNALS", self.max_signals)
+        _at_least(1, "max_pending", "EVERFLOW_MAX_PENDING", self.max_pending)
         if not self.switch_interval > 0:
             raise ConfigError(
                 "switch_interval must be > 0 seconds (EVERFLOW_SWITCH_INTERVAL), "
@@ -302,7 +325,10 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
         """Settings from EVERFLOW_INSTANCE_ID (default: the host name),
-        EVERFLOW_MAX_HISTORY_EVENTS / _BYTES, EVERFLOW_PROFILE (a directory),
+        EVERFLOW_MAX_HISTORY_EVENTS / _BYTES, EVERFLOW_DEADLOCK_TIMEOUT (seconds an activation
+        may run without yielding; 0 turns the deadlock detector off), EVERFLOW_MAX_SIGNALS
+        (per run), EVERFLOW_MAX_PENDING (open activities, and children, per run),
+        EVERFLOW_PROFILE (a directory),
         EVERFLOW_SWITCH_INTERVAL, EVERFLOW_GC (on/off: gc_tuning), EVERFLOW_GC_THRESHOLD
         (gen0,gen1,gen2), EVERFLOW_REQUEST_STATS (a file), EVERFLOW_TRACING,
         EVERFLOW_METRICS_PORT / _HOST, EVERFLOW_LOCAL_ACTIVITY_WAIT (seconds a batch waits for
@@ -314,6 +340,9 @@ class WorkerSettings:
             "instance_id": env.get("EVERFLOW_INSTANCE_ID") or None,
             "max_history_events": _whole(env, "EVERFLOW_MAX_HISTORY_EVENTS"),
             "max_history_bytes": _whole(env, "EVERFLOW_MAX_HISTORY_BYTES"),
+            "deadlock_timeout": _seconds(env, "EVERFLOW_DEADLOCK_TIMEOUT"),
+            "max_signals": _whole(env, "EVERFLOW_MAX_SIGNALS"),
+            "max_pending": _whole(env, "EVERFLOW_MAX_PENDING"),
             "profile_dir": env.get("EVERFLOW_PROFILE") or None,
             "switch_interval": _seconds(env, "EVERFLOW_SWITCH_INTERVAL"),
             "gc_tuning": _switch(env, "EVERFLOW_GC"),

@@ -128,6 +128,9 @@ class Worker:
             suggest_continue_as_new_after=suggest_continue_as_new_after,
             max_history_events=self.settings.max_history_events,
             max_history_bytes=self.settings.max_history_bytes,
+            deadlock_timeout=self.settings.deadlock_timeout,
+            max_signals=self.settings.max_signals,
+            max_pending=self.settings.max_pending,
         )
         self.registry = Registry(workflows, activities, client.converter, limits)
         self.instance_id = self.settings.instance_id

@@ -40,7 +40,7 @@ from typing import Any, NoReturn, TypeVar
 
 from streams import _runtime
 from streams._runtime import ActivityOptions, ChildOptions, WorkflowInfo
-from streams.errors import NotInWorkflowError
+from streams.errors import NotInWorkflowError, TimerDurationError
 from streams.options import ActivityCancellationType, ParentClosePolicy, option
 from streams.retry import RetryPolicy
 from streams.search_attributes import Text
@@ -487,9 +487,18 @@ def upsert_search_attributes(values: Mapping[str, Any]) -> None:
 
 
 async def sleep(duration: timedelta | float) -> None:
-    """Waits on a durable timer: it survives crashes and restarts of every process."""
+    """Waits on a durable timer: it survives crashes and restarts of every process.
+
+    Raises TimerDurationError (a ValueError) for a negative duration or one over 100
+    years; uncaught, it blocks the run until fixed code is deployed."""
     if not isinstance(duration, timedelta):
-        duration = timedelta(seconds=duration)
+        try:
+            duration = timedelta(seconds=duration)
+        except (OverflowError, ValueError) as e:  # 1e20, nan
+            raise TimerDurationError(
+                f"workflow.sleep({duration!r}): not a timer duration ({e}); "
+                "a timer's duration must be 0 to 100 years"
+            ) from None
     await _runtime.current().start_timer(duration)
 
 

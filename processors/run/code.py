@@ -29,6 +29,8 @@ def load_code(
         registry.converter,
         guard=registry.determinism_guard,
         max_payload_bytes=registry.max_payload_bytes,
+        deadlock_timeout=registry.deadlock_timeout,
+        max_pending=registry.max_pending,
         recorded_patches={
             e.attributes.patch_id for e in events if isinstance(e.attributes, MarkerRecorded)
         },

@@ -13,6 +13,7 @@ import uuid
 from typing import Protocol, assert_never
 
 from processors.run.effects import Effects
+from processors.run.limits import signal_limit_message, updates_in_flight_message
 from processors.run.repair import control_activity, reset_refusal, scheduled_before
 from processors.run.state import Run
 from processors.workflow_code.handlers import find_handler
@@ -21,6 +22,7 @@ from processors.workflow_code.stack import STACK_TRACE_QUERY
 from streams.errors import (
     NonDeterminismError,
     QueryError,
+    ReadOnlyContextError,
     UnknownHandlerError,
     UnknownWorkflowError,
 )
@@ -186,7 +188,12 @@ def on_start_workflow(
     if run is not None and run.start_command_id == command.command_id:
         reply = StartAccepted(run.run_id)  # a retried start: same answer, no second run
     elif run is not None and not run.closed:
-        if body.id_conflict_policy == IdConflictPolicy.USE_EXISTING:
+        full = signal_limit_message(
+            run.workflow_id, run.run_id, run.signals, run.registry.max_signals
+        )
+        if body.id_conflict_policy == IdConflictPolicy.USE_EXISTING and body.start_signal and full:
+            reply = Rejected(RejectionCode.SIGNAL_LIMIT, full)  # signal-with-start: no room
+        elif body.id_conflict_policy == IdConflictPolicy.USE_EXISTING:
             reply = StartAccepted(run.run_id)
             if body.start_signal:
                 signal_args = body.start_signal_args
@@ -317,6 +324,10 @@ def on_signal_workflow(
     except (UnknownHandlerError, UnknownWorkflowError) as e:
         out.reply(body.reply_to, command.command_id, Rejected(RejectionCode.UNKNOWN_SIGNAL, str(e)))
         return
+    full = signal_limit_message(run.workflow_id, run.run_id, run.signals, run.registry.max_signals)
+    if full:
+        out.reply(body.reply_to, command.command_id, Rejected(RejectionCode.SIGNAL_LIMIT, full))
+        return
     run.signal(body.signal_name, body.args, now, out.effects(run), trace)
     out.reply(body.reply_to, command.command_id, _describe(run, runs))
 
@@ -337,6 +348,8 @@ def on_query_workflow(command: Command, body: QueryWorkflow, run: Run | None, ou
             reply = QueryResult(run.live_instance().handlers.query(body.query_name, body.args))
         except (UnknownHandlerError, UnknownWorkflowError) as e:
             reply = Rejected(RejectionCode.UNKNOWN_QUERY, str(e))
+        except ReadOnlyContextError as e:
+            reply = Rejected(RejectionCode.READ_ONLY, str(e))
         except (QueryError, NonDeterminismError) as e:
             reply = Rejected(RejectionCode.QUERY_FAILED, str(e))
         except Exception as e:  # the handler's own error goes back to the caller
@@ -363,6 +376,10 @@ def on_update_workflow(
         return
     if body.update_id in run.updates:
         return  # already accepted; its outcome will be replied
+    full = updates_in_flight_message(run.workflow_id, run.run_id, len(run.updates))
+    if full:
+        out.reply(body.reply_to, command.command_id, Rejected(RejectionCode.UPDATE_LIMIT, full))
+        return
     try:
         run.live_instance().handlers.validate_update(body.update_name, body.args)
     except (UnknownHandlerError, UnknownWorkflowError) as e:

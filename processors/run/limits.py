@@ -11,6 +11,9 @@ from streams.wire.records import Failure
 log = logging.getLogger(__name__)
 
 WARN_AT = 0.8
+# updates a run may have accepted and not yet finished (Temporal's default): more wait
+# in the senders' retries, not in the run's memory
+MAX_UPDATES_IN_FLIGHT = 10
 
 
 def limit_failure(
@@ -51,3 +54,27 @@ def near_limits(
         max_bytes,
     )
     return True
+
+
+def signal_limit_message(workflow_id: str, run_id: str, received: int, max_signals: int) -> str:
+    """Why a run that has received `received` signals refuses one more; empty while it
+    is under `max_signals`."""
+    if received < max_signals:
+        return ""
+    return (
+        f"workflow {workflow_id!r} run {run_id} has received the maximum of {max_signals} "
+        "signals (EVERFLOW_MAX_SIGNALS) and refuses more; a run that takes an unbounded "
+        "stream of signals must continue as new (workflow.continue_as_new()) before it "
+        "gets there"
+    )
+
+
+def updates_in_flight_message(workflow_id: str, run_id: str, in_flight: int) -> str:
+    """Why a run with `in_flight` unfinished updates refuses one more; empty under the
+    limit."""
+    if in_flight < MAX_UPDATES_IN_FLIGHT:
+        return ""
+    return (
+        f"workflow {workflow_id!r} run {run_id} has {in_flight} updates in flight, the "
+        f"maximum ({MAX_UPDATES_IN_FLIGHT}); send this one again once some have finished"
+    )

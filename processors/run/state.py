@@ -131,6 +131,7 @@ class Run:
         "result",
         "run_id",
         "search_attributes",
+        "signals",
         "start_command_id",
         "start_time",
         "status",
@@ -159,6 +160,7 @@ class Run:
         self.failure: Failure | None = None
         self.blocked: Failure | None = None
         self.cancel_requested = False
+        self.signals = 0  # SignalReceived events in the history (held to max_signals)
         self.updates: dict[str, tuple[str | None, str]] = {}  # id -> (reply_to, request id)
         self.next_run: tuple[str, list[Payload]] | None = None
         self.activities = Activities(self, partition)
@@ -232,7 +234,7 @@ class Run:
             case WorkflowCancelRequested():
                 self.cancel_requested = True
             case SignalReceived():
-                pass
+                self.signals += 1
             case UpdateAccepted():
                 self.updates[a.update_id] = (a.reply_to, a.request_id)
             case UpdateCompleted():

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from processors.tally import Counts
 from processors.workflow_code.loop import WorkflowEventLoop
 from processors.workflow_code.stack import STACK_TRACE_QUERY, stack_trace
 from streams.errors import QueryError, UnknownHandlerError
@@ -23,6 +24,10 @@ from streams.wire.records import Failure
 from streams.workflow import Handler, WorkflowDefinition
 
 log = logging.getLogger(__name__)
+
+# signals dropped because their arguments did not decode, by workflow type (process-wide:
+# the metrics endpoint reads it); counted and logged when first delivered, not on replay
+DROPPED_SIGNALS: Counts[str] = Counts()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,7 @@ class MessageHandlers:
         self._obj: Any = None
         # the first error an async signal handler raised, for the instance to take
         self.failure: BaseException | None = None
+        self.replaying = False  # set by the instance for each event it delivers
 
     def bind(self, obj: Any) -> None:
         """Sets the workflow object whose methods handle messages (its run has started)."""
@@ -90,7 +96,21 @@ class MessageHandlers:
         if handler is None:  # checked when the signal was sent; a code change removed it
             log.warning("workflow %s has no signal %r; dropped", self._definition.name, name)
             return
-        values = self._converter.from_payloads(args, handler.arg_types)
+        try:
+            values = self._converter.from_payloads(args, handler.arg_types)
+        except Exception as e:  # Temporal's rule: a signal that cannot be read is dropped
+            if self.replaying:
+                return
+            DROPPED_SIGNALS.add(self._definition.name)
+            log.warning(
+                "workflow %s: the arguments of signal %r do not decode (%s: %s); the signal "
+                "is dropped and the run goes on",
+                self._definition.name,
+                name,
+                type(e).__name__,
+                e,
+            )
+            return
         outcome = getattr(self._obj, handler.method)(*values)
         if handler.is_async:
             task = self._loop.create_task(outcome, name=f"signal-{name}")

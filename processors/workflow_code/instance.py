@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, assert_never
 
+from processors.workflow_code.deadlock import WATCHDOG, Interrupted, Watch
 from processors.workflow_code.determinism import (
     DeterminismGuard,
     UnguardedConverter,
@@ -32,15 +33,19 @@ from streams.errors import (
     ActivityCanceledError,
     ActivityError,
     ChildWorkflowError,
+    DeadlockError,
     FailureError,
     PayloadTooLargeError,
-    QueryError,
+    PendingLimitError,
+    ReadOnlyContextError,
+    TimerDurationError,
 )
 from streams.failures import from_failure, to_failure
 from streams.options import ActivityCancellationType
 from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES, DataConverter, Payload, check_size
 from streams.search_attributes import decode as decode_search_attributes
 from streams.search_attributes import encode as encode_search_attributes
+from streams.settings import DEFAULT_MAX_PENDING
 from streams.tracing import trace_ids
 from streams.wire.events import (
     ActivityAttemptFailed,
@@ -85,6 +90,10 @@ from streams.wire.records import Failure, SearchAttribute, SearchAttributeType, 
 from streams.workflow import ContinueAsNewError, WorkflowDefinition
 
 log = logging.getLogger(__name__)
+
+# the longest timer the code may start: beyond it a duration is a bug (a unit mix-up), and
+# far beyond it the fire time would overflow the timer record's int64 milliseconds
+MAX_TIMER = timedelta(days=36_525)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +207,14 @@ class WorkflowInstance(WorkflowRuntime):
         guard: bool = True,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         recorded_patches: Collection[str] = (),
+        deadlock_timeout: float = 0.0,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self.definition = definition
         self.converter = UnguardedConverter(converter) if guard else converter
         self.max_payload_bytes = max_payload_bytes
+        self.deadlock_timeout = deadlock_timeout  # seconds; 0: the detector is off
+        self.max_pending = max_pending  # open activities, and apart open children
         self._info = WorkflowInfo(
             workflow_id=workflow_id,
             run_id=run_id,
@@ -247,10 +260,41 @@ class WorkflowInstance(WorkflowRuntime):
 
     # ---- driving --------------------------------------------------------------------------
     def activate(self, event: HistoryEvent, replaying: bool = False) -> Step:
-        """Delivers one resolving event to the code and runs it until it waits again."""
+        """Delivers one resolving event to the code and runs it until it waits again. Code
+        that runs `deadlock_timeout` seconds without yielding is interrupted: the step is
+        blocked with a DeadlockError (what the code decided is dropped)."""
+        watch = WATCHDOG.begin(self.deadlock_timeout)
+        if watch is None:
+            return self._activate(event, replaying)
+        step: Step | None = None
+        try:
+            step = self._activate(event, replaying)
+        except Interrupted:
+            pass
+        finally:
+            while True:  # inline: an interrupt that came as the code ended may land at a call
+                try:
+                    interrupted = WATCHDOG.end(watch)
+                    break
+                except Interrupted:
+                    continue
+        if interrupted or step is None:
+            return Step(blocked=self._deadlock(watch))
+        return step
+
+    def _deadlock(self, watch: Watch) -> Failure:
+        message = (
+            f"workflow {self._info.workflow_id!r} run {self._info.run_id} did not yield "
+            f"within {watch.timeout:g} s: potential deadlock at {watch.location or '?'}; "
+            "workflow code must wait with await (workflow.sleep(), an activity for slow "
+            "work), never block the thread"
+        )
+        return to_failure(DeadlockError(message), self.converter, kind="workflow")
+
+    def _activate(self, event: HistoryEvent, replaying: bool) -> Step:
         self._time_ms = event.time
         self.history_length = event.event_id
-        self._replaying = replaying
+        self._replaying = self.handlers.replaying = replaying
         self._decisions = []
         attrs = event.attributes
         step = Step()
@@ -260,6 +304,10 @@ class WorkflowInstance(WorkflowRuntime):
                 self._run_until_idle()
             if guard is not None and guard.violation is not None:
                 raise guard.violation
+        except FailureError as e:  # a (sync) signal handler failing on purpose fails the run
+            step.decisions = [*self._decisions, FailRun(to_failure(e, self.converter))]
+            self.closed = True
+            return step
         except Exception as e:  # the code's bug or misuse: the run blocks, the engine goes on
             step.blocked = to_failure(e, self.converter, kind="workflow")
             return step
@@ -360,17 +408,44 @@ class WorkflowInstance(WorkflowRuntime):
         attributes = (dict(self._search_attributes), dict(self._search_types))
         previous = asyncio.events._get_running_loop()
         asyncio.events._set_running_loop(self.loop)
+        watch = WATCHDOG.begin(self.deadlock_timeout)
+        self.loop.begin_read_only()
+        error: BaseException | None = None
         try:
             with self._guarded():
                 result = call()
-        except BaseException:
-            self._roll_back(mark, patches, attributes)
-            raise
+        except Interrupted:
+            pass  # told by the watch below
+        except BaseException as e:
+            error = e
         finally:
-            asyncio.events._set_running_loop(previous)
-        if len(self._decisions) != mark[0]:
+            interrupted = False
+            while watch is not None:  # inline, as in activate()
+                try:
+                    interrupted = WATCHDOG.end(watch)
+                    break
+                except Interrupted:
+                    continue
+        asyncio.events._set_running_loop(previous)
+        scheduled = self.loop.end_read_only()
+        issued = len(self._decisions) != mark[0] or scheduled
+        if interrupted or error is not None or issued:
             self._roll_back(mark, patches, attributes)
-            raise QueryError(f"{what} tried to schedule work; it may only read state")
+        if interrupted:
+            assert watch is not None
+            raise DeadlockError(
+                f"{what} of workflow {self._info.workflow_id!r} did not return within "
+                f"{watch.timeout:g} s: potential deadlock at {watch.location}; it may "
+                "only read state"
+            )
+        if error is not None:
+            raise error
+        if issued:
+            raise ReadOnlyContextError(
+                f"{what} tried to schedule work; it may only read state (what it issued, "
+                "an activity, a timer, a child or a signal, was discarded): do the work in "
+                "a signal or update handler"
+            )
         return result
 
     def _roll_back(
@@ -552,6 +627,7 @@ class WorkflowInstance(WorkflowRuntime):
         return trace_ids(self._started.trace, self._info.run_id) if self._started.trace else None
 
     def schedule_activity(self, options: ActivityOptions) -> asyncio.Future[Any]:
+        self._check_pending(len(self._activities), "activities", options.activity_type)
         activity_id = self._next_activity
         self._next_activity += 1
         fut: asyncio.Future[Any] = self.loop.create_future()
@@ -565,6 +641,12 @@ class WorkflowInstance(WorkflowRuntime):
         return fut
 
     def start_timer(self, delay: timedelta) -> asyncio.Future[None]:
+        if not timedelta(0) <= delay <= MAX_TIMER:
+            why = "is negative" if delay < timedelta(0) else "is longer than 100 years"
+            raise TimerDurationError(
+                f"workflow {self._info.workflow_id!r} asked for a timer of {delay} at "
+                f"{_call_site()[0]}, which {why}; a timer's duration must be 0 to 100 years"
+            )
         timer_id = self._next_timer
         self._next_timer += 1
         fut: asyncio.Future[None] = self.loop.create_future()
@@ -573,7 +655,18 @@ class WorkflowInstance(WorkflowRuntime):
         fut.add_done_callback(lambda f: self._on_timer_done(timer_id, f))
         return fut
 
+    def _check_pending(self, pending: int, what: str, name: str) -> None:
+        if pending >= self.max_pending:
+            where = _call_site()[0]  # '?' in a task of its own: the caller is gone
+            at = f" at {where}" if where != "?" else ""
+            raise PendingLimitError(
+                f"workflow {self._info.workflow_id!r} has {pending} {what} open, the maximum "
+                f"(EVERFLOW_MAX_PENDING), and asked for one more ({name!r}){at}; wait for "
+                "some to finish before starting more"
+            )
+
     def start_child(self, options: ChildOptions) -> tuple[asyncio.Future[str], asyncio.Future[Any]]:
+        self._check_pending(len(self._children), "child workflows", options.workflow_id)
         seq = self._next_child
         self._next_child += 1
         started: asyncio.Future[str] = self.loop.create_future()

@@ -16,6 +16,8 @@ from collections.abc import Callable, Coroutine, Generator
 from datetime import timedelta
 from typing import Any, Protocol
 
+_TOO_FAR = 1e13  # seconds (~317,000 years): inside timedelta's range
+
 
 class TimerSource(Protocol):
     def start_timer(self, delay: timedelta) -> asyncio.Future[None]: ...
@@ -56,6 +58,9 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         self._timers = timers
         self._ready: collections.deque[asyncio.Handle] = collections.deque()
         self._exceptions: list[dict[str, Any]] = []
+        # tasks created during a read-only call (a query), to be dropped after it
+        self._read_only: list[asyncio.Task[Any]] | None = None
+        self._ready_mark = 0
         # the run's tasks in the order they were created (a task goes when collected)
         self._tasks: weakref.WeakKeyDictionary[asyncio.Task[Any], None] = (
             weakref.WeakKeyDictionary()
@@ -79,7 +84,10 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
-        timer = self._timers.start_timer(timedelta(seconds=max(delay, 0.0)))
+        # a due time in the past fires at once (asyncio's rule); one too far ahead for a
+        # timedelta is kept just too far, so that the timer source refuses it by name
+        seconds = min(delay, _TOO_FAR) if delay > 0 else 0.0
+        timer = self._timers.start_timer(timedelta(seconds=seconds))
         return _DurableTimerHandle(self.time() + delay, callback, args, self, timer, context)
 
     def call_at(  # type: ignore[override]
@@ -106,7 +114,29 @@ class WorkflowEventLoop(asyncio.AbstractEventLoop):
     ) -> asyncio.Task[Any]:
         task = asyncio.Task(coro, loop=self, name=name, context=context)
         self._tasks[task] = None
+        if self._read_only is not None:
+            self._read_only.append(task)
         return task
+
+    def begin_read_only(self) -> None:
+        """Marks what is scheduled now: a query must leave the loop as it found it."""
+        self._ready_mark = len(self._ready)
+        self._read_only = []
+
+    def end_read_only(self) -> bool:
+        """Drops the callbacks and tasks scheduled since `begin_read_only()` (they would
+        run at the next step, which a replay would not do); True if there were any."""
+        tasks, self._read_only = self._read_only or [], None
+        extra = len(self._ready) - self._ready_mark
+        for _ in range(extra):
+            self._ready.pop().cancel()
+        for task in tasks:
+            task._log_destroy_pending = False  # type: ignore[attr-defined]  # noqa: SLF001 - it never runs
+            coro = task.get_coro()
+            if isinstance(coro, Coroutine):
+                coro.close()
+            self._tasks.pop(task, None)
+        return extra > 0 or bool(tasks)
 
     def pending_tasks(self) -> list[asyncio.Task[Any]]:
         """The run's tasks not done yet, oldest first (the main task leads)."""

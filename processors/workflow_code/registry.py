@@ -49,6 +49,18 @@ class Registry:
     def max_history_bytes(self) -> int:
         return self.limits.max_history_bytes
 
+    @property
+    def deadlock_timeout(self) -> float:
+        return self.limits.deadlock_timeout
+
+    @property
+    def max_signals(self) -> int:
+        return self.limits.max_signals
+
+    @property
+    def max_pending(self) -> int:
+        return self.limits.max_pending
+
     def workflow(self, name: str) -> WorkflowDefinition:
         try:
             return self.workflows[name]

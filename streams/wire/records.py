@@ -238,6 +238,9 @@ class RejectionCode(enum.StrEnum):
     UPDATE_FAILED = "update_failed"
     NOT_BLOCKED = "not_blocked"  # unblock: the run is not blocked
     STILL_BLOCKED = "still_blocked"  # unblock: the code deployed still does not fit
+    SIGNAL_LIMIT = "signal_limit"  # the run has received the maximum number of signals
+    READ_ONLY = "read_only"  # a query or validator tried to schedule work
+    UPDATE_LIMIT = "update_limit"  # the run has the maximum of updates in flight
 
 
 @avro("everflow.reply.StartRejected")
