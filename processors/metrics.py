@@ -192,7 +192,7 @@ def _processor_metrics(
     transactions = CounterMetricFamily(
         "everflow_transactions", "Transactions by result", labels=["result"]
     )
-    for result in ("committed", "aborted", "unknown", "fatal"):
+    for result in ("committed", "aborted", "unknown", "fatal", "timed_out"):
         transactions.add_metric([result], tally.transactions.get(result))
     yield transactions
     ignored = CounterMetricFamily(
@@ -206,10 +206,11 @@ def _processor_metrics(
     recreations = CounterMetricFamily(
         "everflow_producer_recreations",
         "Transactional producers re-created (same transactional.id, epoch bumped), by reason: "
-        "unknown (a transaction's outcome) or fatal (the producer's error)",
+        "unknown (a transaction's outcome), fatal (the producer's error) or fenced (the "
+        "coordinator aborted a transaction that outlived its timeout)",
         labels=["reason"],
     )
-    for reason in ("unknown", "fatal"):
+    for reason in ("unknown", "fatal", "fenced"):
         recreations.add_metric([reason], tally.producer_recreations.get(reason))
     yield recreations
     yield _histogram(

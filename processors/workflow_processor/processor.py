@@ -45,7 +45,6 @@ from processors.workflow_processor.status import StatusReporter
 from processors.workflow_processor.timer_heap import TimerHeap
 from processors.workflow_processor.transactions import (
     Call,
-    Failure,
     TransactionFailed,
     Transactions,
     init_transactions,
@@ -655,28 +654,23 @@ class WorkflowProcessor:
         return topic
 
     def _recover(self, failed: TransactionFailed) -> None:
-        """A failed transaction: see that nothing of it can still commit (abort it, or, when
-        its outcome is unknown or the producer unusable, re-create the producer), then drop
-        in-memory state, restore it from Kafka and rewind the input. Raises the Kafka error
-        when the producer was fenced or the error is not a transaction's."""
-        if failed.failure in (Failure.FENCED, Failure.UNEXPECTED):
-            log.error("fatal transaction error, stopping: %s", failed)
-            raise failed.cause
-        if failed.failure in (Failure.RETRIABLE, Failure.ABORTABLE):
-            log.warning("transaction aborted, restoring owned partitions: %s", failed.error.str())
-            self.tally.transactions.add("aborted")
-            try:
-                self.transactions.abort()
-            except TransactionFailed as e:
-                if e.failure is Failure.FENCED:
-                    log.error("fatal transaction error, stopping: %s", e)
-                    raise e.cause from e
-                self._recreate_producer(e)
-        else:
-            self.tally.transactions.add(failed.failure.value)
-            self._recreate_producer(failed)
+        """A failed transaction: nothing of it may still commit (see `Transactions.recover`:
+        aborted, or the producer replaced), then in-memory state is dropped and restored
+        from Kafka, and the input rewound. Raises when the processor must stop."""
+        timeout = self.settings.transaction_timeout_ms
+        self.tally.transactions.add(
+            self.transactions.recover(failed, timeout, self.transactional_id)
+        )
+        self._take_new_producer()
         self._restore(sorted(self.partitions))
         self._rewind()
+
+    def _take_new_producer(self) -> None:
+        """Hands a producer that `transactions` replaced to everything that holds one."""
+        if self.transactions.producer is not self.producer:
+            self.producer = self.transactions.producer
+            self.output.use(self.producer)
+            self.tally.producer_recreations.add(self.transactions.replaced_because)
 
     def _refuse_too_large(self, error: RecordTooLarge) -> None:
         """A record of the batch would be over the record limit, found before it was
@@ -690,13 +684,10 @@ class WorkflowProcessor:
             error.workflow_id, error.run_id, error.partition, error.reason,
         )  # fmt: skip
         self.tally.transactions.add("aborted")
-        try:
-            self.transactions.abort()
-        except TransactionFailed as e:
-            if e.failure is Failure.FENCED:
-                log.error("fatal transaction error, stopping: %s", e)
-                raise e.cause from e
-            self._recreate_producer(e)
+        self.transactions.abort_or_replace(
+            self.settings.transaction_timeout_ms, self.transactional_id
+        )
+        self._take_new_producer()
         self._restore(sorted(self.partitions))
         self._rewind()
         if error.workflow_id is None or error.run_id is None:
@@ -726,28 +717,6 @@ class WorkflowProcessor:
             return None
         del self._too_large[command.workflow_id]
         return reason
-    def _recreate_producer(self, failed: TransactionFailed) -> None:
-        """Replaces the transactional producer (same transactional.id, a bumped epoch) in
-        every place that holds it; never retries the commit (see `transactions`)."""
-        if failed.failure is not Failure.UNKNOWN:
-            what = "producer failed"
-        else:
-            what = "commit outcome unknown" if failed.call is Call.COMMIT else "outcome unknown"
-        log.warning(
-            "%s after %s: aborting, re-creating the transactional producer %s (epoch bump "
-            "fences the old one): %s",
-            what,
-            failed.call.value,
-            self.transactional_id,
-            failed.error.str(),
-        )
-        try:
-            self.producer = self.transactions.recreate(failed)
-        except TransactionFailed as e:  # fenced: a newer producer holds the ID
-            log.error("fatal transaction error, stopping: %s", e)
-            raise e.cause from e
-        self.output.use(self.producer)
-        self.tally.producer_recreations.add(failed.failure.value)
 
     def _fencing_offsets(self, batch: Batch) -> dict[int, int]:
         """For a transaction that consumed no command (timers, in-process outcomes): the

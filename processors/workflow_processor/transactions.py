@@ -176,6 +176,8 @@ class Transactions(Generic[After]):
         self.recreations = 0  # producers replaced by `recreate`
         self._recreations_in_a_row = 0  # since the last commit
         self.last_commit_seconds = 0.0  # how long the last settled transaction took to commit
+        self.began = time.monotonic()  # when the latest transaction began
+        self.replaced_because = ""  # the failure that made `recover` replace the producer
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="commit")
         self._in_flight: tuple[concurrent.futures.Future[float], After] | None = None
         self._deliveries: deque[tuple[Delivery, Any, Any]] = deque()
@@ -195,6 +197,16 @@ class Transactions(Generic[After]):
     def begin(self) -> None:
         assert self._in_flight is None, "settle() the transaction in flight first"
         self.producer.begin_transaction()
+        self.began = time.monotonic()
+
+    def outlived(self, timeout_ms: int) -> bool:
+        """Whether the latest transaction has been open longer than `timeout_ms` (the
+        producer's transaction.timeout.ms): the coordinator aborts such a transaction and
+        bumps the producer's epoch, so this producer's next call finds itself fenced
+        although no other process holds its transactional.id (the process was paused, or
+        cut off from the cluster, for that long). The monotonic clock runs on while the
+        process is stopped."""
+        return (time.monotonic() - self.began) * 1000 >= timeout_ms
 
     def hand_off(self, offsets: list[TopicPartition], group_metadata: Any, after: After) -> None:
         """Ends the open transaction on the commit thread: offsets, then commit."""
@@ -232,7 +244,7 @@ class Transactions(Generic[After]):
         except KafkaException as e:
             raise TransactionFailed(Call.ABORT, e) from e
 
-    def recreate(self, failed: TransactionFailed) -> Producer:
+    def recreate(self, failed: TransactionFailed, abort: bool = True) -> Producer:
         """Replaces the producer after a failure that left the transaction's outcome (or the
         producer) unknown: aborts the transaction if the producer still allows it (bounded
         by UNKNOWN_ABORT_TIMEOUT), purges what the old producer still holds without flushing
@@ -253,7 +265,8 @@ class Transactions(Generic[After]):
             )
             raise failed.cause
         try:
-            self.abort(UNKNOWN_ABORT_TIMEOUT)
+            if abort:  # (a fenced producer can abort nothing)
+                self.abort(UNKNOWN_ABORT_TIMEOUT)
         except TransactionFailed as e:
             if e.failure is Failure.FENCED:
                 raise
@@ -264,6 +277,83 @@ class Transactions(Generic[After]):
         self.recreations += 1
         self._recreations_in_a_row += 1
         return self.producer
+
+    def recover(self, failed: TransactionFailed, timeout_ms: int, transactional_id: str) -> str:
+        """Sees that nothing of a failed transaction can still commit, before the caller
+        restores its state from Kafka and re-reads its input: aborts it, or, when its
+        outcome is unknown or the producer unusable, replaces the producer (`recreate`;
+        `self.producer` is then a new one, `replaced_because` says why). Returns the result
+        to count: aborted, unknown, fatal or timed_out. Raises the Kafka error when the
+        processor must stop (fenced by another process, or an error no transaction makes).
+        `timeout_ms` is the producer's transaction.timeout.ms."""
+        if failed.failure is Failure.FENCED:
+            self._fenced(failed, timeout_ms, transactional_id)
+            return "timed_out"
+        if failed.failure is Failure.UNEXPECTED:
+            log.error("fatal transaction error, stopping: %s", failed)
+            raise failed.cause
+        if failed.failure in (Failure.RETRIABLE, Failure.ABORTABLE):
+            log.warning("transaction aborted, restoring owned partitions: %s", failed.error.str())
+            self.abort_or_replace(timeout_ms, transactional_id)
+            return "aborted"
+        self._replace(failed, transactional_id)
+        return failed.failure.value
+
+    def abort_or_replace(self, timeout_ms: int, transactional_id: str) -> None:
+        """Aborts the open transaction; a producer that cannot abort is replaced (or, when
+        fenced by another process, the error is raised)."""
+        try:
+            self.abort()
+        except TransactionFailed as e:
+            if e.failure is Failure.FENCED:
+                self._fenced(e, timeout_ms, transactional_id)
+            else:
+                self._replace(e, transactional_id)
+
+    def _fenced(self, fenced: TransactionFailed, timeout_ms: int, transactional_id: str) -> None:
+        """A fenced producer. When its transaction outlived transaction.timeout.ms (the
+        process was paused or cut off that long), the coordinator aborted it and bumped the
+        epoch: nothing else holds the ID, so a new producer takes over (the consumer, if it
+        was expelled meanwhile, rejoins the group; the group generation each transaction
+        carries keeps a stale member from committing). A young transaction was fenced by
+        another process with this instance ID: raises, and the processor stops."""
+        if not self.outlived(timeout_ms):
+            log.error("fatal transaction error, stopping: %s", fenced)
+            raise fenced.cause from fenced
+        log.warning(
+            "transaction aborted by the coordinator: it outlived transaction.timeout.ms "
+            "(%d ms) while this process was paused or cut off; re-creating the transactional "
+            "producer %s: %s",
+            timeout_ms,
+            transactional_id,
+            fenced.error.str(),
+        )
+        self._recreate_or_stop(fenced, abort=False)
+
+    def _replace(self, failed: TransactionFailed, transactional_id: str) -> None:
+        """Replaces the producer after an unknown outcome or a fatal producer error; never
+        retries the commit (see the module docstring)."""
+        if failed.failure is not Failure.UNKNOWN:
+            what = "producer failed"
+        else:
+            what = "commit outcome unknown" if failed.call is Call.COMMIT else "outcome unknown"
+        log.warning(
+            "%s after %s: aborting, re-creating the transactional producer %s (epoch bump "
+            "fences the old one): %s",
+            what,
+            failed.call.value,
+            transactional_id,
+            failed.error.str(),
+        )
+        self._recreate_or_stop(failed, abort=True)
+
+    def _recreate_or_stop(self, failed: TransactionFailed, abort: bool) -> None:
+        try:
+            self.recreate(failed, abort=abort)
+        except TransactionFailed as e:  # fenced: a newer producer holds the ID
+            log.error("fatal transaction error, stopping: %s", e)
+            raise e.cause from e
+        self.replaced_because = failed.failure.value
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)

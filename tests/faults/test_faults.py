@@ -116,8 +116,12 @@ def _round(lab: FaultLab, fault: str, folder: Path, runs: int, repeat: bool) -> 
         lab.network.heal_all()
     thread.join(timeout=360)
     drained = time.monotonic()
+    # every worker rode the fault out (the kill scenarios start theirs again)
+    died = [name for name in WORKERS if lab.workers[name].poll() is not None]
+    logs = lab.worker_logs()
     for name in WORKERS:
         lab.stop_worker(name)
+    assert not died, f"worker(s) {died} exited under {fault}\n{logs[-6000:]}"
     if "error" in outcome:
         raise AssertionError(f"the driver failed under {fault}") from outcome["error"]
     recovery = timeline.recoveries(history_progress(lab.bootstrap, f"{prefix}history"))

@@ -291,3 +291,53 @@ def test_recreate_stops_after_too_many_producers_in_a_row_without_a_commit() -> 
         assert txns.recreations == 2 * MAX_RECREATIONS_IN_A_ROW
     finally:
         txns.close()
+
+
+FENCED = TransactionFailed(Call.COMMIT, KafkaException(_error(KafkaError._FENCED, fatal=True)))
+
+
+def test_a_transaction_fenced_after_outliving_its_timeout_gets_a_new_producer() -> None:
+    producer = _Failing()
+    txns = _transactions(producer)
+    try:
+        txns.begin()
+        txns.began -= 11  # open 11 s: the coordinator aborted it at 10 s and bumped the epoch
+
+        assert txns.recover(FENCED, 10_000, "p-wp-w1") == "timed_out"
+
+        assert producer.calls == ["purge"]  # a fenced producer can abort nothing
+        assert txns.producer is not producer and txns.replaced_because == "fenced"
+        assert _end_one(txns) == 7
+    finally:
+        txns.close()
+
+
+def test_a_young_transaction_fenced_stops_the_processor() -> None:
+    producer = _Failing()
+    txns = _transactions(producer)
+    try:
+        txns.begin()  # just began: another process with this instance ID fenced it
+
+        with pytest.raises(KafkaException) as stopped:
+            txns.recover(FENCED, 10_000, "p-wp-w1")
+
+        assert stopped.value is FENCED.cause
+        assert txns.producer is producer and txns.recreations == 0
+    finally:
+        txns.close()
+
+
+def test_an_abort_that_finds_the_producer_fenced_after_a_long_pause_replaces_it() -> None:
+    producer = _Failing()
+    producer.aborts = [_error(KafkaError._FENCED, fatal=True)]
+    txns = _transactions(producer)
+    abortable = TransactionFailed(Call.COMMIT, KafkaException(ABORTABLE))
+    try:
+        txns.begin()
+        txns.began -= 30
+
+        assert txns.recover(abortable, 10_000, "p-wp-w1") == "aborted"
+
+        assert producer.calls == ["abort", "purge"] and txns.replaced_because == "fenced"
+    finally:
+        txns.close()
