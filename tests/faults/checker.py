@@ -82,7 +82,7 @@ class Report:
     closed: int
     violations: dict[str, list[str]] = field(default_factory=lambda: {i: [] for i in INVARIANTS})
     recovery: list[float] = field(default_factory=list)
-    notes: dict[str, int] = field(default_factory=dict)
+    notes: dict[str, int | str] = field(default_factory=dict)
 
     def count(self, invariant: str) -> int:
         return len(self.violations[invariant])

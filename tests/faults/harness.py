@@ -56,15 +56,15 @@ class Timeline:
         self.events.append((time.time(), kind, what))
         log.warning("fault timeline: %s %s", kind, what)
 
-    def recoveries(self, progress: dict[int, list[float]], busy: float = 5.0) -> list[float]:
+    def recoveries(self, progress: dict[int, list[float]], busy: float = 5.0) -> list[float | None]:
         """For each event, how long the slowest busy partition made no progress after it:
         the longest wait from the event to a partition's next history record, over the
         partitions that wrote history in the `busy` seconds before the fault began (the
         latest inject at or before the event: a partition stalled by a cut is busy in this
         sense when the cut heals). `progress` holds each partition's record times (see
         `history_progress`). An event that stalls nothing scores the usual gap between
-        records, milliseconds."""
-        out = []
+        records, milliseconds; one after which no busy partition wrote again, None."""
+        out: list[float | None] = []
         began = None
         for t, kind, _ in self.events:
             if kind == "inject" or began is None:
@@ -76,8 +76,7 @@ class Timeline:
                 after = [x for x in times if x >= t]
                 if after:
                     waits.append(after[0] - t)
-            if waits:
-                out.append(max(waits))
+            out.append(max(waits) if waits else None)
         return out
 
 

@@ -125,8 +125,14 @@ def _round(lab: FaultLab, fault: str, folder: Path, runs: int, repeat: bool) -> 
     if "error" in outcome:
         raise AssertionError(f"the driver failed under {fault}") from outcome["error"]
     recovery = timeline.recoveries(history_progress(lab.bootstrap, f"{prefix}history"))
-    report = check(config, ops, ledgers, fault=fault, recovery=recovery)
+    report = check(
+        config, ops, ledgers, fault=fault, recovery=[r for r in recovery if r is not None]
+    )
     report.notes["fault events"] = len(timeline.events)
+    for (_, kind, what), seconds in zip(timeline.events, recovery, strict=True):
+        report.notes[f"recovery after {kind} '{what}'"] = (
+            "-" if seconds is None else f"{seconds:.1f} s"
+        )
     report.notes["workload seconds"] = round(drained - began)
     report.notes["check seconds"] = round(time.monotonic() - drained)
     return report
