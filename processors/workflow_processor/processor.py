@@ -271,7 +271,10 @@ class WorkflowProcessor:
         # commands that arrived while nobody owned a partition (an activity's result, say)
         # come before its overdue timers: a timeout must not win against a waiting result
         commands = self.topics.commands
-        committed = self.consumer.committed([TopicPartition(commands, p) for p in ids], 30)
+        owned = [TopicPartition(commands, p) for p in ids]
+        committed = kafka.patiently(
+            lambda: self.consumer.committed(owned, 30), "committed offsets not read yet"
+        )
         for tp in committed:
             self.breaker.assigned(tp.partition, tp.offset)
             if tp.offset >= 0:
@@ -740,7 +743,10 @@ class WorkflowProcessor:
         """Every owned partition's read position back to its committed offset."""
         self._deferred_offsets.clear()  # what they covered is read again
         owned = [TopicPartition(self.topics.commands, p) for p in sorted(self.partitions)]
-        for tp in self.consumer.committed(owned, 30):
+        committed = kafka.patiently(
+            lambda: self.consumer.committed(owned, 30), "committed offsets not read yet"
+        )
+        for tp in committed:
             if tp.offset < 0:
                 # nothing committed yet: back to where the group starts reading a partition
                 # (auto.offset.reset=earliest); staying put would skip the commands of the

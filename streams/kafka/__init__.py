@@ -20,9 +20,11 @@ from streams.kafka.clients import (
     end_offset,
     murmur2,
     partition_for,
+    patiently,
     producer,
     read_to_end,
     transactional_producer,
+    transient,
     where,
 )
 
@@ -34,8 +36,10 @@ __all__ = [
     "end_offset",
     "murmur2",
     "partition_for",
+    "patiently",
     "producer",
     "read_to_end",
     "transactional_producer",
+    "transient",
     "where",
 ]

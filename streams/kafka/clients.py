@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import (
     Consumer,
@@ -25,6 +26,9 @@ from confluent_kafka.admin import AdminClient
 
 from streams.kafka.config import KafkaConfig
 from streams.kafka.statistics import with_statistics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _PRODUCER = {
     "enable.idempotence": True,
@@ -197,6 +201,47 @@ def read_to_end(
                 pending.discard((msg.topic(), msg.partition()))
             else:
                 raise BrokerError(f"reading {msg.topic()} failed: {err.str()}")
+
+
+# errors of a cluster that is briefly unreachable or busy: a coordinator, controller or
+# leader moving, a node down or cut off
+_TRANSIENT = {
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError.NOT_CONTROLLER,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,  # a topic just made, not yet known to every broker
+}
+
+
+def transient(error: object) -> bool:
+    """Whether a KafkaException (or a KafkaError) says the cluster is briefly unreachable
+    or busy, so that asking again later may succeed."""
+    if isinstance(error, KafkaException):
+        error = error.args[0] if error.args else None
+    return isinstance(error, KafkaError) and (error.retriable() or error.code() in _TRANSIENT)
+
+
+def patiently(call: Callable[[], T], what: str, patience: float = 120.0) -> T:
+    """`call()`, asked again while the cluster is briefly unreachable (see `transient`):
+    with a warning each time, backing off up to 5 s, for up to `patience` seconds; then,
+    or on any other error, the error is raised."""
+    deadline = time.monotonic() + patience
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except KafkaException as e:
+            if not transient(e) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: %s; asking again in %.1f s", what, e.args[0].str(), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def end_offset(consumer: Consumer, topic: str, partition: int, timeout: float = 30.0) -> int:

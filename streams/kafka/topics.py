@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from streams.errors import BrokerError, TopicMismatchError
+from streams.kafka.clients import transient
 from streams.kafka.config import KafkaConfig
 
 log = logging.getLogger(__name__)
@@ -89,18 +90,6 @@ def topic_specs(
     return specs
 
 
-# errors of a cluster that answers but is busy (a controller or leader moving, a node down)
-_BUSY = {
-    KafkaError._TIMED_OUT,
-    KafkaError._TRANSPORT,
-    KafkaError.NOT_CONTROLLER,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,  # a topic just made, not yet known to every broker
-}
-
-
 def ensure_topics(
     admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0, patience: float = 90.0
 ) -> list[str]:
@@ -119,9 +108,7 @@ def ensure_topics(
             return _ensure_topics(admin, specs, timeout)
         except (KafkaException, BrokerError) as e:
             cause = e if isinstance(e, KafkaException) else e.__cause__
-            error = cause.args[0] if isinstance(cause, KafkaException) and cause.args else None
-            busy = isinstance(error, KafkaError) and (error.retriable() or error.code() in _BUSY)
-            if not busy or time.monotonic() > deadline:
+            if not transient(cause) or time.monotonic() > deadline:
                 raise
             log.warning("topics not checked yet, the cluster is busy (%s); asking again", e)
             time.sleep(1)
