@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -53,6 +54,23 @@ def _run(*command: str, check: bool = True) -> str:
     return result.stdout
 
 
+def remove_abandoned() -> None:
+    """Removes the namespaces of fault networks that a killed session left behind: those of
+    a tag none of whose namespaces holds a process any more (a live lab's hold brokers)."""
+    names = [line.split()[0] for line in _run("ip", "netns", "list").splitlines() if line]
+    tags: dict[str, list[str]] = {}
+    for name in names:
+        match = re.fullmatch(r"(ef\d+)(sw|b\d|w)", name)
+        if match:
+            tags.setdefault(match.group(1), []).append(name)
+    for tag, members in tags.items():
+        if any(_run("ip", "netns", "pids", ns, check=False).strip() for ns in members):
+            continue
+        log.warning("removing the fault network %s a killed session left behind", tag)
+        for ns in members:
+            _run("ip", "netns", "del", ns, check=False)
+
+
 class Network:
     """The namespaces, the bridge and the addresses; `up()` makes them, `down()` removes all."""
 
@@ -82,6 +100,7 @@ class Network:
     def up(self) -> Network:
         require_root_tools()
         self.down()  # leftovers of a crashed session with the same tag
+        remove_abandoned()
         try:
             _run("ip", "netns", "add", self.switch)
             self._made.append(self.switch)
