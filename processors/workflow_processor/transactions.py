@@ -296,7 +296,7 @@ class Transactions(Generic[After]):
             log.warning("transaction aborted, restoring owned partitions: %s", failed.error.str())
             self.abort_or_replace(timeout_ms, transactional_id)
             return "aborted"
-        self._replace(failed, transactional_id)
+        self._replace(failed, timeout_ms, transactional_id)
         return failed.failure.value
 
     def abort_or_replace(self, timeout_ms: int, transactional_id: str) -> None:
@@ -308,7 +308,7 @@ class Transactions(Generic[After]):
             if e.failure is Failure.FENCED:
                 self._fenced(e, timeout_ms, transactional_id)
             else:
-                self._replace(e, transactional_id)
+                self._replace(e, timeout_ms, transactional_id)
 
     def _fenced(self, fenced: TransactionFailed, timeout_ms: int, transactional_id: str) -> None:
         """A fenced producer. When its transaction outlived transaction.timeout.ms (the
@@ -317,7 +317,9 @@ class Transactions(Generic[After]):
         was expelled meanwhile, rejoins the group; the group generation each transaction
         carries keeps a stale member from committing). A young transaction was fenced by
         another process with this instance ID: raises, and the processor stops."""
-        if not self.outlived(timeout_ms):
+        # (a transaction whose records timed out, after message.timeout.ms = its timeout less
+        # a second, is as old as that: the coordinator's abort is what fenced it)
+        if not self.outlived(timeout_ms - 1000):
             log.error("fatal transaction error, stopping: %s", fenced)
             raise fenced.cause from fenced
         log.warning(
@@ -330,7 +332,7 @@ class Transactions(Generic[After]):
         )
         self._recreate_or_stop(fenced, abort=False)
 
-    def _replace(self, failed: TransactionFailed, transactional_id: str) -> None:
+    def _replace(self, failed: TransactionFailed, timeout_ms: int, transactional_id: str) -> None:
         """Replaces the producer after an unknown outcome or a fatal producer error; never
         retries the commit (see the module docstring)."""
         if failed.failure is not Failure.UNKNOWN:
@@ -345,7 +347,12 @@ class Transactions(Generic[After]):
             transactional_id,
             failed.error.str(),
         )
-        self._recreate_or_stop(failed, abort=True)
+        try:
+            self.recreate(failed)
+        except TransactionFailed as e:  # the abort found the producer fenced
+            self._fenced(e, timeout_ms, transactional_id)
+            return
+        self.replaced_because = failed.failure.value
 
     def _recreate_or_stop(self, failed: TransactionFailed, abort: bool) -> None:
         try:

@@ -86,7 +86,11 @@ def test_commits_of_unknown_outcome_recreate_the_producer_and_every_transfer_run
         ).group(1)
     )
     families = scrape(port)
-    assert totals(families, "everflow_producer_recreations", "reason") == {"unknown": 2, "fatal": 0}
+    assert totals(families, "everflow_producer_recreations", "reason") == {
+        "unknown": 2,
+        "fatal": 0,
+        "fenced": 0,
+    }
     assert totals(families, "everflow_transactions", "result")["unknown"] == 2
 
     # exactly once: each run's history has every event once, each run closed once, and

@@ -341,3 +341,19 @@ def test_an_abort_that_finds_the_producer_fenced_after_a_long_pause_replaces_it(
         assert producer.calls == ["abort", "purge"] and txns.replaced_because == "fenced"
     finally:
         txns.close()
+
+
+def test_an_unknown_commit_whose_abort_finds_the_producer_fenced_by_a_timeout_replaces_it() -> None:
+    producer = _Failing()
+    producer.aborts = [_error(KafkaError._FENCED, fatal=True)]
+    txns = _transactions(producer)
+    try:
+        txns.begin()
+        txns.began -= 9.5  # its records timed out (message.timeout.ms = 9 s): so did it
+
+        assert txns.recover(UNKNOWN_COMMIT, 10_000, "p-wp-w1") == "unknown"
+
+        assert producer.calls == ["abort", "purge"] and txns.replaced_because == "fenced"
+        assert _end_one(txns) == 7
+    finally:
+        txns.close()
