@@ -37,7 +37,7 @@ from tests.faults.harness import (
 )
 from tests.faults.workload import LEDGER_ENV, QUEUE
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.faults]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.fault_scenarios]
 
 SOAK = os.environ.get("EVERFLOW_SOAK", "") not in ("", "0")
 FAULT_RUNS = int(os.environ.get("EVERFLOW_FAULT_RUNS", "1000"))
