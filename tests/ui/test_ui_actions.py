@@ -194,13 +194,15 @@ def test_an_activitys_pause_and_retry_buttons_hold_then_rerun_it(
         "Pause activity 2?"
     )
     confirm(page, "Confirm")
-    expect(page.locator("#activity-2-result [role=status]")).to_contain_text("paused")
+    expect(page.locator("#activity-result [role=status]")).to_contain_text(
+        "Activity 2 paused"
+    )
     shot(page, "actions-activity")
     lock.unlink()  # the account is fixed: retry now, without waiting for an unpause
     page.locator('form[action$="/activities/2/retry"] button').click()
     confirm(page, "Confirm")
-    expect(page.locator("#activity-2-result [role=status]")).to_contain_text(
-        "next attempt starts now"
+    expect(page.locator("#activity-result [role=status]")).to_contain_text(
+        "Activity 2: its next attempt starts now"
     )
 
     async def result(client: Client) -> Any:
