@@ -87,11 +87,22 @@ class EngineCollector(Collector):
         dead = CounterMetricFamily(
             "everflow_dead_letters", "Messages sent to dead letters", labels=["topic", "reason"]
         )
+        renewals = CounterMetricFamily(
+            "everflow_consumer_renewals",
+            "Consumers closed and made again because a partition of their topic had records "
+            "waiting and was not read for EVERFLOW_STALL_SECONDS",
+            labels=["topic"],
+        )
         if self.processor is not None:
             yield from _processor_metrics(self.processor, lag, dead)
+            renewals.add_metric([self.processor.commands_topic], self.processor.consumer_renewals)
         yield from _runner_metrics(self.task_queue, self.runners, lag, dead)
+        for runner in self.runners:
+            tasks = runner.topics.tasks(self.task_queue)
+            renewals.add_metric([tasks], runner.tally.consumer_renewals)
         yield lag
         yield dead
+        yield renewals
         yield from self._visibility_lag()
 
     def _visibility_lag(self) -> Iterator[Metric]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from streams.errors import ConfigError
+from streams.kafka.stall import DEFAULT_STALL_SECONDS
 from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES
 
 T = TypeVar("T", int, float)
@@ -122,13 +123,19 @@ class FaultSettings:
     it (`stop_after_commit`: a pause between transactions). The N-th transaction to end (every
     one counts, failed ones too) reports a commit timeout, librdkafka's `_TIMED_OUT`, so its
     outcome is unknown to the processor: `unknown_after_commit` after it really committed,
-    `unknown_before_commit` without committing it. 0 is off."""
+    `unknown_before_commit` without committing it. Right after the N-th transaction
+    committed, `stall_after_commit` makes the processor's consumer stop fetching one of its
+    commands partitions without an error, as a stuck fetcher does; `stall_tasks_after` makes
+    the activity runner's consumer stop fetching the partition of the N-th task it takes.
+    0 is off."""
 
     kill_before_commit: int = 0
     stop_before_commit: int = 0
     stop_after_commit: int = 0
     unknown_after_commit: int = 0
     unknown_before_commit: int = 0
+    stall_after_commit: int = 0
+    stall_tasks_after: int = 0
 
     def __post_init__(self) -> None:
         _at_least(
@@ -152,11 +159,18 @@ class FaultSettings:
             "EVERFLOW_FAULT_UNKNOWN_BEFORE_COMMIT",
             self.unknown_before_commit,
         )
+        _at_least(
+            0, "stall_after_commit", "EVERFLOW_FAULT_STALL_AFTER_COMMIT", self.stall_after_commit
+        )
+        _at_least(
+            0, "stall_tasks_after", "EVERFLOW_FAULT_STALL_TASKS_AFTER", self.stall_tasks_after
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FaultSettings:
         """Off, unless EVERFLOW_FAULT_KILL_BEFORE_COMMIT, _STOP_BEFORE_COMMIT,
-        _STOP_AFTER_COMMIT, _UNKNOWN_AFTER_COMMIT or _UNKNOWN_BEFORE_COMMIT is set."""
+        _STOP_AFTER_COMMIT, _UNKNOWN_AFTER_COMMIT, _UNKNOWN_BEFORE_COMMIT or
+        _STALL_AFTER_COMMIT or _STALL_TASKS_AFTER is set."""
         env = os.environ if env is None else env
         values = {
             "kill_before_commit": _whole(env, "EVERFLOW_FAULT_KILL_BEFORE_COMMIT"),
@@ -164,6 +178,8 @@ class FaultSettings:
             "stop_after_commit": _whole(env, "EVERFLOW_FAULT_STOP_AFTER_COMMIT"),
             "unknown_after_commit": _whole(env, "EVERFLOW_FAULT_UNKNOWN_AFTER_COMMIT"),
             "unknown_before_commit": _whole(env, "EVERFLOW_FAULT_UNKNOWN_BEFORE_COMMIT"),
+            "stall_after_commit": _whole(env, "EVERFLOW_FAULT_STALL_AFTER_COMMIT"),
+            "stall_tasks_after": _whole(env, "EVERFLOW_FAULT_STALL_TASKS_AFTER"),
         }
         return cls(**{k: v for k, v in values.items() if v is not None})
 
@@ -259,7 +275,9 @@ class WorkerSettings:
     file the worker keeps rewriting with the requests its Kafka clients sent so far (from
     librdkafka statistics; a benchmark aid, off by default). `metrics_port`, when set,
     serves Prometheus metrics on http://`metrics_host`:`metrics_port`/metrics (0 picks a
-    free port).
+    free port). A commands partition with records waiting that the workflow processor has
+    not read for `stall_seconds` gets it a new consumer (0: never; see
+    `processors.workflow_processor.reader`).
     """
 
     instance_id: str = field(default_factory=socket.gethostname)
@@ -285,6 +303,7 @@ class WorkerSettings:
     # straight to its runner once their transaction commits (see `processors.workflow_
     # processor.eager`)
     eager_activities: bool = True
+    stall_seconds: float = DEFAULT_STALL_SECONDS
 
     def __post_init__(self) -> None:
         if not self.local_activity_wait >= 0:
@@ -302,6 +321,7 @@ class WorkerSettings:
         _at_least(0.0, "deadlock_timeout", "EVERFLOW_DEADLOCK_TIMEOUT", self.deadlock_timeout)
         _at_least(1, "max_signals", "EVERFLOW_MAX_SIGNALS", self.max_signals)
         _at_least(1, "max_pending", "EVERFLOW_MAX_PENDING", self.max_pending)
+        _at_least(0.0, "stall_seconds", "EVERFLOW_STALL_SECONDS", self.stall_seconds)
         if not self.switch_interval > 0:
             raise ConfigError(
                 "switch_interval must be > 0 seconds (EVERFLOW_SWITCH_INTERVAL), "
@@ -332,7 +352,9 @@ class WorkerSettings:
         EVERFLOW_SWITCH_INTERVAL, EVERFLOW_GC (on/off: gc_tuning), EVERFLOW_GC_THRESHOLD
         (gen0,gen1,gen2), EVERFLOW_REQUEST_STATS (a file), EVERFLOW_TRACING,
         EVERFLOW_METRICS_PORT / _HOST, EVERFLOW_LOCAL_ACTIVITY_WAIT (seconds a batch waits for
-        quick local activities), EVERFLOW_EAGER_ACTIVITIES (on/off: eager_activities), the
+        quick local activities), EVERFLOW_EAGER_ACTIVITIES (on/off: eager_activities),
+        EVERFLOW_STALL_SECONDS (a commands partition not read this long while records wait
+        gets a new consumer; 0: never), the
         cache's and the fault hooks' variables; then keyword overrides (None leaves a setting
         as it is)."""
         env = os.environ if env is None else env
@@ -356,6 +378,7 @@ class WorkerSettings:
             "metrics_host": env.get("EVERFLOW_METRICS_HOST") or None,
             "local_activity_wait": _seconds(env, "EVERFLOW_LOCAL_ACTIVITY_WAIT"),
             "eager_activities": _switch(env, "EVERFLOW_EAGER_ACTIVITIES"),
+            "stall_seconds": _seconds(env, "EVERFLOW_STALL_SECONDS"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: v for k, v in values.items() if v is not None})

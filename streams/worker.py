@@ -179,6 +179,7 @@ class Worker:
                     statistics_interval_ms=statistics,
                     local_activity_wait=self.settings.local_activity_wait,
                     inflight_path=inflight_path(config.topic_prefix, self.instance_id),
+                    stall_seconds=self.settings.stall_seconds,
                 ),
             )
             self.metrics.processor = processor.tally
@@ -192,6 +193,8 @@ class Worker:
                     instance_id=self.instance_id,
                     tracing=self.settings.tracing,
                     statistics_interval_ms=statistics,
+                    stall_seconds=self.settings.stall_seconds,
+                    stall_tasks_after=self.settings.faults.stall_tasks_after,
                 ),
             )
             self.metrics.runners.append(runner)

@@ -45,6 +45,7 @@ from streams.errors import (
 )
 from streams.failures import to_failure
 from streams.kafka.config import KafkaConfig
+from streams.kafka.stall import DEFAULT_STALL_SECONDS, Stall, StallWatch, consumer_watch
 from streams.kafka.topics import Topics, partition_count
 from streams.payload import check_size
 from streams.tracing import Headers, Tracing
@@ -72,6 +73,10 @@ class RunnerConfig:
     instance_id: str = ""
     tracing: bool = False  # a RunActivity span per attempt (see `streams.tracing`)
     statistics_interval_ms: int = 0  # librdkafka statistics (task lag) this often; 0 is off
+    # a tasks partition not read this long while tasks wait in it (and the runner has room)
+    # gets a new consumer (see `streams.kafka.stall`); 0 is off
+    stall_seconds: float = DEFAULT_STALL_SECONDS
+    stall_tasks_after: int = 0  # testing hook, see `streams.settings.FaultSettings`
 
     def __post_init__(self) -> None:
         if not self.task_queue:
@@ -89,6 +94,7 @@ class RunnerTally:
         self.schedule_to_start: Histograms[str] = Histograms()  # activity type
         self.execution: Histograms[tuple[str, str]] = Histograms()  # (type, outcome)
         self.attempts: Counts[str] = Counts()  # activity type
+        self.consumer_renewals = 0  # consumers of tasks made again: a partition stalled
         self.failed: Counts[tuple[str, str]] = Counts()  # (activity type, error type)
         self.eager: Counts[str] = Counts()  # attempts handed over by the processor, by type
         self.claimed_skipped = 0  # claimed records read from the tasks topic (and skipped)
@@ -127,6 +133,7 @@ class ActivityRunner:
         self._done: queue.SimpleQueue[tuple[int, int, Outcome | None]] = queue.SimpleQueue()
         self.tally = RunnerTally()
         self._taken: dict[int, int] = {}  # partition -> offset to commit
+        self._taken_count = 0  # tasks taken since start (for the stall testing hook)
         self._running = 0
         self._last_commit = 0.0
         self.completed = 0
@@ -216,22 +223,9 @@ class ActivityRunner:
         )
         self.open_for_eager(pool, loop)
         self.producer = kafka.producer(self.config, **{"linger.ms": 0})
-        self.consumer = kafka.consumer(
-            self.config,
-            f"{self.config.topic_prefix}activities.{self.settings.task_queue}",
-            # a killed runner's tasks move to another runner after this long
-            settings={
-                "session.timeout.ms": 10000,
-                "client.id": f"everflow-ar-{self.settings.instance_id or self.runner_id}",
-                **self._statistics(),
-            },
-        )
+        self.consumer = self._task_consumer()
         self._cancels = self._reply_consumer()
-        self.consumer.subscribe(
-            [self.topics.tasks(self.settings.task_queue)],
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
+        watch = self._stall_watch()
         self._accepting = True
         paused = False
         try:
@@ -243,11 +237,18 @@ class ActivityRunner:
                     if not paused:
                         self.consumer.pause(self.consumer.assignment())
                         paused = True
+                        if watch is not None:
+                            watch.forget()  # standing still while full is no stall
                     self.consumer.poll(0.005)  # keeps the group session alive
                     continue
                 if paused:
                     self.consumer.resume(self.consumer.assignment())
                     paused = False
+                stalls = [] if watch is None else watch.check(self._owned())
+                if stalls:
+                    self._renew_consumer(stalls)
+                    watch = self._stall_watch()
+                    continue
                 for msg in kafka.consume_batch(self.consumer, free, 0.02):
                     if msg.error() is not None:
                         log.warning("task consumer error: %s", msg.error().str())
@@ -367,6 +368,46 @@ class ActivityRunner:
         )
         self.producer.poll(0)
 
+    def _task_consumer(self) -> Consumer:
+        consumer = kafka.consumer(
+            self.config,
+            f"{self.config.topic_prefix}activities.{self.settings.task_queue}",
+            # a killed runner's tasks move to another runner after this long
+            settings={
+                "session.timeout.ms": 10000,
+                "client.id": f"everflow-ar-{self.settings.instance_id or self.runner_id}",
+                **self._statistics(),
+            },
+        )
+        consumer.subscribe(
+            [self.topics.tasks(self.settings.task_queue)],
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        return consumer
+
+    def _stall_watch(self) -> StallWatch | None:
+        if not self.settings.stall_seconds:
+            return None
+        topic = self.topics.tasks(self.settings.task_queue)
+        return consumer_watch(self.consumer, topic, self.settings.stall_seconds)
+
+    def _owned(self) -> list[int]:
+        return [tp.partition for tp in self.consumer.assignment()]
+
+    def _renew_consumer(self, stalls: list[Stall]) -> None:
+        """A tasks partition the consumer stopped reading (see `streams.kafka.stall`): the
+        consumer is closed (its taken offsets committed, as on any revoke) and made anew,
+        and the group gives the partitions out again to fresh fetchers."""
+        log.warning(
+            "tasks of %s not read: %s; closing the consumer and joining the group again",
+            self.settings.task_queue,
+            "; ".join(str(s) for s in stalls),
+        )
+        self.tally.consumer_renewals += 1
+        self.consumer.close()
+        self.consumer = self._task_consumer()
+
     def _on_revoke(self, consumer: object, partitions: list[TopicPartition]) -> None:
         # hand the partitions over with what this runner took marked as taken
         self._collect_done()
@@ -375,6 +416,10 @@ class ActivityRunner:
     def _start(self, msg: Message, pool: Any) -> None:
         topic, partition, offset = kafka.where(msg)
         self._taken[partition] = offset + 1
+        self._taken_count += 1
+        if self._taken_count == self.settings.stall_tasks_after:
+            log.warning("fault hook: tasks partition %d no longer fetched", partition)
+            self.consumer.pause([TopicPartition(topic, partition)])
         headers = cast("Headers | None", msg.headers())  # a list, as producers send them
         if headers and any(key == CLAIM_HEADER for key, _ in headers):
             self.tally.claimed_skipped += 1  # the runner that claimed it runs it

@@ -1,6 +1,11 @@
 """The workflow processor: the Kafka shell around the pure run core.
 
 - `processor`: `WorkflowProcessor`, the consume → run → write loop and its rebalances;
+- `reader`: the consumer of `commands`: read, rewound, made again when a partition stalls;
+- `offsets`: which consumed offsets the next transaction commits (deferred, fencing);
+- `intake`: a command's record checked before it runs (key, partition, decoding);
+- `breaker`: a command that keeps killing the process is dead-lettered, not run again;
+- `local_activities`: the pool that runs local activities inside the processor;
 - `batch`: one batch of commands and due timers, run against the cached runs;
 - `transactions`: one Kafka transaction per batch, ended on a commit thread;
 - `output`: produces a batch's effects (history, tasks, timers, snapshots, replies);

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaException, Message, Producer, TopicPartition
 
 from processors.eager import EagerReports, EagerRunner, Report
 from processors.run.commands import (
@@ -37,7 +37,9 @@ from processors.workflow_processor.batch import Batch
 from processors.workflow_processor.breaker import Breaker
 from processors.workflow_processor.intake import Poison, check_command
 from processors.workflow_processor.local_activities import LocalActivities
+from processors.workflow_processor.offsets import ConsumedOffsets
 from processors.workflow_processor.output import AfterCommit, Output, RecordTooLarge, record_limit
+from processors.workflow_processor.reader import CommandReader
 from processors.workflow_processor.restore import SnapshotReader, restore_partitions
 from processors.workflow_processor.run_cache import PartitionRuns
 from processors.workflow_processor.stats import Counters, ProcessorTally, Timing
@@ -52,6 +54,7 @@ from processors.workflow_processor.transactions import (
 from streams import kafka
 from streams.errors import PayloadTooLargeError
 from streams.kafka.config import KafkaConfig
+from streams.kafka.stall import DEFAULT_STALL_SECONDS
 from streams.kafka.topics import Topics, ensure_topics, partition_count, topic_specs
 from streams.settings import CacheSettings, FaultSettings
 from streams.tracing import Tracing, carrier_of
@@ -78,10 +81,6 @@ log = logging.getLogger(__name__)
 # how long a read of `commands` may block while a local or eager attempt runs: its outcome
 # comes through an in-process queue, which a blocked read does not watch
 IN_PROCESS_POLL = 0.0005
-
-# how long the offsets of commands that changed nothing (the `commands` copy of a report
-# already recorded in process, say) may wait to ride on a transaction with something to write
-DEFERRED_OFFSETS_MAX_AGE = 0.1
 
 # timers with a record on the timers topic; the others are derived from run state
 PERSISTED_TIMERS = (TimerKind.USER_TIMER, TimerKind.ACTIVITY_RETRY)
@@ -110,6 +109,9 @@ class ProcessorConfig:
     local_activity_wait: float = 0.005
     # the crash-loop breaker's note of what is in flight (see `breaker`); None: no breaker
     inflight_path: Path | None = None
+    # a commands partition not read this long while records wait in it gets a new consumer
+    # (see `reader`); 0 is off
+    stall_seconds: float = DEFAULT_STALL_SECONDS
 
 
 class WorkflowProcessor:
@@ -126,7 +128,6 @@ class WorkflowProcessor:
         self._task_topics: set[str] = set()
         self._restore_needed: set[int] = set()
         self._epoch = 0  # bumped by every assignment change
-        self._catching_up: dict[int, int] = {}  # partition -> commands end at assignment
         self._admin = kafka.admin(config)
         self._replies_partitions = partition_count(self._admin, self.topics.replies)
         self._commands_partitions = partition_count(self._admin, self.topics.commands)
@@ -141,13 +142,7 @@ class WorkflowProcessor:
         # sets it before run()), and the reports of the attempts it runs for us
         self.eager: EagerRunner | None = None
         self.eager_reports = EagerReports(lambda partition: partition in self.partitions)
-        # consumed offsets of batches that wrote nothing, for the next transaction to commit
-        self._deferred_offsets: dict[int, int] = {}
-        self._deferred_since = 0.0
-        # per owned partition, the last offset committed (or found committed at restore): a
-        # transaction that consumed nothing commits it again, so that the group coordinator
-        # checks its generation and a zombie's transaction fails (see `_fencing_offsets`)
-        self._committed_offsets: dict[int, int] = {}
+        self.offsets = ConsumedOffsets()  # what the next transaction commits
         # workflow ID -> (run ID, reason): runs whose records would not fit, started by a
         # batch that was therefore not written; the command starting one is dead-lettered
         self._too_large: dict[str, tuple[str, str]] = {}
@@ -187,19 +182,19 @@ class WorkflowProcessor:
         if self.settings.statistics_interval_ms:
             consumer_settings["statistics.interval.ms"] = self.settings.statistics_interval_ms
             consumer_settings["stats_cb"] = self._on_statistics
-        self.consumer = kafka.consumer(
-            self.config, f"{self.config.topic_prefix}workflow-processor", consumer_settings
-        )
-        self.consumer.subscribe(
-            [self.topics.commands],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
+        self.reader = CommandReader(
+            self.config,
+            self.topics.commands,
+            consumer_settings,
+            self._on_assign,
+            self._on_revoke,
+            self.offsets.committed,
+            self.settings.stall_seconds,
         )
         try:
             while not stop.is_set():
                 self.process_once()
-            if self._deferred_offsets and self._settle():
+            if self.offsets.deferred and self._settle():
                 self._commit(Batch(self.partitions), 0)
             self._settle()
         finally:
@@ -213,7 +208,7 @@ class WorkflowProcessor:
                 asdict(self.stats),
                 self.timing.rounded(),
             )
-            self.consumer.close()
+            self.reader.close()
             self.loader.close()
             try:
                 self.producer.flush(5)
@@ -251,13 +246,12 @@ class WorkflowProcessor:
         self._epoch += 1
         for p in ids:
             self.breaker.revoked(p)
-            self._deferred_offsets.pop(p, None)  # the next owner reads those commands again
-            self._committed_offsets.pop(p, None)
             self._retire(self.partitions.get(p))
             self.partitions.pop(p, None)
-            self._catching_up.pop(p, None)
             self.restore_reports.pop(p, None)
         self._timers.discard(ids)
+        self.reader.revoked(ids)
+        self.offsets.revoked(ids)
         self._size_caches()
 
     def _size_caches(self) -> None:
@@ -270,18 +264,11 @@ class WorkflowProcessor:
         restored = restore_partitions(self.config, self.wire, ids, self.registry)
         # commands that arrived while nobody owned a partition (an activity's result, say)
         # come before its overdue timers: a timeout must not win against a waiting result
-        commands = self.topics.commands
-        owned = [TopicPartition(commands, p) for p in ids]
-        committed = kafka.patiently(
-            lambda: self.consumer.committed(owned, 30), "committed offsets not read yet"
-        )
-        for tp in committed:
+        for tp in self.reader.committed_offsets(ids):
             self.breaker.assigned(tp.partition, tp.offset)
             if tp.offset >= 0:
-                self._committed_offsets[tp.partition] = tp.offset
-            end = kafka.end_offset(self.consumer, commands, tp.partition)
-            if tp.offset < end:
-                self._catching_up[tp.partition] = end
+                self.offsets.found(tp.partition, tp.offset)
+            self.reader.expect(tp.partition, tp.offset)
         self._timers.discard(restored.keys())
         for p, part in restored.items():
             self._retire(self.partitions.get(p))
@@ -313,13 +300,18 @@ class WorkflowProcessor:
     # ---- one batch ------------------------------------------------------------------------
     def process_once(self) -> None:
         self.status.report(self.partitions, self.stats, self.restore_reports)
+        stalls = self.reader.stalled(self.partitions)
+        if stalls:
+            self.reader.renew(stalls)  # revokes all: the transaction in flight settles
+            self.tally.consumer_renewals = self.reader.renewals
+            return
         self._count_blocked()
         self.tally.local_attempts = self.local.started
         wait = self.settings.max_wait
         next_due = self._timers.next_due()
         if next_due is not None:
             wait = min(wait, max(0.0, next_due / 1000.0 - time.time()))
-        if self._catching_up:
+        if self.reader.catching_up:
             wait = max(wait, 0.01)
         if self.local.running or self._eager_running():
             wait = min(wait, IN_PROCESS_POLL)  # an in-process outcome joins the next batch soon
@@ -328,7 +320,7 @@ class WorkflowProcessor:
         epoch = self._epoch
         # after a crash, one command per batch until past what was in flight (see `breaker`)
         size = 1 if self.breaker.stepping else self.settings.batch_size
-        messages = kafka.consume_batch(self.consumer, size, wait)
+        messages = self.reader.read(size, wait)
         if epoch != self._epoch and messages:
             # a rebalance ran while this batch was read: messages from before it may belong
             # to partitions revoked (or revoked and given back, restored and re-read from
@@ -336,7 +328,7 @@ class WorkflowProcessor:
             log.info("rebalance during a read: %d messages dropped, re-reading", len(messages))
             self._rewind()
             return
-        self._update_catch_up(messages)
+        self.reader.caught_up(messages)
         now = int(time.time() * 1000)
         due = self._due_timers(now)
         local = self.local.outcomes()
@@ -349,7 +341,7 @@ class WorkflowProcessor:
             and not self._restore_needed
             and not self._checkpoint_due()
         ):
-            if self._deferred_offsets and self._deferred_age() > DEFERRED_OFFSETS_MAX_AGE:
+            if self.offsets.overdue():
                 self._commit(Batch(self.partitions), 0)  # nothing else came: offsets alone
             else:
                 self._settle()
@@ -386,7 +378,7 @@ class WorkflowProcessor:
             # commands that changed nothing (a report recorded already, a late result): their
             # offsets ride on the next transaction instead of one of their own. Read again
             # after a crash, they change nothing again.
-            self._defer_offsets(batch.offsets)
+            self.offsets.defer(batch.offsets)
             self._settle()
             return
         self._commit(batch, len(messages) + len(due) + local_count + len(reports))
@@ -395,29 +387,9 @@ class WorkflowProcessor:
         clock = time.monotonic()
         return any(state.checkpoint_due(clock) for state in self.partitions.values())
 
-    def _update_catch_up(self, messages: list[Message]) -> None:
-        if not self._catching_up:
-            return
-        seen = set()
-        for msg in messages:
-            partition, offset = msg.partition(), msg.offset()
-            seen.add(partition)
-            if partition in self._catching_up and offset is not None:
-                if offset + 1 >= self._catching_up[partition]:
-                    del self._catching_up[partition]
-        # the end may be a transaction marker (processors write child-workflow commands in
-        # their transactions), which no message ever reaches: one short of it, with nothing
-        # more to read, is caught up too
-        idle = [p for p in self._catching_up if p not in seen]
-        if idle:
-            topic = self.topics.commands
-            for tp in self.consumer.position([TopicPartition(topic, p) for p in idle]):
-                if tp.offset >= 0 and tp.offset >= self._catching_up[tp.partition] - 1:
-                    del self._catching_up[tp.partition]
-
     def _due_timers(self, now: int) -> list[tuple[int, Timer]]:
         # a partition still catching up on its commands holds its timers back
-        due = self._timers.due(now, self.settings.timer_budget, held=self._catching_up)
+        due = self._timers.due(now, self.settings.timer_budget, held=self.reader.catching_up)
         return [(p, timer) for p, timer in due if p in self.partitions]
 
     def _handle_message(self, msg: Message, now: int, batch: Batch) -> None:
@@ -584,14 +556,10 @@ class WorkflowProcessor:
             self.transactions.begin()
             retention = self.settings.cache.closed_retention_ms
             after = self.output.produce(batch, self.partitions, int(time.time() * 1000), retention)
-            consumed = {p: o for p, o in self._deferred_offsets.items() if p in self.partitions}
-            consumed.update(batch.offsets)
-            self._deferred_offsets.clear()
-            if not consumed:
-                consumed = self._fencing_offsets(batch)
-            self._committed_offsets.update(consumed)
+            written = set(batch.fx) | set(batch.dirty)
+            consumed = self.offsets.take(batch.offsets, self.partitions.keys(), written)
             offsets = [TopicPartition(self.topics.commands, p, o) for p, o in consumed.items()]
-            metadata = self.consumer.consumer_group_metadata() if offsets else None
+            metadata = self.reader.consumer.consumer_group_metadata() if offsets else None
         except KafkaException as e:
             self._recover(TransactionFailed(Call.PRODUCE, e))
             return
@@ -616,6 +584,8 @@ class WorkflowProcessor:
         if after is None:
             return True
         self.stats.transactions = self.transactions.committed
+        if self.settings.faults.stall_after_commit == self.transactions.committed:
+            self.reader.freeze(min(self.partitions, default=0))
         self.tally.committed(after.tally, self.transactions.last_commit_seconds)
         for partition, timer in after.timers:
             self._timers.push(partition, timer)
@@ -721,41 +691,10 @@ class WorkflowProcessor:
         del self._too_large[command.workflow_id]
         return reason
 
-    def _fencing_offsets(self, batch: Batch) -> dict[int, int]:
-        """For a transaction that consumed no command (timers, in-process outcomes): the
-        committed offsets of the partitions it writes, committed again. Offsets in a
-        transaction carry the consumer group's generation, which the coordinator checks: a
-        processor that lost its partitions while paused (a zombie, whose transactional ID
-        nobody else fences) then fails to commit instead of writing history for runs that
-        are no longer its own."""
-        written = set(batch.fx) | set(batch.dirty)
-        return {p: o for p, o in self._committed_offsets.items() if p in written}
-
-    def _defer_offsets(self, offsets: dict[int, int]) -> None:
-        if offsets and not self._deferred_offsets:
-            self._deferred_since = time.monotonic()
-        self._deferred_offsets.update(offsets)
-
-    def _deferred_age(self) -> float:
-        return time.monotonic() - self._deferred_since
-
     def _rewind(self) -> None:
         """Every owned partition's read position back to its committed offset."""
-        self._deferred_offsets.clear()  # what they covered is read again
-        owned = [TopicPartition(self.topics.commands, p) for p in sorted(self.partitions)]
-        committed = kafka.patiently(
-            lambda: self.consumer.committed(owned, 30), "committed offsets not read yet"
-        )
-        for tp in committed:
-            if tp.offset < 0:
-                # nothing committed yet: back to where the group starts reading a partition
-                # (auto.offset.reset=earliest); staying put would skip the commands of the
-                # failed transaction, which nobody would ever read again
-                tp.offset = OFFSET_BEGINNING
-            try:
-                self.consumer.seek(tp)
-            except KafkaException as e:  # not fetching yet: it starts there anyway
-                log.debug("seek %s: %s", tp, e)
+        self.offsets.drop_deferred()  # what they covered is read again
+        self.reader.rewind(self.partitions)
 
 
 def _spans(messages: list[Message]) -> dict[int, tuple[int, int]]:

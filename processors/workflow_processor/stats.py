@@ -98,6 +98,8 @@ class ProcessorTally:
         self.transactions: Counts[str] = Counts()  # committed | aborted | unknown | fatal
         # transactional producers replaced, by why: unknown (a commit's outcome) | fatal
         self.producer_recreations: Counts[str] = Counts()
+        # consumers of commands made again because a partition stalled (see `reader`)
+        self.consumer_renewals = 0
         self.timer_lateness = Histogram(LATENCY_BUCKETS)
         self.restore_seconds = Histogram(LATENCY_BUCKETS)
         self.restore_events = 0

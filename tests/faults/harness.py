@@ -109,6 +109,38 @@ def history_progress(bootstrap: str, topic: str) -> dict[int, list[float]]:
         consumer.close()
 
 
+def wait_quiet(
+    bootstrap: str, group: str, topic: str, still: float = 5.0, timeout: float = 90.0
+) -> float:
+    """Waits until neither `topic`'s end offsets nor `group`'s committed offsets on it have
+    moved for `still` seconds: the workers have consumed what there is to consume (late
+    activity results included) and may stop. Returns the seconds waited; at `timeout` it
+    returns anyway, and the checker names what was left unconsumed."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    began = time.monotonic()
+    try:
+        partitions = sorted(admin.list_topics(topic, timeout=30).topics[topic].partitions)
+        owned = [TopicPartition(topic, p) for p in partitions]
+        last: tuple[list[int], list[int]] | None = None
+        since = began
+        while time.monotonic() - began < timeout:
+            try:
+                ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in owned]
+                committed = [tp.offset for tp in consumer.committed(owned, timeout=10)]
+            except Exception:  # a broker still coming back: ask again
+                last = None
+            else:
+                if (ends, committed) != last:
+                    last, since = (ends, committed), time.monotonic()
+                elif time.monotonic() - since >= still:
+                    break
+            time.sleep(0.5)
+        return time.monotonic() - began
+    finally:
+        consumer.close()
+
+
 class FaultLab:
     """The network, the cluster and the workers; `start()` builds, `close()` removes all."""
 

@@ -34,6 +34,7 @@ from tests.faults.harness import (
     ScenarioContext,
     Timeline,
     history_progress,
+    wait_quiet,
 )
 from tests.faults.workload import LEDGER_ENV, QUEUE
 
@@ -116,6 +117,9 @@ def _round(lab: FaultLab, fault: str, folder: Path, runs: int, repeat: bool) -> 
         lab.network.heal_all()
     thread.join(timeout=360)
     drained = time.monotonic()
+    # the workers stop once they consumed what there is: a late result of an attempt that
+    # outlived the fault is read before the last owner of its partition stops
+    quiet = wait_quiet(lab.bootstrap, f"{prefix}workflow-processor", f"{prefix}commands")
     # every worker rode the fault out (the kill scenarios start theirs again)
     died = [name for name in WORKERS if lab.workers[name].poll() is not None]
     logs = lab.worker_logs()
@@ -134,6 +138,7 @@ def _round(lab: FaultLab, fault: str, folder: Path, runs: int, repeat: bool) -> 
             "-" if seconds is None else f"{seconds:.1f} s"
         )
     report.notes["workload seconds"] = round(drained - began)
+    report.notes["quiet after seconds"] = round(quiet)
     report.notes["check seconds"] = round(time.monotonic() - drained)
     return report
 

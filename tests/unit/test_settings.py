@@ -100,6 +100,19 @@ def test_unknown_commit_hooks_are_read_from_the_environment() -> None:
         FaultSettings.from_env({"EVERFLOW_FAULT_UNKNOWN_AFTER_COMMIT": "soon"})
     with pytest.raises(ConfigError, match="EVERFLOW_FAULT_UNKNOWN_BEFORE_COMMIT"):
         FaultSettings.from_env({"EVERFLOW_FAULT_UNKNOWN_BEFORE_COMMIT": "-2"})
+    assert FaultSettings.from_env({}).stall_after_commit == 0
+    stall = FaultSettings.from_env({"EVERFLOW_FAULT_STALL_AFTER_COMMIT": "7"})
+    assert stall.stall_after_commit == 7
+    with pytest.raises(ConfigError, match="EVERFLOW_FAULT_STALL_AFTER_COMMIT"):
+        FaultSettings.from_env({"EVERFLOW_FAULT_STALL_AFTER_COMMIT": "-1"})
+
+
+def test_the_stall_check_is_on_by_default_and_set_or_turned_off_from_the_environment() -> None:
+    assert WorkerSettings.from_env({}).stall_seconds == 60.0
+    assert WorkerSettings.from_env({"EVERFLOW_STALL_SECONDS": "12.5"}).stall_seconds == 12.5
+    assert WorkerSettings.from_env({"EVERFLOW_STALL_SECONDS": "0"}).stall_seconds == 0
+    with pytest.raises(ConfigError, match="EVERFLOW_STALL_SECONDS"):
+        WorkerSettings.from_env({"EVERFLOW_STALL_SECONDS": "-3"})
 
 
 def test_worker_settings_defaults() -> None:
