@@ -29,7 +29,7 @@ from streams.wire.records import Failure, RunStatus
 if TYPE_CHECKING:
     from processors.run.effects import Effects
     from processors.run.log import RunLog
-    from processors.workflow_code.instance import StartChild
+    from processors.workflow_code.decisions import StartChild
 
 ChildEvent = (
     ChildWorkflowInitiated | ChildWorkflowStarted | ChildWorkflowStartFailed | ChildWorkflowClosed

@@ -4,7 +4,8 @@ Functions of the run's events and the worker's registry; `Run` keeps the instanc
 
 from __future__ import annotations
 
-from processors.workflow_code.instance import Step, WorkflowInstance
+from processors.workflow_code.decisions import Step
+from processors.workflow_code.instance import WorkflowInstance
 from processors.workflow_code.registry import Registry
 from processors.workflow_code.replay import CHANGED, describe_decision, replay
 from processors.workflow_code.replay import location as decision_location

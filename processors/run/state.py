@@ -21,8 +21,7 @@ from processors.run.code import load_code, replay_code, unrecorded
 from processors.run.effects import Effects
 from processors.run.limits import limit_failure, near_limits
 from processors.run.timers import Timers, run_deadlines
-from processors.workflow_code.handlers import CompleteUpdate
-from processors.workflow_code.instance import (
+from processors.workflow_code.decisions import (
     CancelRun,
     CancelTimer,
     CompleteRun,
@@ -35,8 +34,9 @@ from processors.workflow_code.instance import (
     StartTimer,
     Step,
     UpsertSearchAttributes,
-    WorkflowInstance,
 )
+from processors.workflow_code.handlers import CompleteUpdate
+from processors.workflow_code.instance import WorkflowInstance
 from processors.workflow_code.patches import RecordMarker
 from processors.workflow_code.registry import Registry
 from processors.workflow_code.replay import in_record_order, replay

@@ -1,7 +1,7 @@
 """User workflow code on a deterministic event loop: the engine side of `streams._runtime`.
 
 `WorkflowInstance` runs a workflow's code one activation at a time on `WorkflowEventLoop`
-and turns what the code does into `Decision`s; `replay` matches them against recorded
+and turns what the code does into `Decision`s (the records in `decisions`); `replay` matches them against recorded
 history; the determinism guard stops wall-clock, random and I/O calls; `Registry` holds the
 worker's workflow and activity definitions.
 

@@ -15,19 +15,32 @@ import logging
 import random
 import sys
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, assert_never
 
 from processors.workflow_code.deadlock import WATCHDOG, Interrupted, Watch
+from processors.workflow_code.decisions import (
+    CancelRun,
+    CancelTimer,
+    CompleteRun,
+    ContinueAsNewRun,
+    Decision,
+    FailRun,
+    RequestCancelActivity,
+    ScheduleActivity,
+    StartChild,
+    StartTimer,
+    Step,
+    UpsertSearchAttributes,
+)
 from processors.workflow_code.determinism import (
     DeterminismGuard,
     UnguardedConverter,
     is_user_frame,
 )
-from processors.workflow_code.handlers import CompleteUpdate, MessageHandlers
+from processors.workflow_code.handlers import MessageHandlers
 from processors.workflow_code.loop import WorkflowEventLoop
-from processors.workflow_code.patches import Patches, RecordMarker
+from processors.workflow_code.patches import Patches
 from streams._runtime import ActivityOptions, ChildOptions, WorkflowInfo, WorkflowRuntime
 from streams.errors import (
     ActivityCanceledError,
@@ -94,99 +107,6 @@ log = logging.getLogger(__name__)
 # the longest timer the code may start: beyond it a duration is a bug (a unit mix-up), and
 # far beyond it the fire time would overflow the timer record's int64 milliseconds
 MAX_TIMER = timedelta(days=36_525)
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleActivity:
-    activity_id: int
-    options: ActivityOptions
-    args: list[Payload]
-    location: str
-    source: SourceLocation | None = None  # recorded on the event (location is for errors)
-
-
-@dataclass(frozen=True, slots=True)
-class StartTimer:
-    timer_id: int
-    delay: timedelta
-    location: str
-    source: SourceLocation | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CancelTimer:
-    timer_id: int
-    location: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RequestCancelActivity:
-    activity_id: int
-    location: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class CancelRun:
-    location: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class StartChild:
-    seq: int
-    options: ChildOptions
-    args: list[Payload]
-    location: str = ""
-    source: SourceLocation | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class UpsertSearchAttributes:
-    attributes: list[SearchAttribute]
-    location: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ContinueAsNewRun:
-    args: list[Payload]
-    location: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class CompleteRun:
-    result: Payload
-    location: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class FailRun:
-    failure: Failure
-    location: str = ""
-
-
-# what the workflow code decides to do, recorded as history events (not `commands`-topic
-# requests: those are `streams.wire.commands`)
-Decision = (
-    ScheduleActivity
-    | StartTimer
-    | CancelTimer
-    | RequestCancelActivity
-    | CompleteRun
-    | FailRun
-    | CancelRun
-    | CompleteUpdate
-    | ContinueAsNewRun
-    | StartChild
-    | RecordMarker
-    | UpsertSearchAttributes
-)
-
-
-@dataclass(slots=True)
-class Step:
-    """What one event made the code do: its decisions, or why it cannot go on."""
-
-    decisions: list[Decision] = field(default_factory=list)
-    blocked: Failure | None = None
 
 
 class WorkflowInstance(WorkflowRuntime):

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from processors.workflow_code.handlers import CompleteUpdate
-from processors.workflow_code.instance import (
+from processors.workflow_code.decisions import (
     CancelRun,
     CancelTimer,
     CompleteRun,
@@ -21,8 +20,9 @@ from processors.workflow_code.instance import (
     StartTimer,
     Step,
     UpsertSearchAttributes,
-    WorkflowInstance,
 )
+from processors.workflow_code.handlers import CompleteUpdate
+from processors.workflow_code.instance import WorkflowInstance
 from processors.workflow_code.patches import RecordMarker
 from streams.errors import NonDeterminismError
 from streams.wire.events import (
