@@ -126,8 +126,9 @@ class FaultSettings:
     `unknown_before_commit` without committing it. Right after the N-th transaction
     committed, `stall_after_commit` makes the processor's consumer stop fetching one of its
     commands partitions without an error, as a stuck fetcher does; `stall_tasks_after` makes
-    the activity runner's consumer stop fetching the partition of the N-th task it takes.
-    0 is off."""
+    the activity runner's consumer stop fetching the partition of the N-th task it takes;
+    `hang_send_offsets` makes the N-th transaction's send_offsets_to_transaction never
+    return, as librdkafka's can when the group coordinator goes away. 0 is off."""
 
     kill_before_commit: int = 0
     stop_before_commit: int = 0
@@ -136,6 +137,7 @@ class FaultSettings:
     unknown_before_commit: int = 0
     stall_after_commit: int = 0
     stall_tasks_after: int = 0
+    hang_send_offsets: int = 0
 
     def __post_init__(self) -> None:
         _at_least(
@@ -165,12 +167,15 @@ class FaultSettings:
         _at_least(
             0, "stall_tasks_after", "EVERFLOW_FAULT_STALL_TASKS_AFTER", self.stall_tasks_after
         )
+        _at_least(
+            0, "hang_send_offsets", "EVERFLOW_FAULT_HANG_SEND_OFFSETS", self.hang_send_offsets
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FaultSettings:
         """Off, unless EVERFLOW_FAULT_KILL_BEFORE_COMMIT, _STOP_BEFORE_COMMIT,
         _STOP_AFTER_COMMIT, _UNKNOWN_AFTER_COMMIT, _UNKNOWN_BEFORE_COMMIT or
-        _STALL_AFTER_COMMIT or _STALL_TASKS_AFTER is set."""
+        _STALL_AFTER_COMMIT, _STALL_TASKS_AFTER or _HANG_SEND_OFFSETS is set."""
         env = os.environ if env is None else env
         values = {
             "kill_before_commit": _whole(env, "EVERFLOW_FAULT_KILL_BEFORE_COMMIT"),
@@ -180,6 +185,7 @@ class FaultSettings:
             "unknown_before_commit": _whole(env, "EVERFLOW_FAULT_UNKNOWN_BEFORE_COMMIT"),
             "stall_after_commit": _whole(env, "EVERFLOW_FAULT_STALL_AFTER_COMMIT"),
             "stall_tasks_after": _whole(env, "EVERFLOW_FAULT_STALL_TASKS_AFTER"),
+            "hang_send_offsets": _whole(env, "EVERFLOW_FAULT_HANG_SEND_OFFSETS"),
         }
         return cls(**{k: v for k, v in values.items() if v is not None})
 

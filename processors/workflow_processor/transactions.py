@@ -21,6 +21,13 @@ verified by the partition leaders, and an epoch bump per transaction), so a retr
 EndTxn or Produce request of the old transaction could otherwise land in a *later* one
 (Jepsen's lost writes and torn transactions); the epoch bump makes the coordinator and the
 partition leaders refuse everything still in flight from the old producer.
+
+A call on the commit thread that outlives its own timeout by `CALL_GRACE` is abandoned:
+librdkafka's send_offsets_to_transaction can wait without end for a group coordinator that
+went away (its timeout is not checked while it looks for the coordinator), which would stall
+every partition of the processor. The caller then treats the transaction's outcome as
+unknown: no abort (the producer has a call in progress), a new producer whose epoch bump
+fences the old one, and a new commit thread; the old thread, a daemon, is left to its call.
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import queue
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -52,6 +61,8 @@ ABORT_TIMEOUT = 60.0  # seconds to abort a transaction that failed (nothing of i
 UNKNOWN_ABORT_TIMEOUT = 10.0  # seconds to try to abort one whose outcome is unknown
 INIT_TIMEOUT = 60.0  # seconds for one init_transactions
 INIT_TRIES = 3  # init_transactions calls, when it timed out or may be retried
+# seconds past a commit-thread call's own timeout after which the caller gives up on it
+CALL_GRACE = 10.0
 # producers re-created one after the other without a transaction committing in between: past
 # this, the fault is not the producer's, and the processor stops instead of looping
 MAX_RECREATIONS_IN_A_ROW = 3
@@ -178,7 +189,8 @@ class Transactions(Generic[After]):
         self.last_commit_seconds = 0.0  # how long the last settled transaction took to commit
         self.began = time.monotonic()  # when the latest transaction began
         self.replaced_because = ""  # the failure that made `recover` replace the producer
-        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="commit")
+        self._thread = CommitThread()
+        self._abandoned = False  # the last transaction's call was abandoned (see `settle`)
         self._in_flight: tuple[concurrent.futures.Future[float], After] | None = None
         self._deliveries: deque[tuple[Delivery, Any, Any]] = deque()
 
@@ -211,7 +223,10 @@ class Transactions(Generic[After]):
     def hand_off(self, offsets: list[TopicPartition], group_metadata: Any, after: After) -> None:
         """Ends the open transaction on the commit thread: offsets, then commit."""
         self.ended += 1
-        future = self._thread.submit(self._end, self.ended, offsets, group_metadata, after)
+        thread = self._thread
+        future = thread.submit(
+            self._end, thread, self.ended, self.producer, offsets, group_metadata, after
+        )
         self._in_flight = (future, after)
 
     def settle(self) -> After | None:
@@ -224,7 +239,12 @@ class Transactions(Generic[After]):
         (future, after), self._in_flight = self._in_flight, None
         waited = time.perf_counter()
         try:
-            self.last_commit_seconds = future.result()
+            while True:
+                try:
+                    self.last_commit_seconds = future.result(timeout=1.0)
+                    break
+                except concurrent.futures.TimeoutError:
+                    self._give_up_if_stuck()
         finally:
             self.timing.settle += time.perf_counter() - waited
         self.committed += 1
@@ -234,6 +254,25 @@ class Transactions(Generic[After]):
             callback, err, msg = self._deliveries.popleft()
             callback(err, msg)
         return after
+
+    def _give_up_if_stuck(self) -> None:
+        """Raises TransactionFailed (outcome unknown) when the commit thread's call outlived
+        its timeout by CALL_GRACE; the thread is left to it and a new one takes over."""
+        calling = self._thread.calling
+        if calling is None or time.monotonic() < calling[1]:
+            return
+        call, _ = calling
+        log.error(
+            "%s has not returned %.0f s after its timeout: librdkafka can wait without end "
+            "for a coordinator that went away; abandoning the call, its transaction's outcome "
+            "is unknown",
+            call.value,
+            CALL_GRACE,
+        )
+        self._abandoned = True
+        self._thread = CommitThread()  # the old one, a daemon, stays in its call
+        reason = f"{call.value} did not return within its timeout (abandoned)"
+        raise TransactionFailed(call, KafkaException(KafkaError(KafkaError._TIMED_OUT, reason)))
 
     def abort(self, timeout: float = ABORT_TIMEOUT) -> None:
         """Aborts the open transaction; reports of its records (served meanwhile) are void.
@@ -264,8 +303,11 @@ class Transactions(Generic[After]):
                 failed,
             )
             raise failed.cause
+        # (a fenced producer can abort nothing; one with an abandoned call in progress would
+        # refuse, or wait on the same coordinator)
+        abort, self._abandoned = abort and not self._abandoned, False
         try:
-            if abort:  # (a fenced producer can abort nothing)
+            if abort:
                 self.abort(UNKNOWN_ABORT_TIMEOUT)
         except TransactionFailed as e:
             if e.failure is Failure.FENCED:
@@ -363,21 +405,33 @@ class Transactions(Generic[After]):
         self.replaced_because = failed.failure.value
 
     def close(self) -> None:
-        self._thread.shutdown(wait=True)
+        self._thread.shutdown(CALL_GRACE)
 
     def _end(
-        self, n: int, offsets: list[TopicPartition], group_metadata: Any, after: After
+        self,
+        thread: CommitThread,
+        n: int,
+        producer: Producer,
+        offsets: list[TopicPartition],
+        group_metadata: Any,
+        after: After,
     ) -> float:
+        """On the commit thread: the transaction's offsets, then its commit, on `producer`
+        (the one it began on: an abandoned call that returns late must not go on with the
+        producer that replaced it)."""
         started = time.perf_counter()
         if offsets:
-            self._send_offsets(offsets, group_metadata)
-        self._fault_point()
+            self._send_offsets(thread, n, producer, offsets, group_metadata)
+        self._fault_point(producer)
         if self.faults.unknown_before_commit == n:
             raise _timed_out(n, committed=False)
+        thread.calling = (Call.COMMIT, time.monotonic() + COMMIT_TIMEOUT + CALL_GRACE)
         try:
-            self.producer.commit_transaction(COMMIT_TIMEOUT)
+            producer.commit_transaction(COMMIT_TIMEOUT)
         except KafkaException as e:
             raise TransactionFailed(Call.COMMIT, e) from e
+        finally:
+            thread.calling = None
         if self.faults.unknown_after_commit == n:
             raise _timed_out(n, committed=True)
         seconds = time.perf_counter() - started
@@ -394,20 +448,35 @@ class Transactions(Generic[After]):
                 log.exception("after-commit hook failed")
         return seconds
 
-    def _send_offsets(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
+    def _send_offsets(
+        self,
+        thread: CommitThread,
+        n: int,
+        producer: Producer,
+        offsets: list[TopicPartition],
+        group_metadata: Any,
+    ) -> None:
         """send_offsets_to_transaction, called again (up to OFFSETS_TRIES) on an error
         librdkafka documents as retriable; the commit itself never is (see `classify`)."""
         for attempt in range(1, OFFSETS_TRIES + 1):
+            deadline = time.monotonic() + OFFSETS_TIMEOUT + CALL_GRACE
+            thread.calling = (Call.SEND_OFFSETS, deadline)
             try:
-                self.producer.send_offsets_to_transaction(offsets, group_metadata, OFFSETS_TIMEOUT)
+                if self.faults.hang_send_offsets == n and attempt == 1:
+                    log.warning("fault injection: send_offsets_to_transaction of transaction "
+                                "%d never returns", n)  # fmt: skip
+                    threading.Event().wait()
+                producer.send_offsets_to_transaction(offsets, group_metadata, OFFSETS_TIMEOUT)
                 return
             except KafkaException as e:
                 failed = TransactionFailed(Call.SEND_OFFSETS, e)
                 if failed.failure is not Failure.RETRIABLE or attempt == OFFSETS_TRIES:
                     raise failed from e
                 log.warning("%s; trying again (attempt %d)", failed, attempt)
+            finally:
+                thread.calling = None
 
-    def _fault_point(self) -> None:
+    def _fault_point(self, producer: Producer) -> None:
         """Testing hooks, after the N-th transaction produced its records (they are on the
         broker, uncommitted) and before it commits: `faults.kill_before_commit` = N
         SIGKILLs this process; `faults.stop_before_commit` = N SIGSTOPs it (a zombie, until
@@ -418,7 +487,7 @@ class Transactions(Generic[After]):
             (self.faults.stop_before_commit, signal.SIGSTOP),
         ):
             if hook and n == hook:
-                self.producer.flush(10)
+                producer.flush(10)
                 log.warning("fault injection: %s before commit of transaction %d", sig.name, n)
                 os.kill(os.getpid(), sig)
                 log.warning("fault injection: resumed before commit of transaction %d", n)
@@ -440,3 +509,38 @@ def _timed_out(n: int, committed: bool) -> TransactionFailed:
         retriable=True,
     )
     return TransactionFailed(Call.COMMIT, KafkaException(error))
+
+
+class CommitThread:
+    """One daemon thread that runs the calls submitted to it, in order. Unlike a thread
+    pool's, it does not hold the process open at exit: a call librdkafka never returns
+    from is abandoned with it (see `Transactions.settle`)."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[
+            tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]] | None
+        ] = queue.SimpleQueue()
+        # the librdkafka call this thread is in, and when the caller gives up on it
+        self.calling: tuple[Call, float] | None = None
+        self._thread = threading.Thread(target=self._run, name="commit", daemon=True)
+        self._thread.start()
+
+    def submit(self, call: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._calls.put((future, call, args))
+        return future
+
+    def _run(self) -> None:
+        while (item := self._calls.get()) is not None:
+            future, call, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call(*args))
+            except BaseException as e:  # TransactionFailed is one: the caller reads it
+                future.set_exception(e)
+
+    def shutdown(self, timeout: float) -> None:
+        """Lets the submitted calls finish (waiting `timeout` seconds at most), then ends."""
+        self._calls.put(None)
+        self._thread.join(timeout)

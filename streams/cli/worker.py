@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +56,14 @@ def collect(targets: list[str]) -> tuple[list[type], list[Callable[..., Any]]]:
 
 def add_parser(subparsers: SubParsers) -> None:
     """Register `worker`."""
-    worker = add_subparser(subparsers, "worker", "run a worker for workflows and activities")
+    worker = add_subparser(
+        subparsers,
+        "worker",
+        "run a worker for workflows and activities",
+        "Run a worker for workflows and activities until SIGTERM or SIGINT (a graceful stop: "
+        "running activities finish, open transactions end). SIGUSR1 prints every thread's "
+        "stack to stderr, to see where a worker that seems stuck waits.",
+    )
     worker.add_argument("targets", nargs="+", help="module or module:attr")
     worker.add_argument("--task-queue", required=True)
     add_connection_arguments(worker)
@@ -109,6 +118,8 @@ def run_worker(args: argparse.Namespace) -> int:
         eager_activities=False if args.no_eager_activities else None,
     )
     sys.setswitchinterval(settings.switch_interval)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: where a stuck worker waits
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     config = kafka_config(args)
 
     async def main() -> None:

@@ -7,21 +7,14 @@ completes exactly once either way."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from examples.money_transfer import Bank, MoneyTransferWorkflow, TransferOrder
-from streams import Client
-from streams.kafka.topics import Topics
-from tests.helpers import wait_until
-from tests.integration.history_check import history_problems, history_runs
-from tests.integration.test_metrics import scrape, totals
-from tests.integration.test_money_transfer import read_all
-from tests.integration.workers import WorkerProcesses, topics_for, with_client
+from tests.chaos.transfers import assert_each_transfer_once, orders, run_transfers, worker_metrics
+from tests.integration.test_metrics import totals
+from tests.integration.workers import WorkerProcesses, topics_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 RUNS = 20
@@ -29,6 +22,10 @@ NOT_COMMITTED, COMMITTED = 2, 4  # the transactions whose commit is reported as 
 
 RECREATED = re.compile(
     r"commit outcome unknown after commit_transaction: aborting, re-creating the "
+    r"transactional producer (\S+) \(epoch bump fences the old one\)"
+)
+RECREATED_AFTER_OFFSETS = re.compile(
+    r"outcome unknown after send_offsets_to_transaction: aborting, re-creating the "
     r"transactional producer (\S+) \(epoch bump fences the old one\)"
 )
 READY = re.compile(r"transactional producer ready transactional_id=(\S+)")
@@ -52,21 +49,7 @@ def test_commits_of_unknown_outcome_recreate_the_producer_and_every_transfer_run
         options=["--metrics-port", "0"],
     )
 
-    async def main(client: Client) -> list[str]:
-        orders = [TransferOrder("u-a", "u-b", 1, f"u-{i}") for i in range(RUNS)]
-        runs = [
-            client.execute_workflow(
-                MoneyTransferWorkflow,
-                o,
-                id=o.reference,
-                task_queue="transfers",
-                timeout=timedelta(seconds=90),
-            )
-            for o in orders
-        ]
-        return list(await asyncio.gather(*runs))
-
-    results = with_client(config, main)
+    results = run_transfers(config, orders("u", RUNS))
     assert len(results) == RUNS
     log = workers.log_of(worker)
     assert f"transaction {NOT_COMMITTED} not committed, its commit reported as timed out" in log
@@ -78,14 +61,7 @@ def test_commits_of_unknown_outcome_recreate_the_producer_and_every_transfer_run
     assert READY.findall(log) == [transactional_id] * 3
     assert worker.poll() is None and "fatal transaction error" not in log
 
-    port = int(
-        wait_until(
-            lambda: re.search(r"metrics served at http://127\.0\.0\.1:(\d+)/metrics", log),
-            timeout=5,
-            message="the worker logs its metrics port",
-        ).group(1)
-    )
-    families = scrape(port)
+    families = worker_metrics(log)
     assert totals(families, "everflow_producer_recreations", "reason") == {
         "unknown": 2,
         "fatal": 0,
@@ -97,8 +73,38 @@ def test_commits_of_unknown_outcome_recreate_the_producer_and_every_transfer_run
     # each transfer moved its money once. (Had the restore missed a commit that landed, its
     # events would be written twice; had it counted one that did not, its commands would be
     # skipped and their runs never complete.)
-    committed = history_runs(config)
-    assert len(committed) == RUNS and history_problems(committed) == []
-    assert len(read_all(config, Topics(topic_prefix).completions)) == RUNS
-    entries = Bank(Path(worker_env["EVERFLOW_BANK_LEDGER"])).entries()
-    assert len(entries) == 2 * RUNS and sum(int(e["delta"]) for e in entries) == 0  # type: ignore[call-overload]
+    assert_each_transfer_once(config, Path(worker_env["EVERFLOW_BANK_LEDGER"]), RUNS)
+
+
+def test_an_offsets_call_that_never_returns_is_abandoned_and_a_new_producer_takes_over(
+    kafka_bootstrap: str, topic_prefix: str, workers: WorkerProcesses, worker_env: dict[str, str]
+) -> None:
+    """librdkafka's send_offsets_to_transaction can wait without end when the group
+    coordinator went away (the fault suite's full disk found it): the 3rd transaction's call
+    never returns here. The processor gives up on it past its timeout, treats the outcome as
+    unknown, and goes on with a new producer and commit thread."""
+    config = topics_for(kafka_bootstrap, topic_prefix, "transfers")
+    quiet = {"EVERFLOW_BANK_FLAKY": "0"}
+    workers.start("a1", "examples.money_transfer", "--no-workflows", extra_env=quiet)
+    worker = workers.start(
+        "w1",
+        "examples.money_transfer",
+        "--no-activities",
+        extra_env={**quiet, "EVERFLOW_FAULT_HANG_SEND_OFFSETS": "3"},
+        options=["--metrics-port", "0"],
+    )
+    results = run_transfers(config, orders("h", RUNS))
+    assert len(results) == RUNS
+    log = workers.log_of(worker)
+    assert "fault injection: send_offsets_to_transaction of transaction 3 never returns" in log
+    assert re.search(
+        r"send_offsets_to_transaction has not returned 10 s after its timeout: .* abandoning "
+        r"the call, its transaction's outcome is unknown",
+        log,
+    ), log[-4000:]
+    transactional_id = f"{topic_prefix}wp-w1"
+    assert RECREATED_AFTER_OFFSETS.findall(log) == [transactional_id]
+    assert worker.poll() is None and "fatal transaction error" not in log
+    families = worker_metrics(log)
+    assert totals(families, "everflow_producer_recreations", "reason")["unknown"] == 1
+    assert_each_transfer_once(config, Path(worker_env["EVERFLOW_BANK_LEDGER"]), RUNS)

@@ -53,8 +53,10 @@ class Timeline:
     events: list[tuple[float, str, str]] = field(default_factory=list)
 
     def note(self, kind: str, what: str) -> None:
-        self.events.append((time.time(), kind, what))
-        log.warning("fault timeline: %s %s", kind, what)
+        now = time.time()
+        self.events.append((now, kind, what))
+        clock = time.strftime("%H:%M:%S", time.gmtime(now))  # as the workers' logs say it
+        log.warning("fault timeline %s UTC: %s %s", clock, kind, what)
 
     def recoveries(self, progress: dict[int, list[float]], busy: float = 5.0) -> list[float | None]:
         """For each event, how long the slowest busy partition made no progress after it:
@@ -244,6 +246,14 @@ class FaultLab:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+    def dump_stacks(self) -> None:
+        """Every live worker prints its threads' stacks to its log (`everflow worker` and
+        SIGUSR1), for a round whose runs did not all close."""
+        for proc in self.workers.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGUSR1)
+        time.sleep(1)
 
     def kill_worker(self, name: str) -> None:
         proc = self.workers[name]

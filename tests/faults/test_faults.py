@@ -94,7 +94,9 @@ def _round(lab: FaultLab, fault: str, folder: Path, runs: int, repeat: bool) -> 
     def drive() -> None:
         try:
             deadline = timedelta(minutes=20 if repeat else 4)
-            driver.run(runs, deadline=deadline)
+            result = driver.run(runs, deadline=deadline)
+            if result.closed < runs:  # where the workers wait, in their logs (SIGUSR1)
+                lab.dump_stacks()
         except BaseException as e:
             outcome["error"] = e
         finally:
