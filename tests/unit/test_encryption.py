@@ -28,6 +28,7 @@ from streams.kafka.config import KafkaConfig
 from streams.payload import ENCODING, ENCRYPTED, KEY_ID, DataConverter, Payload, ZlibCodec
 from streams.settings import PayloadSettings, UiSettings, read_key_file
 from streams.ui.context import Ui
+from streams.ui.history import show_payload
 from streams.wire.events import WorkflowStarted
 from streams.wire.records import RunStatus
 
@@ -288,3 +289,10 @@ def test_a_signal_whose_key_is_missing_blocks_the_run_instead_of_being_dropped()
     holding = Registry([Vault], [], encrypting({"k1": K1, "k2": K2}, "k2"))
     assert run.try_unblock(3000, Effects(), code=holding)
     assert run.status is RunStatus.COMPLETED  # the signal was kept, and now it counts
+
+
+def test_the_ui_names_the_key_of_a_payload_it_cannot_decrypt() -> None:
+    written = encrypting({"k1": K1}, "k1").to_payload(SECRET)
+    shown = show_payload(DataConverter(), written)
+    assert "encrypted payload (key 'k1'" in shown and "EVERFLOW_CODEC_ENDPOINT" in shown
+    assert show_payload(encrypting({"k1": K1}, "k1"), written) == f'"{SECRET}"'
