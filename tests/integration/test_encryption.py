@@ -25,6 +25,7 @@ from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, ensure_topics, topic_specs
 from streams.payload import KEY_ID, DataConverter, Payload
 from streams.settings import PayloadSettings
+from streams.wire.events import ActivityAttemptFailed
 from streams.wire.history_json import event_to_json
 from streams.wire.records import Failure, RunStatus
 from tests.faults.records import read_topic
@@ -246,3 +247,36 @@ def test_a_worker_missing_the_key_blocks_the_run_and_a_worker_with_it_resumes_it
     assert result == f"sealed:{SECRET}|ops"
     assert kinds.index("WorkflowBlocked") < kinds.index("WorkflowUnblocked")
     assert kinds[-1] == "WorkflowCompleted" and "WorkflowFailed" not in kinds
+
+
+def test_an_activity_worker_missing_the_key_fails_attempts_with_the_key_error_and_goes_on(
+    config: KafkaConfig, workers: WorkerProcesses, tmp_path: Path
+) -> None:
+    holding = key_file(tmp_path / "k1.json", {"k1": K1})
+    lacking = key_file(tmp_path / "k2.json", {"k2": K2})
+    workers.start("wf", APP, task_queue=QUEUE, extra_env=holding, options=["--no-activities"])
+    runner = workers.start(
+        "act-1", APP, task_queue=QUEUE, extra_env=lacking, options=["--no-workflows"]
+    )
+
+    async def first_failure(client: Client) -> Failure:
+        handle = await client.start_workflow("CardCheck", SECRET, id="card-a", task_queue=QUEUE)
+        await handle.signal("approve", "ops")
+        for _ in range(600):
+            for event in await handle.fetch_history():
+                if isinstance(event.attributes, ActivityAttemptFailed):
+                    return event.attributes.failure
+            await asyncio.sleep(0.1)
+        raise AssertionError("no attempt of card-a's activity failed")
+
+    failure = with_client(config, converter_of(holding), first_failure)
+
+    assert failure.type == "PayloadKeyError" and "with key 'k1'" in failure.message
+    assert runner.poll() is None  # the runner went on
+    stop(runner)
+    workers.start("act-2", APP, task_queue=QUEUE, extra_env=holding, options=["--no-workflows"])
+
+    async def result(client: Client) -> str:
+        return await client.get_workflow_handle("card-a").result(timeout=WAIT)  # type: ignore[no-any-return]
+
+    assert with_client(config, converter_of(holding), result) == f"sealed:{SECRET}|ops"
