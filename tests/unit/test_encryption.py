@@ -29,7 +29,8 @@ from streams.payload import ENCODING, ENCRYPTED, KEY_ID, DataConverter, Payload,
 from streams.settings import PayloadSettings, UiSettings, read_key_file
 from streams.ui.context import Ui
 from streams.ui.history import show_payload
-from streams.wire.events import WorkflowStarted
+from streams.wire.events import HistoryEvent, WorkflowStarted
+from streams.wire.history_json import event_to_json
 from streams.wire.records import RunStatus
 
 SECRET = "4111-1111-1111-1111"
@@ -296,3 +297,10 @@ def test_the_ui_names_the_key_of_a_payload_it_cannot_decrypt() -> None:
     shown = show_payload(DataConverter(), written)
     assert "encrypted payload (key 'k1'" in shown and "EVERFLOW_CODEC_ENDPOINT" in shown
     assert show_payload(encrypting({"k1": K1}, "k1"), written) == f'"{SECRET}"'
+
+
+def test_an_exported_event_names_the_key_of_a_payload_it_cannot_decrypt() -> None:
+    started = WorkflowStarted("Vault", "q", encrypting({"k1": K1}, "k1").to_payloads([SECRET]), "c")
+    shown = event_to_json(HistoryEvent("w", "r", 1, 0, started), DataConverter())
+    [arg] = shown["args"]
+    assert arg["encrypted_payload"]["key_id"] == "k1" and arg["encrypted_payload"]["bytes"] > 12
