@@ -102,12 +102,14 @@ class CodecServer:
 
     @property
     def address(self) -> str:
+        """http://host:port it listens on (the port chosen, when 0 was asked)."""
         host, port = self._httpd.server_address[:2]
         name = host.decode() if isinstance(host, bytes) else str(host)
         shown = f"[{name}]" if ":" in name else name
         return f"http://{shown}:{port}"
 
     def start(self) -> str:
+        """Serves on a daemon thread; returns the address."""
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="codec-server", daemon=True
         )
@@ -115,22 +117,27 @@ class CodecServer:
         return self.address
 
     def stop(self) -> None:
+        """Stops serving and closes the socket."""
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(10)
 
     def encode(self, payloads: list[Payload]) -> list[Payload]:
+        """The payloads through the codecs, in order."""
         for codec in self.codecs:
             payloads = codec.encode(payloads)
         return payloads
 
     def decode(self, payloads: list[Payload]) -> list[Payload]:
+        """The payloads back through the codecs, in reverse order; PayloadDecodeError (or
+        PayloadKeyError) when one cannot be decoded."""
         for codec in reversed(self.codecs):
             payloads = codec.decode(payloads)
         return payloads
 
     def authorized(self, header: str | None) -> bool:
+        """Whether an Authorization header value carries the token (always, without one)."""
         if not self.token:
             return True
         return hmac.compare_digest((header or "").encode(), f"Bearer {self.token}".encode())
