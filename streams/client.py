@@ -20,6 +20,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from streams import kafka
+from streams.encryption import configured_converter
 from streams.errors import (
     BrokerError,
     ReadOnlyContextError,
@@ -107,7 +108,8 @@ class Client:
         tracing: bool = False,
     ) -> None:
         self.config = config
-        self.converter = converter or DataConverter()
+        # None: the converter the settings call for (payload keys, a codec server)
+        self.converter = converter or configured_converter()
         # the run index's store URL; opened on the first list or count
         self.visibility_url = visibility_url(config.topic_prefix, visibility)
         self._store: Store | None = None

@@ -66,6 +66,21 @@ class PayloadDecodeError(EverflowError):
         return PayloadDecodeError(self.reason, topic=topic, partition=partition, offset=offset)
 
 
+class PayloadKeyError(PayloadDecodeError):
+    """An encrypted payload could not be decrypted: this process does not hold the key it
+    names (`key_id`), or holds a different key under that ID (or the payload was altered).
+
+    A run that meets it is blocked, not failed: add the key to the key file
+    (EVERFLOW_PAYLOAD_KEYS) of every worker, client, CLI and UI, restart them, and the run
+    resumes. A process without keys can decode through a codec server
+    (EVERFLOW_CODEC_ENDPOINT).
+    """
+
+    def __init__(self, key_id: str, reason: str) -> None:
+        PayloadDecodeError.__init__(self, reason)
+        self.key_id = key_id
+
+
 class PayloadTooLargeError(EverflowError):
     """A payload or message is larger than the configured limit; it was not sent.
 

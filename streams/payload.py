@@ -17,12 +17,14 @@ from typing import Any, Protocol
 
 import orjson
 
-from streams.errors import PayloadDecodeError, PayloadTooLargeError
+from streams.errors import PayloadDecodeError, PayloadKeyError, PayloadTooLargeError
 
 ENCODING = "encoding"
 JSON = b"json/plain"
 BINARY = b"binary/plain"
 NULL = b"binary/null"
+ENCRYPTED = b"binary/encrypted"  # streams.encryption.AesGcmCodec's payloads
+KEY_ID = "encryption-key-id"  # which key encrypted the payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,14 @@ def from_payload(payload: Payload, hint: Any = None) -> Any:
         return None
     if encoding == BINARY:
         return payload.data
+    if encoding == ENCRYPTED:
+        key_id = payload.metadata.get(KEY_ID, b"?").decode("utf-8", "replace")
+        raise PayloadKeyError(
+            key_id,
+            f"payload is encrypted with key {key_id!r} and this process has no payload keys: "
+            "set EVERFLOW_PAYLOAD_KEYS (a key file holding that key) or EVERFLOW_CODEC_ENDPOINT "
+            "(a codec server that holds it)",
+        )
     if encoding != JSON:
         raise PayloadDecodeError(f"unknown payload encoding {encoding!r} (missing codec?)")
     try:

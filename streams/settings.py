@@ -11,6 +11,9 @@ its variable, and what it accepts.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -392,6 +395,128 @@ class WorkerSettings:
     def with_overrides(self, **overrides: Any) -> WorkerSettings:
         """These settings with the given ones replaced (None leaves a setting as it is)."""
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+AES_KEY_SIZES = (16, 24, 32)  # bytes: AES-128, AES-192, AES-256
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadSettings:
+    """How this process encrypts and decrypts payloads: one set of settings that the client,
+    the worker, the CLI and the UI all build their data converter from
+    (`streams.encryption.configured_converter`).
+
+    `keys` maps key IDs to AES keys (16, 24 or 32 bytes); `key_id` names the current key,
+    the one new payloads are encrypted with (it may be left out when there is one key).
+    Payloads are decrypted with whichever key their metadata names, so a rotation keeps the
+    old keys readable. A process without keys but with `codec_endpoint` (a codec server's
+    URL, `everflow codec-server`) encodes and decodes through it, sending `codec_token` as
+    a bearer token when set. With neither, payloads are not encrypted.
+    """
+
+    keys: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    key_id: str | None = None
+    keys_file: str | None = None  # where the keys came from, for messages
+    codec_endpoint: str | None = None
+    codec_token: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        source = self.keys_file or "the keys given"
+        for kid, key in self.keys.items():
+            if not kid or any(c.isspace() or c == "=" for c in kid):
+                raise ConfigError(
+                    f"payload key ID {kid!r} in {source} (EVERFLOW_PAYLOAD_KEYS) must be "
+                    "non-empty, without spaces or '='"
+                )
+            if len(key) not in AES_KEY_SIZES:
+                raise ConfigError(
+                    f"payload key {kid!r} in {source} (EVERFLOW_PAYLOAD_KEYS) is {len(key)} "
+                    "bytes; an AES key is 16, 24 or 32 bytes (`everflow keys new` makes one)"
+                )
+        if self.key_id is not None and self.key_id not in self.keys:
+            held = ", ".join(sorted(self.keys)) or "none"
+            raise ConfigError(
+                f"the current payload key {self.key_id!r} (EVERFLOW_PAYLOAD_KEY_ID) is not in "
+                f"{source} (EVERFLOW_PAYLOAD_KEYS; keys held: {held})"
+            )
+        if self.key_id is None and len(self.keys) > 1:
+            raise ConfigError(
+                f"{source} (EVERFLOW_PAYLOAD_KEYS) holds {len(self.keys)} payload keys: name "
+                "the one to encrypt with in EVERFLOW_PAYLOAD_KEY_ID"
+            )
+        endpoint = self.codec_endpoint
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"EVERFLOW_CODEC_ENDPOINT must be an http:// or https:// URL, got {endpoint!r}"
+            )
+
+    @property
+    def current_key_id(self) -> str | None:
+        """The ID of the key new payloads are encrypted with (None: no keys)."""
+        if self.key_id is not None:
+            return self.key_id
+        return next(iter(self.keys), None)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> PayloadSettings:
+        """Settings from EVERFLOW_PAYLOAD_KEYS (a key file: a JSON object of key ID to base64
+        key, or lines `<key ID>=<base64 key>`), EVERFLOW_PAYLOAD_KEY_ID (the current key),
+        EVERFLOW_CODEC_ENDPOINT and EVERFLOW_CODEC_TOKEN; then keyword overrides (None
+        leaves one). A key file that cannot be read or parsed raises ConfigError naming it."""
+        env = os.environ if env is None else env
+        keys_file = overrides.pop("keys_file", None) or env.get("EVERFLOW_PAYLOAD_KEYS") or None
+        values: dict[str, Any] = {
+            "keys_file": keys_file,
+            "keys": read_key_file(Path(keys_file)) if keys_file else None,
+            "key_id": env.get("EVERFLOW_PAYLOAD_KEY_ID") or None,
+            "codec_endpoint": (env.get("EVERFLOW_CODEC_ENDPOINT") or "").rstrip("/") or None,
+            "codec_token": env.get("EVERFLOW_CODEC_TOKEN") or None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+def read_key_file(path: Path) -> dict[str, bytes]:
+    """The payload keys in `path`: a JSON object `{"<key ID>": "<base64 key>"}`, or lines
+    `<key ID>=<base64 key>` (blank lines and `#` comments skipped). Raises ConfigError
+    naming the file (and the line) when it cannot be read or parsed; never shows a key."""
+    try:
+        text = path.expanduser().read_text()
+    except OSError as e:
+        raise ConfigError(
+            f"cannot read the payload key file {str(path)!r} (EVERFLOW_PAYLOAD_KEYS): "
+            f"{e.strerror or e}"
+        ) from None
+    if text.lstrip().startswith("{"):
+        try:
+            pairs = list(json.loads(text).items())
+        except (ValueError, AttributeError):
+            raise ConfigError(
+                f"payload key file {str(path)!r} (EVERFLOW_PAYLOAD_KEYS) is not a JSON object "
+                'of key ID to base64 key ({"k1": "..."})'
+            ) from None
+    else:
+        pairs = []
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            kid, sep, value = line.partition("=")
+            if not sep:
+                raise ConfigError(
+                    f"line {number} of payload key file {str(path)!r} (EVERFLOW_PAYLOAD_KEYS) "
+                    "is not <key ID>=<base64 key>"
+                )
+            pairs.append((kid.strip(), value.strip()))
+    keys: dict[str, bytes] = {}
+    for kid, value in pairs:
+        try:
+            keys[str(kid)] = base64.b64decode(str(value), validate=True)
+        except (ValueError, binascii.Error):
+            raise ConfigError(
+                f"payload key {kid!r} in {str(path)!r} (EVERFLOW_PAYLOAD_KEYS) is not base64"
+            ) from None
+    return keys
 
 
 UI_PORT = 8233

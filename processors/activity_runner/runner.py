@@ -430,7 +430,12 @@ class ActivityRunner:
         except PayloadDecodeError as e:
             self._dead_letter(msg, partition, offset, str(e.at(topic, partition, offset)))
             return
-        self._begin(task, headers, offset, pool, self._to_spawn)
+        try:
+            self._begin(task, headers, offset, pool, self._to_spawn)
+        except PayloadDecodeError as e:  # its arguments (a key not held here, say): it fails
+            log.warning("activity task could not start: %s: %s", task.activity_type, e)
+            self._report(task, error=e)
+            self._ended(partition, offset, Outcome(task.activity_type, 0.0, type(e).__name__))
 
     def _begin(
         self,

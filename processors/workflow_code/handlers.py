@@ -17,7 +17,7 @@ from typing import Any
 from processors.tally import Counts
 from processors.workflow_code.loop import WorkflowEventLoop
 from processors.workflow_code.stack import STACK_TRACE_QUERY, stack_trace
-from streams.errors import QueryError, UnknownHandlerError
+from streams.errors import PayloadKeyError, QueryError, UnknownHandlerError
 from streams.failures import to_failure
 from streams.payload import DataConverter, Payload
 from streams.wire.records import Failure
@@ -98,6 +98,8 @@ class MessageHandlers:
             return
         try:
             values = self._converter.from_payloads(args, handler.arg_types)
+        except PayloadKeyError:
+            raise  # readable once the key is deployed: the run blocks until then, loses nothing
         except Exception as e:  # Temporal's rule: a signal that cannot be read is dropped
             if self.replaying:
                 return

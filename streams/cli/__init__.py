@@ -20,6 +20,8 @@ run them (`set_defaults(run=...)`):
 - `activity`: retry, pause, unpause one activity;
 - `visibility`: run the run index's projector (or rebuild the index);
 - `ui`: serve the Web UI (`streams.ui`);
+- `keys`: make payload encryption keys;
+- `codec`: `codec-server`, payload decoding over HTTP for those without keys;
 - `common`: the connection flags, defined once, the `KafkaConfig` and client they give,
   and the helpers that register a group or command with its description.
 
@@ -41,8 +43,10 @@ from confluent_kafka import KafkaException
 from streams.cli import (
     activity,
     audit,
+    codec,
     dev,
     history,
+    keys,
     replay,
     topics,
     ui,
@@ -56,7 +60,21 @@ from streams.errors import EverflowError
 
 __all__ = ["Action", "build_parser", "main"]
 
-GROUPS = (dev, topics, worker, visibility, ui, workflow, workers, history, audit, replay, activity)
+GROUPS = (
+    dev,
+    topics,
+    worker,
+    visibility,
+    ui,
+    workflow,
+    workers,
+    history,
+    audit,
+    replay,
+    activity,
+    keys,
+    codec,
+)
 """The command groups, in the order `everflow --help` lists them."""
 
 

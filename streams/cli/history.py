@@ -33,6 +33,7 @@ from streams.cli.common import (
     kafka_config,
 )
 from streams.client import Client
+from streams.encryption import configured_converter
 from streams.errors import EverflowError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
@@ -68,7 +69,7 @@ def history_export(args: argparse.Namespace) -> int:
         if args.format == "avro":
             write_avro(records, target)
         else:
-            write_json(records, target, DataConverter())
+            write_json(records, target, configured_converter())
     finally:
         if args.output:
             target.close()

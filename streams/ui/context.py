@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from streams.client import Client
+from streams.encryption import configured_converter
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics
 from streams.payload import DataConverter
@@ -48,7 +49,7 @@ class Ui:
     ) -> None:
         self.config = config
         self.settings = settings
-        self.converter = converter or DataConverter()
+        self.converter = converter or configured_converter()
         self.topics = Topics(config.topic_prefix)
         self.visibility_url = visibility_url(config.topic_prefix, settings.visibility)
         self._client: Client | None = None

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from streams.errors import PayloadDecodeError
-from streams.payload import ENCODING, DataConverter, Payload
+from streams.payload import ENCODING, ENCRYPTED, KEY_ID, DataConverter, Payload
 from streams.ui.context import format_millis
 from streams.visibility.history_fold import CLOSES
 from streams.wire.events import (
@@ -65,6 +65,13 @@ def show_payloads(converter: DataConverter, payloads: list[Payload]) -> str:
 
 def undecodable(payload: Payload) -> str:
     encoding = payload.metadata.get(ENCODING, b"?").decode("utf-8", "replace")
+    key_id = payload.metadata.get(KEY_ID)
+    if encoding == ENCRYPTED.decode() and key_id is not None:
+        return (
+            f"encrypted payload (key {key_id.decode('utf-8', 'replace')!r}, "
+            f"{len(payload.data)} bytes): this UI holds no such key; give it the key file "
+            "(EVERFLOW_PAYLOAD_KEYS) or a codec server (EVERFLOW_CODEC_ENDPOINT)"
+        )
     return f"encrypted or undecodable payload (encoding: {encoding}, {len(payload.data)} bytes)"
 
 

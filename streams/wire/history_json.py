@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from streams.errors import PayloadKeyError
 from streams.payload import DataConverter, Payload
 from streams.wire.events import HistoryEvent
 
@@ -67,6 +68,8 @@ def _plain(value: Any, converter: DataConverter) -> Any:
     if isinstance(value, Payload):
         try:
             return converter.from_payload(value)
+        except PayloadKeyError as e:  # ciphertext in hex would tell nobody anything
+            return {"encrypted_payload": {"key_id": e.key_id, "bytes": len(value.data)}}
         except Exception:  # an undecodable payload is shown raw, not hidden
             return {"undecodable_payload": value.data.hex()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -17,8 +17,10 @@ from streams.cli import (
     activity,
     audit,
     build_parser,
+    codec,
     dev,
     history,
+    keys,
     replay,
     topics,
     ui,
@@ -88,8 +90,11 @@ COMMANDS: dict[tuple[str, ...], tuple[list[str], Action]] = {
     ("activity", "retry"): (["activity", "retry", "wf-1", "3"], activity.activity_control),
     ("activity", "pause"): (["activity", "pause", "wf-1", "3"], activity.activity_control),
     ("activity", "unpause"): (["activity", "unpause", "wf-1", "3"], activity.activity_control),
+    ("keys", "new"): (["keys", "new"], keys.keys_new),
+    ("codec-server",): (["codec-server"], codec.serve),
 }
-CONNECTING = [path for path in COMMANDS if path[0] != "dev"]
+LOCAL = ("dev", "keys", "codec-server")  # commands that never talk to Kafka
+CONNECTING = [path for path in COMMANDS if path[0] not in LOCAL]
 FLAGS = ["--bootstrap", "k1:9092", "--topic-prefix", "t.", "--partitions", "5"]
 FLAGS += ["--replication-factor", "3"]
 

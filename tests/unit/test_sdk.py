@@ -147,6 +147,7 @@ def test_public_api_is_pinned() -> None:
             "IdReusePolicy",
             "Payload",
             "PayloadDecodeError",
+            "PayloadKeyError",
             "PayloadTooLargeError",
             "PendingLimitError",
             "QueryError",
