@@ -38,6 +38,7 @@ from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.options import IdConflictPolicy, IdReusePolicy, option
 from streams.payload import DataConverter, Payload, check_size
+from streams.payload_store import converter_from_env
 from streams.search_attributes import encode as encode_search_attributes
 from streams.settings import tracing_from_env, visibility_url
 from streams.tracing import Headers, Tracing
@@ -107,7 +108,8 @@ class Client:
         tracing: bool = False,
     ) -> None:
         self.config = config
-        self.converter = converter or DataConverter()
+        # unless given one: the payload store of EVERFLOW_PAYLOAD_STORE, if set
+        self.converter = converter or converter_from_env()
         # the run index's store URL; opened on the first list or count
         self.visibility_url = visibility_url(config.topic_prefix, visibility)
         self._store: Store | None = None

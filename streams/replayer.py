@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from processors.run import replay_history
 from processors.workflow_code.registry import Registry
 from streams.payload import DataConverter
+from streams.payload_store import converter_from_env
 from streams.wire.events import HistoryEvent
 
 
@@ -38,7 +39,7 @@ class Replayer:
     """Runs workflow code against recorded histories and reports mismatches."""
 
     def __init__(self, workflows: Sequence[type], converter: DataConverter | None = None) -> None:
-        self.registry = Registry(workflows, (), converter)
+        self.registry = Registry(workflows, (), converter or converter_from_env())
 
     def replay(self, history: Sequence[HistoryEvent]) -> ReplayResult:
         """Replays one run's events (in event ID order)."""

@@ -48,6 +48,7 @@ from streams.errors import (
     ChildWorkflowError,
     DeadlockError,
     FailureError,
+    PayloadStoreError,
     PayloadTooLargeError,
     PendingLimitError,
     ReadOnlyContextError,
@@ -176,6 +177,7 @@ class WorkflowInstance(WorkflowRuntime):
             definition, self.converter, self.loop, self._record, self._call_read_only
         )
         self._main: asyncio.Task[Any] | None = None
+        self._store_error: PayloadStoreError | None = None
         self.closed = False
 
     # ---- driving --------------------------------------------------------------------------
@@ -414,22 +416,31 @@ class WorkflowInstance(WorkflowRuntime):
             self._decisions.append(CancelRun())
             return
         error = task.exception()
-        if isinstance(error, ContinueAsNewError):
-            args = self.converter.to_payloads(list(error.run_args))
-            self._decisions.append(ContinueAsNewRun(args))
-            return
-        if error is None:
-            result = self.converter.to_payload(task.result())
-            try:
-                check_size([result], self.max_payload_bytes, "the workflow's result")
-            except PayloadTooLargeError as e:
-                self._decisions.append(FailRun(to_failure(e, self.converter)))
+        try:
+            if isinstance(error, ContinueAsNewError):
+                args = self.converter.to_payloads(list(error.run_args))
+                self._decisions.append(ContinueAsNewRun(args))
                 return
-            self._decisions.append(CompleteRun(result))
-        elif isinstance(error, FailureError):
+            if error is None:
+                result = self.converter.to_payload(task.result())
+                check_size([result], self.max_payload_bytes, "the workflow's result")
+                self._decisions.append(CompleteRun(result))
+        except PayloadTooLargeError as e:
+            self._decisions.append(FailRun(to_failure(e, self.converter)))
+            return
+        except PayloadStoreError as e:
+            # the payload store cannot keep the result now: the run waits, blocked, and a
+            # replay once the store answers closes it (an error raised in a done callback
+            # would only reach the loop's exception handler)
+            self.closed = False
+            self._store_error = e
+            return
+        if isinstance(error, FailureError):
             self._decisions.append(FailRun(to_failure(error, self.converter)))
 
     def _main_outcome_blocked(self) -> Failure | None:
+        if self._store_error is not None:
+            return to_failure(self._store_error, self.converter, kind="workflow")
         main = self._main
         if main is None or not main.done() or main.cancelled():
             return None

@@ -37,6 +37,7 @@ from streams.errors import EverflowError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.payload import DataConverter
+from streams.payload_store import converter_from_env
 from streams.wire import wire
 from streams.wire.events import HistoryEvent, WorkflowStarted
 from streams.wire.history_json import event_to_json
@@ -68,7 +69,7 @@ def history_export(args: argparse.Namespace) -> int:
         if args.format == "avro":
             write_avro(records, target)
         else:
-            write_json(records, target, DataConverter())
+            write_json(records, target, converter_from_env())
     finally:
         if args.output:
             target.close()

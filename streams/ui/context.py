@@ -24,6 +24,7 @@ from streams.client import Client
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics
 from streams.payload import DataConverter
+from streams.payload_store import converter_from_env
 from streams.settings import UiSettings, visibility_url
 from streams.ui import security
 from streams.ui.paths import segment
@@ -48,7 +49,7 @@ class Ui:
     ) -> None:
         self.config = config
         self.settings = settings
-        self.converter = converter or DataConverter()
+        self.converter = converter or converter_from_env()
         self.topics = Topics(config.topic_prefix)
         self.visibility_url = visibility_url(config.topic_prefix, settings.visibility)
         self._client: Client | None = None
