@@ -19,6 +19,7 @@ run them (`set_defaults(run=...)`):
 - `replay`: replay recorded histories against current code;
 - `activity`: retry, pause, unpause one activity;
 - `visibility`: run the run index's projector (or rebuild the index);
+- `payloads`: collect the payload store's objects no run needs (`payloads gc`);
 - `ui`: serve the Web UI (`streams.ui`);
 - `common`: the connection flags, defined once, the `KafkaConfig` and client they give,
   and the helpers that register a group or command with its description.
@@ -43,6 +44,7 @@ from streams.cli import (
     audit,
     dev,
     history,
+    payloads,
     replay,
     topics,
     ui,
@@ -56,7 +58,20 @@ from streams.errors import EverflowError
 
 __all__ = ["Action", "build_parser", "main"]
 
-GROUPS = (dev, topics, worker, visibility, ui, workflow, workers, history, audit, replay, activity)
+GROUPS = (
+    dev,
+    topics,
+    worker,
+    visibility,
+    ui,
+    workflow,
+    workers,
+    history,
+    audit,
+    replay,
+    activity,
+    payloads,
+)
 """The command groups, in the order `everflow --help` lists them."""
 
 

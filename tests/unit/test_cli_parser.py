@@ -19,6 +19,7 @@ from streams.cli import (
     build_parser,
     dev,
     history,
+    payloads,
     replay,
     topics,
     ui,
@@ -88,6 +89,7 @@ COMMANDS: dict[tuple[str, ...], tuple[list[str], Action]] = {
     ("activity", "retry"): (["activity", "retry", "wf-1", "3"], activity.activity_control),
     ("activity", "pause"): (["activity", "pause", "wf-1", "3"], activity.activity_control),
     ("activity", "unpause"): (["activity", "unpause", "wf-1", "3"], activity.activity_control),
+    ("payloads", "gc"): (["payloads", "gc", "--older-than", "7d"], payloads.payloads_gc),
 }
 CONNECTING = [path for path in COMMANDS if path[0] != "dev"]
 FLAGS = ["--bootstrap", "k1:9092", "--topic-prefix", "t.", "--partitions", "5"]

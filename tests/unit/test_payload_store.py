@@ -23,6 +23,7 @@ from streams import (
     activity,
     workflow,
 )
+from streams.cli.payloads import References
 from streams.payload import STORED, Payload, check_size
 from streams.payload_store import (
     ClaimCheck,
@@ -240,3 +241,13 @@ def test_a_run_blocks_on_a_missing_object_and_resumes_once_it_is_back(tmp_path: 
     fx = Effects()
     assert run.try_unblock(4000, fx)
     assert run.status is RunStatus.COMPLETED and conv.from_payload(run.result) == 50_000
+
+
+def test_gc_keeps_open_runs_and_runs_closed_within_the_retention() -> None:
+    refs = References(
+        keys={("a", "1"): {"k-open"}, ("b", "1"): {"k-recent"}, ("c", "1"): {"k-old", "k-both"}},
+        closed_at={("b", "1"): 9_000, ("c", "1"): 1_000},
+    )
+    refs.keys[("d", "1")] = {"k-both"}  # the same bytes in an open run: kept
+    assert refs.needed(now_ms=10_000, retention_ms=5_000) == {"k-open", "k-recent", "k-both"}
+    assert refs.needed(now_ms=20_000, retention_ms=5_000) == {"k-open", "k-both"}
