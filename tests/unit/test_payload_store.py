@@ -36,6 +36,7 @@ from streams.payload_store import (
     unpack,
 )
 from streams.settings import PayloadStoreSettings
+from streams.ui.history import show_payload
 from streams.wire.events import WorkflowBlocked, WorkflowStarted
 from streams.wire.records import RunStatus
 
@@ -251,3 +252,17 @@ def test_gc_keeps_open_runs_and_runs_closed_within_the_retention() -> None:
     refs.keys[("d", "1")] = {"k-both"}  # the same bytes in an open run: kept
     assert refs.needed(now_ms=10_000, retention_ms=5_000) == {"k-open", "k-recent", "k-both"}
     assert refs.needed(now_ms=20_000, retention_ms=5_000) == {"k-open", "k-both"}
+
+
+def test_the_ui_describes_large_or_missing_stored_payloads_instead_of_failing(
+    tmp_path: Path,
+) -> None:
+    conv = store_converter(tmp_path)
+    small, large = conv.to_payload("s" * 5000), conv.to_payload("l" * 2_000_000)
+    assert show_payload(conv, small) == f'"{"s" * 5000}"'
+    assert show_payload(conv, large).startswith("stored payload (2,000,0")
+    assert "too large to show here" in show_payload(conv, large)
+    (tmp_path / small.metadata["key"].decode()).unlink()
+    shown = show_payload(conv, small)
+    assert shown.startswith("stored payload (") and "is not in the payload store" in shown
+    assert "set EVERFLOW_PAYLOAD_STORE" in show_payload(DataConverter(), small)
