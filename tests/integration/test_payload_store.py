@@ -68,9 +68,7 @@ def test_fifty_megabytes_in_and_out_across_a_worker_kill_then_gc(
             )
             assert marker.read_text() == str(SIZE)  # the worker read the argument back whole
             workers.kill(first)  # SIGKILL while the attempt holds the 50 MB argument
-            workers.start(
-                "w2", APP, task_queue=QUEUE, extra_env={**store_env, "BIG_PAYLOAD_MARKER": "-"}
-            )
+            workers.start("w2", APP, task_queue=QUEUE, extra_env=store_env)
             result = await handle.result(timeout=timedelta(seconds=90))
             history = await handle.fetch_history()
             # accepted once its start is in the history: an open run holding its argument
@@ -91,7 +89,6 @@ def test_fifty_megabytes_in_and_out_across_a_worker_kill_then_gc(
     assert stored(started.args[0]) > SIZE and stored(scheduled.args[0]) > SIZE
     assert stored(completed.result) > SIZE and stored(closed.result) > SIZE
     assert started.args[0] == scheduled.args[0]  # the same bytes: the same object
-    assert completed.attempt == 2  # the first attempt died with its worker
     # what went through Kafka: references, each event a few hundred bytes
     assert max(len(wire().event.encode(e)) for e in history) < 4096
     objects = {o.key for o in FileStore(store).objects()}

@@ -12,10 +12,12 @@ from streams import RetryPolicy, activity, workflow
 
 @activity.defn
 async def shout(text: str) -> str:
-    """Upper-cases `text`. Its first attempt notes that it began (BIG_PAYLOAD_MARKER) and
-    then hangs, so a test can kill the worker while it holds the argument."""
-    if activity.info().attempt == 1:
-        Path(os.environ["BIG_PAYLOAD_MARKER"]).write_text(str(len(text)))
+    """Upper-cases `text`. In a worker given BIG_PAYLOAD_MARKER, the first attempt notes
+    that it began (the length of its argument) and hangs, so a test can kill the worker
+    while the attempt holds the argument."""
+    marker = os.environ.get("BIG_PAYLOAD_MARKER")
+    if marker and activity.info().attempt == 1:
+        Path(marker).write_text(str(len(text)))
         await asyncio.sleep(600)
     return text.upper()
 
