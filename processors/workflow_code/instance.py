@@ -132,7 +132,9 @@ class WorkflowInstance(WorkflowRuntime):
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self.definition = definition
-        self.converter = UnguardedConverter(converter) if guard else converter
+        # converting payloads is engine work: outside the determinism guard (a no-op when
+        # it is off) and off the deadlock deadline (a payload store's I/O may take a while)
+        self.converter = UnguardedConverter(converter, WATCHDOG.paused)
         self.max_payload_bytes = max_payload_bytes
         self.deadlock_timeout = deadlock_timeout  # seconds; 0: the detector is off
         self.max_pending = max_pending  # open activities, and apart open children

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from streams.payload_store import (
     stored_keys,
     unpack,
 )
-from streams.settings import PayloadStoreSettings
+from streams.settings import PayloadStoreSettings, RunLimits
 from streams.ui.history import show_payload
 from streams.wire.events import WorkflowBlocked, WorkflowStarted
 from streams.wire.records import RunStatus
@@ -266,3 +267,25 @@ def test_the_ui_describes_large_or_missing_stored_payloads_instead_of_failing(
     shown = show_payload(conv, small)
     assert shown.startswith("stored payload (") and "is not in the payload store" in shown
     assert "set EVERFLOW_PAYLOAD_STORE" in show_payload(DataConverter(), small)
+
+
+class SlowStore(ClaimCheck):
+    """A store that takes its time (a far-away bucket, a busy disk)."""
+
+    def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        time.sleep(0.4)
+        return super().encode(payloads)
+
+    def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        time.sleep(0.4)
+        return super().decode(payloads)
+
+
+def test_a_slow_store_is_not_taken_for_a_deadlock_in_the_workflow_code(tmp_path: Path) -> None:
+    conv = DataConverter(store=SlowStore(FileStore(tmp_path), THRESHOLD))
+    limits = RunLimits(deadlock_timeout=0.2)
+    run, fx = Run("wf-1", "run-1", 0, Registry([Consumes], [produce], conv, limits)), Effects()
+    run.start(WorkflowStarted("Consumes", "q", [], "cmd-1"), 1000, fx)
+    assert run.complete_activity(1, 1, conv.to_payload(produce()), 2000, fx)
+    assert run.blocked is None, run.blocked
+    assert run.status is RunStatus.COMPLETED and conv.from_payload(run.result) == 50_000
