@@ -223,9 +223,13 @@ class PayloadStoreSettings:
     max_object_bytes: int = DEFAULT_MAX_STORED_BYTES
     endpoint: str | None = None
     region: str | None = None
+    # a run blocked because the store lacked or could not give an object is replayed again
+    # this often (seconds) by its worker, so it goes on once the object is back
+    retry_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         _at_least(1, "threshold", "EVERFLOW_PAYLOAD_STORE_THRESHOLD", self.threshold)
+        _at_least(0.1, "retry_seconds", "EVERFLOW_PAYLOAD_STORE_RETRY", self.retry_seconds)
         _at_least(1, "max_object_bytes", "EVERFLOW_PAYLOAD_STORE_MAX_BYTES", self.max_object_bytes)
         if self.url is not None:
             scheme, sep, rest = self.url.partition("://")
@@ -246,7 +250,7 @@ class PayloadStoreSettings:
     ) -> PayloadStoreSettings:
         """Off, unless EVERFLOW_PAYLOAD_STORE is set (`file` is `<data dir>/payloads`);
         EVERFLOW_PAYLOAD_STORE_THRESHOLD and _MAX_BYTES (bytes), _ENDPOINT and _REGION
-        (for s3://); then keyword overrides (None leaves one)."""
+        (for s3://), _RETRY (seconds); then keyword overrides (None leaves one)."""
         env = os.environ if env is None else env
         url = env.get("EVERFLOW_PAYLOAD_STORE", "").strip() or None
         if url in ("off", "none"):
@@ -259,6 +263,7 @@ class PayloadStoreSettings:
             "max_object_bytes": _whole(env, "EVERFLOW_PAYLOAD_STORE_MAX_BYTES"),
             "endpoint": env.get("EVERFLOW_PAYLOAD_STORE_ENDPOINT") or None,
             "region": env.get("EVERFLOW_PAYLOAD_STORE_REGION") or None,
+            "retry_seconds": _seconds(env, "EVERFLOW_PAYLOAD_STORE_RETRY"),
         }
         values.update(overrides)
         return cls(**{k: v for k, v in values.items() if v is not None})

@@ -127,3 +127,45 @@ def test_fifty_megabytes_in_and_out_across_a_worker_kill_then_gc(
     asyncio.run(after_gc())
     with pytest.raises(PayloadNotFoundError):
         converter_from_env(env=store_env).from_payload(orphan)
+
+
+def test_a_run_waits_for_a_missing_object_and_goes_on_once_it_is_back(
+    config: KafkaConfig, workers: WorkerProcesses, tmp_path: Path
+) -> None:
+    # the client writes to one store, the worker reads another: the argument is missing
+    client_store, worker_store = tmp_path / "client-store", tmp_path / "worker-store"
+    worker = workers.start(
+        "w1",
+        APP,
+        task_queue=QUEUE,
+        extra_env={
+            "EVERFLOW_PAYLOAD_STORE": worker_store.as_uri(),
+            "EVERFLOW_PAYLOAD_STORE_RETRY": "0.5",
+            "EVERFLOW_PARTITIONS": "2",
+        },
+    )
+    data = "d" * 400_000  # past the 256 KiB threshold
+
+    async def main() -> str:
+        converter = converter_from_env(env={"EVERFLOW_PAYLOAD_STORE": client_store.as_uri()})
+        client = await asyncio.to_thread(Client, config, converter)
+        try:
+            handle = await client.start_workflow("Relay", data, id="relay", task_queue=QUEUE)
+            described = await handle.describe()
+            assert described.blocked is not None  # blocked as the start was recorded
+            assert described.blocked.type == "PayloadNotFoundError"
+            assert "is not in the payload store" in described.blocked.message
+            assert worker.poll() is None  # the worker goes on: no crash, no loop
+            for path in client_store.rglob("*"):  # the object is put where the worker looks
+                if path.is_file():
+                    target = worker_store / path.relative_to(client_store)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(path.read_bytes())
+            result: str = await handle.result(timeout=timedelta(seconds=60))
+            kinds = [type(e.attributes).__name__ for e in await handle.fetch_history()]
+            assert kinds[:3] == ["WorkflowStarted", "WorkflowBlocked", "WorkflowUnblocked"]
+            return result
+        finally:
+            client.close()
+
+    assert asyncio.run(main()) == data

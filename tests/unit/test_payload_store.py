@@ -150,7 +150,10 @@ def test_settings_are_off_unless_set_and_file_means_the_data_dir(tmp_path: Path)
     env = {"EVERFLOW_PAYLOAD_STORE": "file", "EVERFLOW_DATA_DIR": str(tmp_path)}
     s = PayloadStoreSettings.from_env(env)
     assert s.url == (tmp_path / "payloads").resolve().as_uri()
-    assert (s.threshold, s.max_object_bytes) == (256 * 1024, 1024**3)
+    assert (s.threshold, s.max_object_bytes, s.retry_seconds) == (256 * 1024, 1024**3, 30.0)
+    assert (
+        PayloadStoreSettings.from_env({"EVERFLOW_PAYLOAD_STORE_RETRY": "2.5"}).retry_seconds == 2.5
+    )
     env = {
         "EVERFLOW_PAYLOAD_STORE": f"file://{tmp_path}/p",
         "EVERFLOW_PAYLOAD_STORE_THRESHOLD": "2048",
@@ -172,6 +175,7 @@ def test_settings_are_off_unless_set_and_file_means_the_data_dir(tmp_path: Path)
         ({"EVERFLOW_PAYLOAD_STORE": "file://relative/dir"}, "absolute path"),
         ({"EVERFLOW_PAYLOAD_STORE_THRESHOLD": "0"}, r"threshold must be >= 1"),
         ({"EVERFLOW_PAYLOAD_STORE_MAX_BYTES": "lots"}, "must be a whole number"),
+        ({"EVERFLOW_PAYLOAD_STORE_RETRY": "0"}, r"retry_seconds must be >= 0.1"),
     ],
 )
 def test_bad_store_settings_name_the_variable(env: dict[str, str], message: str) -> None:
