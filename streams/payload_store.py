@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import struct
 import time
 import uuid
@@ -49,6 +50,7 @@ from streams.settings import DEFAULT_MAX_STORED_BYTES, DEFAULT_STORE_THRESHOLD, 
 # the inner payload's bytes
 MAGIC = b"EFP1"
 _HEADER = struct.Struct(">I")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,9 @@ class ClaimCheck:
             raise PayloadDecodeError(
                 f"a stored-payload reference lacks key, size or sha256: {sorted(meta)}"
             ) from None
+        if not _SHA256.fullmatch(digest) or key != payload_key(digest):
+            # the key names a path or an object name: only the one its hash gives is read
+            raise PayloadDecodeError(f"a stored-payload reference has a malformed key {key!r}")
         blob = self.store.get(key)
         if len(blob) != size or hashlib.sha256(blob).hexdigest() != digest:
             raise PayloadChecksumError(

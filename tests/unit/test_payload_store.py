@@ -17,6 +17,7 @@ from streams import (
     ConfigError,
     DataConverter,
     PayloadChecksumError,
+    PayloadDecodeError,
     PayloadNotFoundError,
     PayloadStoreError,
     PayloadTooLargeError,
@@ -293,3 +294,13 @@ def test_a_slow_store_is_not_taken_for_a_deadlock_in_the_workflow_code(tmp_path:
     assert run.complete_activity(1, 1, conv.to_payload(produce()), 2000, fx)
     assert run.blocked is None, run.blocked
     assert run.status is RunStatus.COMPLETED and conv.from_payload(run.result) == 50_000
+
+
+def test_a_reference_whose_key_is_not_its_hash_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("not a payload")
+    conv = store_converter(tmp_path / "store")
+    ref = conv.to_payload("x" * 5000)
+    for key in (b"../secret", b"sha256/00/" + b"0" * 64):
+        forged = Payload(b"", {**ref.metadata, "key": key})
+        with pytest.raises(PayloadDecodeError, match="malformed key"):
+            conv.from_payload(forged)
