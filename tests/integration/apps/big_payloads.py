@@ -29,7 +29,7 @@ class BigEcho:
         loud = await workflow.execute_activity(
             shout,
             text,
-            start_to_close_timeout=timedelta(seconds=4),
+            start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100)),
         )
         return loud + "!"
