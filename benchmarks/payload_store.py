@@ -1,9 +1,10 @@
 """Runs with 1 MB payloads through the payload store: throughput and latency, against the
 same runs with small payloads kept in the messages.
 
-Each run hands its argument to an activity and returns the activity's result, so one run
-writes three stored objects (argument, activity result, run result) and reads them back
-(the worker twice: workflow code and activity; the client once).
+Each run hands its argument to an activity and returns the activity's result: three
+references (argument, activity result, run result) to one stored object, since the bytes
+are the same; the object is written once and rewritten (found, kept) twice, and read by
+the workflow code, the activity, the workflow code again and the client.
 
 python -m benchmarks.payload_store [--runs 200] [--concurrency 20] [--size 1048576]
     [--store file:///dir | s3://bucket/prefix]   (default: a fresh temporary folder)
@@ -74,7 +75,8 @@ async def run(config: KafkaConfig, args: argparse.Namespace, store_url: str) -> 
     client = await asyncio.to_thread(Client, config, converter_from_env(env=env))
     worker = start_worker(config, store_url)
     try:
-        await timed_runs(client, 5, 5, 1024, "warm")  # the worker is up, partitions owned
+        # the worker is up, its partitions owned and its caches warm
+        await timed_runs(client, 20, args.concurrency, 1024, "warm")
         rows = []
         for label, size in (
             ("small payloads, in the message", 1024),
