@@ -108,7 +108,8 @@ class Client:
         tracing: bool = False,
     ) -> None:
         self.config = config
-        # None: the converter the settings call for (payload keys, a codec server)
+        # None: the converter the settings call for (payload keys, a codec server, the
+        # payload store of EVERFLOW_PAYLOAD_STORE)
         self.converter = converter or configured_converter()
         # the run index's store URL; opened on the first list or count
         self.visibility_url = visibility_url(config.topic_prefix, visibility)

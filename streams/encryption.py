@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from streams.codec_server import RemoteCodec
 from streams.errors import ConfigError, PayloadDecodeError, PayloadKeyError
 from streams.payload import ENCODING, ENCRYPTED, KEY_ID, DataConverter, Payload, PayloadCodec
+from streams.payload_store import converter_from_env
 from streams.settings import PayloadSettings
 
 NONCE_BYTES = 12  # 96 bits: GCM's native nonce size
@@ -149,7 +150,8 @@ def configured_codecs(settings: PayloadSettings | None = None) -> list[PayloadCo
 
 def configured_converter(settings: PayloadSettings | None = None) -> DataConverter:
     """The data converter of a client, a worker, the CLI and the UI: the default conversion
-    through `configured_codecs(settings)`. Settings are read from the environment when not
-    given (EVERFLOW_PAYLOAD_KEYS, EVERFLOW_PAYLOAD_KEY_ID, EVERFLOW_CODEC_ENDPOINT,
-    EVERFLOW_CODEC_TOKEN); a bad one raises ConfigError."""
-    return DataConverter(configured_codecs(settings))
+    through `configured_codecs(settings)`, then the payload store of EVERFLOW_PAYLOAD_STORE
+    (if set: what it keeps is ciphertext when keys are set). Settings are read from the
+    environment when not given (EVERFLOW_PAYLOAD_KEYS, EVERFLOW_PAYLOAD_KEY_ID,
+    EVERFLOW_CODEC_ENDPOINT, EVERFLOW_CODEC_TOKEN); a bad one raises ConfigError."""
+    return converter_from_env(configured_codecs(settings))

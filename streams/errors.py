@@ -88,6 +88,28 @@ class PayloadTooLargeError(EverflowError):
     """
 
 
+class PayloadStoreError(EverflowError):
+    """The payload store (EVERFLOW_PAYLOAD_STORE) could not keep or give back a payload.
+
+    A run whose code needs the payload waits, blocked with this error, and goes on once
+    the store answers again (`everflow workflow unblock`); an activity attempt fails and
+    is retried per its policy. Subclasses say what exactly went wrong.
+    """
+
+
+class PayloadNotFoundError(PayloadStoreError):
+    """A message refers to a stored payload that is not in the store.
+
+    The store was emptied, collected too early, or this process points at another store
+    than the writer did; put the object back (or fix EVERFLOW_PAYLOAD_STORE) and unblock.
+    """
+
+
+class PayloadChecksumError(PayloadStoreError):
+    """A stored payload's size or SHA-256 differs from what its reference recorded: the
+    object is corrupt or was replaced. It is never handed to code."""
+
+
 class WorkflowAlreadyStartedError(EverflowError):
     """A workflow ID is already running (or its reuse policy refuses a new run).
 

@@ -2,7 +2,9 @@
 
 The default converter writes JSON with orjson (dataclasses, lists, dicts, numbers, strings,
 None; `bytes` as binary). A codec chain (compression, encryption) transforms payloads after
-conversion and before they leave the process; users pass their own `PayloadCodec`s.
+conversion and before they leave the process; users pass their own `PayloadCodec`s. Last,
+a payload store (`streams.payload_store`, set by EVERFLOW_PAYLOAD_STORE) may move payloads
+past a threshold out of the message, leaving a reference (encoding `everflow/stored`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from streams.errors import PayloadDecodeError, PayloadKeyError, PayloadTooLargeError
+from streams.errors import (
+    PayloadDecodeError,
+    PayloadKeyError,
+    PayloadStoreError,
+    PayloadTooLargeError,
+)
 
 ENCODING = "encoding"
 JSON = b"json/plain"
@@ -25,6 +32,7 @@ BINARY = b"binary/plain"
 NULL = b"binary/null"
 ENCRYPTED = b"binary/encrypted"  # streams.encryption.AesGcmCodec's payloads
 KEY_ID = "encryption-key-id"  # which key encrypted the payload
+STORED = b"everflow/stored"  # a reference to a payload kept in the payload store
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,15 +115,25 @@ class ZlibCodec:
 
 
 class DataConverter:
-    """Converts Python values to payloads and back, through the codec chain."""
+    """Converts Python values to payloads and back, through the codec chain.
 
-    def __init__(self, codecs: Sequence[PayloadCodec] = ()) -> None:
+    `store` (a `streams.payload_store.ClaimCheck`) runs after the codecs on the way out and
+    first on the way in: it keeps payloads past its threshold in the payload store (so the
+    store holds what the codecs made, ciphertext if one encrypts) and resolves references.
+    """
+
+    def __init__(
+        self, codecs: Sequence[PayloadCodec] = (), store: PayloadCodec | None = None
+    ) -> None:
         self.codecs = list(codecs)
+        self.store = store
 
     def to_payloads(self, values: Sequence[Any]) -> list[Payload]:
         payloads = [to_payload(v) for v in values]
         for codec in self.codecs:
             payloads = codec.encode(payloads)
+        if self.store is not None:
+            payloads = self.store.encode(payloads)
         return payloads
 
     def to_payload(self, value: Any) -> Payload:
@@ -124,7 +142,7 @@ class DataConverter:
     def from_payloads(
         self, payloads: Sequence[Payload], hints: Sequence[Any] | None = None
     ) -> list[Any]:
-        decoded = list(payloads)
+        decoded = list(payloads) if self.store is None else self.store.decode(payloads)
         for codec in reversed(self.codecs):
             decoded = codec.decode(decoded)
         hints = list(hints or [])
@@ -171,6 +189,12 @@ def from_payload(payload: Payload, hint: Any = None) -> Any:
             f"payload is encrypted with key {key_id!r} and this process has no payload keys: "
             "set EVERFLOW_PAYLOAD_KEYS (a key file holding that key) or EVERFLOW_CODEC_ENDPOINT "
             "(a codec server that holds it)",
+        )
+    if encoding == STORED:
+        raise PayloadStoreError(
+            f"payload {payload.metadata.get('key', b'?').decode()} is kept in the payload store "
+            f"{payload.metadata.get('store', b'?').decode()}, and this process has no payload "
+            "store: set EVERFLOW_PAYLOAD_STORE as the writer did"
         )
     if encoding != JSON:
         raise PayloadDecodeError(f"unknown payload encoding {encoding!r} (missing codec?)")

@@ -209,6 +209,69 @@ def inflight_path(
     return data_dir(env) / "processors" / f"{name}-{instance_id}.inflight"
 
 
+DEFAULT_STORE_THRESHOLD = 256 * 1024  # Temporal's warning size; a quarter of Kafka's limit
+DEFAULT_MAX_STORED_BYTES = 1024 * 1024 * 1024
+STORE_SCHEMES = ("file", "s3")
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadStoreSettings:
+    """Where payloads past `threshold` bytes go (a claim check): `url` is `file:///dir`
+    or `s3://bucket/prefix`; None keeps every payload in its message (the default), so
+    one too large for `max_payload_bytes` is refused. `max_object_bytes` bounds one
+    stored payload; `endpoint` and `region` point `s3://` at an S3-compatible server."""
+
+    url: str | None = None
+    threshold: int = DEFAULT_STORE_THRESHOLD
+    max_object_bytes: int = DEFAULT_MAX_STORED_BYTES
+    endpoint: str | None = None
+    region: str | None = None
+    # a run blocked because the store lacked or could not give an object is replayed again
+    # this often (seconds) by its worker, so it goes on once the object is back
+    retry_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        _at_least(1, "threshold", "EVERFLOW_PAYLOAD_STORE_THRESHOLD", self.threshold)
+        _at_least(0.1, "retry_seconds", "EVERFLOW_PAYLOAD_STORE_RETRY", self.retry_seconds)
+        _at_least(1, "max_object_bytes", "EVERFLOW_PAYLOAD_STORE_MAX_BYTES", self.max_object_bytes)
+        if self.url is not None:
+            scheme, sep, rest = self.url.partition("://")
+            if not sep or scheme not in STORE_SCHEMES or not rest.strip("/"):
+                raise ConfigError(
+                    f"EVERFLOW_PAYLOAD_STORE must be file:///absolute/dir, s3://bucket/prefix "
+                    f"or 'file' (a folder under the data dir), got {self.url!r}"
+                )
+            if scheme == "file" and not rest.startswith("/"):
+                raise ConfigError(
+                    f"EVERFLOW_PAYLOAD_STORE: a file store takes an absolute path "
+                    f"(file:///dir), got {self.url!r}"
+                )
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, **overrides: Any
+    ) -> PayloadStoreSettings:
+        """Off, unless EVERFLOW_PAYLOAD_STORE is set (`file` is `<data dir>/payloads`);
+        EVERFLOW_PAYLOAD_STORE_THRESHOLD and _MAX_BYTES (bytes), _ENDPOINT and _REGION
+        (for s3://), _RETRY (seconds); then keyword overrides (None leaves one)."""
+        env = os.environ if env is None else env
+        url = env.get("EVERFLOW_PAYLOAD_STORE", "").strip() or None
+        if url in ("off", "none"):
+            url = None
+        elif url == "file":
+            url = (data_dir(env) / "payloads").resolve().as_uri()
+        values: dict[str, Any] = {
+            "url": url,
+            "threshold": _whole(env, "EVERFLOW_PAYLOAD_STORE_THRESHOLD"),
+            "max_object_bytes": _whole(env, "EVERFLOW_PAYLOAD_STORE_MAX_BYTES"),
+            "endpoint": env.get("EVERFLOW_PAYLOAD_STORE_ENDPOINT") or None,
+            "region": env.get("EVERFLOW_PAYLOAD_STORE_REGION") or None,
+            "retry_seconds": _seconds(env, "EVERFLOW_PAYLOAD_STORE_RETRY"),
+        }
+        values.update(overrides)
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+
 def visibility_url(
     topic_prefix: str, url: str | None = None, env: Mapping[str, str] | None = None
 ) -> str:

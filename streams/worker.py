@@ -30,7 +30,7 @@ from streams.client import Client
 from streams.errors import VisibilityUnavailableError
 from streams.kafka.statistics import RequestTally, observe_statistics
 from streams.kafka.topics import ensure_topics, topic_specs
-from streams.settings import RunLimits, WorkerSettings, inflight_path
+from streams.settings import PayloadStoreSettings, RunLimits, WorkerSettings, inflight_path
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,7 @@ class Worker:
                     local_activity_wait=self.settings.local_activity_wait,
                     inflight_path=inflight_path(config.topic_prefix, self.instance_id),
                     stall_seconds=self.settings.stall_seconds,
+                    store_retry_seconds=PayloadStoreSettings.from_env().retry_seconds,
                 ),
             )
             self.metrics.processor = processor.tally

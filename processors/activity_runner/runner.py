@@ -40,6 +40,7 @@ from streams.errors import (
     ApplicationError,
     ConfigError,
     PayloadDecodeError,
+    PayloadStoreError,
     PayloadTooLargeError,
     UnknownActivityError,
 )
@@ -455,7 +456,10 @@ class ActivityRunner:
         lateness = max(0, int(time.time() * 1000) - task.scheduled_at) / 1000.0
         try:
             definition = self.registry.activity(task.activity_type)
-        except UnknownActivityError as e:
+            # a stored argument the payload store lacks or cannot give now fails this
+            # attempt (retried per the policy), never the runner
+            args = self.registry.converter.from_payloads(task.args, definition.arg_types)
+        except (UnknownActivityError, PayloadStoreError) as e:
             self._report(task, error=e, eager=eager)
             if tracing is not None:
                 tracing.end_activity(span, e)
@@ -463,7 +467,6 @@ class ActivityRunner:
             outcome = Outcome(task.activity_type, 0.0, type(e).__name__, late)
             self._ended(partition, offset, outcome)
             return
-        args = self.registry.converter.from_payloads(task.args, definition.arg_types)
         if task.report_start:
             self._send(
                 task,
@@ -527,9 +530,10 @@ class ActivityRunner:
         """Sends the attempt's result or failure; the failure's type, or None."""
         converter = self.registry.converter
         body: CompleteActivity | FailActivity
-        payload = converter.to_payload(result) if error is None else None
-        if payload is not None:
+        payload = None
+        if error is None:
             try:
+                payload = converter.to_payload(result)
                 check_size(
                     [payload],
                     self.registry.max_payload_bytes,
@@ -538,6 +542,8 @@ class ActivityRunner:
             except PayloadTooLargeError as e:
                 error = ApplicationError(str(e), type="PayloadTooLargeError", non_retryable=True)
                 payload = None
+            except PayloadStoreError as e:  # the store could not keep it: retried per policy
+                error = e
         if payload is not None:
             body = CompleteActivity(task.run_id, task.activity_id, task.attempt, payload)
         else:

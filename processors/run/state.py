@@ -99,6 +99,11 @@ from streams.wire.records import (
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY = RetryPolicy()
+# a run blocked by one of these waits for the payload store (an object put back, the store
+# reachable again), not for a code fix: `workflow unblock` or a restore resumes it
+PAYLOAD_STORE_ERRORS = frozenset(
+    {"PayloadStoreError", "PayloadNotFoundError", "PayloadChecksumError"}
+)
 __all__ = [
     "ActivityState",
     "Effects",
@@ -430,7 +435,8 @@ class Run:
         for decision in in_record_order(step.decisions):
             self._record_decision(decision, now, fx)
         if step.blocked is not None and not self.closed:
-            self._block("workflow_error", step.blocked, now, fx)
+            store = step.blocked.type in PAYLOAD_STORE_ERRORS  # waits for the store, no fix
+            self._block("payload_store" if store else "workflow_error", step.blocked, now, fx)
 
     def _record_decision(self, decision: Decision, now: int, fx: Effects) -> None:
         if self.closed:

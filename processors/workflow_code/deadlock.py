@@ -23,6 +23,8 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from processors.workflow_code.determinism import is_user_frame
@@ -50,6 +52,7 @@ class Watch:
     interrupts: int = 0
     location: str = ""
     warned_stuck: bool = False
+    paused_at: float | None = None  # engine work running (see `Watchdog.paused`) since then
 
 
 class Watchdog:
@@ -90,6 +93,24 @@ class Watchdog:
             except Interrupted:
                 continue  # it landed in here: the entry is gone or goes on the next try
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Engine work inside an activation (converting payloads: a codec, the payload
+        store's I/O on a 50 MB payload) does not count against the code's deadline: the
+        calling thread's watch stops while it runs and its deadline moves by as long."""
+        watch = self._active.get(threading.get_ident())
+        if watch is None or watch.paused_at is not None:
+            yield
+            return
+        with self._lock:
+            watch.paused_at = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                watch.deadline += time.monotonic() - watch.paused_at
+                watch.paused_at = None
+
     def _start(self) -> None:
         with self._lock:
             if self._thread is None:
@@ -103,13 +124,13 @@ class Watchdog:
             time.sleep(self._poll)
             now = time.monotonic()
             for watch in list(self._active.values()):
-                if now >= watch.deadline:
+                if watch.paused_at is None and now >= watch.deadline:
                     self._interrupt(watch, now)
 
     def _interrupt(self, watch: Watch, now: float) -> None:
         with self._lock:
-            if self._active.get(watch.thread_id) is not watch:
-                return  # it ended meanwhile
+            if self._active.get(watch.thread_id) is not watch or watch.paused_at is not None:
+                return  # it ended meanwhile, or engine work runs
             if not watch.interrupts:
                 watch.location = _code_location(watch.thread_id)
                 self.interrupts += 1

@@ -18,6 +18,7 @@ import time
 import types
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -160,22 +161,33 @@ def unguarded(fn: Callable[..., T], *args: Any) -> T:
 class UnguardedConverter(DataConverter):
     """A run's data converter, run with the determinism hook paused: converting payloads is
     engine code, or a user's codec (which may rightly draw random nonces), not workflow
-    code, and most of the calls a workflow step makes happen inside it."""
+    code, and most of the calls a workflow step makes happen inside it. `pause` (the
+    deadlock watchdog's) keeps the time it takes — a payload store's I/O — off the code's
+    deadline."""
 
-    def __init__(self, inner: DataConverter) -> None:
-        super().__init__(inner.codecs)
+    def __init__(
+        self,
+        inner: DataConverter,
+        pause: Callable[[], AbstractContextManager[None]] = nullcontext,
+    ) -> None:
+        super().__init__(inner.codecs, inner.store)
         self.inner = inner
+        self.pause = pause
 
     def to_payloads(self, values: Sequence[Any]) -> list[Payload]:
-        return unguarded(self.inner.to_payloads, values)
+        return unguarded(self._paused, self.inner.to_payloads, values)
 
     def to_payload(self, value: Any) -> Payload:
-        return unguarded(self.inner.to_payload, value)
+        return unguarded(self._paused, self.inner.to_payload, value)
 
     def from_payloads(
         self, payloads: Sequence[Payload], hints: Sequence[Any] | None = None
     ) -> list[Any]:
-        return unguarded(self.inner.from_payloads, payloads, hints)
+        return unguarded(self._paused, self.inner.from_payloads, payloads, hints)
 
     def from_payload(self, payload: Payload, hint: Any = None) -> Any:
-        return unguarded(self.inner.from_payload, payload, hint)
+        return unguarded(self._paused, self.inner.from_payload, payload, hint)
+
+    def _paused(self, fn: Callable[..., T], *args: Any) -> T:
+        with self.pause():
+            return fn(*args)

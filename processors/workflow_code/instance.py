@@ -48,6 +48,7 @@ from streams.errors import (
     ChildWorkflowError,
     DeadlockError,
     FailureError,
+    PayloadStoreError,
     PayloadTooLargeError,
     PendingLimitError,
     ReadOnlyContextError,
@@ -131,7 +132,9 @@ class WorkflowInstance(WorkflowRuntime):
         max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self.definition = definition
-        self.converter = UnguardedConverter(converter) if guard else converter
+        # converting payloads is engine work: outside the determinism guard (a no-op when
+        # it is off) and off the deadlock deadline (a payload store's I/O may take a while)
+        self.converter = UnguardedConverter(converter, WATCHDOG.paused)
         self.max_payload_bytes = max_payload_bytes
         self.deadlock_timeout = deadlock_timeout  # seconds; 0: the detector is off
         self.max_pending = max_pending  # open activities, and apart open children
@@ -176,6 +179,7 @@ class WorkflowInstance(WorkflowRuntime):
             definition, self.converter, self.loop, self._record, self._call_read_only
         )
         self._main: asyncio.Task[Any] | None = None
+        self._store_error: PayloadStoreError | None = None
         self.closed = False
 
     # ---- driving --------------------------------------------------------------------------
@@ -414,22 +418,31 @@ class WorkflowInstance(WorkflowRuntime):
             self._decisions.append(CancelRun())
             return
         error = task.exception()
-        if isinstance(error, ContinueAsNewError):
-            args = self.converter.to_payloads(list(error.run_args))
-            self._decisions.append(ContinueAsNewRun(args))
-            return
-        if error is None:
-            result = self.converter.to_payload(task.result())
-            try:
-                check_size([result], self.max_payload_bytes, "the workflow's result")
-            except PayloadTooLargeError as e:
-                self._decisions.append(FailRun(to_failure(e, self.converter)))
+        try:
+            if isinstance(error, ContinueAsNewError):
+                args = self.converter.to_payloads(list(error.run_args))
+                self._decisions.append(ContinueAsNewRun(args))
                 return
-            self._decisions.append(CompleteRun(result))
-        elif isinstance(error, FailureError):
+            if error is None:
+                result = self.converter.to_payload(task.result())
+                check_size([result], self.max_payload_bytes, "the workflow's result")
+                self._decisions.append(CompleteRun(result))
+        except PayloadTooLargeError as e:
+            self._decisions.append(FailRun(to_failure(e, self.converter)))
+            return
+        except PayloadStoreError as e:
+            # the payload store cannot keep the result now: the run waits, blocked, and a
+            # replay once the store answers closes it (an error raised in a done callback
+            # would only reach the loop's exception handler)
+            self.closed = False
+            self._store_error = e
+            return
+        if isinstance(error, FailureError):
             self._decisions.append(FailRun(to_failure(error, self.converter)))
 
     def _main_outcome_blocked(self) -> Failure | None:
+        if self._store_error is not None:
+            return to_failure(self._store_error, self.converter, kind="workflow")
         main = self._main
         if main is None or not main.done() or main.cancelled():
             return None

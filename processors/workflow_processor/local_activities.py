@@ -31,7 +31,12 @@ from typing import Any
 from processors.activity_runner.attempt import RunningActivity, attempt_info
 from processors.workflow_code.registry import Registry
 from streams import _runtime
-from streams.errors import ApplicationError, PayloadTooLargeError, UnknownActivityError
+from streams.errors import (
+    ApplicationError,
+    PayloadStoreError,
+    PayloadTooLargeError,
+    UnknownActivityError,
+)
 from streams.failures import to_failure
 from streams.payload import check_size
 from streams.wire.commands import CompleteActivity, FailActivity
@@ -144,13 +149,15 @@ class LocalActivities:
     ) -> CompleteActivity | FailActivity:
         converter = self.registry.converter
         if error is None:
-            payload = converter.to_payload(result)
             try:
+                payload = converter.to_payload(result)
                 what = f"the result of local activity {task.activity_type!r}"
                 check_size([payload], self.registry.max_payload_bytes, what)
                 return CompleteActivity(task.run_id, task.activity_id, task.attempt, payload)
             except PayloadTooLargeError as e:
                 error = ApplicationError(str(e), type="PayloadTooLargeError", non_retryable=True)
+            except PayloadStoreError as e:  # the store could not keep it: retried per policy
+                error = e
         if isinstance(error, UnknownActivityError):
             log.error("local activity not registered: %s", error)
         else:

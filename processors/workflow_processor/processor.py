@@ -30,7 +30,7 @@ from processors.run.commands import (
     on_fail_activity,
     on_start_activity,
 )
-from processors.run.state import Run
+from processors.run.state import PAYLOAD_STORE_ERRORS, Run
 from processors.tally import consumer_lag
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.batch import Batch
@@ -112,6 +112,9 @@ class ProcessorConfig:
     # a commands partition not read this long while records wait in it gets a new consumer
     # (see `reader`); 0 is off
     stall_seconds: float = DEFAULT_STALL_SECONDS
+    # runs blocked by the payload store (an object missing or unreadable) are replayed again
+    # this often (seconds): they go on by themselves once the store gives the object back
+    store_retry_seconds: float = 30.0
 
 
 class WorkflowProcessor:
@@ -127,6 +130,7 @@ class WorkflowProcessor:
         self._timers = TimerHeap()
         self._task_topics: set[str] = set()
         self._restore_needed: set[int] = set()
+        self._store_retry_at = time.monotonic() + settings.store_retry_seconds
         self._epoch = 0  # bumped by every assignment change
         self._admin = kafka.admin(config)
         self._replies_partitions = partition_count(self._admin, self.topics.replies)
@@ -340,6 +344,7 @@ class WorkflowProcessor:
             and not reports
             and not self._restore_needed
             and not self._checkpoint_due()
+            and time.monotonic() < self._store_retry_at
         ):
             if self.offsets.overdue():
                 self._commit(Batch(self.partitions), 0)  # nothing else came: offsets alone
@@ -544,6 +549,13 @@ class WorkflowProcessor:
                 if run.blocked is not None and not run.closed:
                     run.try_unblock(now, batch.effects(run))
         self._restore_needed.clear()
+        if time.monotonic() >= self._store_retry_at:
+            self._store_retry_at = time.monotonic() + self.settings.store_retry_seconds
+            for state in self.partitions.values():
+                for run in state.loaded():
+                    blocked = run.blocked
+                    if blocked is not None and blocked.type in PAYLOAD_STORE_ERRORS:
+                        run.try_unblock(now, batch.effects(run))
 
     # ---- the transaction ----------------------------------------------------------------------
     def _commit(self, batch: Batch, size: int) -> None:

@@ -19,6 +19,7 @@ run them (`set_defaults(run=...)`):
 - `replay`: replay recorded histories against current code;
 - `activity`: retry, pause, unpause one activity;
 - `visibility`: run the run index's projector (or rebuild the index);
+- `payloads`: collect the payload store's objects no run needs (`payloads gc`);
 - `ui`: serve the Web UI (`streams.ui`);
 - `keys`: make payload encryption keys;
 - `codec`: `codec-server`, payload decoding over HTTP for those without keys;
@@ -47,6 +48,7 @@ from streams.cli import (
     dev,
     history,
     keys,
+    payloads,
     replay,
     topics,
     ui,
@@ -74,6 +76,7 @@ GROUPS = (
     activity,
     keys,
     codec,
+    payloads,
 )
 """The command groups, in the order `everflow --help` lists them."""
 

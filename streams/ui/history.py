@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from streams.errors import PayloadDecodeError
-from streams.payload import ENCODING, ENCRYPTED, KEY_ID, DataConverter, Payload
+from streams.errors import PayloadDecodeError, PayloadStoreError
+from streams.payload import ENCODING, ENCRYPTED, KEY_ID, STORED, DataConverter, Payload
 from streams.ui.context import format_millis
 from streams.visibility.history_fold import CLOSES
 from streams.wire.events import (
@@ -49,11 +49,32 @@ def show_payload(converter: DataConverter, payload: Payload | None) -> str:
     unknown encoding, an encrypted payload without its codec): never an error."""
     if payload is None:
         return ""
+    if payload.metadata.get(ENCODING) == STORED and _stored_size(payload) > SHOWN_STORED_BYTES:
+        return stored(payload, "too large to show here")  # never fetched for a page
     try:
         value = converter.from_payload(payload)
+    except PayloadStoreError as e:  # missing, corrupt, or no store configured here
+        return stored(payload, str(e))
     except (PayloadDecodeError, ValueError, TypeError, orjson.JSONDecodeError):
         return undecodable(payload)
     return show_value(value)
+
+
+SHOWN_STORED_BYTES = 1024 * 1024  # a stored payload larger than this is described, not shown
+
+
+def _stored_size(payload: Payload) -> int:
+    try:
+        return int(payload.metadata.get("size", b"0"))
+    except ValueError:
+        return 0
+
+
+def stored(payload: Payload, note: str) -> str:
+    """A payload kept in the payload store, described by its reference."""
+    meta = payload.metadata
+    key = meta.get("key", b"?").decode("utf-8", "replace")
+    return f"stored payload ({_stored_size(payload):,} bytes, key {key}): {note}"
 
 
 def show_payloads(converter: DataConverter, payloads: list[Payload]) -> str:

@@ -21,6 +21,7 @@ from streams.cli import (
     dev,
     history,
     keys,
+    payloads,
     replay,
     topics,
     ui,
@@ -92,6 +93,7 @@ COMMANDS: dict[tuple[str, ...], tuple[list[str], Action]] = {
     ("activity", "unpause"): (["activity", "unpause", "wf-1", "3"], activity.activity_control),
     ("keys", "new"): (["keys", "new"], keys.keys_new),
     ("codec-server",): (["codec-server"], codec.serve),
+    ("payloads", "gc"): (["payloads", "gc", "--older-than", "7d"], payloads.payloads_gc),
 }
 LOCAL = ("dev", "keys", "codec-server")  # commands that never talk to Kafka
 CONNECTING = [path for path in COMMANDS if path[0] not in LOCAL]
