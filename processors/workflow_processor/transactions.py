@@ -38,6 +38,7 @@ from typing import Any, Generic, TypeVar
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from processors.workflow_processor.stats import Timing
+from streams.kafka.clients import refusal
 from streams.settings import FaultSettings
 
 log = logging.getLogger(__name__)
@@ -131,12 +132,15 @@ def init_transactions(producer: Producer, transactional_id: str) -> None:
     """Initialises a new transactional producer: the coordinator completes (or aborts) what
     an earlier producer with the same ID left open and bumps the epoch, fencing it. Called
     again when it timed out or may be retried, as librdkafka allows; raises KafkaException
-    when it still fails."""
+    when it still fails, KafkaAuthorizationError when an ACL denies the transactional ID."""
     for attempt in range(1, INIT_TRIES + 1):
         try:
             producer.init_transactions(INIT_TIMEOUT)
             break
         except KafkaException as e:
+            denied = refusal(e, transactional_id)  # fatal: no retry makes the ACL appear
+            if denied is not None:
+                raise denied from e
             err: KafkaError = e.args[0]
             if attempt == INIT_TRIES or not (err.retriable() or err.code() in _TIMEOUTS):
                 raise

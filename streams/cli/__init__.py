@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaException
 
 from streams.cli import (
+    acls,
     activity,
     audit,
     dev,
@@ -56,7 +57,20 @@ from streams.errors import EverflowError
 
 __all__ = ["Action", "build_parser", "main"]
 
-GROUPS = (dev, topics, worker, visibility, ui, workflow, workers, history, audit, replay, activity)
+GROUPS = (
+    dev,
+    topics,
+    acls,
+    worker,
+    visibility,
+    ui,
+    workflow,
+    workers,
+    history,
+    audit,
+    replay,
+    activity,
+)
 """The command groups, in the order `everflow --help` lists them."""
 
 

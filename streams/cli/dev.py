@@ -58,6 +58,13 @@ def add_parser(subparsers: SubParsers) -> None:
         help="client port on 127.0.0.1, 0 for any free one (default: %(default)s)",
     )
     broker.add_argument(
+        "--secure",
+        action="store_true",
+        help="serve clients on SASL_SSL (SCRAM-SHA-512) with a generated CA, users admin,"
+        " worker, client and ui (passwords in <data dir>/secure/credentials.json) and ACLs"
+        " enforced, nothing allowed but to admin until `everflow acls ... --apply`",
+    )
+    broker.add_argument(
         "--worker",
         metavar="MODULE",
         help="also run a worker for this module's workflows and activities (e.g."
@@ -91,7 +98,7 @@ def add_parser(subparsers: SubParsers) -> None:
 def dev_broker(args: argparse.Namespace) -> int:
     """`everflow dev broker`: run a LocalKafka in the foreground."""
     libs, provisioned_s = _timed(ensure_kafka_libs)
-    kafka = LocalKafka(args.data_dir, port=args.port)
+    kafka = LocalKafka(args.data_dir, port=args.port, secure=args.secure)
     try:
         _, started_s = _timed(kafka.start)
         print(
@@ -100,10 +107,11 @@ def dev_broker(args: argparse.Namespace) -> int:
             f"  libs       {libs}   (provisioned in {provisioned_s:.1f} s)\n"
             f"  data       {kafka.data_dir}{_kept(args.data_dir)}\n"
             f"  log        {kafka.log_path}   (JVM pid {kafka.pid})\n"
+            f"{_security(kafka)}"
             f"  started in {started_s:.1f} s; Ctrl-C to stop",
             flush=True,
         )
-        with caught_signals() as stop, _beside(kafka.bootstrap, args) as beside:
+        with caught_signals() as stop, _beside(kafka, args) as beside:
             for line in beside:
                 print(line, flush=True)
             if not wait_for_signal(alive=lambda: kafka.pid is not None, stop=stop):
@@ -115,14 +123,34 @@ def dev_broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _security(kafka: LocalKafka) -> str:
+    """The lines of `dev broker --secure` saying how to connect (nothing without it)."""
+    material = kafka.material
+    if material is None:
+        return ""
+    files = material.write_env_files(kafka.bootstrap)
+    return (
+        "  security   SASL_SSL, SCRAM-SHA-512, ACLs enforced (what no ACL allows is denied)\n"
+        f"  CA         {material.ca_path}   (EVERFLOW_KAFKA_SSL_CA_LOCATION)\n"
+        f"  users      {', '.join(material.passwords)} (admin: super user); passwords in\n"
+        f"             {material.credentials_path}\n"
+        f"  connect    source {files['worker'].parent}/<user>.env   (EVERFLOW_BOOTSTRAP and"
+        " EVERFLOW_KAFKA_* of that user)\n"
+        "  grant      source admin.env; everflow acls worker --principal User:worker --apply"
+        "   (and client, ui)\n"
+    )
+
+
 @contextmanager
-def _beside(bootstrap: str, args: argparse.Namespace) -> Iterator[list[str]]:
-    """The worker and UI `dev broker` was asked for, started on `bootstrap`; yields the
-    lines that say where they are, and stops them on the way out."""
+def _beside(kafka: LocalKafka, args: argparse.Namespace) -> Iterator[list[str]]:
+    """The worker and UI `dev broker` was asked for, started on `kafka` (a secure broker's
+    as its admin); yields the lines that say where they are, and stops them on the way
+    out."""
     if not (args.worker or args.ui):
         yield []
         return
-    config = KafkaConfig.from_env(bootstrap=bootstrap)
+    bootstrap = kafka.bootstrap
+    config = KafkaConfig.from_env(bootstrap=bootstrap, kafka=kafka.client_settings())
     ensure_topics(kafka_io.admin(config), topic_specs(config, [args.task_queue]))
     lines = [f"  topics     {config.topic_prefix}* (task queue {args.task_queue})"]
     worker: subprocess.Popen[bytes] | None = None
@@ -141,6 +169,7 @@ def _beside(bootstrap: str, args: argparse.Namespace) -> Iterator[list[str]]:
                     "--bootstrap",
                     bootstrap,
                 ],
+                env=kafka.child_environment(),
             )
             lines.append(f"  worker     {args.worker} on {args.task_queue} (pid {worker.pid})")
         if args.ui:

@@ -4,7 +4,11 @@
   Kafka client that publishes commands keyed by workflow ID lands on the same partition;
 - the transactional producer has a stable `transactional.id` per worker instance, so a
   restarted instance fences its predecessor and aborts its open transaction at once;
-- consumers read committed data only and never auto-commit.
+- consumers read committed data only and never auto-commit;
+- on a secured cluster, a refusal (TLS, SASL credentials, an ACL) is raised as
+  `KafkaAuthenticationError` or `KafkaAuthorizationError` naming the cause (`refusal`), and
+  an admin client's metadata call fails with it within a second or two instead of waiting
+  out its whole timeout.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
+from streams.errors import (
+    BrokerError,
+    ConfigError,
+    KafkaAuthenticationError,
+    KafkaAuthorizationError,
+)
 from streams.kafka.config import KafkaConfig
 from streams.kafka.statistics import with_statistics
 
@@ -43,7 +53,7 @@ _PRODUCER = {
 
 def producer(config: KafkaConfig, **settings: Any) -> Producer:
     """An idempotent producer (acks=all, murmur2_random)."""
-    return Producer(config.client_settings(**with_statistics({**_PRODUCER, **settings})))
+    return _made(Producer, config.client_settings(**with_statistics({**_PRODUCER, **settings})))
 
 
 def transactional_producer(config: KafkaConfig, transactional_id: str, **settings: Any) -> Producer:
@@ -58,7 +68,7 @@ def transactional_producer(config: KafkaConfig, transactional_id: str, **setting
         "retry.backoff.ms": 2,
         "retry.backoff.max.ms": 20,
     }
-    return Producer(config.client_settings(**with_statistics({**base, **settings})))
+    return _made(Producer, config.client_settings(**with_statistics({**base, **settings})))
 
 
 def consumer(
@@ -66,11 +76,12 @@ def consumer(
 ) -> Consumer:
     """A read_committed consumer that never commits on its own.
 
-    Without `group_id` it is for `assign()` only (a throwaway group ID is set because
-    librdkafka requires one).
+    Without `group_id` it is for `assign()` only: librdkafka requires a group ID, so it
+    gets `<prefix>reader`, which it never joins or commits to (on a secured cluster the
+    role's ACLs let it look the group up: see `streams.kafka.acls`).
     """
     base = {
-        "group.id": group_id or "everflow-reader",
+        "group.id": group_id or reader_group(config),
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -80,11 +91,114 @@ def consumer(
         # answering empty fetches (measured: no latency change between 5 and 100 ms)
         "fetch.wait.max.ms": 100,
     }
-    return Consumer(config.client_settings(**with_statistics({**base, **(settings or {})})))
+    merged = config.client_settings(**with_statistics({**base, **(settings or {})}))
+    return _made(Consumer, merged)
+
+
+def reader_group(config: KafkaConfig) -> str:
+    """The group ID of consumers that only `assign()` (never join, never commit)."""
+    return f"{config.topic_prefix}reader"
 
 
 def admin(config: KafkaConfig, **settings: Any) -> AdminClient:
-    return AdminClient(config.client_settings(**settings))
+    """An admin client whose `list_topics` raises a refusal (bad credentials, untrusted TLS,
+    the wrong security protocol) as soon as librdkafka reports it, not at its timeout."""
+    return _made(_Admin, config.client_settings(**settings))
+
+
+def _made(kind: Callable[[dict[str, Any]], T], settings: dict[str, Any]) -> T:
+    try:
+        return kind(settings)
+    except KafkaException as e:  # librdkafka checks its settings when the client is made
+        raise ConfigError(
+            f"the Kafka client settings were refused: {e.args[0].str()} "
+            "(check the EVERFLOW_KAFKA_* variables)"
+        ) from e
+
+
+class _Admin(AdminClient):
+    """An AdminClient that watches librdkafka's errors for a refusal (see `refusal`)."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self._refused: list[BrokerError] = []
+        self._principal = settings.get("sasl.username")
+        conf: dict[str, Any] = {**settings, "error_cb": self._on_error}
+        super().__init__(conf)
+
+    def _on_error(self, error: KafkaError) -> None:
+        found = refusal(error, principal=self._principal)
+        if found is not None:
+            self._refused.append(found)
+
+    def list_topics(self, *args: Any, **kwargs: Any) -> Any:
+        """`AdminClient.list_topics`, asked in short steps: between them, a refusal
+        librdkafka reported is raised (the cause, at once) instead of the timeout."""
+        timeout = kwargs.pop("timeout", -1)
+        forever = timeout is None or timeout < 0
+        deadline = time.monotonic() + (0 if forever else timeout)
+        step = 0.5
+        while True:
+            left = step if forever else max(0.0, deadline - time.monotonic())
+            try:
+                return super().list_topics(*args, timeout=min(step, left), **kwargs)
+            except KafkaException:
+                self.poll(0)  # serves error_cb
+                if self._refused:
+                    raise self._refused[-1] from None
+                if not forever and time.monotonic() >= deadline:
+                    raise
+            step = min(step * 2, 5.0)
+
+
+_DENIED = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: "topic",
+    KafkaError.GROUP_AUTHORIZATION_FAILED: "consumer group",
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "transactional ID",
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED: "cluster operation",
+}
+
+
+def refusal(error: object, resource: str = "", principal: str | None = None) -> BrokerError | None:
+    """The plain error for a KafkaException or KafkaError that says the cluster refused this
+    client, or None for any other error.
+
+    `KafkaAuthorizationError` when an ACL denies a topic, group, transactional ID or cluster
+    operation (`resource` names it when the caller knows it); `KafkaAuthenticationError` when
+    TLS fails, the SASL credentials are refused, or the listener speaks another security
+    protocol than the client. `principal` is the SASL user, for the message.
+    """
+    if isinstance(error, KafkaException):
+        error = error.args[0] if error.args else None
+    if not isinstance(error, KafkaError):
+        return None
+    code, text = error.code(), error.str()
+    who = f"principal User:{principal}" if principal else "this client's principal"
+    kind = _DENIED.get(code)
+    if kind is not None:
+        named = f" {resource}" if resource else ""
+        return KafkaAuthorizationError(
+            f"the cluster's ACLs deny {who} the {kind}{named} ({text}); grant the role's ACLs: "
+            "`everflow acls worker|client|ui --principal User:NAME --apply` (as an admin)"
+        )
+    if code in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
+        return KafkaAuthenticationError(
+            f"the cluster refused the SASL credentials of {who} ({text}); check "
+            "EVERFLOW_KAFKA_SASL_USERNAME, EVERFLOW_KAFKA_SASL_PASSWORD and "
+            "EVERFLOW_KAFKA_SASL_MECHANISM"
+        )
+    if code == KafkaError._SSL:
+        return KafkaAuthenticationError(
+            f"TLS with the cluster failed ({text}); check that EVERFLOW_KAFKA_SSL_CA_LOCATION "
+            "names the CA that signed the brokers' certificates"
+        )
+    if code == KafkaError._TRANSPORT and "security.protocol" in text:
+        return KafkaAuthenticationError(
+            f"the cluster's listener speaks another security protocol than this client "
+            f"({text}); a secured cluster needs EVERFLOW_KAFKA_SECURITY_PROTOCOL=SASL_SSL with "
+            "EVERFLOW_KAFKA_SASL_MECHANISM, EVERFLOW_KAFKA_SASL_USERNAME, "
+            "EVERFLOW_KAFKA_SASL_PASSWORD and EVERFLOW_KAFKA_SSL_CA_LOCATION"
+        )
+    return None
 
 
 def murmur2(data: bytes) -> int:
@@ -186,8 +300,6 @@ def read_to_end(
     The consumer must have `enable.partition.eof`. Raises BrokerError on a read error, or
     when `deadline` (time.monotonic()) passes first.
     """
-    from streams.errors import BrokerError
-
     consumer.assign(assignment)
     pending = {(tp.topic, tp.partition) for tp in assignment}
     while pending:
@@ -200,7 +312,9 @@ def read_to_end(
             elif err.code() == KafkaError._PARTITION_EOF:
                 pending.discard((msg.topic(), msg.partition()))
             else:
-                raise BrokerError(f"reading {msg.topic()} failed: {err.str()}")
+                raise refusal(err, str(msg.topic())) or BrokerError(
+                    f"reading {msg.topic()} failed: {err.str()}"
+                )
 
 
 # errors of a cluster that is briefly unreachable or busy: a coordinator, controller or

@@ -87,6 +87,12 @@ class KafkaConfig:
         return merged
 
 
+def topic_prefix_from_env(env: Mapping[str, str] | None = None) -> str:
+    """EVERFLOW_TOPIC_PREFIX, else the default prefix (no cluster needed to know it)."""
+    env = os.environ if env is None else env
+    return env.get("EVERFLOW_TOPIC_PREFIX") or DEFAULT_PREFIX
+
+
 def _int_setting(name: str, raw: str) -> int:
     try:
         return int(raw)
