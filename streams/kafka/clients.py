@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
@@ -122,6 +124,10 @@ class _Admin(AdminClient):
     def __init__(self, settings: dict[str, Any]) -> None:
         self._refused: list[BrokerError] = []
         self._principal = settings.get("sasl.username")
+        protocol = str(settings.get("security.protocol", "plaintext")).lower()
+        # a client without TLS, whose brokers all seem down, asks once if they speak TLS
+        self._probe: list[str] = [] if "ssl" in protocol else [settings["bootstrap.servers"]]
+        self._all_down = False
         conf: dict[str, Any] = {**settings, "error_cb": self._on_error}
         super().__init__(conf)
 
@@ -129,6 +135,8 @@ class _Admin(AdminClient):
         found = refusal(error, principal=self._principal)
         if found is not None:
             self._refused.append(found)
+        elif error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._all_down = True
 
     def list_topics(self, *args: Any, **kwargs: Any) -> Any:
         """`AdminClient.list_topics`, asked in short steps: between them, a refusal
@@ -143,11 +151,40 @@ class _Admin(AdminClient):
                 return super().list_topics(*args, timeout=min(step, left), **kwargs)
             except KafkaException:
                 self.poll(0)  # serves error_cb
+                if self._all_down and self._probe:
+                    self._refused += _tls_listeners(self._probe.pop())
                 if self._refused:
                     raise self._refused[-1] from None
                 if not forever and time.monotonic() >= deadline:
                     raise
             step = min(step * 2, 5.0)
+
+
+def _tls_listeners(bootstrap: str) -> list[BrokerError]:
+    """A KafkaAuthenticationError if a broker of `bootstrap` completes a TLS handshake: a
+    plaintext client there only sees its connections closed (librdkafka logs the hint at
+    info level, its error callback hears only "all brokers down")."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # whether it speaks TLS, not whom to trust
+    for address in bootstrap.split(",")[:3]:
+        host, _, port = address.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=2) as raw:
+                with context.wrap_socket(raw, server_hostname=host.strip("[]")):
+                    pass
+        except (OSError, ValueError):
+            continue  # refused, closed, not TLS: no diagnosis
+        return [
+            KafkaAuthenticationError(
+                f"the broker at {address.strip()} speaks TLS but this client connects without "
+                "it (security.protocol is PLAINTEXT): a secured cluster needs "
+                "EVERFLOW_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SSL), and for SASL "
+                "EVERFLOW_KAFKA_SASL_MECHANISM, EVERFLOW_KAFKA_SASL_USERNAME and "
+                "EVERFLOW_KAFKA_SASL_PASSWORD; EVERFLOW_KAFKA_SSL_CA_LOCATION names its CA"
+            )
+        ]
+    return []
 
 
 _DENIED = {
