@@ -26,6 +26,7 @@ from streams.cli.common import (
 )
 from streams.dev.broker import KAFKA_VERSION, LocalKafka, ensure_kafka_libs
 from streams.dev.cluster import NODES, LocalCluster
+from streams.dev.secure import SecureMaterial
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import ensure_topics, topic_specs
 from streams.settings import UI_PORT, UiSettings, parse_listen
@@ -92,6 +93,11 @@ def add_parser(subparsers: SubParsers) -> None:
         help="keep the nodes' data here (reused if it exists); "
         "default: a temporary dir deleted on exit",
     )
+    cluster.add_argument(
+        "--secure",
+        action="store_true",
+        help="SASL_SSL with ACLs enforced, as `dev broker --secure`",
+    )
     cluster.set_defaults(run=dev_cluster)
 
 
@@ -107,7 +113,7 @@ def dev_broker(args: argparse.Namespace) -> int:
             f"  libs       {libs}   (provisioned in {provisioned_s:.1f} s)\n"
             f"  data       {kafka.data_dir}{_kept(args.data_dir)}\n"
             f"  log        {kafka.log_path}   (JVM pid {kafka.pid})\n"
-            f"{_security(kafka)}"
+            f"{_security(kafka.material, kafka.bootstrap)}"
             f"  started in {started_s:.1f} s; Ctrl-C to stop",
             flush=True,
         )
@@ -123,12 +129,11 @@ def dev_broker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _security(kafka: LocalKafka) -> str:
-    """The lines of `dev broker --secure` saying how to connect (nothing without it)."""
-    material = kafka.material
+def _security(material: SecureMaterial | None, bootstrap: str) -> str:
+    """The lines of `dev broker|cluster --secure` saying how to connect (none without)."""
     if material is None:
         return ""
-    files = material.write_env_files(kafka.bootstrap)
+    files = material.write_env_files(bootstrap)
     return (
         "  security   SASL_SSL, SCRAM-SHA-512, ACLs enforced (what no ACL allows is denied)\n"
         f"  CA         {material.ca_path}   (EVERFLOW_KAFKA_SSL_CA_LOCATION)\n"
@@ -191,7 +196,7 @@ def _beside(kafka: LocalKafka, args: argparse.Namespace) -> Iterator[list[str]]:
 def dev_cluster(args: argparse.Namespace) -> int:
     """`everflow dev cluster`: run a three-node LocalCluster in the foreground."""
     libs, provisioned_s = _timed(ensure_kafka_libs)
-    cluster = LocalCluster(args.data_dir)
+    cluster = LocalCluster(args.data_dir, secure=args.secure)
     try:
         _, started_s = _timed(cluster.start)
         pids = ", ".join(f"node {i} pid {cluster.pid(i)}" for i in range(NODES))
@@ -201,6 +206,7 @@ def dev_cluster(args: argparse.Namespace) -> int:
             f"  libs       {libs}   (provisioned in {provisioned_s:.1f} s)\n"
             f"  data       {cluster.base_dir}{_kept(args.data_dir)}\n"
             f"  logs       {cluster.base_dir}/node<i>/kafka.log ({pids})\n"
+            f"{_security(cluster.material, cluster.bootstrap)}"
             f"  started in {started_s:.1f} s; Ctrl-C to stop",
             flush=True,
         )
