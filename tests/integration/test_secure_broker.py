@@ -31,7 +31,7 @@ from streams.dev.broker import LocalKafka
 from streams.kafka.acls import TRANSACTIONAL_ID, apply_acls, role_acls, upsert_scram_user
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, ensure_topics, topic_specs
-from tests.integration.workers import ROOT, WorkerProcesses
+from tests.integration.workers import ROOT, WorkerProcesses, everflow
 
 pytestmark = pytest.mark.integration
 QUEUE = "transfers"
@@ -88,8 +88,19 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         )
         admin = kafka.admin(admin_config)
         ensure_topics(admin, topic_specs(admin_config, [QUEUE]))  # an admin makes the topics
-        apply_acls(admin, role_acls("worker", prefix, [QUEUE]), "User:worker")
-        apply_acls(admin, role_acls("client", prefix), "User:client")
+        # the roles get what `everflow acls` prints, applied by the command as the admin
+        for command in (["worker", "--task-queue", QUEUE], ["client"]):
+            applied = everflow(
+                broker.child_environment("admin"),
+                "acls",
+                *command,
+                "--principal",
+                f"User:{command[0]}",
+                "--prefix",
+                prefix,
+                "--apply",
+            )
+            assert applied.returncode == 0 and "applied" in applied.stdout, applied
         # a worker that lacks only the transactional-ID grant, made at run time
         upsert_scram_user(admin, NO_TXN_USER, NO_TXN_PASSWORD)
         without = [
