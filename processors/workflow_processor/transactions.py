@@ -128,7 +128,9 @@ class TransactionFailed(BaseException):
         super().__init__(f"{call.value} failed ({self.failure.value}): {self.error.str()}")
 
 
-def init_transactions(producer: Producer, transactional_id: str) -> None:
+def init_transactions(
+    producer: Producer, transactional_id: str, principal: str | None = None
+) -> None:
     """Initialises a new transactional producer: the coordinator completes (or aborts) what
     an earlier producer with the same ID left open and bumps the epoch, fencing it. Called
     again when it timed out or may be retried, as librdkafka allows; raises KafkaException
@@ -138,7 +140,8 @@ def init_transactions(producer: Producer, transactional_id: str) -> None:
             producer.init_transactions(INIT_TIMEOUT)
             break
         except KafkaException as e:
-            denied = refusal(e, transactional_id)  # fatal: no retry makes the ACL appear
+            # fatal: no retry makes the ACL appear; `principal` (the SASL user) is named
+            denied = refusal(e, transactional_id, principal)
             if denied is not None:
                 raise denied from e
             err: KafkaError = e.args[0]

@@ -335,8 +335,15 @@ def read_to_end(
     """Assigns `assignment` and yields its messages until every partition reached its end.
 
     The consumer must have `enable.partition.eof`. Raises BrokerError on a read error, or
-    when `deadline` (time.monotonic()) passes first.
+    when `deadline` (time.monotonic()) passes first; KafkaAuthorizationError at once when
+    an ACL denies a topic (librdkafka would only wait: an assigned partition it may not
+    read reports nothing).
     """
+    for topic in sorted({tp.topic for tp in assignment}):
+        metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        denied = refusal(metadata.error, topic) if metadata is not None else None
+        if denied is not None:
+            raise denied
     consumer.assign(assignment)
     pending = {(tp.topic, tp.partition) for tp in assignment}
     while pending:
@@ -404,7 +411,10 @@ def end_offset(consumer: Consumer, topic: str, partition: int, timeout: float = 
                 TopicPartition(topic, partition), timeout=timeout
             )
             return int(high)
-        except KafkaException:
+        except KafkaException as e:
+            denied = refusal(e, topic)
+            if denied is not None:
+                raise denied from e
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)

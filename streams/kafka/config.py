@@ -79,6 +79,12 @@ class KafkaConfig:
         """The same cluster with another topic prefix (tests give each test its own)."""
         return replace(self, topic_prefix=prefix)
 
+    @property
+    def principal(self) -> str | None:
+        """The SASL user this configuration connects as (`sasl.username`), if any."""
+        user = self.kafka.get("sasl.username")
+        return str(user) if user else None
+
     def client_settings(self, **settings: Any) -> dict[str, Any]:
         """librdkafka settings: ours, then the user's pass-through ones on top."""
         merged: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
