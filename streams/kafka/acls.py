@@ -181,8 +181,8 @@ def apply_acls(admin: Any, rules: Sequence[AclRule], principal: str, timeout: fl
         try:
             future.result(timeout=timeout)
         except KafkaException as e:
-            what = f"cluster (creating ACL {binding.name} for {principal})"
-            raise refusal(e, what) or BrokerError(
+            what = f"of creating ACLs for {principal}"
+            raise refusal(e, what, getattr(admin, "principal", None)) or BrokerError(
                 f"cannot create the ACL {binding}: {e.args[0].str()}"
             ) from e
     return len(bindings)
@@ -198,6 +198,7 @@ def upsert_scram_user(admin: Any, user: str, password: str, timeout: float = 30)
     try:
         future.result(timeout=timeout)
     except KafkaException as e:
-        raise refusal(e, f"cluster (SCRAM credentials of {user})") or BrokerError(
+        what = f"of setting the SCRAM credentials of {user}"
+        raise refusal(e, what, getattr(admin, "principal", None)) or BrokerError(
             f"cannot set the SCRAM credentials of {user}: {e.args[0].str()}"
         ) from e

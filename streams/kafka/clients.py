@@ -123,7 +123,7 @@ class _Admin(AdminClient):
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self._refused: list[BrokerError] = []
-        self._principal = settings.get("sasl.username")
+        self.principal: str | None = settings.get("sasl.username")
         protocol = str(settings.get("security.protocol", "plaintext")).lower()
         # a client without TLS, whose brokers all seem down, asks once if they speak TLS
         self._probe: list[str] = [] if "ssl" in protocol else [settings["bootstrap.servers"]]
@@ -132,7 +132,7 @@ class _Admin(AdminClient):
         super().__init__(conf)
 
     def _on_error(self, error: KafkaError) -> None:
-        found = refusal(error, principal=self._principal)
+        found = refusal(error, principal=self.principal)
         if found is not None:
             self._refused.append(found)
         elif error.code() == KafkaError._ALL_BROKERS_DOWN:
@@ -213,10 +213,13 @@ def refusal(error: object, resource: str = "", principal: str | None = None) -> 
     kind = _DENIED.get(code)
     if kind is not None:
         named = f" {resource}" if resource else ""
-        return KafkaAuthorizationError(
-            f"the cluster's ACLs deny {who} the {kind}{named} ({text}); grant the role's ACLs: "
-            "`everflow acls worker|client|ui --principal User:NAME --apply` (as an admin)"
+        fix = (
+            "run it as an admin (a super user)"
+            if code == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+            else "grant the role's ACLs: `everflow acls worker|client|ui --principal "
+            "User:NAME --apply` (as an admin)"
         )
+        return KafkaAuthorizationError(f"the cluster's ACLs deny {who} the {kind}{named}: {fix}")
     if code in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
         return KafkaAuthenticationError(
             f"the cluster refused the SASL credentials of {who} ({text}); check "
