@@ -30,6 +30,24 @@ class BrokerError(EverflowError):
     """
 
 
+class KafkaAuthenticationError(BrokerError):
+    """The Kafka cluster did not let this client in: its TLS certificate is not trusted,
+    the SASL user or password was refused, or the security protocol does not match the
+    listener.
+
+    The message names which; fix the `EVERFLOW_KAFKA_*` settings (`security.protocol`,
+    `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`).
+    """
+
+
+class KafkaAuthorizationError(BrokerError):
+    """The cluster's ACLs deny this client's principal an operation it needs.
+
+    The message names the resource (topic, consumer group, transactional ID); grant the
+    role's ACLs (`everflow acls worker|client|ui --principal User:NAME --apply`).
+    """
+
+
 class TopicMismatchError(EverflowError):
     """An existing topic has settings that differ from what Everflow needs.
 

@@ -233,7 +233,7 @@ class WorkflowProcessor:
                 "message.timeout.ms": self.settings.transaction_timeout_ms - 1000,
             },
         )
-        init_transactions(producer, self.transactional_id)
+        init_transactions(producer, self.transactional_id, self.config.principal)
         return producer
 
     def _on_assign(self, consumer: object, partitions: list[TopicPartition]) -> None:

@@ -47,6 +47,7 @@ from typing import Any, Generic, TypeVar
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from processors.workflow_processor.stats import Timing
+from streams.kafka.clients import refusal
 from streams.settings import FaultSettings
 
 log = logging.getLogger(__name__)
@@ -138,16 +139,22 @@ class TransactionFailed(BaseException):
         super().__init__(f"{call.value} failed ({self.failure.value}): {self.error.str()}")
 
 
-def init_transactions(producer: Producer, transactional_id: str) -> None:
+def init_transactions(
+    producer: Producer, transactional_id: str, principal: str | None = None
+) -> None:
     """Initialises a new transactional producer: the coordinator completes (or aborts) what
     an earlier producer with the same ID left open and bumps the epoch, fencing it. Called
     again when it timed out or may be retried, as librdkafka allows; raises KafkaException
-    when it still fails."""
+    when it still fails, KafkaAuthorizationError when an ACL denies the transactional ID."""
     for attempt in range(1, INIT_TRIES + 1):
         try:
             producer.init_transactions(INIT_TIMEOUT)
             break
         except KafkaException as e:
+            # fatal: no retry makes the ACL appear; `principal` (the SASL user) is named
+            denied = refusal(e, transactional_id, principal)
+            if denied is not None:
+                raise denied from e
             err: KafkaError = e.args[0]
             if attempt == INIT_TRIES or not (err.retriable() or err.code() in _TIMEOUTS):
                 raise

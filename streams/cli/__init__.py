@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaException
 
 from streams.cli import (
+    acls,
     activity,
     audit,
     codec,
@@ -65,6 +66,7 @@ __all__ = ["Action", "build_parser", "main"]
 GROUPS = (
     dev,
     topics,
+    acls,
     worker,
     visibility,
     ui,

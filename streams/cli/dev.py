@@ -26,6 +26,7 @@ from streams.cli.common import (
 )
 from streams.dev.broker import KAFKA_VERSION, LocalKafka, ensure_kafka_libs
 from streams.dev.cluster import NODES, LocalCluster
+from streams.dev.secure import SecureMaterial
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import ensure_topics, topic_specs
 from streams.settings import UI_PORT, UiSettings, parse_listen
@@ -58,6 +59,13 @@ def add_parser(subparsers: SubParsers) -> None:
         help="client port on 127.0.0.1, 0 for any free one (default: %(default)s)",
     )
     broker.add_argument(
+        "--secure",
+        action="store_true",
+        help="serve clients on SASL_SSL (SCRAM-SHA-512) with a generated CA, users admin,"
+        " worker, client and ui (passwords in <data dir>/secure/credentials.json) and ACLs"
+        " enforced, nothing allowed but to admin until `everflow acls ... --apply`",
+    )
+    broker.add_argument(
         "--worker",
         metavar="MODULE",
         help="also run a worker for this module's workflows and activities (e.g."
@@ -85,13 +93,18 @@ def add_parser(subparsers: SubParsers) -> None:
         help="keep the nodes' data here (reused if it exists); "
         "default: a temporary dir deleted on exit",
     )
+    cluster.add_argument(
+        "--secure",
+        action="store_true",
+        help="SASL_SSL with ACLs enforced, as `dev broker --secure`",
+    )
     cluster.set_defaults(run=dev_cluster)
 
 
 def dev_broker(args: argparse.Namespace) -> int:
     """`everflow dev broker`: run a LocalKafka in the foreground."""
     libs, provisioned_s = _timed(ensure_kafka_libs)
-    kafka = LocalKafka(args.data_dir, port=args.port)
+    kafka = LocalKafka(args.data_dir, port=args.port, secure=args.secure)
     try:
         _, started_s = _timed(kafka.start)
         print(
@@ -100,10 +113,11 @@ def dev_broker(args: argparse.Namespace) -> int:
             f"  libs       {libs}   (provisioned in {provisioned_s:.1f} s)\n"
             f"  data       {kafka.data_dir}{_kept(args.data_dir)}\n"
             f"  log        {kafka.log_path}   (JVM pid {kafka.pid})\n"
+            f"{_security(kafka.material, kafka.bootstrap)}"
             f"  started in {started_s:.1f} s; Ctrl-C to stop",
             flush=True,
         )
-        with caught_signals() as stop, _beside(kafka.bootstrap, args) as beside:
+        with caught_signals() as stop, _beside(kafka, args) as beside:
             for line in beside:
                 print(line, flush=True)
             if not wait_for_signal(alive=lambda: kafka.pid is not None, stop=stop):
@@ -115,14 +129,33 @@ def dev_broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _security(material: SecureMaterial | None, bootstrap: str) -> str:
+    """The lines of `dev broker|cluster --secure` saying how to connect (none without)."""
+    if material is None:
+        return ""
+    files = material.write_env_files(bootstrap)
+    return (
+        "  security   SASL_SSL, SCRAM-SHA-512, ACLs enforced (what no ACL allows is denied)\n"
+        f"  CA         {material.ca_path}   (EVERFLOW_KAFKA_SSL_CA_LOCATION)\n"
+        f"  users      {', '.join(material.passwords)} (admin: super user); passwords in\n"
+        f"             {material.credentials_path}\n"
+        f"  connect    source {files['worker'].parent}/<user>.env   (EVERFLOW_BOOTSTRAP and"
+        " EVERFLOW_KAFKA_* of that user)\n"
+        "  grant      source admin.env; everflow acls worker --principal User:worker --apply"
+        "   (and client, ui)\n"
+    )
+
+
 @contextmanager
-def _beside(bootstrap: str, args: argparse.Namespace) -> Iterator[list[str]]:
-    """The worker and UI `dev broker` was asked for, started on `bootstrap`; yields the
-    lines that say where they are, and stops them on the way out."""
+def _beside(kafka: LocalKafka, args: argparse.Namespace) -> Iterator[list[str]]:
+    """The worker and UI `dev broker` was asked for, started on `kafka` (a secure broker's
+    as its admin); yields the lines that say where they are, and stops them on the way
+    out."""
     if not (args.worker or args.ui):
         yield []
         return
-    config = KafkaConfig.from_env(bootstrap=bootstrap)
+    bootstrap = kafka.bootstrap
+    config = KafkaConfig.from_env(bootstrap=bootstrap, kafka=kafka.client_settings())
     ensure_topics(kafka_io.admin(config), topic_specs(config, [args.task_queue]))
     lines = [f"  topics     {config.topic_prefix}* (task queue {args.task_queue})"]
     worker: subprocess.Popen[bytes] | None = None
@@ -141,6 +174,7 @@ def _beside(bootstrap: str, args: argparse.Namespace) -> Iterator[list[str]]:
                     "--bootstrap",
                     bootstrap,
                 ],
+                env=kafka.child_environment(),
             )
             lines.append(f"  worker     {args.worker} on {args.task_queue} (pid {worker.pid})")
         if args.ui:
@@ -162,7 +196,7 @@ def _beside(bootstrap: str, args: argparse.Namespace) -> Iterator[list[str]]:
 def dev_cluster(args: argparse.Namespace) -> int:
     """`everflow dev cluster`: run a three-node LocalCluster in the foreground."""
     libs, provisioned_s = _timed(ensure_kafka_libs)
-    cluster = LocalCluster(args.data_dir)
+    cluster = LocalCluster(args.data_dir, secure=args.secure)
     try:
         _, started_s = _timed(cluster.start)
         pids = ", ".join(f"node {i} pid {cluster.pid(i)}" for i in range(NODES))
@@ -172,6 +206,7 @@ def dev_cluster(args: argparse.Namespace) -> int:
             f"  libs       {libs}   (provisioned in {provisioned_s:.1f} s)\n"
             f"  data       {cluster.base_dir}{_kept(args.data_dir)}\n"
             f"  logs       {cluster.base_dir}/node<i>/kafka.log ({pids})\n"
+            f"{_security(cluster.material, cluster.bootstrap)}"
             f"  started in {started_s:.1f} s; Ctrl-C to stop",
             flush=True,
         )

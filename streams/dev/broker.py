@@ -45,6 +45,13 @@ from streams.dev.node import (
     _tail,
     _wait_until_ready,
 )
+from streams.dev.secure import (
+    ADMIN_USER,
+    SecureMaterial,
+    scram_arguments,
+    secure_material,
+    secure_properties,
+)
 from streams.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -225,6 +232,11 @@ class LocalKafka:
     dir is reused, so its topics survive. Without one, a temporary dir is used and deleted
     on `close()` (or context exit, garbage collection, interpreter exit). The JVM dies with
     this process even on SIGKILL; `start()` it from a long-lived thread (see the module doc).
+
+    `secure=True` serves clients on SASL_SSL (SCRAM-SHA-512) instead of PLAINTEXT, with a CA,
+    keystore and users made under `<data_dir>/secure` (kept with the data dir, so a restart
+    is fast) and ACLs enforced (`streams.dev.secure`); `material` then holds the users'
+    passwords and the CA, `client_settings()` what a client needs to connect.
     """
 
     def __init__(
@@ -234,7 +246,10 @@ class LocalKafka:
         port: int | None = None,
         controller_port: int | None = None,
         heap: str = "-Xmx512m -Xms128m",
+        secure: bool = False,
     ) -> None:
+        self.secure = secure
+        self.material: SecureMaterial | None = None
         owned = None if data_dir is not None else Path(tempfile.mkdtemp(prefix="everflow-kafka-"))
         self.data_dir: Path = owned or Path(data_dir or ".")
         self.port = port or _free_port()
@@ -267,6 +282,32 @@ class LocalKafka:
         """The JVM's process id while it runs."""
         return self._node.process.pid if self._node.running() and self._node.process else None
 
+    def client_settings(self, user: str = ADMIN_USER) -> dict[str, str]:
+        """librdkafka settings (besides `bootstrap.servers`) to connect as `user`: none for
+        a plaintext broker; for a secure one, SASL_SSL with that user's password (`admin`,
+        the super user, by default; also `worker`, `client`, `ui`) and the CA."""
+        if not self.secure:
+            return {}
+        if self.material is None:
+            raise BrokerError("the secure broker's credentials exist once it was started")
+        return self.material.client_settings(user)
+
+    def child_environment(self, user: str = ADMIN_USER) -> dict[str, str]:
+        """The environment of a child process that connects as `user`: this process's, with
+        EVERFLOW_BOOTSTRAP and, for a secure broker, the user's EVERFLOW_KAFKA_* settings."""
+        env = {**os.environ, "EVERFLOW_BOOTSTRAP": self.bootstrap}
+        if self.secure:
+            env.update(self.client_environment(user))
+        return env
+
+    def client_environment(self, user: str = ADMIN_USER) -> dict[str, str]:
+        """EVERFLOW_BOOTSTRAP and the EVERFLOW_KAFKA_* settings that connect as `user`."""
+        if not self.secure:
+            return {"EVERFLOW_BOOTSTRAP": self.bootstrap}
+        if self.material is None:
+            raise BrokerError("the secure broker's credentials exist once it was started")
+        return self.material.environment(user, self.bootstrap)
+
     def start(self, timeout: float | timedelta = 60) -> LocalKafka:
         """Start the broker (formatting a new data dir first) and wait until it serves clients.
 
@@ -280,10 +321,16 @@ class LocalKafka:
         libs = ensure_kafka_libs()
         java = find_java()
         self._node.check_ports()
-        self._node.format(java, libs, _kafka_uuid(), standalone=True)
+        self._node.format(java, libs, _kafka_uuid(), standalone=True, extra=self._secure(java))
         self._node.launch(java, libs)
         try:
-            _wait_until_ready([self._node], self.bootstrap, brokers=1, timeout=_seconds(timeout))
+            _wait_until_ready(
+                [self._node],
+                self.bootstrap,
+                brokers=1,
+                timeout=_seconds(timeout),
+                client_settings=self.client_settings(),
+            )
         except BaseException:
             self.kill()
             raise
@@ -294,6 +341,23 @@ class LocalKafka:
             self.data_dir,
         )
         return self
+
+    def _secure(self, java: str) -> list[str]:
+        """With `secure`: the TLS material and users made (or read back), the node's config
+        switched to SASL_SSL; returns the format arguments that create the users."""
+        if not self.secure:
+            return []
+        directory = self.data_dir / "secure"
+        if self._node.formatted and not (directory / "credentials.json").is_file():
+            raise BrokerError(
+                f"{self.data_dir} holds a broker formatted without --secure: its SCRAM users "
+                "do not exist; use another data dir for a secure broker"
+            )
+        self.material = secure_material(directory, java)
+        self._node.properties.update(
+            secure_properties(self.material, self.port, self.controller_port)
+        )
+        return scram_arguments(self.material)
 
     def stop(self, grace: float | timedelta = 20) -> None:
         """Stop the broker cleanly (SIGTERM, then SIGKILL after `grace`); data is kept.

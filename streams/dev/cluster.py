@@ -28,6 +28,14 @@ from streams.dev.node import (
     _stop_nodes,
     _wait_until_ready,
 )
+from streams.dev.secure import (
+    ADMIN_USER,
+    SecureMaterial,
+    scram_arguments,
+    secure_material,
+    secure_properties,
+)
+from streams.errors import BrokerError
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +66,18 @@ class LocalCluster:
         hosts: Sequence[str] | None = None,
         command_prefixes: Sequence[Sequence[str]] | None = None,
         properties: Mapping[str, str] | None = None,
+        secure: bool = False,
     ) -> None:
         """`hosts`: each node's listen address (all 127.0.0.1 by default, then on free
         ports; with distinct hosts every node uses ports 9092 and 9093). `command_prefixes`:
         what each node's JVM is started through (e.g. `ip netns exec <ns>`, for a node in a
-        network namespace of its own). `properties` are added to every node's config."""
+        network namespace of its own). `properties` are added to every node's config.
+        `secure`: SASL_SSL for clients and between brokers, ACLs enforced, as
+        `LocalKafka(secure=True)` (loopback hosts only: the certificate names 127.0.0.1)."""
+        if secure and hosts:
+            raise BrokerError("a secure cluster runs on 127.0.0.1 only (its certificate's name)")
+        self.secure = secure
+        self.material: SecureMaterial | None = None
         owned = None if base_dir is not None else Path(tempfile.mkdtemp(prefix="everflow-kafka3-"))
         self.base_dir: Path = owned or Path(base_dir or ".")
         self.hosts = list(hosts or ["127.0.0.1"] * NODES)
@@ -71,6 +86,7 @@ class LocalCluster:
         else:
             self.ports = [_free_port() for _ in range(NODES)]
             controller_ports = [_free_port() for _ in range(NODES)]
+        self._controller_ports = controller_ports
         voters = ",".join(f"{i + 1}@{self.hosts[i]}:{p}" for i, p in enumerate(controller_ports))
         self._nodes: list[_KafkaNode] = []
         for i in range(NODES):
@@ -101,6 +117,33 @@ class LocalCluster:
         """`bootstrap.servers` naming all three nodes."""
         return ",".join(f"{host}:{port}" for host, port in zip(self.hosts, self.ports, strict=True))
 
+    def client_settings(self, user: str = ADMIN_USER) -> dict[str, str]:
+        """librdkafka settings (besides `bootstrap.servers`) to connect as `user`: none for
+        a plaintext cluster; SASL_SSL with the user's password and the CA for a secure one."""
+        if not self.secure:
+            return {}
+        if self.material is None:
+            raise BrokerError("the secure cluster's credentials exist once it was started")
+        return self.material.client_settings(user)
+
+    def _secure(self, java: str) -> list[str]:
+        """With `secure`: the TLS material and users made (or read back), every node's
+        config switched to SASL_SSL; returns the format arguments that create the users."""
+        if not self.secure:
+            return []
+        directory = self.base_dir / "secure"
+        if any(n.formatted for n in self._nodes) and not (directory / "credentials.json").is_file():
+            raise BrokerError(
+                f"{self.base_dir} holds a cluster formatted without --secure: its SCRAM users "
+                "do not exist; use another data dir for a secure cluster"
+            )
+        self.material = secure_material(directory, java)
+        for node, port, controller_port in zip(
+            self._nodes, self.ports, self._controller_ports, strict=True
+        ):
+            node.properties.update(secure_properties(self.material, port, controller_port))
+        return scram_arguments(self.material)
+
     def log_path(self, i: int) -> Path:
         """Node `i`'s console output (WARN and above, plus the startup line)."""
         return self._nodes[i].log_path
@@ -121,14 +164,21 @@ class LocalCluster:
         for node in self._nodes:
             if not node.running():
                 node.check_ports()
+        users = self._secure(java)
         if not all(node.formatted for node in self._nodes):
             cluster_id = _kafka_uuid()  # the same id on every node, or they refuse to talk
             for node in self._nodes:
-                node.format(java, libs, cluster_id, standalone=False)
+                node.format(java, libs, cluster_id, standalone=False, extra=users)
         for node in self._nodes:  # all at once: no node finishes starting without a quorum
             node.launch(java, libs)
         try:
-            _wait_until_ready(self._nodes, self.bootstrap, brokers=NODES, timeout=_seconds(timeout))
+            _wait_until_ready(
+                self._nodes,
+                self.bootstrap,
+                brokers=NODES,
+                timeout=_seconds(timeout),
+                client_settings=self.client_settings(),
+            )
         except BaseException:
             self._kill_all()
             raise
@@ -161,7 +211,13 @@ class LocalCluster:
             return
         node.launch(*_installation())
         try:
-            _wait_until_ready([node], self.bootstrap, brokers=NODES, timeout=_seconds(timeout))
+            _wait_until_ready(
+                [node],
+                self.bootstrap,
+                brokers=NODES,
+                timeout=_seconds(timeout),
+                client_settings=self.client_settings(),
+            )
         except BaseException:
             self.kill_node(i)
             raise

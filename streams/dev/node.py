@@ -226,13 +226,16 @@ class _KafkaNode:
             *args,
         ]
 
-    def format(self, java: str, libs: Path, cluster_id: str, *, standalone: bool) -> None:
-        """Format the data dir (once: an already formatted dir keeps its data)."""
+    def format(
+        self, java: str, libs: Path, cluster_id: str, *, standalone: bool, extra: Iterable[str] = ()
+    ) -> None:
+        """Format the data dir (once: an already formatted dir keeps its data); `extra`
+        arguments go to `kafka-storage format` (`--add-scram ...`)."""
         if self.formatted:
             log.debug("%s: %s already formatted, keeping its data", self.name, self.directory)
             return
         config = self.directory / "server.properties"
-        args = ["format", "-t", cluster_id, "-c", str(config)]
+        args = ["format", "-t", cluster_id, "-c", str(config), *extra]
         command = self._java_command(
             java, libs, "kafka.tools.StorageTool", *args, *(["--standalone"] if standalone else [])
         )
@@ -332,9 +335,14 @@ def _stop_nodes(nodes: Iterable[_KafkaNode], grace: float) -> None:
 
 
 def _wait_until_ready(
-    nodes: Iterable[_KafkaNode], bootstrap: str, brokers: int, timeout: float
+    nodes: Iterable[_KafkaNode],
+    bootstrap: str,
+    brokers: int,
+    timeout: float,
+    client_settings: Mapping[str, str] | None = None,
 ) -> None:
-    """Wait for each node's "Kafka Server started" line, then for `brokers` in the metadata."""
+    """Wait for each node's "Kafka Server started" line, then for `brokers` in the metadata
+    (asked with `client_settings` on top: a secured listener's)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
@@ -351,6 +359,7 @@ def _wait_until_ready(
             )
         time.sleep(0.05 if waiting else 0)
     config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": log}
+    config.update(client_settings or {})
     admin = AdminClient(config)
     while True:
         for node in nodes:

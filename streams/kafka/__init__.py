@@ -4,7 +4,9 @@
 - `topics`: the topic set (names, partitions, compaction), created and verified;
 - `clients`: producers, consumers and admin clients with Everflow's settings, the
   Java-compatible partitioner, and read helpers. Its functions are re-exported here, so
-  `from streams import kafka; kafka.consumer(config, group)` reads as it is used;
+  `from streams import kafka; kafka.consumer(config, group)` reads as it is used; a
+  cluster's refusal (credentials, TLS, ACLs) becomes a plain error (`refusal`);
+- `acls`: the least ACLs each role (worker, client, ui) needs on a secured cluster;
 - `statistics`: the requests a process's clients sent (librdkafka statistics), kept in a
   file when a worker is asked to (`WorkerSettings.kafka_statistics`).
 
@@ -23,6 +25,8 @@ from streams.kafka.clients import (
     patiently,
     producer,
     read_to_end,
+    reader_group,
+    refusal,
     transactional_producer,
     transient,
     where,
@@ -39,6 +43,8 @@ __all__ = [
     "patiently",
     "producer",
     "read_to_end",
+    "reader_group",
+    "refusal",
     "transactional_producer",
     "transient",
     "where",

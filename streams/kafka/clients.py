@@ -4,12 +4,18 @@
   Kafka client that publishes commands keyed by workflow ID lands on the same partition;
 - the transactional producer has a stable `transactional.id` per worker instance, so a
   restarted instance fences its predecessor and aborts its open transaction at once;
-- consumers read committed data only and never auto-commit.
+- consumers read committed data only and never auto-commit;
+- on a secured cluster, a refusal (TLS, SASL credentials, an ACL) is raised as
+  `KafkaAuthenticationError` or `KafkaAuthorizationError` naming the cause (`refusal`), and
+  an admin client's metadata call fails with it within a second or two instead of waiting
+  out its whole timeout.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
@@ -24,6 +30,12 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
+from streams.errors import (
+    BrokerError,
+    ConfigError,
+    KafkaAuthenticationError,
+    KafkaAuthorizationError,
+)
 from streams.kafka.config import KafkaConfig
 from streams.kafka.statistics import with_statistics
 
@@ -43,7 +55,7 @@ _PRODUCER = {
 
 def producer(config: KafkaConfig, **settings: Any) -> Producer:
     """An idempotent producer (acks=all, murmur2_random)."""
-    return Producer(config.client_settings(**with_statistics({**_PRODUCER, **settings})))
+    return _made(Producer, config.client_settings(**with_statistics({**_PRODUCER, **settings})))
 
 
 def transactional_producer(config: KafkaConfig, transactional_id: str, **settings: Any) -> Producer:
@@ -58,7 +70,7 @@ def transactional_producer(config: KafkaConfig, transactional_id: str, **setting
         "retry.backoff.ms": 2,
         "retry.backoff.max.ms": 20,
     }
-    return Producer(config.client_settings(**with_statistics({**base, **settings})))
+    return _made(Producer, config.client_settings(**with_statistics({**base, **settings})))
 
 
 def consumer(
@@ -66,11 +78,12 @@ def consumer(
 ) -> Consumer:
     """A read_committed consumer that never commits on its own.
 
-    Without `group_id` it is for `assign()` only (a throwaway group ID is set because
-    librdkafka requires one).
+    Without `group_id` it is for `assign()` only: librdkafka requires a group ID, so it
+    gets `<prefix>reader`, which it never joins or commits to (on a secured cluster the
+    role's ACLs let it look the group up: see `streams.kafka.acls`).
     """
     base = {
-        "group.id": group_id or "everflow-reader",
+        "group.id": group_id or reader_group(config),
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -80,11 +93,152 @@ def consumer(
         # answering empty fetches (measured: no latency change between 5 and 100 ms)
         "fetch.wait.max.ms": 100,
     }
-    return Consumer(config.client_settings(**with_statistics({**base, **(settings or {})})))
+    merged = config.client_settings(**with_statistics({**base, **(settings or {})}))
+    return _made(Consumer, merged)
+
+
+def reader_group(config: KafkaConfig) -> str:
+    """The group ID of consumers that only `assign()` (never join, never commit)."""
+    return f"{config.topic_prefix}reader"
 
 
 def admin(config: KafkaConfig, **settings: Any) -> AdminClient:
-    return AdminClient(config.client_settings(**settings))
+    """An admin client whose `list_topics` raises a refusal (bad credentials, untrusted TLS,
+    the wrong security protocol) as soon as librdkafka reports it, not at its timeout."""
+    return _made(_Admin, config.client_settings(**settings))
+
+
+def _made(kind: Callable[[dict[str, Any]], T], settings: dict[str, Any]) -> T:
+    try:
+        return kind(settings)
+    except KafkaException as e:  # librdkafka checks its settings when the client is made
+        raise ConfigError(
+            f"the Kafka client settings were refused: {e.args[0].str()} "
+            "(check the EVERFLOW_KAFKA_* variables)"
+        ) from e
+
+
+class _Admin(AdminClient):
+    """An AdminClient that watches librdkafka's errors for a refusal (see `refusal`)."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self._refused: list[BrokerError] = []
+        self.principal: str | None = settings.get("sasl.username")
+        protocol = str(settings.get("security.protocol", "plaintext")).lower()
+        # a client without TLS, whose brokers all seem down, asks once if they speak TLS
+        self._probe: list[str] = [] if "ssl" in protocol else [settings["bootstrap.servers"]]
+        self._all_down = False
+        conf: dict[str, Any] = {**settings, "error_cb": self._on_error}
+        super().__init__(conf)
+
+    def _on_error(self, error: KafkaError) -> None:
+        found = refusal(error, principal=self.principal)
+        if found is not None:
+            self._refused.append(found)
+        elif error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._all_down = True
+
+    def list_topics(self, *args: Any, **kwargs: Any) -> Any:
+        """`AdminClient.list_topics`, asked in short steps: between them, a refusal
+        librdkafka reported is raised (the cause, at once) instead of the timeout."""
+        timeout = kwargs.pop("timeout", -1)
+        forever = timeout is None or timeout < 0
+        deadline = time.monotonic() + (0 if forever else timeout)
+        step = 0.5
+        while True:
+            left = step if forever else max(0.0, deadline - time.monotonic())
+            try:
+                return super().list_topics(*args, timeout=min(step, left), **kwargs)
+            except KafkaException:
+                self.poll(0)  # serves error_cb
+                if self._all_down and self._probe:
+                    self._refused += _tls_listeners(self._probe.pop())
+                if self._refused:
+                    raise self._refused[-1] from None
+                if not forever and time.monotonic() >= deadline:
+                    raise
+            step = min(step * 2, 5.0)
+
+
+def _tls_listeners(bootstrap: str) -> list[BrokerError]:
+    """A KafkaAuthenticationError if a broker of `bootstrap` completes a TLS handshake: a
+    plaintext client there only sees its connections closed (librdkafka logs the hint at
+    info level, its error callback hears only "all brokers down")."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # whether it speaks TLS, not whom to trust
+    for address in bootstrap.split(",")[:3]:
+        host, _, port = address.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=2) as raw:
+                with context.wrap_socket(raw, server_hostname=host.strip("[]")):
+                    pass
+        except (OSError, ValueError):
+            continue  # refused, closed, not TLS: no diagnosis
+        return [
+            KafkaAuthenticationError(
+                f"the broker at {address.strip()} speaks TLS but this client connects without "
+                "it (security.protocol is PLAINTEXT): a secured cluster needs "
+                "EVERFLOW_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SSL), and for SASL "
+                "EVERFLOW_KAFKA_SASL_MECHANISM, EVERFLOW_KAFKA_SASL_USERNAME and "
+                "EVERFLOW_KAFKA_SASL_PASSWORD; EVERFLOW_KAFKA_SSL_CA_LOCATION names its CA"
+            )
+        ]
+    return []
+
+
+_DENIED = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: "topic",
+    KafkaError.GROUP_AUTHORIZATION_FAILED: "consumer group",
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "transactional ID",
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED: "cluster operation",
+}
+
+
+def refusal(error: object, resource: str = "", principal: str | None = None) -> BrokerError | None:
+    """The plain error for a KafkaException or KafkaError that says the cluster refused this
+    client, or None for any other error.
+
+    `KafkaAuthorizationError` when an ACL denies a topic, group, transactional ID or cluster
+    operation (`resource` names it when the caller knows it); `KafkaAuthenticationError` when
+    TLS fails, the SASL credentials are refused, or the listener speaks another security
+    protocol than the client. `principal` is the SASL user, for the message.
+    """
+    if isinstance(error, KafkaException):
+        error = error.args[0] if error.args else None
+    if not isinstance(error, KafkaError):
+        return None
+    code, text = error.code(), error.str()
+    who = f"principal User:{principal}" if principal else "this client's principal"
+    kind = _DENIED.get(code)
+    if kind is not None:
+        named = f" {resource}" if resource else ""
+        fix = (
+            "run it as an admin (a super user)"
+            if code == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+            else "grant the role's ACLs: `everflow acls worker|client|ui --principal "
+            "User:NAME --apply` (as an admin)"
+        )
+        return KafkaAuthorizationError(f"the cluster's ACLs deny {who} the {kind}{named}: {fix}")
+    if code in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED):
+        return KafkaAuthenticationError(
+            f"the cluster refused the SASL credentials of {who} ({text}); check "
+            "EVERFLOW_KAFKA_SASL_USERNAME, EVERFLOW_KAFKA_SASL_PASSWORD and "
+            "EVERFLOW_KAFKA_SASL_MECHANISM"
+        )
+    if code == KafkaError._SSL:
+        return KafkaAuthenticationError(
+            f"TLS with the cluster failed ({text}); check that EVERFLOW_KAFKA_SSL_CA_LOCATION "
+            "names the CA that signed the brokers' certificates"
+        )
+    if code == KafkaError._TRANSPORT and "security.protocol" in text:
+        return KafkaAuthenticationError(
+            f"the cluster's listener speaks another security protocol than this client "
+            f"({text}); a secured cluster needs EVERFLOW_KAFKA_SECURITY_PROTOCOL=SASL_SSL with "
+            "EVERFLOW_KAFKA_SASL_MECHANISM, EVERFLOW_KAFKA_SASL_USERNAME, "
+            "EVERFLOW_KAFKA_SASL_PASSWORD and EVERFLOW_KAFKA_SSL_CA_LOCATION"
+        )
+    return None
 
 
 def murmur2(data: bytes) -> int:
@@ -184,10 +338,15 @@ def read_to_end(
     """Assigns `assignment` and yields its messages until every partition reached its end.
 
     The consumer must have `enable.partition.eof`. Raises BrokerError on a read error, or
-    when `deadline` (time.monotonic()) passes first.
+    when `deadline` (time.monotonic()) passes first; KafkaAuthorizationError at once when
+    an ACL denies a topic (librdkafka would only wait: an assigned partition it may not
+    read reports nothing).
     """
-    from streams.errors import BrokerError
-
+    for topic in sorted({tp.topic for tp in assignment}):
+        metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        denied = refusal(metadata.error, topic) if metadata is not None else None
+        if denied is not None:
+            raise denied
     consumer.assign(assignment)
     pending = {(tp.topic, tp.partition) for tp in assignment}
     while pending:
@@ -200,7 +359,9 @@ def read_to_end(
             elif err.code() == KafkaError._PARTITION_EOF:
                 pending.discard((msg.topic(), msg.partition()))
             else:
-                raise BrokerError(f"reading {msg.topic()} failed: {err.str()}")
+                raise refusal(err, str(msg.topic())) or BrokerError(
+                    f"reading {msg.topic()} failed: {err.str()}"
+                )
 
 
 # errors of a cluster that is briefly unreachable or busy: a coordinator, controller or
@@ -253,7 +414,10 @@ def end_offset(consumer: Consumer, topic: str, partition: int, timeout: float = 
                 TopicPartition(topic, partition), timeout=timeout
             )
             return int(high)
-        except KafkaException:
+        except KafkaException as e:
+            denied = refusal(e, topic)
+            if denied is not None:
+                raise denied from e
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)

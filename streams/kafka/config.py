@@ -79,12 +79,24 @@ class KafkaConfig:
         """The same cluster with another topic prefix (tests give each test its own)."""
         return replace(self, topic_prefix=prefix)
 
+    @property
+    def principal(self) -> str | None:
+        """The SASL user this configuration connects as (`sasl.username`), if any."""
+        user = self.kafka.get("sasl.username")
+        return str(user) if user else None
+
     def client_settings(self, **settings: Any) -> dict[str, Any]:
         """librdkafka settings: ours, then the user's pass-through ones on top."""
         merged: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
         merged.update(settings)
         merged.update(self.kafka)
         return merged
+
+
+def topic_prefix_from_env(env: Mapping[str, str] | None = None) -> str:
+    """EVERFLOW_TOPIC_PREFIX, else the default prefix (no cluster needed to know it)."""
+    env = os.environ if env is None else env
+    return env.get("EVERFLOW_TOPIC_PREFIX") or DEFAULT_PREFIX
 
 
 def _int_setting(name: str, raw: str) -> int:

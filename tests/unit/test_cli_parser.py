@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from streams.cli import (
+    acls,
     activity,
     audit,
     build_parser,
@@ -42,6 +43,7 @@ COMMANDS: dict[tuple[str, ...], tuple[list[str], Action]] = {
     ("dev", "broker"): (["dev", "broker"], dev.dev_broker),
     ("dev", "cluster"): (["dev", "cluster"], dev.dev_cluster),
     ("topics", "create"): (["topics", "create", "--task-queue", "q"], topics.topics_create),
+    ("acls",): (["acls", "worker", "--principal", "User:w"], acls.acls_command),
     ("worker",): (["worker", "examples.money_transfer", "--task-queue", "q"], worker.run_worker),
     ("visibility",): (["visibility"], visibility.run_projector),
     ("ui",): (["ui"], ui.serve),

@@ -145,6 +145,8 @@ def test_public_api_is_pinned() -> None:
             "NotRegisteredError",
             "IdConflictPolicy",
             "IdReusePolicy",
+            "KafkaAuthenticationError",
+            "KafkaAuthorizationError",
             "Payload",
             "PayloadChecksumError",
             "PayloadDecodeError",
