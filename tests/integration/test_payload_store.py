@@ -63,10 +63,13 @@ def test_fifty_megabytes_in_and_out_across_a_worker_kill_then_gc(
         client = await asyncio.to_thread(Client, config, converter)
         try:
             handle = await client.start_workflow("BigEcho", text, id="big-echo", task_queue=QUEUE)
-            await asyncio.to_thread(
-                wait_until, marker.exists, 60, message="the activity never began"
+            began = await asyncio.to_thread(  # the marker file is made, then written
+                wait_until,
+                lambda: marker.exists() and marker.read_text(),
+                60,
+                message="the activity never began",
             )
-            assert marker.read_text() == str(SIZE)  # the worker read the argument back whole
+            assert began == str(SIZE)  # the worker read the argument back whole
             workers.kill(first)  # SIGKILL while the attempt holds the 50 MB argument
             workers.start("w2", APP, task_queue=QUEUE, extra_env=store_env)
             result = await handle.result(timeout=timedelta(seconds=90))
