@@ -141,15 +141,22 @@ def _ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float) -
 
 
 def _wait_for_metadata(admin: AdminClient, names: list[str], timeout: float) -> None:
-    # a created topic shows in metadata only once its leaders are known
+    """Waits until every topic of `names` is in the metadata with its leaders known (a
+    created topic shows only then). Not there after `timeout`: a busy cluster (a node
+    restarting, a loaded machine), raised as a timeout, which `ensure_topics` asks again."""
     deadline = time.monotonic() + timeout
     while True:
         topics = admin.list_topics(timeout=timeout).topics
-        ready = all(
-            n in topics and all(p.leader >= 0 for p in topics[n].partitions.values()) for n in names
-        )
-        if ready or time.monotonic() > deadline:
+        waiting = [
+            n
+            for n in names
+            if n not in topics or any(p.leader < 0 for p in topics[n].partitions.values())
+        ]
+        if not waiting:
             return
+        if time.monotonic() > deadline:
+            reason = f"topics not in the metadata with leaders yet: {', '.join(waiting)}"
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, reason))
         time.sleep(0.05)
 
 

@@ -22,6 +22,7 @@ from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
     KafkaError,
+    KafkaException,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
@@ -175,13 +176,32 @@ def list_topics(config: KafkaConfig) -> list[str]:
     return sorted(admin.list_topics(timeout=30).topics)
 
 
+_COORDINATOR_BUSY = {
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+}
+
+
 def committed_offsets(config: KafkaConfig, group: str, topic: str) -> dict[int, int]:
     """The offsets `group` committed on `topic`, by partition (absent: none committed)."""
     admin = AdminClient(config.client_settings())
     partitions = admin.list_topics(topic, timeout=30).topics[topic].partitions
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
-    result = admin.list_consumer_group_offsets([request], request_timeout=30)[group].result(30)
-    return {tp.partition: tp.offset for tp in result.topic_partitions if tp.offset >= 0}
+    deadline = time.monotonic() + 90
+    while True:  # a coordinator still loading after a fault answers so for a while
+        try:
+            result = admin.list_consumer_group_offsets([request], request_timeout=30)[group]
+            offsets = result.result(30).topic_partitions
+            return {tp.partition: tp.offset for tp in offsets if tp.offset >= 0}
+        except KafkaException as e:
+            error = e.args[0]
+            busy = error.retriable() or error.code() in _COORDINATOR_BUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 @dataclass

@@ -46,3 +46,35 @@ def test_patience_runs_out() -> None:
         kafka.patiently(call, "offsets", patience=0.4)
 
     assert raised.value is TIMED_OUT and call.calls < 10
+
+
+class SlowMetadata:
+    """An admin client whose metadata lacks a topic for the first `late` answers (a busy
+    cluster that has not made a created topic known yet)."""
+
+    def __init__(self, late: int) -> None:
+        self.late = late
+
+    def list_topics(self, timeout: float) -> object:
+        class Partition:
+            leader = 1
+
+        class Topic:
+            partitions = {0: Partition()}
+
+        class Metadata:
+            topics: dict[str, object] = {}
+
+        self.late -= 1
+        if self.late < 0:
+            Metadata.topics = {"t.commands": Topic()}
+        return Metadata()
+
+
+def test_a_created_topic_late_in_the_metadata_is_a_transient_timeout_naming_it() -> None:
+    from streams.kafka.topics import _wait_for_metadata
+
+    with pytest.raises(KafkaException, match=r"t\.commands") as raised:
+        _wait_for_metadata(SlowMetadata(late=10**6), ["t.commands"], timeout=0.2)  # type: ignore[arg-type]
+    assert kafka.transient(raised.value)  # ensure_topics asks again, within its patience
+    _wait_for_metadata(SlowMetadata(late=3), ["t.commands"], timeout=5)  # type: ignore[arg-type]
