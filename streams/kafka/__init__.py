@@ -7,6 +7,7 @@
   `from streams import kafka; kafka.consumer(config, group)` reads as it is used; a
   cluster's refusal (credentials, TLS, ACLs) becomes a plain error (`refusal`);
 - `acls`: the least ACLs each role (worker, client, ui) needs on a secured cluster;
+- `stall`: noticing a partition a consumer has silently stopped reading (`StallWatch`);
 - `statistics`: the requests a process's clients sent (librdkafka statistics), kept in a
   file when a worker is asked to (`WorkerSettings.kafka_statistics`).
 
