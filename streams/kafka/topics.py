@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,9 +104,10 @@ def ensure_topics(
     """
     admin.list_topics(timeout=timeout)  # unreachable: fail now, not after `patience`
     deadline = time.monotonic() + patience
+    asked: set[str] = set()  # names a create was sent for, in this or an earlier attempt
     while True:
         try:
-            return _ensure_topics(admin, specs, timeout)
+            return _ensure_topics(admin, specs, timeout, asked)
         except (KafkaException, BrokerError) as e:
             cause = e if isinstance(e, KafkaException) else e.__cause__
             if not transient(cause) or time.monotonic() > deadline:
@@ -114,11 +116,16 @@ def ensure_topics(
             time.sleep(1)
 
 
-def _ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float) -> list[str]:
+def _ensure_topics(
+    admin: AdminClient, specs: list[TopicSpec], timeout: float, asked: set[str]
+) -> list[str]:
     existing = admin.list_topics(timeout=timeout).topics
     missing = [s for s in specs if s.name not in existing]
-    created: list[str] = []
+    # a topic asked for in an attempt whose answer never came, and there now, is ours
+    earlier = set(asked)
+    created = [s.name for s in specs if s.name in earlier and s.name in existing]
     if missing:
+        asked.update(s.name for s in missing)
         futures = admin.create_topics(
             [
                 NewTopic(s.name, s.partitions, s.replication_factor, config=s.config)
@@ -129,15 +136,29 @@ def _ensure_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float) -
         )
         for name, future in futures.items():
             try:
-                future.result(timeout=timeout)
+                _answer(future, timeout, f"the creation of topic {name}")
                 created.append(name)
             except KafkaException as e:
-                if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise BrokerError(f"cannot create topic {name}: {e.args[0].str()}") from e
+                if e.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    if name in earlier:
+                        created.append(name)
+                    continue
+                raise BrokerError(f"cannot create topic {name}: {e.args[0].str()}") from e
         log.info("created topics count=%d names=%s", len(created), ",".join(created))
     _wait_for_metadata(admin, [s.name for s in specs], timeout)
     verify_topics(admin, specs, timeout)
     return created
+
+
+def _answer(future: Future[Any], timeout: float, what: str) -> Any:
+    """The result of an admin request's future. The client times the request out itself
+    after `timeout`; a future still unanswered a while later (the controller moving) is
+    raised as a timeout, which `ensure_topics` asks again."""
+    try:
+        return future.result(timeout=timeout + 5)
+    except TimeoutError as e:
+        reason = f"no answer to {what} within {timeout + 5:g} s"
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, reason)) from e
 
 
 def _wait_for_metadata(admin: AdminClient, names: list[str], timeout: float) -> None:
@@ -186,7 +207,7 @@ def verify_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 3
         described = admin.describe_configs(resources, request_timeout=timeout)
         wanted = {s.name: s.config for s in specs}
         for resource, future in described.items():
-            entries: dict[str, Any] = future.result(timeout=timeout)
+            entries: dict[str, Any] = _answer(future, timeout, f"the settings of {resource.name}")
             for key, value in wanted[resource.name].items():
                 actual = entries[key].value if key in entries else None
                 if actual != value:
