@@ -26,8 +26,8 @@ from benchmarks.setup import ROOT, bench_config, process_env
 from streams import Client
 from streams.dev.broker import provision_broker
 from streams.kafka.config import KafkaConfig
+from streams.payload_settings import PayloadStoreSettings
 from streams.payload_store import FileStore, converter_from_env
-from streams.settings import PayloadStoreSettings
 
 Q = "payloads"
 APP = "tests.integration.apps.big_payloads"

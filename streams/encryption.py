@@ -12,7 +12,7 @@ not authenticate, raises PayloadKeyError naming the key; in a worker that blocks
 (resumable once the key is deployed) instead of failing it.
 
 `configured_converter()` is how the client, the worker, the CLI and the UI all get the same
-converter from the same settings (`streams.settings.PayloadSettings`, read from
+converter from the same settings (`streams.payload_settings.PayloadSettings`, read from
 EVERFLOW_PAYLOAD_KEYS, EVERFLOW_PAYLOAD_KEY_ID and EVERFLOW_CODEC_ENDPOINT).
 
 With random nonces a key should encrypt fewer than 2**32 payloads (NIST SP 800-38D):
@@ -34,8 +34,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from streams.codec_server import RemoteCodec
 from streams.errors import ConfigError, PayloadDecodeError, PayloadKeyError
 from streams.payload import ENCODING, ENCRYPTED, KEY_ID, DataConverter, Payload, PayloadCodec
+from streams.payload_settings import PayloadSettings
 from streams.payload_store import converter_from_env
-from streams.settings import PayloadSettings
 
 NONCE_BYTES = 12  # 96 bits: GCM's native nonce size
 _AAD_PREFIX = b"everflow/aes-gcm/v1"

@@ -44,7 +44,11 @@ from streams.errors import (
     PayloadTooLargeError,
 )
 from streams.payload import ENCODING, STORED, DataConverter, Payload, PayloadCodec
-from streams.settings import DEFAULT_MAX_STORED_BYTES, DEFAULT_STORE_THRESHOLD, PayloadStoreSettings
+from streams.payload_settings import (
+    DEFAULT_MAX_STORED_BYTES,
+    DEFAULT_STORE_THRESHOLD,
+    PayloadStoreSettings,
+)
 
 # a stored object: magic, the length of the inner payload's metadata (JSON), the metadata,
 # the inner payload's bytes

@@ -30,7 +30,9 @@ from streams.client import Client
 from streams.errors import VisibilityUnavailableError
 from streams.kafka.statistics import RequestTally, observe_statistics
 from streams.kafka.topics import ensure_topics, topic_specs
-from streams.settings import PayloadStoreSettings, RunLimits, WorkerSettings, inflight_path
+from streams.payload_gc import PayloadCollector
+from streams.payload_settings import PayloadStoreSettings
+from streams.settings import RunLimits, WorkerSettings, inflight_path
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,8 @@ class Worker:
         )
         # the run index's projector once run() started it (its lag() is a metrics source)
         self.projector: Projector | None = None
+        # removes stored payloads past their run's retention, when a payload store is set
+        self.payload_collector: PayloadCollector | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
@@ -208,6 +212,12 @@ class Worker:
             self._spawn("workflow-processor", processor.run)
         if runner is not None:
             self._spawn("activity-runner", runner.run)
+        store = PayloadStoreSettings.from_env()
+        if store.url is not None and store.gc_seconds > 0:
+            # stored payloads go after their run's retention: one worker at a time collects
+            retention = self.settings.cache.closed_retention_ms
+            self.payload_collector = PayloadCollector(config, store, retention, store.gc_seconds)
+            self._spawn("payload-collector", self.payload_collector.run)
         if self.visibility.enabled:
             self.projector = Projector(config, self.visibility)
             self.metrics.register_lag_source(self.projector.lag)

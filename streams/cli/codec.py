@@ -12,7 +12,8 @@ from streams.cli.common import SubParsers, add_subparser, wait_for_signal
 from streams.codec_server import CODEC_PORT, CodecServer
 from streams.encryption import configured_codecs
 from streams.errors import ConfigError
-from streams.settings import PayloadSettings, parse_listen
+from streams.payload_settings import PayloadSettings
+from streams.settings import parse_listen
 
 DESCRIPTION = f"""\
 Serve POST /decode and POST /encode with the payload keys of EVERFLOW_PAYLOAD_KEYS (and

@@ -15,7 +15,7 @@ from pathlib import Path
 from streams.cli.common import SubParsers, add_group, add_subparser
 from streams.encryption import generate_key, new_key_id
 from streams.errors import ConfigError
-from streams.settings import read_key_file
+from streams.payload_settings import read_key_file
 
 DESCRIPTION = """\
 Make a random 256-bit AES key for payload encryption. Without --file it prints one line,

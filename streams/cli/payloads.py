@@ -1,25 +1,15 @@
-"""`everflow payloads gc`: remove the stored payloads no run needs any more.
+"""`everflow payloads gc`: remove the stored payloads no run needs any more, now.
 
-The payload store (EVERFLOW_PAYLOAD_STORE) keeps payloads past the threshold; their
-references live in history events. `gc` reads the history topic from its start
-(read_committed) and keeps every object that an open run refers to, or a run closed less
-than `--older-than` ago (the closed-run retention, EVERFLOW_CLOSED_RUN_RETENTION, by
-default: the run still answers describe and result that long). Any other object last
-written more than `--older-than` ago goes: those of runs closed longer ago, and orphans
-(written by a client or activity whose message never committed). The age also spares an
-object whose message is still on its way to the history. It assumes the history topic
-keeps every open run's events (its retention outlives the runs).
+Workers do this on their own every EVERFLOW_PAYLOAD_GC_EVERY seconds; this command runs one
+collection at once, with `--older-than` as the retention (by default the closed-run
+retention, EVERFLOW_CLOSED_RUN_RETENTION), or lists what would go (`--dry-run`). What is
+kept and what goes: `streams.payload_gc`.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
-from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-
-from streams import kafka
 from streams.cli.common import (
     SubParsers,
     add_connection_arguments,
@@ -28,13 +18,8 @@ from streams.cli.common import (
     kafka_config,
 )
 from streams.cli.workflow_args import duration
-from streams.errors import ConfigError
-from streams.kafka.config import KafkaConfig
-from streams.kafka.topics import Topics, partition_count
-from streams.payload_store import Collected, collect, open_store, stored_keys
-from streams.settings import CacheSettings, PayloadStoreSettings
-from streams.visibility.history_fold import CLOSES
-from streams.wire import wire
+from streams.payload_settings import PayloadStoreSettings
+from streams.settings import CacheSettings
 
 
 def add_parser(subparsers: SubParsers) -> None:
@@ -57,66 +42,14 @@ def add_parser(subparsers: SubParsers) -> None:
     gc.set_defaults(run=payloads_gc)
 
 
-@dataclass
-class References:
-    """What the history says about stored payloads: each run's keys and close time."""
-
-    keys: dict[tuple[str, str], set[str]] = field(default_factory=dict)
-    closed_at: dict[tuple[str, str], int] = field(default_factory=dict)
-
-    def needed(self, now_ms: int, retention_ms: int) -> set[str]:
-        """Keys of the runs still open, or closed less than `retention_ms` ago."""
-        out: set[str] = set()
-        for run, keys in self.keys.items():
-            closed = self.closed_at.get(run)
-            if closed is None or now_ms - closed < retention_ms:
-                out |= keys
-        return out
-
-
-def read_references(config: KafkaConfig) -> References:
-    """Every stored-payload reference on the history topic, run by run."""
-    topic = Topics(config.topic_prefix).history
-    refs = References()
-    consumer = kafka.consumer(
-        config, settings={"enable.partition.eof": True, "fetch.max.bytes": 16 << 20}
-    )
-    try:
-        n = partition_count(kafka.admin(config), topic)
-        decode = wire().event.decode
-        assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)]
-        for msg in kafka.read_to_end(consumer, assignment):
-            event = decode(msg.value())
-            run = (event.workflow_id, event.run_id)
-            refs.keys.setdefault(run, set()).update(stored_keys(event.attributes))
-            if isinstance(event.attributes, CLOSES):
-                refs.closed_at[run] = event.time
-    finally:
-        consumer.close()
-    return refs
-
-
-def collect_payloads(
-    config: KafkaConfig,
-    store_settings: PayloadStoreSettings,
-    older_than_ms: int,
-    dry_run: bool = False,
-) -> Collected:
-    """Removes the stored payloads no run needs (see the module docstring)."""
-    store = open_store(store_settings)
-    if store is None:
-        raise ConfigError("no payload store to collect: EVERFLOW_PAYLOAD_STORE is not set")
-    refs = read_references(config)
-    now_ms = int(time.time() * 1000)  # after the read: a run closed meanwhile counts as open
-    return collect(store, refs.needed(now_ms, older_than_ms), older_than_ms, now_ms, dry_run)
-
-
 def payloads_gc(args: argparse.Namespace) -> int:
     """`everflow payloads gc`: one line per removed object, then a summary."""
     if args.older_than is None:
         older_than_ms = CacheSettings.from_env().closed_retention_ms
     else:
         older_than_ms = int(args.older_than.total_seconds() * 1000)
+    from streams.payload_gc import collect_payloads  # reads Kafka: loaded only to run it
+
     settings = PayloadStoreSettings.from_env()
     done = collect_payloads(kafka_config(args), settings, older_than_ms, args.dry_run)
     for key in done.removed:

@@ -9,9 +9,10 @@ Read grant implies Describe on the same resource):
   restores from `history`, `snapshots` and `timers`, writes all of these plus `replies`,
   `completions`, `workers` and `dead-letters` (and `tasks.*` of any queue a workflow
   schedules on), and checks the topics' settings at start (DescribeConfigs). Its groups are
-  `<prefix>workflow-processor`, `<prefix>activities.<queue>` and `<prefix>visibility`; its
-  transactional producer's ID is `<prefix>wp-<instance id>`. Creating the topics is left to
-  an admin (`everflow topics create` with the admin's settings).
+  `<prefix>workflow-processor`, `<prefix>activities.<queue>`, `<prefix>visibility` and
+  `<prefix>payload-gc`; its transactional producer's ID is `<prefix>wp-<instance id>`.
+  Creating the topics is left to an admin (`everflow topics create` with the admin's
+  settings).
 - `client` (an application's `Client`): writes `commands`; reads `replies` (answers to its
   requests) and `completions` (`result()`). It can neither read `tasks.*` nor write
   `history`.
@@ -105,6 +106,8 @@ def _worker(p: str, task_queues: Sequence[str]) -> list[AclRule]:
         AclRule(GROUP, f"{p}workflow-processor", LITERAL, "READ", "workflow processors"),
         *activities,
         AclRule(GROUP, f"{p}visibility", LITERAL, "READ", "the run index's projector"),
+        AclRule(GROUP, f"{p}payload-gc", LITERAL, "READ", "picks the worker that removes"
+                " stored payloads"),
         AclRule(GROUP, f"{p}reader", LITERAL, "DESCRIBE", "consumers that only assign()"),
         AclRule(TRANSACTIONAL_ID, f"{p}wp-", PREFIXED, "WRITE",
                 f"the processor's transactions ({p}wp-<instance id>)"),

@@ -24,7 +24,7 @@ from streams.encryption import AesGcmCodec, configured_converter, generate_key
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, ensure_topics, topic_specs
 from streams.payload import KEY_ID, DataConverter, Payload
-from streams.settings import PayloadSettings
+from streams.payload_settings import PayloadSettings
 from streams.wire.events import ActivityAttemptFailed
 from streams.wire.history_json import event_to_json
 from streams.wire.records import Failure, RunStatus

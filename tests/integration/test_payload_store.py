@@ -172,3 +172,58 @@ def test_a_run_waits_for_a_missing_object_and_goes_on_once_it_is_back(
             client.close()
 
     assert asyncio.run(main()) == data
+
+
+def test_workers_remove_stored_payloads_after_the_run_retention_one_at_a_time(
+    config: KafkaConfig, workers: WorkerProcesses, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    store_env = {"EVERFLOW_PAYLOAD_STORE": store.as_uri(), "EVERFLOW_PARTITIONS": "2"}
+    gc_env = {
+        **store_env,
+        "EVERFLOW_PAYLOAD_GC_EVERY": "0.5",
+        "EVERFLOW_CLOSED_RUN_RETENTION": "6",
+    }
+    procs = [workers.start(f"w{i}", APP, task_queue=QUEUE, extra_env=gc_env) for i in (1, 2)]
+    logs = [workers.log_dir / f"worker-w{i}-{i - 1}.log" for i in (1, 2)]
+
+    def keys() -> set[str]:
+        return {o.key for o in FileStore(store).objects()}
+
+    async def main() -> tuple[str, int]:
+        client = await asyncio.to_thread(Client, config, converter_from_env(env=store_env))
+        try:
+            echo = await client.start_workflow("BigEcho", "e" * 400_000, id="e", task_queue=QUEUE)
+            await echo.result(timeout=timedelta(seconds=60))
+            holds = await client.start_workflow("Holds", "h" * 400_000, id="h", task_queue=QUEUE)
+            (arg,) = next(
+                e.attributes
+                for e in await holds.fetch_history()
+                if isinstance(e.attributes, WorkflowStarted)
+            ).args
+            closed = next(
+                e.time
+                for e in await echo.fetch_history()
+                if isinstance(e.attributes, WorkflowCompleted)
+            )
+            return arg.metadata["key"].decode(), closed
+        finally:
+            client.close()
+
+    held, closed_ms = asyncio.run(main())
+    # within the retention, every object stays: the closed run still answers result()
+    assert len(keys()) == 4  # BigEcho's argument, activity result and result; Holds' argument
+    assert time.time() * 1000 - closed_ms < 5000, "the check above ran past the retention"
+    # past it, the closed run's objects go, by themselves; the open run's stays
+    wait_until(lambda: keys() == {held}, 60, message=f"objects left: {keys()}")
+    assert time.time() * 1000 - closed_ms >= 6000  # not before the retention
+    assert all(p.poll() is None for p in procs)
+
+    # one worker of the two collects: the other only stands by
+    def collections() -> list[int]:
+        return [p.read_text(errors="replace").count("payload store: removed") for p in logs]
+
+    before = collections()
+    time.sleep(3)
+    grown = [after - b for after, b in zip(collections(), before, strict=True)]
+    assert sorted(grown)[0] == 0 and sorted(grown)[1] >= 1, grown

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from streams import DataConverter, PayloadChecksumError, PayloadNotFoundError
+from streams.payload_settings import PayloadStoreSettings
 from streams.payload_store import ClaimCheck, S3Store, claim_check, collect
-from streams.settings import PayloadStoreSettings
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration

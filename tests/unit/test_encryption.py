@@ -26,7 +26,8 @@ from streams.encryption import (
 from streams.errors import ConfigError, PayloadDecodeError
 from streams.kafka.config import KafkaConfig
 from streams.payload import ENCODING, ENCRYPTED, KEY_ID, DataConverter, Payload, ZlibCodec
-from streams.settings import PayloadSettings, UiSettings, read_key_file
+from streams.payload_settings import PayloadSettings, read_key_file
+from streams.settings import UiSettings
 from streams.ui.context import Ui
 from streams.ui.history import show_payload
 from streams.wire.events import HistoryEvent, WorkflowStarted

@@ -25,8 +25,9 @@ from streams import (
     activity,
     workflow,
 )
-from streams.cli.payloads import References
 from streams.payload import STORED, Payload, check_size
+from streams.payload_gc import References
+from streams.payload_settings import PayloadStoreSettings
 from streams.payload_store import (
     ClaimCheck,
     FileStore,
@@ -37,7 +38,7 @@ from streams.payload_store import (
     stored_keys,
     unpack,
 )
-from streams.settings import PayloadStoreSettings, RunLimits
+from streams.settings import RunLimits
 from streams.ui.history import show_payload
 from streams.wire.events import WorkflowBlocked, WorkflowStarted
 from streams.wire.records import RunStatus
@@ -155,6 +156,8 @@ def test_settings_are_off_unless_set_and_file_means_the_data_dir(tmp_path: Path)
     assert (
         PayloadStoreSettings.from_env({"EVERFLOW_PAYLOAD_STORE_RETRY": "2.5"}).retry_seconds == 2.5
     )
+    assert s.gc_seconds == 3600.0  # workers collect hourly unless told otherwise
+    assert PayloadStoreSettings.from_env({"EVERFLOW_PAYLOAD_GC_EVERY": "0"}).gc_seconds == 0.0
     env = {
         "EVERFLOW_PAYLOAD_STORE": f"file://{tmp_path}/p",
         "EVERFLOW_PAYLOAD_STORE_THRESHOLD": "2048",
@@ -177,6 +180,8 @@ def test_settings_are_off_unless_set_and_file_means_the_data_dir(tmp_path: Path)
         ({"EVERFLOW_PAYLOAD_STORE_THRESHOLD": "0"}, r"threshold must be >= 1"),
         ({"EVERFLOW_PAYLOAD_STORE_MAX_BYTES": "lots"}, "must be a whole number"),
         ({"EVERFLOW_PAYLOAD_STORE_RETRY": "0"}, r"retry_seconds must be >= 0.1"),
+        ({"EVERFLOW_PAYLOAD_GC_EVERY": "-1"}, r"EVERFLOW_PAYLOAD_GC_EVERY"),
+        ({"EVERFLOW_PAYLOAD_GC_EVERY": "hourly"}, r"EVERFLOW_PAYLOAD_GC_EVERY must be"),
     ],
 )
 def test_bad_store_settings_name_the_variable(env: dict[str, str], message: str) -> None:

@@ -215,6 +215,7 @@ def test_only_the_settings_modules_read_the_environment_in_streams() -> None:
     allowed = frozenset(
         {
             "streams/settings.py",  # a worker's settings
+            "streams/payload_settings.py",  # encryption keys and the payload store
             "streams/kafka/config.py",  # connection settings
             "streams/dev/broker.py",  # provisioning of the local development broker
         }
