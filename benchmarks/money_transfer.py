@@ -10,7 +10,7 @@ warm-up of its own (the broker's JIT and the worker's caches), so modes compare 
 same hour. Never asserts.
 
     python -m benchmarks.money_transfer [--runs 2000] [--in-flight 64] [--sequential 300]
-        [--modes activities,activities-no-eager,local] [--rounds 3] [--warmup 500]
+        [--modes activities,activities-no-eager,local,encrypted] [--rounds 3] [--warmup 500]
         [--gc on|off] [--gc-threshold 50000,20,100] [--txn-verification on|off|both]
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -36,9 +37,13 @@ from benchmarks.setup import ROOT, bench_config, process_env
 from benchmarks.transfer_app import MODES
 from streams import Client, kafka
 from streams.dev.broker import provision_broker
+from streams.encryption import configured_codecs, generate_key
 from streams.kafka.config import KafkaConfig
 from streams.kafka.statistics import STATISTICS_INTERVAL_MS, RequestTally, observe_statistics
 from streams.kafka.topics import Topics
+from streams.payload import DataConverter
+from streams.payload_settings import PayloadSettings
+from streams.payload_store import converter_from_env
 
 QUEUE = "bench"
 
@@ -232,6 +237,10 @@ def run_mode(
 ) -> Figures:
     """Starts the workers of one mode on fresh topics, measures, stops them."""
     flow, extra = MODES[mode]
+    extra = {name: value.replace("{tmp}", str(tmp)) for name, value in extra.items()}
+    keys = extra.get("EVERFLOW_PAYLOAD_KEYS")
+    if keys and not Path(keys).exists():
+        Path(keys).write_text(f"bench={base64.b64encode(generate_key()).decode()}\n")
     config = bench_config(bootstrap, args.partitions, QUEUE)
     env = process_env(config, **extra)
     if args.gc:
@@ -267,7 +276,8 @@ def run_mode(
         wait_for_owners(config, args.workers)
         before = sum(cpu_seconds(w.pid) for w in workers)
         broker_before = cpu_seconds(broker) if broker else 0.0
-        asyncio.run(run(config, flow, mode, args, stats, figures))
+        converter = converter_from_env(configured_codecs(PayloadSettings.from_env(extra)))
+        asyncio.run(run(config, flow, mode, args, stats, figures, converter))
         total_runs = args.warmup + 20 + args.runs + args.sequential
         figures.worker_cpu = (sum(cpu_seconds(w.pid) for w in workers) - before) * 1000 / total_runs
         print(
@@ -385,10 +395,11 @@ async def run(
     args: argparse.Namespace,
     stats: list[Path],
     figures: Figures,
+    converter: DataConverter,
 ) -> None:
     driver = stats[0].with_name(f"{mode}-driver.json")  # this process's own requests
     observe_statistics(RequestTally(driver))
-    client = await asyncio.to_thread(Client, config)
+    client = await asyncio.to_thread(Client, config, converter)
     observe_statistics(None)
 
     async def counted() -> tuple[dict[str, int], int]:

@@ -68,6 +68,9 @@ MODES: dict[str, tuple[type, dict[str, str]]] = {
     "activities": (BenchTransfer, {}),  # regular activities, eager dispatch (the default)
     "activities-no-eager": (BenchTransfer, {"EVERFLOW_EAGER_ACTIVITIES": "off"}),
     "local": (BenchLocalTransfer, {}),
+    # every payload AES-GCM encrypted, by the worker and the client (a key file the
+    # benchmark makes in its temporary folder: KEY_FILE there)
+    "encrypted": (BenchTransfer, {"EVERFLOW_PAYLOAD_KEYS": "{tmp}/bench.keys"}),
 }
 
 

@@ -20,6 +20,8 @@ import fastavro
 from confluent_kafka import Consumer
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 
+from examples.kafka_settings import check, passthrough
+
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 
 
@@ -46,13 +48,14 @@ def completions(
             "group.id": group,
             "isolation.level": "read_committed",  # only runs whose close was committed
             "auto.offset.reset": "earliest" if from_start else "latest",
+            **passthrough(),  # EVERFLOW_KAFKA_*: TLS, SASL… as for Everflow's own clients
         }
     )
     consumer.subscribe([f"{prefix}completions"])
     try:
         while True:
             msg = consumer.poll(1.0)
-            if msg is None or msg.error():
+            if msg is None or not check(msg):
                 continue
             yield decode(msg.value(), fp, schema)
     finally:

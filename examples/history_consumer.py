@@ -21,6 +21,8 @@ import fastavro
 from confluent_kafka import Consumer
 from fastavro.schema import fingerprint, load_schema, parse_schema, to_parsing_canonical_form
 
+from examples.kafka_settings import check, passthrough
+
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 
 
@@ -64,6 +66,7 @@ def history(
             "group.id": group,
             "isolation.level": "read_committed",  # never an event of an aborted transaction
             "auto.offset.reset": "earliest" if from_start else "latest",
+            **passthrough(),  # EVERFLOW_KAFKA_*: TLS, SASL… as for Everflow's own clients
         }
     )
     consumer.subscribe([f"{prefix}history"])
@@ -71,7 +74,7 @@ def history(
         idle = 0.0
         while idle_timeout is None or idle < idle_timeout:
             msg = consumer.poll(0.5)
-            if msg is None or msg.error():
+            if msg is None or not check(msg):
                 idle += 0.5
                 continue
             idle = 0.0

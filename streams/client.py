@@ -119,10 +119,12 @@ class Client:
         self.wire = wire()
         # spans around requests, their context in the commands' headers (`streams.tracing`)
         self._tracing = Tracing() if tracing else None
-        self._producer = kafka.producer(config, **{"linger.ms": 0})
+        # asked first: a refused or unreachable cluster raises before any client is made
+        # whose threads would go on knocking until the garbage collector ends them
         admin = kafka.admin(config)
         self._partitions = partition_count(admin, self.topics.commands)
         reply_partitions = partition_count(admin, self.topics.replies)
+        self._producer = kafka.producer(config, **{"linger.ms": 0})
         self._lock = threading.Lock()
         self._replies: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[ReplyBody]]] = {}
         self._completions: dict[
@@ -137,9 +139,13 @@ class Client:
         wanted = [(self.topics.replies, kafka.partition_for(self.client_id, reply_partitions))] + [
             (self.topics.completions, p) for p in range(self._partitions)
         ]
-        self._consumer.assign(
-            [TopicPartition(t, p, kafka.end_offset(self._consumer, t, p)) for t, p in wanted]
-        )
+        try:
+            self._consumer.assign(
+                [TopicPartition(t, p, kafka.end_offset(self._consumer, t, p)) for t, p in wanted]
+            )
+        except BaseException:
+            self._consumer.close()
+            raise
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._read, name="everflow-client", daemon=True)
         self._reading = False

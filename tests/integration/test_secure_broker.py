@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
+from examples.history_consumer import history
 from examples.money_transfer import Bank, MoneyTransferSaga, MoneyTransferWorkflow, TransferOrder
 from streams import (
     Client,
@@ -157,6 +158,44 @@ def test_money_transfer_and_saga_run_with_worker_and_client_holding_only_their_a
         {"account": e["account"], "delta": e["delta"]} for e in bank.entries()
     ]
     assert "Authorization" not in workers.logs(), workers.logs()
+
+
+def _environ(deployment: Deployment, user: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's EVERFLOW_KAFKA_* variables, connecting as `user`."""
+    for name, value in deployment.broker.client_environment(user).items():
+        if name.startswith("EVERFLOW_KAFKA_"):
+            monkeypatch.setenv(name, value)
+
+
+def test_a_downstream_consumer_follows_the_same_variables_and_names_a_refusal(
+    deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workers = WorkerProcesses(deployment.environment("worker", None, tmp_path), tmp_path)
+    reference = f"downstream-{uuid.uuid4().hex[:6]}"
+    try:
+        workers.start("w1")
+        client = Client(deployment.config("client"))
+        try:
+            asyncio.run(
+                client.execute_workflow(
+                    MoneyTransferWorkflow, TransferOrder("a", "b", 1, reference),
+                    id=reference, task_queue=QUEUE, timeout=timedelta(seconds=60),
+                )
+            )  # fmt: skip
+        finally:
+            client.close()
+    finally:
+        workers.stop_all()
+    # the admin reads the history with examples.history_consumer, set up by the environment
+    _environ(deployment, "admin", monkeypatch)
+    events = list(history(deployment.broker.bootstrap, deployment.prefix, "audit", True, 5.0))
+    kinds = [e["type"] for e in events if e["workflow_id"] == reference]
+    assert kinds[0] == "WorkflowStarted" and kinds[-1] == "WorkflowCompleted", kinds
+    # the client principal may read neither the history nor with a group of its own: said
+    # at once, not waited out in silence
+    _environ(deployment, "client", monkeypatch)
+    with pytest.raises(KafkaException, match=r"(?i)authorization"):
+        list(history(deployment.broker.bootstrap, deployment.prefix, "audit", True, 30.0))
 
 
 def test_a_client_without_security_settings_is_told_the_listener_wants_them(
