@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams import kafka
+from streams import KafkaAuthenticationError, kafka
 from streams.dev.cluster import NODES, LocalCluster
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import ensure_topics, topic_specs
@@ -112,3 +113,38 @@ def test_topics_are_made_while_the_active_controller_fails_over(
         cluster.start_node(victim)
 
     assert sorted(created) == sorted(s.name for s in specs)
+
+
+def test_a_secure_cluster_replicates_over_sasl_ssl_and_refuses_the_anonymous(
+    tmp_path: Path, topic_prefix: str
+) -> None:
+    with LocalCluster(tmp_path / "secure", secure=True) as secure:
+        config = KafkaConfig(
+            bootstrap=secure.bootstrap,
+            topic_prefix=topic_prefix,
+            partitions=PARTITIONS,
+            replication_factor=3,
+            kafka=secure.client_settings(),  # the admin: SCRAM over TLS
+        )
+        ensure_topics(kafka.admin(config), topic_specs(config, ["q"]))
+        topic = f"{topic_prefix}commands"
+        admin = kafka.admin(config)
+        # the brokers replicate to each other over their SASL_SSL listener
+        wait_until(
+            lambda: in_sync_replicas(admin, topic) == [3] * PARTITIONS,
+            timeout=60,
+            message=f"every partition of {topic} in sync on three nodes",
+        )
+        producer = Producer(config.client_settings(acks="all"))
+        producer.produce(topic, b"over tls", partition=0)
+        assert producer.flush(30) == 0
+        consumer = kafka.consumer(config, settings={"enable.partition.eof": True})
+        try:
+            read = [m.value() for m in kafka.read_to_end(consumer, [TopicPartition(topic, 0, 0)])]
+        finally:
+            consumer.close()
+        assert read == [b"over tls"]
+        # no credentials: refused at once, by name
+        anonymous = KafkaConfig(bootstrap=secure.bootstrap, topic_prefix=topic_prefix)
+        with pytest.raises(KafkaAuthenticationError):
+            kafka.admin(anonymous).list_topics(timeout=10)
