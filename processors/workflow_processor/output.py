@@ -27,9 +27,9 @@ from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics
 from streams.tracing import headers_of
 from streams.wire import Wire
-from streams.wire.commands import StartWorkflow
+from streams.wire.commands import Command, ResetWorkflow, StartWorkflow
 from streams.wire.events import HistoryEvent, WorkflowStarted
-from streams.wire.records import Rejected, RejectionCode, Reply, Snapshot, Timer
+from streams.wire.records import Rejected, RejectionCode, Reply, Snapshot, StartRejected, Timer
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,42 @@ class RecordTooLarge(BaseException):
             "(pass a reference, e.g. an object-store key) or raise both limits"
         )
         BaseException.__init__(self, self.reason)
+
+
+class RefusedStarts:
+    """Runs whose records would not fit, failed before they existed (see
+    `WorkflowProcessor._refuse_too_large`): the command that starts one is dead-lettered
+    with the reason when it is read again, and a start's caller is told why."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, tuple[str, str]] = {}  # workflow ID -> (run ID, reason)
+
+    def note(self, workflow_id: str, run_id: str, reason: str) -> None:
+        self._runs[workflow_id] = (run_id, reason)
+
+    def refuse(self, command: Command, msg: Any, batch: Batch) -> bool:
+        """Dead-letters `command` (with a rejection to its caller) when it starts a noted
+        run; False for any other command."""
+        noted = self._runs.get(command.workflow_id) if self._runs else None
+        if noted is None:
+            return False
+        run_id, reason = noted
+        body = command.body
+        starts = (isinstance(body, StartWorkflow) and body.run_id == run_id) or (
+            isinstance(body, ResetWorkflow) and body.new_run_id == run_id
+        )
+        if not starts:
+            return False
+        del self._runs[command.workflow_id]
+        log.error("dead-lettering command (record_too_large): %s", reason)
+        batch.dead.append((msg, reason))
+        if isinstance(body, StartWorkflow):  # the caller hears why, not nothing
+            batch.reply(
+                body.reply_to,
+                command.command_id,
+                StartRejected(RejectionCode.INVALID_ARGUMENT, reason),
+            )
+        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,13 @@ from processors.workflow_processor.breaker import Breaker
 from processors.workflow_processor.intake import Poison, check_command
 from processors.workflow_processor.local_activities import LocalActivities
 from processors.workflow_processor.offsets import ConsumedOffsets
-from processors.workflow_processor.output import AfterCommit, Output, RecordTooLarge, record_limit
+from processors.workflow_processor.output import (
+    AfterCommit,
+    Output,
+    RecordTooLarge,
+    RefusedStarts,
+    record_limit,
+)
 from processors.workflow_processor.reader import CommandReader
 from processors.workflow_processor.restore import SnapshotReader, restore_partitions
 from processors.workflow_processor.run_cache import PartitionRuns
@@ -60,18 +66,13 @@ from streams.settings import CacheSettings, FaultSettings
 from streams.tracing import Tracing, carrier_of
 from streams.wire import Wire, wire
 from streams.wire.commands import (
-    Command,
     CompleteActivity,
     FailActivity,
-    ResetWorkflow,
     StartActivity,
-    StartWorkflow,
 )
 from streams.wire.records import Failure as RunFailure
 from streams.wire.records import (
-    RejectionCode,
     RestoreReport,
-    StartRejected,
     Timer,
     TimerKind,
 )
@@ -147,9 +148,9 @@ class WorkflowProcessor:
         self.eager: EagerRunner | None = None
         self.eager_reports = EagerReports(lambda partition: partition in self.partitions)
         self.offsets = ConsumedOffsets()  # what the next transaction commits
-        # workflow ID -> (run ID, reason): runs whose records would not fit, started by a
-        # batch that was therefore not written; the command starting one is dead-lettered
-        self._too_large: dict[str, tuple[str, str]] = {}
+        # runs whose records would not fit, started by a batch that was therefore not
+        # written: the command starting one is dead-lettered when read again
+        self.refused_starts = RefusedStarts()
         self.breaker = Breaker.open(settings.inflight_path)
         self.transactional_id = f"{config.topic_prefix}wp-{settings.instance_id}"
 
@@ -417,14 +418,7 @@ class WorkflowProcessor:
             batch.dead.append((msg, checked.reason))
             return
         command = checked
-        refused = self._starts_too_large(command) if self._too_large else None
-        if refused is not None:
-            log.error("dead-lettering command (record_too_large): %s", refused)
-            batch.dead.append((msg, refused))
-            body = command.body
-            if isinstance(body, StartWorkflow):  # the caller hears why, not nothing
-                rejected = StartRejected(RejectionCode.INVALID_ARGUMENT, refused)
-                batch.reply(body.reply_to, command.command_id, rejected)
+        if self.refused_starts.refuse(command, msg, batch):
             return
         self.stats.commands += 1
         runs = self.partitions[partition]
@@ -680,28 +674,12 @@ class WorkflowProcessor:
         runs = self.partitions.get(error.partition)
         run = None if runs is None else runs.get(error.workflow_id)
         if run is None or run.run_id != error.run_id:
-            self._too_large[error.workflow_id] = (error.run_id, error.reason)
+            self.refused_starts.note(error.workflow_id, error.run_id, error.reason)
             return
         batch = Batch(self.partitions)
         failure = RunFailure(error.reason, "RecordTooLarge", "workflow")
         if run.fail(failure, int(time.time() * 1000), batch.effects(run)):
             self._commit(batch, 0)
-
-    def _starts_too_large(self, command: Command) -> str | None:
-        """The reason to dead-letter `command`: it starts a run whose records would not fit
-        (see `_refuse_too_large`); None for any other command."""
-        refused = self._too_large.get(command.workflow_id)
-        if refused is None:
-            return None
-        run_id, reason = refused
-        body = command.body
-        started = (isinstance(body, StartWorkflow) and body.run_id == run_id) or (
-            isinstance(body, ResetWorkflow) and body.new_run_id == run_id
-        )
-        if not started:
-            return None
-        del self._too_large[command.workflow_id]
-        return reason
 
     def _rewind(self) -> None:
         """Every owned partition's read position back to its committed offset."""

@@ -10,9 +10,9 @@ broker's admin principal and for each role's user (`worker`, `client`, `ui`), ke
 
 `secure_properties()` is the broker config for that: one SASL_SSL listener for clients and
 brokers (SCRAM-SHA-512 only), `StandardAuthorizer` denying what no ACL allows, and the
-admin principal as super user. The controller listener stays PLAINTEXT on loopback: it
-serves only the node's own broker, whose principal there is ANONYMOUS, so ANONYMOUS is a
-super user too (no client listener ever yields it: SASL_SSL authenticates everyone).
+admin principal as super user. The controller listener speaks mutual TLS: only a holder of
+a certificate signed by the CA (the nodes' keystore, subject CN=localhost, a super user
+too) gets past its handshake; nobody is ANONYMOUS anywhere.
 The users are created when the data dir is formatted (`scram_arguments()`).
 """
 
@@ -38,6 +38,7 @@ ROLE_USERS = ("worker", "client", "ui")
 """The users made for Everflow's roles (see `everflow acls`)."""
 
 MECHANISM = "SCRAM-SHA-512"
+NODE_PRINCIPAL = "CN=localhost"  # the keystore certificate's subject: a node to a controller
 CREDENTIALS = "credentials.json"
 _SAN = "dns:localhost,ip:127.0.0.1"
 _DAYS = "825"
@@ -135,7 +136,10 @@ def secure_properties(material: SecureMaterial, port: int, controller_port: int)
         "listeners": listeners,
         "advertised.listeners": listeners,
         "inter.broker.listener.name": "SASL_SSL",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+        # the controllers talk mutual TLS: a node proves itself with its keystore's
+        # certificate (principal User:CN=localhost), anything else is refused at the handshake
+        "listener.security.protocol.map": "CONTROLLER:SSL,SASL_SSL:SASL_SSL",
+        "listener.name.controller.ssl.client.auth": "required",
         "sasl.enabled.mechanisms": MECHANISM,
         "sasl.mechanism.inter.broker.protocol": MECHANISM,
         "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
@@ -152,7 +156,7 @@ def secure_properties(material: SecureMaterial, port: int, controller_port: int)
         "ssl.client.auth": "none",
         "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         "allow.everyone.if.no.acl.found": "false",
-        "super.users": f"User:{ADMIN_USER};User:ANONYMOUS",
+        "super.users": f"User:{ADMIN_USER};User:{NODE_PRINCIPAL}",
     }
 
 

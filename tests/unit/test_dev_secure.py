@@ -15,7 +15,10 @@ MATERIAL = SecureMaterial(
 def test_clients_get_only_sasl_ssl_and_acls_deny_what_is_not_granted() -> None:
     props = secure_properties(MATERIAL, 9092, 9093)
     assert props["listeners"] == "SASL_SSL://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
-    assert props["listener.security.protocol.map"] == "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL"
+    assert props["listener.security.protocol.map"] == "CONTROLLER:SSL,SASL_SSL:SASL_SSL"
+    # the controllers admit only a node's certificate: nobody is anonymous, nor a super user
+    assert props["listener.name.controller.ssl.client.auth"] == "required"
+    assert props["super.users"] == "User:admin;User:CN=localhost"
     assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
     assert props["authorizer.class.name"].endswith("StandardAuthorizer")
     assert props["allow.everyone.if.no.acl.found"] == "false"
