@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP) system
 	$(BIN)/ruff check streams processors tests benchmarks examples
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=30
 
 ## make faults: each fault scenario once on the three-broker lab, the fault table at the end
 faults: $(STAMP) system
