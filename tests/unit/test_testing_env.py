@@ -5,9 +5,12 @@ virtual clock that skips idle time while a result is awaited."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+import types
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -364,3 +367,17 @@ def test_timer_events_carry_virtual_times() -> None:
     start = history[0].time
     hour = 3600 * 1000
     assert [round((t - start) / hour, 2) for t in fired] == [1.0, 2.0, 3.0]
+
+
+def test_the_readme_example_runs() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Testing workflows", 1)[1]
+    block = section.split("```python", 1)[1].split("```", 1)[0]
+    # a module of its own: the client finds a run method's class through its module
+    module = types.ModuleType("readme_testing_workflows")
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(block, "README.md (Testing workflows)", "exec"), module.__dict__)
+        asyncio.run(module.test_reminder_is_sent_after_30_days())
+    finally:
+        del sys.modules[module.__name__]
