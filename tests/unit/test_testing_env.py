@@ -381,3 +381,163 @@ def test_the_readme_example_runs() -> None:
         asyncio.run(module.test_reminder_is_sent_after_30_days())
     finally:
         del sys.modules[module.__name__]
+
+
+@workflow.defn
+class Countdown:
+    @workflow.run
+    async def run(self, n: int, seen: list[int]) -> list[int]:
+        await workflow.sleep(timedelta(days=1))
+        if n > 1:
+            workflow.continue_as_new(n - 1, [*seen, n])
+        return [*seen, n]
+
+
+@workflow.defn
+class Parent:
+    @workflow.run
+    async def run(self) -> list[int]:
+        return await workflow.execute_child_workflow(  # type: ignore[no-any-return]
+            Countdown.run, 3, [], id="countdown-child"
+        )
+
+
+def test_children_and_continue_as_new_run_in_the_environment() -> None:
+    async def body() -> tuple[list[int], timedelta, str]:
+        async with await WorkflowEnvironment.start_time_skipping(
+            workflows=[Parent, Countdown]
+        ) as env:
+            before = env.now()
+            result = await env.client.execute_workflow(
+                Parent.run, id="parent", task_queue=env.task_queue
+            )
+            child = await env.client.get_workflow_handle("countdown-child").describe()
+            return result, env.now() - before, child.status.value
+
+    result, moved, child_status = run(body)
+    assert result == [3, 2, 1]  # three runs of the child, chained by continue-as-new
+    assert child_status == RunStatus.COMPLETED.value
+    assert moved >= timedelta(days=3)
+
+
+LOCAL_ATTEMPTS: list[int] = []
+
+
+@activity.defn
+def flaky_lookup(key: str) -> str:
+    LOCAL_ATTEMPTS.append(activity.info().attempt)
+    if len(LOCAL_ATTEMPTS) < 3:
+        raise ConnectionError("the cache is cold")
+    return key.upper()
+
+
+@workflow.defn
+class Lookup:
+    @workflow.run
+    async def run(self, key: str) -> str:
+        return await workflow.execute_local_activity(  # type: ignore[no-any-return]
+            flaky_lookup,
+            key,
+            start_to_close_timeout=FIVE_SECONDS,
+            # the first backoff waits in the worker, the second on a durable timer
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=30)),
+            local_retry_threshold=timedelta(seconds=45),
+        )
+
+
+def test_local_activity_backoffs_pass_on_the_virtual_clock() -> None:
+    LOCAL_ATTEMPTS.clear()
+
+    async def body() -> tuple[str, timedelta]:
+        async with await WorkflowEnvironment.start_time_skipping(
+            workflows=[Lookup], activities=[flaky_lookup]
+        ) as env:
+            before = env.now()
+            result = await env.client.execute_workflow(
+                Lookup.run, "k", id="lookup", task_queue=env.task_queue
+            )
+            return result, env.now() - before
+
+    result, moved = run(body)
+    assert result == "K" and LOCAL_ATTEMPTS == [1, 2, 3]
+    assert moved >= timedelta(seconds=90)  # 30 s, then 60 s of backoff
+
+
+STOPPED: list[str] = []
+
+
+@activity.defn
+async def watch_forever(name: str) -> str:
+    try:
+        while True:
+            activity.heartbeat(name)
+            await asyncio.sleep(0.01)
+    except asyncio.CancelledError:
+        STOPPED.append(name)
+        raise
+
+
+@workflow.defn
+class Watcher:
+    @workflow.run
+    async def run(self) -> str:
+        return await workflow.execute_activity(  # type: ignore[no-any-return]
+            watch_forever,
+            "door",
+            start_to_close_timeout=timedelta(hours=1),
+            heartbeat_timeout=timedelta(milliseconds=100),
+            cancellation_type="wait_cancellation_completed",  # closes once it stopped
+        )
+
+
+def test_cancel_reaches_a_running_activity_through_its_heartbeats() -> None:
+    STOPPED.clear()
+
+    async def body() -> tuple[str, list[str]]:
+        async with await WorkflowEnvironment.start_time_skipping(
+            workflows=[Watcher], activities=[watch_forever]
+        ) as env:
+            handle = await env.client.start_workflow(
+                Watcher.run, id="watcher", task_queue=env.task_queue
+            )
+            await asyncio.sleep(0.1)  # the activity runs and heartbeats
+            await handle.cancel()
+            with pytest.raises(WorkflowFailureError) as failed:
+                await handle.result(timeout=timedelta(seconds=30))
+            history = await handle.fetch_history()
+            return failed.value.status, [type(e.attributes).__name__ for e in history]
+
+    status, history = run(body)
+    assert status == RunStatus.CANCELED.value
+    assert STOPPED == ["door"]
+    assert "ActivityHeartbeatRecorded" in history
+    assert history[-2:] == ["ActivityCanceled", "WorkflowCanceled"]
+
+
+@workflow.defn
+class Slow:
+    def __init__(self) -> None:
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.done)
+        return "done"
+
+    @workflow.update
+    async def finish_tomorrow(self) -> str:
+        await workflow.sleep(timedelta(days=1))
+        self.done = True
+        return workflow.now().isoformat()
+
+
+def test_an_update_whose_handler_sleeps_returns_once_the_clock_skipped_ahead() -> None:
+    async def body() -> tuple[datetime, datetime, str]:
+        async with await WorkflowEnvironment.start_time_skipping(workflows=[Slow]) as env:
+            before = env.now()
+            handle = await env.client.start_workflow(Slow.run, id="slow", task_queue=env.task_queue)
+            finished = await handle.execute_update(Slow.finish_tomorrow)
+            return before, datetime.fromisoformat(finished), await handle.result()
+
+    before, finished, result = run(body)
+    assert finished - before >= timedelta(days=1) and result == "done"
