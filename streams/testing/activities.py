@@ -91,11 +91,13 @@ class InProcessActivities:
         for running in list(self.running.values()):
             running.flush_due()
 
-    def close(self) -> None:
-        """Stops every attempt: async ones are canceled, threads are left to end on their
-        own (their reports go nowhere)."""
-        for attempt in list(self._tasks):
+    async def close(self) -> None:
+        """Stops every attempt: async ones are canceled and awaited, threads are left to
+        end on their own (what they report goes nowhere)."""
+        attempts = list(self._tasks)
+        for attempt in attempts:
             attempt.cancel()
+        await asyncio.gather(*attempts, return_exceptions=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _attempt(self, running: RunningActivity) -> None:

@@ -37,7 +37,7 @@ from streams.errors import RPCTimeoutError
 from streams.testing.activities import InProcessActivities
 from streams.wire import wire
 from streams.wire.commands import Command, CommandBody
-from streams.wire.events import HistoryEvent
+from streams.wire.events import HistoryEvent, WorkflowBlocked
 from streams.wire.records import (
     ActivityCancelRequest,
     ActivityTask,
@@ -127,6 +127,7 @@ class Engine:
         self._delayed: list[tuple[int, int, ActivityTask]] = []  # local retries' backoffs
         self._replies: dict[str, asyncio.Future[ReplyBody]] = {}
         self._watchers: dict[str, list[asyncio.Future[Completion]]] = {}
+        self._block_watchers: dict[str, list[asyncio.Future[tuple[str, WorkflowBlocked]]]] = {}
         self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []
         self._skipping = 0
         self._failed: BaseException | None = None
@@ -191,6 +192,23 @@ class Engine:
         waiters = self._watchers.get(workflow_id, [])
         self._watchers[workflow_id] = [w for w in waiters if w is not fut]
 
+    def watch_blocked(self, workflow_id: str) -> asyncio.Future[tuple[str, WorkflowBlocked]]:
+        """A future resolved (run ID, why) once the current run of `workflow_id` is blocked
+        (at once if it is); a blocked run waits for a fix, which no test will bring."""
+        fut: asyncio.Future[tuple[str, WorkflowBlocked]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        run = self.runs.get(workflow_id)
+        if run is not None and run.blocked is not None and not run.closed:
+            last = next(
+                e for e in reversed(run.events) if isinstance(e.attributes, WorkflowBlocked)
+            )
+            assert isinstance(last.attributes, WorkflowBlocked)
+            fut.set_result((run.run_id, last.attributes))
+        else:
+            self._block_watchers.setdefault(workflow_id, []).append(fut)
+        return fut
+
     # ---- life -----------------------------------------------------------------------------
     def start(self) -> None:
         self._driver = asyncio.get_running_loop().create_task(self._drive(), name="everflow-test")
@@ -198,11 +216,11 @@ class Engine:
     async def close(self) -> None:
         """Stops the driver and the running attempts; raises what broke the driver, if
         anything did (an error in the engine, never one of workflow or activity code)."""
-        self.activities.close()
         if self._driver is not None:
             self._driver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._driver
+        await self.activities.close()
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
@@ -224,6 +242,7 @@ class Engine:
             waiting: list[asyncio.Future[Any]] = [*self._replies.values()]
             waiting += [f for fs in self._watchers.values() for f in fs]
             waiting += [f for _, _, f in self._sleepers]
+            waiting += [f for fs in self._block_watchers.values() for f in fs]
             for fut in waiting:
                 if not fut.done():
                     fut.set_exception(e)
@@ -328,6 +347,10 @@ class Engine:
         fx = step.fx
         for event in fx.events:
             self.runs.record(event)
+            if isinstance(event.attributes, WorkflowBlocked):
+                for fut in self._block_watchers.pop(event.workflow_id, []):
+                    if not fut.done():
+                        fut.set_result((event.run_id, event.attributes))
         for key, set_timer in fx.timer_ops:
             if set_timer is None:
                 self._records.pop(key, None)

@@ -20,6 +20,7 @@ from streams import (
     ApplicationError,
     RetryPolicy,
     VisibilityUnavailableError,
+    WorkflowBlockedError,
     WorkflowFailureError,
     WorkflowNotRunningError,
     activity,
@@ -541,3 +542,40 @@ def test_an_update_whose_handler_sleeps_returns_once_the_clock_skipped_ahead() -
 
     before, finished, result = run(body)
     assert finished - before >= timedelta(days=1) and result == "done"
+
+
+@workflow.defn
+class Buggy:
+    @workflow.run
+    async def run(self, wait: bool) -> str:
+        if wait:
+            await workflow.sleep(timedelta(days=2))
+        raise KeyError("bug in workflow code")
+
+
+def test_a_blocked_run_raises_from_result_instead_of_waiting_for_a_fix() -> None:
+    async def body() -> list[WorkflowBlockedError]:
+        errors = []
+        async with await WorkflowEnvironment.start_time_skipping(workflows=[Buggy]) as env:
+            # blocked while the test awaits the result (after a skipped sleep) ...
+            handle = await env.client.start_workflow(
+                Buggy.run, True, id="buggy-1", task_queue=env.task_queue
+            )
+            with pytest.raises(WorkflowBlockedError) as blocked:
+                await handle.result()
+            errors.append(blocked.value)
+            # ... and blocked before anyone awaits it
+            await env.client.start_workflow(
+                Buggy.run, False, id="buggy-2", task_queue=env.task_queue
+            )
+            with pytest.raises(WorkflowBlockedError) as blocked:
+                await env.client.get_workflow_handle("buggy-2").result()
+            errors.append(blocked.value)
+            described = await handle.describe()
+            assert described.status is RunStatus.RUNNING and described.blocked is not None
+        return errors
+
+    for error in run(body):
+        assert error.reason == "workflow_error"
+        assert "KeyError: 'bug in workflow code'" in str(error)
+        assert isinstance(error.cause, ApplicationError) and error.cause.type == "KeyError"
