@@ -23,6 +23,7 @@ from streams import (
     WorkflowBlockedError,
     WorkflowFailureError,
     WorkflowNotRunningError,
+    WorkflowResultTimeoutError,
     activity,
     workflow,
 )
@@ -579,3 +580,25 @@ def test_a_blocked_run_raises_from_result_instead_of_waiting_for_a_fix() -> None
         assert error.reason == "workflow_error"
         assert "KeyError: 'bug in workflow code'" in str(error)
         assert isinstance(error.cause, ApplicationError) and error.cause.type == "KeyError"
+
+
+@workflow.defn
+class Forever:
+    @workflow.run
+    async def run(self) -> None:
+        while True:
+            await workflow.sleep(timedelta(hours=1))
+
+
+def test_a_run_that_never_ends_leaves_the_test_free_to_give_up_on_it() -> None:
+    async def body() -> timedelta:
+        async with await WorkflowEnvironment.start_time_skipping(workflows=[Forever]) as env:
+            before = env.now()
+            handle = await env.client.start_workflow(
+                Forever.run, id="forever", task_queue=env.task_queue
+            )
+            with pytest.raises(WorkflowResultTimeoutError):
+                await handle.result(timeout=timedelta(milliseconds=200))
+            return env.now() - before
+
+    assert run(body) >= timedelta(hours=2)  # the clock raced ahead meanwhile
