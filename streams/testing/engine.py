@@ -247,6 +247,9 @@ class Engine:
             for fut in waiting:
                 if not fut.done():
                     fut.set_exception(e)
+                    # marked as seen: a future nobody awaits (a discarded watcher) must not
+                    # log it again; one awaited still raises it
+                    fut.exception()
 
     def _settle(self) -> None:
         """Handles every queued command, due timer and due attempt, until none is left."""

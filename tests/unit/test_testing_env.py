@@ -11,7 +11,7 @@ import types
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -28,6 +28,7 @@ from streams import (
     workflow,
 )
 from streams.testing import WorkflowEnvironment
+from streams.wire.commands import CommandBody
 from streams.wire.events import ActivityAttemptFailed, ActivityRetried, TimerFired
 from streams.wire.records import RunStatus
 
@@ -602,3 +603,20 @@ def test_a_run_that_never_ends_leaves_the_test_free_to_give_up_on_it() -> None:
             return env.now() - before
 
     assert run(body) >= timedelta(hours=2)  # the clock raced ahead meanwhile
+
+
+def test_an_error_of_the_engine_reaches_the_waiting_test_and_shutdown() -> None:
+    async def body() -> None:
+        env = await WorkflowEnvironment.start_time_skipping(workflows=[Nap])
+        handle = await env.client.start_workflow(Nap.run, id="nap", task_queue=env.task_queue)
+        waiting = asyncio.ensure_future(handle.result())
+        # a command body the run core has no handler for: its dispatch fails loudly
+        bogus = cast("CommandBody", object())
+        with pytest.raises(AssertionError):
+            await env.client.request("nap", bogus, timedelta(seconds=10))
+        with pytest.raises(AssertionError):
+            await waiting  # not left waiting for a run the engine no longer moves
+        with pytest.raises(AssertionError):
+            await env.shutdown()
+
+    run(body)
