@@ -41,8 +41,13 @@ class TimeSkippingClient(Client):
         # inherited methods read
         self.engine = engine
         self.converter = converter
-        # no cluster: the configuration only carries the payload limit the client checks
-        self.config = KafkaConfig(bootstrap="in-process", topic_prefix="time-skipping.")
+        # no cluster: the configuration only carries the payload limit the client checks,
+        # the one the engine's runs are held to
+        self.config = KafkaConfig(
+            bootstrap="in-process",
+            topic_prefix="time-skipping.",
+            max_payload_bytes=engine.registry.max_payload_bytes,
+        )
         self.topics = Topics(self.config.topic_prefix)
         self.visibility_url = ""
         self.client_id = engine.client_id

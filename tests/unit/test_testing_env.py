@@ -18,6 +18,7 @@ import pytest
 from streams import (
     ActivityError,
     ApplicationError,
+    PayloadTooLargeError,
     RetryPolicy,
     VisibilityUnavailableError,
     WorkflowBlockedError,
@@ -27,6 +28,7 @@ from streams import (
     activity,
     workflow,
 )
+from streams.settings import RunLimits
 from streams.testing import WorkflowEnvironment
 from streams.wire.commands import CommandBody
 from streams.wire.events import ActivityAttemptFailed, ActivityRetried, TimerFired
@@ -618,5 +620,19 @@ def test_an_error_of_the_engine_reaches_the_waiting_test_and_shutdown() -> None:
             await waiting  # not left waiting for a run the engine no longer moves
         with pytest.raises(AssertionError):
             await env.shutdown()
+
+    run(body)
+
+
+def test_the_client_holds_arguments_to_the_environment_s_payload_limit() -> None:
+    async def body() -> None:
+        limits = RunLimits(max_payload_bytes=2048)
+        async with await WorkflowEnvironment.start_time_skipping(
+            workflows=[Reminder], activities=[fake_send_reminder], limits=limits
+        ) as env:
+            with pytest.raises(PayloadTooLargeError):
+                await env.client.start_workflow(
+                    Reminder.run, "x" * 4096, id="big", task_queue=env.task_queue
+                )
 
     run(body)
