@@ -64,11 +64,15 @@ class WorkflowEnvironment(ABC):
         now). While the test awaits a run's result (or an update's), idle time is
         skipped: when no activity runs and every run waits on a timer, the clock jumps to
         the next one, so `workflow.sleep(timedelta(days=30))` — and a retry's backoff —
-        passes at once. `sleep()` moves the clock on by hand.
+        passes at once. Otherwise the clock runs at the wall clock's pace (so a signal
+        sent after a start still finds the run waiting); `sleep()` moves it on by hand.
 
-        Every activity runs whatever its task queue; one that is not registered fails at
-        once (non-retryable, naming it) instead of waiting for a worker that will never
-        come. There is no run index (`list_workflows` raises VisibilityUnavailableError).
+        Runs are held to `limits` as a worker holds them (default `RunLimits()`). A run
+        that blocks (a bug in its code, non-determinism) makes `result()` raise
+        WorkflowBlockedError, where a worker would keep it waiting for a fix. Every
+        activity runs whatever its task queue; one that is not registered fails at once
+        (non-retryable, naming it) instead of waiting for a worker that will never come.
+        There is no run index (`list_workflows` raises VisibilityUnavailableError).
         """
         converter = converter or DataConverter()
         registry = Registry(workflows, _with_doubles(activities, overrides), converter, limits)
