@@ -636,3 +636,67 @@ def test_the_client_holds_arguments_to_the_environment_s_payload_limit() -> None
                 )
 
     run(body)
+
+
+@workflow.defn
+class Gatekeeper:
+    def __init__(self) -> None:
+        self.approved = False
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.approved, timeout=timedelta(days=1))
+        await workflow.execute_activity(
+            fake_send_reminder, "ops", start_to_close_timeout=timedelta(days=2)
+        )
+        await workflow.wait_condition(lambda: self.done)  # no timer: waits for a signal
+        return "done"
+
+    @workflow.signal
+    def approve(self) -> None:
+        self.approved = True
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+
+def test_timers_that_no_longer_matter_do_not_pull_the_clock_ahead() -> None:
+    async def body() -> tuple[timedelta, str]:
+        async with await WorkflowEnvironment.start_time_skipping(
+            workflows=[Gatekeeper], activities=[fake_send_reminder]
+        ) as env:
+            before = env.now()
+            handle = await env.client.start_workflow(
+                Gatekeeper.run, id="gate", task_queue=env.task_queue
+            )
+            await handle.signal(Gatekeeper.approve)  # cancels the 1-day timeout's timer
+            # the activity ran and closed: its 2-day deadline is stale too; the run waits
+            # on no timer at all, so nothing is skipped while the result is awaited
+            with pytest.raises(WorkflowResultTimeoutError):
+                await handle.result(timeout=timedelta(milliseconds=200))
+            moved = env.now() - before
+            await handle.signal(Gatekeeper.finish)
+            return moved, await handle.result()
+
+    moved, result = run(body)
+    assert moved < timedelta(minutes=1) and result == "done"
+
+
+def test_an_execution_timeout_ends_a_waiting_run_on_the_virtual_clock() -> None:
+    async def body() -> tuple[str, timedelta]:
+        async with await WorkflowEnvironment.start_time_skipping(workflows=[Approval]) as env:
+            before = env.now()
+            handle = await env.client.start_workflow(
+                Approval.run,
+                id="approval-3",
+                task_queue=env.task_queue,
+                execution_timeout=timedelta(days=7),
+            )
+            with pytest.raises(WorkflowFailureError) as failed:
+                await handle.result()
+            return failed.value.status, env.now() - before
+
+    status, moved = run(body)
+    assert status == RunStatus.TIMED_OUT.value and moved >= timedelta(days=7)
