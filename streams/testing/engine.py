@@ -25,7 +25,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -130,6 +130,7 @@ class Engine:
         self._block_watchers: dict[str, list[asyncio.Future[tuple[str, WorkflowBlocked]]]] = {}
         self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []
         self._skipping = 0
+        self._disabled = 0
         self._failed: BaseException | None = None
         self._wake = asyncio.Event()
         self.activities = InProcessActivities(registry, self.submit, self.now_ms, client_id)
@@ -149,6 +150,17 @@ class Engine:
             yield
         finally:
             self._skipping -= 1
+
+    @contextlib.contextmanager
+    def skipping_disabled(self) -> Iterator[None]:
+        """While held, nothing skips idle time, not even an awaited result (a `sleep_until`
+        still moves the clock: it is asked for by hand)."""
+        self._disabled += 1
+        try:
+            yield
+        finally:
+            self._disabled -= 1
+            self._wake.set()
 
     async def sleep_until(self, target_ms: int) -> None:
         """Returns once the clock reached `target_ms`, skipping idle time up to it and
@@ -275,7 +287,7 @@ class Engine:
         if self._commands or self.activities.running:
             return False
         targets = [self._sleepers[0][0]] if self._sleepers else []
-        if self._skipping or self._sleepers:
+        if (self._skipping and not self._disabled) or self._sleepers:
             due = self._next_due()
             if due is not None:
                 targets.append(due)

@@ -7,11 +7,12 @@ clock (`start_time_skipping`), or on a real Kafka cluster with an in-process wor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -148,6 +149,16 @@ class WorkflowEnvironment(ABC):
     def now(self) -> datetime:
         """The environment's time (virtual when it skips time), aware UTC."""
 
+    async def get_current_time(self) -> datetime:
+        """`now()`, under the name Temporal's environment gives it."""
+        return self.now()
+
+    @contextlib.contextmanager
+    def auto_time_skipping_disabled(self) -> Iterator[None]:
+        """While inside, awaiting a result does not skip time (`sleep()` still does); on a
+        cluster, where nothing is skipped, it changes nothing."""
+        yield
+
     @abstractmethod
     async def sleep(self, duration: timedelta) -> None:
         """Lets `duration` pass: at once on a virtual clock (firing every timer due on the
@@ -184,6 +195,11 @@ class TimeSkippingEnvironment(WorkflowEnvironment):
 
     async def sleep(self, duration: timedelta) -> None:
         await self.engine.sleep_until(self.engine.now_ms() + millis(duration))
+
+    @contextlib.contextmanager
+    def auto_time_skipping_disabled(self) -> Iterator[None]:
+        with self.engine.skipping_disabled():
+            yield
 
     async def shutdown(self) -> None:
         """Stops the engine and the running activities; raises an error of the engine

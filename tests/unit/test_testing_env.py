@@ -700,3 +700,23 @@ def test_an_execution_timeout_ends_a_waiting_run_on_the_virtual_clock() -> None:
 
     status, moved = run(body)
     assert status == RunStatus.TIMED_OUT.value and moved >= timedelta(days=7)
+
+
+def test_auto_time_skipping_can_be_turned_off_and_the_time_read_temporal_s_way() -> None:
+    async def body() -> tuple[timedelta, int, int, timedelta]:
+        async with await WorkflowEnvironment.start_time_skipping(workflows=[Nap]) as env:
+            before = await env.get_current_time()
+            handle = await env.client.start_workflow(Nap.run, id="nap", task_queue=env.task_queue)
+            with env.auto_time_skipping_disabled():
+                with pytest.raises(WorkflowResultTimeoutError):
+                    await handle.result(timeout=timedelta(milliseconds=100))
+                not_skipped = await env.get_current_time() - before
+                await env.sleep(timedelta(hours=1))  # by hand it still moves
+            woken = await handle.query(Nap.woken)
+            result = await handle.result()
+            return not_skipped, woken, result, await env.get_current_time() - before
+
+    not_skipped, woken, result, moved = run(body)
+    assert not_skipped < timedelta(minutes=1)
+    assert (woken, result) == (1, 3)
+    assert moved >= timedelta(hours=3)
