@@ -5,6 +5,7 @@ virtual clock that skips idle time while a result is awaited."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 import types
@@ -34,6 +35,7 @@ from streams.wire.commands import CommandBody
 from streams.wire.events import ActivityAttemptFailed, ActivityRetried, TimerFired
 from streams.wire.records import RunStatus
 
+log = logging.getLogger(__name__)
 FIVE_SECONDS = timedelta(seconds=5)
 
 
@@ -126,9 +128,7 @@ def run(body: Callable[[], Awaitable[Any]]) -> Any:
     return asyncio.run(body())  # type: ignore[arg-type]
 
 
-def test_a_30_day_sleep_completes_at_once_and_the_clock_moved_30_days(
-    record_property: Callable[[str, object], None],
-) -> None:
+def test_a_30_day_sleep_completes_at_once_and_the_clock_moved_30_days() -> None:
     async def body() -> tuple[str, timedelta, datetime]:
         async with await WorkflowEnvironment.start_time_skipping(
             workflows=[Reminder], activities=[fake_send_reminder]
@@ -137,7 +137,8 @@ def test_a_30_day_sleep_completes_at_once_and_the_clock_moved_30_days(
             result = await env.client.execute_workflow(
                 Reminder.run, "ada", id="reminder-1", task_queue=env.task_queue
             )
-            record_property("wall_seconds", round(time.monotonic() - wall, 3))
+            # reported, not asserted: the claim is the virtual clock's (`moved` below)
+            log.info("a 30-day sleep took %.3f s of wall time", time.monotonic() - wall)
             return result, env.now() - before, env.now()
 
     result, moved, end = run(body)
