@@ -423,6 +423,32 @@ class TimerDurationError(EverflowError, ValueError):
     """
 
 
+class WorkflowBlockedError(EverflowError):
+    """A run stopped making progress: its code raised an error that is not a FailureError,
+    turned non-deterministic, or names a workflow type no one has.
+
+    A worker keeps such a run, waiting for a fix (`everflow workflow unblock`); the
+    time-skipping test environment (`streams.testing`) raises this from `result()` instead
+    of waiting. `reason` is the block's reason (`workflow_error`, `non_determinism`…),
+    `cause` the code's own error; fix the workflow code.
+    """
+
+    def __init__(
+        self, workflow_id: str, run_id: str, reason: str, cause: BaseException | None
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.reason = reason
+        self.cause = cause
+        # a failure from the wire keeps the code's error type in `type`
+        kind = getattr(cause, "type", type(cause).__name__)
+        super().__init__(
+            f"workflow {workflow_id!r} run {run_id} is blocked ({reason}): {kind}: {cause}; "
+            "fix the workflow code (a worker keeps the run waiting for `everflow workflow "
+            "unblock`)"
+        )
+
+
 class VisibilityUnavailableError(EverflowError):
     """The run index (the store `list_workflows` and `count_workflows` read) is missing or
     unreachable.

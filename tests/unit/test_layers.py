@@ -1,7 +1,8 @@
 """The layers' import rules, read from every module's imports (ast), so a wrong import fails here.
 
 - The user API, the wire format and Kafka I/O never import the engine (`processors`): only the
-  composition roots (`streams.worker`, `streams.replayer`, `streams.cli`) cross, at module top.
+  composition roots (`streams.worker`, `streams.replayer`, `streams.cli`, and `streams.testing`,
+  which runs the engine in a test's process) cross, at module top.
 - The pure run core and the workflow code never import Kafka (`confluent_kafka`,
   `streams.kafka`), and the workflow code never imports the run core that drives it.
 - The engine never imports a composition root, and no module imports another inside a
@@ -20,7 +21,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("streams", "processors", "schemas")
-COMPOSITION_ROOTS = ("streams.worker", "streams.replayer", "streams.cli")
+# streams.testing builds the engine too: the time-skipping environment runs the run core and
+# the workflow code in the test's process (no broker), as a worker runs them on Kafka
+COMPOSITION_ROOTS = ("streams.worker", "streams.replayer", "streams.cli", "streams.testing")
 KAFKA = ("confluent_kafka", "streams.kafka", "streams.dev")
 
 
@@ -103,7 +106,7 @@ def _broken_rule(i: Import) -> str | None:
     root = within(i.module, COMPOSITION_ROOTS)
     if within(i.module, "streams") and within(i.target, "processors"):
         if not root:
-            return "only the composition roots (worker, replayer, cli) may import the engine"
+            return "only the composition roots (worker, replayer, cli, testing) import the engine"
         if not i.top:
             return "a composition root imports the engine at module top, not in a function"
     if within(i.module, ("processors.run", "processors.workflow_code")) and within(i.target, KAFKA):
@@ -185,7 +188,7 @@ def test_the_engine_is_imported_by_the_composition_roots() -> None:
         for i in project_imports()
         if within(i.module, "streams") and within(i.target, "processors")
     }
-    assert crossing == {"worker", "replayer", "cli"}
+    assert crossing == {"worker", "replayer", "cli", "testing"}
 
 
 @pytest.mark.parametrize(

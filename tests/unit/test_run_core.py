@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -16,11 +18,13 @@ from streams import (
     ApplicationError,
     PayloadTooLargeError,
     RetryPolicy,
+    WorkflowFailureError,
     activity,
     workflow,
 )
 from streams.payload import DataConverter, Payload
 from streams.settings import RunLimits
+from streams.testing import WorkflowEnvironment
 from streams.wire.events import (
     ActivityAttemptFailed,
     ActivityCompleted,
@@ -162,42 +166,82 @@ def test_failed_attempt_waits_on_a_durable_backoff_timer_then_retries() -> None:
     assert run.complete_activity(1, 2, conv.to_payload("A"), 2300, Effects())
 
 
+@activity.defn(name="step")
+def step_down_or_closed(name: str) -> str:
+    """A double of `step`: "risky" fails as STEP_FAILURE says, the compensation succeeds."""
+    if name == "risky":
+        raise STEP_FAILURE[0]
+    return f"{name}ne"
+
+
+STEP_FAILURE: list[Exception] = []
+
+
+def compensate_in_env(failure: Exception) -> tuple[WorkflowFailureError, list[str]]:
+    """Runs Compensating in the time-skipping environment with `step` failing as told;
+    the run's failure and the kinds of its history events."""
+    STEP_FAILURE[:] = [failure]
+
+    async def body() -> tuple[WorkflowFailureError, list[str]]:
+        async with await WorkflowEnvironment.start_time_skipping(
+            workflows=[Compensating], activities=[step_down_or_closed]
+        ) as env:
+            handle = await env.client.start_workflow(
+                Compensating.run, id="wf-1", task_queue=env.task_queue
+            )
+            with pytest.raises(WorkflowFailureError) as failed:
+                await handle.result()
+            history = await handle.fetch_history()
+            return failed.value, [type(e.attributes).__name__ for e in history]
+
+    return asyncio.run(body())
+
+
 def test_exhausted_attempts_raise_activity_error_which_the_workflow_can_catch() -> None:
-    run, _, _ = new_run(Compensating)
-    now = 2000
-    for attempt in (1, 2):
-        fx = Effects()
-        run.fail_activity(1, attempt, Failure("down", "ConnectionError"), now, fx)
-        run.fire_timer(fx.timers[0], fx.timers[0].fire_at, Effects())
-        now = fx.timers[0].fire_at
-    fx = Effects()
-    run.fail_activity(1, 3, Failure("down", "ConnectionError"), now, fx)
-    assert kinds(fx) == ["ActivityFailed", "ActivityScheduled"]  # the compensation
-    fx = Effects()
-    run.complete_activity(2, 1, conv.to_payload("undone"), now + 1, fx)
-    assert kinds(fx) == ["ActivityCompleted", "WorkflowFailed"]
-    assert run.failure is not None and run.failure.type == "Compensated"
-    assert "down" in run.failure.message
-    assert fx.completions[0].status is RunStatus.FAILED
+    failed, history = compensate_in_env(ConnectionError("down"))
+    assert history.count("ActivityAttemptFailed") == 2 and history.count("ActivityRetried") == 2
+    assert history[-4:] == [
+        "ActivityFailed",
+        "ActivityScheduled",  # the compensation
+        "ActivityCompleted",
+        "WorkflowFailed",
+    ]
+    assert isinstance(failed.cause, ApplicationError) and failed.cause.type == "Compensated"
+    assert "down" in str(failed.cause)
+    assert failed.status == RunStatus.FAILED.value
 
 
 def test_non_retryable_failure_fails_the_activity_at_once() -> None:
-    run, _, _ = new_run(Compensating)
-    fx = Effects()
-    run.fail_activity(1, 1, Failure("closed", "AccountClosed", non_retryable=True), 2000, fx)
-    assert kinds(fx) == ["ActivityFailed", "ActivityScheduled"]
-    assert fx.timers == []
+    closed = ApplicationError("closed", type="AccountClosed", non_retryable=True)
+    _, history = compensate_in_env(closed)
+    assert history == [
+        "WorkflowStarted",
+        "ActivityScheduled",
+        "ActivityFailed",
+        "ActivityScheduled",
+        "ActivityCompleted",
+        "WorkflowFailed",
+    ]  # no attempt failed on a timer: it failed at once
 
 
 def test_durable_sleep_records_a_timer_and_resumes_with_recorded_time() -> None:
-    run, fx, _ = new_run(Sleeper)
-    assert kinds(fx) == ["WorkflowStarted", "TimerStarted"]
-    (timer,) = fx.timers
-    assert (timer.kind, timer.fire_at) == (TimerKind.USER_TIMER, 31000)
-    fx = Effects()
-    assert run.fire_timer(timer, 31000, fx)
-    assert kinds(fx) == ["TimerFired", "WorkflowCompleted"]
-    assert conv.from_payload(run.result) == "30"
+    async def body() -> tuple[str, list[Any]]:
+        async with await WorkflowEnvironment.start_time_skipping(workflows=[Sleeper]) as env:
+            handle = await env.client.start_workflow(
+                Sleeper.run, id="wf-1", task_queue=env.task_queue
+            )
+            return await handle.result(), await handle.fetch_history()
+
+    result, history = asyncio.run(body())
+    assert [type(e.attributes).__name__ for e in history] == [
+        "WorkflowStarted",
+        "TimerStarted",
+        "TimerFired",
+        "WorkflowCompleted",
+    ]
+    started = history[1].attributes
+    assert isinstance(started, TimerStarted) and started.fire_at == history[0].time + 30000
+    assert result == "30"
 
 
 def test_replay_of_recorded_history_issues_the_same_commands() -> None:

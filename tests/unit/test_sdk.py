@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -13,7 +15,8 @@ from processors.workflow_code.registry import Registry
 from streams import __all__ as public_names
 from streams import activity, workflow
 from streams.payload import DataConverter, ZlibCodec
-from streams.wire.events import WorkflowStarted
+from streams.testing import WorkflowEnvironment
+from streams.wire.events import ActivityCompleted, HistoryEvent, WorkflowStarted
 
 conv = DataConverter()
 
@@ -63,19 +66,34 @@ def start(registry: Registry) -> tuple[Run, Effects]:
 
 
 def test_dataclass_and_several_arguments_reach_activity_and_results_come_back_typed() -> None:
-    registry = Registry([Signup], [register])
-    run, fx = start(registry)
-    task = fx.tasks[0][1]
-    customer, plan, seats = registry.converter.from_payloads(
-        task.args, registry.activity("register").arg_types
-    )
+    received: list[tuple[object, ...]] = []
+
+    @activity.defn(name="register")
+    def fake_register(customer: Customer, plan: str, seats: int) -> Customer:
+        received.append((customer, plan, seats))
+        return customer
+
+    start = datetime(1970, 1, 1, 0, 0, 5, tzinfo=UTC)
+
+    async def body() -> tuple[dict[str, Any], list[HistoryEvent]]:
+        async with await WorkflowEnvironment.start_time_skipping(
+            workflows=[Signup], activities=[fake_register], start_time=start
+        ) as env:
+            customer = Customer("Ada", Address("London", "N1"), ["vip"])
+            handle = await env.client.start_workflow(
+                Signup.run, customer, "pro", id="wf", task_queue=env.task_queue
+            )
+            return await handle.result(), await handle.fetch_history()
+
+    result, history = asyncio.run(body())
+    ((customer, plan, seats),) = received
     assert customer == Customer("Ada", Address("London", "N1"), ["vip"])
     assert (plan, seats) == ("pro", 3)
-    done = Effects()
-    run.complete_activity(1, 1, conv.to_payload(customer), 6000, done)
-    result = conv.from_payload(run.result)
     assert result["city"] == "London" and result["info"] == "Signup"
-    assert result["at"] == "1970-01-01T00:00:06+00:00"  # the event's time, not the clock
+    # the event's time (the virtual clock's, set to 00:00:05), not the wall clock
+    (completed,) = [e for e in history if isinstance(e.attributes, ActivityCompleted)]
+    assert result["at"] == datetime.fromtimestamp(completed.time / 1000, UTC).isoformat()
+    assert result["at"].startswith("1970-01-01T00:00:")
 
 
 def test_uuid4_and_random_are_the_same_on_replay() -> None:
@@ -172,6 +190,7 @@ def test_public_api_is_pinned() -> None:
             "VisibilityUnavailableError",
             "Worker",
             "WorkflowAlreadyStartedError",
+            "WorkflowBlockedError",
             "WorkflowFailureError",
             "WorkflowIdError",
             "WorkflowHandle",

@@ -11,7 +11,8 @@ from processors.run.state import Effects, Run
 from processors.workflow_code.registry import Registry
 from streams import ActivityError, ActivityTimeoutError, RetryPolicy, activity, workflow
 from streams.payload import DataConverter
-from streams.wire.events import WorkflowStarted
+from streams.testing import WorkflowEnvironment
+from streams.wire.events import HistoryEvent, TimerFired, TimerStarted, WorkflowStarted
 from streams.wire.records import Failure, RunStatus, Timer, TimerKind
 
 conv = DataConverter()
@@ -149,12 +150,16 @@ def test_wait_condition_timing_out_raises_timeout_error_in_the_workflow() -> Non
 
 
 def test_asyncio_sleep_is_a_durable_timer() -> None:
-    run, fx = start(Sleepy)
-    (timer,) = fx.timers
-    assert (timer.kind, timer.fire_at) == (TimerKind.USER_TIMER, 61000)
-    fx = Effects()
-    run.fire_timer(timer, 61000, fx)
-    assert conv.from_payload(run.result) == "woke"
+    async def body() -> tuple[str, list[HistoryEvent]]:
+        async with await WorkflowEnvironment.start_time_skipping(workflows=[Sleepy]) as env:
+            handle = await env.client.start_workflow(Sleepy.run, id="wf", task_queue="q")
+            return await handle.result(), await handle.fetch_history()
+
+    result, history = asyncio.run(body())
+    (timer,) = [e.attributes for e in history if isinstance(e.attributes, TimerStarted)]
+    assert timer.fire_at == history[0].time + 60000  # a user timer, as workflow.sleep's
+    assert any(isinstance(e.attributes, TimerFired) for e in history)
+    assert result == "woke"
 
 
 def test_cancel_during_sleep_cancels_the_timer_and_closes_canceled() -> None:
