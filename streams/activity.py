@@ -24,6 +24,7 @@ __all__ = [
     "heartbeat",
     "info",
     "is_canceled",
+    "is_cancelled",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -62,6 +63,11 @@ class ActivityInfo:
     heartbeat_timeout: timedelta | None = None
     heartbeat_details: tuple[Any, ...] = ()
     """what the previous attempt last passed to heartbeat(), to resume from"""
+
+    @property
+    def workflow_run_id(self) -> str:
+        """`run_id` under temporalio's name for it."""
+        return self.run_id
 
 
 class ActivityContext(Protocol):
@@ -122,3 +128,8 @@ def heartbeat(*details: Any) -> None:
 def is_canceled() -> bool:
     """Whether the workflow asked this activity to stop (learned through heartbeats)."""
     return _context("is_canceled").is_canceled()
+
+
+def is_cancelled() -> bool:
+    """`is_canceled()` under temporalio's spelling, for code ported from it."""
+    return _context("is_cancelled").is_canceled()
