@@ -7,6 +7,7 @@ Activities do the real-world side effects. They run at least once per attempt; p
 from __future__ import annotations
 
 import inspect
+import logging
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ __all__ = [
     "info",
     "is_canceled",
     "is_cancelled",
+    "logger",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -133,3 +135,21 @@ def is_canceled() -> bool:
 def is_cancelled() -> bool:
     """`is_canceled()` under temporalio's spelling, for code ported from it."""
     return _context("is_cancelled").is_canceled()
+
+
+class _ActivityLogger(logging.LoggerAdapter):
+    """Logs with the running activity's IDs and attempt (temporalio's `activity.logger`)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        try:
+            i = _runtime.ACTIVITY_CONTEXT.get().info
+        except LookupError:  # outside an activity: a plain logger
+            return msg, kwargs
+        return (
+            f"{msg} activity_type={i.activity_type} activity_id={i.activity_id} "
+            f"attempt={i.attempt} workflow_id={i.workflow_id} run_id={i.run_id}",
+            kwargs,
+        )
+
+
+logger = _ActivityLogger(logging.getLogger("everflow.activity"), {})
