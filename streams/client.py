@@ -542,6 +542,7 @@ class WorkflowHandle:
             desc = await self.describe()
             if desc.status is not RunStatus.RUNNING:
                 self.client.unwatch_completion(self.id, self._completion)
+                self._completion = None  # unwatched: a later result() asks again
                 return self._outcome(desc.status, desc.result, desc.failure, result_type)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
