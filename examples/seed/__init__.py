@@ -4,7 +4,8 @@ A money transfer (withdraw, then deposit, on a bank API that fails now and then,
 per a RetryPolicy) and its saga variant (a deposit that fails for good is compensated by a
 refund, in plain try/except), with the worker and the client that starts them:
 
-    everflow dev broker &                      # or any Kafka: EVERFLOW_BOOTSTRAP=host:9092
+    everflow dev broker &                      # a local Kafka on localhost:9092
+    export EVERFLOW_BOOTSTRAP=localhost:9092   # or any Kafka cluster
     python -m examples.seed.run_worker &
     python -m examples.seed.starter
 
