@@ -6,6 +6,7 @@ Activities do the real-world side effects. They run at least once per attempt; p
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import typing
@@ -44,9 +45,14 @@ class ActivityDefinition:
 
     @staticmethod
     def of(fn: Callable[..., Any]) -> ActivityDefinition:
+        """The definition of an @activity.defn function, or of such a method bound to an
+        instance (`BankingActivities(client).withdraw`: the worker calls it bound)."""
         definition = getattr(fn, "__everflow_activity__", None)
         if not isinstance(definition, ActivityDefinition):
             raise TypeError(f"{fn!r} is not an @activity.defn function")
+        if inspect.ismethod(fn) and definition.fn is fn.__func__:
+            # defined on the class: its first parameter (self) is bound, not sent
+            return dataclasses.replace(definition, fn=fn, arg_types=definition.arg_types[1:])
         return definition
 
 

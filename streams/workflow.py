@@ -60,8 +60,10 @@ __all__ = [
     "continue_as_new",
     "defn",
     "execute_activity",
+    "execute_activity_method",
     "execute_child_workflow",
     "execute_local_activity",
+    "execute_local_activity_method",
     "info",
     "logger",
     "now",
@@ -71,8 +73,10 @@ __all__ = [
     "signal",
     "sleep",
     "start_activity",
+    "start_activity_method",
     "start_child_workflow",
     "start_local_activity",
+    "start_local_activity_method",
     "unsafe",
     "update",
     "upsert_search_attributes",
@@ -473,6 +477,11 @@ async def _activity_outcome(
         raise
 
 
+# temporalio's names for calls of activities defined as methods (`@activity.defn` on a
+# method of a class whose bound instance methods the worker registers): the same calls here
+execute_activity_method = execute_activity
+start_activity_method = start_activity
+
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
 
 
@@ -554,6 +563,10 @@ def start_local_activity(
         cancellation_type,
     )
     return _start(options)
+
+
+execute_local_activity_method = execute_local_activity
+start_local_activity_method = start_local_activity
 
 
 def _local_activity_options(

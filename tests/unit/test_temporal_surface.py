@@ -76,8 +76,33 @@ class Refund:
         return raw
 
 
+class Fees:
+    """Activities as methods of a class whose instance the worker registers."""
+
+    def __init__(self, percent: int) -> None:
+        self.percent = percent
+
+    @activity.defn
+    def fee(self, amount: int) -> int:
+        return amount * self.percent // 100
+
+
+@workflow.defn
+class Chained:
+    """A local activity given args=[...], then continue-as-new given args=[...]."""
+
+    @workflow.run
+    async def run(self, amount: int, rounds: int) -> int:
+        fee = await workflow.execute_local_activity_method(
+            Fees.fee, args=[amount], start_to_close_timeout=STEP
+        )
+        if rounds > 1:
+            workflow.continue_as_new(args=[amount - fee, rounds - 1])
+        return int(amount - fee)
+
+
 def started(workflow_type: str, *args: object) -> tuple[Run, Effects, Registry]:
-    registry = Registry([Charges, Refund], [charge])
+    registry = Registry([Charges, Refund, Chained], [charge, Fees(percent=10).fee])
     run, fx = Run("wf", "run-1", 0, registry), Effects()
     run.start(WorkflowStarted(workflow_type, "q", conv.to_payloads(list(args)), "c"), 1000, fx)
     return run, fx, registry
@@ -162,3 +187,21 @@ def test_temporal_names_for_activity_info_and_cancellation() -> None:
     with pytest.raises(NotInActivityError, match=r"activity\.is_cancelled\(\)"):
         activity.is_cancelled()
     assert not workflow.unsafe.in_sandbox()
+
+
+def test_activity_methods_of_a_registered_instance_are_called_bound() -> None:
+    fees = Fees(percent=10)
+    definition = activity.ActivityDefinition.of(fees.fee)
+    assert definition.name == "fee" and definition.arg_types == (int,)  # self is not sent
+    assert definition.fn(250) == 25  # the instance's own percent
+
+
+def test_local_activity_and_continue_as_new_take_args_lists() -> None:
+    run, fx, registry = started("Chained", 200, 2)
+    (task,) = fx.local_tasks
+    assert task.activity_type == "fee" and conv.from_payloads(task.args) == [200]
+    fee = registry.activity("fee").fn(*conv.from_payloads(task.args))
+    run.complete_activity(task.activity_id, 1, conv.to_payload(fee), 2000, Effects())
+    assert run.status is RunStatus.CONTINUED_AS_NEW and run.next_run is not None
+    _next_run_id, args = run.next_run
+    assert conv.from_payloads(args) == [180, 1]

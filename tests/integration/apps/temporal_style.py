@@ -1,5 +1,6 @@
 """A workflow called the way temporalio's users call theirs: arguments as args=[...],
-handlers passed as methods, results typed by the annotations."""
+handlers passed as methods, results typed by the annotations, an activity that is a method
+of a registered instance."""
 
 from __future__ import annotations
 
@@ -16,9 +17,19 @@ class Tally:
     items: list[int]
 
 
-@activity.defn
-async def add_up(items: list[int], start: int) -> int:
-    return start + sum(items)
+class Adder:
+    """Activities as methods of a class, its instance registered (temporalio's idiom for
+    activities that share a client or a connection)."""
+
+    def __init__(self, bonus: int) -> None:
+        self.bonus = bonus
+
+    @activity.defn
+    async def add_up(self, items: list[int], start: int) -> int:
+        return start + sum(items) + self.bonus
+
+
+ACTIVITIES = [Adder(bonus=1000).add_up]
 
 
 @workflow.defn
@@ -56,7 +67,7 @@ class Ledger:
 class Totals:
     @workflow.run
     async def run(self, items: list[int], start: int) -> Tally:
-        total = await workflow.execute_activity(
-            add_up, args=[items, start], start_to_close_timeout=timedelta(seconds=10)
+        total = await workflow.execute_activity_method(
+            Adder.add_up, args=[items, start], start_to_close_timeout=timedelta(seconds=10)
         )
         return Tally("totals", total, items)
