@@ -360,10 +360,18 @@ class Client:
         args: Sequence[Any] | None = None,
         result_type: Any = None,
         timeout: timedelta | None = None,
+        execution_timeout: timedelta | None = None,
+        run_timeout: timedelta | None = None,
+        start_signal: Any = None,
+        start_signal_args: Sequence[Any] = (),
+        id_reuse_policy: IdReusePolicy | str = IdReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy: IdConflictPolicy | str = IdConflictPolicy.FAIL,
+        request_timeout: timedelta = timedelta(seconds=30),
         search_attributes: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Starts a run and waits for its result (see start_workflow; WorkflowFailureError
-        if it closed without one)."""
+        """Starts a run (every option of start_workflow) and waits for its result;
+        WorkflowFailureError if it closed without one, WorkflowResultTimeoutError if it did
+        not close within `timeout` (default: wait as long as it runs)."""
         handle = await self.start_workflow(
             workflow,
             *arg,
@@ -371,6 +379,13 @@ class Client:
             task_queue=task_queue,
             args=args,
             result_type=result_type,
+            execution_timeout=execution_timeout,
+            run_timeout=run_timeout,
+            start_signal=start_signal,
+            start_signal_args=start_signal_args,
+            id_reuse_policy=id_reuse_policy,
+            id_conflict_policy=id_conflict_policy,
+            request_timeout=request_timeout,
             search_attributes=search_attributes,
         )
         return await handle.result(timeout=timeout)

@@ -677,9 +677,12 @@ async def sleep(duration: timedelta | float) -> None:
 
 
 async def wait_condition(
-    predicate: Callable[[], bool], *, timeout: timedelta | None = None
+    predicate: Callable[[], bool], *, timeout: timedelta | float | None = None
 ) -> None:
-    """Waits until `predicate()` is true; raises asyncio.TimeoutError after `timeout`."""
+    """Waits until `predicate()` is true; raises asyncio.TimeoutError after `timeout` (a
+    timedelta, or seconds as temporalio also takes)."""
+    if timeout is not None and not isinstance(timeout, timedelta):
+        timeout = timedelta(seconds=timeout)
     await _runtime.current().wait_condition(predicate, timeout)
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from streams import Client
+from streams import Client, WorkflowFailureError
 from tests.integration.apps.temporal_style import Ledger, Tally
 from tests.integration.workers import WorkerProcesses, topics_for, with_client
 
@@ -56,5 +56,17 @@ def test_args_lists_reach_every_handler_and_results_come_back_as_dataclasses(
         )
         await second.execute_update("close", args=["at once"])
         assert await second.result(timeout=MINUTE) == Tally("empty", 1007, [])
+        # execute_workflow takes start_workflow's options, as temporalio's does
+        with pytest.raises(WorkflowFailureError) as late:
+            await client.execute_workflow(
+                Ledger.run,
+                args=["never closed", 0],
+                id="l-3",
+                task_queue=Q,
+                execution_timeout=timedelta(seconds=1),
+                id_conflict_policy="use_existing",
+                timeout=MINUTE,
+            )
+        assert late.value.status == "TIMED_OUT"
 
     with_client(config, body)

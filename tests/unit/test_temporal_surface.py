@@ -22,7 +22,7 @@ from streams import (
 )
 from streams.activity import ActivityInfo
 from streams.payload import DataConverter
-from streams.wire.events import WorkflowStarted
+from streams.wire.events import TimerStarted, WorkflowStarted
 from streams.wire.records import RunStatus
 
 with workflow.unsafe.imports_passed_through():
@@ -101,8 +101,19 @@ class Chained:
         return int(amount - fee)
 
 
+@workflow.defn
+class Patient:
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await workflow.wait_condition(lambda: False, timeout=90)  # seconds, as temporalio
+        except TimeoutError:
+            return "gave up"
+        return "never"
+
+
 def started(workflow_type: str, *args: object) -> tuple[Run, Effects, Registry]:
-    registry = Registry([Charges, Refund, Chained], [charge, Fees(percent=10).fee])
+    registry = Registry([Charges, Refund, Chained, Patient], [charge, Fees(percent=10).fee])
     run, fx = Run("wf", "run-1", 0, registry), Effects()
     run.start(WorkflowStarted(workflow_type, "q", conv.to_payloads(list(args)), "c"), 1000, fx)
     return run, fx, registry
@@ -205,3 +216,12 @@ def test_local_activity_and_continue_as_new_take_args_lists() -> None:
     assert run.status is RunStatus.CONTINUED_AS_NEW and run.next_run is not None
     _next_run_id, args = run.next_run
     assert conv.from_payloads(args) == [180, 1]
+
+
+def test_wait_condition_takes_its_timeout_in_seconds_too() -> None:
+    run, fx, _ = started("Patient")
+    (started_timer,) = [e.attributes for e in fx.events if isinstance(e.attributes, TimerStarted)]
+    assert started_timer.fire_at == 1000 + 90_000
+    (timer,) = fx.timers
+    assert run.fire_timer(timer, timer.fire_at, Effects())
+    assert run.status is RunStatus.COMPLETED and conv.from_payload(run.result) == "gave up"
