@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import inspect
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -225,3 +227,32 @@ def test_wait_condition_takes_its_timeout_in_seconds_too() -> None:
     (timer,) = fx.timers
     assert run.fire_timer(timer, timer.fire_at, Effects())
     assert run.status is RunStatus.COMPLETED and conv.from_payload(run.result) == "gave up"
+
+
+# what temporalio offers under these names (its modules `temporalio`, `.client`, `.worker`,
+# `.common`, `.exceptions`; `workflow.*` and `activity.*`): the seed's listings use no other
+TEMPORALIO_IMPORTS = {
+    "activity", "workflow", "Client", "Worker", "RetryPolicy", "ActivityError",
+    "ApplicationError", "ChildWorkflowError", "WorkflowFailureError",
+}  # fmt: skip
+TEMPORALIO_WORKFLOW = {
+    "defn", "run", "signal", "query", "update", "execute_activity", "start_activity",
+    "execute_local_activity", "execute_child_workflow", "start_child_workflow", "sleep",
+    "wait_condition", "now", "random", "uuid4", "info", "logger", "unsafe", "patched",
+    "continue_as_new",
+}  # fmt: skip
+TEMPORALIO_ACTIVITY = {"defn", "info", "heartbeat", "logger", "is_cancelled"}
+SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
+
+
+@pytest.mark.parametrize("listing", ["activities", "workflows", "run_worker", "starter"])
+def test_seed_listings_use_only_names_temporalio_has(listing: str) -> None:
+    tree = ast.parse((SEED / f"{listing}.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "streams":
+            names = {alias.name for alias in node.names}
+            assert names <= TEMPORALIO_IMPORTS, names - TEMPORALIO_IMPORTS
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            known = {"workflow": TEMPORALIO_WORKFLOW, "activity": TEMPORALIO_ACTIVITY}
+            if node.value.id in known:
+                assert node.attr in known[node.value.id], f"{node.value.id}.{node.attr}"
