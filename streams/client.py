@@ -390,9 +390,20 @@ class Client:
         )
         return await handle.result(timeout=timeout)
 
-    def get_workflow_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
-        """A handle to an existing run (the latest run of the ID if run_id is None)."""
-        return WorkflowHandle(self, workflow_id, run_id, None)
+    def get_workflow_handle(
+        self, workflow_id: str, run_id: str | None = None, *, result_type: Any = None
+    ) -> WorkflowHandle:
+        """A handle to an existing run (the latest run of the ID if run_id is None);
+        `result_type` shapes its result()."""
+        return WorkflowHandle(self, workflow_id, run_id, None, result_type=result_type)
+
+    def get_workflow_handle_for(
+        self, workflow: Any, workflow_id: str, run_id: str | None = None
+    ) -> WorkflowHandle:
+        """A handle to an existing run of `workflow` (the class or its run method), whose
+        result() is shaped by the run method's return annotation."""
+        result_type = WorkflowDefinition.of(workflow).result_type
+        return self.get_workflow_handle(workflow_id, run_id, result_type=result_type)
 
     # ---- plumbing -----------------------------------------------------------------------------
     def _send(

@@ -50,6 +50,8 @@ def test_args_lists_reach_every_handler_and_results_come_back_as_dataclasses(
         assert await again.result() == {"name": "books", "total": 1110, "items": [3, 3, 4]}
         # a second result() of the same handle asks again (it waited forever before)
         assert await again.result(result_type=Tally, timeout=MINUTE) == expected
+        typed = client.get_workflow_handle_for(Ledger.run, "l-1")
+        assert await typed.result(timeout=MINUTE) == expected
         # a workflow started by name, told its result type once at the start
         second = await client.start_workflow(
             "Ledger", args=["empty", 7], id="l-2", task_queue=Q, result_type=Tally

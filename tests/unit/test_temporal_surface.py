@@ -179,6 +179,7 @@ def test_client_calls_take_temporal_keywords() -> None:
         (Client.start_workflow, {"args", "result_type", "id", "task_queue"}),
         (Client.execute_workflow, {"args", "result_type", "id", "task_queue"}),
         (WorkflowHandle.result, {"result_type"}),
+        (Client.get_workflow_handle, {"result_type"}),
         (WorkflowHandle.signal, {"args"}),
         (WorkflowHandle.query, {"args", "result_type"}),
         (WorkflowHandle.execute_update, {"args", "result_type"}),
