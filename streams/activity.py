@@ -6,7 +6,9 @@ Activities do the real-world side effects. They run at least once per attempt; p
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import logging
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ __all__ = [
     "heartbeat",
     "info",
     "is_canceled",
+    "is_cancelled",
+    "logger",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,9 +45,14 @@ class ActivityDefinition:
 
     @staticmethod
     def of(fn: Callable[..., Any]) -> ActivityDefinition:
+        """The definition of an @activity.defn function, or of such a method bound to an
+        instance (`BankingActivities(client).withdraw`: the worker calls it bound)."""
         definition = getattr(fn, "__everflow_activity__", None)
         if not isinstance(definition, ActivityDefinition):
             raise TypeError(f"{fn!r} is not an @activity.defn function")
+        if inspect.ismethod(fn) and definition.fn is fn.__func__:
+            # defined on the class: its first parameter (self) is bound, not sent
+            return dataclasses.replace(definition, fn=fn, arg_types=definition.arg_types[1:])
         return definition
 
 
@@ -62,6 +71,11 @@ class ActivityInfo:
     heartbeat_timeout: timedelta | None = None
     heartbeat_details: tuple[Any, ...] = ()
     """what the previous attempt last passed to heartbeat(), to resume from"""
+
+    @property
+    def workflow_run_id(self) -> str:
+        """`run_id` under temporalio's name for it."""
+        return self.run_id
 
 
 class ActivityContext(Protocol):
@@ -122,3 +136,26 @@ def heartbeat(*details: Any) -> None:
 def is_canceled() -> bool:
     """Whether the workflow asked this activity to stop (learned through heartbeats)."""
     return _context("is_canceled").is_canceled()
+
+
+def is_cancelled() -> bool:
+    """`is_canceled()` under temporalio's spelling, for code ported from it."""
+    return _context("is_cancelled").is_canceled()
+
+
+class _ActivityLogger(logging.LoggerAdapter):
+    """Logs with the running activity's IDs and attempt (temporalio's `activity.logger`)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        try:
+            i = _runtime.ACTIVITY_CONTEXT.get().info
+        except LookupError:  # outside an activity: a plain logger
+            return msg, kwargs
+        return (
+            f"{msg} activity_type={i.activity_type} activity_id={i.activity_id} "
+            f"attempt={i.attempt} workflow_id={i.workflow_id} run_id={i.run_id}",
+            kwargs,
+        )
+
+
+logger = _ActivityLogger(logging.getLogger("everflow.activity"), {})

@@ -12,6 +12,7 @@ import functools
 import logging
 import threading
 import time
+import typing
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
@@ -76,7 +77,7 @@ from streams.wire.records import (
     UpdateResult,
     millis,
 )
-from streams.workflow import WorkflowDefinition
+from streams.workflow import WorkflowDefinition, arguments
 
 log = logging.getLogger(__name__)
 
@@ -276,9 +277,11 @@ class Client:
     async def start_workflow(
         self,
         workflow: Any,
-        *args: Any,
+        *arg: Any,
         id: str,
         task_queue: str,
+        args: Sequence[Any] | None = None,
+        result_type: Any = None,
         execution_timeout: timedelta | None = None,
         run_timeout: timedelta | None = None,
         start_signal: Any = None,
@@ -290,6 +293,10 @@ class Client:
     ) -> WorkflowHandle:
         """Starts a run; WorkflowAlreadyStartedError if one with this ID is running.
 
+        `workflow` is the @workflow.defn class, its run method (`Transfer.run`) or the
+        workflow's name; its arguments go positionally or as `args=[...]`. `result_type`
+        shapes the handle's `result()` (default: the run method's return annotation, when
+        `workflow` is the class or its run method).
         `execution_timeout` / `run_timeout` end the run as TIMED_OUT when they pass.
         `start_signal` (+ `start_signal_args`) delivers a signal right after the start
         (signal-with-start). `id_reuse_policy` (an IdReusePolicy or its string:
@@ -302,9 +309,15 @@ class Client:
         check_workflow_id(id)
         reuse = option(IdReusePolicy, id_reuse_policy, "id_reuse_policy")
         conflict = option(IdConflictPolicy, id_conflict_policy, "id_conflict_policy")
-        name = workflow if isinstance(workflow, str) else WorkflowDefinition.of(workflow).name
+        call_args = arguments(arg, args, "start_workflow")
+        if isinstance(workflow, str):
+            name = workflow
+        else:
+            definition = WorkflowDefinition.of(workflow)
+            name = definition.name
+            result_type = result_type if result_type is not None else definition.result_type
         attributes = encode_search_attributes(search_attributes or {}, allow_remove=False)
-        payloads = self.converter.to_payloads(list(args))
+        payloads = self.converter.to_payloads(list(call_args))
         check_size(payloads, self.config.max_payload_bytes, f"the arguments of workflow {id!r}")
         signal_payloads = self.converter.to_payloads(list(start_signal_args))
         if start_signal:
@@ -336,26 +349,61 @@ class Client:
             self.unwatch_completion(id, waiter)  # signal-with-start to a run that is full
             raise SignalLimitError(reply.message)
         assert isinstance(reply, StartAccepted)
-        return WorkflowHandle(self, id, reply.run_id, waiter)
+        return WorkflowHandle(self, id, reply.run_id, waiter, result_type=result_type)
 
     async def execute_workflow(
         self,
         workflow: Any,
-        *args: Any,
+        *arg: Any,
         id: str,
         task_queue: str,
+        args: Sequence[Any] | None = None,
+        result_type: Any = None,
         timeout: timedelta | None = None,
+        execution_timeout: timedelta | None = None,
+        run_timeout: timedelta | None = None,
+        start_signal: Any = None,
+        start_signal_args: Sequence[Any] = (),
+        id_reuse_policy: IdReusePolicy | str = IdReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy: IdConflictPolicy | str = IdConflictPolicy.FAIL,
+        request_timeout: timedelta = timedelta(seconds=30),
         search_attributes: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Starts a run and waits for its result."""
+        """Starts a run (every option of start_workflow) and waits for its result;
+        WorkflowFailureError if it closed without one, WorkflowResultTimeoutError if it did
+        not close within `timeout` (default: wait as long as it runs)."""
         handle = await self.start_workflow(
-            workflow, *args, id=id, task_queue=task_queue, search_attributes=search_attributes
+            workflow,
+            *arg,
+            id=id,
+            task_queue=task_queue,
+            args=args,
+            result_type=result_type,
+            execution_timeout=execution_timeout,
+            run_timeout=run_timeout,
+            start_signal=start_signal,
+            start_signal_args=start_signal_args,
+            id_reuse_policy=id_reuse_policy,
+            id_conflict_policy=id_conflict_policy,
+            request_timeout=request_timeout,
+            search_attributes=search_attributes,
         )
         return await handle.result(timeout=timeout)
 
-    def get_workflow_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
-        """A handle to an existing run (the latest run of the ID if run_id is None)."""
-        return WorkflowHandle(self, workflow_id, run_id, None)
+    def get_workflow_handle(
+        self, workflow_id: str, run_id: str | None = None, *, result_type: Any = None
+    ) -> WorkflowHandle:
+        """A handle to an existing run (the latest run of the ID if run_id is None);
+        `result_type` shapes its result()."""
+        return WorkflowHandle(self, workflow_id, run_id, None, result_type=result_type)
+
+    def get_workflow_handle_for(
+        self, workflow: Any, workflow_id: str, run_id: str | None = None
+    ) -> WorkflowHandle:
+        """A handle to an existing run of `workflow` (the class or its run method), whose
+        result() is shaped by the run method's return annotation."""
+        result_type = WorkflowDefinition.of(workflow).result_type
+        return self.get_workflow_handle(workflow_id, run_id, result_type=result_type)
 
     # ---- plumbing -----------------------------------------------------------------------------
     def _send(
@@ -477,6 +525,14 @@ def _handler_name(handler: Any) -> str:
     raise TypeError(f"{handler!r} is not a signal, query or update handler (or its name)")
 
 
+def _return_hint(handler: Any) -> Any:
+    """The return annotation of a handler method (None for a name): Temporal's default
+    result type of a query or update."""
+    if isinstance(handler, str):
+        return None
+    return typing.get_type_hints(handler).get("return")
+
+
 def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
     if not fut.done():
         fut.set_result(value)
@@ -491,15 +547,20 @@ class WorkflowHandle:
         workflow_id: str,
         run_id: str | None,
         completion: asyncio.Future[Completion] | None,
+        *,
+        result_type: Any = None,
     ) -> None:
         self.client = client
         self.id = workflow_id
         self.run_id = run_id
+        self.result_type = result_type  # how result() shapes the result when not told
         self._completion = completion
 
     async def result(self, timeout: timedelta | None = None, result_type: Any = None) -> Any:
         """The run's result; WorkflowFailureError if it closed without one,
-        WorkflowResultTimeoutError if it did not close within `timeout`."""
+        WorkflowResultTimeoutError if it did not close within `timeout`. `result_type` (a
+        dataclass, `list[Order]`…) shapes the decoded value; default: the handle's."""
+        result_type = result_type if result_type is not None else self.result_type
         deadline = None if timeout is None else time.monotonic() + timeout.total_seconds()
         if self._completion is None:
             self._completion = self.client.watch_completion(self.id)
@@ -507,6 +568,7 @@ class WorkflowHandle:
             desc = await self.describe()
             if desc.status is not RunStatus.RUNNING:
                 self.client.unwatch_completion(self.id, self._completion)
+                self._completion = None  # unwatched: a later result() asks again
                 return self._outcome(desc.status, desc.result, desc.failure, result_type)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
@@ -526,13 +588,19 @@ class WorkflowHandle:
         raise WorkflowFailureError(self.id, status.value, cause)
 
     async def signal(
-        self, signal: Any, *args: Any, timeout: timedelta = timedelta(seconds=30)
+        self,
+        signal: Any,
+        *arg: Any,
+        args: Sequence[Any] | None = None,
+        timeout: timedelta = timedelta(seconds=30),
     ) -> None:
-        """Sends a signal and waits until it is recorded in the run's history.
-        WorkflowNotRunningError if the run closed; ValueError for an unknown signal;
-        PayloadTooLargeError, nothing sent, if its arguments are over max_payload_bytes;
-        SignalLimitError once the run has received the maximum number of signals."""
+        """Sends a signal (arguments positionally or as `args=[...]`) and waits until it is
+        recorded in the run's history. WorkflowNotRunningError if the run closed;
+        ValueError for an unknown signal; PayloadTooLargeError, nothing sent, if its
+        arguments are over max_payload_bytes; SignalLimitError once the run has received
+        the maximum number of signals."""
         name = _handler_name(signal)
+        args = arguments(arg, args, "signal")
         payloads = self._sized(args, f"the arguments of signal {name!r} to workflow {self.id!r}")
         body = SignalWorkflow(name, payloads, None, self.client.client_id)
         self._check(await self.client.request(self.id, body, timeout))
@@ -540,13 +608,17 @@ class WorkflowHandle:
     async def query(
         self,
         query: Any,
-        *args: Any,
+        *arg: Any,
+        args: Sequence[Any] | None = None,
         result_type: Any = None,
         timeout: timedelta = timedelta(seconds=30),
     ) -> Any:
         """Asks the run's state (also of a closed run); never recorded in its history.
+        Arguments go positionally or as `args=[...]`; `result_type` shapes the answer.
         ReadOnlyContextError if the query handler tried to schedule work."""
         name = _handler_name(query)
+        args = arguments(arg, args, "query")
+        result_type = result_type if result_type is not None else _return_hint(query)
         payloads = self._sized(args, f"the arguments of query {name!r} to workflow {self.id!r}")
         body = QueryWorkflow(name, payloads, self.run_id, self.client.client_id)
         reply = self._check(await self.client.request(self.id, body, timeout))
@@ -556,15 +628,19 @@ class WorkflowHandle:
     async def execute_update(
         self,
         update: Any,
-        *args: Any,
+        *arg: Any,
+        args: Sequence[Any] | None = None,
         result_type: Any = None,
         timeout: timedelta = timedelta(seconds=30),
         update_id: str | None = None,
     ) -> Any:
         """Runs an update handler and returns its result; its validator may reject it
         (nothing is recorded then) — the rejection or the handler's failure is raised.
+        Arguments go positionally or as `args=[...]`; `result_type` shapes the result.
         `update_id` names the update in the history (default: a new one)."""
         name = _handler_name(update)
+        args = arguments(arg, args, "execute_update")
+        result_type = result_type if result_type is not None else _return_hint(update)
         payloads = self._sized(args, f"the arguments of update {name!r} to workflow {self.id!r}")
         update_id = update_id or uuid.uuid4().hex
         body = UpdateWorkflow(name, payloads, update_id, self.client.client_id)

@@ -28,12 +28,13 @@ Visibility:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import random as _random
 import typing
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
@@ -59,8 +60,10 @@ __all__ = [
     "continue_as_new",
     "defn",
     "execute_activity",
+    "execute_activity_method",
     "execute_child_workflow",
     "execute_local_activity",
+    "execute_local_activity_method",
     "info",
     "logger",
     "now",
@@ -69,7 +72,12 @@ __all__ = [
     "run",
     "signal",
     "sleep",
+    "start_activity",
+    "start_activity_method",
     "start_child_workflow",
+    "start_local_activity",
+    "start_local_activity_method",
+    "unsafe",
     "update",
     "upsert_search_attributes",
     "uuid4",
@@ -80,6 +88,20 @@ C = TypeVar("C", bound=type)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def arguments(positional: Sequence[Any], args: Sequence[Any] | None, call: str) -> tuple[Any, ...]:
+    """The arguments of a call given either positionally or as `args=[...]` (Temporal's
+    spelling); TypeError naming `call` when both are given."""
+    if args is None:
+        return tuple(positional)
+    if positional:
+        raise TypeError(
+            f"{call} got arguments both positionally and as args=[...]; pass them one way"
+        )
+    if isinstance(args, str | bytes):  # args="alice" would be five arguments of one letter
+        raise TypeError(f"{call}: args= takes a list of arguments, got {type(args).__name__}")
+    return tuple(args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +115,7 @@ class WorkflowDefinition:
     signals: dict[str, Handler] = field(default_factory=dict)
     queries: dict[str, Handler] = field(default_factory=dict)
     updates: dict[str, Handler] = field(default_factory=dict)
+    result_type: Any = None  # the run method's return annotation: how clients decode results
 
     @staticmethod
     def of(cls_or_method: Any) -> WorkflowDefinition:
@@ -138,8 +161,12 @@ def _handlers(c: type, marker: str) -> dict[str, Handler]:
     return found
 
 
-def defn(cls: C | None = None, *, name: str | None = None) -> Any:
-    """Marks a class as a workflow; exactly one method must carry @workflow.run."""
+def defn(cls: C | None = None, *, name: str | None = None, sandboxed: bool = True) -> Any:
+    """Marks a class as a workflow; exactly one method must carry @workflow.run.
+
+    `sandboxed` is accepted for code ported from temporalio and changes nothing: there is no
+    sandbox, and the determinism guard watches every workflow (see `unsafe`)."""
+    del sandboxed
 
     def wrap(c: C) -> C:
         runs = [n for n, m in vars(c).items() if getattr(m, "__everflow_run__", False)]
@@ -168,6 +195,7 @@ def defn(cls: C | None = None, *, name: str | None = None) -> Any:
             _handlers(c, "__everflow_signal__"),
             queries,
             _handlers(c, "__everflow_update__"),
+            hints.get("return"),
         )
         return c
 
@@ -232,8 +260,9 @@ class ChildWorkflowHandle:
 
 async def start_child_workflow(
     workflow: Any,
-    *args: Any,
+    *arg: Any,
     id: str,
+    args: Sequence[Any] | None = None,
     task_queue: str | None = None,
     parent_close_policy: ParentClosePolicy | str = ParentClosePolicy.TERMINATE,
     result_type: Any = None,
@@ -241,16 +270,24 @@ async def start_child_workflow(
 ) -> ChildWorkflowHandle:
     """Starts a child workflow (any partition, any worker) and returns once it started.
 
-    Raises ChildWorkflowError if it cannot start (say its ID is running). When this run
-    closes, a child still running is terminated, asked to cancel, or left alone per
-    `parent_close_policy` (a ParentClosePolicy or its string; ValueError for another).
-    `search_attributes` are the child's at its start (see `upsert_search_attributes`;
-    SearchAttributeError for a bad one).
+    Arguments go positionally or as `args=[...]`. Raises ChildWorkflowError if it cannot
+    start (say its ID is running). When this run closes, a child still running is
+    terminated, asked to cancel, or left alone per `parent_close_policy` (a
+    ParentClosePolicy or its string; ValueError for another). `result_type` shapes the
+    child's result (default: its run method's return annotation when `workflow` is the
+    class or its run method). `search_attributes` are the child's at its start (see
+    `upsert_search_attributes`; SearchAttributeError for a bad one).
     """
     policy = option(ParentClosePolicy, parent_close_policy, "parent_close_policy")
-    name = workflow if isinstance(workflow, str) else WorkflowDefinition.of(workflow).name
+    call_args = arguments(arg, args, "start_child_workflow")
+    if isinstance(workflow, str):
+        name = workflow
+    else:
+        definition = WorkflowDefinition.of(workflow)
+        name = definition.name
+        result_type = result_type if result_type is not None else definition.result_type
     attributes = _encode_search_attributes(search_attributes or {}, allow_remove=False)
-    options = ChildOptions(name, args, id, task_queue, policy, result_type, attributes)
+    options = ChildOptions(name, call_args, id, task_queue, policy, result_type, attributes)
     started, result = _runtime.current().start_child(options)
     run_id = await started
     return ChildWorkflowHandle(id, run_id, result)
@@ -258,18 +295,20 @@ async def start_child_workflow(
 
 async def execute_child_workflow(
     workflow: Any,
-    *args: Any,
+    *arg: Any,
     id: str,
+    args: Sequence[Any] | None = None,
     task_queue: str | None = None,
     parent_close_policy: ParentClosePolicy | str = ParentClosePolicy.TERMINATE,
     result_type: Any = None,
     search_attributes: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Starts a child workflow and waits for its result."""
+    """Starts a child workflow and waits for its result (see start_child_workflow)."""
     handle = await start_child_workflow(
         workflow,
-        *args,
+        *arg,
         id=id,
+        args=args,
         task_queue=task_queue,
         parent_close_policy=parent_close_policy,
         result_type=result_type,
@@ -287,11 +326,12 @@ class ContinueAsNewError(BaseException):
         self.run_args = args
 
 
-def continue_as_new(*args: Any) -> NoReturn:
-    """Closes this run and starts a new run of the same workflow ID with `args` and a fresh
-    history. Use it when `info().is_continue_as_new_suggested()`."""
+def continue_as_new(*arg: Any, args: Sequence[Any] | None = None) -> NoReturn:
+    """Closes this run and starts a new run of the same workflow ID with these arguments
+    (positional or `args=[...]`) and a fresh history. Use it when
+    `info().is_continue_as_new_suggested()`."""
     _runtime.current()  # only inside workflow code
-    raise ContinueAsNewError(args)
+    raise ContinueAsNewError(arguments(arg, args, "continue_as_new"))
 
 
 def run(fn: F) -> F:
@@ -302,7 +342,8 @@ def run(fn: F) -> F:
 
 async def execute_activity(
     activity: Callable[..., Any] | str,
-    *args: Any,
+    *arg: Any,
+    args: Sequence[Any] | None = None,
     start_to_close_timeout: timedelta | None = None,
     schedule_to_close_timeout: timedelta | None = None,
     retry_policy: RetryPolicy | None = None,
@@ -314,21 +355,98 @@ async def execute_activity(
 ) -> Any:
     """Schedules an activity and waits for its result.
 
-    The activity runs at least once per attempt, on a worker of `task_queue` (default: the
-    workflow's). Failed attempts are retried per `retry_policy` (default: unlimited, with
-    exponential backoff from 1 s). When it fails for good, `ActivityError` is raised here with
-    the activity's error as its cause (`ActivityTimeoutError` for a timeout). At least one of
-    start_to_close_timeout / schedule_to_close_timeout is required. `heartbeat_timeout` fails
-    an attempt that stops heartbeating; `schedule_to_start_timeout` one that no runner picks up.
-    `cancellation_type` is an ActivityCancellationType or its string (ValueError for another).
+    Arguments go positionally or as `args=[...]`. The activity runs at least once per
+    attempt, on a worker of `task_queue` (default: the workflow's). Failed attempts are
+    retried per `retry_policy` (default: unlimited, with exponential backoff from 1 s). When
+    it fails for good, `ActivityError` is raised here with the activity's error as its cause
+    (`ActivityTimeoutError` for a timeout). At least one of start_to_close_timeout /
+    schedule_to_close_timeout is required. `heartbeat_timeout` fails an attempt that stops
+    heartbeating; `schedule_to_start_timeout` one that no runner picks up.
+    `cancellation_type` is an ActivityCancellationType or its string (ValueError for
+    another). `result_type` shapes the result (default: the activity's return annotation).
     """
+    options = _activity_options(
+        "execute_activity",
+        activity,
+        arguments(arg, args, "execute_activity"),
+        start_to_close_timeout=start_to_close_timeout,
+        schedule_to_close_timeout=schedule_to_close_timeout,
+        retry_policy=retry_policy,
+        task_queue=task_queue,
+        result_type=result_type,
+        schedule_to_start_timeout=schedule_to_start_timeout,
+        heartbeat_timeout=heartbeat_timeout,
+        cancellation_type=cancellation_type,
+    )
+    runtime = _runtime.current()
+    return await _activity_outcome(runtime, runtime.schedule_activity(options), options)
+
+
+def start_activity(
+    activity: Callable[..., Any] | str,
+    *arg: Any,
+    args: Sequence[Any] | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    retry_policy: RetryPolicy | None = None,
+    task_queue: str | None = None,
+    result_type: Any = None,
+    schedule_to_start_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
+    cancellation_type: ActivityCancellationType | str = ActivityCancellationType.TRY_CANCEL,
+) -> asyncio.Task[Any]:
+    """Schedules an activity now and returns without waiting: an asyncio.Task whose result
+    is the activity's (await it; `cancel()` cancels the activity per `cancellation_type`).
+
+    The same options and guarantees as `execute_activity`. The activity is scheduled in
+    the order of the calls, so starting several and gathering them is deterministic.
+    """
+    options = _activity_options(
+        "start_activity",
+        activity,
+        arguments(arg, args, "start_activity"),
+        start_to_close_timeout=start_to_close_timeout,
+        schedule_to_close_timeout=schedule_to_close_timeout,
+        retry_policy=retry_policy,
+        task_queue=task_queue,
+        result_type=result_type,
+        schedule_to_start_timeout=schedule_to_start_timeout,
+        heartbeat_timeout=heartbeat_timeout,
+        cancellation_type=cancellation_type,
+    )
+    return _start(options)
+
+
+def _start(options: ActivityOptions) -> asyncio.Task[Any]:
+    # scheduled here, in the caller's step, not when the task first runs: the activity's ID
+    # and its place in the history follow the order of the calls
+    runtime = _runtime.current()
+    fut = runtime.schedule_activity(options)
+    return asyncio.get_running_loop().create_task(_activity_outcome(runtime, fut, options))
+
+
+def _activity_options(
+    call: str,
+    activity: Callable[..., Any] | str,
+    args: tuple[Any, ...],
+    *,
+    start_to_close_timeout: timedelta | None,
+    schedule_to_close_timeout: timedelta | None,
+    retry_policy: RetryPolicy | None,
+    task_queue: str | None,
+    result_type: Any,
+    cancellation_type: ActivityCancellationType | str,
+    schedule_to_start_timeout: timedelta | None = None,
+    heartbeat_timeout: timedelta | None = None,
+    local_retry_threshold: timedelta | None = None,
+) -> ActivityOptions:
     if start_to_close_timeout is None and schedule_to_close_timeout is None:
-        raise ValueError(
-            "execute_activity needs start_to_close_timeout or schedule_to_close_timeout"
-        )
+        raise ValueError(f"{call} needs start_to_close_timeout or schedule_to_close_timeout")
+    if local_retry_threshold is not None and local_retry_threshold < timedelta(0):
+        raise ValueError("local_retry_threshold must not be negative")
     cancellation = option(ActivityCancellationType, cancellation_type, "cancellation_type")
     activity_type, hint = _activity_name(activity)
-    options = ActivityOptions(
+    return ActivityOptions(
         activity_type=activity_type,
         args=args,
         task_queue=task_queue,
@@ -339,13 +457,13 @@ async def execute_activity(
         schedule_to_start_timeout=schedule_to_start_timeout,
         heartbeat_timeout=heartbeat_timeout,
         cancellation_type=cancellation,
+        local_retry_threshold=local_retry_threshold,
     )
-    return await _wait_for_activity(options)
 
 
-async def _wait_for_activity(options: ActivityOptions) -> Any:
-    runtime = _runtime.current()
-    fut = runtime.schedule_activity(options)
+async def _activity_outcome(
+    runtime: _runtime.WorkflowRuntime, fut: asyncio.Future[Any], options: ActivityOptions
+) -> Any:
     if options.cancellation_type is not ActivityCancellationType.WAIT_CANCELLATION_COMPLETED:
         return await fut
     try:
@@ -359,12 +477,18 @@ async def _wait_for_activity(options: ActivityOptions) -> Any:
         raise
 
 
+# temporalio's names for calls of activities defined as methods (`@activity.defn` on a
+# method of a class whose bound instance methods the worker registers): the same calls here
+execute_activity_method = execute_activity
+start_activity_method = start_activity
+
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
 
 
 async def execute_local_activity(
     activity: Callable[..., Any] | str,
-    *args: Any,
+    *arg: Any,
+    args: Sequence[Any] | None = None,
     start_to_close_timeout: timedelta | None = None,
     schedule_to_close_timeout: timedelta | None = None,
     retry_policy: RetryPolicy | None = None,
@@ -396,28 +520,78 @@ async def execute_local_activity(
     1 s) waits in the worker, a longer one on a durable timer. At least one of
     start_to_close_timeout / schedule_to_close_timeout is required; an attempt that
     overruns start_to_close is failed (and retried) although its thread cannot be stopped.
-    Local activities do not heartbeat and have no task queue.
+    Arguments go positionally or as `args=[...]`. Local activities do not heartbeat and
+    have no task queue.
     """
-    if start_to_close_timeout is None and schedule_to_close_timeout is None:
-        raise ValueError(
-            "execute_local_activity needs start_to_close_timeout or schedule_to_close_timeout"
-        )
-    if local_retry_threshold < timedelta(0):
-        raise ValueError("local_retry_threshold must not be negative")
-    cancellation = option(ActivityCancellationType, cancellation_type, "cancellation_type")
-    activity_type, hint = _activity_name(activity)
-    options = ActivityOptions(
-        activity_type=activity_type,
-        args=args,
-        task_queue=None,
+    options = _local_activity_options(
+        "execute_local_activity",
+        activity,
+        arguments(arg, args, "execute_local_activity"),
+        start_to_close_timeout,
+        schedule_to_close_timeout,
+        retry_policy,
+        local_retry_threshold,
+        result_type,
+        cancellation_type,
+    )
+    runtime = _runtime.current()
+    return await _activity_outcome(runtime, runtime.schedule_activity(options), options)
+
+
+def start_local_activity(
+    activity: Callable[..., Any] | str,
+    *arg: Any,
+    args: Sequence[Any] | None = None,
+    start_to_close_timeout: timedelta | None = None,
+    schedule_to_close_timeout: timedelta | None = None,
+    retry_policy: RetryPolicy | None = None,
+    local_retry_threshold: timedelta = LOCAL_RETRY_THRESHOLD,
+    result_type: Any = None,
+    cancellation_type: ActivityCancellationType | str = ActivityCancellationType.TRY_CANCEL,
+) -> asyncio.Task[Any]:
+    """Starts a local activity now and returns without waiting: an asyncio.Task whose
+    result is the activity's. The same options and guarantees as `execute_local_activity`."""
+    options = _local_activity_options(
+        "start_local_activity",
+        activity,
+        arguments(arg, args, "start_local_activity"),
+        start_to_close_timeout,
+        schedule_to_close_timeout,
+        retry_policy,
+        local_retry_threshold,
+        result_type,
+        cancellation_type,
+    )
+    return _start(options)
+
+
+execute_local_activity_method = execute_local_activity
+start_local_activity_method = start_local_activity
+
+
+def _local_activity_options(
+    call: str,
+    activity: Callable[..., Any] | str,
+    args: tuple[Any, ...],
+    start_to_close_timeout: timedelta | None,
+    schedule_to_close_timeout: timedelta | None,
+    retry_policy: RetryPolicy | None,
+    local_retry_threshold: timedelta,
+    result_type: Any,
+    cancellation_type: ActivityCancellationType | str,
+) -> ActivityOptions:
+    return _activity_options(
+        call,
+        activity,
+        args,
         start_to_close_timeout=start_to_close_timeout,
         schedule_to_close_timeout=schedule_to_close_timeout,
         retry_policy=retry_policy,
-        result_type=result_type if result_type is not None else hint,
-        cancellation_type=cancellation,
+        task_queue=None,  # a local activity runs where its run is hosted
+        result_type=result_type,
+        cancellation_type=cancellation_type,
         local_retry_threshold=local_retry_threshold,
     )
-    return await _wait_for_activity(options)
 
 
 def _activity_name(activity: Callable[..., Any] | str) -> tuple[str, Any]:
@@ -503,10 +677,49 @@ async def sleep(duration: timedelta | float) -> None:
 
 
 async def wait_condition(
-    predicate: Callable[[], bool], *, timeout: timedelta | None = None
+    predicate: Callable[[], bool], *, timeout: timedelta | float | None = None
 ) -> None:
-    """Waits until `predicate()` is true; raises asyncio.TimeoutError after `timeout`."""
+    """Waits until `predicate()` is true; raises asyncio.TimeoutError after `timeout` (a
+    timedelta, or seconds as temporalio also takes)."""
+    if timeout is not None and not isinstance(timeout, timedelta):
+        timeout = timedelta(seconds=timeout)
     await _runtime.current().wait_condition(predicate, timeout)
+
+
+class unsafe:  # a namespace, lower case as temporalio spells it: workflow.unsafe.x()
+    """Temporal's escape hatches from its workflow sandbox, for code ported from it.
+
+    Everflow has no sandbox: workflow modules are imported once, like any module, and a
+    determinism guard watches what workflow code calls while it runs (the clock, `random`,
+    `uuid4`, `open`…), stopping those calls with an error naming the replacement. So the
+    sandbox's context managers change nothing here, and the guard stays on inside them:
+    those calls give another answer on replay wherever they are made.
+    """
+
+    @staticmethod
+    @contextlib.contextmanager
+    def imports_passed_through() -> Iterator[None]:
+        """`with workflow.unsafe.imports_passed_through(): import ...` — a no-op: every
+        import is a plain import already (there is no sandbox to pass it through)."""
+        yield
+
+    @staticmethod
+    @contextlib.contextmanager
+    def sandbox_unrestricted() -> Iterator[None]:
+        """A no-op: there is no sandbox to lift. The determinism guard still stops
+        non-deterministic calls inside (use an activity or the workflow.* helpers)."""
+        yield
+
+    @staticmethod
+    def in_sandbox() -> bool:
+        """Always False: workflow code never runs in a sandbox."""
+        return False
+
+    @staticmethod
+    def is_replaying() -> bool:
+        """Whether the run's code is replaying history (True) or making new progress;
+        NotInWorkflowError outside workflow code."""
+        return _runtime.current().is_replaying()
 
 
 class _WorkflowLogger(logging.LoggerAdapter):

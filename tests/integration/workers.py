@@ -64,6 +64,24 @@ class WorkerProcesses:
         self._log_paths[proc.pid] = Path(log.name)
         return proc
 
+    def start_program(
+        self, name: str, *argv: str, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """`python <argv>`: a worker program of the user's own (`-m examples.seed.run_worker`),
+        logged and stopped like the others."""
+        log = open(self.log_dir / f"program-{name}-{len(self.procs)}.log", "wb")
+        self._logs.append(log)
+        proc = subprocess.Popen(
+            [sys.executable, *argv],
+            cwd=ROOT,
+            env={**self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        self._log_paths[proc.pid] = Path(log.name)
+        return proc
+
     def kill(self, proc: subprocess.Popen[bytes]) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
