@@ -63,10 +63,14 @@ class TimeSkippingClient(Client):
         handle = await super().start_workflow(*args, **kwargs)
         # the handle the real client made watches the run's close already; this one asks
         # the engine again when it waits, which in-process answers exactly
-        return TimeSkippingHandle(self, handle.id, handle.run_id, None)
+        return TimeSkippingHandle(
+            self, handle.id, handle.run_id, None, result_type=handle.result_type
+        )
 
-    def get_workflow_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
-        return TimeSkippingHandle(self, workflow_id, run_id, None)
+    def get_workflow_handle(
+        self, workflow_id: str, run_id: str | None = None, *, result_type: Any = None
+    ) -> WorkflowHandle:
+        return TimeSkippingHandle(self, workflow_id, run_id, None, result_type=result_type)
 
     async def request(self, workflow_id: str, body: CommandBody, timeout: timedelta) -> ReplyBody:
         check_workflow_id(workflow_id)

@@ -10,6 +10,7 @@ import sys
 import time
 import types
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -721,3 +722,32 @@ def test_auto_time_skipping_can_be_turned_off_and_the_time_read_temporal_s_way()
     assert not_skipped < timedelta(minutes=1)
     assert (woken, result) == (1, 3)
     assert moved >= timedelta(hours=3)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    to: str
+    days: int
+
+
+@workflow.defn
+class Typed:
+    @workflow.run
+    async def run(self, to: str) -> Receipt:
+        await workflow.sleep(timedelta(days=2))
+        return Receipt(to, 2)
+
+
+def test_results_take_the_run_methods_annotation_and_result_type_as_on_a_broker() -> None:
+    async def body() -> tuple[Any, Any, Any]:
+        async with await WorkflowEnvironment.start_time_skipping(workflows=[Typed]) as env:
+            started = await env.client.execute_workflow(
+                Typed.run, args=["ada"], id="typed-1", task_queue=env.task_queue
+            )
+            handle = env.client.get_workflow_handle("typed-1", result_type=Receipt)
+            plain = env.client.get_workflow_handle("typed-1")
+            return started, await handle.result(), await plain.result()
+
+    started, typed, plain = run(body)
+    assert started == Receipt("ada", 2) and typed == Receipt("ada", 2)
+    assert plain == {"to": "ada", "days": 2}  # asked by ID alone: plain JSON, as on a broker
