@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -24,6 +25,7 @@ from streams.errors import (
     WorkflowNotFoundError,
 )
 from streams.kafka.config import KafkaConfig
+from streams.kafka.logs import LOGGER as LIBRDKAFKA_LOGGER
 
 Action: TypeAlias = Callable[[argparse.Namespace], int]
 """What a subparser's `run` default is: the parsed arguments in, the exit code out."""
@@ -80,6 +82,32 @@ def add_group(
     subparsers returned."""
     group = add_subparser(subparsers, name, summary, description)
     return group.add_subparsers(title=f"{name} commands", metavar="COMMAND", required=True)
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+"""What `--log-level` accepts (in any case)."""
+
+
+def add_log_level_argument(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """`--log-level LEVEL`; a subcommand's (default None) keeps the top-level one's value
+    unless given (argparse would otherwise overwrite it with the subcommand's default)."""
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=argparse.SUPPRESS if default is None else default,
+        metavar="LEVEL",
+        help="what to log to stderr: debug (librdkafka's own lines too), info, warning, "
+        "error (default: info)",
+    )
+
+
+def configure_logging(level: str) -> None:
+    """Log records of `level` (a name of LOG_LEVELS) and above to stderr, one line each;
+    librdkafka's own lines only at DEBUG: they tell of its connections and retries, which
+    it handles itself (what a command must act on reaches it as an error)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    LIBRDKAFKA_LOGGER.setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
