@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import signal
 import threading
@@ -154,9 +155,16 @@ def kafka_config(args: argparse.Namespace) -> KafkaConfig:
 
 
 @asynccontextmanager
-async def connected(args: argparse.Namespace) -> AsyncIterator[Client]:
-    """A client connected by the connection flags, closed on the way out."""
-    client = await asyncio.to_thread(Client, kafka_config(args))
+async def connected(
+    args: argparse.Namespace, create_topics: bool | None = False
+) -> AsyncIterator[Client]:
+    """A client connected by the connection flags, closed on the way out.
+
+    It makes missing topics only when asked (`create_topics`, None: EVERFLOW_CREATE_TOPICS,
+    as `Client`): a command that reads, given a mistyped prefix, must not make a topic set
+    under it; it says the topics do not exist."""
+    made = functools.partial(Client, kafka_config(args), create_topics=create_topics)
+    client = await asyncio.to_thread(made)
     try:
         yield client
     finally:
@@ -172,7 +180,8 @@ def on_run(
     with a client connected by the flags; closes the client after. Returns exit code 0."""
 
     async def main() -> None:
-        client = await asyncio.to_thread(Client, kafka_config(args))
+        made = functools.partial(Client, kafka_config(args), create_topics=False)
+        client = await asyncio.to_thread(made)  # a run that exists has its topics
         try:
             await action(client.get_workflow_handle(args.workflow_id, run_id))
         finally:

@@ -84,7 +84,7 @@ def read_run(
     """The run's history records as (offset, raw), in order, from its first event on."""
 
     async def describe() -> Any:
-        client = await asyncio.to_thread(Client, config)
+        client = await asyncio.to_thread(Client, config, create_topics=False)  # it reads
         try:
             return await client.get_workflow_handle(workflow_id, run_id).describe()
         finally:

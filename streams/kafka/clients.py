@@ -162,9 +162,11 @@ class _Admin(AdminClient):
         while True:
             left = step if forever else max(0.0, deadline - time.monotonic())
             try:
-                return super().list_topics(*args, timeout=min(step, left), **kwargs)
+                found = super().list_topics(*args, timeout=min(step, left), **kwargs)
+                self.poll(0)  # its log lines so far, now: a short-lived client ends unpolled
+                return found
             except KafkaException:
-                self.poll(0)  # serves error_cb
+                self.poll(0)  # serves error_cb (and log lines)
                 if self._all_down and self._probe:
                     self._refused += _tls_listeners(self._probe.pop())
                 if self._refused:

@@ -195,6 +195,26 @@ def test_arguments_and_defaults_as_documented() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("argv", "level"),
+    [
+        (["topics", "create"], "INFO"),
+        (["--log-level", "debug", "topics", "create"], "DEBUG"),
+        (["--log-level", "Warning", "worker", "m", "--task-queue", "q"], "WARNING"),
+        (["worker", "m", "--task-queue", "q", "--log-level", "error"], "ERROR"),
+        (["--log-level", "debug", "worker", "m", "--task-queue", "q"], "DEBUG"),
+    ],
+)
+def test_log_level_is_read_before_the_command_or_after_worker(argv: list[str], level: str) -> None:
+    assert build_parser().parse_args(argv).log_level == level
+
+
+def test_an_unknown_log_level_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["--log-level", "loud", "topics", "create"])
+    assert exited.value.code == 2
+
+
 @pytest.mark.parametrize("argv", [["replay", "--workflows", "m"], ["workflow", "reset", "wf-1"]])
 def test_missing_required_argument_exits_2(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exited:
