@@ -24,7 +24,9 @@ run them (`set_defaults(run=...)`):
 - `keys`: make payload encryption keys;
 - `codec`: `codec-server`, payload decoding over HTTP for those without keys;
 - `common`: the connection flags, defined once, the `KafkaConfig` and client they give,
-  and the helpers that register a group or command with its description.
+  the logging set-up, and the helpers that register a group or command with its
+  description;
+- `progress`: the progress line on stderr of the commands that read a whole topic.
 
 Logging: `--log-level` (debug, info, warning, error; `-v` is debug) before the command, or
 after `worker`, sets what every command logs to stderr; librdkafka's own lines
