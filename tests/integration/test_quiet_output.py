@@ -9,6 +9,8 @@ value), so every producer and admin client has a warning to log: librdkafka's CO
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import re
 import subprocess
@@ -16,6 +18,8 @@ import sys
 
 import pytest
 
+from streams import kafka
+from streams.kafka.config import KafkaConfig
 from tests.helpers import wait_until
 from tests.integration.workers import ROOT, WorkerProcesses, everflow
 
@@ -72,3 +76,21 @@ def test_a_worker_logs_no_librdkafka_line_unless_at_debug(workers: WorkerProcess
     assert RAW.search(workers.logs()) is None, workers.logs()
     assert "CONFWARN" not in workers.log_of(quiet), workers.log_of(quiet)
     assert "streams.kafka.librdkafka: CONFWARN" in workers.log_of(loud), workers.log_of(loud)
+
+
+def test_an_admin_client_nobody_polls_still_hands_its_lines_to_logging(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="streams.kafka.librdkafka")
+    # nothing listens on port 1: librdkafka logs each refused connection (FAIL, an error)
+    admin = kafka.admin(KafkaConfig(bootstrap="127.0.0.1:1"))
+    failed = wait_until(
+        lambda: [r for r in caplog.records if "Connection refused" in r.getMessage()],
+        timeout=30,
+        message="no librdkafka line reached logging from an admin client nobody polls",
+    )
+    assert failed[0].name == "streams.kafka.librdkafka"
+    assert failed[0].levelno == logging.ERROR  # syslog level 3
+    assert failed[0].getMessage().startswith("FAIL [rdkafka#producer-")
+    del admin
+    gc.collect()  # its error callback makes a cycle: collected, it stops knocking
