@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import NewTopic
 
 from examples.money_transfer import MoneyTransferWorkflow, TransferOrder
 from streams import BrokerError, Client, TopicMismatchError, kafka
+from streams.dev.broker import LocalKafka
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import topic_specs, verify_topics
 from tests.integration.workers import WorkerProcesses
@@ -83,3 +85,19 @@ def test_a_client_meeting_a_topic_that_differs_refuses_as_a_worker_does(
     made[f"{topic_prefix}history"].result(30)
     with pytest.raises(TopicMismatchError, match="the same partition count"):
         Client(config, create_topics=True)
+
+
+def test_on_a_broker_that_creates_topics_it_is_asked_about_a_client_still_makes_its_own(
+    tmp_path: Path,
+) -> None:
+    # Kafka's default, which the dev broker turns off: a metadata request naming a missing
+    # topic may create it, with the broker's partition count and settings
+    broker = LocalKafka(tmp_path / "kafka")
+    broker._node.properties["auto.create.topics.enable"] = "true"  # noqa: SLF001 (set up)
+    try:
+        broker.start(timeout=120)
+        config = KafkaConfig(bootstrap=broker.bootstrap, topic_prefix="auto.", partitions=4)
+        Client(config).close()
+        verify_topics(kafka.admin(config), topic_specs(config))  # Everflow's, not the broker's
+    finally:
+        broker.close()
