@@ -107,7 +107,8 @@ def configure_logging(level: str) -> None:
     """Log records of `level` (a name of LOG_LEVELS) and above to stderr, one line each;
     librdkafka's own lines only at DEBUG: they tell of its connections and retries, which
     it handles itself (what a command must act on reaches it as an error)."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)  # also when a handler was there already
     LIBRDKAFKA_LOGGER.setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
 
 
