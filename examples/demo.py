@@ -129,7 +129,8 @@ def main() -> None:
     started = time.monotonic()
     with provision_broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
         print(f"broker: {bootstrap} (ready in {time.monotonic() - started:.1f} s)")
-        config = KafkaConfig(
+        # EVERFLOW_KAFKA_* pass through (a secured cluster's settings), as in the workers
+        config = KafkaConfig.from_env(
             bootstrap=bootstrap, topic_prefix=f"demo-{uuid.uuid4().hex[:6]}.", partitions=4
         )
         ensure_topics(kafka.admin(config), topic_specs(config, [QUEUE]))

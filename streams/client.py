@@ -37,11 +37,11 @@ from streams.errors import (
 )
 from streams.failures import from_failure
 from streams.kafka.config import KafkaConfig
-from streams.kafka.topics import Topics, partition_count
+from streams.kafka.topics import Topics, client_topics, partition_count
 from streams.options import IdConflictPolicy, IdReusePolicy, option
 from streams.payload import DataConverter, Payload, check_size
 from streams.search_attributes import encode as encode_search_attributes
-from streams.settings import tracing_from_env, visibility_url
+from streams.settings import create_topics_from_env, tracing_from_env, visibility_url
 from streams.tracing import Headers, Tracing
 from streams.visibility.query import compile_filter
 from streams.visibility.records import IndexLag, WorkflowCount, WorkflowExecution
@@ -107,7 +107,17 @@ class Client:
         *,
         visibility: str | None = None,
         tracing: bool = False,
+        create_topics: bool | None = None,
     ) -> None:
+        """Connects to the cluster of `config`.
+
+        `create_topics` (None: EVERFLOW_CREATE_TOPICS, on unless 0/false/no): on a cluster
+        without this prefix's topics, make them (all but the task queues', which a worker
+        makes) as a worker would, checking any that exist (TopicMismatchError when one
+        differs); KafkaAuthorizationError when the cluster's ACLs deny this principal
+        creating topics: an admin runs `everflow topics create`. With False, a missing topic
+        raises BrokerError naming that command. When the topics exist, nothing more is asked.
+        """
         self.config = config
         # None: the converter the settings call for (payload keys, a codec server, the
         # payload store of EVERFLOW_PAYLOAD_STORE)
@@ -123,8 +133,10 @@ class Client:
         # asked first: a refused or unreachable cluster raises before any client is made
         # whose threads would go on knocking until the garbage collector ends them
         admin = kafka.admin(config)
-        self._partitions = partition_count(admin, self.topics.commands)
-        reply_partitions = partition_count(admin, self.topics.replies)
+        create = create_topics_from_env() if create_topics is None else create_topics
+        counts = client_topics(admin, config, create)
+        self._partitions = counts[self.topics.commands]
+        reply_partitions = counts[self.topics.replies]
         self._producer = kafka.producer(config, **{"linger.ms": 0})
         self._lock = threading.Lock()
         self._replies: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[ReplyBody]]] = {}
@@ -170,6 +182,7 @@ class Client:
         converter: DataConverter | None = None,
         visibility: str | None = None,
         tracing: bool | None = None,
+        create_topics: bool | None = None,
         **kafka_settings: Any,
     ) -> Client:
         """Connects to the cluster (settings from arguments, then `EVERFLOW_*` variables).
@@ -180,14 +193,24 @@ class Client:
         `tracing` (default: `EVERFLOW_TRACING`) makes OpenTelemetry spans of starts,
         signals, queries and updates and sends their context with the command; it needs
         the `otel` extra (ImportError without it).
+
+        `create_topics` (default: `EVERFLOW_CREATE_TOPICS`, on): a cluster without this
+        prefix's topics gets them, as a worker would make them; False raises BrokerError
+        instead (see `Client`).
         """
         config = KafkaConfig.from_env(
             bootstrap=bootstrap, topic_prefix=topic_prefix, kafka=kafka_settings
         )
         traced = tracing_from_env() if tracing is None else tracing
-        return await asyncio.to_thread(
-            functools.partial(cls, config, converter, visibility=visibility, tracing=traced)
+        made = functools.partial(
+            cls,
+            config,
+            converter,
+            visibility=visibility,
+            tracing=traced,
+            create_topics=create_topics,
         )
+        return await asyncio.to_thread(made)
 
     def close(self) -> None:
         self._stop.set()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
@@ -66,8 +67,11 @@ class References:
         return out
 
 
-def read_references(config: KafkaConfig) -> References:
-    """Every stored-payload reference on the history topic, run by run."""
+def read_references(
+    config: KafkaConfig, progress: Callable[[str], None] | None = None
+) -> References:
+    """Every stored-payload reference on the history topic, run by run; the whole topic is
+    read, with news of how far for `progress` (the CLI's progress line)."""
     topic = Topics(config.topic_prefix).history
     refs = References()
     consumer = kafka.consumer(
@@ -77,7 +81,9 @@ def read_references(config: KafkaConfig) -> References:
         n = partition_count(kafka.admin(config), topic)
         decode = wire().event.decode
         assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)]
-        for msg in kafka.read_to_end(consumer, assignment):
+        for read, msg in enumerate(kafka.read_to_end(consumer, assignment), 1):
+            if progress is not None:
+                progress(f"payloads gc: {read:,} history events read, {len(refs.keys):,} runs")
             event = decode(msg.value())
             run = (event.workflow_id, event.run_id)
             refs.keys.setdefault(run, set()).update(stored_keys(event.attributes))
@@ -93,12 +99,14 @@ def collect_payloads(
     store_settings: PayloadStoreSettings,
     older_than_ms: int,
     dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> Collected:
-    """Removes the stored payloads no run needs (see the module docstring)."""
+    """Removes the stored payloads no run needs (see the module docstring); `progress` hears
+    how far the read of the history topic got."""
     store = open_store(store_settings)
     if store is None:
         raise ConfigError("no payload store to collect: EVERFLOW_PAYLOAD_STORE is not set")
-    refs = read_references(config)
+    refs = read_references(config, progress)
     now_ms = int(time.time() * 1000)  # after the read: a run closed meanwhile counts as open
     return collect(store, refs.needed(now_ms, older_than_ms), older_than_ms, now_ms, dry_run)
 

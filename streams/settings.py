@@ -484,6 +484,18 @@ def tracing_from_env(env: Mapping[str, str] | None = None) -> bool:
     raise ConfigError(f"EVERFLOW_TRACING must be 1/true/yes or 0/false/no, got {raw!r}")
 
 
+def create_topics_from_env(env: Mapping[str, str] | None = None) -> bool:
+    """Whether a Client makes the topics a cluster lacks (EVERFLOW_CREATE_TOPICS: 1/true/yes,
+    0/false/no; unset is on)."""
+    env = os.environ if env is None else env
+    raw = env.get("EVERFLOW_CREATE_TOPICS", "").strip().lower()
+    if raw in ("", "1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"EVERFLOW_CREATE_TOPICS must be 1/true/yes or 0/false/no, got {raw!r}")
+
+
 def _parsed(env: Mapping[str, str], name: str, parse: Callable[[str], T], accepts: str) -> T | None:
     raw = env.get(name)
     if raw is None:

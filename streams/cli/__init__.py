@@ -24,7 +24,13 @@ run them (`set_defaults(run=...)`):
 - `keys`: make payload encryption keys;
 - `codec`: `codec-server`, payload decoding over HTTP for those without keys;
 - `common`: the connection flags, defined once, the `KafkaConfig` and client they give,
-  and the helpers that register a group or command with its description.
+  the logging set-up, and the helpers that register a group or command with its
+  description;
+- `progress`: the progress line on stderr of the commands that read a whole topic.
+
+Logging: `--log-level` (debug, info, warning, error; `-v` is debug) before the command, or
+after `worker`, sets what every command logs to stderr; librdkafka's own lines
+(`streams.kafka.logs`) show at debug only.
 
 May import anything: the CLI is a composition root, like `streams.worker` and
 `streams.replayer`. To keep `everflow --help` fast, the engine (`streams.worker`,
@@ -35,7 +41,6 @@ inside the function that runs it; everything else at module top.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -58,7 +63,7 @@ from streams.cli import (
     workers,
     workflow,
 )
-from streams.cli.common import Action, exit_code
+from streams.cli.common import Action, add_log_level_argument, configure_logging, exit_code
 from streams.errors import EverflowError
 
 __all__ = ["Action", "build_parser", "main"]
@@ -86,10 +91,7 @@ GROUPS = (
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `everflow` command line; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging("DEBUG" if args.verbose else args.log_level)
     run: Action = args.run
     try:
         return run(args)
@@ -106,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="everflow", description="Durable workflows on Apache Kafka."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    add_log_level_argument(parser, "INFO")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for group in GROUPS:
         group.add_parser(subparsers)

@@ -3,23 +3,24 @@ invariant checks of `processors.audit`, print a report, exit 1 on a violation.
 
 Reads `completions` first (to know which closed runs reported), then each history
 partition from its start (or from `--from`, by timestamp) to the end it had when the audit
-began. On a terminal, progress goes to stderr once a second.
+began. Progress goes to stderr (`streams.cli.progress`): on a terminal, a line rewritten
+once a second; elsewhere, a line every few seconds.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from processors.audit import Auditor, Violation, fingerprint
 from streams import kafka
 from streams.cli.common import SubParsers, add_connection_arguments, add_subparser, kafka_config
+from streams.cli.progress import Progress
 from streams.errors import PayloadDecodeError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
@@ -43,13 +44,14 @@ def add_parser(subparsers: SubParsers) -> None:
 
 def audit_run(args: argparse.Namespace) -> int:
     """`everflow audit`: the history's invariants, run by run; exit 1 on a violation."""
-    report = run_audit(
-        kafka_config(args),
-        _parse_time(args.since),
-        _parse_time(args.until),
-        args.workflow_type,
-        progress=sys.stderr if sys.stderr.isatty() else None,
-    )
+    with Progress() as progress:
+        report = run_audit(
+            kafka_config(args),
+            _parse_time(args.since),
+            _parse_time(args.until),
+            args.workflow_type,
+            progress=progress,
+        )
     print(report.render())
     return 0 if report.ok else 1
 
@@ -96,7 +98,7 @@ def run_audit(
     since_ms: int | None = None,
     until_ms: int | None = None,
     workflow_type: str | None = None,
-    progress: TextIO | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> AuditReport:
     started = time.monotonic()
     topics = Topics(config.topic_prefix)
@@ -117,7 +119,7 @@ def run_audit(
         ends = {p: kafka.end_offset(consumer, history, p) for p in range(n)}
         pending = {tp.partition for tp in starts if ends[tp.partition] > max(tp.offset, 0)}
         consumer.assign([tp for tp in starts if tp.partition in pending])
-        shown, decode = time.monotonic(), wire().event.decode
+        decode = wire().event.decode
         while pending:
             for msg in consumer.consume(10_000, 0.5):
                 err = msg.error()
@@ -144,19 +146,15 @@ def run_audit(
                     report.skipped_events += 1
                     continue
                 auditor.feed(event, where)
-            if progress is not None and time.monotonic() - shown >= 1:
-                shown = time.monotonic()
-                elapsed = shown - started
-                progress.write(
-                    f"\r{auditor.events:,} events, {auditor.runs:,} runs "
+            if progress is not None:
+                elapsed = max(time.monotonic() - started, 1e-3)
+                progress(
+                    f"audit: {auditor.events:,} events, {auditor.runs:,} runs "
                     f"({auditor.runs / elapsed:,.0f} runs/s), "
                     f"{n - len(pending)}/{n} partitions done"
                 )
-                progress.flush()
     finally:
         consumer.close()
-    if progress is not None:
-        progress.write("\n")
     report.runs, report.events = auditor.runs, auditor.events
     report.open_runs = len(auditor.open)
     report.violations, report.violation_count = auditor.violations, auditor.violation_count

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import logging
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -24,6 +26,7 @@ from streams.errors import (
     WorkflowNotFoundError,
 )
 from streams.kafka.config import KafkaConfig
+from streams.kafka.logs import LOGGER as LIBRDKAFKA_LOGGER
 
 Action: TypeAlias = Callable[[argparse.Namespace], int]
 """What a subparser's `run` default is: the parsed arguments in, the exit code out."""
@@ -82,6 +85,33 @@ def add_group(
     return group.add_subparsers(title=f"{name} commands", metavar="COMMAND", required=True)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+"""What `--log-level` accepts (in any case)."""
+
+
+def add_log_level_argument(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """`--log-level LEVEL`; a subcommand's (default None) keeps the top-level one's value
+    unless given (argparse would otherwise overwrite it with the subcommand's default)."""
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=argparse.SUPPRESS if default is None else default,
+        metavar="LEVEL",
+        help="what to log to stderr: debug (librdkafka's own lines too), info, warning, "
+        "error (default: info)",
+    )
+
+
+def configure_logging(level: str) -> None:
+    """Log records of `level` (a name of LOG_LEVELS) and above to stderr, one line each;
+    librdkafka's own lines only at DEBUG: they tell of its connections and retries, which
+    it handles itself (what a command must act on reaches it as an error)."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)  # also when a handler was there already
+    LIBRDKAFKA_LOGGER.setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of every command that talks to Kafka; unset, they fall back to the
     `EVERFLOW_*` environment variables (see `KafkaConfig.from_env`)."""
@@ -126,9 +156,16 @@ def kafka_config(args: argparse.Namespace) -> KafkaConfig:
 
 
 @asynccontextmanager
-async def connected(args: argparse.Namespace) -> AsyncIterator[Client]:
-    """A client connected by the connection flags, closed on the way out."""
-    client = await asyncio.to_thread(Client, kafka_config(args))
+async def connected(
+    args: argparse.Namespace, create_topics: bool | None = False
+) -> AsyncIterator[Client]:
+    """A client connected by the connection flags, closed on the way out.
+
+    It makes missing topics only when asked (`create_topics`, None: EVERFLOW_CREATE_TOPICS,
+    as `Client`): a command that reads, given a mistyped prefix, must not make a topic set
+    under it; it says the topics do not exist."""
+    made = functools.partial(Client, kafka_config(args), create_topics=create_topics)
+    client = await asyncio.to_thread(made)
     try:
         yield client
     finally:
@@ -144,7 +181,8 @@ def on_run(
     with a client connected by the flags; closes the client after. Returns exit code 0."""
 
     async def main() -> None:
-        client = await asyncio.to_thread(Client, kafka_config(args))
+        made = functools.partial(Client, kafka_config(args), create_topics=False)
+        client = await asyncio.to_thread(made)  # a run that exists has its topics
         try:
             await action(client.get_workflow_handle(args.workflow_id, run_id))
         finally:

@@ -16,7 +16,7 @@ import base64
 import io
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -84,7 +84,7 @@ def read_run(
     """The run's history records as (offset, raw), in order, from its first event on."""
 
     async def describe() -> Any:
-        client = await asyncio.to_thread(Client, config)
+        client = await asyncio.to_thread(Client, config, create_topics=False)  # it reads
         try:
             return await client.get_workflow_handle(workflow_id, run_id).describe()
         finally:
@@ -163,9 +163,13 @@ def read_history_file(path: Path) -> Iterator[list[HistoryEvent]]:
 
 
 def histories_from_kafka(
-    config: KafkaConfig, workflow_type: str | None, limit: int
+    config: KafkaConfig,
+    workflow_type: str | None,
+    limit: int,
+    progress: Callable[[str], None] | None = None,
 ) -> list[list[HistoryEvent]]:
-    """Up to `limit` runs (of `workflow_type`) whose start is on the history topic."""
+    """Up to `limit` runs (of `workflow_type`) whose start is on the history topic; the
+    whole topic is read, with news of how far for `progress` (`streams.cli.progress`)."""
     topic = Topics(config.topic_prefix).history
     runs: dict[tuple[str, str], list[HistoryEvent]] = {}
     consumer = kafka.consumer(config, settings={"enable.partition.eof": True})
@@ -173,7 +177,9 @@ def histories_from_kafka(
         n = partition_count(kafka.admin(config), topic)
         assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)]
         decode = wire().event.decode
-        for msg in kafka.read_to_end(consumer, assignment):
+        for read, msg in enumerate(kafka.read_to_end(consumer, assignment), 1):
+            if progress is not None:
+                progress(f"replay: {read:,} history events read, {len(runs):,} runs kept")
             event = decode(msg.value())
             key = (event.workflow_id, event.run_id)
             if key in runs:

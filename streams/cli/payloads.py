@@ -17,6 +17,7 @@ from streams.cli.common import (
     add_subparser,
     kafka_config,
 )
+from streams.cli.progress import Progress
 from streams.cli.workflow_args import duration
 from streams.payload_settings import PayloadStoreSettings
 from streams.settings import CacheSettings
@@ -51,7 +52,8 @@ def payloads_gc(args: argparse.Namespace) -> int:
     from streams.payload_gc import collect_payloads  # reads Kafka: loaded only to run it
 
     settings = PayloadStoreSettings.from_env()
-    done = collect_payloads(kafka_config(args), settings, older_than_ms, args.dry_run)
+    with Progress() as progress:
+        done = collect_payloads(kafka_config(args), settings, older_than_ms, args.dry_run, progress)
     for key in done.removed:
         print(f"{'would remove' if args.dry_run else 'removed'} {key}")
     print(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from streams.cli.common import SubParsers, add_connection_arguments, add_subparser, kafka_config
 from streams.cli.history import histories_from_kafka, read_history_file, read_run
+from streams.cli.progress import Progress
 from streams.cli.worker import collect
 from streams.errors import EverflowError
 from streams.wire import wire
@@ -40,16 +41,23 @@ def replay_run(args: argparse.Namespace) -> int:
 
     workflows, _ = collect(args.workflows)
     histories: list[list[HistoryEvent]]
-    if args.file:
-        histories = list(read_history_file(Path(args.file)))
-    elif args.workflow_id:
-        decode = wire().event.decode
-        histories = [[decode(raw) for _, raw in read_run(kafka_config(args), args.workflow_id)]]
-    elif args.from_kafka:
-        histories = histories_from_kafka(kafka_config(args), args.workflow_type, args.limit)
-    else:
-        raise EverflowError("say which histories: --workflow-id, --from-kafka or --file")
-    results = Replayer(workflows).replay_all(histories)
+    with Progress() as progress:
+        if args.file:
+            histories = list(read_history_file(Path(args.file)))
+        elif args.workflow_id:
+            decode = wire().event.decode
+            records = read_run(kafka_config(args), args.workflow_id)
+            histories = [[decode(raw) for _, raw in records]]
+        elif args.from_kafka:
+            histories = histories_from_kafka(
+                kafka_config(args), args.workflow_type, args.limit, progress
+            )
+        else:
+            raise EverflowError("say which histories: --workflow-id, --from-kafka or --file")
+        replayer, results = Replayer(workflows), []
+        for done, history in enumerate(histories):
+            progress(f"replay: {done:,} of {len(histories):,} runs replayed")
+            results.append(replayer.replay(history))
     bad = [r for r in results if not r.ok]
     for r in results:
         state = "ok" if r.ok else f"NON-DETERMINISTIC: {r.error}"

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import faulthandler
 import importlib
-import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from streams import kafka
 from streams.cli.common import (
     SubParsers,
     add_connection_arguments,
+    add_log_level_argument,
     add_subparser,
     add_visibility_argument,
     kafka_config,
@@ -92,12 +92,7 @@ def add_parser(subparsers: SubParsers) -> None:
         "--metrics-host",
         help="address the metrics endpoint listens on (EVERFLOW_METRICS_HOST; 127.0.0.1)",
     )
-    worker.add_argument(
-        "--log-level",
-        default="INFO",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        help="what the worker logs (default: %(default)s; -v before the command means DEBUG)",
-    )
+    add_log_level_argument(worker, None)
     worker.set_defaults(run=run_worker)
 
 
@@ -105,8 +100,6 @@ def run_worker(args: argparse.Namespace) -> int:
     """`everflow worker`: run the targets' workflows and activities until SIGINT/SIGTERM."""
     from streams.worker import Worker  # the engine: loaded only to run it, not for --help
 
-    if not args.verbose:  # main() configured logging already; -v keeps DEBUG
-        logging.getLogger().setLevel(args.log_level)
     workflows, activities = collect(args.targets)
     # The processor thread blocks in librdkafka several times per transaction; each return
     # must win the GIL back from the runner threads. Python's default 5 ms switch interval

@@ -105,7 +105,7 @@ def workflow_start(args: argparse.Namespace) -> int:
     out = Output.of(args)
 
     async def start() -> None:
-        async with connected(args) as client:
+        async with connected(args, create_topics=None) as client:  # a first run may make them
             handle = await start_run(client, args)
         ids = {"workflow_id": handle.id, "run_id": handle.run_id}
         if out.text:
@@ -123,7 +123,7 @@ def workflow_execute(args: argparse.Namespace) -> int:
     out = Output.of(args)
 
     async def execute() -> int:
-        async with connected(args) as client:
+        async with connected(args, create_topics=None) as client:  # a first run may make them
             handle = await start_run(client, args)
             if out.text:
                 out.line(f"Running workflow {handle.id}, run {handle.run_id}")

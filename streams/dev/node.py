@@ -358,7 +358,12 @@ def _wait_until_ready(
                 f"{timeout:g} s; last lines of {node.log_path}:\n{node.log_tail()}"
             )
         time.sleep(0.05 if waiting else 0)
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": log}
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        # where every client's librdkafka lines go (`streams.kafka.logs`, by name: dev/
+        # imports no Kafka I/O module)
+        "logger": logging.getLogger("streams.kafka.librdkafka"),
+    }
     config.update(client_settings or {})
     admin = AdminClient(config)
     while True:

@@ -8,6 +8,8 @@
   cluster's refusal (credentials, TLS, ACLs) becomes a plain error (`refusal`);
 - `acls`: the least ACLs each role (worker, client, ui) needs on a secured cluster;
 - `stall`: noticing a partition a consumer has silently stopped reading (`StallWatch`);
+- `logs`: librdkafka's own log lines through Python logging (`streams.kafka.librdkafka`),
+  never raw on stderr;
 - `statistics`: the requests a process's clients sent (librdkafka statistics), kept in a
   file when a worker is asked to (`WorkerSettings.kafka_statistics`).
 

@@ -5,6 +5,7 @@
 - the transactional producer has a stable `transactional.id` per worker instance, so a
   restarted instance fences its predecessor and aborts its open transaction at once;
 - consumers read committed data only and never auto-commit;
+- librdkafka's own log lines go to Python logging (`streams.kafka.logs`), never raw to stderr;
 - on a secured cluster, a refusal (TLS, SASL credentials, an ACL) is raised as
   `KafkaAuthenticationError` or `KafkaAuthorizationError` naming the cause (`refusal`), and
   an admin client's metadata call fails with it within a second or two instead of waiting
@@ -37,6 +38,7 @@ from streams.errors import (
     KafkaAuthorizationError,
 )
 from streams.kafka.config import KafkaConfig
+from streams.kafka.logs import LOGGER, watch_admin
 from streams.kafka.statistics import with_statistics
 
 log = logging.getLogger(__name__)
@@ -105,10 +107,22 @@ def reader_group(config: KafkaConfig) -> str:
 def admin(config: KafkaConfig, **settings: Any) -> AdminClient:
     """An admin client whose `list_topics` raises a refusal (bad credentials, untrusted TLS,
     the wrong security protocol) as soon as librdkafka reports it, not at its timeout."""
-    return _made(_Admin, config.client_settings(**settings))
+    made = _made(_Admin, config.client_settings(**{**_ADMIN, **settings}))
+    watch_admin(made)  # nobody else polls it: its log lines would wait there
+    return made
+
+
+_ADMIN = {
+    # librdkafka lets a producer's metadata request (an admin client is one) create a topic
+    # it names on a broker with auto.create.topics.enable (Kafka's default): with the
+    # broker's partition count and settings, not Everflow's. Topics are made by
+    # `ensure_topics` only.
+    "allow.auto.create.topics": False,
+}
 
 
 def _made(kind: Callable[[dict[str, Any]], T], settings: dict[str, Any]) -> T:
+    settings.setdefault("logger", LOGGER)  # librdkafka's lines through logging, not stderr
     try:
         return kind(settings)
     except KafkaException as e:  # librdkafka checks its settings when the client is made
@@ -148,9 +162,11 @@ class _Admin(AdminClient):
         while True:
             left = step if forever else max(0.0, deadline - time.monotonic())
             try:
-                return super().list_topics(*args, timeout=min(step, left), **kwargs)
+                found = super().list_topics(*args, timeout=min(step, left), **kwargs)
+                self.poll(0)  # its log lines so far, now: a short-lived client ends unpolled
+                return found
             except KafkaException:
-                self.poll(0)  # serves error_cb
+                self.poll(0)  # serves error_cb (and log lines)
                 if self._all_down and self._probe:
                     self._refused += _tls_listeners(self._probe.pop())
                 if self._refused:

@@ -16,8 +16,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from streams.errors import BrokerError, TopicMismatchError
-from streams.kafka.clients import transient
+from streams.errors import BrokerError, KafkaAuthorizationError, TopicMismatchError
+from streams.kafka.clients import refusal, transient
 from streams.kafka.config import KafkaConfig
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,8 @@ def _ensure_topics(
                     if name in earlier:
                         created.append(name)
                     continue
+                if isinstance(refusal(e), KafkaAuthorizationError):
+                    raise creation_denied(name, getattr(admin, "principal", None)) from e
                 raise BrokerError(f"cannot create topic {name}: {e.args[0].str()}") from e
         log.info("created topics count=%d names=%s", len(created), ",".join(created))
     _wait_for_metadata(admin, [s.name for s in specs], timeout)
@@ -217,6 +219,60 @@ def verify_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 3
             "topics do not match what Everflow needs (fix them or use another topic prefix):\n  "
             + "\n  ".join(problems)
         )
+
+
+def creation_denied(topic: str, principal: str | None) -> KafkaAuthorizationError:
+    """The error of a missing topic the cluster's ACLs do not let this principal create."""
+    who = f"principal User:{principal}" if principal else "this client's principal"
+    return KafkaAuthorizationError(
+        f"topic {topic} does not exist, and the cluster's ACLs deny {who} creating it; run "
+        "`everflow topics create` (as an admin)"
+    )
+
+
+def client_topics(
+    admin: AdminClient, config: KafkaConfig, create: bool = True, timeout: float = 10.0
+) -> dict[str, int]:
+    """The partition counts of the topics a client uses: `commands`, `replies` and
+    `completions`, by name.
+
+    When all three exist that is all: one metadata request each (`timeout` seconds). When
+    one is missing and `create`, the whole topic set (`topic_specs(config)`, task queues
+    aside) is made and checked as a worker does (`ensure_topics`): TopicMismatchError when
+    an existing topic differs, KafkaAuthorizationError naming `everflow topics create` when
+    the cluster's ACLs deny this principal creating topics. Without `create`, a missing
+    topic raises BrokerError naming the same command.
+    """
+    t = Topics(config.topic_prefix)
+    names = (t.commands, t.replies, t.completions)
+    counts = _partition_counts(admin, names, timeout)
+    missing = [n for n in names if n not in counts]
+    if not missing:
+        return counts
+    if not create:
+        raise BrokerError(f"topic {missing[0]} does not exist; run `everflow topics create`")
+    try:
+        ensure_topics(admin, topic_specs(config))
+    except KafkaAuthorizationError as e:  # named for the topic the client looked for
+        raise creation_denied(missing[0], getattr(admin, "principal", None)) from e
+    return _partition_counts(admin, names, timeout)
+
+
+def _partition_counts(admin: AdminClient, names: tuple[str, ...], timeout: float) -> dict[str, int]:
+    """The partition count of each topic of `names` that exists; KafkaAuthorizationError when
+    the cluster's ACLs deny this principal describing one (it may exist: no way to tell)."""
+    counts: dict[str, int] = {}
+    for name in names:
+        meta = admin.list_topics(name, timeout=timeout).topics.get(name)
+        if meta is None:
+            continue
+        if meta.error is not None:
+            denied = refusal(meta.error, name, getattr(admin, "principal", None))
+            if denied is not None:
+                raise denied
+            continue  # unknown topic
+        counts[name] = len(meta.partitions)
+    return counts
 
 
 def partition_count(admin: AdminClient, topic: str, timeout: float = 10.0) -> int:

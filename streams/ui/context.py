@@ -71,8 +71,12 @@ class Ui:
     # ---- life cycle (the application's lifespan) ---------------------------------------------
     async def start(self) -> None:
         self._client = await asyncio.to_thread(
-            functools.partial(
-                Client, self.config, self.converter, visibility=self.settings.visibility
+            functools.partial(  # the UI shows a deployment, never makes one: no topics
+                Client,
+                self.config,
+                self.converter,
+                visibility=self.settings.visibility,
+                create_topics=False,
             )
         )
 

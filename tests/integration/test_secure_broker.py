@@ -10,7 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 from examples.history_consumer import history
 from examples.money_transfer import Bank, MoneyTransferSaga, MoneyTransferWorkflow, TransferOrder
 from streams import (
+    BrokerError,
     Client,
     ConfigError,
     KafkaAuthenticationError,
@@ -209,6 +210,26 @@ def test_a_client_without_security_settings_is_told_the_listener_wants_them(
     with pytest.raises((ConfigError, KafkaAuthenticationError), match="sasl"):
         Client(bare)
     Client(deployment.config("client")).close()  # the same broker, with credentials: fine
+
+
+def test_a_client_may_not_make_missing_topics_and_is_told_to_have_an_admin_do_it(
+    deployment: Deployment,
+) -> None:
+    # a second deployment on the broker: the client role's ACLs granted, no topics made yet
+    prefix = f"s-{uuid.uuid4().hex[:8]}."
+    admin = kafka.admin(replace(deployment.config("admin"), topic_prefix=prefix))
+    apply_acls(admin, role_acls("client", prefix), "User:client")
+    config = replace(deployment.config("client"), topic_prefix=prefix)
+    with pytest.raises(
+        KafkaAuthorizationError,
+        match=rf"topic {prefix}commands does not exist, and the cluster's ACLs deny principal "
+        r"User:client creating it; run `everflow topics create` \(as an admin\)",
+    ):
+        Client(config)
+    with pytest.raises(BrokerError, match=f"topic {prefix}commands does not exist; run"):
+        Client(config, create_topics=False)
+    topics = admin.list_topics(timeout=10).topics
+    assert not [name for name in topics if name.startswith(prefix)]
 
 
 @pytest.mark.parametrize(

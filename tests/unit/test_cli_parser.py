@@ -5,6 +5,7 @@ every command's --help says what it does."""
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import subprocess
 import sys
@@ -34,7 +35,8 @@ from streams.cli import (
     workflow_start,
     workflow_view,
 )
-from streams.cli.common import Action, kafka_config
+from streams.cli.common import Action, configure_logging, kafka_config
+from streams.kafka.logs import LOGGER as LIBRDKAFKA_LOGGER
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -193,6 +195,41 @@ def test_arguments_and_defaults_as_documented() -> None:
         False,
         "INFO",
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "level"),
+    [
+        (["topics", "create"], "INFO"),
+        (["--log-level", "debug", "topics", "create"], "DEBUG"),
+        (["--log-level", "Warning", "worker", "m", "--task-queue", "q"], "WARNING"),
+        (["worker", "m", "--task-queue", "q", "--log-level", "error"], "ERROR"),
+        (["--log-level", "debug", "worker", "m", "--task-queue", "q"], "DEBUG"),
+    ],
+)
+def test_log_level_is_read_before_the_command_or_after_worker(argv: list[str], level: str) -> None:
+    assert build_parser().parse_args(argv).log_level == level
+
+
+def test_librdkafka_lines_are_logged_at_debug_only() -> None:
+    root = logging.getLogger()
+    before = (root.level, LIBRDKAFKA_LOGGER.level)
+    try:
+        configure_logging("INFO")
+        assert root.isEnabledFor(logging.INFO) and not root.isEnabledFor(logging.DEBUG)
+        assert not LIBRDKAFKA_LOGGER.isEnabledFor(logging.ERROR)  # a refused connection
+        configure_logging("DEBUG")  # again in one process: the level follows
+        assert root.isEnabledFor(logging.DEBUG)
+        assert LIBRDKAFKA_LOGGER.isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(before[0])
+        LIBRDKAFKA_LOGGER.setLevel(before[1])
+
+
+def test_an_unknown_log_level_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["--log-level", "loud", "topics", "create"])
+    assert exited.value.code == 2
 
 
 @pytest.mark.parametrize("argv", [["replay", "--workflows", "m"], ["workflow", "reset", "wf-1"]])

@@ -19,6 +19,7 @@ from streams.settings import (
     RunLimits,
     VisibilitySettings,
     WorkerSettings,
+    create_topics_from_env,
     data_dir,
     visibility_url,
 )
@@ -371,3 +372,12 @@ def test_eager_dispatch_is_on_by_default_and_turned_off_from_the_environment() -
     assert WorkerSettings.from_env({"EVERFLOW_EAGER_ACTIVITIES": "off"}).eager_activities is False
     with pytest.raises(ConfigError, match="EVERFLOW_EAGER_ACTIVITIES must be on or off"):
         WorkerSettings.from_env({"EVERFLOW_EAGER_ACTIVITIES": "sometimes"})
+
+
+def test_a_client_creates_missing_topics_unless_the_environment_says_no() -> None:
+    assert create_topics_from_env({}) is True
+    assert create_topics_from_env({"EVERFLOW_CREATE_TOPICS": "yes"}) is True
+    assert create_topics_from_env({"EVERFLOW_CREATE_TOPICS": "0"}) is False
+    assert create_topics_from_env({"EVERFLOW_CREATE_TOPICS": " False "}) is False
+    with pytest.raises(ConfigError, match="EVERFLOW_CREATE_TOPICS must be 1/true/yes or 0"):
+        create_topics_from_env({"EVERFLOW_CREATE_TOPICS": "maybe"})
