@@ -39,6 +39,8 @@ from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.options import IdConflictPolicy, IdReusePolicy, option
 from streams.payload import DataConverter, Payload, check_size
+from streams.schedules.handle import ScheduleHandle, create_schedule, list_schedules
+from streams.schedules.model import Schedule, ScheduleListEntry
 from streams.search_attributes import encode as encode_search_attributes
 from streams.settings import tracing_from_env, visibility_url
 from streams.tracing import Headers, Tracing
@@ -356,6 +358,24 @@ class Client:
     def get_workflow_handle(self, workflow_id: str, run_id: str | None = None) -> WorkflowHandle:
         """A handle to an existing run (the latest run of the ID if run_id is None)."""
         return WorkflowHandle(self, workflow_id, run_id, None)
+
+    # ---- schedules (`streams.schedules`) ------------------------------------------------------
+    async def create_schedule(self, id: str, schedule: Schedule) -> ScheduleHandle:
+        """Creates a schedule: from now on, each due time of `schedule.spec` starts its
+        action once (see `streams.schedules`). The schedule runs as the workflow
+        `everflow-schedule:<id>` on any worker (every worker hosts it). Raises
+        ScheduleSpecError (nothing sent) for a spec or policy that cannot run,
+        ScheduleAlreadyRunningError if a schedule with this ID exists."""
+        return await create_schedule(self, id, schedule)
+
+    def get_schedule_handle(self, id: str) -> ScheduleHandle:
+        """A handle to the schedule `id` (nothing is asked until a method is called)."""
+        return ScheduleHandle(self, id)
+
+    def list_schedules(self) -> AsyncIterator[ScheduleListEntry]:
+        """The schedules in the run index, by ID (a new one shows up within about a second;
+        VisibilityUnavailableError when there is no index)."""
+        return list_schedules(self)
 
     # ---- plumbing -----------------------------------------------------------------------------
     def _send(

@@ -1,0 +1,289 @@
+"""The schedule workflow (`everflow.Schedule`): one run per schedule, on every worker.
+
+A schedule is a workflow run, so it is as durable as any: its clock is `workflow.now()`, its
+waits are durable timers, and each run it starts is a child workflow (left running when the
+schedule closes), whose start is recorded once in the schedule's history. A due time starts
+the child `<action id>-<due time>`: a crash at any point replays the same decisions, so a due
+time starts at most one run, and the timer of a due time missed while the workers were down
+fires on restore, catching up on the due times within the catch-up window, in order.
+
+The loop: take every due time in (cursor, now] (skipped while paused; older than the
+catch-up window: missed; else offered to the overlap policy), start what the policy says,
+then wait for the next due time or a message (pause, unpause, trigger, update, a run that
+closed). Every `ACTIONS_PER_RUN` actions, at a moment when nothing it started is running
+(or always, under ALLOW_ALL), it continues as new with its state, so its history stays
+short. `describe` is a query; the rest are updates, answered once recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from datetime import datetime, timedelta
+from typing import Any
+
+from streams import workflow
+from streams.errors import ChildWorkflowError
+from streams.options import ParentClosePolicy
+from streams.schedules.model import (
+    SCHEDULE_WORKFLOW,
+    Schedule,
+    ScheduleOverlapPolicy,
+    ScheduleState,
+    schedule_from_json,
+    schedule_to_json,
+)
+from streams.schedules.spec import due_times, next_due
+
+ACTIONS_PER_RUN = 50
+RECENT_ACTIONS = 10
+NEXT_TIMES = 5
+
+
+class Verdict(enum.Enum):
+    START = "start"
+    BUFFER = "buffer"
+    SKIP = "skip"
+
+
+def overlap_verdict(policy: ScheduleOverlapPolicy, running: int, buffered: int) -> Verdict:
+    """What a due time does, given the runs of the schedule still running and those
+    waiting in its buffer."""
+    busy = running > 0 or buffered > 0
+    match policy:
+        case ScheduleOverlapPolicy.ALLOW_ALL:
+            return Verdict.START
+        case ScheduleOverlapPolicy.SKIP:
+            return Verdict.SKIP if busy else Verdict.START
+        case ScheduleOverlapPolicy.BUFFER_ONE:
+            if not busy:
+                return Verdict.START
+            return Verdict.BUFFER if buffered == 0 else Verdict.SKIP
+        case ScheduleOverlapPolicy.BUFFER_ALL:
+            return Verdict.BUFFER if busy else Verdict.START
+    raise ValueError(f"unknown overlap policy {policy!r}")
+
+
+def within_catchup(due: datetime, now: datetime, window: timedelta) -> bool:
+    """Whether a due time found at `now` is still taken (else it is missed)."""
+    return now - due <= window
+
+
+def action_workflow_id(action_id: str, due: datetime, triggered: bool = False) -> str:
+    """`<action id>-<due time>`: ISO 8601 UTC to the second (to the millisecond for a
+    triggered run, or a due time off the whole second)."""
+    if triggered or due.microsecond:
+        stamp = due.strftime("%Y-%m-%dT%H:%M:%S.") + f"{due.microsecond // 1000:03d}Z"
+    else:
+        stamp = due.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{action_id}-{stamp}"
+
+
+def _status_of(error: ChildWorkflowError) -> str:
+    text = str(error)
+    if "could not start" in text:
+        return "start_failed"
+    for status in ("failed", "canceled", "terminated", "timed_out"):
+        if f"closed {status}" in text:
+            return status
+    return "failed"
+
+
+@workflow.defn(name=SCHEDULE_WORKFLOW)
+class ScheduleWorkflow:
+    """Runs one schedule (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self.schedule: Schedule | None = None
+        self.cursor = datetime.min
+        self.created_at = datetime.min
+        self.running: dict[str, datetime] = {}
+        self.buffer: list[tuple[datetime, str]] = []
+        self.triggers: list[tuple[datetime, ScheduleOverlapPolicy]] = []
+        self.recent: list[dict[str, Any]] = []
+        self.action_count = 0
+        self.missed = 0
+        self.skipped = 0
+        self.actions_this_run = 0
+        self.wake = False
+        self.tasks: set[asyncio.Future[None]] = set()
+
+    @workflow.run
+    async def run(self, schedule: dict[str, Any], carried: dict[str, Any] | None = None) -> None:
+        self.schedule = schedule_from_json(schedule)
+        self._restore(carried)
+        while True:
+            now = workflow.now()
+            self._take_due(now)
+            if self._should_continue_as_new():
+                workflow.continue_as_new(schedule_to_json(self.schedule), self._carry())
+            wake_at = None if self.schedule.state.paused else next_due(self.schedule.spec, now)
+            self.wake = False
+            try:
+                await workflow.wait_condition(
+                    lambda: self.wake, timeout=None if wake_at is None else wake_at - now
+                )
+            except TimeoutError:
+                pass
+
+    # ---- state across continue-as-new ----------------------------------------------------
+    def _restore(self, carried: dict[str, Any] | None) -> None:
+        if carried is None:
+            self.cursor = self.created_at = workflow.info().start_time
+            return
+        self.cursor = datetime.fromisoformat(carried["cursor"])
+        self.created_at = datetime.fromisoformat(carried["created_at"])
+        self.recent = carried["recent"]
+        self.action_count = carried["action_count"]
+        self.missed = carried["missed"]
+        self.skipped = carried["skipped"]
+
+    def _carry(self) -> dict[str, Any]:
+        return {
+            "cursor": self.cursor.isoformat(),
+            "created_at": self.created_at.isoformat(),
+            "recent": self.recent,
+            "action_count": self.action_count,
+            "missed": self.missed,
+            "skipped": self.skipped,
+        }
+
+    def _should_continue_as_new(self) -> bool:
+        assert self.schedule is not None
+        long = self.actions_this_run >= ACTIONS_PER_RUN or (
+            workflow.info().is_continue_as_new_suggested()
+        )
+        allow_all = self.schedule.policy.overlap is ScheduleOverlapPolicy.ALLOW_ALL
+        idle = not self.buffer and not self.triggers and (allow_all or not self.running)
+        return long and idle
+
+    # ---- taking due times ----------------------------------------------------------------
+    def _take_due(self, now: datetime) -> None:
+        schedule = self.schedule
+        assert schedule is not None
+        self._start_buffered()
+        triggers, self.triggers = self.triggers, []
+        for at, overlap in triggers:
+            self._offer(at, action_workflow_id(schedule.action.id, at, True), overlap)
+        if not schedule.state.paused:
+            window = schedule.policy.catchup_window
+            for due in due_times(schedule.spec, self.cursor, now):
+                if within_catchup(due, now, window):
+                    self._offer(due, action_workflow_id(schedule.action.id, due), None)
+                else:
+                    self.missed += 1
+                    workflow.logger.warning(
+                        "schedule missed %s: found at %s, past its catch-up window %s",
+                        due.isoformat(),
+                        now.isoformat(),
+                        window,
+                    )
+        self.cursor = max(self.cursor, now)
+        self._start_buffered()
+
+    def _offer(
+        self, due: datetime, workflow_id: str, overlap: ScheduleOverlapPolicy | None
+    ) -> None:
+        assert self.schedule is not None
+        policy = overlap or self.schedule.policy.overlap
+        match overlap_verdict(policy, len(self.running), len(self.buffer)):
+            case Verdict.START:
+                self._start(due, workflow_id)
+            case Verdict.BUFFER:
+                self.buffer.append((due, workflow_id))
+            case Verdict.SKIP:
+                self.skipped += 1
+
+    def _start_buffered(self) -> None:
+        while self.buffer and not self.running:
+            self._start(*self.buffer.pop(0))
+
+    def _start(self, due: datetime, workflow_id: str) -> None:
+        self.running[workflow_id] = due
+        self.action_count += 1
+        self.actions_this_run += 1
+        record = {
+            "scheduled_at": due.isoformat(),
+            "started_at": workflow.now().isoformat(),
+            "workflow_id": workflow_id,
+            "status": "running",
+        }
+        self.recent = [*self.recent, record][-RECENT_ACTIONS:]
+        task = asyncio.ensure_future(self._run_action(workflow_id, record))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run_action(self, workflow_id: str, record: dict[str, Any]) -> None:
+        assert self.schedule is not None
+        action = self.schedule.action
+        try:
+            child = await workflow.start_child_workflow(
+                action.workflow,
+                *action.args,
+                id=workflow_id,
+                task_queue=action.task_queue,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
+            await child
+            record["status"] = "completed"
+        except ChildWorkflowError as e:
+            record["status"] = _status_of(e)
+        self.running.pop(workflow_id, None)
+        failed = record["status"] in ("failed", "timed_out", "start_failed")
+        if failed and self.schedule.policy.pause_on_failure:
+            note = f"paused: {workflow_id} {record['status'].replace('_', ' ')}"
+            self._set_state(ScheduleState(True, note))
+        self.wake = True
+
+    def _set_state(self, state: ScheduleState) -> None:
+        assert self.schedule is not None
+        s = self.schedule
+        self.schedule = Schedule(s.action, s.spec, s.policy, state)
+
+    # ---- messages ------------------------------------------------------------------------
+    @workflow.update
+    def pause(self, note: str) -> None:
+        self._set_state(ScheduleState(True, note))
+        self.wake = True
+
+    @workflow.update
+    def unpause(self, note: str) -> None:
+        # due times while paused are not made up for: the schedule goes on from now
+        self.cursor = max(self.cursor, workflow.now())
+        self._set_state(ScheduleState(False, note))
+        self.wake = True
+
+    @workflow.update
+    def trigger(self, overlap: str | None) -> None:
+        policy = None if overlap is None else ScheduleOverlapPolicy(overlap)
+        assert self.schedule is not None
+        self.triggers.append((workflow.now(), policy or self.schedule.policy.overlap))
+        self.wake = True
+
+    @workflow.update
+    def update(self, schedule: dict[str, Any]) -> None:
+        # due times from now on follow the new spec; past ones are not taken again
+        self.schedule = schedule_from_json(schedule)
+        self.cursor = max(self.cursor, workflow.now())
+        self.wake = True
+
+    @workflow.query
+    def describe(self) -> dict[str, Any]:
+        assert self.schedule is not None
+        upcoming: list[str] = []
+        at: datetime | None = self.cursor
+        while at is not None and len(upcoming) < NEXT_TIMES:
+            at = next_due(self.schedule.spec, at)
+            if at is not None:
+                upcoming.append(at.isoformat())
+        return {
+            "schedule": schedule_to_json(self.schedule),
+            "recent_actions": self.recent,
+            "running_workflow_ids": list(self.running),
+            "next_action_times": upcoming,
+            "action_count": self.action_count,
+            "missed_catchup_window": self.missed,
+            "overlap_skipped": self.skipped,
+            "buffered": len(self.buffer),
+            "created_at": self.created_at.isoformat(),
+        }
