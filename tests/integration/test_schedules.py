@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+import orjson
 import pytest
 
 from streams import Client, WorkflowNotRunningError
@@ -26,7 +27,8 @@ from streams.schedules import (
     ScheduleSpec,
     ScheduleState,
 )
-from tests.integration.workers import WorkerProcesses, topics_for, with_client
+from tests.helpers import wait_until
+from tests.integration.workers import WorkerProcesses, everflow, topics_for, with_client
 
 pytestmark = pytest.mark.integration
 APP = "tests.integration.apps.scheduled"
@@ -160,3 +162,70 @@ def test_skip_overlap_skips_due_times_while_the_action_runs(
         await handle.delete()
 
     with_client(config, body)
+
+
+def test_buffer_one_starts_one_held_due_time_when_the_running_action_closes(
+    config: KafkaConfig, workers: WorkerProcesses
+) -> None:
+    workers.start("w1", APP, task_queue=Q)
+    action = ScheduleActionStartWorkflow("Hold", id="held", task_queue=Q)
+    policy = SchedulePolicy(overlap=ScheduleOverlapPolicy.BUFFER_ONE)
+
+    async def body(client: Client) -> None:
+        handle = await client.create_schedule("buffered", Schedule(action, EVERY_SECOND, policy))
+        desc = await eventually(handle.describe, lambda d: d.overlap_skipped >= 1)
+        assert desc.buffered == 1 and desc.action_count == 1
+        (running,) = desc.running_workflow_ids
+        await handle.pause("hold still")  # from here only the buffered one may start
+        await client.get_workflow_handle(running).signal("release")
+        after = await eventually(handle.describe, lambda d: d.action_count == 2)
+        assert after.buffered == 0
+        held = after.recent_actions[1]
+        # the held due time is the one after the first, and started only once that closed
+        assert held.scheduled_at == desc.recent_actions[0].scheduled_at + timedelta(seconds=1)
+        assert held.started_at > held.scheduled_at
+        assert after.running_workflow_ids == (held.workflow_id,)
+        await client.get_workflow_handle(held.workflow_id).signal("release")
+        await handle.delete()
+
+    with_client(config, body)
+
+
+def test_the_schedule_commands_create_show_pause_trigger_update_and_delete(
+    config: KafkaConfig, workers: WorkerProcesses, worker_env: dict[str, str]
+) -> None:
+    workers.start("w1", APP, task_queue=Q)
+
+    def run(*args: str) -> str:
+        done = everflow(worker_env, "schedule", *args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    created = run(
+        "create", "cli", "--workflow", "Tick", "--task-queue", Q, "--workflow-id", "cli-tick",
+        "-i", '"cli"', "--interval", "1s", "--overlap", "allow_all", "--paused", "--note", "new",
+    )  # fmt: skip
+    assert "created schedule cli" in created
+    shown = run("describe", "cli")
+    assert "paused: new" in shown and "every 1s" in shown and "allow_all" in shown
+    assert "start Tick on scheduled as cli-tick-<time>" in shown
+    assert "pause" in run("pause", "cli", "--note", "still")
+    run("trigger", "cli")
+
+    def triggered() -> dict[str, object] | None:
+        doc = orjson.loads(run("describe", "cli", "-o", "json"))
+        return doc if doc["action_count"] == 1 else None
+
+    doc = wait_until(triggered, timeout=60, interval=0.5)
+    assert doc["state"] == {"paused": True, "note": "still"}
+    run("update", "cli", "--cron", "0 3 * * *", "--overlap", "skip")
+    updated = orjson.loads(run("describe", "cli", "-o", "json"))
+    assert updated["spec"]["cron_expressions"] == ["0 3 * * *"]
+    assert updated["spec"]["intervals"] == [] and updated["policy"]["overlap"] == "skip"
+    assert updated["action"]["args"] == ["cli"]  # what the flags do not name stays
+    listed = wait_until(lambda: "cli-tick" not in (out := run("list")) and "cli" in out and out)
+    assert listed.splitlines()[0].split()[:2] == ["SCHEDULE", "ID"]
+    assert listed.splitlines()[1].split()[0] == "cli"
+    assert "deleted schedule cli" in run("delete", "cli")
+    missing = everflow(worker_env, "schedule", "describe", "nope")
+    assert missing.returncode == 3, missing.stderr
