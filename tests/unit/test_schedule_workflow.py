@@ -1,0 +1,106 @@
+"""The schedule workflow on the pure run core: a timer fired late catches up the due times
+within the catch-up window, in order, each as its own child; older ones are counted as
+missed; the overlap policy decides among those caught up; a run restored from its history
+starts no due time again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from processors.run.state import Effects, Run
+from processors.workflow_code.registry import Registry
+from streams.payload import DataConverter
+from streams.schedules import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
+from streams.schedules.model import SCHEDULE_WORKFLOW, schedule_to_json
+from streams.schedules.scheduler import ScheduleWorkflow
+from streams.wire.events import ChildWorkflowInitiated, WorkflowStarted
+
+conv = DataConverter()
+T0 = 1_796_000_000_000  # ms, on a whole second
+REGISTRY = Registry([ScheduleWorkflow])
+
+
+def every_second(overlap: ScheduleOverlapPolicy) -> Schedule:
+    return Schedule(
+        ScheduleActionStartWorkflow("Tick", "x", id="tick", task_queue="q"),
+        ScheduleSpec(intervals=[ScheduleIntervalSpec(timedelta(seconds=1))]),
+        SchedulePolicy(overlap, catchup_window=timedelta(seconds=5)),
+    )
+
+
+def started(schedule: Schedule) -> tuple[Run, Effects]:
+    run, fx = Run("everflow-schedule:s", "run-1", 0, REGISTRY), Effects()
+    args = conv.to_payloads([schedule_to_json(schedule), None])
+    run.start(WorkflowStarted(SCHEDULE_WORKFLOW, "q", args, "cmd-1"), T0, fx)
+    return run, fx
+
+
+def children(fx: Effects) -> list[str]:
+    return [
+        e.attributes.workflow_id
+        for e in fx.events
+        if isinstance(e.attributes, ChildWorkflowInitiated)
+    ]
+
+
+def tick(ms: int) -> str:
+    at = datetime.fromtimestamp(ms / 1000, UTC)
+    return "tick-" + at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def describe(run: Run) -> dict[str, Any]:
+    doc = conv.from_payload(run.live_instance().handlers.query("describe", []))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_a_late_wake_catches_up_due_times_in_the_window_in_order_and_misses_older_ones() -> None:
+    run, fx = started(every_second(ScheduleOverlapPolicy.ALLOW_ALL))
+    (timer,) = fx.timers
+    assert timer.fire_at == T0 + 1000  # the first due time
+    fx = Effects()
+    # the workers were down: the timer fires 10.5 s after the start
+    assert run.fire_timer(timer, T0 + 10_500, fx)
+    assert children(fx) == [tick(T0 + s * 1000) for s in range(6, 11)]
+    doc = describe(run)
+    assert (doc["action_count"], doc["missed_catchup_window"], doc["overlap_skipped"]) == (5, 5, 0)
+    assert len(doc["running_workflow_ids"]) == 5
+    (nxt,) = fx.timers
+    assert nxt.fire_at == T0 + 11_000
+
+
+def test_skip_takes_the_first_caught_up_due_time_and_skips_the_rest() -> None:
+    run, fx = started(every_second(ScheduleOverlapPolicy.SKIP))
+    fx2 = Effects()
+    run.fire_timer(fx.timers[0], T0 + 10_500, fx2)
+    assert children(fx2) == [tick(T0 + 6000)]
+    doc = describe(run)
+    assert (doc["action_count"], doc["missed_catchup_window"], doc["overlap_skipped"]) == (1, 5, 4)
+
+
+def test_a_restored_schedule_starts_no_due_time_twice() -> None:
+    run, fx = started(every_second(ScheduleOverlapPolicy.ALLOW_ALL))
+    first = Effects()
+    run.fire_timer(fx.timers[0], T0 + 1000, first)
+    assert children(first) == [tick(T0 + 1000)]
+    # a worker restores the run from its history: replay issues the same start, sends nothing
+    restored = Run("everflow-schedule:s", "run-1", 0, REGISTRY)
+    for event in run.events:
+        restored.apply(event)
+    stale = Effects()
+    assert not restored.fire_timer(fx.timers[0], T0 + 1500, stale)  # fired once already
+    assert children(stale) == []
+    (pending,) = first.timers  # the timer record written with the first start
+    assert pending.fire_at == T0 + 2000
+    fx = Effects()
+    assert restored.fire_timer(pending, T0 + 2000, fx)
+    assert children(fx) == [tick(T0 + 2000)]  # only the next due time
+    assert describe(restored)["action_count"] == 2
