@@ -21,7 +21,13 @@ from streams.schedules import (
 )
 from streams.schedules.model import SCHEDULE_WORKFLOW, schedule_to_json
 from streams.schedules.scheduler import ScheduleWorkflow
-from streams.wire.events import ChildWorkflowInitiated, WorkflowStarted
+from streams.wire.events import (
+    ChildWorkflowClosed,
+    ChildWorkflowInitiated,
+    ChildWorkflowStarted,
+    WorkflowStarted,
+)
+from streams.wire.records import Failure
 
 conv = DataConverter()
 T0 = 1_796_000_000_000  # ms, on a whole second
@@ -104,3 +110,26 @@ def test_a_restored_schedule_starts_no_due_time_twice() -> None:
     assert restored.fire_timer(pending, T0 + 2000, fx)
     assert children(fx) == [tick(T0 + 2000)]  # only the next due time
     assert describe(restored)["action_count"] == 2
+
+
+def test_a_failed_run_pauses_a_schedule_with_pause_on_failure_and_a_completed_one_does_not() -> (
+    None
+):
+    base = every_second(ScheduleOverlapPolicy.SKIP)
+    schedule = Schedule(
+        base.action, base.spec, SchedulePolicy(ScheduleOverlapPolicy.SKIP, pause_on_failure=True)
+    )
+    run, fx = started(schedule)
+    run.fire_timer(fx.timers[0], T0 + 1000, fx)
+    run.child_reported(ChildWorkflowStarted(1, "child-run-1"), T0 + 1100, fx)
+    run.child_reported(ChildWorkflowClosed(1, "COMPLETED", conv.to_payload("ok")), T0 + 1200, fx)
+    doc = describe(run)
+    assert doc["recent_actions"][0]["status"] == "completed"
+    assert doc["schedule"]["state"]["paused"] is False
+    assert run.fire_timer(fx.timers[-1], T0 + 2000, fx)  # the wait re-armed after the close
+    run.child_reported(ChildWorkflowStarted(2, "child-run-2"), T0 + 2100, fx)
+    failure = Failure("it broke", "ApplicationError", "workflow")
+    run.child_reported(ChildWorkflowClosed(2, "FAILED", None, failure), T0 + 2200, fx)
+    doc = describe(run)
+    assert [a["status"] for a in doc["recent_actions"]] == ["completed", "failed"]
+    assert doc["schedule"]["state"] == {"paused": True, "note": f"paused: {tick(T0 + 2000)} failed"}
