@@ -51,10 +51,21 @@ class ScheduleActionStartWorkflow:
     id: str
     task_queue: str
 
-    def __init__(self, workflow: Any, *args: Any, id: str, task_queue: str) -> None:
+    def __init__(
+        self,
+        workflow: Any,
+        *arg_values: Any,
+        id: str,
+        task_queue: str,
+        args: Sequence[Any] | None = None,
+    ) -> None:
+        # the arguments as positionals, or as `args=[...]` (Temporal's spelling, and how
+        # dataclasses.replace passes them); not both
+        if args is not None and arg_values:
+            raise TypeError("give the workflow's arguments as positionals or as args=, not both")
         name = workflow if isinstance(workflow, str) else WorkflowDefinition.of(workflow).name
         object.__setattr__(self, "workflow", name)
-        object.__setattr__(self, "args", tuple(args))
+        object.__setattr__(self, "args", tuple(arg_values if args is None else args))
         object.__setattr__(self, "id", id)
         object.__setattr__(self, "task_queue", task_queue)
 

@@ -3,6 +3,7 @@ the schedule as JSON."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -194,3 +195,13 @@ def test_a_schedule_round_trips_through_json() -> None:
     assert back.spec.intervals[0].offset == timedelta(seconds=30)
     assert back.spec.start_at == at("2026-12-01T00:00:00")
     assert back.state == ScheduleState(True, "freeze")
+
+
+def test_an_action_takes_its_arguments_as_positionals_or_args_and_can_be_replaced() -> None:
+    positional = ScheduleActionStartWorkflow("Report", "eu", 3, id="r", task_queue="q")
+    keyword = ScheduleActionStartWorkflow("Report", args=["eu", 3], id="r", task_queue="q")
+    assert positional == keyword and keyword.args == ("eu", 3)
+    moved = replace(positional, task_queue="other")
+    assert (moved.args, moved.task_queue) == (("eu", 3), "other")
+    with pytest.raises(TypeError, match="not both"):
+        ScheduleActionStartWorkflow("Report", "eu", args=["eu"], id="r", task_queue="q")
