@@ -1,6 +1,7 @@
 """A schedule fires each due time exactly once across worker crashes: a schedule every
 second for a minute, the worker SIGKILLed twice in between and restarted after a few
-seconds down; the runs it started are counted from `completions`."""
+seconds down, the schedule continuing as new on the way; the runs it started are counted from
+`completions`."""
 
 from __future__ import annotations
 
@@ -93,9 +94,12 @@ def test_each_due_time_fires_once_across_two_worker_kills(
     read_ticks(config, seen)  # to the end of the topic: a duplicate would show now
     assert set(seen) == expected
     assert [wf for wf, n in seen.items() if n != 1] == []
+    # the schedule continued as new on the way (every 50 runs), its counts carried over
+    assert schedule_closes == [RunStatus.CONTINUED_AS_NEW]
 
 
 _offsets: dict[str, dict[int, int]] = {}
+schedule_closes: list[RunStatus] = []  # the schedule's own runs that closed
 
 
 def read_ticks(config: KafkaConfig, seen: Counter[str]) -> int:
@@ -120,7 +124,9 @@ def read_ticks(config: KafkaConfig, seen: Counter[str]) -> int:
                 at_end.discard(partition)
                 positions[partition] = m.offset() + 1  # type: ignore[operator]
                 completion = wire().completion.decode(m.value())
-                if completion.workflow_id.startswith("tick-"):
+                if completion.workflow_id == "everflow-schedule:every-second":
+                    schedule_closes.append(completion.status)
+                elif completion.workflow_id.startswith("tick-"):
                     assert completion.status is RunStatus.COMPLETED, completion
                     seen[completion.workflow_id] += 1
     finally:
