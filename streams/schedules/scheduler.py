@@ -12,7 +12,9 @@ catch-up window: missed; else offered to the overlap policy), start what the pol
 then wait for the next due time or a message (pause, unpause, trigger, update, a run that
 closed). Every `ACTIONS_PER_RUN` actions, at a moment when nothing it started is running
 (or always, under ALLOW_ALL), it continues as new with its state, so its history stays
-short. `describe` is a query; the rest are updates, answered once recorded.
+short; while a run it started keeps it from doing so, it arms no timer per due time (those
+due times are judged when that run closes), so a run that hangs cannot grow the schedule's
+history to its limit. `describe` is a query; the rest are updates, answered once recorded.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class ScheduleWorkflow:
         self.skipped = 0
         self.actions_this_run = 0
         self.wake = False
+        self.dozing = False  # waiting without a timer for a running run to close
         self.tasks: set[asyncio.Future[None]] = set()
 
     @workflow.run
@@ -117,7 +120,12 @@ class ScheduleWorkflow:
             self._take_due(now)
             if self._should_continue_as_new():
                 workflow.continue_as_new(schedule_to_json(self.schedule), self._carry())
-            wake_at = None if self.schedule.state.paused else next_due(self.schedule.spec, now)
+            # history long, but a run it started still runs: no timer per due time until that
+            # run closes (the due times meanwhile are judged then), so a run that hangs cannot
+            # grow the schedule's history to its limit
+            self.dozing = self._long() and not self._idle()
+            quiet = self.schedule.state.paused or self.dozing
+            wake_at = None if quiet else next_due(self.schedule.spec, now)
             self.wake = False
             try:
                 await workflow.wait_condition(
@@ -149,13 +157,21 @@ class ScheduleWorkflow:
         }
 
     def _should_continue_as_new(self) -> bool:
-        assert self.schedule is not None
-        long = self.actions_this_run >= ACTIONS_PER_RUN or (
-            workflow.info().is_continue_as_new_suggested()
+        return self._long() and self._idle()
+
+    def _long(self) -> bool:
+        # a run that took no action yet never counts as long: with a suggestion threshold
+        # under a fresh run's length, each new run would continue as new at once, forever
+        return self.actions_this_run >= ACTIONS_PER_RUN or (
+            self.actions_this_run > 0 and workflow.info().is_continue_as_new_suggested()
         )
+
+    def _idle(self) -> bool:
+        """Nothing to hand over: no buffered or triggered action, and none running (under
+        ALLOW_ALL running ones are not waited for: they are no longer tracked)."""
+        assert self.schedule is not None
         allow_all = self.schedule.policy.overlap is ScheduleOverlapPolicy.ALLOW_ALL
-        idle = not self.buffer and not self.triggers and (allow_all or not self.running)
-        return long and idle
+        return not self.buffer and not self.triggers and (allow_all or not self.running)
 
     # ---- taking due times ----------------------------------------------------------------
     def _take_due(self, now: datetime) -> None:
@@ -168,7 +184,9 @@ class ScheduleWorkflow:
         if not schedule.state.paused:
             window = schedule.policy.catchup_window
             for due in due_times(schedule.spec, self.cursor, now):
-                if within_catchup(due, now, window):
+                if self.dozing:  # due while a run was running: judged as found on time
+                    self._offer(due, action_workflow_id(schedule.action.id, due), None, True)
+                elif within_catchup(due, now, window):
                     self._offer(due, action_workflow_id(schedule.action.id, due), None)
                 else:
                     self.missed += 1
@@ -179,14 +197,20 @@ class ScheduleWorkflow:
                         window,
                     )
         self.cursor = max(self.cursor, now)
+        self.dozing = False
         self._start_buffered()
 
     def _offer(
-        self, due: datetime, workflow_id: str, overlap: ScheduleOverlapPolicy | None
+        self,
+        due: datetime,
+        workflow_id: str,
+        overlap: ScheduleOverlapPolicy | None,
+        busy: bool = False,
     ) -> None:
         assert self.schedule is not None
         policy = overlap or self.schedule.policy.overlap
-        match overlap_verdict(policy, len(self.running), len(self.buffer)):
+        running = max(len(self.running), 1 if busy else 0)
+        match overlap_verdict(policy, running, len(self.buffer)):
             case Verdict.START:
                 self._start(due, workflow_id)
             case Verdict.BUFFER:

@@ -21,10 +21,12 @@ from streams.schedules import (
 )
 from streams.schedules.model import SCHEDULE_WORKFLOW, schedule_to_json
 from streams.schedules.scheduler import ScheduleWorkflow
+from streams.settings import RunLimits
 from streams.wire.events import (
     ChildWorkflowClosed,
     ChildWorkflowInitiated,
     ChildWorkflowStarted,
+    WorkflowContinuedAsNew,
     WorkflowStarted,
 )
 from streams.wire.records import Failure
@@ -133,3 +135,29 @@ def test_a_failed_run_pauses_a_schedule_with_pause_on_failure_and_a_completed_on
     doc = describe(run)
     assert [a["status"] for a in doc["recent_actions"]] == ["completed", "failed"]
     assert doc["schedule"]["state"] == {"paused": True, "note": f"paused: {tick(T0 + 2000)} failed"}
+
+
+def test_a_long_history_with_a_run_still_running_arms_no_timer_until_it_closes() -> None:
+    # continue-as-new is suggested from the start, but the first run keeps the schedule
+    # from it: it must not wake per due time (a hung run would grow its history without end)
+    short = Registry([ScheduleWorkflow], limits=RunLimits(suggest_continue_as_new_after=1))
+    run, fx = Run("everflow-schedule:s", "run-1", 0, short), Effects()
+    args = conv.to_payloads([schedule_to_json(every_second(ScheduleOverlapPolicy.SKIP)), None])
+    run.start(WorkflowStarted(SCHEDULE_WORKFLOW, "q", args, "cmd-1"), T0, fx)
+    # a run that took no action yet does not continue as new (it would, at once, forever)
+    assert not any(isinstance(e.attributes, WorkflowContinuedAsNew) for e in fx.events)
+    fired = Effects()
+    run.fire_timer(fx.timers[0], T0 + 1000, fired)
+    assert children(fired) == [tick(T0 + 1000)]
+    assert fired.timers == []  # dozing: no timer while the run it started runs
+    run.child_reported(ChildWorkflowStarted(1, "child-run-1"), T0 + 1100, Effects())
+    closed = Effects()
+    # the run closes an hour later, far past the catch-up window: the due times meanwhile
+    # were skipped by the overlap policy, not missed, and the schedule continues as new
+    run.child_reported(ChildWorkflowClosed(1, "COMPLETED", None), T0 + 3_600_500, closed)
+    (continued,) = [
+        e.attributes for e in closed.events if isinstance(e.attributes, WorkflowContinuedAsNew)
+    ]
+    _, carried = conv.from_payloads(continued.args)
+    assert (carried["action_count"], carried["skipped"], carried["missed"]) == (1, 3599, 0)
+    assert carried["cursor"] == datetime.fromtimestamp((T0 + 3_600_500) / 1000, UTC).isoformat()
