@@ -39,8 +39,13 @@ from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, partition_count
 from streams.options import IdConflictPolicy, IdReusePolicy, option
 from streams.payload import DataConverter, Payload, check_size
-from streams.schedules.handle import ScheduleHandle, create_schedule, list_schedules
-from streams.schedules.model import Schedule, ScheduleListEntry
+from streams.schedules.handle import (
+    ScheduleHandle,
+    ScheduleIterator,
+    create_schedule,
+    list_schedules,
+)
+from streams.schedules.model import Schedule
 from streams.search_attributes import encode as encode_search_attributes
 from streams.settings import tracing_from_env, visibility_url
 from streams.tracing import Headers, Tracing
@@ -372,9 +377,10 @@ class Client:
         """A handle to the schedule `id` (nothing is asked until a method is called)."""
         return ScheduleHandle(self, id)
 
-    def list_schedules(self) -> AsyncIterator[ScheduleListEntry]:
-        """The schedules in the run index, by ID (a new one shows up within about a second;
-        VisibilityUnavailableError when there is no index)."""
+    def list_schedules(self) -> ScheduleIterator:
+        """The schedules in the run index, by ID: `async for s in client.list_schedules()`
+        (or, as in Temporal, `await client.list_schedules()` first). A new one shows up
+        within about a second; VisibilityUnavailableError when there is no index."""
         return list_schedules(self)
 
     # ---- plumbing -----------------------------------------------------------------------------

@@ -7,9 +7,9 @@ they are answered) and asks it to describe itself (a query).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streams.errors import ScheduleAlreadyRunningError, WorkflowAlreadyStartedError
 from streams.options import IdReusePolicy
@@ -53,14 +53,38 @@ async def create_schedule(client: Client, schedule_id: str, schedule: Schedule) 
     return ScheduleHandle(client, schedule_id)
 
 
-async def list_schedules(client: Client) -> AsyncIterator[ScheduleListEntry]:
-    """See `Client.list_schedules`."""
+class ScheduleIterator:
+    """The schedules in the run index, by ID: `async for s in client.list_schedules()`, or
+    Temporal's spelling, `async for s in await client.list_schedules()`."""
+
+    def __init__(self, client: Client) -> None:
+        self._entries = _list_schedules(client)
+
+    def __aiter__(self) -> ScheduleIterator:
+        return self
+
+    async def __anext__(self) -> ScheduleListEntry:
+        return await anext(self._entries)
+
+    def __await__(self) -> Generator[Any, None, ScheduleIterator]:
+        return self._itself().__await__()
+
+    async def _itself(self) -> ScheduleIterator:
+        return self
+
+
+async def _list_schedules(client: Client) -> AsyncIterator[ScheduleListEntry]:
     query = f"WorkflowType = '{SCHEDULE_WORKFLOW}' AND ExecutionStatus = 'Running'"
     async for run in client.list_workflows(query + " ORDER BY WorkflowId"):
         if run.workflow_id.startswith(WORKFLOW_ID_PREFIX):
             yield ScheduleListEntry(
                 schedule_id_of(run.workflow_id), run.workflow_id, run.task_queue, run.start_time
             )
+
+
+def list_schedules(client: Client) -> ScheduleIterator:
+    """See `Client.list_schedules`."""
+    return ScheduleIterator(client)
 
 
 class ScheduleHandle:

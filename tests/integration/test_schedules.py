@@ -126,6 +126,10 @@ def test_a_schedule_is_paused_triggered_unpaused_updated_described_listed_and_de
             return [s.id async for s in client.list_schedules()]
 
         assert await eventually(listed, lambda ids: ids == ["ticker"]) == ["ticker"]
+        awaited = [s async for s in await client.list_schedules()]  # Temporal's spelling
+        assert [(s.id, s.workflow_id, s.task_queue) for s in awaited] == [
+            ("ticker", "everflow-schedule:ticker", Q)
+        ]
         other = await client.get_schedule_handle("ticker").describe()
         assert other.id == "ticker" and other.action_count >= updated.action_count
 
