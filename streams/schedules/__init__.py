@@ -23,7 +23,7 @@ schedule, its policy and description, as JSON too), `scheduler` (the workflow), 
 engine.
 """
 
-from streams.schedules.handle import ScheduleHandle
+from streams.schedules.handle import ScheduleHandle, ScheduleIterator
 from streams.schedules.model import (
     Schedule,
     ScheduleActionResult,
@@ -49,6 +49,7 @@ __all__ = [
     "ScheduleDescription",
     "ScheduleHandle",
     "ScheduleIntervalSpec",
+    "ScheduleIterator",
     "ScheduleListEntry",
     "ScheduleOverlapPolicy",
     "SchedulePolicy",
