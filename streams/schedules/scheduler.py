@@ -14,7 +14,9 @@ closed). Every `ACTIONS_PER_RUN` actions, at a moment when nothing it started is
 (or always, under ALLOW_ALL), it continues as new with its state, so its history stays
 short; while a run it started keeps it from doing so, it arms no timer per due time (those
 due times are judged when that run closes), so a run that hangs cannot grow the schedule's
-history to its limit. `describe` is a query; the rest are updates, answered once recorded.
+history to its limit. A long catch-up takes `DUE_TIMES_PER_WAKE` due times an activation
+and the rest in the next ones, so no activation runs long. `describe` is a query; the rest
+are updates, answered once recorded.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from streams import workflow
-from streams.errors import ChildWorkflowError
+from streams.errors import ChildWorkflowError, PendingLimitError
 from streams.options import ParentClosePolicy
 from streams.schedules.model import (
     SCHEDULE_WORKFLOW,
@@ -38,6 +40,7 @@ from streams.schedules.model import (
 from streams.schedules.spec import due_times, next_due
 
 ACTIONS_PER_RUN = 50
+DUE_TIMES_PER_WAKE = 100
 RECENT_ACTIONS = 10
 NEXT_TIMES = 5
 
@@ -109,6 +112,7 @@ class ScheduleWorkflow:
         self.actions_this_run = 0
         self.wake = False
         self.dozing = False  # waiting without a timer for a running run to close
+        self.backlog = False  # due times up to now left for the next activation
         self.tasks: set[asyncio.Future[None]] = set()
 
     @workflow.run
@@ -123,9 +127,12 @@ class ScheduleWorkflow:
             # history long, but a run it started still runs: no timer per due time until that
             # run closes (the due times meanwhile are judged then), so a run that hangs cannot
             # grow the schedule's history to its limit
-            self.dozing = self._long() and not self._idle()
+            if not self.backlog:  # a long catch-up keeps judging as it began
+                self.dozing = self._long() and not self._idle()
             quiet = self.schedule.state.paused or self.dozing
             wake_at = None if quiet else next_due(self.schedule.spec, now)
+            if self.backlog:  # the rest of a long catch-up in a fresh activation
+                wake_at = now + timedelta(milliseconds=1)
             self.wake = False
             try:
                 await workflow.wait_condition(
@@ -167,11 +174,13 @@ class ScheduleWorkflow:
         )
 
     def _idle(self) -> bool:
-        """Nothing to hand over: no buffered or triggered action, and none running (under
-        ALLOW_ALL running ones are not waited for: they are no longer tracked)."""
+        """Nothing to hand over: no buffered or triggered action, no due times left from a
+        long catch-up, and no run running (under ALLOW_ALL running ones are not waited for:
+        they are no longer tracked)."""
         assert self.schedule is not None
         allow_all = self.schedule.policy.overlap is ScheduleOverlapPolicy.ALLOW_ALL
-        return not self.buffer and not self.triggers and (allow_all or not self.running)
+        quiet = not self.buffer and not self.triggers and not self.backlog
+        return quiet and (allow_all or not self.running)
 
     # ---- taking due times ----------------------------------------------------------------
     def _take_due(self, now: datetime) -> None:
@@ -181,24 +190,35 @@ class ScheduleWorkflow:
         triggers, self.triggers = self.triggers, []
         for at, overlap in triggers:
             self._offer(at, action_workflow_id(schedule.action.id, at, True), overlap)
+        self.backlog = False
         if not schedule.state.paused:
-            window = schedule.policy.catchup_window
-            for due in due_times(schedule.spec, self.cursor, now):
-                if self.dozing:  # due while a run was running: judged as found on time
-                    self._offer(due, action_workflow_id(schedule.action.id, due), None, True)
-                elif within_catchup(due, now, window):
-                    self._offer(due, action_workflow_id(schedule.action.id, due), None)
-                else:
-                    self.missed += 1
-                    workflow.logger.warning(
-                        "schedule missed %s: found at %s, past its catch-up window %s",
-                        due.isoformat(),
-                        now.isoformat(),
-                        window,
-                    )
-        self.cursor = max(self.cursor, now)
-        self.dozing = False
+            self._take_due_times(schedule, now)
+        if not self.backlog:
+            self.cursor = max(self.cursor, now)
+            self.dozing = False
         self._start_buffered()
+
+    def _take_due_times(self, schedule: Schedule, now: datetime) -> None:
+        window, taken = schedule.policy.catchup_window, 0
+        for due in due_times(schedule.spec, self.cursor, now):
+            if taken == DUE_TIMES_PER_WAKE:
+                # a long catch-up goes on in the next activation: one activation of workflow
+                # code must stay short (the deadlock watchdog), its transaction small
+                self.backlog = True
+                return
+            if self.dozing:  # due while a run was running: judged as found on time
+                self._offer(due, action_workflow_id(schedule.action.id, due), None, True)
+            elif within_catchup(due, now, window):
+                self._offer(due, action_workflow_id(schedule.action.id, due), None)
+            else:
+                self.missed += 1
+                workflow.logger.warning(
+                    "schedule missed %s: found at %s, past its catch-up window %s",
+                    due.isoformat(),
+                    now.isoformat(),
+                    window,
+                )
+            self.cursor, taken = due, taken + 1
 
     def _offer(
         self,
@@ -252,6 +272,9 @@ class ScheduleWorkflow:
             record["status"] = "completed"
         except ChildWorkflowError as e:
             record["status"] = _status_of(e)
+        except PendingLimitError as e:  # too many of its runs still running (ALLOW_ALL)
+            workflow.logger.warning("schedule could not start %s: %s", workflow_id, e)
+            record["status"] = "start_failed"
         self.running.pop(workflow_id, None)
         failed = record["status"] in ("failed", "timed_out", "start_failed")
         if failed and self.schedule.policy.pause_on_failure:

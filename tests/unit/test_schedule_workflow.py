@@ -1,7 +1,8 @@
 """The schedule workflow on the pure run core: a timer fired late catches up the due times
 within the catch-up window, in order, each as its own child; older ones are counted as
-missed; the overlap policy decides among those caught up; a run restored from its history
-starts no due time again."""
+missed; the overlap policy decides among those caught up; a long catch-up goes on across
+activations; a long history waits for a running run without a timer per due time; a run
+restored from its history starts no due time again."""
 
 from __future__ import annotations
 
@@ -154,10 +155,41 @@ def test_a_long_history_with_a_run_still_running_arms_no_timer_until_it_closes()
     closed = Effects()
     # the run closes an hour later, far past the catch-up window: the due times meanwhile
     # were skipped by the overlap policy, not missed, and the schedule continues as new
-    run.child_reported(ChildWorkflowClosed(1, "COMPLETED", None), T0 + 3_600_500, closed)
+    now = T0 + 3_600_500
+    run.child_reported(ChildWorkflowClosed(1, "COMPLETED", None), now, closed)
+    # 3,599 due times to judge: 100 an activation, each next one on a 1 ms timer
+    for _ in range(50):
+        if run.closed:
+            break
+        now += 1
+        assert run.fire_timer(closed.timers[-1], now, closed)
     (continued,) = [
         e.attributes for e in closed.events if isinstance(e.attributes, WorkflowContinuedAsNew)
     ]
+    assert len(closed.timers) == 35
     _, carried = conv.from_payloads(continued.args)
     assert (carried["action_count"], carried["skipped"], carried["missed"]) == (1, 3599, 0)
-    assert carried["cursor"] == datetime.fromtimestamp((T0 + 3_600_500) / 1000, UTC).isoformat()
+    assert carried["cursor"] == datetime.fromtimestamp(now / 1000, UTC).isoformat()
+
+
+def test_a_long_catch_up_starts_every_due_time_once_in_order_a_hundred_an_activation() -> None:
+    base = every_second(ScheduleOverlapPolicy.ALLOW_ALL)
+    policy = SchedulePolicy(ScheduleOverlapPolicy.ALLOW_ALL, catchup_window=timedelta(days=1))
+    run, fx = started(Schedule(base.action, base.spec, policy))
+    now, woke = T0 + 1_200_500, Effects()  # 20 minutes down: 1,200 due times
+    assert run.fire_timer(fx.timers[0], now, woke)
+    per_activation = [len(children(woke))]
+    while len(woke.timers) and woke.timers[-1].fire_at == now + 1:  # the backlog's timer
+        now += 1
+        more = Effects()
+        assert run.fire_timer(woke.timers[-1], now, more)
+        per_activation.append(len(children(more)))
+        woke = more
+    assert per_activation == [100] * 12
+    started_ids = [
+        e.attributes.workflow_id
+        for e in run.events
+        if isinstance(e.attributes, ChildWorkflowInitiated)
+    ]
+    assert started_ids == [tick(T0 + s * 1000) for s in range(1, 1201)]
+    assert describe(run)["missed_catchup_window"] == 0
