@@ -8,7 +8,7 @@ they are answered) and asks it to describe itself (a query).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Generator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from streams.errors import ScheduleAlreadyRunningError, WorkflowAlreadyStartedError
@@ -21,6 +21,7 @@ from streams.schedules.model import (
     ScheduleListEntry,
     ScheduleOverlapPolicy,
     check_schedule,
+    created_carry,
     description_from_json,
     schedule_id_of,
     schedule_to_json,
@@ -40,7 +41,8 @@ async def create_schedule(client: Client, schedule_id: str, schedule: Schedule) 
         await client.start_workflow(
             SCHEDULE_WORKFLOW,
             schedule_to_json(schedule),
-            None,
+            # due times from now on, though no worker may start the run for a while
+            created_carry(datetime.now(UTC)),
             id=workflow_id,
             task_queue=schedule.action.task_queue,
             id_reuse_policy=IdReusePolicy.ALLOW_DUPLICATE,

@@ -141,6 +141,19 @@ class ScheduleListEntry:
     run_started_at: datetime
 
 
+def created_carry(created_at: datetime) -> dict[str, Any]:
+    """The state a new schedule's run starts from: created at `created_at`, nothing taken."""
+    at = created_at.isoformat()
+    return {
+        "cursor": at,
+        "created_at": at,
+        "recent": [],
+        "action_count": 0,
+        "missed": 0,
+        "skipped": 0,
+    }
+
+
 def schedule_id_of(workflow_id: str) -> str:
     return workflow_id.removeprefix(WORKFLOW_ID_PREFIX)
 

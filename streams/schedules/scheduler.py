@@ -143,6 +143,8 @@ class ScheduleWorkflow:
 
     # ---- state across continue-as-new ----------------------------------------------------
     def _restore(self, carried: dict[str, Any] | None) -> None:
+        # the client's `create_schedule` sends the time it was asked (`created_carry`): due
+        # times from then on are taken, even if no worker started this run until later
         if carried is None:
             self.cursor = self.created_at = workflow.info().start_time
             return

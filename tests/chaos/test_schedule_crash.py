@@ -41,34 +41,34 @@ def test_each_due_time_fires_once_across_two_worker_kills(
 ) -> None:
     config = topics_for(kafka_bootstrap, topic_prefix, Q)
     worker = workers.start("w1", APP, task_queue=Q)
-    # the due times: a minute of whole seconds, from a few seconds ahead
-    first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
-    last = first + timedelta(seconds=DUE_TIMES - 1)
-    expected = {
-        "tick-" + (first + timedelta(seconds=k)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for k in range(DUE_TIMES)
-    }
-    schedule = Schedule(
-        ScheduleActionStartWorkflow("Tick", "tick", id="tick", task_queue=Q),
-        ScheduleSpec(
-            intervals=[ScheduleIntervalSpec(timedelta(seconds=1))], start_at=first, end_at=last
-        ),
-        # the catch-up window covers the time down, and a run never waits for another:
-        # every due time is taken, none is skipped by policy
-        SchedulePolicy(ScheduleOverlapPolicy.ALLOW_ALL, catchup_window=timedelta(minutes=10)),
-    )
 
-    async def create(client: Client) -> None:
+    async def create(client: Client) -> list[str]:
+        # the due times: a minute of whole seconds, from a few seconds after the request
+        first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+        last = first + timedelta(seconds=DUE_TIMES - 1)
+        schedule = Schedule(
+            ScheduleActionStartWorkflow("Tick", "tick", id="tick", task_queue=Q),
+            ScheduleSpec(
+                intervals=[ScheduleIntervalSpec(timedelta(seconds=1))], start_at=first, end_at=last
+            ),
+            # the catch-up window covers the time down, and a run never waits for another:
+            # every due time is taken, none is skipped by policy
+            SchedulePolicy(ScheduleOverlapPolicy.ALLOW_ALL, catchup_window=timedelta(minutes=10)),
+        )
         await client.create_schedule("every-second", schedule)
+        return [
+            "tick-" + (first + timedelta(seconds=k)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            for k in range(DUE_TIMES)
+        ]
 
-    with_client(config, create)
+    expected = set(with_client(config, create))
     seen: Counter[str] = Counter()
     for kill_after in (15, 35):  # completions seen before each kill
         wait_until(
             lambda n=kill_after: read_ticks(config, seen) >= n,  # type: ignore[misc]
             timeout=90,
             interval=0.5,
-            message=f"{kill_after} scheduled runs did not complete",
+            message=f"{kill_after} scheduled runs did not complete (seen {len(seen)})",
         )
         workers.kill(worker)
         time.sleep(DOWN_SECONDS)  # due times pass with no worker up: caught up on restart

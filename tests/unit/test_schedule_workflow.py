@@ -20,7 +20,7 @@ from streams.schedules import (
     SchedulePolicy,
     ScheduleSpec,
 )
-from streams.schedules.model import SCHEDULE_WORKFLOW, schedule_to_json
+from streams.schedules.model import SCHEDULE_WORKFLOW, created_carry, schedule_to_json
 from streams.schedules.scheduler import ScheduleWorkflow
 from streams.settings import RunLimits
 from streams.wire.events import (
@@ -193,3 +193,14 @@ def test_a_long_catch_up_starts_every_due_time_once_in_order_a_hundred_an_activa
     ]
     assert started_ids == [tick(T0 + s * 1000) for s in range(1, 1201)]
     assert describe(run)["missed_catchup_window"] == 0
+
+
+def test_due_times_since_the_client_asked_are_taken_though_the_run_started_later() -> None:
+    # no worker was up when the schedule was created; its run starts 3 s later
+    asked = datetime.fromtimestamp((T0 - 3000) / 1000, UTC)
+    schedule = schedule_to_json(every_second(ScheduleOverlapPolicy.ALLOW_ALL))
+    run, fx = Run("everflow-schedule:s", "run-1", 0, REGISTRY), Effects()
+    args = conv.to_payloads([schedule, created_carry(asked)])
+    run.start(WorkflowStarted(SCHEDULE_WORKFLOW, "q", args, "cmd-1"), T0, fx)
+    assert children(fx) == [tick(T0 - 2000), tick(T0 - 1000), tick(T0)]
+    assert describe(run)["created_at"] == asked.isoformat()
