@@ -71,7 +71,9 @@ def test_a_schedule_is_paused_triggered_unpaused_updated_described_listed_and_de
             await client.create_schedule(
                 "bad", Schedule(action, ScheduleSpec(cron_expressions=["x"]))
             )
-        handle = await client.create_schedule("ticker", Schedule(action, EVERY_SECOND))
+        # every due time starts its run, however slow the machine (SKIP would skip some)
+        allow_all = SchedulePolicy(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
+        handle = await client.create_schedule("ticker", Schedule(action, EVERY_SECOND, allow_all))
         desc = await eventually(handle.describe, lambda d: d.action_count >= 3)
         # each due time on the whole second started its own run, named by that time
         first = desc.recent_actions[:3]
