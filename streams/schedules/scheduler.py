@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from streams import workflow
 from streams.errors import ChildWorkflowError, PendingLimitError
@@ -232,13 +232,16 @@ class ScheduleWorkflow:
         assert self.schedule is not None
         policy = overlap or self.schedule.policy.overlap
         running = max(len(self.running), 1 if busy else 0)
-        match overlap_verdict(policy, running, len(self.buffer)):
+        verdict = overlap_verdict(policy, running, len(self.buffer))
+        match verdict:
             case Verdict.START:
                 self._start(due, workflow_id)
             case Verdict.BUFFER:
                 self.buffer.append((due, workflow_id))
             case Verdict.SKIP:
                 self.skipped += 1
+            case _:
+                assert_never(verdict)
 
     def _start_buffered(self) -> None:
         while self.buffer and not self.running:
