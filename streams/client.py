@@ -40,6 +40,13 @@ from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics, client_topics, partition_count
 from streams.options import IdConflictPolicy, IdReusePolicy, option
 from streams.payload import DataConverter, Payload, check_size
+from streams.schedules.handle import (
+    ScheduleHandle,
+    ScheduleIterator,
+    create_schedule,
+    list_schedules,
+)
+from streams.schedules.model import Schedule
 from streams.search_attributes import encode as encode_search_attributes
 from streams.settings import create_topics_from_env, tracing_from_env, visibility_url
 from streams.tracing import Headers, Tracing
@@ -427,6 +434,25 @@ class Client:
         result() is shaped by the run method's return annotation."""
         result_type = WorkflowDefinition.of(workflow).result_type
         return self.get_workflow_handle(workflow_id, run_id, result_type=result_type)
+
+    # ---- schedules (`streams.schedules`) ------------------------------------------------------
+    async def create_schedule(self, id: str, schedule: Schedule) -> ScheduleHandle:
+        """Creates a schedule: from now on, each due time of `schedule.spec` starts its
+        action once (see `streams.schedules`). The schedule runs as the workflow
+        `everflow-schedule:<id>` on any worker (every worker hosts it). Raises
+        ScheduleSpecError (nothing sent) for a spec or policy that cannot run,
+        ScheduleAlreadyRunningError if a schedule with this ID exists."""
+        return await create_schedule(self, id, schedule)
+
+    def get_schedule_handle(self, id: str) -> ScheduleHandle:
+        """A handle to the schedule `id` (nothing is asked until a method is called)."""
+        return ScheduleHandle(self, id)
+
+    def list_schedules(self) -> ScheduleIterator:
+        """The schedules in the run index, by ID: `async for s in client.list_schedules()`
+        (or, as in Temporal, `await client.list_schedules()` first). A new one shows up
+        within about a second; VisibilityUnavailableError when there is no index."""
+        return list_schedules(self)
 
     # ---- plumbing -----------------------------------------------------------------------------
     def _send(

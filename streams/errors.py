@@ -465,3 +465,16 @@ class SearchAttributeError(EverflowError, ValueError):
 
     The message names the attribute and what it accepts; change the name or the value.
     """
+
+
+class ScheduleSpecError(EverflowError, ValueError):
+    """A schedule's spec or policy cannot be used: a cron expression that does not parse, a
+    calendar range out of bounds, an interval under a second, a spec with nothing in it.
+
+    The message names the field; fix it and create (or update) the schedule again.
+    """
+
+
+class ScheduleAlreadyRunningError(EverflowError):
+    """`create_schedule` with the ID of a schedule that exists; delete it first, or pick
+    another ID."""

@@ -19,6 +19,7 @@ from processors.run import replay_history
 from processors.workflow_code.registry import Registry
 from streams.encryption import configured_converter
 from streams.payload import DataConverter
+from streams.schedules.scheduler import ScheduleWorkflow
 from streams.wire.events import HistoryEvent
 
 
@@ -39,7 +40,9 @@ class Replayer:
     """Runs workflow code against recorded histories and reports mismatches."""
 
     def __init__(self, workflows: Sequence[type], converter: DataConverter | None = None) -> None:
-        self.registry = Registry(workflows, (), converter or configured_converter())
+        # schedules' histories replay too (`streams.schedules`)
+        hosted = [*workflows, ScheduleWorkflow]
+        self.registry = Registry(hosted, (), converter or configured_converter())
 
     def replay(self, history: Sequence[HistoryEvent]) -> ReplayResult:
         """Replays one run's events (in event ID order)."""

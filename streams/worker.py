@@ -32,6 +32,7 @@ from streams.kafka.statistics import RequestTally, observe_statistics
 from streams.kafka.topics import ensure_topics, topic_specs
 from streams.payload_gc import PayloadCollector
 from streams.payload_settings import PayloadStoreSettings
+from streams.schedules.scheduler import ScheduleWorkflow
 from streams.settings import RunLimits, WorkerSettings, inflight_path
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class Worker:
     `instance_id` must be stable across restarts of the same worker (it names the Kafka
     transactional ID, so a restarted worker fences its crashed predecessor at once) and
     unique among running workers. Default: `EVERFLOW_INSTANCE_ID`, else the host name.
+
+    A worker that runs workflows also runs schedules (the built-in `everflow.Schedule`
+    workflow; see `streams.schedules`).
 
     A run fails when its history reaches `max_history_events` or `max_history_bytes`
     (default 50,000 events / 50 MiB, or EVERFLOW_MAX_HISTORY_EVENTS / _BYTES). These and
@@ -134,7 +138,9 @@ class Worker:
             max_signals=self.settings.max_signals,
             max_pending=self.settings.max_pending,
         )
-        self.registry = Registry(workflows, activities, client.converter, limits)
+        # every worker that runs workflows hosts the schedules (`streams.schedules`)
+        hosted = [*workflows, ScheduleWorkflow] if workflows else []
+        self.registry = Registry(hosted, activities, client.converter, limits)
         self.instance_id = self.settings.instance_id
         self.max_concurrent_activities = max_concurrent_activities
         self.run_workflows = run_workflows and bool(workflows)

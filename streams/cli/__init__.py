@@ -13,6 +13,7 @@ run them (`set_defaults(run=...)`):
 - `workflow`: start, execute, signal, query, update, cancel, terminate, list, count,
   describe, show, result, stack, reset, unblock (in `workflow` and the `workflow_*`
   modules, printing through `output`);
+- `schedule`: create, list, describe, pause, unpause, trigger, update, delete schedules;
 - `workers`: who owns which partitions, lag, cache, restores;
 - `history`: export one run's events (and read exports and the history topic back);
 - `audit`: check the history topic's invariants;
@@ -56,6 +57,7 @@ from streams.cli import (
     keys,
     payloads,
     replay,
+    schedule,
     topics,
     ui,
     visibility,
@@ -76,6 +78,7 @@ GROUPS = (
     visibility,
     ui,
     workflow,
+    schedule,
     workers,
     history,
     audit,

@@ -25,6 +25,7 @@ from streams.cli import (
     keys,
     payloads,
     replay,
+    schedule,
     topics,
     ui,
     visibility,
@@ -98,6 +99,17 @@ COMMANDS: dict[tuple[str, ...], tuple[list[str], Action]] = {
     ("keys", "new"): (["keys", "new"], keys.keys_new),
     ("codec-server",): (["codec-server"], codec.serve),
     ("payloads", "gc"): (["payloads", "gc", "--older-than", "7d"], payloads.payloads_gc),
+    ("schedule", "create"): (
+        ["schedule", "create", "s", "--workflow", "W", "--task-queue", "q", "--workflow-id", "w"],
+        schedule.schedule_create,
+    ),
+    ("schedule", "list"): (["schedule", "list"], schedule.schedule_list),
+    ("schedule", "describe"): (["schedule", "describe", "s"], schedule.schedule_describe),
+    ("schedule", "pause"): (["schedule", "pause", "s"], schedule.schedule_pause),
+    ("schedule", "unpause"): (["schedule", "unpause", "s"], schedule.schedule_pause),
+    ("schedule", "trigger"): (["schedule", "trigger", "s"], schedule.schedule_trigger),
+    ("schedule", "update"): (["schedule", "update", "s"], schedule.schedule_update),
+    ("schedule", "delete"): (["schedule", "delete", "s"], schedule.schedule_delete),
 }
 LOCAL = ("dev", "keys", "codec-server")  # commands that never talk to Kafka
 CONNECTING = [path for path in COMMANDS if path[0] not in LOCAL]

@@ -180,6 +180,8 @@ def test_public_api_is_pinned() -> None:
             "Replayer",
             "RequestRejectedError",
             "RetryPolicy",
+            "ScheduleAlreadyRunningError",
+            "ScheduleSpecError",
             "SearchAttributeError",
             "SignalLimitError",
             "TopicMismatchError",
