@@ -23,6 +23,7 @@ from streams.client import Client
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import ensure_topics, topic_specs
 from streams.payload import DataConverter
+from streams.schedules.scheduler import ScheduleWorkflow
 from streams.settings import RunLimits
 from streams.testing.client import TimeSkippingClient
 from streams.testing.engine import Engine
@@ -76,7 +77,9 @@ class WorkflowEnvironment(ABC):
         There is no run index (`list_workflows` raises VisibilityUnavailableError).
         """
         converter = converter or DataConverter()
-        registry = Registry(workflows, _with_doubles(activities, overrides), converter, limits)
+        # schedules run here as on a worker: the built-in schedule workflow is always hosted
+        hosted = [*workflows, ScheduleWorkflow]
+        registry = Registry(hosted, _with_doubles(activities, overrides), converter, limits)
         start = None if start_time is None else int(start_time.timestamp() * 1000)
         engine = Engine(registry, TimeSkippingClient.new_id(), start)
         engine.start()

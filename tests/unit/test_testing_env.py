@@ -30,6 +30,12 @@ from streams import (
     activity,
     workflow,
 )
+from streams.schedules import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleIntervalSpec,
+    ScheduleSpec,
+)
 from streams.settings import RunLimits
 from streams.testing import WorkflowEnvironment
 from streams.wire.commands import CommandBody
@@ -751,3 +757,35 @@ def test_results_take_the_run_methods_annotation_and_result_type_as_on_a_broker(
     started, typed, plain = run(body)
     assert started == Receipt("ada", 2) and typed == Receipt("ada", 2)
     assert plain == {"to": "ada", "days": 2}  # asked by ID alone: plain JSON, as on a broker
+
+
+@workflow.defn
+class Ping:
+    @workflow.run
+    async def run(self) -> str:
+        return "pong"
+
+
+def test_a_daily_schedule_fires_once_a_day_across_thirty_virtual_days() -> None:
+    async def body() -> tuple[Any, list[Any]]:
+        async with await WorkflowEnvironment.start_time_skipping(workflows=[Ping]) as env:
+            handle = await env.client.create_schedule(
+                "daily",
+                Schedule(
+                    action=ScheduleActionStartWorkflow(Ping.run, id="ping", task_queue="test"),
+                    spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),
+                ),
+            )
+            await env.sleep(timedelta(days=30, hours=1))
+            described = await handle.describe()
+            results = [
+                await env.client.get_workflow_handle(a.workflow_id).result()
+                for a in described.recent_actions
+            ]
+            return described, results
+
+    described, results = run(body)
+    assert described.action_count == 30  # one a day, each due time once
+    assert results and set(results) == {"pong"}
+    ids = [a.workflow_id for a in described.recent_actions]
+    assert len(ids) == len(set(ids))
