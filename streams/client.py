@@ -23,6 +23,7 @@ from streams import kafka
 from streams.encryption import configured_converter
 from streams.errors import (
     BrokerError,
+    ConfigError,
     RequestRejectedError,
     RPCTimeoutError,
     SignalLimitError,
@@ -166,6 +167,7 @@ class Client:
         bootstrap: str | None = None,
         *,
         topic_prefix: str | None = None,
+        namespace: str | None = None,
         converter: DataConverter | None = None,
         visibility: str | None = None,
         tracing: bool | None = None,
@@ -173,6 +175,9 @@ class Client:
         **kafka_settings: Any,
     ) -> Client:
         """Connects to the cluster (settings from arguments, then `EVERFLOW_*` variables).
+
+        `namespace` is Temporal's name for what Everflow calls the topic prefix (as the
+        CLI's `--namespace`): give either.
 
         `visibility` is the run index's store URL (`sqlite:///path` or `postgresql://…`);
         None means EVERFLOW_VISIBILITY, else the default SQLite file for this topic prefix.
@@ -185,8 +190,13 @@ class Client:
         prefix's topics gets them, as a worker would make them; False raises BrokerError
         instead (see `Client`).
         """
+        if namespace is not None and topic_prefix not in (None, namespace):
+            raise ConfigError(
+                f"namespace={namespace!r} and topic_prefix={topic_prefix!r}: they name the "
+                "same thing (a deployment's topic prefix); give one"
+            )
         config = KafkaConfig.from_env(
-            bootstrap=bootstrap, topic_prefix=topic_prefix, kafka=kafka_settings
+            bootstrap=bootstrap, topic_prefix=topic_prefix or namespace, kafka=kafka_settings
         )
         traced = tracing_from_env() if tracing is None else tracing
         made = functools.partial(

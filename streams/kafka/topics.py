@@ -245,7 +245,16 @@ def client_topics(
     """
     t = Topics(config.topic_prefix)
     names = (t.commands, t.replies, t.completions)
-    counts = _partition_counts(admin, names, timeout)
+    try:
+        counts = _partition_counts(admin, names, timeout)
+    except KafkaException as e:
+        if e.args[0].code() not in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT):
+            raise
+        raise BrokerError(
+            f"cannot reach a Kafka broker at {config.bootstrap} ({e.args[0].str()}): is one "
+            "running there? Everflow talks to Kafka's bootstrap servers (EVERFLOW_BOOTSTRAP, "
+            "e.g. localhost:9092), not to a Temporal frontend"
+        ) from e
     missing = [n for n in names if n not in counts]
     if not missing:
         return counts

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from examples.money_transfer import MoneyTransferWorkflow, TransferOrder
-from streams import BrokerError, Client, TopicMismatchError, kafka
+from streams import BrokerError, Client, ConfigError, TopicMismatchError, kafka
 from streams.dev.broker import LocalKafka
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import topic_specs, verify_topics
@@ -38,7 +39,7 @@ def test_a_client_on_a_fresh_prefix_makes_the_topics_and_a_worker_runs_the_workf
     assert prefixed(kafka_bootstrap, topic_prefix) == []
 
     async def main() -> str:
-        client = await Client.connect(kafka_bootstrap, topic_prefix=topic_prefix)
+        client = await Client.connect(kafka_bootstrap, namespace=topic_prefix)  # Temporal's name
         try:
             config = client.config
             specs = topic_specs(config)
@@ -101,3 +102,13 @@ def test_on_a_broker_that_creates_topics_it_is_asked_about_a_client_still_makes_
         verify_topics(kafka.admin(config), topic_specs(config))  # Everflow's, not the broker's
     finally:
         broker.close()
+
+
+def test_an_address_where_no_broker_listens_is_said_plainly(topic_prefix: str) -> None:
+    with socket.socket() as probe:  # a port nothing listens on (e.g. a Temporal frontend's)
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    with pytest.raises(BrokerError, match=f"cannot reach a Kafka broker at {address}"):
+        asyncio.run(Client.connect(address, namespace=topic_prefix))
+    with pytest.raises(ConfigError, match="give one"):
+        asyncio.run(Client.connect(address, namespace="a.", topic_prefix="b."))
