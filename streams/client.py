@@ -330,12 +330,7 @@ class Client:
         reuse = option(IdReusePolicy, id_reuse_policy, "id_reuse_policy")
         conflict = option(IdConflictPolicy, id_conflict_policy, "id_conflict_policy")
         call_args = arguments(arg, args, "start_workflow")
-        if isinstance(workflow, str):
-            name = workflow
-        else:
-            definition = WorkflowDefinition.of(workflow)
-            name = definition.name
-            result_type = result_type if result_type is not None else definition.result_type
+        name, result_type = WorkflowDefinition.type_and_result(workflow, result_type)
         attributes = encode_search_attributes(search_attributes or {}, allow_remove=False)
         payloads = self.converter.to_payloads(list(call_args))
         check_size(payloads, self.config.max_payload_bytes, f"the arguments of workflow {id!r}")

@@ -126,6 +126,16 @@ class WorkflowDefinition:
             raise TypeError(f"{cls_or_method!r} is not a @workflow.defn class or its run method")
         return definition
 
+    @staticmethod
+    def type_and_result(workflow: Any, result_type: Any = None) -> tuple[str, Any]:
+        """The workflow type `workflow` names (a type name, a @workflow.defn class or its
+        run method) and how to shape its result: `result_type` if given, else the run
+        method's return annotation (none for a bare name)."""
+        if isinstance(workflow, str):
+            return workflow, result_type
+        definition = WorkflowDefinition.of(workflow)
+        return definition.name, result_type if result_type is not None else definition.result_type
+
 
 @dataclass(frozen=True, slots=True)
 class Handler:
@@ -276,12 +286,7 @@ async def start_child_workflow(
     """
     policy = option(ParentClosePolicy, parent_close_policy, "parent_close_policy")
     call_args = arguments(arg, args, "start_child_workflow")
-    if isinstance(workflow, str):
-        name = workflow
-    else:
-        definition = WorkflowDefinition.of(workflow)
-        name = definition.name
-        result_type = result_type if result_type is not None else definition.result_type
+    name, result_type = WorkflowDefinition.type_and_result(workflow, result_type)
     attributes = _encode_search_attributes(search_attributes or {}, allow_remove=False)
     options = ChildOptions(name, call_args, id, task_queue, policy, result_type, attributes)
     started, result = _runtime.current().start_child(options)

@@ -12,10 +12,38 @@ from datetime import timedelta
 from typing import Any
 
 from streams.activity import ActivityInfo
-from streams.payload import DataConverter
+from streams.errors import ApplicationError, PayloadStoreError, PayloadTooLargeError
+from streams.failures import to_failure
+from streams.payload import DataConverter, check_size
+from streams.wire.commands import CompleteActivity, FailActivity
 from streams.wire.records import ActivityTask
 
 MAX_THROTTLE = 30.0
+
+
+def attempt_outcome(
+    task: ActivityTask,
+    result: Any,
+    error: BaseException | None,
+    converter: DataConverter,
+    max_payload_bytes: int,
+    what: str,
+) -> CompleteActivity | FailActivity:
+    """What an attempt that returned `result` (or raised `error`) reports, as every runner
+    of activities says it: the result encoded; or the failure, when it raised, when its
+    result is over `max_payload_bytes` (non-retryable: a retry makes the same result), or
+    when the payload store could not keep it (retried per the policy). `what` names the
+    result in the size error ("the result of activity 'x'")."""
+    if error is None:
+        try:
+            payload = converter.to_payload(result)
+            check_size([payload], max_payload_bytes, what)
+            return CompleteActivity(task.run_id, task.activity_id, task.attempt, payload)
+        except PayloadTooLargeError as e:
+            error = ApplicationError(str(e), type="PayloadTooLargeError", non_retryable=True)
+        except PayloadStoreError as e:
+            error = e
+    return FailActivity(task.run_id, task.activity_id, task.attempt, to_failure(error, converter))
 
 
 def attempt_info(task: ActivityTask, task_queue: str, converter: DataConverter) -> ActivityInfo:

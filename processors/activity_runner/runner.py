@@ -31,24 +31,20 @@ from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from processors.activity_runner.attempt import RunningActivity, attempt_info
+from processors.activity_runner.attempt import RunningActivity, attempt_info, attempt_outcome
 from processors.eager import CLAIM_HEADER, EagerReports, EagerTask, Report
 from processors.tally import Counts, Histograms, consumer_lag
 from processors.workflow_code.registry import Registry
 from streams import _runtime, kafka
 from streams.errors import (
-    ApplicationError,
     ConfigError,
     PayloadDecodeError,
     PayloadStoreError,
-    PayloadTooLargeError,
     UnknownActivityError,
 )
-from streams.failures import to_failure
 from streams.kafka.config import KafkaConfig
 from streams.kafka.stall import DEFAULT_STALL_SECONDS, Stall, StallWatch, consumer_watch
 from streams.kafka.topics import Topics, partition_count
-from streams.payload import check_size
 from streams.tracing import Headers, Tracing
 from streams.wire import wire
 from streams.wire.commands import (
@@ -528,35 +524,18 @@ class ActivityRunner:
         eager: bool = False,
     ) -> str | None:
         """Sends the attempt's result or failure; the failure's type, or None."""
-        converter = self.registry.converter
-        body: CompleteActivity | FailActivity
-        payload = None
-        if error is None:
-            try:
-                payload = converter.to_payload(result)
-                check_size(
-                    [payload],
-                    self.registry.max_payload_bytes,
-                    f"the result of activity {task.activity_type!r}",
-                )
-            except PayloadTooLargeError as e:
-                error = ApplicationError(str(e), type="PayloadTooLargeError", non_retryable=True)
-                payload = None
-            except PayloadStoreError as e:  # the store could not keep it: retried per policy
-                error = e
-        if payload is not None:
-            body = CompleteActivity(task.run_id, task.activity_id, task.attempt, payload)
-        else:
-            assert error is not None
+        what = f"the result of activity {task.activity_type!r}"
+        body = attempt_outcome(
+            task, result, error, self.registry.converter, self.registry.max_payload_bytes, what
+        )
+        if isinstance(body, FailActivity):
             log.info(
-                "activity failed workflow_id=%s activity=%s attempt=%d: %r",
+                "activity failed workflow_id=%s activity=%s attempt=%d: %s: %s",
                 task.workflow_id,
                 task.activity_type,
                 task.attempt,
-                error,
-            )
-            body = FailActivity(
-                task.run_id, task.activity_id, task.attempt, to_failure(error, converter)
+                body.failure.type,
+                body.failure.message,
             )
         self._send(task, body, f"{task.idempotency_key}/{task.attempt}", eager)
         return None if isinstance(body, CompleteActivity) else body.failure.type

@@ -28,17 +28,12 @@ import threading
 import time
 from typing import Any
 
-from processors.activity_runner.attempt import RunningActivity, attempt_info
+from processors.activity_runner.attempt import RunningActivity, attempt_info, attempt_outcome
 from processors.workflow_code.registry import Registry
 from streams import _runtime
 from streams.errors import (
-    ApplicationError,
-    PayloadStoreError,
-    PayloadTooLargeError,
     UnknownActivityError,
 )
-from streams.failures import to_failure
-from streams.payload import check_size
 from streams.wire.commands import CompleteActivity, FailActivity
 from streams.wire.records import ActivityTask
 
@@ -147,29 +142,23 @@ class LocalActivities:
     def _body(
         self, task: ActivityTask, result: Any, error: BaseException | None
     ) -> CompleteActivity | FailActivity:
-        converter = self.registry.converter
-        if error is None:
-            try:
-                payload = converter.to_payload(result)
-                what = f"the result of local activity {task.activity_type!r}"
-                check_size([payload], self.registry.max_payload_bytes, what)
-                return CompleteActivity(task.run_id, task.activity_id, task.attempt, payload)
-            except PayloadTooLargeError as e:
-                error = ApplicationError(str(e), type="PayloadTooLargeError", non_retryable=True)
-            except PayloadStoreError as e:  # the store could not keep it: retried per policy
-                error = e
-        if isinstance(error, UnknownActivityError):
-            log.error("local activity not registered: %s", error)
-        else:
-            log.info(
-                "local activity failed workflow_id=%s activity=%s attempt=%d: %r",
-                task.workflow_id,
-                task.activity_type,
-                task.attempt,
-                error,
-            )
-        failure = to_failure(error, converter)
-        return FailActivity(task.run_id, task.activity_id, task.attempt, failure)
+        what = f"the result of local activity {task.activity_type!r}"
+        body = attempt_outcome(
+            task, result, error, self.registry.converter, self.registry.max_payload_bytes, what
+        )
+        if isinstance(body, FailActivity):
+            if isinstance(error, UnknownActivityError):
+                log.error("local activity not registered: %s", error)
+            else:
+                log.info(
+                    "local activity failed workflow_id=%s activity=%s attempt=%d: %s: %s",
+                    task.workflow_id,
+                    task.activity_type,
+                    task.attempt,
+                    body.failure.type,
+                    body.failure.message,
+                )
+        return body
 
 
 def _ignore_heartbeat(running: RunningActivity, details: tuple[Any, ...]) -> None:

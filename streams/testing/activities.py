@@ -16,17 +16,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from processors.activity_runner.attempt import RunningActivity, attempt_info
+from processors.activity_runner.attempt import RunningActivity, attempt_info, attempt_outcome
 from processors.workflow_code.registry import Registry
 from streams import _runtime
 from streams.errors import (
     ApplicationError,
-    PayloadStoreError,
-    PayloadTooLargeError,
     UnknownActivityError,
 )
-from streams.failures import to_failure
-from streams.payload import check_size
 from streams.wire.commands import (
     Command,
     CommandBody,
@@ -139,27 +135,20 @@ class InProcessActivities:
     def _outcome(
         self, task: ActivityTask, result: Any, error: BaseException | None
     ) -> CompleteActivity | FailActivity:
-        converter = self.registry.converter
-        if error is None:
-            try:
-                payload = converter.to_payload(result)
-                what = f"the result of activity {task.activity_type!r}"
-                check_size([payload], self.registry.max_payload_bytes, what)
-                return CompleteActivity(task.run_id, task.activity_id, task.attempt, payload)
-            except PayloadTooLargeError as e:
-                error = ApplicationError(str(e), type="PayloadTooLargeError", non_retryable=True)
-            except PayloadStoreError as e:  # retried per the policy, as a runner does
-                error = e
-        log.info(
-            "activity failed workflow_id=%s activity=%s attempt=%d: %r",
-            task.workflow_id,
-            task.activity_type,
-            task.attempt,
-            error,
+        what = f"the result of activity {task.activity_type!r}"
+        body = attempt_outcome(
+            task, result, error, self.registry.converter, self.registry.max_payload_bytes, what
         )
-        return FailActivity(
-            task.run_id, task.activity_id, task.attempt, to_failure(error, converter)
-        )
+        if isinstance(body, FailActivity):
+            log.info(
+                "activity failed workflow_id=%s activity=%s attempt=%d: %s: %s",
+                task.workflow_id,
+                task.activity_type,
+                task.attempt,
+                body.failure.type,
+                body.failure.message,
+            )
+        return body
 
     def _heartbeat(self, running: RunningActivity, details: tuple[Any, ...]) -> None:
         # called on the attempt's thread: a pool thread for a plain function
