@@ -88,6 +88,9 @@ def check_workflow_id(workflow_id: str) -> None:
 class Client:
     """A connection to an Everflow deployment (a Kafka cluster and a topic prefix)."""
 
+    # the class of the handles it gives (the test environment's waits skip time)
+    handle_type: type[WorkflowHandle] = WorkflowHandle
+
     def __init__(
         self,
         config: KafkaConfig,
@@ -364,7 +367,7 @@ class Client:
             self.unwatch_completion(id, waiter)  # signal-with-start to a run that is full
             raise SignalLimitError(reply.message)
         assert isinstance(reply, StartAccepted)
-        return WorkflowHandle(self, id, reply.run_id, waiter, result_type=result_type)
+        return self.handle_type(self, id, reply.run_id, waiter, result_type=result_type)
 
     async def execute_workflow(
         self,
@@ -410,7 +413,7 @@ class Client:
     ) -> WorkflowHandle:
         """A handle to an existing run (the latest run of the ID if run_id is None);
         `result_type` shapes its result()."""
-        return WorkflowHandle(self, workflow_id, run_id, None, result_type=result_type)
+        return self.handle_type(self, workflow_id, run_id, None, result_type=result_type)
 
     def get_workflow_handle_for(
         self, workflow: Any, workflow_id: str, run_id: str | None = None

@@ -23,8 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
@@ -43,6 +43,14 @@ FIRST_AFTER = 60.0  # seconds from a worker's start to its first collection, at 
 # a collection of a long history may take minutes without polling: the group must not
 # count the collector gone meanwhile (its heartbeats go on in librdkafka's thread)
 MAX_POLL_INTERVAL_MS = 30 * 60 * 1000
+
+
+class ProgressLine(Protocol):
+    """What hears how far a collection got (the CLI's `streams.cli.progress.Progress`)."""
+
+    def due(self) -> bool: ...
+
+    def __call__(self, news: str) -> None: ...
 
 
 def collector_group(config: KafkaConfig) -> str:
@@ -67,9 +75,7 @@ class References:
         return out
 
 
-def read_references(
-    config: KafkaConfig, progress: Callable[[str], None] | None = None
-) -> References:
+def read_references(config: KafkaConfig, progress: ProgressLine | None = None) -> References:
     """Every stored-payload reference on the history topic, run by run; the whole topic is
     read, with news of how far for `progress` (the CLI's progress line)."""
     topic = Topics(config.topic_prefix).history
@@ -82,7 +88,7 @@ def read_references(
         decode = wire().event.decode
         assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)]
         for read, msg in enumerate(kafka.read_to_end(consumer, assignment), 1):
-            if progress is not None:
+            if progress is not None and progress.due():
                 progress(f"payloads gc: {read:,} history events read, {len(refs.keys):,} runs")
             event = decode(msg.value())
             run = (event.workflow_id, event.run_id)
@@ -99,7 +105,7 @@ def collect_payloads(
     store_settings: PayloadStoreSettings,
     older_than_ms: int,
     dry_run: bool = False,
-    progress: Callable[[str], None] | None = None,
+    progress: ProgressLine | None = None,
 ) -> Collected:
     """Removes the stored payloads no run needs (see the module docstring); `progress` hears
     how far the read of the history topic got."""

@@ -176,6 +176,7 @@ class Worker:
             server = MetricsServer(self.metrics, self.settings.metrics_host, self.metrics_port)
             self.metrics_port = server.start()
         statistics = 0 if server is None else STATISTICS_INTERVAL_MS
+        store = PayloadStoreSettings.from_env()
         processor = runner = None
         if self.run_workflows:
             processor = WorkflowProcessor(
@@ -190,7 +191,7 @@ class Worker:
                     local_activity_wait=self.settings.local_activity_wait,
                     inflight_path=inflight_path(config.topic_prefix, self.instance_id),
                     stall_seconds=self.settings.stall_seconds,
-                    store_retry_seconds=PayloadStoreSettings.from_env().retry_seconds,
+                    store_retry_seconds=store.retry_seconds,
                 ),
             )
             self.metrics.processor = processor.tally
@@ -218,7 +219,6 @@ class Worker:
             self._spawn("workflow-processor", processor.run)
         if runner is not None:
             self._spawn("activity-runner", runner.run)
-        store = PayloadStoreSettings.from_env()
         if store.url is not None and store.gc_seconds > 0:
             # stored payloads go after their run's retention: one worker at a time collects
             retention = self.settings.cache.closed_retention_ms

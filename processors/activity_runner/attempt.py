@@ -118,3 +118,8 @@ class RunningActivity:
         self._canceled.set()
         if self.future is not None and self.is_async:
             self.future.cancel()
+
+
+def ignore_heartbeat(running: RunningActivity, details: tuple[Any, ...]) -> None:
+    """The heartbeat of a local activity: none is sent (an attempt's liveness is its
+    worker's)."""

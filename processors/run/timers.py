@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 TimerEvent = TimerStarted | TimerFired | TimerCanceled
 
+# the timers kept as records on the compacted `timers` topic (the others are derived from
+# the run, rebuilt with it)
+PERSISTED_TIMERS = (TimerKind.USER_TIMER, TimerKind.ACTIVITY_RETRY)
+
 
 class Timers:
     """The user timers a run waits on: timer ID -> when it fires (ms)."""

@@ -28,7 +28,12 @@ import threading
 import time
 from typing import Any
 
-from processors.activity_runner.attempt import RunningActivity, attempt_info, attempt_outcome
+from processors.activity_runner.attempt import (
+    RunningActivity,
+    attempt_info,
+    attempt_outcome,
+    ignore_heartbeat,
+)
 from processors.workflow_code.registry import Registry
 from streams import _runtime
 from streams.errors import (
@@ -119,7 +124,7 @@ class LocalActivities:
         args = self.registry.converter.from_payloads(task.args, definition.arg_types)
         info = attempt_info(task, "", self.registry.converter)  # a local one has no queue
         # activity.info() works; heartbeats are accepted and go nowhere
-        _runtime.ACTIVITY_CONTEXT.set(RunningActivity(task, info, _ignore_heartbeat))
+        _runtime.ACTIVITY_CONTEXT.set(RunningActivity(task, info, ignore_heartbeat))
         if not definition.is_async:
             return definition.fn(*args)
         loop = self._loop()
@@ -159,7 +164,3 @@ class LocalActivities:
                     body.failure.message,
                 )
         return body
-
-
-def _ignore_heartbeat(running: RunningActivity, details: tuple[Any, ...]) -> None:
-    """Local activities do not heartbeat: an attempt's liveness is its worker's."""

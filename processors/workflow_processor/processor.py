@@ -31,6 +31,7 @@ from processors.run.commands import (
     on_start_activity,
 )
 from processors.run.state import PAYLOAD_STORE_ERRORS, Run
+from processors.run.timers import PERSISTED_TIMERS
 from processors.tally import consumer_lag
 from processors.workflow_code.registry import Registry
 from processors.workflow_processor.batch import Batch
@@ -74,7 +75,6 @@ from streams.wire.records import Failure as RunFailure
 from streams.wire.records import (
     RestoreReport,
     Timer,
-    TimerKind,
 )
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,6 @@ log = logging.getLogger(__name__)
 IN_PROCESS_POLL = 0.0005
 
 # timers with a record on the timers topic; the others are derived from run state
-PERSISTED_TIMERS = (TimerKind.USER_TIMER, TimerKind.ACTIVITY_RETRY)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import base64
 import io
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -32,6 +32,7 @@ from streams.cli.common import (
     add_subparser,
     kafka_config,
 )
+from streams.cli.progress import Progress
 from streams.client import Client
 from streams.encryption import configured_converter
 from streams.errors import EverflowError
@@ -166,7 +167,7 @@ def histories_from_kafka(
     config: KafkaConfig,
     workflow_type: str | None,
     limit: int,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[list[HistoryEvent]]:
     """Up to `limit` runs (of `workflow_type`) whose start is on the history topic; the
     whole topic is read, with news of how far for `progress` (`streams.cli.progress`)."""
@@ -178,7 +179,7 @@ def histories_from_kafka(
         assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)]
         decode = wire().event.decode
         for read, msg in enumerate(kafka.read_to_end(consumer, assignment), 1):
-            if progress is not None:
+            if progress is not None and progress.due():
                 progress(f"replay: {read:,} history events read, {len(runs):,} runs kept")
             event = decode(msg.value())
             key = (event.workflow_id, event.run_id)

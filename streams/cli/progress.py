@@ -34,6 +34,11 @@ class Progress:
         self._due = clock() + self.every
         self._width = 0  # of the line on the terminal, to blank what a shorter one leaves
 
+    def due(self) -> bool:
+        """Whether a line is due now: a caller in a hot loop asks this before it builds the
+        news it would pass."""
+        return self._clock() >= self._due
+
     def __call__(self, news: str) -> None:
         now = self._clock()
         if now < self._due:

@@ -295,10 +295,7 @@ class LocalKafka:
     def child_environment(self, user: str = ADMIN_USER) -> dict[str, str]:
         """The environment of a child process that connects as `user`: this process's, with
         EVERFLOW_BOOTSTRAP and, for a secure broker, the user's EVERFLOW_KAFKA_* settings."""
-        env = {**os.environ, "EVERFLOW_BOOTSTRAP": self.bootstrap}
-        if self.secure:
-            env.update(self.client_environment(user))
-        return env
+        return {**os.environ, **self.client_environment(user)}
 
     def client_environment(self, user: str = ADMIN_USER) -> dict[str, str]:
         """EVERFLOW_BOOTSTRAP and the EVERFLOW_KAFKA_* settings that connect as `user`."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, assert_never
 
@@ -289,8 +290,7 @@ class ScheduleWorkflow:
 
     def _set_state(self, state: ScheduleState) -> None:
         assert self.schedule is not None
-        s = self.schedule
-        self.schedule = Schedule(s.action, s.spec, s.policy, state)
+        self.schedule = replace(self.schedule, state=state)
 
     # ---- messages ------------------------------------------------------------------------
     @workflow.update

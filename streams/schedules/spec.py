@@ -49,9 +49,6 @@ class ScheduleRange:
         return range(self.start, (self.start if self.end is None else self.end) + 1, self.step)
 
 
-ALL_SECONDS = (ScheduleRange(0, 59),)
-ALL_MINUTES = (ScheduleRange(0, 59),)
-ALL_HOURS = (ScheduleRange(0, 23),)
 ALL_DAYS = (ScheduleRange(1, 31),)
 ALL_MONTHS = (ScheduleRange(1, 12),)
 ALL_WEEKDAYS = (ScheduleRange(0, 6),)
@@ -264,14 +261,8 @@ def due_times(spec: ScheduleSpec, after: datetime, until: datetime) -> Iterator[
 
 
 def _next_interval(interval: ScheduleIntervalSpec, after: datetime) -> datetime:
-    every = _micros(interval.every)
-    since = _micros(after - EPOCH) - _micros(interval.offset)
-    k = since // every + 1
-    return EPOCH + interval.offset + timedelta(microseconds=k * every)
-
-
-def _micros(span: timedelta) -> int:
-    return (span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds
+    k = (after - EPOCH - interval.offset) // interval.every + 1  # exact, floored
+    return EPOCH + interval.offset + k * interval.every
 
 
 def _next_calendar(calendar: ScheduleCalendarSpec, after: datetime) -> datetime | None:

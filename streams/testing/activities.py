@@ -16,7 +16,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from processors.activity_runner.attempt import RunningActivity, attempt_info, attempt_outcome
+from processors.activity_runner.attempt import (
+    RunningActivity,
+    attempt_info,
+    attempt_outcome,
+    ignore_heartbeat,
+)
 from processors.workflow_code.registry import Registry
 from streams import _runtime
 from streams.errors import (
@@ -66,7 +71,7 @@ class InProcessActivities:
     def start(self, task: ActivityTask, task_queue: str, local: bool) -> None:
         """Starts one attempt (`task_queue` "" and no heartbeats for a local activity)."""
         info = attempt_info(task, task_queue, self.registry.converter)
-        send = _ignore_heartbeat if local else self._heartbeat
+        send = ignore_heartbeat if local else self._heartbeat
         running = RunningActivity(task, info, send)
         self.running[running.key] = running
         context = contextvars.copy_context()
@@ -174,7 +179,3 @@ def _canceler(call: asyncio.Future[Any]) -> concurrent.futures.Future[Any]:
 
     handle.add_done_callback(canceled)
     return handle
-
-
-def _ignore_heartbeat(running: RunningActivity, details: tuple[Any, ...]) -> None:
-    """Local activities do not heartbeat: an attempt's liveness is its worker's."""

@@ -32,6 +32,7 @@ from typing import Any
 from processors.run.commands import continue_runs, handle_command
 from processors.run.effects import Effects
 from processors.run.state import Run
+from processors.run.timers import PERSISTED_TIMERS
 from processors.workflow_code.registry import Registry
 from streams.errors import RPCTimeoutError
 from streams.testing.activities import InProcessActivities
@@ -52,7 +53,6 @@ from streams.wire.records import (
 log = logging.getLogger(__name__)
 
 PARTITION = 0  # every run lives in the one partition of the environment
-PERSISTED = (TimerKind.USER_TIMER, TimerKind.ACTIVITY_RETRY)  # timers with a record
 RUN_DEADLINES = (TimerKind.WORKFLOW_RUN_TIMEOUT, TimerKind.WORKFLOW_EXECUTION_TIMEOUT)
 UPKEEP = 0.05  # seconds between heartbeat flushes while attempts run
 
@@ -294,9 +294,7 @@ class Engine:
         if not targets:
             return False
         target, now = min(targets), self.now_ms()
-        if target <= now:
-            return True  # due already: settle it
-        self._offset += target - now
+        self._offset += max(0, target - now)  # none when due already: settle it
         return True
 
     def _next_due(self) -> int | None:
@@ -311,7 +309,7 @@ class Engine:
         run = self.runs.get(timer.workflow_id)
         if run is None or run.run_id != timer.run_id or run.closed:
             return False
-        if timer.kind in PERSISTED:
+        if timer.kind in PERSISTED_TIMERS:
             return self._records.get(timer.key) is timer
         if timer.kind in RUN_DEADLINES:
             return True
