@@ -26,12 +26,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 
 from streams import kafka
 from streams.errors import BrokerError, ConfigError, PayloadStoreError
 from streams.kafka.config import KafkaConfig
-from streams.kafka.topics import Topics, partition_count
+from streams.kafka.topics import Topics, read_whole
 from streams.payload_settings import PayloadStoreSettings
 from streams.payload_store import Collected, collect, open_store, stored_keys
 from streams.visibility.history_fold import CLOSES
@@ -80,23 +80,16 @@ def read_references(config: KafkaConfig, progress: ProgressLine | None = None) -
     read, with news of how far for `progress` (the CLI's progress line)."""
     topic = Topics(config.topic_prefix).history
     refs = References()
-    consumer = kafka.consumer(
-        config, settings={"enable.partition.eof": True, "fetch.max.bytes": 16 << 20}
-    )
-    try:
-        n = partition_count(kafka.admin(config), topic)
-        decode = wire().event.decode
-        assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)]
-        for read, msg in enumerate(kafka.read_to_end(consumer, assignment), 1):
-            if progress is not None and progress.due():
-                progress(f"payloads gc: {read:,} history events read, {len(refs.keys):,} runs")
-            event = decode(msg.value())
-            run = (event.workflow_id, event.run_id)
-            refs.keys.setdefault(run, set()).update(stored_keys(event.attributes))
-            if isinstance(event.attributes, CLOSES):
-                refs.closed_at[run] = event.time
-    finally:
-        consumer.close()
+    decode = wire().event.decode
+    records = read_whole(config, topic, {"fetch.max.bytes": 16 << 20})
+    for read, msg in enumerate(records, 1):
+        if progress is not None and progress.due():
+            progress(f"payloads gc: {read:,} history events read, {len(refs.keys):,} runs")
+        event = decode(msg.value())
+        run = (event.workflow_id, event.run_id)
+        refs.keys.setdefault(run, set()).update(stored_keys(event.attributes))
+        if isinstance(event.attributes, CLOSES):
+            refs.closed_at[run] = event.time
     return refs
 
 

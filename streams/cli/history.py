@@ -37,7 +37,7 @@ from streams.client import Client
 from streams.encryption import configured_converter
 from streams.errors import EverflowError
 from streams.kafka.config import KafkaConfig
-from streams.kafka.topics import Topics, partition_count
+from streams.kafka.topics import Topics, partition_count, read_whole
 from streams.payload import DataConverter
 from streams.wire import wire
 from streams.wire.events import HistoryEvent, WorkflowStarted
@@ -173,21 +173,15 @@ def histories_from_kafka(
     whole topic is read, with news of how far for `progress` (`streams.cli.progress`)."""
     topic = Topics(config.topic_prefix).history
     runs: dict[tuple[str, str], list[HistoryEvent]] = {}
-    consumer = kafka.consumer(config, settings={"enable.partition.eof": True})
-    try:
-        n = partition_count(kafka.admin(config), topic)
-        assignment = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)]
-        decode = wire().event.decode
-        for read, msg in enumerate(kafka.read_to_end(consumer, assignment), 1):
-            if progress is not None and progress.due():
-                progress(f"replay: {read:,} history events read, {len(runs):,} runs kept")
-            event = decode(msg.value())
-            key = (event.workflow_id, event.run_id)
-            if key in runs:
-                runs[key].append(event)
-            elif isinstance(event.attributes, WorkflowStarted) and len(runs) < limit:
-                if workflow_type in (None, event.attributes.workflow_type):
-                    runs[key] = [event]
-    finally:
-        consumer.close()
+    decode = wire().event.decode
+    for read, msg in enumerate(read_whole(config, topic), 1):
+        if progress is not None and progress.due():
+            progress(f"replay: {read:,} history events read, {len(runs):,} runs kept")
+        event = decode(msg.value())
+        key = (event.workflow_id, event.run_id)
+        if key in runs:
+            runs[key].append(event)
+        elif isinstance(event.attributes, WorkflowStarted) and len(runs) < limit:
+            if workflow_type in (None, event.attributes.workflow_type):
+                runs[key] = [event]
     return list(runs.values())

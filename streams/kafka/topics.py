@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from streams.errors import BrokerError, KafkaAuthorizationError, TopicMismatchError
-from streams.kafka.clients import refusal, transient
+from streams.kafka.clients import admin, consumer, read_to_end, refusal, transient
 from streams.kafka.config import KafkaConfig
 
 log = logging.getLogger(__name__)
@@ -291,3 +292,18 @@ def partition_count(admin: AdminClient, topic: str, timeout: float = 10.0) -> in
     if meta is None or meta.error is not None:
         raise BrokerError(f"topic {topic} does not exist; run `everflow topics create`")
     return len(meta.partitions)
+
+
+def read_whole(
+    config: KafkaConfig, topic: str, settings: Mapping[str, Any] | None = None
+) -> Iterator[Message]:
+    """Every record of `topic`, from the start of each partition to its end (read_committed;
+    `settings` go to the consumer), by a consumer closed when the reading ends."""
+    reader = consumer(config, settings={"enable.partition.eof": True, **(settings or {})})
+    try:
+        n = partition_count(admin(config), topic)
+        yield from read_to_end(
+            reader, [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(n)]
+        )
+    finally:
+        reader.close()
