@@ -5,6 +5,12 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
+# FAULTS: names of fault scenarios (tests/faults/harness.py SCENARIOS) for make faults/soak
+FAULTS ?=
+empty :=
+space := $(empty) $(empty)
+FAULT_FILTER = $(if $(strip $(FAULTS)),-k "$(subst $(space), or ,$(strip $(FAULTS)))")
+
 .PHONY: test demo unit lint broker bench faults soak clean system
 
 # What the tests run for real, from the distribution's packages: PostgreSQL (the run
@@ -40,7 +46,7 @@ test: $(STAMP) system
 
 ## make faults: each fault scenario once on the three-broker lab, the fault table at the end
 faults: $(STAMP) system
-	$(BIN)/pytest tests/faults -m "faults or fault_scenarios"
+	$(BIN)/pytest tests/faults -m "faults or fault_scenarios" $(FAULT_FILTER)
 
 ## make unit: the fast pure tests only (no broker)
 unit: $(STAMP)
@@ -55,9 +61,10 @@ broker: $(STAMP)
 	$(BIN)/everflow dev broker
 
 ## make soak: the fault suite in long mode (5 rounds of ~5 minutes per fault), with the
-## fault table at the end (also in tests/reports/faults.md); root, about 4 hours
+## fault table at the end (also in tests/reports/faults.md); root, about 4 hours.
+## FAULTS="leader-kill workers-cut-20s" soaks only the named scenarios (make faults too).
 soak: $(STAMP) system
-	EVERFLOW_SOAK=1 $(BIN)/pytest tests/faults -m fault_scenarios --timeout 3600
+	EVERFLOW_SOAK=1 $(BIN)/pytest tests/faults -m fault_scenarios --timeout 3600 $(FAULT_FILTER)
 
 bench: $(STAMP) system
 	$(BIN)/python -m benchmarks.copy_loop

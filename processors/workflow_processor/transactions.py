@@ -55,15 +55,19 @@ log = logging.getLogger(__name__)
 Delivery = Callable[[Any, Any], None]
 After = TypeVar("After")
 
-COMMIT_TIMEOUT = 60.0  # seconds for EndTxn (commit_transaction flushes the records first)
-OFFSETS_TIMEOUT = 30.0  # seconds for one send_offsets_to_transaction
+# A transaction still open past transaction.timeout.ms (10 s by default) is aborted by its
+# coordinator, and its records time out a second earlier (message.timeout.ms), so a call that
+# waits much longer than that only delays the recovery: the fault suite's leader kill stalled
+# every partition of a worker for 40 s (30 s + grace) with the old offsets timeout.
+COMMIT_TIMEOUT = 20.0  # seconds for EndTxn (commit_transaction flushes the records first)
+OFFSETS_TIMEOUT = 10.0  # seconds for one send_offsets_to_transaction
 OFFSETS_TRIES = 3  # send_offsets_to_transaction calls, when librdkafka says it may be retried
 ABORT_TIMEOUT = 60.0  # seconds to abort a transaction that failed (nothing of it commits)
 UNKNOWN_ABORT_TIMEOUT = 10.0  # seconds to try to abort one whose outcome is unknown
 INIT_TIMEOUT = 60.0  # seconds for one init_transactions
 INIT_TRIES = 3  # init_transactions calls, when it timed out or may be retried
 # seconds past a commit-thread call's own timeout after which the caller gives up on it
-CALL_GRACE = 10.0
+CALL_GRACE = 5.0
 # producers re-created one after the other without a transaction committing in between: past
 # this, the fault is not the producer's, and the processor stops instead of looping
 MAX_RECREATIONS_IN_A_ROW = 3
