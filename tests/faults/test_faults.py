@@ -43,7 +43,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.fault_scen
 SOAK = os.environ.get("EVERFLOW_SOAK", "") not in ("", "0")
 FAULT_RUNS = int(os.environ.get("EVERFLOW_FAULT_RUNS", "1000"))
 SOAK_ROUNDS = 5
-SOAK_RUNS = int(os.environ.get("EVERFLOW_SOAK_RUNS", "12000"))
+SOAK_RUNS = int(os.environ.get("EVERFLOW_SOAK_RUNS", "6000"))
 WORKERS = ["w1", "w2"]
 PARTITIONS = 6
 
