@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from processors.activity_runner.runner import ActivityRunner, RunnerConfig
 from processors.metrics import STATISTICS_INTERVAL_MS, EngineCollector, MetricsServer
 from processors.visibility.projector import Projector
@@ -27,7 +29,12 @@ from processors.workflow_code.registry import Registry
 from processors.workflow_processor.processor import ProcessorConfig, WorkflowProcessor
 from streams import kafka
 from streams.client import Client
-from streams.errors import VisibilityUnavailableError
+from streams.errors import (
+    BrokerError,
+    KafkaAuthenticationError,
+    KafkaAuthorizationError,
+    VisibilityUnavailableError,
+)
 from streams.kafka.statistics import RequestTally, observe_statistics
 from streams.kafka.topics import ensure_topics, topic_specs
 from streams.payload_gc import PayloadCollector
@@ -241,14 +248,16 @@ class Worker:
             raise self._errors[0]
 
     def _project(self, stop: threading.Event) -> None:
-        # the index is a view: a store that cannot be reached is retried, and never stops
-        # the workflows and activities this worker runs
+        # the index is a view: a store, or a cluster, that cannot be reached is retried, and
+        # never stops the workflows and activities this worker runs (a refusal still does)
         while not stop.is_set():
             try:
                 assert self.projector is not None
                 self.projector.run(stop)
                 return
-            except VisibilityUnavailableError as e:
+            except (KafkaAuthenticationError, KafkaAuthorizationError):
+                raise
+            except (VisibilityUnavailableError, BrokerError, KafkaException) as e:
                 log.error("run index projector: %s; retrying in 5 s", e)
                 stop.wait(5.0)
 

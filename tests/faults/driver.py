@@ -116,13 +116,26 @@ class Driver:
     def stop(self) -> None:
         self._stop.set()
 
-    def run(self, n_runs: int = 1000, deadline: timedelta = timedelta(minutes=5)) -> DriverResult:
-        """Starts `n_runs` runs and waits until all closed, `deadline` passed, or stop()."""
+    def run(
+        self,
+        n_runs: int = 1000,
+        deadline: timedelta = timedelta(minutes=5),
+        open_at_once: int | None = None,
+        start_for: timedelta | None = None,
+    ) -> DriverResult:
+        """Starts `n_runs` runs and waits until all closed, `deadline` passed, or stop().
+
+        By default every run is started at once (a burst). A sustained workload instead keeps
+        at most `open_at_once` runs open, starting the next as one closes, and starts none
+        after `start_for`: runs of the plan not started by then are left out."""
         began = time.monotonic()
         plans = self.plan(n_runs)
+        start_until = None if start_for is None else began + start_for.total_seconds()
         with open(self.log_path, "ab") as log:
             self._log_file = log
-            asyncio.run(self._main(plans, began + deadline.total_seconds()))
+            asyncio.run(
+                self._main(plans, began + deadline.total_seconds(), open_at_once, start_until)
+            )
         return DriverResult(
             n_runs, self._started, len(self.closes), self._ops, time.monotonic() - began
         )
@@ -135,13 +148,28 @@ class Driver:
             self._log_file.flush()
             self._ops += 1
 
-    async def _main(self, plans: list[Plan], deadline: float) -> None:
+    async def _main(
+        self,
+        plans: list[Plan],
+        deadline: float,
+        open_at_once: int | None = None,
+        start_until: float | None = None,
+    ) -> None:
         client = await self._connect(deadline)
         if client is None:
             return
         gate = asyncio.Semaphore(self.concurrency)
+        room = asyncio.Semaphore(open_at_once or max(1, len(plans)))
+        tasks: list[asyncio.Task[None]] = []
         try:
-            tasks = [asyncio.create_task(self._drive(client, p, gate, deadline)) for p in plans]
+            for plan in plans:
+                await room.acquire()
+                late = start_until is not None and time.monotonic() >= start_until
+                if late or self._stop.is_set():
+                    break
+                task = asyncio.create_task(self._drive(client, plan, gate, deadline))
+                task.add_done_callback(lambda _: room.release())
+                tasks.append(task)
             await asyncio.gather(*tasks)
         finally:
             await asyncio.to_thread(client.close)
