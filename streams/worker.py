@@ -248,18 +248,8 @@ class Worker:
             raise self._errors[0]
 
     def _project(self, stop: threading.Event) -> None:
-        # the index is a view: a store, or a cluster, that cannot be reached is retried, and
-        # never stops the workflows and activities this worker runs (a refusal still does)
-        while not stop.is_set():
-            try:
-                assert self.projector is not None
-                self.projector.run(stop)
-                return
-            except (KafkaAuthenticationError, KafkaAuthorizationError):
-                raise
-            except (VisibilityUnavailableError, BrokerError, KafkaException) as e:
-                log.error("run index projector: %s; retrying in 5 s", e)
-                stop.wait(5.0)
+        assert self.projector is not None
+        project_through_outages(self.projector, stop)
 
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
         def main() -> None:
@@ -314,3 +304,18 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.shutdown)
         await self.run()
+
+
+def project_through_outages(projector: Projector, stop: threading.Event) -> None:
+    """Runs the run index projector until `stop`. The index is a view: a store, or a cluster,
+    that cannot be reached is tried again every 5 s and never stops the workflows and
+    activities this worker runs; a refusal (credentials, ACLs) still does."""
+    while not stop.is_set():
+        try:
+            projector.run(stop)
+            return
+        except (KafkaAuthenticationError, KafkaAuthorizationError):
+            raise
+        except (VisibilityUnavailableError, BrokerError, KafkaException) as e:
+            log.error("run index projector: %s; retrying in 5 s", e)
+            stop.wait(5.0)

@@ -47,11 +47,7 @@ from processors.workflow_processor.output import (
     record_limit,
 )
 from processors.workflow_processor.reader import CommandReader
-from processors.workflow_processor.restore import (
-    RestoredPartition,
-    SnapshotReader,
-    restore_partitions,
-)
+from processors.workflow_processor.restore import SnapshotReader, restore_through_outages
 from processors.workflow_processor.run_cache import PartitionRuns
 from processors.workflow_processor.stats import Counters, ProcessorTally, Timing
 from processors.workflow_processor.status import StatusReporter
@@ -63,12 +59,7 @@ from processors.workflow_processor.transactions import (
     init_transactions,
 )
 from streams import kafka
-from streams.errors import (
-    BrokerError,
-    KafkaAuthenticationError,
-    KafkaAuthorizationError,
-    PayloadTooLargeError,
-)
+from streams.errors import PayloadTooLargeError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.stall import DEFAULT_STALL_SECONDS
 from streams.kafka.topics import Topics, ensure_topics, partition_count, topic_specs
@@ -91,8 +82,6 @@ log = logging.getLogger(__name__)
 # how long a read of `commands` may block while a local or eager attempt runs: its outcome
 # comes through an in-process queue, which a blocked read does not watch
 IN_PROCESS_POLL = 0.0005
-# longest pause between two tries of a restore while the cluster cannot be read
-RESTORE_RETRY_MAX_SECONDS = 30.0
 
 # timers with a record on the timers topic; the others are derived from run state
 
@@ -271,26 +260,6 @@ class WorkflowProcessor:
         self.offsets.revoked(ids)
         self._size_caches()
 
-    def _restore_through_outages(self, ids: list[int]) -> dict[int, RestoredPartition]:
-        """restore_partitions, tried again while the cluster cannot be read (its brokers down,
-        or this worker cut off from them): the processor waits the outage out instead of
-        stopping the worker. A refusal (credentials, ACLs) is raised at once; so is an
-        outage that outlasts the worker's stop."""
-        pause = 1.0
-        while True:
-            try:
-                return restore_partitions(self.config, self.wire, ids, self.registry)
-            except (KafkaAuthenticationError, KafkaAuthorizationError):
-                raise
-            except (BrokerError, KafkaException) as e:
-                if self._stop is not None and self._stop.is_set():
-                    raise
-                log.warning(
-                    "restoring partitions %s failed, trying again in %.0f s: %s", ids, pause, e
-                )
-                time.sleep(pause)
-                pause = min(pause * 2, RESTORE_RETRY_MAX_SECONDS)
-
     def _size_caches(self) -> None:
         share = self.settings.cache.max_cached_runs // max(1, len(self.partitions))
         for state in self.partitions.values():
@@ -298,7 +267,7 @@ class WorkflowProcessor:
             state.trim()
 
     def _restore(self, ids: list[int]) -> None:
-        restored = self._restore_through_outages(ids)
+        restored = restore_through_outages(self.config, self.wire, ids, self.registry, self._stop)
         # commands that arrived while nobody owned a partition (an activity's result, say)
         # come before its overdue timers: a timeout must not win against a waiting result
         for tp in self.reader.committed_offsets(ids):

@@ -19,3 +19,26 @@ def test_a_fault_that_stalls_nothing_scores_the_usual_gap() -> None:
     progress = {0: [9.0, 9.5, 10.05, 10.1], 1: [9.8, 10.02]}
 
     assert [round(r, 2) for r in timeline.recoveries(progress)] == [0.05]
+
+
+def test_repeated_events_are_summed_up_with_their_count_median_and_longest() -> None:
+    from tests.faults.test_faults import recoveries_by_event
+
+    timeline = Timeline(
+        events=[
+            (0.0, "inject", "SIGKILL worker w1"),
+            (1.0, "heal", "worker w1 restarted"),
+            (2.0, "inject", "SIGKILL worker w1"),
+            (3.0, "heal", "worker w1 restarted"),
+            (4.0, "inject", "SIGKILL worker w1"),
+            (5.0, "inject", "cut"),
+        ]
+    )
+
+    summary = recoveries_by_event(timeline, [4.0, None, 9.0, 1.0, 6.0, None])
+
+    assert summary == {
+        "inject 'SIGKILL worker w1'": "3x p50 6.0 s max 9.0 s",
+        "heal 'worker w1 restarted'": "2x p50 1.0 s max 1.0 s (1 -)",
+        "inject 'cut'": "-",
+    }
