@@ -235,7 +235,12 @@ class WorkflowProcessor:
                 "message.timeout.ms": self.settings.transaction_timeout_ms - 1000,
             },
         )
-        init_transactions(producer, self.transactional_id, self.config.principal)
+        init_transactions(
+            producer,
+            self.transactional_id,
+            self.config.principal,
+            keep_trying=lambda: self._stop is None or not self._stop.is_set(),
+        )
         return producer
 
     def _on_assign(self, consumer: object, partitions: list[TopicPartition]) -> None:

@@ -144,13 +144,21 @@ class TransactionFailed(BaseException):
 
 
 def init_transactions(
-    producer: Producer, transactional_id: str, principal: str | None = None
+    producer: Producer,
+    transactional_id: str,
+    principal: str | None = None,
+    keep_trying: Callable[[], bool] | None = None,
 ) -> None:
     """Initialises a new transactional producer: the coordinator completes (or aborts) what
     an earlier producer with the same ID left open and bumps the epoch, fencing it. Called
     again when it timed out or may be retried, as librdkafka allows; raises KafkaException
-    when it still fails, KafkaAuthorizationError when an ACL denies the transactional ID."""
-    for attempt in range(1, INIT_TRIES + 1):
+    when it still fails, KafkaAuthorizationError when an ACL denies the transactional ID.
+
+    With `keep_trying`, a call that timed out (the cluster unreachable: brokers down, or
+    this process cut off from them) is made again for as long as `keep_trying()` holds,
+    without counting against INIT_TRIES: a processor waits an outage out."""
+    attempt = 0
+    while True:
         try:
             producer.init_transactions(INIT_TIMEOUT)
             break
@@ -160,12 +168,15 @@ def init_transactions(
             if denied is not None:
                 raise denied from e
             err: KafkaError = e.args[0]
-            if attempt == INIT_TRIES or not (err.retriable() or err.code() in _TIMEOUTS):
-                raise
+            waiting = err.code() in _TIMEOUTS and keep_trying is not None and keep_trying()
+            if not waiting:
+                attempt += 1
+                if attempt >= INIT_TRIES or not (err.retriable() or err.code() in _TIMEOUTS):
+                    raise
             log.warning(
-                "init_transactions failed, trying again transactional_id=%s attempt=%d: %s",
+                "init_transactions failed, trying again transactional_id=%s%s: %s",
                 transactional_id,
-                attempt,
+                " (the cluster does not answer)" if waiting else f" attempt={attempt}",
                 err.str(),
             )
     log.info("transactional producer ready transactional_id=%s", transactional_id)

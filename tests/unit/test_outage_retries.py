@@ -1,8 +1,10 @@
-"""A worker waits out a cluster it cannot read: the processor's restore and the run index
-projector try again instead of stopping the worker; a refusal still stops them."""
+"""A worker waits out a cluster it cannot reach: the processor's restore, its producer's
+init_transactions and the run index projector try again instead of stopping the worker; a
+refusal still stops them, and so does the worker's stop."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from types import SimpleNamespace
 from typing import Any
@@ -11,6 +13,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from processors.workflow_processor import restore as module
+from processors.workflow_processor import transactions
 from processors.workflow_processor.restore import restore_through_outages
 from streams.errors import BrokerError, KafkaAuthorizationError
 from streams.worker import project_through_outages
@@ -99,3 +102,44 @@ def test_a_refused_projector_stops_the_worker() -> None:
 
     with pytest.raises(KafkaAuthorizationError):
         project_through_outages(projector, stop)  # type: ignore[arg-type]
+
+
+def _unreachable_producer() -> Any:
+    from confluent_kafka import Producer
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return Producer(
+        {"bootstrap.servers": f"127.0.0.1:{port}", "transactional.id": "outage", "log_level": 0}
+    )
+
+
+def test_init_transactions_waits_out_an_unreachable_cluster_while_asked_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transactions, "INIT_TIMEOUT", 0.3)
+    asked: list[bool] = []
+
+    def keep_trying() -> bool:
+        asked.append(len(asked) < 5)  # the worker runs for five timeouts, then stops
+        return asked[-1]
+
+    with pytest.raises(KafkaException) as raised:
+        transactions.init_transactions(_unreachable_producer(), "outage", keep_trying=keep_trying)
+
+    assert raised.value.args[0].code() == KafkaError._TIMED_OUT
+    # five timeouts waited out, then INIT_TRIES counted ones once the worker stops
+    assert asked == [True] * 5 + [False] * transactions.INIT_TRIES
+
+
+def test_init_transactions_without_keep_trying_gives_up_after_its_tries(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(transactions, "INIT_TIMEOUT", 0.3)
+
+    with pytest.raises(KafkaException):
+        transactions.init_transactions(_unreachable_producer(), "outage")
+
+    tries = [r for r in caplog.records if "init_transactions failed" in r.getMessage()]
+    assert len(tries) == transactions.INIT_TRIES - 1  # the last failure is raised, not logged
