@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP) system
 	$(BIN)/ruff check streams processors tests benchmarks examples
 	$(BIN)/mypy
-	$(BIN)/pytest --durations=30
+	$(BIN)/pytest --durations=30 -m "not soak"
 
 ## make faults: each fault scenario once on the three-broker lab, the fault table at the end
 faults: $(STAMP) system
@@ -64,7 +64,7 @@ broker: $(STAMP)
 ## fault table at the end (also in tests/reports/faults.md); root, about 4 hours.
 ## FAULTS="leader-kill workers-cut-20s" soaks only the named scenarios (make faults too).
 soak: $(STAMP) system
-	EVERFLOW_SOAK=1 $(BIN)/pytest tests/faults -m fault_scenarios --timeout 3600 $(FAULT_FILTER)
+	EVERFLOW_SOAK=1 $(BIN)/pytest tests/faults -m "fault_scenarios or soak" --timeout 3600 $(FAULT_FILTER)
 
 bench: $(STAMP) system
 	$(BIN)/python -m benchmarks.copy_loop

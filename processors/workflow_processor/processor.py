@@ -47,7 +47,11 @@ from processors.workflow_processor.output import (
     record_limit,
 )
 from processors.workflow_processor.reader import CommandReader
-from processors.workflow_processor.restore import SnapshotReader, restore_through_outages
+from processors.workflow_processor.restore import (
+    RestoredPartition,
+    SnapshotReader,
+    restore_partitions,
+)
 from processors.workflow_processor.run_cache import PartitionRuns
 from processors.workflow_processor.stats import Counters, ProcessorTally, Timing
 from processors.workflow_processor.status import StatusReporter
@@ -272,14 +276,23 @@ class WorkflowProcessor:
             state.trim()
 
     def _restore(self, ids: list[int]) -> None:
-        restored = restore_through_outages(self.config, self.wire, ids, self.registry, self._stop)
+        def read() -> tuple[dict[int, RestoredPartition], list[TopicPartition], dict[int, int]]:
+            restored = restore_partitions(self.config, self.wire, ids, self.registry)
+            committed = self.reader.committed_offsets(ids)
+            return restored, committed, {p: self.reader.end(p) for p in ids}
+
+        # what the partitions hold, read again for as long as the cluster cannot be read: the
+        # worker waits an outage out (a refusal still stops it)
+        restored, committed, ends = kafka.through_outages(
+            read, f"restoring partitions {ids}", self._stop
+        )
         # commands that arrived while nobody owned a partition (an activity's result, say)
         # come before its overdue timers: a timeout must not win against a waiting result
-        for tp in self.reader.committed_offsets(ids):
+        for tp in committed:
             self.breaker.assigned(tp.partition, tp.offset)
             if tp.offset >= 0:
                 self.offsets.found(tp.partition, tp.offset)
-            self.reader.expect(tp.partition, tp.offset)
+            self.reader.expect(tp.partition, tp.offset, ends[tp.partition])
         self._timers.discard(restored.keys())
         for p, part in restored.items():
             self._retire(self.partitions.get(p))

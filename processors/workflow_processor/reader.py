@@ -85,10 +85,9 @@ class CommandReader:
     def end(self, partition: int) -> int:
         return kafka.end_offset(self.consumer, self.topic, partition)
 
-    def expect(self, partition: int, committed: int) -> None:
+    def expect(self, partition: int, committed: int, end: int) -> None:
         """`partition` was assigned, committed at `committed`: catching up until it is read
-        to its present end."""
-        end = kafka.end_offset(self.consumer, self.topic, partition)
+        to its present `end`."""
         if committed < end:
             self.catching_up[partition] = end
         else:

@@ -16,7 +16,6 @@ pending timers and the tail since the last checkpoint, not with all history ever
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -32,12 +31,7 @@ from processors.workflow_processor.run_cache import (
     parse_chunk_key,
 )
 from streams import kafka
-from streams.errors import (
-    BrokerError,
-    KafkaAuthenticationError,
-    KafkaAuthorizationError,
-    PayloadDecodeError,
-)
+from streams.errors import BrokerError, PayloadDecodeError
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics
 from streams.wire import Wire
@@ -45,9 +39,6 @@ from streams.wire.events import WorkflowStarted
 from streams.wire.records import RestoreReport, Snapshot, Timer
 
 log = logging.getLogger(__name__)
-
-# longest pause between two tries of a restore while the cluster cannot be read
-RESTORE_RETRY_MAX_SECONDS = 30.0
 
 
 @dataclass(slots=True)
@@ -114,33 +105,6 @@ def restore_partitions(
         # one line per partition; its dict is what tests and operators parse
         log.info("restored %s", asdict(part.report()))
     return out
-
-
-def restore_through_outages(
-    config: KafkaConfig,
-    wire: Wire,
-    partitions: list[int],
-    registry: Registry,
-    stop: threading.Event | None = None,
-) -> dict[int, RestoredPartition]:
-    """`restore_partitions`, tried again while the cluster cannot be read (its brokers down,
-    or this worker cut off from them), so that the processor waits an outage out instead of
-    stopping the worker. A refusal (credentials, ACLs) is raised at once; so is a failure
-    once `stop` is set."""
-    pause = 1.0
-    while True:
-        try:
-            return restore_partitions(config, wire, partitions, registry)
-        except (KafkaAuthenticationError, KafkaAuthorizationError):
-            raise
-        except (BrokerError, KafkaException) as e:
-            if stop is not None and stop.is_set():
-                raise
-            log.warning(
-                "restoring partitions %s failed, trying again in %.0f s: %s", partitions, pause, e
-            )
-            time.sleep(pause)
-            pause = min(pause * 2, RESTORE_RETRY_MAX_SECONDS)
 
 
 def _held_back(committed: Consumer, raw: Consumer, topic: str, partition: int) -> bool:

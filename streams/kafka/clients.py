@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
@@ -419,6 +420,33 @@ def patiently(call: Callable[[], T], what: str, patience: float = 120.0) -> T:
             log.warning("%s: %s; asking again in %.1f s", what, e.args[0].str(), delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+# longest pause between two tries of `through_outages`
+OUTAGE_PAUSE_MAX_SECONDS = 30.0
+
+
+def through_outages(call: Callable[[], T], what: str, stop: threading.Event | None = None) -> T:
+    """`call()`, made again for as long as the cluster cannot be reached or read (a broker
+    error: brokers down, this process cut off from them, a request timed out), pausing 1 s,
+    doubling up to 30 s, with a warning each time: a worker waits an outage out instead of
+    exiting. A refusal (credentials, ACLs) is raised at once, and any error once `stop` is
+    set."""
+    pause = 1.0
+    while True:
+        try:
+            return call()
+        except (KafkaAuthenticationError, KafkaAuthorizationError):
+            raise
+        except (BrokerError, KafkaException) as e:
+            denied = refusal(e) if isinstance(e, KafkaException) else None
+            if denied is not None:
+                raise denied from e
+            if stop is not None and stop.is_set():
+                raise
+            log.warning("%s failed, trying again in %.0f s: %s", what, pause, e)
+            time.sleep(pause)
+            pause = min(pause * 2, OUTAGE_PAUSE_MAX_SECONDS)
 
 
 def end_offset(consumer: Consumer, topic: str, partition: int, timeout: float = 30.0) -> int:

@@ -1,6 +1,6 @@
-"""A worker waits out a cluster it cannot reach: the processor's restore, its producer's
-init_transactions and the run index projector try again instead of stopping the worker; a
-refusal still stops them, and so does the worker's stop."""
+"""A worker waits out a cluster it cannot reach: the processor's restore (through
+`through_outages`), its producer's init_transactions and the run index projector try again
+instead of stopping the worker; a refusal still stops them, and so does the worker's stop."""
 
 from __future__ import annotations
 
@@ -12,66 +12,69 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from processors.workflow_processor import restore as module
 from processors.workflow_processor import transactions
-from processors.workflow_processor.restore import restore_through_outages
 from streams.errors import BrokerError, KafkaAuthorizationError
+from streams.kafka import clients, through_outages
 from streams.worker import project_through_outages
 
 
-def _restore(ids: list[int], stop: threading.Event | None = None) -> Any:
-    return restore_through_outages(None, None, ids, None, stop)  # type: ignore[arg-type]
+def _flaky(errors: list[Exception], result: Any) -> Any:
+    """A call that raises `errors` one by one, then returns `result`; its calls counted."""
 
-
-def _failing(errors: list[Exception], result: Any) -> Any:
-    calls: list[list[int]] = []
-
-    def restore(config: Any, wire: Any, ids: list[int], registry: Any) -> Any:
-        calls.append(ids)
+    def call() -> Any:
+        call.count += 1  # type: ignore[attr-defined]
         if errors:
             raise errors.pop(0)
         return result
 
-    restore.calls = calls  # type: ignore[attr-defined]
-    return restore
+    call.count = 0  # type: ignore[attr-defined]
+    return call
 
 
-def test_a_restore_that_meets_an_unreachable_cluster_is_tried_again_with_growing_pauses(
+def test_a_call_that_meets_an_unreachable_cluster_is_made_again_with_growing_pauses(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     timeout = KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get metadata"))
-    errors: list[Exception] = [timeout, BrokerError("reading x failed"), timeout]
-    restore = _failing(errors, {"restored": True})
+    call = _flaky([timeout, BrokerError("reading x failed"), timeout], {"restored": True})
     pauses: list[float] = []
-    monkeypatch.setattr(module, "restore_partitions", restore)
-    monkeypatch.setattr(module.time, "sleep", pauses.append)
+    monkeypatch.setattr(clients.time, "sleep", pauses.append)
 
-    out = _restore([0, 1])
+    out = through_outages(call, "restoring partitions [0, 1]", threading.Event())
 
     assert out == {"restored": True}
-    assert restore.calls == [[0, 1]] * 4
+    assert call.count == 4
     assert pauses == [1.0, 2.0, 4.0]
     assert "restoring partitions [0, 1] failed, trying again in 1 s" in caplog.text
 
 
-def test_a_refused_restore_stops_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    denied = KafkaAuthorizationError("topic p.history: READ denied")
-    monkeypatch.setattr(module, "restore_partitions", _failing([denied], {}))
-    monkeypatch.setattr(module.time, "sleep", lambda s: pytest.fail("no retry expected"))
-
-    with pytest.raises(KafkaAuthorizationError):
-        _restore([0])
-
-
-def test_a_restore_failing_while_the_worker_stops_is_not_tried_again(
+def test_the_pause_between_tries_stops_growing_at_thirty_seconds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr(clients.time, "sleep", pauses.append)
+
+    through_outages(_flaky([BrokerError("down")] * 7, None), "reading", None)
+
+    assert pauses == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+
+
+def test_a_refusal_is_raised_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(clients.time, "sleep", lambda s: pytest.fail("no retry expected"))
+    denied = KafkaAuthorizationError("topic p.history: READ denied")
+    acl = KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "denied"))
+
+    with pytest.raises(KafkaAuthorizationError):
+        through_outages(_flaky([denied], None), "reading", None)
+    with pytest.raises(KafkaAuthorizationError):  # librdkafka's refusal, named
+        through_outages(_flaky([acl], None), "reading", None)
+
+
+def test_a_call_failing_while_the_worker_stops_is_not_made_again() -> None:
     stop = threading.Event()
     stop.set()
-    monkeypatch.setattr(module, "restore_partitions", _failing([BrokerError("down")], {}))
 
     with pytest.raises(BrokerError, match="down"):
-        _restore([0], stop)
+        through_outages(_flaky([BrokerError("down")], None), "reading", stop)
 
 
 class _Projector:
