@@ -38,7 +38,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## make test: lint, types, then the whole suite on a real broker (provisioned if needed),
-## the fault scenarios on their three-broker lab included (root)
+## the fault scenarios on their three-broker lab included (root); the soak tier is left
+## to make soak
 test: $(STAMP) system
 	$(BIN)/ruff check streams processors tests benchmarks examples
 	$(BIN)/mypy
@@ -60,8 +61,9 @@ demo: $(STAMP)
 broker: $(STAMP)
 	$(BIN)/everflow dev broker
 
-## make soak: the fault suite in long mode (5 rounds of ~5 minutes per fault), with the
-## fault table at the end (also in tests/reports/faults.md); root, about 4 hours.
+## make soak: the fault suite in long mode (5 rounds of a sustained 300 s workload per
+## fault) and the soak tier (a broker gone for 150 s), with the fault table at the end
+## (also in tests/reports/faults.md); root, about 5 hours.
 ## FAULTS="leader-kill workers-cut-20s" soaks only the named scenarios (make faults too).
 soak: $(STAMP) system
 	EVERFLOW_SOAK=1 $(BIN)/pytest tests/faults -m "fault_scenarios or soak" --timeout 3600 $(FAULT_FILTER)
