@@ -3,51 +3,25 @@ real worker program: the run is blocked with the codec's reason and its partitio
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
 
 import pytest
 
 from streams import Client, DataConverter, ZlibCodec
 from streams.encryption import AesGcmCodec
 from streams.kafka.config import KafkaConfig
-from streams.wire.records import Failure, RunDescription, RunStatus
+from streams.wire.records import Failure
+from tests.bad_inputs.clients import blocked
 from tests.bad_inputs.conftest import Report
 from tests.bad_inputs.table import Outcome
 from tests.bad_inputs.zlib_worker import MAX_INFLATED, QUEUE
 from tests.integration.workers import WorkerProcesses, topics_for
+from tests.integration.workers import with_client as run
 
 pytestmark = pytest.mark.integration
 
 WAIT = timedelta(seconds=60)
-T = TypeVar("T")
-
-
-async def blocked_reason(client: Client, workflow_id: str) -> Failure:
-    handle = client.get_workflow_handle(workflow_id)
-    for _ in range(600):
-        d: RunDescription = await handle.describe()
-        if d.blocked is not None:
-            return d.blocked
-        assert d.status is RunStatus.RUNNING, f"{workflow_id} closed {d.status}"
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{workflow_id} never blocked")
-
-
-def with_converter(
-    config: KafkaConfig, converter: DataConverter | None, body: Callable[[Client], Awaitable[T]]
-) -> T:
-    async def main() -> T:
-        client = await asyncio.to_thread(Client, config, converter)
-        try:
-            return await body(client)
-        finally:
-            client.close()
-
-    return asyncio.run(main())
 
 
 @pytest.fixture
@@ -61,7 +35,7 @@ def zlib_worker(kafka_bootstrap: str, topic_prefix: str, workers: WorkerProcesse
 
 async def _start_blocked(client: Client, workflow_id: str) -> Failure:
     await client.start_workflow("Sleeper", 0.1, id=workflow_id, task_queue=QUEUE)
-    return await blocked_reason(client, workflow_id)
+    return await blocked(client, workflow_id)
 
 
 async def _quick_completes(client: Client) -> str:
@@ -81,10 +55,10 @@ def test_a_compression_bomb_blocks_its_run_without_being_inflated(
 
     async def body(client: Client) -> Failure:
         await client.start_workflow("Sleeper", arg, id="bomb", task_queue=QUEUE)
-        return await blocked_reason(client, "bomb")
+        return await blocked(client, "bomb")
 
-    reason = with_converter(zlib_worker, bomb, body)
-    after = with_converter(zlib_worker, None, _quick_completes)
+    reason = run(zlib_worker, body, bomb)
+    after = run(zlib_worker, _quick_completes)
 
     assert reason.type == "PayloadDecodeError"
     assert "refused as a compression bomb" in reason.message
@@ -98,8 +72,8 @@ def test_arguments_sealed_with_a_key_the_worker_lacks_block_the_run(
 ) -> None:
     sealed = DataConverter([AesGcmCodec({"k9": os.urandom(32)}, "k9")])
 
-    reason = with_converter(zlib_worker, sealed, lambda c: _start_blocked(c, "sealed"))
-    after = with_converter(zlib_worker, None, _quick_completes)
+    reason = run(zlib_worker, lambda c: _start_blocked(c, "sealed"), sealed)
+    after = run(zlib_worker, _quick_completes)
 
     assert reason.type == "PayloadKeyError"
     assert "key 'k9'" in reason.message and "no payload keys" in reason.message

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,10 +31,12 @@ from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import Topics
 from streams.payload import DataConverter, Payload
 from streams.wire.records import Failure, RunDescription, RunStatus
+from tests.bad_inputs.clients import blocked
 from tests.bad_inputs.conftest import Report
 from tests.bad_inputs.table import Outcome
 from tests.helpers import wait_until
-from tests.integration.workers import ROOT, WorkerProcesses, topics_for, with_client
+from tests.integration.workers import ROOT, WorkerProcesses, topics_for
+from tests.integration.workers import with_client as run
 
 pytestmark = pytest.mark.integration
 
@@ -86,37 +87,11 @@ def neighbour(workflow_id: str) -> str:
     raise AssertionError("no neighbour found")
 
 
-async def blocked(client: Client, workflow_id: str) -> Failure:
-    """Waits until the run is blocked; its reason."""
-    handle = client.get_workflow_handle(workflow_id)
-    for _ in range(600):
-        d: RunDescription = await handle.describe()
-        if d.blocked is not None:
-            return d.blocked
-        assert d.status is RunStatus.RUNNING, f"{workflow_id} closed {d.status}"
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{workflow_id} never blocked")
-
-
 async def neighbour_completes(client: Client, workflow_id: str) -> None:
     """A run on the same partition as `workflow_id` starts and completes."""
     other = neighbour(workflow_id)
     result = await client.execute_workflow("Quick", other, id=other, task_queue=QUEUE, timeout=WAIT)
     assert result == other
-
-
-def run(config: KafkaConfig, body: Any, converter: DataConverter | None = None) -> Any:
-    if converter is None:
-        return with_client(config, body)
-
-    async def main() -> Any:
-        client = await asyncio.to_thread(Client, config, converter)
-        try:
-            return await body(client)
-        finally:
-            client.close()
-
-    return asyncio.run(main())
 
 
 # ---- code that misbehaves ----------------------------------------------------------------------

@@ -31,6 +31,7 @@ from streams.wire.records import Failure, RunStatus
 from tests.faults.records import read_topic
 from tests.helpers import wait_until
 from tests.integration.workers import WorkerProcesses, everflow
+from tests.integration.workers import with_client as run_with_client
 
 pytestmark = pytest.mark.integration
 QUEUE = "vault"
@@ -60,14 +61,7 @@ def converter_of(env: dict[str, str]) -> DataConverter:
 def with_client(
     config: KafkaConfig, converter: DataConverter | None, body: Callable[[Client], Awaitable[Any]]
 ) -> Any:
-    async def main() -> Any:
-        client = await asyncio.to_thread(Client, config, converter)
-        try:
-            return await body(client)
-        finally:
-            client.close()
-
-    return asyncio.run(main())
+    return run_with_client(config, body, converter)
 
 
 async def sealed(client: Client, workflow_id: str) -> None:

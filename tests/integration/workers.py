@@ -16,6 +16,7 @@ import pytest
 from streams import Client, kafka
 from streams.kafka.config import KafkaConfig
 from streams.kafka.topics import ensure_topics, topic_specs
+from streams.payload import DataConverter
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,11 +136,16 @@ def topics_for(bootstrap: str, prefix: str, *queues: str, partitions: int = 4) -
     return config
 
 
-def with_client(config: KafkaConfig, body: Callable[[Client], Awaitable[Any]]) -> Any:
-    """Runs `body(client)` with a connected client, closed afterwards."""
+def with_client(
+    config: KafkaConfig,
+    body: Callable[[Client], Awaitable[Any]],
+    converter: DataConverter | None = None,
+) -> Any:
+    """Runs `body(client)` with a connected client (with `converter`, else the configured
+    one), closed afterwards."""
 
     async def main() -> Any:
-        client = await asyncio.to_thread(Client, config)
+        client = await asyncio.to_thread(Client, config, converter)
         try:
             return await body(client)
         finally:
