@@ -7,7 +7,7 @@ CI mode (the default): one round of `FAULT_RUNS` (1,000) runs per fault, all sta
 once, the fault injected once. Long mode (`make soak`, EVERFLOW_SOAK=1): `SOAK_ROUNDS` rounds
 per fault, each a sustained workload of `FAULT_RUNS` runs open at a time, a new one started
 as one closes for `SOAK_SECONDS` (300), with the fault injected again and again until the
-round's runs are done.
+round's runs are done, `SOAK_QUIET_SECONDS` (30) after each heal.
 A fault test that cannot set up its network or cgroups fails with the reason; it never
 passes by skipping.
 """
@@ -46,6 +46,9 @@ FAULT_RUNS = int(os.environ.get("EVERFLOW_FAULT_RUNS", "1000"))
 SOAK_ROUNDS = 5
 SOAK_SECONDS = float(os.environ.get("EVERFLOW_SOAK_SECONDS", "300"))
 SOAK_PLAN = 100_000  # more runs than a round can start: the round's time ends it
+# seconds between a repeated fault's heal and its next inject: the cluster and the workers
+# recover in between (a 20 s cut repeated 3 s after each heal left nothing time to recover)
+SOAK_QUIET_SECONDS = 30.0
 WORKERS = ["w1", "w2"]
 PARTITIONS = 6
 
@@ -122,7 +125,7 @@ def _round(lab: FaultLab, fault: str, folder: Path, runs: int, repeat: bool) -> 
     try:
         # on this thread: nodes restarted here must outlive it (their JVMs die with it)
         SCENARIOS[fault](lab, timeline, done, ctx)
-        while repeat and not done.is_set():
+        while repeat and not done.wait(SOAK_QUIET_SECONDS):  # time to recover in between
             SCENARIOS[fault](lab, timeline, done, ctx)
     finally:
         lab.network.heal_all()
