@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from processors.workflow_processor.transactions import CALL_GRACE
 from tests.chaos.transfers import assert_each_transfer_once, orders, run_transfers, worker_metrics
 from tests.integration.test_metrics import totals
 from tests.integration.workers import WorkerProcesses, topics_for
@@ -98,7 +99,8 @@ def test_an_offsets_call_that_never_returns_is_abandoned_and_a_new_producer_take
     log = workers.log_of(worker)
     assert "fault injection: send_offsets_to_transaction of transaction 3 never returns" in log
     assert re.search(
-        r"send_offsets_to_transaction has not returned 10 s after its timeout: .* abandoning "
+        rf"send_offsets_to_transaction has not returned {CALL_GRACE:.0f} s after its timeout: "
+        r".* abandoning "
         r"the call, its transaction's outcome is unknown",
         log,
     ), log[-4000:]
