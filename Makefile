@@ -63,7 +63,7 @@ broker: $(STAMP)
 
 ## make soak: the fault suite in long mode (5 rounds of a sustained 300 s workload per
 ## fault) and the soak tier (a broker gone for 150 s), with the fault table at the end
-## (also in tests/reports/faults.md); root, about 5 hours.
+## (also in tests/reports/faults.md); root, about 7 hours (44 min per fault here).
 ## FAULTS="leader-kill workers-cut-20s" soaks only the named scenarios (make faults too).
 soak: $(STAMP) system
 	EVERFLOW_SOAK=1 $(BIN)/pytest tests/faults -m "fault_scenarios or soak" --timeout 3600 $(FAULT_FILTER)
