@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
@@ -222,6 +222,12 @@ class Client:
         with self._lock:
             if self._store is not None:
                 self._store.close()
+
+    def now(self) -> datetime:
+        """The time as this client tells it: the wall clock (UTC). A schedule created through
+        it takes due times from this moment on; the time-skipping environment's client
+        answers with its virtual clock."""
+        return datetime.now(UTC)
 
     # ---- the run index ------------------------------------------------------------------------
     def _index(self) -> Store:

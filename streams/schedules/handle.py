@@ -8,7 +8,7 @@ they are answered) and asks it to describe itself (a query).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Generator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from streams.errors import ScheduleAlreadyRunningError, WorkflowAlreadyStartedError
@@ -42,7 +42,7 @@ async def create_schedule(client: Client, schedule_id: str, schedule: Schedule) 
             SCHEDULE_WORKFLOW,
             schedule_to_json(schedule),
             # due times from now on, though no worker may start the run for a while
-            created_carry(datetime.now(UTC)),
+            created_carry(client.now()),
             id=workflow_id,
             task_queue=schedule.action.task_queue,
             id_reuse_policy=IdReusePolicy.ALLOW_DUPLICATE,

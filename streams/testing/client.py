@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from streams.client import Client, WorkflowHandle, check_workflow_id
@@ -68,6 +68,10 @@ class TimeSkippingClient(Client):
 
     def unwatch_completion(self, workflow_id: str, fut: asyncio.Future[Completion]) -> None:
         self.engine.unwatch(workflow_id, fut)
+
+    def now(self) -> datetime:
+        """The engine's virtual time (a schedule created here counts from it)."""
+        return datetime.fromtimestamp(self.engine.now_ms() / 1000, UTC)
 
     def close(self) -> None:
         """Nothing to close: the environment owns the engine."""

@@ -766,9 +766,15 @@ class Ping:
         return "pong"
 
 
-def test_a_daily_schedule_fires_once_a_day_across_thirty_virtual_days() -> None:
+@pytest.mark.parametrize("clock", ["12:00", "23:30"])  # 23:30 failed when the test slept 30 d 1 h
+def test_a_daily_schedule_fires_once_a_day_across_thirty_virtual_days(clock: str) -> None:
+    hour, minute = map(int, clock.split(":"))
+    start = datetime(2026, 3, 1, hour, minute, tzinfo=UTC)
+
     async def body() -> tuple[Any, list[Any]]:
-        async with await WorkflowEnvironment.start_time_skipping(workflows=[Ping]) as env:
+        async with await WorkflowEnvironment.start_time_skipping(
+            workflows=[Ping], start_time=start
+        ) as env:
             handle = await env.client.create_schedule(
                 "daily",
                 Schedule(
@@ -776,7 +782,10 @@ def test_a_daily_schedule_fires_once_a_day_across_thirty_virtual_days() -> None:
                     spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),
                 ),
             )
-            await env.sleep(timedelta(days=30, hours=1))
+            # Interval specs fire on multiples of a day since the epoch (midnight UTC), not
+            # a day after creation: any window of exactly thirty days holds thirty of them,
+            # whatever the wall-clock time the test starts at.
+            await env.sleep(timedelta(days=30))
             described = await handle.describe()
             results = [
                 await env.client.get_workflow_handle(a.workflow_id).result()
