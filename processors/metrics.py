@@ -224,6 +224,16 @@ def _processor_metrics(
     for reason in ("unknown", "fatal", "fenced"):
         recreations.add_metric([reason], tally.producer_recreations.get(reason))
     yield recreations
+    outage = CounterMetricFamily(
+        "everflow_outage_retries",
+        "Calls made again because the cluster could not be reached, by what waited: restore "
+        "(reading an assigned partition's state) or init_transactions (a new producer); "
+        "rising means the worker is waiting an outage out",
+        labels=["during"],
+    )
+    for during in ("restore", "init_transactions"):
+        outage.add_metric([during], tally.outage_retries.get(during))
+    yield outage
     yield _histogram(
         "everflow_transaction_commit_latency_seconds",
         "Time to commit a transaction (offsets, then EndTxn)",

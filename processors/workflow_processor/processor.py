@@ -244,6 +244,7 @@ class WorkflowProcessor:
             self.transactional_id,
             self.config.principal,
             keep_trying=lambda: self._stop is None or not self._stop.is_set(),
+            on_wait=lambda: self.tally.outage_retries.add("init_transactions"),
         )
         return producer
 
@@ -284,7 +285,10 @@ class WorkflowProcessor:
         # what the partitions hold, read again for as long as the cluster cannot be read: the
         # worker waits an outage out (a refusal still stops it)
         restored, committed, ends = kafka.through_outages(
-            read, f"restoring partitions {ids}", self._stop
+            read,
+            f"restoring partitions {ids}",
+            self._stop,
+            on_retry=lambda: self.tally.outage_retries.add("restore"),
         )
         # commands that arrived while nobody owned a partition (an activity's result, say)
         # come before its overdue timers: a timeout must not win against a waiting result

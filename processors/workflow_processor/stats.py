@@ -98,6 +98,9 @@ class ProcessorTally:
         self.transactions: Counts[str] = Counts()  # committed | aborted | unknown | fatal
         # transactional producers replaced, by why: unknown (a commit's outcome) | fatal
         self.producer_recreations: Counts[str] = Counts()
+        # calls made again while the cluster could not be reached, by what was waiting:
+        # restore (a partition's state read at assignment) | init_transactions
+        self.outage_retries: Counts[str] = Counts()
         # consumers of commands made again because a partition stalled (see `reader`)
         self.consumer_renewals = 0
         self.timer_lateness = Histogram(LATENCY_BUCKETS)

@@ -148,6 +148,7 @@ def init_transactions(
     transactional_id: str,
     principal: str | None = None,
     keep_trying: Callable[[], bool] | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> None:
     """Initialises a new transactional producer: the coordinator completes (or aborts) what
     an earlier producer with the same ID left open and bumps the epoch, fencing it. Called
@@ -156,7 +157,8 @@ def init_transactions(
 
     With `keep_trying`, a call that timed out (the cluster unreachable: brokers down, or
     this process cut off from them) is made again for as long as `keep_trying()` holds,
-    without counting against INIT_TRIES: a processor waits an outage out."""
+    without counting against INIT_TRIES: a processor waits an outage out (`on_wait` is told
+    of each such try)."""
     attempt = 0
     while True:
         try:
@@ -173,6 +175,8 @@ def init_transactions(
                 attempt += 1
                 if attempt >= INIT_TRIES or not (err.retriable() or err.code() in _TIMEOUTS):
                     raise
+            elif on_wait is not None:
+                on_wait()
             log.warning(
                 "init_transactions failed, trying again transactional_id=%s%s: %s",
                 transactional_id,

@@ -408,7 +408,8 @@ def transient(error: object) -> bool:
 def patiently(call: Callable[[], T], what: str, patience: float = 120.0) -> T:
     """`call()`, asked again while the cluster is briefly unreachable (see `transient`):
     with a warning each time, backing off up to 5 s, for up to `patience` seconds; then,
-    or on any other error, the error is raised."""
+    or on any other error, the error is raised. For a call that must outlast an outage of
+    any length, see `through_outages`."""
     deadline = time.monotonic() + patience
     delay = 0.5
     while True:
@@ -426,12 +427,18 @@ def patiently(call: Callable[[], T], what: str, patience: float = 120.0) -> T:
 OUTAGE_PAUSE_MAX_SECONDS = 30.0
 
 
-def through_outages(call: Callable[[], T], what: str, stop: threading.Event | None = None) -> T:
+def through_outages(
+    call: Callable[[], T],
+    what: str,
+    stop: threading.Event | None = None,
+    on_retry: Callable[[], None] | None = None,
+) -> T:
     """`call()`, made again for as long as the cluster cannot be reached or read (a broker
     error: brokers down, this process cut off from them, a request timed out), pausing 1 s,
     doubling up to 30 s, with a warning each time: a worker waits an outage out instead of
-    exiting. A refusal (credentials, ACLs) is raised at once, and any error once `stop` is
-    set."""
+    exiting (`patiently` gives up after a while instead). `on_retry` is told of each new
+    try (a metric counts them). A refusal (credentials, ACLs) is raised at once; the last
+    error is raised once `stop` is set, even in the middle of a pause."""
     pause = 1.0
     while True:
         try:
@@ -445,7 +452,12 @@ def through_outages(call: Callable[[], T], what: str, stop: threading.Event | No
             if stop is not None and stop.is_set():
                 raise
             log.warning("%s failed, trying again in %.0f s: %s", what, pause, e)
-            time.sleep(pause)
+            if stop is None:
+                time.sleep(pause)
+            elif stop.wait(pause):
+                raise
+            if on_retry is not None:
+                on_retry()
             pause = min(pause * 2, OUTAGE_PAUSE_MAX_SECONDS)
 
 

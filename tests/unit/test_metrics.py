@@ -60,6 +60,7 @@ def processor_tally() -> ProcessorTally:
     tally.transactions.add("aborted")
     tally.transactions.add("unknown")
     tally.producer_recreations.add("unknown")
+    tally.outage_retries.add("restore", 3)
     tally.timers_fired(now_ms=10_500, fire_at=[10_000, 10_490])
     tally.restore_seconds.observe(0.3)
     tally.restore_events = 17
@@ -139,6 +140,9 @@ def test_transactions_timers_restores_and_the_run_cache_are_exposed(
     recreations = scrape["everflow_producer_recreations"]
     assert value(recreations, "everflow_producer_recreations_total", reason="unknown") == 1
     assert value(recreations, "everflow_producer_recreations_total", reason="fatal") == 0
+    outage = scrape["everflow_outage_retries"]
+    assert value(outage, "everflow_outage_retries_total", during="restore") == 3
+    assert value(outage, "everflow_outage_retries_total", during="init_transactions") == 0
     commit = scrape["everflow_transaction_commit_latency_seconds"]
     assert value(commit, "everflow_transaction_commit_latency_seconds_count") == 2
     assert value(commit, "everflow_transaction_commit_latency_seconds_bucket", le="0.005") == 1

@@ -31,20 +31,50 @@ def _flaky(errors: list[Exception], result: Any) -> Any:
     return call
 
 
+class _Stop(threading.Event):
+    """A worker's stop event whose pauses are recorded instead of waited; `set_during`
+    makes the stop arrive during the pause of that number (1-based)."""
+
+    def __init__(self, set_during: int = 0) -> None:
+        super().__init__()
+        self.pauses: list[float] = []
+        self.set_during = set_during
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.pauses.append(float(timeout or 0))
+        if len(self.pauses) == self.set_during:
+            self.set()
+        return self.is_set()
+
+
 def test_a_call_that_meets_an_unreachable_cluster_is_made_again_with_growing_pauses(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     timeout = KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get metadata"))
     call = _flaky([timeout, BrokerError("reading x failed"), timeout], {"restored": True})
-    pauses: list[float] = []
-    monkeypatch.setattr(clients.time, "sleep", pauses.append)
+    stop = _Stop()
+    retries: list[None] = []
 
-    out = through_outages(call, "restoring partitions [0, 1]", threading.Event())
+    out = through_outages(
+        call, "restoring partitions [0, 1]", stop, on_retry=lambda: retries.append(None)
+    )
 
     assert out == {"restored": True}
     assert call.count == 4
-    assert pauses == [1.0, 2.0, 4.0]
+    assert stop.pauses == [1.0, 2.0, 4.0]  # waited on the stop event, so a stop cuts it short
+    assert len(retries) == 3
     assert "restoring partitions [0, 1] failed, trying again in 1 s" in caplog.text
+
+
+def test_a_stop_during_a_pause_ends_it_with_the_last_error() -> None:
+    stop = _Stop(set_during=2)
+    call = _flaky([BrokerError("down"), BrokerError("still down")] * 3, None)
+
+    with pytest.raises(BrokerError, match="still down"):
+        through_outages(call, "reading", stop)
+
+    assert call.count == 2  # not tried again once the worker stops
+    assert stop.pauses == [1.0, 2.0]
 
 
 def test_the_pause_between_tries_stops_growing_at_thirty_seconds(
@@ -128,12 +158,20 @@ def test_init_transactions_waits_out_an_unreachable_cluster_while_asked_to(
         asked.append(len(asked) < 5)  # the worker runs for five timeouts, then stops
         return asked[-1]
 
+    waits: list[None] = []
+
     with pytest.raises(KafkaException) as raised:
-        transactions.init_transactions(_unreachable_producer(), "outage", keep_trying=keep_trying)
+        transactions.init_transactions(
+            _unreachable_producer(),
+            "outage",
+            keep_trying=keep_trying,
+            on_wait=lambda: waits.append(None),
+        )
 
     assert raised.value.args[0].code() == KafkaError._TIMED_OUT
     # five timeouts waited out, then INIT_TRIES counted ones once the worker stops
     assert asked == [True] * 5 + [False] * transactions.INIT_TRIES
+    assert len(waits) == 5  # each waited-out try told (the outage metric counts them)
 
 
 def test_init_transactions_without_keep_trying_gives_up_after_its_tries(
