@@ -14,10 +14,10 @@ from confluent_kafka import TopicPartition
 from streams import Client, kafka
 from streams.dev.broker import LocalKafka
 from streams.kafka.config import KafkaConfig
-from streams.kafka.topics import Topics, ensure_topics, topic_specs
+from streams.kafka.topics import Topics
 from streams.wire import wire
 from streams.wire.events import TimerFired, TimerStarted
-from tests.integration.workers import WorkerProcesses
+from tests.integration.workers import WorkerProcesses, topics_for, with_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 APP = "tests.integration.apps.timing"
@@ -27,38 +27,29 @@ def test_a_timer_survives_a_broker_restart(
     topic_prefix: str, workers: WorkerProcesses, tmp_path: Path
 ) -> None:
     with LocalKafka(tmp_path / "broker") as broker:
-        config = KafkaConfig(bootstrap=broker.bootstrap, topic_prefix=topic_prefix, partitions=2)
-        ensure_topics(kafka.admin(config), topic_specs(config, ["timing"]))
+        config = topics_for(broker.bootstrap, topic_prefix, "timing", partitions=2)
         env = {"EVERFLOW_BOOTSTRAP": broker.bootstrap, "EVERFLOW_PARTITIONS": "2"}
         worker = workers.start("w1", APP, task_queue="timing", extra_env=env)
 
-        async def start() -> None:
-            client = await asyncio.to_thread(Client, config)
-            try:
-                handle = await client.start_workflow("Nap", 6.0, id="nap-br", task_queue="timing")
-                for _ in range(100):
-                    history = await handle.fetch_history()
-                    if any(isinstance(e.attributes, TimerStarted) for e in history):
-                        return
-                    await asyncio.sleep(0.1)
-                raise AssertionError("the timer never started")
-            finally:
-                client.close()
+        async def start(client: Client) -> None:
+            handle = await client.start_workflow("Nap", 6.0, id="nap-br", task_queue="timing")
+            for _ in range(100):
+                history = await handle.fetch_history()
+                if any(isinstance(e.attributes, TimerStarted) for e in history):
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError("the timer never started")
 
-        asyncio.run(start())
+        with_client(config, start)
         workers.kill(worker)
         broker.restart()  # same data directory and ports
         workers.start("w1", APP, task_queue="timing", extra_env=env)
 
-        async def finish() -> int:
-            client = await asyncio.to_thread(Client, config)
-            try:
-                handle = client.get_workflow_handle("nap-br")
-                return await handle.result(timeout=timedelta(seconds=90))  # type: ignore[no-any-return]
-            finally:
-                client.close()
+        async def finish(client: Client) -> int:
+            handle = client.get_workflow_handle("nap-br")
+            return await handle.result(timeout=timedelta(seconds=90))  # type: ignore[no-any-return]
 
-        assert asyncio.run(finish()) > 0
+        assert with_client(config, finish) > 0
         workers.stop_all()
 
 
@@ -66,8 +57,7 @@ def test_ten_thousand_sleeping_runs_all_fire_in_order_none_twice(
     kafka_bootstrap: str, topic_prefix: str, workers: WorkerProcesses
 ) -> None:
     runs = 10_000
-    config = KafkaConfig(bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, partitions=4)
-    ensure_topics(kafka.admin(config), topic_specs(config, ["timing"]))
+    config = topics_for(kafka_bootstrap, topic_prefix, "timing")
     workers.start("w1", APP, task_queue="timing")
 
     async def main() -> None:

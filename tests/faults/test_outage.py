@@ -9,18 +9,15 @@ close with its timer fired after it was due.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from streams import Client, kafka
+from streams import Client
 from streams.dev.broker import LocalKafka
-from streams.kafka.config import KafkaConfig
-from streams.kafka.topics import ensure_topics, topic_specs
-from tests.integration.workers import WorkerProcesses
+from tests.integration.workers import WorkerProcesses, topics_for, with_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.soak]
 
@@ -34,44 +31,33 @@ def test_a_worker_waits_out_a_cluster_gone_for_minutes_and_its_runs_go_on(
     topic_prefix: str, workers: WorkerProcesses, tmp_path: Path
 ) -> None:
     with LocalKafka(tmp_path / "broker") as broker:
-        config = KafkaConfig(bootstrap=broker.bootstrap, topic_prefix=topic_prefix, partitions=2)
-        ensure_topics(kafka.admin(config), topic_specs(config, ["timing"]))
+        config = topics_for(broker.bootstrap, topic_prefix, "timing", partitions=2)
         env = {"EVERFLOW_BOOTSTRAP": broker.bootstrap, "EVERFLOW_PARTITIONS": "2"}
         worker = workers.start("w1", APP, task_queue="timing", extra_env=env)
 
-        async def start() -> float:
-            client = await asyncio.to_thread(Client, config)
-            try:
-                await client.execute_workflow(
-                    "Nap", 0.1, id="warm", task_queue="timing", timeout=timedelta(seconds=60)
-                )
-                began = time.time()
-                for i in range(NAPS):  # timers due before, during and after the outage
-                    seconds = 5.0 + i * OUTAGE_SECONDS / NAPS
-                    await client.start_workflow("Nap", seconds, id=f"nap-{i}", task_queue="timing")
-                return began
-            finally:
-                client.close()
+        async def start(client: Client) -> float:
+            await client.execute_workflow(
+                "Nap", 0.1, id="warm", task_queue="timing", timeout=timedelta(seconds=60)
+            )
+            began = time.time()
+            for i in range(NAPS):  # timers due before, during and after the outage
+                seconds = 5.0 + i * OUTAGE_SECONDS / NAPS
+                await client.start_workflow("Nap", seconds, id=f"nap-{i}", task_queue="timing")
+            return began
 
-        began = asyncio.run(start())
+        began = with_client(config, start)
         broker.kill()
         time.sleep(OUTAGE_SECONDS)
         alive_through_outage = worker.poll() is None
         broker.start()
 
-        async def finish() -> list[int]:
-            client = await asyncio.to_thread(Client, config)
-            try:
-                return [
-                    await client.get_workflow_handle(f"nap-{i}").result(
-                        timeout=timedelta(seconds=180)
-                    )
-                    for i in range(NAPS)
-                ]
-            finally:
-                client.close()
+        async def finish(client: Client) -> list[int]:
+            return [
+                await client.get_workflow_handle(f"nap-{i}").result(timeout=timedelta(seconds=180))
+                for i in range(NAPS)
+            ]
 
-        fired = asyncio.run(finish())
+        fired = with_client(config, finish)
         logs = workers.logs()
 
     assert alive_through_outage, f"the worker exited during the outage:\n{logs[-4000:]}"
