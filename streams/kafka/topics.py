@@ -286,9 +286,13 @@ def _partition_counts(admin: AdminClient, names: tuple[str, ...], timeout: float
 
 
 def partition_count(admin: AdminClient, topic: str, timeout: float = 10.0) -> int:
-    """How many partitions `topic` has; raises BrokerError if it does not exist."""
+    """How many partitions `topic` has; raises BrokerError if it does not exist,
+    KafkaAuthorizationError if an ACL keeps this client from describing it."""
     topics = admin.list_topics(topic, timeout=timeout).topics
     meta = topics.get(topic)
+    denied = refusal(meta.error, topic) if meta is not None else None
+    if denied is not None:  # a topic hidden by the ACLs is not a missing one
+        raise denied
     if meta is None or meta.error is not None:
         raise BrokerError(f"topic {topic} does not exist; run `everflow topics create`")
     return len(meta.partitions)

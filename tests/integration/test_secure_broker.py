@@ -32,7 +32,7 @@ from streams import (
 from streams.dev.broker import LocalKafka
 from streams.kafka.acls import TRANSACTIONAL_ID, apply_acls, role_acls, upsert_scram_user
 from streams.kafka.config import KafkaConfig
-from streams.kafka.topics import Topics, ensure_topics, topic_specs
+from streams.kafka.topics import Topics, ensure_topics, partition_count, topic_specs
 from tests.integration.workers import ROOT, WorkerProcesses, everflow
 
 pytestmark = pytest.mark.integration
@@ -273,6 +273,10 @@ def test_the_client_principal_may_neither_write_history_nor_read_tasks(
             list(kafka.read_to_end(reader, tasks, time.monotonic() + 30))
     finally:
         reader.close()
+    # a topic the ACLs hide is named as denied, not reported missing
+    with pytest.raises(KafkaAuthorizationError, match=f"deny .* topic {topics.tasks(QUEUE)}:"):
+        partition_count(kafka.admin(config), topics.tasks(QUEUE))
+    assert partition_count(kafka.admin(config), topics.commands) == 4
 
 
 def test_a_worker_without_the_transactional_id_acl_stops_naming_it(
