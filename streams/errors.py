@@ -290,8 +290,13 @@ class ChildWorkflowError(FailureError):
     """A child workflow could not start, or closed without a result.
 
     What the parent sees at the child call; `cause` is the child's own failure, if it had
-    one. Catch it to compensate, or let it fail the parent.
+    one, and `status` how it ended: `start_failed`, `failed`, `canceled`, `terminated` or
+    `timed_out`. Catch it to compensate, or let it fail the parent.
     """
+
+    def __init__(self, message: str, status: str = "") -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ActivityTimeoutError(FailureError):

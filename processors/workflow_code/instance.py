@@ -633,7 +633,8 @@ class WorkflowInstance(WorkflowRuntime):
         error = ChildWorkflowError(
             f"child workflow {options.workflow_id!r} "
             + ("could not start" if status == "START_FAILED" else f"closed {status.lower()}")
-            + (f": {failure.message}" if failure is not None else "")
+            + (f": {failure.message}" if failure is not None else ""),
+            status.lower(),
         )
         error.__cause__ = cause
         if not started.done():

@@ -85,16 +85,6 @@ def action_workflow_id(action_id: str, due: datetime, triggered: bool = False) -
     return f"{action_id}-{stamp}"
 
 
-def _status_of(error: ChildWorkflowError) -> str:
-    text = str(error)
-    if "could not start" in text:
-        return "start_failed"
-    for status in ("failed", "canceled", "terminated", "timed_out"):
-        if f"closed {status}" in text:
-            return status
-    return "failed"
-
-
 @workflow.defn(name=SCHEDULE_WORKFLOW)
 class ScheduleWorkflow:
     """Runs one schedule (see the module's docstring)."""
@@ -277,7 +267,7 @@ class ScheduleWorkflow:
             await child
             record["status"] = "completed"
         except ChildWorkflowError as e:
-            record["status"] = _status_of(e)
+            record["status"] = e.status or "failed"
         except PendingLimitError as e:  # too many of its runs still running (ALLOW_ALL)
             workflow.logger.warning("schedule could not start %s: %s", workflow_id, e)
             record["status"] = "start_failed"

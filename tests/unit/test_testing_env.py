@@ -20,6 +20,7 @@ import pytest
 from streams import (
     ActivityError,
     ApplicationError,
+    ChildWorkflowError,
     PayloadTooLargeError,
     RetryPolicy,
     VisibilityUnavailableError,
@@ -413,6 +414,58 @@ class Parent:
         return await workflow.execute_child_workflow(  # type: ignore[no-any-return]
             Countdown.run, 3, [], id="countdown-child"
         )
+
+
+@workflow.defn
+class Refuses:
+    @workflow.run
+    async def run(self) -> None:
+        raise ApplicationError("no", non_retryable=True)
+
+
+@workflow.defn
+class Naps:
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.sleep(timedelta(days=1))
+
+
+@workflow.defn
+class Watches:
+    """Starts children that fail, cannot start and are terminated; says how each ended."""
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        seen: list[str] = []
+        napping = await workflow.start_child_workflow(Naps.run, id="napper")
+        for start in (
+            lambda: workflow.execute_child_workflow(Refuses.run, id="refuser"),
+            lambda: workflow.execute_child_workflow(Naps.run, id="napper"),  # running: refused
+        ):
+            try:
+                await start()
+            except ChildWorkflowError as e:
+                seen.append(e.status)
+        try:
+            await napping
+        except ChildWorkflowError as e:
+            seen.append(e.status)
+        return seen
+
+
+def test_a_child_workflow_error_says_how_the_child_ended() -> None:
+    async def body() -> list[str]:
+        async with await WorkflowEnvironment.start_time_skipping(
+            workflows=[Watches, Refuses, Naps]
+        ) as env:
+            watcher = await env.client.start_workflow(
+                Watches.run, id="watcher", task_queue=env.task_queue
+            )
+            await env.sleep(timedelta(hours=1))  # the napper is started and sleeps
+            await env.client.get_workflow_handle("napper").terminate("enough")
+            return await watcher.result()  # type: ignore[no-any-return]
+
+    assert run(body) == ["failed", "start_failed", "terminated"]
 
 
 def test_children_and_continue_as_new_run_in_the_environment() -> None:
