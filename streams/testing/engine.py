@@ -247,8 +247,11 @@ class Engine:
                 if self._skip():
                     await asyncio.sleep(0)  # a run that never ends must not starve the test
                     continue
+                # not asyncio.wait_for: on Python 3.11 it loses a cancel that arrives as the
+                # event is set, and `close` would wait for this loop forever
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._wait())
+                    async with asyncio.timeout(self._wait()):
+                        await self._wake.wait()
         except Exception as e:  # an engine error: every waiter hears it, loudly
             log.exception("the time-skipping environment's engine stopped")
             self._failed = e

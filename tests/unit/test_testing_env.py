@@ -468,6 +468,30 @@ def test_a_child_workflow_error_says_how_the_child_ended() -> None:
     assert run(body) == ["failed", "start_failed", "terminated"]
 
 
+@workflow.defn
+class BuggyParent:
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.start_child_workflow(Naps.run, id="sleeping-child")
+        raise KeyError("bug in the parent")
+
+
+@pytest.mark.timeout(30)  # what failed was a test hanging: it fails here, not after 300 s
+def test_a_blocked_parent_raises_and_the_environment_closes_with_its_child_asleep() -> None:
+    # the engine's loop waits a day for the child's timer when the test ends: closing the
+    # environment must stop it even so (on Python 3.11 `asyncio.wait_for` lost that cancel)
+    async def body() -> None:
+        async with await WorkflowEnvironment.start_time_skipping(
+            workflows=[BuggyParent, Naps]
+        ) as env:
+            await env.client.execute_workflow(
+                BuggyParent.run, id="buggy-parent", task_queue=env.task_queue
+            )
+
+    with pytest.raises(WorkflowBlockedError, match="KeyError: 'bug in the parent'"):
+        run(body)
+
+
 def test_children_and_continue_as_new_run_in_the_environment() -> None:
     async def body() -> tuple[list[int], timedelta, str]:
         async with await WorkflowEnvironment.start_time_skipping(
