@@ -35,6 +35,7 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -173,7 +174,13 @@ def check(
     workers' files; `recovery` (seconds) is only carried to the table; `replay=False` skips
     I7; `workflows` is the module `everflow replay` loads.
     """
-    data = _read(config, ops_log, ledgers)
+    replaying = _Replay(config, workflows) if replay else None  # runs while the topics are read
+    try:
+        data = _read(config, ops_log, ledgers)
+    except BaseException:
+        if replaying is not None:
+            replaying.kill()
+        raise
     started = {o["workflow_id"] for o in data.ops if o["f"] == "start"}
     report = Report(
         fault,
@@ -188,9 +195,9 @@ def check(
     v["I4"], bad_signals = check_signals(data)
     v["I5"] = check_money(data)
     v["I6"], bad_timers = check_timers(data)
-    if replay:
+    if replaying is not None:
         skip = malformed | bad_activities | bad_signals | bad_timers
-        v["I7"] = check_replay(config, workflows, skip)
+        v["I7"] = replaying.mismatches(skip)
     v["I8"] = check_aborted(data)
     report.notes = {
         "history events": len(data.history),
@@ -480,39 +487,63 @@ def check_timers(data: _Data) -> tuple[list[str], set[tuple[str, str]]]:
     return out, bad
 
 
-def check_replay(config: KafkaConfig, workflows: str, skip: set[tuple[str, str]]) -> list[str]:
-    """I7: one `everflow replay --from-kafka` over every history; its mismatches."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "replay",
-            "--bootstrap",
-            config.bootstrap,
-            "--topic-prefix",
-            config.topic_prefix,
-            "--workflows",
-            workflows,
-            "--from-kafka",
-            "--limit",
-            "1000000",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    out = []
-    lines = proc.stdout.splitlines()
-    for line in lines:
-        head, _, state = line.partition(" events): ")
-        run = tuple(head.split(" ", 1)[0].split("/", 1))
-        if state and state != "ok" and run not in skip:
-            out.append(line)
-    if proc.returncode not in (0, 1) or not any(x.startswith("replayed ") for x in lines):
-        out.append(f"everflow replay exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
-    return out
+class _Replay:
+    """I7: one `everflow replay --from-kafka` over every history, started at once so that it
+    runs while the checker reads the topics; `mismatches(skip)` waits for it. Its output goes
+    to temporary files, not pipes, so a long report never blocks it."""
+
+    def __init__(self, config: KafkaConfig, workflows: str) -> None:
+        self.out = tempfile.TemporaryFile("w+")
+        self.err = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "replay",
+                "--bootstrap",
+                config.bootstrap,
+                "--topic-prefix",
+                config.topic_prefix,
+                "--workflows",
+                workflows,
+                "--from-kafka",
+                "--limit",
+                "1000000",
+            ],
+            cwd=ROOT,
+            stdout=self.out,
+            stderr=self.err,
+            text=True,
+        )
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.out.close()
+        self.err.close()
+
+    def mismatches(self, skip: set[tuple[str, str]]) -> list[str]:
+        try:
+            code = self.proc.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return ["everflow replay did not finish within 600 s"]
+        self.out.seek(0)
+        self.err.seek(0)
+        lines = self.out.read().splitlines()
+        stderr = self.err.read()
+        self.out.close()
+        self.err.close()
+        out = []
+        for line in lines:
+            head, _, state = line.partition(" events): ")
+            run = tuple(head.split(" ", 1)[0].split("/", 1))
+            if state and state != "ok" and run not in skip:
+                out.append(line)
+        if code not in (0, 1) or not any(x.startswith("replayed ") for x in lines):
+            out.append(f"everflow replay exited {code}: {stderr.strip()[-500:]}")
+        return out
 
 
 def check_aborted(data: _Data) -> list[str]:
