@@ -310,6 +310,10 @@ class WorkerSettings:
     # processor.eager`)
     eager_activities: bool = True
     stall_seconds: float = DEFAULT_STALL_SECONDS
+    # the processor and the runner join their groups as static members named by
+    # `instance_id`: a worker restarted within the group session gets its partitions back
+    # with no rebalance, and the other workers never stop (see `streams.worker.Worker`)
+    static_membership: bool = False
 
     def __post_init__(self) -> None:
         if not self.local_activity_wait >= 0:
@@ -360,7 +364,7 @@ class WorkerSettings:
         EVERFLOW_METRICS_PORT / _HOST, EVERFLOW_LOCAL_ACTIVITY_WAIT (seconds a batch waits for
         quick local activities), EVERFLOW_EAGER_ACTIVITIES (on/off: eager_activities),
         EVERFLOW_STALL_SECONDS (a commands partition not read this long while records wait
-        gets a new consumer; 0: never), the
+        gets a new consumer; 0: never), EVERFLOW_STATIC_MEMBERSHIP (on/off), the
         cache's and the fault hooks' variables; then keyword overrides (None leaves a setting
         as it is)."""
         env = os.environ if env is None else env
@@ -384,6 +388,7 @@ class WorkerSettings:
             "metrics_host": env.get("EVERFLOW_METRICS_HOST") or None,
             "local_activity_wait": _seconds(env, "EVERFLOW_LOCAL_ACTIVITY_WAIT"),
             "eager_activities": _switch(env, "EVERFLOW_EAGER_ACTIVITIES"),
+            "static_membership": _switch(env, "EVERFLOW_STATIC_MEMBERSHIP"),
             "stall_seconds": _seconds(env, "EVERFLOW_STALL_SECONDS"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -198,6 +198,7 @@ class Worker:
                     local_activity_wait=self.settings.local_activity_wait,
                     inflight_path=inflight_path(config.topic_prefix, self.instance_id),
                     stall_seconds=self.settings.stall_seconds,
+                    static_membership=self.settings.static_membership,
                     store_retry_seconds=store.retry_seconds,
                 ),
             )
@@ -214,6 +215,7 @@ class Worker:
                     statistics_interval_ms=statistics,
                     stall_seconds=self.settings.stall_seconds,
                     stall_tasks_after=self.settings.faults.stall_tasks_after,
+                    static_membership=self.settings.static_membership,
                 ),
             )
             self.metrics.runners.append(runner)

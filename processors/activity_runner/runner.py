@@ -74,6 +74,8 @@ class RunnerConfig:
     # gets a new consumer (see `streams.kafka.stall`); 0 is off
     stall_seconds: float = DEFAULT_STALL_SECONDS
     stall_tasks_after: int = 0  # testing hook, see `streams.settings.FaultSettings`
+    # join the task queue's group as the static member `instance_id` (`kafka.static_member`)
+    static_membership: bool = False
 
     def __post_init__(self) -> None:
         if not self.task_queue:
@@ -247,8 +249,13 @@ class ActivityRunner:
                     watch = self._stall_watch()
                     continue
                 for msg in kafka.consume_batch(self.consumer, free, 0.02):
-                    if msg.error() is not None:
-                        log.warning("task consumer error: %s", msg.error().str())
+                    err = msg.error()
+                    if err is not None:
+                        if err.fatal():  # fenced, say: this runner cannot go on
+                            raise KafkaException(
+                                kafka.fenced_member(err, self.settings.instance_id)
+                            )
+                        log.warning("task consumer error: %s", err.str())
                         continue
                     self._start(msg, pool)
                 if self._to_spawn:
@@ -373,6 +380,7 @@ class ActivityRunner:
             settings={
                 "session.timeout.ms": 10000,
                 "client.id": f"everflow-ar-{self.settings.instance_id or self.runner_id}",
+                **kafka.static_member(self.settings.static_membership, self.settings.instance_id),
                 **self._statistics(),
             },
         )

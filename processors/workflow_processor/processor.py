@@ -116,6 +116,8 @@ class ProcessorConfig:
     # a commands partition not read this long while records wait in it gets a new consumer
     # (see `reader`); 0 is off
     stall_seconds: float = DEFAULT_STALL_SECONDS
+    # join the group as the static member `instance_id` (see `static_member`)
+    static_membership: bool = False
     # runs blocked by the payload store (an object missing or unreadable) are replayed again
     # this often (seconds): they go on by themselves once the store gives the object back
     store_retry_seconds: float = 30.0
@@ -188,6 +190,7 @@ class WorkflowProcessor:
             "session.timeout.ms": 10000,
             "max.poll.interval.ms": 300000,
             "client.id": f"everflow-wp-{self.settings.instance_id}",
+            **kafka.static_member(self.settings.static_membership, self.settings.instance_id),
         }
         if self.settings.statistics_interval_ms:
             consumer_settings["statistics.interval.ms"] = self.settings.statistics_interval_ms
@@ -381,7 +384,7 @@ class WorkflowProcessor:
             err = msg.error()
             if err is not None:
                 if err.fatal():
-                    raise KafkaException(err)
+                    raise KafkaException(kafka.fenced_member(err, self.settings.instance_id))
                 log.warning("consumer error: %s", err.str())
                 continue
             if msg.partition() not in self.partitions:

@@ -388,7 +388,12 @@ class Transactions(Generic[After]):
         # (a transaction whose records timed out, after message.timeout.ms = its timeout less
         # a second, is as old as that: the coordinator's abort is what fenced it)
         if not self.outlived(timeout_ms - 1000):
-            log.error("fatal transaction error, stopping: %s", fenced)
+            log.error(
+                "fenced by another process with transactional ID %s: an instance ID "
+                "(EVERFLOW_INSTANCE_ID) must be unique among running workers; stopping: %s",
+                transactional_id,
+                fenced,
+            )
             raise fenced.cause from fenced
         log.warning(
             "transaction aborted by the coordinator: it outlived transaction.timeout.ms "

@@ -78,6 +78,15 @@ def add_parser(subparsers: SubParsers) -> None:
         "tasks it schedules on its own queue itself, as soon as they are committed)",
     )
     worker.add_argument(
+        "--static-membership",
+        action="store_true",
+        help="join the consumer groups as a static member named by the instance ID "
+        "(EVERFLOW_STATIC_MEMBERSHIP=on): a worker restarted within the 10 s group session "
+        "gets its partitions back with no rebalance, and the other workers never stop. A "
+        "worker stopped for good hands its partitions over only when its session runs out. "
+        "Give each worker a stable, unique --instance-id (a StatefulSet pod name, say)",
+    )
+    worker.add_argument(
         "--no-visibility",
         action="store_true",
         help="do not run the run index's projector in this worker",
@@ -109,6 +118,7 @@ def run_worker(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         eager_activities=False if args.no_eager_activities else None,
+        static_membership=True if args.static_membership else None,
     )
     sys.setswitchinterval(settings.switch_interval)
     # `kill -USR1 <pid>` prints every thread's stack to stderr: where a stuck worker waits

@@ -100,6 +100,33 @@ def consumer(
     return _made(Consumer, merged)
 
 
+def static_member(enabled: bool, instance_id: str) -> dict[str, str]:
+    """A consumer's settings for static membership of its group (KIP-345), or none.
+
+    A static member is known to the group by `instance_id`, not by the ID the coordinator
+    hands out: a restart within `session.timeout.ms` gets the same partitions back with no
+    rebalance, so the other members never stop. The price: a static member does not leave
+    the group on close, so a worker stopped for good hands its partitions over only when its
+    session runs out. Two running members with one instance ID fence each other: the older
+    gets a fatal error (see `fenced_member`)."""
+    return {"group.instance.id": instance_id} if enabled and instance_id else {}
+
+
+def fenced_member(error: KafkaError, instance_id: str) -> KafkaError:
+    """A fatal consumer error; when another consumer took over this static member's
+    instance ID, the same error with a message that says what to fix."""
+    fenced = error.code() == KafkaError.FENCED_INSTANCE_ID or "group.instance.id" in error.str()
+    if not fenced:
+        return error
+    return KafkaError(
+        error.code(),
+        f"another worker joined the group with instance ID {instance_id!r} and took this "
+        "one's partitions over; an instance ID (EVERFLOW_INSTANCE_ID) must be unique among "
+        f"running workers ({error.str()})",
+        fatal=True,
+    )
+
+
 def reader_group(config: KafkaConfig) -> str:
     """The group ID of consumers that only `assign()` (never join, never commit)."""
     return f"{config.topic_prefix}reader"

@@ -530,5 +530,12 @@ SCENARIOS: dict[str, Scenario] = {
     "worker-cpu-starved": cpu_starve,
     "broker-disk-full": disk_full,
     "worker-kill-loop": worker_kill_loop,
+    # the same loop with the workers as static group members (EVERFLOW_STATIC_MEMBERSHIP):
+    # a restarted worker takes its partitions back with no rebalance
+    "worker-kill-loop-static": worker_kill_loop,
     "mixed": mixed,
+}
+# the workers' settings a scenario needs beyond the lab's (see `tests.faults.test_faults`)
+WORKER_ENV: dict[str, dict[str, str]] = {
+    "worker-kill-loop-static": {"EVERFLOW_STATIC_MEMBERSHIP": "on"},
 }

@@ -31,6 +31,7 @@ from tests.faults.checker import Ledgers, Report, check
 from tests.faults.driver import Driver
 from tests.faults.harness import (
     SCENARIOS,
+    WORKER_ENV,
     FaultLab,
     ScenarioContext,
     Timeline,
@@ -82,6 +83,7 @@ def _round(lab: FaultLab, fault: str, folder: Path, runs: int, repeat: bool) -> 
         "EVERFLOW_BANK_LEDGER": str(ledgers.bank),
         "EVERFLOW_BANK_STEP_TIMEOUT": "5",
         LEDGER_ENV: str(ledgers.attempts),
+        **WORKER_ENV.get(fault, {}),
     }
 
     def start(name: str) -> None:

@@ -9,8 +9,10 @@ import socket
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError
 
 from processors.activity_runner.runner import RunnerConfig
+from streams import kafka
 from streams.errors import ConfigError
 from streams.settings import (
     DEFAULT_GC_THRESHOLD,
@@ -372,6 +374,30 @@ def test_eager_dispatch_is_on_by_default_and_turned_off_from_the_environment() -
     assert WorkerSettings.from_env({"EVERFLOW_EAGER_ACTIVITIES": "off"}).eager_activities is False
     with pytest.raises(ConfigError, match="EVERFLOW_EAGER_ACTIVITIES must be on or off"):
         WorkerSettings.from_env({"EVERFLOW_EAGER_ACTIVITIES": "sometimes"})
+
+
+def test_static_membership_is_off_by_default_and_names_the_member_by_the_instance_id() -> None:
+    assert WorkerSettings.from_env({}).static_membership is False
+    on = WorkerSettings.from_env({"EVERFLOW_STATIC_MEMBERSHIP": "on", "EVERFLOW_INSTANCE_ID": "w7"})
+    assert on.static_membership is True
+    assert kafka.static_member(on.static_membership, on.instance_id) == {"group.instance.id": "w7"}
+    assert kafka.static_member(False, "w7") == {}
+    with pytest.raises(ConfigError, match="EVERFLOW_STATIC_MEMBERSHIP must be on or off"):
+        WorkerSettings.from_env({"EVERFLOW_STATIC_MEMBERSHIP": "static"})
+
+
+def test_a_fenced_static_member_is_told_that_instance_ids_must_be_unique() -> None:
+    fenced = KafkaError(
+        KafkaError.FENCED_INSTANCE_ID,
+        "Fatal consumer error: Broker: Static consumer fenced by other consumer with same "
+        "group.instance.id",
+        fatal=True,
+    )
+    error = kafka.fenced_member(fenced, "w7")
+    assert error.fatal() and error.code() == KafkaError.FENCED_INSTANCE_ID
+    assert "instance ID 'w7'" in error.str() and "must be unique" in error.str()
+    other = KafkaError(KafkaError.CLUSTER_AUTHORIZATION_FAILED, "not allowed", fatal=True)
+    assert kafka.fenced_member(other, "w7") is other
 
 
 def test_a_client_creates_missing_topics_unless_the_environment_says_no() -> None:
