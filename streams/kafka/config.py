@@ -18,6 +18,20 @@ from streams.payload import DEFAULT_MAX_PAYLOAD_BYTES
 DEFAULT_PREFIX = "everflow."
 DEFAULT_PARTITIONS = 8
 
+# How long a client waits for a broker's answer, and for a connection to one. librdkafka's
+# defaults are 60 s and 30 s. A broker cut off by the network drops packets and sends no
+# reset, so every request queued on it waits that long; the client learns that the cluster
+# moved the partitions' leaders (after the broker's 9 s session) only when they time out.
+# On the fault lab's `broker-cut`, a worker's restore asked the cut broker for an end offset
+# and waited until the cut healed; with 10 s it asks the new leader soon after the move.
+# 10 s is also the Java client's connection set-up timeout. Requests that wait on purpose
+# (a group's JoinGroup) have their own timeouts; a user's settings (`kafka=`,
+# EVERFLOW_KAFKA_SOCKET_TIMEOUT_MS) still win.
+NETWORK_TIMEOUTS: Mapping[str, int] = {
+    "socket.timeout.ms": 10_000,
+    "socket.connection.setup.timeout.ms": 10_000,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class KafkaConfig:
@@ -86,8 +100,9 @@ class KafkaConfig:
         return str(user) if user else None
 
     def client_settings(self, **settings: Any) -> dict[str, Any]:
-        """librdkafka settings: ours, then the user's pass-through ones on top."""
-        merged: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
+        """librdkafka settings: the network timeouts (`NETWORK_TIMEOUTS`), ours, then the
+        user's pass-through ones on top."""
+        merged: dict[str, Any] = {"bootstrap.servers": self.bootstrap, **NETWORK_TIMEOUTS}
         merged.update(settings)
         merged.update(self.kafka)
         return merged

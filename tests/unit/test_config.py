@@ -30,6 +30,19 @@ def test_environment_settings_and_librdkafka_pass_through() -> None:
     assert settings["acks"] == "all" and settings["bootstrap.servers"] == "k1:9092,k2:9092"
 
 
+def test_clients_give_up_on_a_silent_broker_after_ten_seconds_unless_told_otherwise() -> None:
+    settings = KafkaConfig(bootstrap="k:1").client_settings()
+    assert settings["socket.timeout.ms"] == 10_000
+    assert settings["socket.connection.setup.timeout.ms"] == 10_000
+    # a call site may ask for its own, and the user's pass-through settings win over both
+    asked = KafkaConfig(bootstrap="k:1").client_settings(**{"socket.timeout.ms": 5000})
+    assert asked["socket.timeout.ms"] == 5000
+    config = KafkaConfig.from_env(
+        {"EVERFLOW_BOOTSTRAP": "k:1", "EVERFLOW_KAFKA_SOCKET_TIMEOUT_MS": "60000"}
+    )
+    assert config.client_settings(**{"socket.timeout.ms": 5000})["socket.timeout.ms"] == "60000"
+
+
 def test_keyword_arguments_win_over_the_environment() -> None:
     config = KafkaConfig.from_env({"EVERFLOW_BOOTSTRAP": "env:1"}, bootstrap="arg:2", partitions=3)
     assert config.bootstrap == "arg:2" and config.partitions == 3
