@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, TopicMetadata
 
 from streams.errors import BrokerError, KafkaAuthorizationError, TopicMismatchError
 from streams.kafka.clients import admin, consumer, read_to_end, refusal, transient
@@ -148,8 +148,10 @@ def _ensure_topics(
                     raise creation_denied(name, getattr(admin, "principal", None)) from e
                 raise BrokerError(f"cannot create topic {name}: {e.args[0].str()}") from e
         log.info("created topics count=%d names=%s", len(created), ",".join(created))
-    _wait_for_metadata(admin, [s.name for s in specs], timeout)
-    verify_topics(admin, specs, timeout)
+    # checked against the answer that showed them all: another broker may still be behind
+    # (one that just came back after a cut), and would answer that they are missing
+    seen = _wait_for_metadata(admin, [s.name for s in specs], timeout)
+    verify_topics(admin, specs, timeout, seen)
     return created
 
 
@@ -164,10 +166,13 @@ def _answer(future: Future[Any], timeout: float, what: str) -> Any:
         raise KafkaException(KafkaError(KafkaError._TIMED_OUT, reason)) from e
 
 
-def _wait_for_metadata(admin: AdminClient, names: list[str], timeout: float) -> None:
+def _wait_for_metadata(
+    admin: AdminClient, names: list[str], timeout: float
+) -> Mapping[str, TopicMetadata]:
     """Waits until every topic of `names` is in the metadata with its leaders known (a
-    created topic shows only then). Not there after `timeout`: a busy cluster (a node
-    restarting, a loaded machine), raised as a timeout, which `ensure_topics` asks again."""
+    created topic shows only then), and returns that metadata's topics. Not there after
+    `timeout`: a busy cluster (a node restarting, a loaded machine), raised as a timeout,
+    which `ensure_topics` asks again."""
     deadline = time.monotonic() + timeout
     while True:
         topics = admin.list_topics(timeout=timeout).topics
@@ -177,16 +182,23 @@ def _wait_for_metadata(admin: AdminClient, names: list[str], timeout: float) -> 
             if n not in topics or any(p.leader < 0 for p in topics[n].partitions.values())
         ]
         if not waiting:
-            return
+            return topics
         if time.monotonic() > deadline:
             reason = f"topics not in the metadata with leaders yet: {', '.join(waiting)}"
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, reason))
         time.sleep(0.05)
 
 
-def verify_topics(admin: AdminClient, specs: list[TopicSpec], timeout: float = 30.0) -> None:
-    """Raises TopicMismatchError naming every difference between the topics and `specs`."""
-    metadata = admin.list_topics(timeout=timeout).topics
+def verify_topics(
+    admin: AdminClient,
+    specs: list[TopicSpec],
+    timeout: float = 30.0,
+    metadata: Mapping[str, TopicMetadata] | None = None,
+) -> None:
+    """Raises TopicMismatchError naming every difference between the topics and `specs`:
+    those of `metadata` (topics by name, from `list_topics`), else of a new request."""
+    if metadata is None:
+        metadata = admin.list_topics(timeout=timeout).topics
     problems: list[str] = []
     keyed_counts: dict[str, int] = {}
     for s in specs:

@@ -78,3 +78,58 @@ def test_a_created_topic_late_in_the_metadata_is_a_transient_timeout_naming_it()
         _wait_for_metadata(SlowMetadata(late=10**6), ["t.commands"], timeout=0.2)  # type: ignore[arg-type]
     assert kafka.transient(raised.value)  # ensure_topics asks again, within its patience
     _wait_for_metadata(SlowMetadata(late=3), ["t.commands"], timeout=5)  # type: ignore[arg-type]
+
+
+class LaggingBroker:
+    """An admin client of a cluster where the topics exist, but whose every metadata
+    answer after the first `fresh` comes from a broker still behind (one just back after a
+    cut): it has not heard of them yet."""
+
+    def __init__(self, specs: list[object], fresh: int) -> None:
+        self.specs = {s.name: s for s in specs}  # type: ignore[attr-defined]
+        self.fresh = fresh
+
+    def list_topics(self, timeout: float) -> object:
+        class Partition:
+            leader = 1
+
+        class Topic:
+            def __init__(self, count: int) -> None:
+                self.partitions = {p: Partition() for p in range(count)}
+
+        class Metadata:
+            topics: dict[str, object] = {}
+
+        self.fresh -= 1
+        if self.fresh >= 0:
+            Metadata.topics = {n: Topic(s.partitions) for n, s in self.specs.items()}
+        return Metadata()
+
+    def describe_configs(self, resources: list[object], request_timeout: float) -> object:
+        from concurrent.futures import Future
+
+        class Entry:
+            def __init__(self, value: str) -> None:
+                self.value = value
+
+        out = {}
+        for resource in resources:
+            answer: Future[object] = Future()
+            wanted = self.specs[resource.name].config  # type: ignore[attr-defined]
+            answer.set_result({k: Entry(v) for k, v in wanted.items()})
+            out[resource] = answer
+        return out
+
+
+def test_topics_seen_whole_are_not_called_missing_by_a_broker_still_behind() -> None:
+    from streams.errors import TopicMismatchError
+    from streams.kafka.config import KafkaConfig
+    from streams.kafka.topics import ensure_topics, topic_specs, verify_topics
+
+    specs = topic_specs(KafkaConfig(bootstrap="k:1", topic_prefix="t."), ["q"])
+    # answers 1-3: reachable, all there, all with leaders; from then on a broker behind
+    admin = LaggingBroker(specs, fresh=3)
+    assert ensure_topics(admin, specs, timeout=1, patience=0) == []  # type: ignore[arg-type]
+    # asked on its own, that broker would call every one of them missing
+    with pytest.raises(TopicMismatchError, match=r"t\.commands: missing"):
+        verify_topics(admin, specs, timeout=1)  # type: ignore[arg-type]
