@@ -120,6 +120,11 @@ def classify(error: KafkaError, call: Call) -> Failure:
         return Failure.UNKNOWN
     if error.txn_requires_abort() and call is not Call.ABORT:
         return Failure.ABORTABLE
+    if call is Call.PRODUCE and code == KafkaError._STATE:
+        # the producer no longer takes records into this transaction: librdkafka failed it
+        # in the background (a request that timed out while this process was paused); a
+        # new producer is the way out, as for a fatal error
+        return Failure.FATAL
     if call is Call.PRODUCE:
         return Failure.RETRIABLE if error.retriable() else Failure.UNEXPECTED
     if call is Call.SEND_OFFSETS and error.retriable():

@@ -189,11 +189,25 @@ def test_an_activitys_pause_and_retry_buttons_hold_then_rerun_it(
         return False
 
     wait_until(shown, timeout=60, interval=0.5, message="the charge is not shown pending")
+    held: list[tuple[Any, Any]] = []
+
+    def hold(route: Any) -> None:  # the server has answered; the page gets it when let go
+        held.append((route, route.fetch()))
+
+    page.route("**/activities/2/pause", hold)
     pause.click()
     expect(page.locator("#confirm-dialog .confirm-message")).to_contain_text(
         "Pause activity 2?"
     )
     confirm(page, "Confirm")
+    # the change shows before the answer does (the live view swaps the activity's card in,
+    # paused): the answer still lands in the section's result, not in the one swapped out
+    expect(page.locator('form[action$="/activities/2/unpause"] button')).to_be_visible(
+        timeout=30_000
+    )
+    route, answer = held[0]
+    route.fulfill(response=answer)
+    page.unroute("**/activities/2/pause")
     expect(page.locator("#activity-result [role=status]")).to_contain_text(
         "Activity 2 paused"
     )

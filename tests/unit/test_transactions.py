@@ -119,6 +119,9 @@ OTHER = _error(KafkaError._STATE)  # "operation not valid in state ..."
         (ABORTABLE, Call.PRODUCE, Failure.ABORTABLE),
         (FATAL, Call.PRODUCE, Failure.FATAL),
         (_error(KafkaError.MSG_SIZE_TOO_LARGE), Call.PRODUCE, Failure.UNEXPECTED),
+        # a producer whose transaction librdkafka failed in the background refuses records
+        # ("Erroneous state"; seen after SIGCONT): a new producer, not a stop
+        (OTHER, Call.PRODUCE, Failure.FATAL),
     ],
 )
 def test_a_failed_call_is_classified_by_what_it_means_for_the_transaction(

@@ -146,18 +146,23 @@ const EF = (() => {
       form.submit();
       return;
     }
-    const target = document.getElementById(form.dataset.result);
+    // the answer's element is looked up when the answer is there: a live swap that came
+    // first (the change the action made, shown before its answer) replaced the old one
+    const target = () => document.getElementById(form.dataset.result);
     const button = form.querySelector("button[type=submit], button:not([type])");
     if (button) button.disabled = true;
     try {
       const { ok, html } = await post(form.action, new FormData(form));
-      if (target) {
-        target.innerHTML = html;
-        target.classList.toggle("failed", !ok);
+      const out = target();
+      if (out) {
+        out.innerHTML = html;
+        out.classList.toggle("failed", !ok);
       }
-      form.dispatchEvent(new CustomEvent("ef:done", { bubbles: true, detail: { ok } }));
+      const from = form.isConnected ? form : document;
+      from.dispatchEvent(new CustomEvent("ef:done", { bubbles: true, detail: { ok } }));
     } catch (err) {
-      if (target) target.textContent = `The server did not answer: ${err}`;
+      const out = target();
+      if (out) out.textContent = `The server did not answer: ${err}`;
     } finally {
       if (button) button.disabled = false;
     }
